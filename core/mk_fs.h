@@ -1,0 +1,38 @@
+/* medkd core: file helpers shared by every writer.
+ *
+ * Atomic output: write to `PATH.tmp.<pid>` obtained from mk_fs_tmp_path, then mk_fs_commit renames
+ * it over PATH (same directory, so rename(2) is atomic). On failure call mk_fs_discard so no half
+ * written file is ever left under the final name. */
+#ifndef MK_FS_H
+#define MK_FS_H
+
+#include <stddef.h>
+
+#include "mk_status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Writes "PATH.tmp.PID" into buf (size n). Returns MK_ERR_INVALID if it does not fit. */
+mk_status mk_fs_tmp_path(mk_ctx *ctx, const char *path, char *buf, size_t n);
+/* rename(tmp, path); on failure removes tmp and records an error naming path. */
+mk_status mk_fs_commit(mk_ctx *ctx, const char *tmp, const char *path);
+/* unlink(tmp), ignoring errors. */
+void mk_fs_discard(const char *tmp);
+/* mkdir -p. */
+mk_status mk_fs_mkdirs(mk_ctx *ctx, const char *dir);
+/* 1 if a regular file / directory exists at path. */
+int mk_fs_is_file(const char *path);
+int mk_fs_is_dir(const char *path);
+/* Read a whole file into a NUL-terminated malloc'd buffer (caller frees). */
+mk_status mk_fs_read_all(mk_ctx *ctx, const char *path, char **out, size_t *len);
+/* Join dir and rel unless rel is absolute; result into buf. */
+mk_status mk_fs_join(mk_ctx *ctx, const char *dir, const char *rel, char *buf, size_t n);
+/* Directory part of path ("." when none) into buf. */
+void mk_fs_dirname(const char *path, char *buf, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,114 @@
+/* medkd image type: voxels and geometry, never apart.
+ *
+ * Axis order (stated once, asserted at every I/O boundary): dim[0] is the fastest-varying voxel
+ * axis i (NIfTI "x", ITK index 0), then j, k, t, u. Voxel (i,j,k) is at
+ *     data[i + dim[0]*(j + dim[1]*k)]
+ * which is the on-disk order of NIfTI, MetaImage and NRRD, and C order [k][j][i] in memory.
+ *
+ * World coordinates. `geom` holds ITK-style physical geometry in LPS millimetres:
+ *     p_LPS = origin + direction * diag(spacing) * (i,j,k)
+ * with `direction` row-major 3x3 of unit columns. NIfTI files additionally keep their qform/sform
+ * (RAS, as stored) with their codes in `nifti`, so a mask written from a reference image carries the
+ * reference's qform and sform untouched, bit for bit. Writers take a reference image's geometry
+ * (mk_image_new_like), never loose numbers.
+ *
+ * Ownership: mk_image_new* returns an image the caller owns; release with mk_image_free (NULL ok).
+ * `data` belongs to the image.
+ */
+#ifndef MK_IMAGE_H
+#define MK_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/mk_status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MK_IMAGE_MAX_DIMS 5
+
+typedef enum mk_dtype {
+    MK_DT_UINT8 = 0,
+    MK_DT_INT8,
+    MK_DT_UINT16,
+    MK_DT_INT16,
+    MK_DT_UINT32,
+    MK_DT_INT32,
+    MK_DT_UINT64,
+    MK_DT_INT64,
+    MK_DT_FLOAT32,
+    MK_DT_FLOAT64,
+    MK_DT_RGB24, /* 3 interleaved uint8 per voxel */
+    MK_DT_COUNT
+} mk_dtype;
+
+size_t mk_dtype_size(mk_dtype t);     /* bytes per voxel */
+const char *mk_dtype_name(mk_dtype t); /* "uint8", "int16", "float32", ... */
+
+/* NIfTI-specific header fields kept for exact round trips. */
+typedef struct mk_nifti_meta {
+    int present;         /* 1 if the fields below came from (or are meant for) a NIfTI header */
+    int qform_code, sform_code;
+    double qform[4][4];  /* RAS, as stored (qto_xyz) */
+    double sform[4][4];  /* RAS, as stored (sto_xyz) */
+    double qfac;
+    int xyz_units, time_units;
+    double toffset;
+    double pixdim[8];    /* as stored (float widened), pixdim[0] = qfac */
+} mk_nifti_meta;
+
+typedef struct mk_geom {
+    double spacing[3];   /* mm, > 0 */
+    double origin[3];    /* LPS mm */
+    double direction[9]; /* LPS, row-major, columns are the unit axis vectors */
+    double tr;           /* 4th-axis step (seconds) or 0 */
+} mk_geom;
+
+typedef struct mk_image {
+    mk_dtype dtype;
+    int ndim;                        /* 1..5; spatial dims beyond ndim are 1 */
+    int64_t dim[MK_IMAGE_MAX_DIMS];  /* unused trailing entries are 1 */
+    mk_geom geom;
+    mk_nifti_meta nifti;
+    int intent_code;
+    char descrip[81];
+    void *data;                      /* nvox * mk_dtype_size(dtype) bytes, owned */
+} mk_image;
+
+/* Largest voxel count accepted from any header (validated before allocation). */
+#define MK_IMAGE_MAX_VOXELS ((int64_t)1 << 34)
+
+/* Number of voxels (product of dims). */
+int64_t mk_image_nvox(const mk_image *img);
+
+/* Identity geometry: spacing 1, origin 0, identity direction. */
+void mk_geom_identity(mk_geom *g);
+
+/* Allocate a zeroed image with identity geometry. Validates dims (>0, product <= limit). */
+mk_status mk_image_new(mk_ctx *ctx, mk_dtype dtype, int ndim, const int64_t *dim, mk_image **out);
+/* Allocate a zeroed image with ref's spatial dims, geometry, and NIfTI meta, but another dtype
+ * (for masks: MK_DT_UINT8 / MK_DT_INT16). */
+mk_status mk_image_new_like(mk_ctx *ctx, const mk_image *ref, mk_dtype dtype, mk_image **out);
+void mk_image_free(mk_image *img);
+
+/* Voxel value as double (RGB24: luminance). Index is the linear voxel index. */
+double mk_image_get(const mk_image *img, int64_t idx);
+/* Store a value, rounding and clamping to the dtype's range for integer types. */
+void mk_image_set(mk_image *img, int64_t idx, double v);
+
+/* 4x4 voxel->world matrix in LPS from geom. */
+void mk_geom_affine_lps(const mk_geom *g, double m[4][4]);
+/* Same in RAS (NIfTI convention: negate x and y rows). */
+void mk_geom_affine_ras(const mk_geom *g, double m[4][4]);
+/* Three-letter orientation code of the voxel axes in RAS terms as nibabel prints it ("RAS", "LPS"). */
+void mk_geom_orient_code(const mk_geom *g, char code[4]);
+/* 1 if the grids agree: same spatial dims, spacing within rel_tol, origin/direction within
+ * rel_tol*max(spacing). */
+int mk_geom_same_grid(const mk_image *a, const mk_image *b, double rel_tol);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

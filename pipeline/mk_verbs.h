@@ -1,0 +1,12 @@
+/* Handlers of the `pipeline` verbs; each lives in pipeline/verb_<name>.c and is registered in
+ * the table of pipeline/verbs.c. */
+#ifndef MK_VERBS_H
+#define MK_VERBS_H
+#include "mk_cli.h"
+
+mk_status mk_verb_run(mk_cli *cli, int argc, char **argv);
+mk_status mk_verb_validate(mk_cli *cli, int argc, char **argv);
+mk_status mk_verb_version(mk_cli *cli, int argc, char **argv);
+mk_status mk_verb_help(mk_cli *cli, int argc, char **argv);
+
+#endif
