@@ -1,1 +1,0 @@
-int mk__nn_placeholder(void); int mk__nn_placeholder(void) { return 0; }
