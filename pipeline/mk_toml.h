@@ -51,6 +51,10 @@ typedef struct mk_toml_datetime {
 typedef struct mk_toml_value mk_toml_value;
 typedef struct mk_toml_doc mk_toml_doc;
 
+/* Deepest nesting of tables and arrays (headers, dotted keys, inline tables and arrays all count);
+ * deeper documents are rejected with an error instead of exhausting the stack. */
+#define MK_TOML_MAX_DEPTH 256
+
 /* Parse a buffer of `len` bytes. `filename` is used only in messages. *out owned by caller. */
 mk_status mk_toml_parse(mk_ctx *ctx, const char *filename, const char *buf, size_t len,
                         mk_toml_doc **out);
@@ -71,6 +75,12 @@ size_t mk_toml_table_len(const mk_toml_value *t);
 const char *mk_toml_table_key(const mk_toml_value *t, size_t i);
 const mk_toml_value *mk_toml_table_at(const mk_toml_value *t, size_t i);
 const mk_toml_value *mk_toml_table_get(const mk_toml_value *t, const char *key); /* NULL if absent */
+/* Length of key i in bytes (a quoted key may contain "\u0000"; mk_toml_table_key stops there). */
+size_t mk_toml_table_key_len(const mk_toml_value *t, size_t i);
+/* Index of `key` in t (0..len-1), or -1 if absent; use it with mk_toml_table_key_line/_col. */
+long mk_toml_table_find(const mk_toml_value *t, const char *key);
+/* Like mk_toml_table_get with an explicit key length (keys may contain NUL bytes). */
+const mk_toml_value *mk_toml_table_getn(const mk_toml_value *t, const char *key, size_t len);
 /* Line/column of the key itself (where `key = value` or `[key]` was written). */
 int mk_toml_table_key_line(const mk_toml_value *t, size_t i);
 int mk_toml_table_key_col(const mk_toml_value *t, size_t i);
