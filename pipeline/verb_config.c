@@ -1,12 +1,151 @@
-#include "mk_verbs.h"
+/* `pipeline validate` and `pipeline run`. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
-/* Replaced by the config schema implementation. */
-mk_status mk_verb_run(mk_cli *cli, int argc, char **argv)
-{
-    return mk_err(cli->ctx, MK_ERR_UNSUPPORTED, "run: not implemented yet");
-}
+#include "mk_config.h"
+#include "mk_runner.h"
+#include "mk_verbs.h"
 
 mk_status mk_verb_validate(mk_cli *cli, int argc, char **argv)
 {
-    return mk_err(cli->ctx, MK_ERR_UNSUPPORTED, "validate: not implemented yet");
+    mk_ctx *ctx = cli->ctx;
+    const char *path = NULL;
+    int explain = 0, markdown = 0, print = 0;
+    mk_args a;
+    mk_args_init(&a, argc, argv);
+    while (mk_args_next(&a)) {
+        if (mk_args_is(&a, "--explain"))
+            explain = 1;
+        else if (mk_args_is(&a, "--markdown"))
+            markdown = 1;
+        else if (mk_args_is(&a, "--print"))
+            print = 1;
+        else if (mk_args_positional(&a) && !path)
+            path = a.arg;
+        else
+            return mk_args_unknown(&a, ctx);
+    }
+    if (explain && !path) {
+        mk_cfg_explain(stdout, markdown);
+        return MK_OK;
+    }
+    if (!path)
+        return mk_err(ctx, MK_ERR_USAGE, "validate: expected a CONFIG file (or --explain)");
+    mk_cfg *cfg = NULL;
+    mk_status st = mk_cfg_load(ctx, path, &cfg);
+    if (st == MK_OK)
+        st = mk_runner_check(ctx, cfg);
+    if (st != MK_OK) {
+        mk_cfg_free(cfg);
+        return st;
+    }
+    if (explain)
+        mk_cfg_explain(stdout, markdown);
+    if (print)
+        mk_cfg_print(cfg, stdout);
+    else
+        printf("%s: ok\n", path);
+    mk_cfg_free(cfg);
+    return MK_OK;
+}
+
+/* TOML basic string of s (for overrides). */
+static void toml_quote(const char *s, char *buf, size_t n)
+{
+    size_t k = 0;
+    if (n < 3)
+        return;
+    buf[k++] = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p && k + 8 < n; p++) {
+        if (*p == '"' || *p == '\\') {
+            buf[k++] = '\\';
+            buf[k++] = (char)*p;
+        } else if (*p < 0x20) {
+            k += (size_t)snprintf(buf + k, n - k, "\\u%04x", *p);
+        } else {
+            buf[k++] = (char)*p;
+        }
+    }
+    buf[k++] = '"';
+    buf[k] = '\0';
+}
+
+mk_status mk_verb_run(mk_cli *cli, int argc, char **argv)
+{
+    mk_ctx *ctx = cli->ctx;
+    const char *path = NULL, *out = NULL, *seed = NULL, *threads = NULL;
+    int resume = 0, dry = 0;
+    mk_args a;
+    mk_args_init(&a, argc, argv);
+    while (mk_args_next(&a)) {
+        if (mk_args_is(&a, "--resume"))
+            resume = 1;
+        else if (mk_args_is(&a, "--dry-run"))
+            dry = 1;
+        else if (mk_args_is(&a, "--out")) {
+            if (!(out = mk_args_value(&a)))
+                return mk_args_missing(&a, ctx);
+        } else if (mk_args_is(&a, "--seed")) {
+            if (!(seed = mk_args_value(&a)))
+                return mk_args_missing(&a, ctx);
+        } else if (mk_args_is(&a, "--threads")) {
+            if (!(threads = mk_args_value(&a)))
+                return mk_args_missing(&a, ctx);
+        } else if (mk_args_positional(&a) && !path)
+            path = a.arg;
+        else
+            return mk_args_unknown(&a, ctx);
+    }
+    if (!path)
+        return mk_err(ctx, MK_ERR_USAGE, "run: expected a CONFIG file (see 'pipeline help run')");
+    mk_cfg *cfg = NULL;
+    mk_status st = mk_cfg_load(ctx, path, &cfg);
+    char q[4200];
+    if (st == MK_OK && out) {
+        toml_quote(out, q, sizeof q);
+        st = mk_cfg_override(ctx, cfg, "run.out_dir", q);
+    }
+    if (st == MK_OK && seed)
+        st = mk_cfg_override(ctx, cfg, "run.seed", seed);
+    if (st == MK_OK && threads)
+        st = mk_cfg_override(ctx, cfg, "run.threads", threads);
+    if (st == MK_OK)
+        st = mk_runner_check(ctx, cfg);
+    if (st != MK_OK) {
+        if (st == MK_ERR_USAGE && (seed || threads || out))
+            mk_err_prefix(ctx, "run");
+        mk_cfg_free(cfg);
+        return st;
+    }
+    int nthreads = (int)mk_cfg_int(cfg, "run.threads");
+    if (nthreads == 0) {
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        nthreads = nc > 0 ? (int)nc : 1;
+    }
+    if (dry) {
+        mk_cfg_print(cfg, stdout);
+        printf("\n# plan: run directory %s, seed %lld, threads %d, stages:", mk_cfg_str(cfg, "run.out_dir"),
+               mk_cfg_int(cfg, "run.seed"), nthreads);
+        for (int i = 0; i < mk_cfg_list_len(cfg, "run.stages"); i++)
+            printf(" %s", mk_cfg_list_str(cfg, "run.stages", i));
+        printf("\n");
+        mk_cfg_free(cfg);
+        return MK_OK;
+    }
+    char cmd[2048] = "pipeline";
+    for (int i = 0; i < argc; i++) {
+        strncat(cmd, " ", sizeof cmd - strlen(cmd) - 1);
+        strncat(cmd, argv[i], sizeof cmd - strlen(cmd) - 1);
+    }
+    mk_run_env env = {.ctx = ctx,
+                      .cfg = cfg,
+                      .run_dir = mk_cfg_str(cfg, "run.out_dir"),
+                      .seed = mk_cfg_int(cfg, "run.seed"),
+                      .threads = nthreads,
+                      .resume = resume};
+    st = mk_runner_run(&env, cmd);
+    mk_cfg_free(cfg);
+    return st;
 }

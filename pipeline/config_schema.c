@@ -1,0 +1,108 @@
+/* The config schema: one declarative table per section. docs/config.md is generated from it
+ * (`pipeline validate --explain --markdown`). Ranges: {min, max}; min > max means unbounded. */
+#include "mk_config.h"
+
+#define NR 1, 0 /* no range */
+#define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+static const mk_cfg_key RUN_KEYS[] = {
+    {"name", MK_CFG_STRING, "\"run\"", NR, NULL, 0, "name of the run, used in reports"},
+    {"out_dir", MK_CFG_PATH, "\"runs/run\"", NR, NULL, 0,
+     "run directory: config copy, logs, checkpoints, models, masks, reports"},
+    {"stages", MK_CFG_STRING_LIST, NULL, NR, NULL, MK_CFG_REQUIRED,
+     "stages to run, in order (each reads the section of the same name)"},
+    {"seed", MK_CFG_INT, "1", 0, 2147483647.0, NULL, 0,
+     "master seed: initialisation, data order, augmentation, dropout"},
+    {"threads", MK_CFG_INT, "0", 0, 256, NULL, 0, "worker threads (0: one per core)"},
+    {"checkpoint_every", MK_CFG_INT, "200", 1, 1e9, NULL, 0,
+     "training iterations between checkpoints (resume with --resume)"},
+    {"log_every", MK_CFG_INT, "50", 1, 1e9, NULL, 0, "training iterations between loss log lines"},
+};
+
+static const mk_cfg_key DATA_KEYS[] = {
+    {"manifest", MK_CFG_PATH, NULL, NR, NULL, MK_CFG_REQUIRED | MK_CFG_MUST_EXIST,
+     "CSV manifest (id, modality, image, label, split, domain) or nnU-Net dataset folder"},
+    {"ct_modality", MK_CFG_STRING, "\"CT\"", NR, NULL, 0, "manifest modality of the CT images"},
+    {"mri_modality", MK_CFG_STRING, "\"MR\"", NR, NULL, 0, "manifest modality of the MRI images"},
+    {"ct_window", MK_CFG_FLOAT_LIST, "[-200.0, 300.0]", -3000, 10000, NULL, 0,
+     "CT intensity window in HU [low, high], mapped to [-1, 1]"},
+    {"mri_norm", MK_CFG_STRING, "\"zscore\"", NR, "zscore|minmax", 0,
+     "MRI intensity normalisation per volume"},
+    {"slice_axis", MK_CFG_STRING, "\"k\"", NR, "i|j|k", 0,
+     "voxel axis across which 2D slices are taken for training"},
+    {"patch", MK_CFG_INT_LIST, "[48, 48]", 8, 4096, NULL, 0, "training patch size in voxels"},
+    {"label", MK_CFG_INT, "1", 1, 255, NULL, 0, "label value of the structure to segment"},
+};
+
+static const mk_cfg_key SYNTH_KEYS[] = {
+    {"kind", MK_CFG_STRING, "\"lung\"", NR, "lung|cardiac|histo", 0, "phantom family"},
+    {"out_dir", MK_CFG_PATH, "\"demo-data\"", NR, NULL, 0,
+     "where the phantoms and their manifest are written (skipped when already complete)"},
+    {"cases", MK_CFG_INT, "16", 1, 10000, NULL, 0, "cases per modality/domain"},
+    {"seed", MK_CFG_INT, "7", 0, 2147483647.0, NULL, 0, "phantom seed (independent of run.seed)"},
+    {"size", MK_CFG_INT_LIST, "[64, 64, 24]", 8, 2048, NULL, 0, "volume size in voxels (i, j, k)"},
+};
+
+static const mk_cfg_key MODEL_KEYS[] = {
+    {"width", MK_CFG_INT, "8", 1, 512, NULL, 0, "channels of the first U-Net level (doubling per level)"},
+    {"depth", MK_CFG_INT, "3", 2, 6, NULL, 0, "resolution levels of the U-Net"},
+    {"classes", MK_CFG_INT, "2", 2, 64, NULL, 0, "output classes including background"},
+    {"norm", MK_CFG_STRING, "\"batch\"", NR, "batch|instance", 0, "normalisation layer"},
+};
+
+static const mk_cfg_key TRANSLATE_KEYS[] = {
+    {"iterations", MK_CFG_INT, "400", 0, 1e9, NULL, 0, "warm-up iterations of CT->MRI translation alone"},
+    {"batch", MK_CFG_INT, "4", 1, 1024, NULL, 0, "slices per batch"},
+    {"lr", MK_CFG_FLOAT, "2e-4", 0, 1, NULL, 0, "Adam learning rate of generators and discriminators"},
+    {"beta1", MK_CFG_FLOAT, "0.5", 0, 0.999999, NULL, 0, "Adam beta1"},
+    {"lambda_cycle", MK_CFG_FLOAT, "10.0", 0, 1e6, NULL, 0, "weight of the cycle-consistency L1 loss"},
+    {"lambda_identity", MK_CFG_FLOAT, "0.5", 0, 1e6, NULL, 0,
+     "weight of the identity loss (relative to lambda_cycle)"},
+    {"gen_width", MK_CFG_INT, "16", 1, 512, NULL, 0, "generator channels"},
+    {"disc_width", MK_CFG_INT, "16", 1, 512, NULL, 0, "PatchGAN discriminator channels"},
+};
+
+static const mk_cfg_key CMEDL_KEYS[] = {
+    {"iterations", MK_CFG_INT, "1500", 1, 1e9, NULL, 0, "joint training iterations"},
+    {"batch", MK_CFG_INT, "4", 1, 1024, NULL, 0, "labelled CT slices (and MRI slices) per batch"},
+    {"lr", MK_CFG_FLOAT, "2e-4", 0, 1, NULL, 0, "Adam learning rate of teacher and student"},
+    {"hint_layers", MK_CFG_STRING_LIST, "[\"dec_last\", \"prelogits\"]", NR, NULL, 0,
+     "feature maps tied by the hint loss (names of the U-Net's feature taps)"},
+    {"lambda_hint", MK_CFG_FLOAT, "1.0", 0, 1e6, NULL, 0, "weight of the hint (feature distillation) loss"},
+    {"w_seg_student", MK_CFG_FLOAT, "1.0", 0, 1e6, NULL, 0, "weight of the student's segmentation loss"},
+    {"w_seg_teacher", MK_CFG_FLOAT, "1.0", 0, 1e6, NULL, 0,
+     "weight of the teacher's segmentation loss (pseudo-MRI and MRI)"},
+    {"dice_weight", MK_CFG_FLOAT, "0.5", 0, 1, NULL, 0, "segmentation loss = w*Dice + (1-w)*CE"},
+    {"hint_to_teacher", MK_CFG_BOOL, "false", NR, NULL, 0, "let the hint loss update the teacher too"},
+    {"seg_to_i2i", MK_CFG_BOOL, "true", NR, NULL, 0,
+     "let the teacher's loss on pseudo-MRI update the translator"},
+};
+
+static const mk_cfg_key BASELINE_KEYS[] = {
+    {"iterations", MK_CFG_INT, "0", 0, 1e9, NULL, 0,
+     "iterations of the CT-only student (0: the same as cmedl.iterations)"},
+};
+
+static const mk_cfg_key EVALUATE_KEYS[] = {
+    {"split", MK_CFG_STRING, "\"test\"", NR, NULL, 0, "manifest split to evaluate"},
+    {"tolerance_mm", MK_CFG_FLOAT, "1.0", 0, 1e4, NULL, 0, "surface Dice tolerance in mm"},
+    {"convention", MK_CFG_STRING, "\"deepmind\"", NR, "deepmind|medpy", 0,
+     "surface-distance convention (see docs/metrics.md)"},
+    {"write_masks", MK_CFG_BOOL, "true", NR, NULL, 0, "write predicted masks as NIfTI"},
+};
+
+const mk_cfg_section MK_CFG_SCHEMA[] = {
+    {"run", "what to run and where", RUN_KEYS, N(RUN_KEYS), 0},
+    {"data", "the dataset", DATA_KEYS, N(DATA_KEYS), 0},
+    {"model", "segmentation network shape (teacher and student)", MODEL_KEYS, N(MODEL_KEYS), 0},
+    {"synth", "generate phantom data with exact labels", SYNTH_KEYS, N(SYNTH_KEYS), 1},
+    {"translate", "unpaired CT->MRI translation (CycleGAN-style)", TRANSLATE_KEYS,
+     N(TRANSLATE_KEYS), 1},
+    {"cmedl", "cross-modality educed distillation: MRI teacher guides a CT student", CMEDL_KEYS,
+     N(CMEDL_KEYS), 1},
+    {"baseline", "the same student trained on CT alone, for comparison", BASELINE_KEYS,
+     N(BASELINE_KEYS), 1},
+    {"evaluate", "inference on the evaluation split, masks and the metrics report", EVALUATE_KEYS,
+     N(EVALUATE_KEYS), 1},
+};
+const int MK_CFG_SCHEMA_COUNT = N(MK_CFG_SCHEMA);

@@ -1,0 +1,106 @@
+/* medkd run configuration: TOML 1.0 checked against a declarative schema.
+ *
+ * The schema is one table per section (pipeline/config_schema.c): key, type, default, range or
+ * choices, one-line doc. From it come validation (unknown keys with a "did you mean" suggestion,
+ * expected-vs-found types, ranges, choices, required keys, input paths that must exist), the
+ * defaults, `pipeline validate --explain` and docs/config.md.
+ *
+ * Every message names FILE:LINE, the key path (section.key), what was expected and what was found.
+ * Paths in the config resolve relative to the directory of the config file.
+ *
+ *     mk_cfg *cfg = NULL;
+ *     if (mk_cfg_load(&ctx, "examples/cmedl.toml", &cfg) != MK_OK) -> MK_ERR_CONFIG + message
+ *     long long seed = mk_cfg_int(cfg, "run.seed");
+ *     mk_cfg_free(cfg);
+ *
+ * Ownership: mk_cfg_load returns a config the caller frees with mk_cfg_free. Strings returned by
+ * accessors are borrowed and live as long as the config.
+ */
+#ifndef MK_CONFIG_H
+#define MK_CONFIG_H
+
+#include <stdio.h>
+
+#include "../core/mk_status.h"
+
+typedef enum mk_cfg_type {
+    MK_CFG_STRING = 0,
+    MK_CFG_INT,
+    MK_CFG_FLOAT,
+    MK_CFG_BOOL,
+    MK_CFG_PATH,        /* string resolved relative to the config file's folder */
+    MK_CFG_STRING_LIST, /* array of strings */
+    MK_CFG_INT_LIST,    /* array of integers */
+    MK_CFG_FLOAT_LIST,  /* array of numbers */
+    MK_CFG_TYPE_COUNT
+} mk_cfg_type;
+
+/* Key flags. */
+enum {
+    MK_CFG_REQUIRED = 1 << 0,  /* must be present */
+    MK_CFG_MUST_EXIST = 1 << 1 /* PATH: the file or folder must exist (unless produced by a stage
+                                  that runs earlier, see mk_cfg_section.produces) */
+};
+
+typedef struct mk_cfg_key {
+    const char *name;
+    mk_cfg_type type;
+    const char *def;     /* default as TOML text ("1e-3", "\"deepmind\"", "[1, 2]"), NULL = none */
+    double min, max;     /* numeric range (ints, floats, list elements); min > max: unbounded */
+    const char *choices; /* STRING / STRING_LIST: "|"-separated allowed values, NULL = any */
+    unsigned flags;
+    const char *doc;     /* one line */
+} mk_cfg_key;
+
+typedef struct mk_cfg_section {
+    const char *name;
+    const char *doc;
+    const mk_cfg_key *keys;
+    int nkeys;
+    int is_stage; /* 1: the section configures a stage of the same name */
+} mk_cfg_section;
+
+/* The schema (pipeline/config_schema.c). */
+extern const mk_cfg_section MK_CFG_SCHEMA[];
+extern const int MK_CFG_SCHEMA_COUNT;
+
+typedef struct mk_cfg mk_cfg;
+
+/* Parse, validate and resolve a config file. On failure returns MK_ERR_CONFIG (or MK_ERR_IO when the
+ * file cannot be read) with all problems in the message, one per line. */
+mk_status mk_cfg_load(mk_ctx *ctx, const char *path, mk_cfg **out);
+/* Same on an in-memory document (`path` names it in messages and anchors relative paths). */
+mk_status mk_cfg_load_buffer(mk_ctx *ctx, const char *path, const char *buf, size_t len,
+                             mk_cfg **out);
+void mk_cfg_free(mk_cfg *cfg);
+
+/* Accessors by "section.key". Asking for a key not in the schema, or with the wrong type, is a
+ * programmer error (asserts). Values are the file's or the default. */
+const char *mk_cfg_str(const mk_cfg *cfg, const char *key);  /* STRING and PATH (resolved) */
+long long mk_cfg_int(const mk_cfg *cfg, const char *key);
+double mk_cfg_float(const mk_cfg *cfg, const char *key);
+int mk_cfg_bool(const mk_cfg *cfg, const char *key);
+int mk_cfg_list_len(const mk_cfg *cfg, const char *key);
+const char *mk_cfg_list_str(const mk_cfg *cfg, const char *key, int i);
+double mk_cfg_list_num(const mk_cfg *cfg, const char *key, int i);
+/* 1 if the key was written in the file (not defaulted). */
+int mk_cfg_is_set(const mk_cfg *cfg, const char *key);
+/* 1 if the section appears in the file. */
+int mk_cfg_has_section(const mk_cfg *cfg, const char *section);
+/* Line of a key in the file (0 when defaulted). */
+int mk_cfg_line(const mk_cfg *cfg, const char *key);
+const char *mk_cfg_path(const mk_cfg *cfg); /* the config file path */
+
+/* Overrides from the command line (e.g. --seed); checked against the schema's range. */
+mk_status mk_cfg_override(mk_ctx *ctx, mk_cfg *cfg, const char *key, const char *toml_value);
+
+/* Print the resolved config as TOML (defaults filled in). */
+void mk_cfg_print(const mk_cfg *cfg, FILE *out);
+/* Print the schema: text (markdown = 0) for --explain, or the markdown of docs/config.md. */
+void mk_cfg_explain(FILE *out, int markdown);
+
+/* "Did you mean" helper: the candidate closest to `word` by edit distance, or NULL if none is
+ * close enough. */
+const char *mk_cfg_suggest(const char *word, const char *const *cands, int n);
+
+#endif

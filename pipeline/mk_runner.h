@@ -1,0 +1,43 @@
+/* The stage runner of `pipeline run`.
+ *
+ * A run directory holds: config.toml (a copy of the config as given), run.json (version, seed,
+ * threads, command line, start time), log.txt, stages/<name>.done markers, checkpoints/, models/,
+ * masks/, reports/. Stages run in the order of run.stages. With --resume, stages whose marker
+ * exists are skipped and a stage in progress resumes from its last checkpoint; without --resume an
+ * existing, non-empty run directory is refused (nothing is overwritten by accident).
+ *
+ * Stages are registered in one table (pipeline/run_stages.c): name, summary, and an adapter that
+ * turns the validated config into the stage's own parameter struct and calls into stages/. Stages
+ * never see the config object (layers only call downward).
+ */
+#ifndef MK_RUNNER_H
+#define MK_RUNNER_H
+
+#include "../core/mk_status.h"
+#include "mk_config.h"
+
+typedef struct mk_run_env {
+    mk_ctx *ctx;
+    const mk_cfg *cfg;
+    const char *run_dir;
+    long long seed;
+    int threads;
+    int resume;
+} mk_run_env;
+
+typedef struct mk_stage_entry {
+    const char *name;
+    const char *summary;
+    mk_status (*run)(mk_run_env *env);
+} mk_stage_entry;
+
+extern const mk_stage_entry MK_STAGES[];
+extern const int MK_STAGE_COUNT;
+const mk_stage_entry *mk_runner_find_stage(const char *name);
+
+/* Check that every stage of run.stages is available in this build. */
+mk_status mk_runner_check(mk_ctx *ctx, const mk_cfg *cfg);
+/* Run every stage of the config in order. */
+mk_status mk_runner_run(mk_run_env *env, const char *cmdline);
+
+#endif

@@ -1,0 +1,164 @@
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../core/mk_fs.h"
+#include "../core/mk_log.h"
+#include "mk_runner.h"
+
+#ifndef MK_VERSION
+#define MK_VERSION "unknown"
+#endif
+
+mk_status mk_runner_check(mk_ctx *ctx, const mk_cfg *cfg)
+{
+    int n = mk_cfg_list_len(cfg, "run.stages");
+    if (n == 0)
+        return mk_err(ctx, MK_ERR_CONFIG, "%s:%d: key 'run.stages': expected at least one stage",
+                      mk_cfg_path(cfg), mk_cfg_line(cfg, "run.stages"));
+    for (int i = 0; i < n; i++) {
+        const char *s = mk_cfg_list_str(cfg, "run.stages", i);
+        if (!mk_runner_find_stage(s)) {
+            char avail[512] = "";
+            for (int k = 0; k < MK_STAGE_COUNT; k++) {
+                if (k)
+                    strncat(avail, ", ", sizeof avail - strlen(avail) - 1);
+                strncat(avail, MK_STAGES[k].name, sizeof avail - strlen(avail) - 1);
+            }
+            return mk_err(ctx, MK_ERR_CONFIG,
+                          "%s:%d: key 'run.stages'[%d]: stage \"%s\" is not available in this "
+                          "build (available: %s)",
+                          mk_cfg_path(cfg), mk_cfg_line(cfg, "run.stages"), i, s,
+                          *avail ? avail : "none");
+        }
+    }
+    return MK_OK;
+}
+
+static int dir_is_empty(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return 1;
+    struct dirent *e;
+    int empty = 1;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            empty = 0;
+            break;
+        }
+    }
+    closedir(d);
+    return empty;
+}
+
+/* Copy a file atomically. */
+static mk_status copy_file(mk_ctx *ctx, const char *src, const char *dst)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    mk_status st = mk_fs_read_all(ctx, src, &buf, &len);
+    if (st != MK_OK)
+        return st;
+    char tmp[4200];
+    if ((st = mk_fs_tmp_path(ctx, dst, tmp, sizeof tmp)) != MK_OK) {
+        free(buf);
+        return st;
+    }
+    FILE *f = fopen(tmp, "wb");
+    if (!f || fwrite(buf, 1, len, f) != len || fclose(f) != 0) {
+        free(buf);
+        mk_fs_discard(tmp);
+        return mk_err(ctx, MK_ERR_IO, "%s: cannot write: %s", dst, strerror(errno));
+    }
+    free(buf);
+    return mk_fs_commit(ctx, tmp, dst);
+}
+
+static mk_status write_text(mk_ctx *ctx, const char *path, const char *text)
+{
+    char tmp[4200];
+    mk_status st = mk_fs_tmp_path(ctx, path, tmp, sizeof tmp);
+    if (st != MK_OK)
+        return st;
+    FILE *f = fopen(tmp, "wb");
+    if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
+        mk_fs_discard(tmp);
+        return mk_err(ctx, MK_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    }
+    return mk_fs_commit(ctx, tmp, path);
+}
+
+mk_status mk_runner_run(mk_run_env *env, const char *cmdline)
+{
+    mk_ctx *ctx = env->ctx;
+    const mk_cfg *cfg = env->cfg;
+    const char *dir = env->run_dir;
+    mk_status st;
+    if (!env->resume && mk_fs_is_dir(dir) && !dir_is_empty(dir))
+        return mk_err(ctx, MK_ERR_USAGE,
+                      "run directory '%s' already holds a run: use --resume to continue it, or "
+                      "--out for a new directory",
+                      dir);
+    if (env->resume && !mk_fs_is_dir(dir))
+        MK_LOG_W(ctx, "--resume: run directory '%s' does not exist yet; starting a new run", dir);
+    if ((st = mk_fs_mkdirs(ctx, dir)) != MK_OK)
+        return st;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/stages", dir);
+    if ((st = mk_fs_mkdirs(ctx, path)) != MK_OK)
+        return st;
+    snprintf(path, sizeof path, "%s/config.toml", dir);
+    if ((st = copy_file(ctx, mk_cfg_path(cfg), path)) != MK_OK)
+        return st;
+    char info[8192];
+    time_t now = time(NULL);
+    struct tm tmv;
+    gmtime_r(&now, &tmv);
+    char ts[64];
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+    char esc[4096];
+    size_t k = 0;
+    for (const char *p = cmdline; *p && k + 3 < sizeof esc; p++) {
+        if (*p == '"' || *p == '\\')
+            esc[k++] = '\\';
+        esc[k++] = *p;
+    }
+    esc[k] = '\0';
+    snprintf(info, sizeof info,
+             "{\"medkd_version\": \"%s\", \"seed\": %lld, \"threads\": %d, \"resume\": %s, "
+             "\"command\": \"%s\", \"started\": \"%s\"}\n",
+             MK_VERSION, env->seed, env->threads, env->resume ? "true" : "false", esc, ts);
+    snprintf(path, sizeof path, "%s/run.json", dir);
+    if ((st = write_text(ctx, path, info)) != MK_OK)
+        return st;
+
+    int n = mk_cfg_list_len(cfg, "run.stages");
+    for (int i = 0; i < n; i++) {
+        const char *name = mk_cfg_list_str(cfg, "run.stages", i);
+        const mk_stage_entry *s = mk_runner_find_stage(name);
+        MK_ASSERT(s); /* checked by mk_runner_check */
+        char done[4200];
+        snprintf(done, sizeof done, "%s/stages/%s.done", dir, name);
+        if (env->resume && mk_fs_is_file(done)) {
+            MK_LOG_I(ctx, "stage %d/%d %s: already complete, skipped (--resume)", i + 1, n, name);
+            continue;
+        }
+        MK_LOG_I(ctx, "stage %d/%d %s: %s", i + 1, n, name, s->summary);
+        double t0 = mk_now_s();
+        st = s->run(env);
+        if (st != MK_OK)
+            return mk_err_prefix(ctx, "stage %s", name);
+        if (ctx->cancel)
+            return mk_err(ctx, MK_ERR_ABORTED, "interrupted after stage %s", name);
+        char txt[128];
+        snprintf(txt, sizeof txt, "%.3f s\n", mk_now_s() - t0);
+        if ((st = write_text(ctx, done, txt)) != MK_OK)
+            return st;
+        MK_LOG_I(ctx, "stage %d/%d %s: done in %.1f s", i + 1, n, name, mk_now_s() - t0);
+    }
+    return MK_OK;
+}

@@ -1,0 +1,7 @@
+mk_add_test(test_config SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_config.c LIBS mk_config)
+# CLI behaviour of the pipeline binary (exit codes, messages, nothing written on bad configs).
+add_test(NAME cli_pipeline COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cli_test.sh
+         ${CMAKE_BINARY_DIR}/pipeline ${CMAKE_SOURCE_DIR})
+# docs/config.md is generated from the schema and must stay in step with it.
+add_test(NAME docs_config_up_to_date COMMAND bash -c
+         "$<TARGET_FILE:pipeline> validate --explain --markdown | diff -u ${CMAKE_SOURCE_DIR}/docs/config.md -")
