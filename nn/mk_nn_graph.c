@@ -1,0 +1,462 @@
+/* Parameter store, graph (tape) and the reverse pass. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mk_nn_impl.h"
+
+/* ---------------------------------------------------------------- parameter store */
+
+struct mk_nn_params {
+    mk_param **p;
+    int n, cap;
+};
+
+mk_nn_params *mk_nn_params_new(void)
+{
+    return calloc(1, sizeof(mk_nn_params));
+}
+
+void mk_nn_params_free(mk_nn_params *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < s->n; i++) {
+        mk_tensor_free(&s->p[i]->value);
+        free(s->p[i]->grad);
+        free(s->p[i]);
+    }
+    free(s->p);
+    free(s);
+}
+
+mk_param *mk_nn_params_add(mk_nn_params *s, const char *name, int ndim, const int64_t *ne,
+                           int is_buffer)
+{
+    if (strlen(name) >= MK_NN_NAME_MAX || mk_nn_params_find(s, name))
+        return NULL;
+    if (s->n == s->cap) {
+        int nc = s->cap ? 2 * s->cap : 32;
+        mk_param **np = realloc(s->p, (size_t)nc * sizeof *np);
+        if (!np)
+            return NULL;
+        s->p = np;
+        s->cap = nc;
+    }
+    mk_param *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->is_buffer = is_buffer;
+    if (mk_tensor_new(&p->value, ndim, ne) != 0) {
+        free(p);
+        return NULL;
+    }
+    if (!is_buffer) {
+        p->grad = calloc((size_t)mk_tensor_numel(&p->value), sizeof(float));
+        if (!p->grad) {
+            mk_tensor_free(&p->value);
+            free(p);
+            return NULL;
+        }
+    }
+    s->p[s->n++] = p;
+    return p;
+}
+
+int mk_nn_params_count(const mk_nn_params *s)
+{
+    return s->n;
+}
+
+mk_param *mk_nn_params_at(mk_nn_params *s, int i)
+{
+    MK_ASSERT(i >= 0 && i < s->n);
+    return s->p[i];
+}
+
+mk_param *mk_nn_params_find(mk_nn_params *s, const char *name)
+{
+    for (int i = 0; i < s->n; i++)
+        if (strcmp(s->p[i]->name, name) == 0)
+            return s->p[i];
+    return NULL;
+}
+
+int64_t mk_nn_params_numel(const mk_nn_params *s)
+{
+    int64_t n = 0;
+    for (int i = 0; i < s->n; i++)
+        if (!s->p[i]->is_buffer)
+            n += mk_tensor_numel(&s->p[i]->value);
+    return n;
+}
+
+void mk_nn_params_zero_grad(mk_nn_params *s)
+{
+    for (int i = 0; i < s->n; i++)
+        if (s->p[i]->grad)
+            memset(s->p[i]->grad, 0, (size_t)mk_tensor_numel(&s->p[i]->value) * sizeof(float));
+}
+
+int mk_nn_params_set_frozen(mk_nn_params *s, const char *prefix, int frozen)
+{
+    int k = 0;
+    size_t lp = strlen(prefix);
+    for (int i = 0; i < s->n; i++)
+        if (!s->p[i]->is_buffer && strncmp(s->p[i]->name, prefix, lp) == 0) {
+            s->p[i]->frozen = frozen;
+            k++;
+        }
+    return k;
+}
+
+int mk_nn_params_set_group(mk_nn_params *s, const char *prefix, int group)
+{
+    MK_ASSERT(group >= 0 && group < MK_NN_MAX_GROUPS);
+    int k = 0;
+    size_t lp = strlen(prefix);
+    for (int i = 0; i < s->n; i++)
+        if (strncmp(s->p[i]->name, prefix, lp) == 0) {
+            s->p[i]->group = group;
+            k++;
+        }
+    return k;
+}
+
+static mk_status params_match(mk_ctx *ctx, mk_nn_params *dst, const mk_nn_params *src, int i,
+                              mk_param **out)
+{
+    const mk_param *sp = src->p[i];
+    mk_param *dp = mk_nn_params_find(dst, sp->name);
+    if (!dp)
+        return mk_err(ctx, MK_ERR_NOT_FOUND, "parameter %s: missing in destination", sp->name);
+    if (!mk_tensor_same_shape(&dp->value, &sp->value))
+        return mk_err(ctx, MK_ERR_INVALID, "parameter %s: shapes differ", sp->name);
+    *out = dp;
+    return MK_OK;
+}
+
+mk_status mk_nn_params_copy(mk_ctx *ctx, mk_nn_params *dst, const mk_nn_params *src)
+{
+    for (int i = 0; i < src->n; i++) {
+        mk_param *dp = NULL;
+        mk_status st = params_match(ctx, dst, src, i, &dp);
+        if (st != MK_OK)
+            return st;
+        mk_tensor_copy(&dp->value, &src->p[i]->value);
+    }
+    return MK_OK;
+}
+
+mk_status mk_nn_params_ema(mk_ctx *ctx, mk_nn_params *teacher, const mk_nn_params *student,
+                           float decay)
+{
+    for (int i = 0; i < student->n; i++) {
+        mk_param *tp = NULL;
+        mk_status st = params_match(ctx, teacher, student, i, &tp);
+        if (st != MK_OK)
+            return st;
+        const float *s = student->p[i]->value.data;
+        float *t = tp->value.data;
+        int64_t n = mk_tensor_numel(&tp->value);
+        for (int64_t k = 0; k < n; k++)
+            t[k] = decay * t[k] + (1.0f - decay) * s[k];
+    }
+    return MK_OK;
+}
+
+void mk_nn_init_conv(mk_rng *r, mk_param *weight, mk_param *bias)
+{
+    int64_t fan_in = weight->value.ne[1];
+    for (int d = 2; d < weight->value.ndim; d++)
+        fan_in *= weight->value.ne[d];
+    float bound = fan_in > 0 ? 1.0f / sqrtf((float)fan_in) : 0.0f;
+    int64_t n = mk_tensor_numel(&weight->value);
+    for (int64_t i = 0; i < n; i++)
+        weight->value.data[i] = (2.0f * mk_rng_uniform(r) - 1.0f) * bound;
+    if (bias) {
+        n = mk_tensor_numel(&bias->value);
+        for (int64_t i = 0; i < n; i++)
+            bias->value.data[i] = (2.0f * mk_rng_uniform(r) - 1.0f) * bound;
+    }
+}
+
+void mk_nn_fill(mk_param *p, float v)
+{
+    int64_t n = mk_tensor_numel(&p->value);
+    for (int64_t i = 0; i < n; i++)
+        p->value.data[i] = v;
+}
+
+/* ---------------------------------------------------------------- graph */
+
+mk_nn_graph *mk_nn_graph_new(int threads, uint64_t seed)
+{
+    mk_nn_graph *g = calloc(1, sizeof *g);
+    if (!g)
+        return NULL;
+    mk_arena_init(&g->arena, (size_t)16 << 20);
+    g->threads = threads < 1 ? 1 : threads;
+    g->update_stats = 1;
+    mk_rng_seed(&g->rng, seed);
+    return g;
+}
+
+void mk_nn_graph_free(mk_nn_graph *g)
+{
+    if (!g)
+        return;
+    mk_arena_free(&g->arena);
+    free(g->nodes);
+    free(g);
+}
+
+void mk_nn_graph_begin(mk_nn_graph *g, int training)
+{
+    mk_arena_reset(&g->arena);
+    g->n_nodes = 0;
+    g->training = training;
+    g->oom = 0;
+    g->bad_labels = 0;
+}
+
+int mk_nn_graph_training(const mk_nn_graph *g)
+{
+    return g->training;
+}
+
+int mk_nn_graph_threads(const mk_nn_graph *g)
+{
+    return g->threads;
+}
+
+void mk_nn_graph_set_threads(mk_nn_graph *g, int threads)
+{
+    g->threads = threads < 1 ? 1 : threads;
+}
+
+int mk_nn_graph_set_no_grad(mk_nn_graph *g, int no_grad)
+{
+    int old = g->no_grad;
+    g->no_grad = no_grad;
+    return old;
+}
+
+int mk_nn_graph_oom(const mk_nn_graph *g)
+{
+    return g->oom;
+}
+
+long long mk_nn_graph_bad_labels(const mk_nn_graph *g)
+{
+    return g->bad_labels;
+}
+
+mk_arena *mk_nn_graph_arena(mk_nn_graph *g)
+{
+    return &g->arena;
+}
+
+mk_rng *mk_nn_graph_rng(mk_nn_graph *g)
+{
+    return &g->rng;
+}
+
+void mk_nn_graph_set_update_stats(mk_nn_graph *g, int on)
+{
+    g->update_stats = on;
+}
+
+void *mk__scratch(mk_nn_graph *g, size_t bytes)
+{
+    void *p = mk_arena_alloc(&g->arena, bytes);
+    if (!p)
+        g->oom = 1;
+    return p;
+}
+
+static int graph_push(mk_nn_graph *g, mk_var *v)
+{
+    if (g->n_nodes == g->cap) {
+        int nc = g->cap ? 2 * g->cap : 256;
+        mk_var **nn = realloc(g->nodes, (size_t)nc * sizeof *nn);
+        if (!nn)
+            return -1;
+        g->nodes = nn;
+        g->cap = nc;
+    }
+    g->nodes[g->n_nodes++] = v;
+    return 0;
+}
+
+static mk_var *node_alloc(mk_nn_graph *g, mk_op op, int ndim, const int64_t *ne, float *data)
+{
+    mk_var *v = mk_arena_calloc(&g->arena, sizeof *v);
+    if (!v) {
+        g->oom = 1;
+        return NULL;
+    }
+    mk_tensor_set_shape(&v->t, ndim, ne);
+    v->op = op;
+    if (data) {
+        v->t.data = data;
+    } else {
+        v->t.data = mk_arena_alloc(&g->arena, (size_t)mk_tensor_numel(&v->t) * sizeof(float));
+        if (!v->t.data) {
+            g->oom = 1;
+            return NULL;
+        }
+    }
+    if (graph_push(g, v) != 0) {
+        g->oom = 1;
+        return NULL;
+    }
+    return v;
+}
+
+mk_var *mk__node(mk_nn_graph *g, mk_op op, int ndim, const int64_t *ne, int nin, mk_var *const *in)
+{
+    MK_ASSERT(nin <= MK_VAR_MAX_IN);
+    for (int i = 0; i < nin; i++)
+        if (!in[i])
+            return NULL;
+    mk_var *v = node_alloc(g, op, ndim, ne, NULL);
+    if (!v)
+        return NULL;
+    v->nin = nin;
+    for (int i = 0; i < nin; i++) {
+        v->in[i] = in[i];
+        if (in[i]->requires_grad && !g->no_grad)
+            v->requires_grad = 1;
+    }
+    return v;
+}
+
+float *mk__grad(mk_nn_graph *g, mk_var *v)
+{
+    if (!v->grad) {
+        v->grad = mk_arena_calloc(&g->arena, (size_t)mk__numel(v) * sizeof(float));
+        if (!v->grad)
+            g->oom = 1;
+    }
+    return v->grad;
+}
+
+void mk__dims(const mk_var *v, int64_t *n, int64_t *c, int64_t sp[3])
+{
+    const mk_tensor *t = &v->t;
+    MK_ASSERT(t->ndim >= 2);
+    *n = t->ne[0];
+    *c = t->ne[1];
+    sp[0] = sp[1] = sp[2] = 1;
+    int ns = t->ndim - 2;
+    MK_ASSERT(ns <= 3);
+    for (int i = 0; i < ns; i++)
+        sp[3 - ns + i] = t->ne[2 + i];
+}
+
+int64_t mk__numel(const mk_var *v)
+{
+    return mk_tensor_numel(&v->t);
+}
+
+mk_var *mk_nn_set_name(mk_var *v, const char *name)
+{
+    if (v)
+        v->name = name;
+    return v;
+}
+
+mk_var *mk_nn_find(mk_nn_graph *g, const char *name)
+{
+    for (int i = g->n_nodes - 1; i >= 0; i--)
+        if (g->nodes[i]->name && strcmp(g->nodes[i]->name, name) == 0)
+            return g->nodes[i];
+    return NULL;
+}
+
+mk_var *mk_nn_input(mk_nn_graph *g, const mk_tensor *t, int requires_grad)
+{
+    mk_var *v = node_alloc(g, MK_OP_LEAF, t->ndim, t->ne, NULL);
+    if (!v)
+        return NULL;
+    mk_tensor_copy(&v->t, t);
+    v->requires_grad = requires_grad && !g->no_grad;
+    return v;
+}
+
+mk_var *mk_nn_param(mk_nn_graph *g, mk_param *p)
+{
+    mk_var *v = node_alloc(g, MK_OP_LEAF, p->value.ndim, p->value.ne, p->value.data);
+    if (!v)
+        return NULL;
+    v->param = p;
+    if (!g->no_grad && !p->frozen && p->grad) {
+        v->requires_grad = 1;
+        v->grad = p->grad; /* accumulate straight into the parameter's gradient */
+    }
+    return v;
+}
+
+mk_var *mk_nn_zeros(mk_nn_graph *g, int ndim, const int64_t *ne)
+{
+    mk_var *v = node_alloc(g, MK_OP_LEAF, ndim, ne, NULL);
+    if (v)
+        memset(v->t.data, 0, (size_t)mk__numel(v) * sizeof(float));
+    return v;
+}
+
+mk_var *mk_nn_scalar(mk_nn_graph *g, float val, int requires_grad)
+{
+    int64_t one = 1;
+    mk_var *v = node_alloc(g, MK_OP_LEAF, 1, &one, NULL);
+    if (!v)
+        return NULL;
+    v->t.data[0] = val;
+    v->requires_grad = requires_grad && !g->no_grad;
+    return v;
+}
+
+float mk_nn_value(const mk_var *v)
+{
+    MK_ASSERT(v && mk__numel(v) >= 1);
+    return v->t.data[0];
+}
+
+void mk_nn_backward_with(mk_nn_graph *g, mk_var *out, const float *dy)
+{
+    if (!out || !out->requires_grad)
+        return;
+    float *gr = mk__grad(g, out);
+    if (!gr)
+        return;
+    int64_t n = mk__numel(out);
+    for (int64_t i = 0; i < n; i++)
+        gr[i] += dy[i];
+    int start = -1;
+    for (int i = g->n_nodes - 1; i >= 0; i--)
+        if (g->nodes[i] == out) {
+            start = i;
+            break;
+        }
+    MK_ASSERT(start >= 0);
+    for (int i = start; i >= 0 && !g->oom; i--) {
+        mk_var *v = g->nodes[i];
+        if (v->op == MK_OP_LEAF || !v->requires_grad || !v->grad)
+            continue;
+        const struct mk_op_info *info = mk__op_info(v->op);
+        MK_ASSERT(info->backward);
+        info->backward(g, v);
+    }
+}
+
+void mk_nn_backward(mk_nn_graph *g, mk_var *loss)
+{
+    if (!loss)
+        return;
+    MK_ASSERT(mk__numel(loss) == 1);
+    float one = 1.0f;
+    mk_nn_backward_with(g, loss, &one);
+}

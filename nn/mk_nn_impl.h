@@ -1,0 +1,46 @@
+/* Internal to nn/: the graph struct, node helpers and the op table entries. */
+#ifndef MK_NN_IMPL_H
+#define MK_NN_IMPL_H
+
+#include "mk_nn.h"
+
+struct mk_nn_graph {
+    mk_arena arena;
+    mk_var **nodes; /* creation order; malloc'd, grows geometrically (rarely) */
+    int n_nodes, cap;
+    int training, no_grad, threads, oom, update_stats;
+    long long bad_labels;
+    mk_rng rng;
+};
+
+typedef void (*mk_backward_fn)(mk_nn_graph *g, mk_var *v);
+
+struct mk_op_info {
+    const char *name;
+    int nin_max;            /* most inputs the op records */
+    mk_backward_fn backward; /* NULL for leaves */
+};
+
+/* New node with value shape ne (data uninitialised arena memory), inputs in[0..nin). Returns NULL
+ * (and sets g->oom) when out of memory, or when an input is NULL. */
+mk_var *mk__node(mk_nn_graph *g, mk_op op, int ndim, const int64_t *ne, int nin, mk_var *const *in);
+/* Gradient buffer of v, allocated zeroed in the arena on first use (NULL on OOM). */
+float *mk__grad(mk_nn_graph *g, mk_var *v);
+/* Scratch memory from the arena (NULL on OOM, sets g->oom). */
+void *mk__scratch(mk_nn_graph *g, size_t bytes);
+/* N, C and the spatial extent as D, H, W (D = 1 for 4-D tensors). */
+void mk__dims(const mk_var *v, int64_t *n, int64_t *c, int64_t sp[3]);
+int64_t mk__numel(const mk_var *v);
+
+/* Backward functions of the losses (mk_nn_loss.c), referenced by the op table. */
+void mk__ce_backward(mk_nn_graph *g, mk_var *v);
+void mk__dice_backward(mk_nn_graph *g, mk_var *v);
+void mk__mse_backward(mk_nn_graph *g, mk_var *v);
+void mk__l1_backward(mk_nn_graph *g, mk_var *v);
+void mk__kl_backward(mk_nn_graph *g, mk_var *v);
+void mk__adv_ls_backward(mk_nn_graph *g, mk_var *v);
+void mk__adv_bce_backward(mk_nn_graph *g, mk_var *v);
+
+const struct mk_op_info *mk__op_info(mk_op op);
+
+#endif
