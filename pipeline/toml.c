@@ -1339,6 +1339,11 @@ static int parse_header(parser *P)
             e->col = k->col;
         } else {
             const entry *e = &t->u.tab.e[ix];
+            if (v->type != MK_TOML_TABLE)
+                return err_at(P, hline, hcol,
+                              "cannot define table [%s]: the key is already %s (defined at line "
+                              "%d, column %d)",
+                              key_str(P, base, n, kb, sizeof kb), how_defined(v), e->line, e->col);
             return err_at(P, hline, hcol,
                           "table [%s] defined twice: it is already %s (defined at line %d, "
                           "column %d)",

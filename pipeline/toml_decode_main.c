@@ -44,6 +44,16 @@ static void put_time(FILE *f, const mk_toml_datetime *dt)
     }
 }
 
+/* Shortest %.Ng (N = 15..17) that reads back as the same double. */
+static void shortest_double(char *buf, size_t n, double d)
+{
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, n, "%.*g", prec, d);
+        if (strtod(buf, NULL) == d)
+            return;
+    }
+}
+
 static void put_scalar(FILE *f, const char *type, const char *text)
 {
     fprintf(f, "{\"type\":\"%s\",\"value\":\"%s\"}", type, text);
@@ -93,7 +103,7 @@ static void put_value(FILE *f, const mk_toml_value *v)
         else if (isinf(d))
             snprintf(buf, sizeof buf, "%s", d < 0 ? "-inf" : "inf");
         else
-            snprintf(buf, sizeof buf, "%.17g", d);
+            shortest_double(buf, sizeof buf, d);
         put_scalar(f, "float", buf);
         break;
     }
