@@ -1,0 +1,4 @@
+# metrics: the metric library against hand-derived cases; `pipeline eval` end to end.
+if(TARGET mk_metrics)
+  mk_add_test(test_metrics SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_metrics.c LIBS mk_metrics TIMEOUT 120)
+endif()
