@@ -1,0 +1,18 @@
+# conv-bench: GFLOP/s of the convolution kernels on the reference U-Net layers vs plain im2col+sgemm,
+# bracketed by fma-peak (built from the shared reference program ../shared/peers/fma_peak.c).
+set(MK_FMA_PEAK_SRC ${MK_SHARED_DIR}/peers/fma_peak.c)
+if(EXISTS ${MK_FMA_PEAK_SRC} AND NOT TARGET fma-peak AND NOT MK_SANITIZE)
+  add_executable(fma-peak ${MK_FMA_PEAK_SRC})
+  target_compile_options(fma-peak PRIVATE -O2 -mavx2 -mfma -mavx512f -w)
+  target_link_libraries(fma-peak PRIVATE OpenMP::OpenMP_C)
+  set_target_properties(fma-peak PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
+endif()
+if(TARGET mk_nn)
+  add_executable(conv-bench ${CMAKE_CURRENT_SOURCE_DIR}/conv_bench.c)
+  target_link_libraries(conv-bench PRIVATE mk_nn mk_core)
+  set_target_properties(conv-bench PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
+  if(TARGET fma-peak)
+    target_compile_definitions(conv-bench PRIVATE MK_FMA_PEAK_EXE="$<TARGET_FILE:fma-peak>")
+    add_dependencies(conv-bench fma-peak)
+  endif()
+endif()
