@@ -1,0 +1,886 @@
+// ITK bridge (the project's one C++ file): DICOM series, MetaImage and NRRD behind io/mk_itk.h.
+//
+// Rules kept here: no C++ exception leaves an extern "C" function (every entry point catches
+// itk::ExceptionObject, std::exception and anything else and turns it into an mk_status with a
+// message naming the file); no ITK warning or GDCM trace is printed (we report through mk_log);
+// geometry is copied exactly because ITK and mk_geom are both LPS.
+//
+// Files (.mha/.mhd/.nrrd/.nhdr, single .dcm) are read through the ImageIOBase interface directly,
+// so one code path serves every pixel type without instantiating a reader per type. DICOM series
+// go through GDCMSeriesFileNames + ImageSeriesReader + GDCMImageIO, instantiated for the few pixel
+// types GDCM produces after rescaling.
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "itkGDCMImageIO.h"
+#include "itkGDCMSeriesFileNames.h"
+#include "itkImage.h"
+#include "itkImageIOBase.h"
+#include "itkImageSeriesReader.h"
+#include "itkMetaImageIO.h"
+#include "itkNrrdImageIO.h"
+#include "itkRGBPixel.h"
+
+#include "gdcmReader.h"
+#include "gdcmScanner.h"
+#include "gdcmTrace.h"
+
+#include "mk_itk.h"
+
+namespace {
+
+using IOComp = itk::IOComponentEnum;
+using IOPix = itk::IOPixelEnum;
+
+// Silence ITK warnings and GDCM traces once: the non-uniform spacing warning ITK would print is
+// recomputed by us and reported through mk_log with the slice names.
+void quiet_once()
+{
+    static bool done = false;
+    if (done)
+        return;
+    itk::Object::GlobalWarningDisplayOff();
+    gdcm::Trace::SetWarning(false);
+    gdcm::Trace::SetDebug(false);
+    gdcm::Trace::SetError(false);
+    done = true;
+}
+
+std::string lower_ext(const char *path)
+{
+    const char *slash = std::strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    const char *dot = std::strrchr(base, '.');
+    std::string e = dot ? dot : "";
+    for (auto &c : e)
+        c = (char)std::tolower((unsigned char)c);
+    return e;
+}
+
+bool is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool has_dicm_magic(const char *p)
+{
+    FILE *f = std::fopen(p, "rb");
+    if (!f)
+        return false;
+    char buf[132];
+    bool ok = std::fread(buf, 1, 132, f) == 132 && std::memcmp(buf + 128, "DICM", 4) == 0;
+    std::fclose(f);
+    return ok;
+}
+
+// One-line message of an ITK exception: the description without ITK's file:line prefix.
+std::string itk_msg(const itk::ExceptionObject &e)
+{
+    std::string d = e.GetDescription();
+    while (!d.empty() && (d.back() == '\n' || d.back() == ' '))
+        d.pop_back();
+    for (auto &c : d)
+        if (c == '\n')
+            c = ' ';
+    return d;
+}
+
+bool comp_to_dtype(IOComp c, unsigned ncomp, mk_dtype *out)
+{
+    if (ncomp == 3 && c == IOComp::UCHAR) {
+        *out = MK_DT_RGB24;
+        return true;
+    }
+    if (ncomp != 1)
+        return false;
+    switch (c) {
+    case IOComp::UCHAR: *out = MK_DT_UINT8; return true;
+    case IOComp::CHAR: *out = MK_DT_INT8; return true;
+    case IOComp::USHORT: *out = MK_DT_UINT16; return true;
+    case IOComp::SHORT: *out = MK_DT_INT16; return true;
+    case IOComp::UINT: *out = MK_DT_UINT32; return true;
+    case IOComp::INT: *out = MK_DT_INT32; return true;
+    case IOComp::ULONG: *out = sizeof(long) == 8 ? MK_DT_UINT64 : MK_DT_UINT32; return true;
+    case IOComp::LONG: *out = sizeof(long) == 8 ? MK_DT_INT64 : MK_DT_INT32; return true;
+    case IOComp::ULONGLONG: *out = MK_DT_UINT64; return true;
+    case IOComp::LONGLONG: *out = MK_DT_INT64; return true;
+    case IOComp::FLOAT: *out = MK_DT_FLOAT32; return true;
+    case IOComp::DOUBLE: *out = MK_DT_FLOAT64; return true;
+    default: return false;
+    }
+}
+
+bool dtype_to_comp(mk_dtype t, IOComp *c, unsigned *ncomp)
+{
+    *ncomp = 1;
+    switch (t) {
+    case MK_DT_UINT8: *c = IOComp::UCHAR; return true;
+    case MK_DT_INT8: *c = IOComp::CHAR; return true;
+    case MK_DT_UINT16: *c = IOComp::USHORT; return true;
+    case MK_DT_INT16: *c = IOComp::SHORT; return true;
+    case MK_DT_UINT32: *c = IOComp::UINT; return true;
+    case MK_DT_INT32: *c = IOComp::INT; return true;
+    case MK_DT_UINT64: *c = IOComp::ULONGLONG; return true;
+    case MK_DT_INT64: *c = IOComp::LONGLONG; return true;
+    case MK_DT_FLOAT32: *c = IOComp::FLOAT; return true;
+    case MK_DT_FLOAT64: *c = IOComp::DOUBLE; return true;
+    case MK_DT_RGB24: *c = IOComp::UCHAR; *ncomp = 3; return true;
+    default: return false;
+    }
+}
+
+// Validate and store spacing/origin/direction of the first min(ndim,3) axes; axes beyond ndim
+// keep identity. col(i) returns ITK's direction column i (length >= 3 or ndim).
+mk_status set_geom(mk_ctx *ctx, const char *path, mk_image *img, unsigned ndim, const double *sp,
+                   const double *org, const std::vector<std::vector<double>> &cols)
+{
+    mk_geom_identity(&img->geom);
+    unsigned n3 = ndim < 3 ? ndim : 3;
+    for (unsigned i = 0; i < n3; i++) {
+        if (!std::isfinite(sp[i]) || sp[i] <= 0)
+            return mk_err(ctx, MK_ERR_FORMAT, "%s: field spacing[%u]: expected a finite value > 0, got %g",
+                          path, i, sp[i]);
+        if (!std::isfinite(org[i]))
+            return mk_err(ctx, MK_ERR_FORMAT, "%s: field origin[%u]: expected a finite value", path, i);
+        img->geom.spacing[i] = sp[i];
+        img->geom.origin[i] = org[i];
+        for (unsigned r = 0; r < n3; r++) {
+            double v = r < cols[i].size() ? cols[i][r] : 0.0;
+            if (!std::isfinite(v))
+                return mk_err(ctx, MK_ERR_FORMAT, "%s: field direction: not finite", path);
+            img->geom.direction[r * 3 + i] = v;
+        }
+    }
+    if (ndim >= 4 && std::isfinite(sp[3]) && sp[3] > 0)
+        img->geom.tr = sp[3];
+    return MK_OK;
+}
+
+long long file_size_of(const std::string &p)
+{
+    struct stat st;
+    return stat(p.c_str(), &st) == 0 ? (long long)st.st_size : -1;
+}
+
+// GDCM accepts a file whose Pixel Data element is cut short ("incomplete pixel data, use at own
+// risk") and ITK then returns garbage, so check it here: parse the header up to (7FE0,0010), take
+// the element's 32-bit length just before its value, and require the file to hold that many bytes
+// (native encoding), or an encapsulated sequence that ends with its delimiter.
+mk_status check_pixel_data(mk_ctx *ctx, const std::string &path)
+{
+    const gdcm::Tag tpix(0x7fe0, 0x0010);
+    gdcm::Reader r;
+    r.SetFileName(path.c_str());
+    std::set<gdcm::Tag> skip;
+    skip.insert(tpix);
+    if (!r.ReadUpToTag(tpix, skip))
+        return mk_err(ctx, MK_ERR_FORMAT, "%s: not a readable DICOM file (header parse failed)", path.c_str());
+    long long size = file_size_of(path);
+    long long pos = (long long)r.GetStreamCurrentPosition();
+    if (pos <= 4 || pos >= size)
+        return mk_err(ctx, MK_ERR_FORMAT, "%s: field PixelData (7FE0,0010): missing (file ends after the header)",
+                      path.c_str());
+    FILE *f = std::fopen(path.c_str(), "rb");
+    if (!f)
+        return mk_err(ctx, MK_ERR_IO, "%s: %s", path.c_str(), std::strerror(errno));
+    unsigned char b[8];
+    bool ok = std::fseek(f, (long)(pos - 8), SEEK_SET) == 0 && std::fread(b, 1, 8, f) == 8;
+    bool is_pix = ok && b[0] == 0xe0 && b[1] == 0x7f && b[2] == 0x10 && b[3] == 0x00;
+    bool is_pix_explicit = false;
+    if (!is_pix && ok && std::fseek(f, (long)(pos - 12), SEEK_SET) == 0) {
+        unsigned char c[4];
+        is_pix_explicit = std::fread(c, 1, 4, f) == 4 && c[0] == 0xe0 && c[1] == 0x7f && c[2] == 0x10 && c[3] == 0x00;
+    }
+    bool big = r.GetFile().GetHeader().GetDataSetTransferSyntax() == gdcm::TransferSyntax::ExplicitVRBigEndian;
+    if (!is_pix && !is_pix_explicit) {
+        std::fclose(f);
+        return MK_OK; /* unusual layout (big endian tag order, ...): leave the decision to GDCM */
+    }
+    uint32_t vl = big ? ((uint32_t)b[4] << 24 | (uint32_t)b[5] << 16 | (uint32_t)b[6] << 8 | b[7])
+                      : ((uint32_t)b[7] << 24 | (uint32_t)b[6] << 16 | (uint32_t)b[5] << 8 | b[4]);
+    mk_status st = MK_OK;
+    if (vl == 0xffffffffu) {
+        // Encapsulated: the sequence delimitation item (FFFE,E0DD) must be present.
+        static const unsigned char delim[8] = {0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0};
+        std::vector<unsigned char> tail((size_t)(size - pos));
+        if (std::fseek(f, (long)pos, SEEK_SET) != 0 || std::fread(tail.data(), 1, tail.size(), f) != tail.size() ||
+            std::search(tail.begin(), tail.end(), delim, delim + 8) == tail.end())
+            st = mk_err(ctx, MK_ERR_FORMAT,
+                        "%s: field PixelData (7FE0,0010): encapsulated pixel data is truncated (no sequence "
+                        "delimiter before the end of the file)", path.c_str());
+    } else if (vl == 0) {
+        st = mk_err(ctx, MK_ERR_FORMAT, "%s: field PixelData (7FE0,0010): empty", path.c_str());
+    } else if (pos + (long long)vl > size) {
+        st = mk_err(ctx, MK_ERR_FORMAT,
+                    "%s: field PixelData (7FE0,0010): length %u bytes but only %lld bytes left in the file "
+                    "(truncated)", path.c_str(), vl, size - pos);
+    }
+    std::fclose(f);
+    return st;
+}
+
+// MetaIO reports a short read on stderr but ITK 5.2 does not fail, so compare the file size with
+// the size the header promises (uncompressed data; compressed data against CompressedDataSize).
+mk_status check_meta_size(mk_ctx *ctx, const char *path, itk::ImageIOBase *io, int64_t nbytes)
+{
+    FILE *f = std::fopen(path, "rb");
+    if (!f)
+        return mk_err(ctx, MK_ERR_IO, "%s: %s", path, std::strerror(errno));
+    std::string hdr;
+    char line[4096];
+    std::string datafile;
+    bool compressed = false;
+    long long csize = -1, data_off = -1;
+    long long header_size = 0;
+    while (std::fgets(line, sizeof line, f)) {
+        std::string l = line;
+        size_t eq = l.find('=');
+        std::string key = l.substr(0, eq == std::string::npos ? 0 : eq);
+        while (!key.empty() && key.back() == ' ')
+            key.pop_back();
+        std::string val = eq == std::string::npos ? "" : l.substr(eq + 1);
+        while (!val.empty() && (val.front() == ' '))
+            val.erase(val.begin());
+        while (!val.empty() && (val.back() == '\n' || val.back() == '\r' || val.back() == ' '))
+            val.pop_back();
+        if (key == "CompressedData")
+            compressed = val == "True" || val == "true";
+        else if (key == "CompressedDataSize")
+            csize = std::atoll(val.c_str());
+        else if (key == "HeaderSize")
+            header_size = std::atoll(val.c_str());
+        else if (key == "ElementDataFile") {
+            datafile = val;
+            data_off = (long long)std::ftell(f);
+            break;
+        }
+    }
+    std::fclose(f);
+    (void)io;
+    if (datafile.empty() || header_size != 0)
+        return MK_OK; /* no or unusual data layout: MetaIO decides */
+    std::string dpath;
+    long long avail;
+    if (datafile == "LOCAL") {
+        dpath = path;
+        avail = file_size_of(dpath) - data_off;
+    } else if (datafile.find('%') != std::string::npos || datafile.rfind("LIST", 0) == 0) {
+        return MK_OK;
+    } else {
+        std::string p = path;
+        size_t k = p.find_last_of('/');
+        dpath = datafile[0] == '/' || k == std::string::npos ? datafile : p.substr(0, k + 1) + datafile;
+        avail = file_size_of(dpath);
+        if (avail < 0)
+            return mk_err(ctx, MK_ERR_IO, "%s: field ElementDataFile: data file %s not found", path, dpath.c_str());
+    }
+    long long need = compressed ? csize : (long long)nbytes;
+    if (need > 0 && avail < need)
+        return mk_err(ctx, MK_ERR_FORMAT, "%s: field ElementDataFile: expected %lld bytes of %s data in %s, found %lld (truncated)",
+                      path, need, compressed ? "compressed" : "voxel", dpath.c_str(), avail);
+    return MK_OK;
+}
+
+// Read a whole file through an ImageIO (header first, sizes validated by mk_image_new).
+mk_status read_with_io(mk_ctx *ctx, itk::ImageIOBase *io, const char *path, mk_image **out)
+{
+    io->SetFileName(path);
+    if (!io->CanReadFile(path))
+        return mk_err(ctx, MK_ERR_FORMAT, "%s: not a readable %s file", path, io->GetNameOfClass());
+    io->ReadImageInformation();
+    unsigned ndim = io->GetNumberOfDimensions();
+    if (ndim < 1 || ndim > MK_IMAGE_MAX_DIMS)
+        return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: field dimensions: expected 1..%d, got %u", path,
+                      MK_IMAGE_MAX_DIMS, ndim);
+    mk_dtype dt;
+    if (!comp_to_dtype(io->GetComponentType(), io->GetNumberOfComponents(), &dt))
+        return mk_err(ctx, MK_ERR_UNSUPPORTED,
+                      "%s: field pixel type: expected a scalar or RGB uint8 pixel, got %u x %s", path,
+                      io->GetNumberOfComponents(),
+                      itk::ImageIOBase::GetComponentTypeAsString(io->GetComponentType()).c_str());
+    int64_t dim[MK_IMAGE_MAX_DIMS];
+    for (unsigned i = 0; i < ndim; i++) {
+        dim[i] = (int64_t)io->GetDimensions(i);
+        if (dim[i] <= 0)
+            return mk_err(ctx, MK_ERR_FORMAT, "%s: field size[%u]: expected > 0, got %lld", path, i,
+                          (long long)dim[i]);
+    }
+    int64_t nbytes = (int64_t)mk_dtype_size(dt);
+    for (unsigned i = 0; i < ndim; i++)
+        nbytes = dim[i] > 0 && nbytes <= INT64_MAX / dim[i] ? nbytes * dim[i] : INT64_MAX;
+    if (std::strcmp(io->GetNameOfClass(), "MetaImageIO") == 0) {
+        mk_status cs = check_meta_size(ctx, path, io, nbytes);
+        if (cs != MK_OK)
+            return cs;
+    }
+    double sp[MK_IMAGE_MAX_DIMS], org[MK_IMAGE_MAX_DIMS];
+    std::vector<std::vector<double>> cols(ndim);
+    for (unsigned i = 0; i < ndim; i++) {
+        sp[i] = io->GetSpacing(i);
+        org[i] = io->GetOrigin(i);
+        cols[i] = io->GetDirection(i);
+    }
+    mk_image *img = nullptr;
+    mk_status st = mk_image_new(ctx, dt, (int)ndim, dim, &img);
+    if (st != MK_OK)
+        return mk_err_prefix(ctx, "%s", path);
+    st = set_geom(ctx, path, img, ndim, sp, org, cols);
+    if (st != MK_OK) {
+        mk_image_free(img);
+        return st;
+    }
+    itk::ImageIORegion region(ndim);
+    for (unsigned i = 0; i < ndim; i++) {
+        region.SetIndex(i, 0);
+        region.SetSize(i, (itk::SizeValueType)dim[i]);
+    }
+    io->SetIORegion(region);
+    try {
+        io->Read(img->data);
+    } catch (...) {
+        mk_image_free(img);
+        throw;
+    }
+    *out = img;
+    return MK_OK;
+}
+
+// ---- DICOM --------------------------------------------------------------------------------------
+
+struct series_info {
+    std::string uid, desc, modality;
+    std::vector<std::string> files;
+};
+
+mk_status list_series(mk_ctx *ctx, const char *dir, std::vector<series_info> &out)
+{
+    if (!is_dir(dir))
+        return mk_err(ctx, MK_ERR_IO, "%s: not a directory", dir);
+    auto names = itk::GDCMSeriesFileNames::New();
+    names->SetUseSeriesDetails(false);
+    names->SetRecursive(false);
+    names->SetDirectory(dir);
+    const auto &uids = names->GetSeriesUIDs();
+    for (const auto &u : uids) {
+        series_info s;
+        s.uid = u;
+        s.files = names->GetFileNames(u);
+        out.push_back(s);
+    }
+    if (out.empty())
+        return mk_err(ctx, MK_ERR_NOT_FOUND, "%s: no DICOM series found in this folder", dir);
+    // Description and modality from the first file of each series (header scan only).
+    std::vector<std::string> firsts;
+    for (const auto &s : out)
+        firsts.push_back(s.files.front());
+    gdcm::Scanner sc;
+    const gdcm::Tag tdesc(0x0008, 0x103e), tmod(0x0008, 0x0060);
+    sc.AddTag(tdesc);
+    sc.AddTag(tmod);
+    if (sc.Scan(firsts)) {
+        for (auto &s : out) {
+            const char *d = sc.GetValue(s.files.front().c_str(), tdesc);
+            const char *m = sc.GetValue(s.files.front().c_str(), tmod);
+            s.desc = d ? d : "";
+            s.modality = m ? m : "";
+            while (!s.desc.empty() && s.desc.back() == ' ')
+                s.desc.pop_back();
+            while (!s.modality.empty() && s.modality.back() == ' ')
+                s.modality.pop_back();
+        }
+    }
+    return MK_OK;
+}
+
+bool parse_doubles(const char *s, double *v, int n)
+{
+    if (!s)
+        return false;
+    for (int i = 0; i < n; i++) {
+        char *end = nullptr;
+        errno = 0;
+        v[i] = std::strtod(s, &end);
+        if (end == s || errno || !std::isfinite(v[i]))
+            return false;
+        s = end;
+        while (*s == ' ')
+            s++;
+        if (i + 1 < n) {
+            if (*s != '\\')
+                return false;
+            s++;
+        }
+    }
+    return true;
+}
+
+const char *base_name(const std::string &p)
+{
+    size_t k = p.find_last_of('/');
+    return p.c_str() + (k == std::string::npos ? 0 : k + 1);
+}
+
+// Sort the files of a series by position along the slice normal and check the steps.
+mk_status sort_and_check(mk_ctx *ctx, const char *dir, std::vector<std::string> &files,
+                         const mk_dicom_opts *opts)
+{
+    if (files.size() < 2)
+        return MK_OK;
+    gdcm::Scanner sc;
+    const gdcm::Tag tipp(0x0020, 0x0032), tiop(0x0020, 0x0037);
+    sc.AddTag(tipp);
+    sc.AddTag(tiop);
+    if (!sc.Scan(files))
+        return mk_err(ctx, MK_ERR_FORMAT, "%s: cannot scan the DICOM headers of the series", dir);
+    double iop[6];
+    if (!parse_doubles(sc.GetValue(files[0].c_str(), tiop), iop, 6))
+        return mk_err(ctx, MK_ERR_FORMAT,
+                      "%s: field ImageOrientationPatient (0020,0037): expected 6 numbers", files[0].c_str());
+    double nrm[3] = {iop[1] * iop[5] - iop[2] * iop[4], iop[2] * iop[3] - iop[0] * iop[5],
+                     iop[0] * iop[4] - iop[1] * iop[3]};
+    struct slice {
+        std::string file;
+        double pos;
+    };
+    std::vector<slice> sl;
+    for (const auto &f : files) {
+        double ipp[3];
+        if (!parse_doubles(sc.GetValue(f.c_str(), tipp), ipp, 3))
+            return mk_err(ctx, MK_ERR_FORMAT,
+                          "%s: field ImagePositionPatient (0020,0032): expected 3 numbers", f.c_str());
+        sl.push_back({f, ipp[0] * nrm[0] + ipp[1] * nrm[1] + ipp[2] * nrm[2]});
+    }
+    std::stable_sort(sl.begin(), sl.end(), [](const slice &a, const slice &b) { return a.pos < b.pos; });
+    for (size_t k = 0; k < sl.size(); k++)
+        files[k] = sl[k].file;
+
+    size_t n = sl.size();
+    std::vector<double> step(n - 1);
+    for (size_t k = 0; k + 1 < n; k++)
+        step[k] = sl[k + 1].pos - sl[k].pos;
+    for (size_t k = 0; k + 1 < n; k++)
+        if (step[k] < 1e-6)
+            return mk_err(ctx, MK_ERR_GEOMETRY,
+                          "%s: slices %s and %s have the same position %.4f mm along the normal "
+                          "(duplicate slice or several acquisitions in one series)",
+                          dir, base_name(sl[k].file), base_name(sl[k + 1].file), sl[k].pos);
+    std::vector<double> sorted = step;
+    std::sort(sorted.begin(), sorted.end());
+    double median = sorted[sorted.size() / 2];
+    double mean = (sl.back().pos - sl.front().pos) / (double)(n - 1);
+    double tol = opts && opts->spacing_tol > 0 ? opts->spacing_tol : 0.01;
+    bool strict = opts && opts->strict;
+
+    std::string gaps, nonuni;
+    int ngap = 0, nnon = 0;
+    double maxdev = 0;
+    for (size_t k = 0; k + 1 < n; k++) {
+        char buf[512];
+        if (step[k] > 1.5 * median) {
+            if (ngap < 5) {
+                std::snprintf(buf, sizeof buf, "%s%s (%.3f) -> %s (%.3f): step %.3f mm, about %.0f slice(s) missing",
+                              ngap ? "; " : "", base_name(sl[k].file), sl[k].pos, base_name(sl[k + 1].file),
+                              sl[k + 1].pos, step[k], std::round(step[k] / median) - 1);
+                gaps += buf;
+            }
+            ngap++;
+        } else if (std::fabs(step[k] - mean) > tol * mean) {
+            if (nnon < 5) {
+                std::snprintf(buf, sizeof buf, "%s%s -> %s: %.4f mm", nnon ? "; " : "", base_name(sl[k].file),
+                              base_name(sl[k + 1].file), step[k]);
+                nonuni += buf;
+            }
+            nnon++;
+        }
+        maxdev = std::max(maxdev, std::fabs(step[k] - mean));
+    }
+    if (ngap) {
+        if (strict)
+            return mk_err(ctx, MK_ERR_GEOMETRY, "%s: missing slices (median step %.4f mm): %s%s", dir, median,
+                          gaps.c_str(), ngap > 5 ? "; ..." : "");
+        mk_log(ctx, MK_LOG_WARN, "%s: missing slices (median step %.4f mm): %s%s", dir, median, gaps.c_str(),
+               ngap > 5 ? "; ..." : "");
+    }
+    if (nnon) {
+        if (strict)
+            return mk_err(ctx, MK_ERR_GEOMETRY,
+                          "%s: non-uniform slice spacing: %d of %zu steps differ from the mean %.4f mm by more "
+                          "than %.1f%% (max deviation %.4f mm): %s%s",
+                          dir, nnon, n - 1, mean, tol * 100, maxdev, nonuni.c_str(), nnon > 5 ? "; ..." : "");
+        mk_log(ctx, MK_LOG_WARN,
+               "%s: non-uniform slice spacing: %d of %zu steps differ from the mean %.4f mm by more than "
+               "%.1f%% (max deviation %.4f mm): %s%s; using the mean spacing",
+               dir, nnon, n - 1, mean, tol * 100, maxdev, nonuni.c_str(), nnon > 5 ? "; ..." : "");
+    }
+    return MK_OK;
+}
+
+template <typename PixelT>
+mk_status read_series_t(mk_ctx *ctx, const char *dir, const std::vector<std::string> &files, mk_dtype dt,
+                        mk_image **out)
+{
+    using ImageT = itk::Image<PixelT, 3>;
+    auto reader = itk::ImageSeriesReader<ImageT>::New();
+    auto io = itk::GDCMImageIO::New();
+    reader->SetImageIO(io);
+    reader->SetFileNames(files);
+    reader->Update();
+    const ImageT *im = reader->GetOutput();
+    auto size = im->GetLargestPossibleRegion().GetSize();
+    int64_t dim[3] = {(int64_t)size[0], (int64_t)size[1], (int64_t)size[2]};
+    mk_image *img = nullptr;
+    if (mk_image_new(ctx, dt, 3, dim, &img) != MK_OK)
+        return mk_err_prefix(ctx, "%s", dir);
+    double sp[3], org[3];
+    std::vector<std::vector<double>> cols(3, std::vector<double>(3));
+    for (unsigned i = 0; i < 3; i++) {
+        sp[i] = im->GetSpacing()[i];
+        org[i] = im->GetOrigin()[i];
+        for (unsigned r = 0; r < 3; r++)
+            cols[i][r] = im->GetDirection()[r][i];
+    }
+    mk_status st = set_geom(ctx, dir, img, 3, sp, org, cols);
+    if (st != MK_OK) {
+        mk_image_free(img);
+        return st;
+    }
+    std::memcpy(img->data, im->GetBufferPointer(), (size_t)mk_image_nvox(img) * mk_dtype_size(dt));
+    *out = img;
+    return MK_OK;
+}
+
+// GDCM widens rescaled CT to int32 when the stored range times slope plus intercept could leave
+// int16; HU always fit, so narrow when every value does (keeps CT volumes int16 like NIfTI files).
+mk_status narrow_int32(mk_ctx *ctx, mk_image **img)
+{
+    mk_image *a = *img;
+    if (a->dtype != MK_DT_INT32)
+        return MK_OK;
+    const int32_t *p = (const int32_t *)a->data;
+    int64_t n = mk_image_nvox(a);
+    for (int64_t i = 0; i < n; i++)
+        if (p[i] < INT16_MIN || p[i] > INT16_MAX)
+            return MK_OK;
+    mk_image *b = nullptr;
+    mk_status st = mk_image_new(ctx, MK_DT_INT16, a->ndim, a->dim, &b);
+    if (st != MK_OK)
+        return st;
+    b->geom = a->geom;
+    int16_t *q = (int16_t *)b->data;
+    for (int64_t i = 0; i < n; i++)
+        q[i] = (int16_t)p[i];
+    mk_image_free(a);
+    *img = b;
+    return MK_OK;
+}
+
+mk_status dicom_read(mk_ctx *ctx, const char *dir, const mk_dicom_opts *opts, mk_image **out)
+{
+    std::vector<series_info> ser;
+    mk_status st = list_series(ctx, dir, ser);
+    if (st != MK_OK)
+        return st;
+    const series_info *pick = nullptr;
+    const char *want = opts ? opts->series_uid : nullptr;
+    if (want && *want) {
+        for (const auto &s : ser)
+            if (s.uid == want)
+                pick = &s;
+        if (!pick) {
+            std::string l;
+            for (const auto &s : ser)
+                l += " " + s.uid;
+            return mk_err(ctx, MK_ERR_NOT_FOUND, "%s: no series with UID %s; series here:%s", dir, want, l.c_str());
+        }
+    } else if (ser.size() > 1) {
+        std::string l;
+        for (const auto &s : ser)
+            l += "\n  " + s.uid + " (" + std::to_string(s.files.size()) + " files, " +
+                 (s.modality.empty() ? "?" : s.modality) + (s.desc.empty() ? "" : ", " + s.desc) + ")";
+        return mk_err(ctx, MK_ERR_INVALID, "%s: %zu DICOM series in this folder, choose one by UID:%s", dir,
+                      ser.size(), l.c_str());
+    } else {
+        pick = &ser[0];
+    }
+    std::vector<std::string> files = pick->files;
+    st = sort_and_check(ctx, dir, files, opts);
+    if (st != MK_OK)
+        return st;
+    for (const auto &f : files)
+        if ((st = check_pixel_data(ctx, f)) != MK_OK)
+            return st;
+
+    // Pixel type after rescaling, as GDCMImageIO reports it for the first slice.
+    auto io = itk::GDCMImageIO::New();
+    io->SetFileName(files[0]);
+    io->ReadImageInformation();
+    mk_dtype dt;
+    if (!comp_to_dtype(io->GetComponentType(), io->GetNumberOfComponents(), &dt))
+        return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: field pixel type: %u x %s is not supported", files[0].c_str(),
+                      io->GetNumberOfComponents(),
+                      itk::ImageIOBase::GetComponentTypeAsString(io->GetComponentType()).c_str());
+    mk_image *img = nullptr;
+    switch (dt) {
+    case MK_DT_UINT8: st = read_series_t<uint8_t>(ctx, dir, files, dt, &img); break;
+    case MK_DT_INT8: st = read_series_t<int8_t>(ctx, dir, files, dt, &img); break;
+    case MK_DT_UINT16: st = read_series_t<uint16_t>(ctx, dir, files, dt, &img); break;
+    case MK_DT_INT16: st = read_series_t<int16_t>(ctx, dir, files, dt, &img); break;
+    case MK_DT_UINT32: st = read_series_t<uint32_t>(ctx, dir, files, dt, &img); break;
+    case MK_DT_INT32: st = read_series_t<int32_t>(ctx, dir, files, dt, &img); break;
+    case MK_DT_FLOAT32: st = read_series_t<float>(ctx, dir, files, dt, &img); break;
+    case MK_DT_FLOAT64: st = read_series_t<double>(ctx, dir, files, dt, &img); break;
+    case MK_DT_RGB24: st = read_series_t<itk::RGBPixel<unsigned char>>(ctx, dir, files, dt, &img); break;
+    default:
+        return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: field pixel type: %s is not supported for series", dir,
+                      mk_dtype_name(dt));
+    }
+    if (st != MK_OK)
+        return st;
+    st = narrow_int32(ctx, &img);
+    if (st != MK_OK) {
+        mk_image_free(img);
+        return st;
+    }
+    *out = img;
+    return MK_OK;
+}
+
+// Write through an ImageIO into a private folder beside the target, then rename every produced
+// file into place (data files before the header), so readers never see a header without data.
+mk_status write_atomic(mk_ctx *ctx, const char *path, const mk_image *img, itk::ImageIOBase *io)
+{
+    IOComp comp;
+    unsigned ncomp;
+    if (!dtype_to_comp(img->dtype, &comp, &ncomp))
+        return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: voxel type %s cannot be written", path,
+                      mk_dtype_name(img->dtype));
+    unsigned ndim = (unsigned)img->ndim;
+    if (ndim < 1 || ndim > MK_IMAGE_MAX_DIMS)
+        return mk_err(ctx, MK_ERR_INVALID, "%s: image has %u dimensions, expected 1..%d", path, ndim,
+                      MK_IMAGE_MAX_DIMS);
+    std::string p = path, dirpart = ".", base = path;
+    size_t k = p.find_last_of('/');
+    if (k != std::string::npos) {
+        dirpart = k == 0 ? "/" : p.substr(0, k);
+        base = p.substr(k + 1);
+    }
+    if (base.empty())
+        return mk_err(ctx, MK_ERR_INVALID, "%s: no file name", path);
+    std::string tmpdir = dirpart + "/." + base + ".tmp." + std::to_string((long)getpid());
+    if (mkdir(tmpdir.c_str(), 0777) != 0)
+        return mk_err(ctx, MK_ERR_IO, "%s: cannot create temporary folder %s: %s", path, tmpdir.c_str(),
+                      std::strerror(errno));
+    auto cleanup = [&]() {
+        if (DIR *d = opendir(tmpdir.c_str())) {
+            while (struct dirent *e = readdir(d))
+                if (std::strcmp(e->d_name, ".") && std::strcmp(e->d_name, ".."))
+                    unlink((tmpdir + "/" + e->d_name).c_str());
+            closedir(d);
+        }
+        rmdir(tmpdir.c_str());
+    };
+    try {
+        io->SetNumberOfDimensions(ndim);
+        for (unsigned i = 0; i < ndim; i++) {
+            io->SetDimensions(i, (itk::SizeValueType)img->dim[i]);
+            double sp = i < 3 ? img->geom.spacing[i] : (i == 3 && img->geom.tr > 0 ? img->geom.tr : 1.0);
+            io->SetSpacing(i, sp);
+            io->SetOrigin(i, i < 3 ? img->geom.origin[i] : 0.0);
+            std::vector<double> col(ndim, 0.0);
+            for (unsigned r = 0; r < ndim; r++)
+                col[r] = (i < 3 && r < 3) ? img->geom.direction[r * 3 + i] : (r == i ? 1.0 : 0.0);
+            io->SetDirection(i, col);
+        }
+        io->SetComponentType(comp);
+        io->SetNumberOfComponents(ncomp);
+        io->SetPixelType(ncomp == 3 ? IOPix::RGB : IOPix::SCALAR);
+        io->SetUseCompression(false);
+        itk::ImageIORegion region(ndim);
+        for (unsigned i = 0; i < ndim; i++) {
+            region.SetIndex(i, 0);
+            region.SetSize(i, (itk::SizeValueType)img->dim[i]);
+        }
+        io->SetIORegion(region);
+        std::string tmpfile = tmpdir + "/" + base;
+        io->SetFileName(tmpfile);
+        io->Write(img->data);
+    } catch (...) {
+        cleanup();
+        throw;
+    }
+    std::vector<std::string> produced;
+    if (DIR *d = opendir(tmpdir.c_str())) {
+        while (struct dirent *e = readdir(d))
+            if (std::strcmp(e->d_name, ".") && std::strcmp(e->d_name, ".."))
+                produced.push_back(e->d_name);
+        closedir(d);
+    }
+    // Header (the target's own name) last.
+    std::stable_partition(produced.begin(), produced.end(), [&](const std::string &s) { return s != base; });
+    for (const auto &f : produced) {
+        std::string from = tmpdir + "/" + f, to = dirpart + "/" + f;
+        if (std::rename(from.c_str(), to.c_str()) != 0) {
+            int e = errno;
+            cleanup();
+            return mk_err(ctx, MK_ERR_IO, "%s: rename %s -> %s: %s", path, from.c_str(), to.c_str(), std::strerror(e));
+        }
+    }
+    cleanup();
+    return MK_OK;
+}
+
+template <typename F> mk_status guarded(mk_ctx *ctx, const char *path, F &&f)
+{
+    try {
+        quiet_once();
+        return f();
+    } catch (const itk::ExceptionObject &e) {
+        return mk_err(ctx, MK_ERR_FORMAT, "%s: ITK: %s", path, itk_msg(e).c_str());
+    } catch (const std::bad_alloc &) {
+        return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory", path);
+    } catch (const std::exception &e) {
+        return mk_err(ctx, MK_ERR_FORMAT, "%s: %s", path, e.what());
+    } catch (...) {
+        return mk_err(ctx, MK_ERR_INTERNAL, "%s: unknown C++ exception in the ITK bridge", path);
+    }
+}
+
+bool ext_is(const std::string &e, std::initializer_list<const char *> l)
+{
+    for (const char *x : l)
+        if (e == x)
+            return true;
+    return false;
+}
+
+} // namespace
+
+extern "C" {
+
+int mk_io_itk_can_read(const char *path)
+{
+    if (!path)
+        return 0;
+    if (is_dir(path))
+        return 1;
+    std::string e = lower_ext(path);
+    if (ext_is(e, {".mha", ".mhd", ".nrrd", ".nhdr", ".dcm"}))
+        return 1;
+    return has_dicm_magic(path) ? 1 : 0;
+}
+
+int mk_io_itk_can_write(const char *path)
+{
+    return path && ext_is(lower_ext(path), {".mha", ".mhd", ".nrrd", ".nhdr"});
+}
+
+mk_status mk_io_itk_read(mk_ctx *ctx, const char *path, mk_image **out)
+{
+    MK_ASSERT(path && out);
+    *out = nullptr;
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return mk_err(ctx, MK_ERR_IO, "%s: %s", path, std::strerror(errno));
+    if (S_ISDIR(st.st_mode))
+        return mk_io_dicom_read_ex(ctx, path, nullptr, out);
+    std::string e = lower_ext(path);
+    return guarded(ctx, path, [&]() -> mk_status {
+        if (ext_is(e, {".mha", ".mhd"})) {
+            auto io = itk::MetaImageIO::New();
+            return read_with_io(ctx, io, path, out);
+        }
+        if (ext_is(e, {".nrrd", ".nhdr"})) {
+            auto io = itk::NrrdImageIO::New();
+            return read_with_io(ctx, io, path, out);
+        }
+        if (e == ".dcm" || has_dicm_magic(path)) {
+            mk_status cs = check_pixel_data(ctx, path);
+            if (cs != MK_OK)
+                return cs;
+            auto io = itk::GDCMImageIO::New();
+            mk_status s = read_with_io(ctx, io, path, out);
+            if (s == MK_OK && (s = narrow_int32(ctx, out)) != MK_OK) {
+                mk_image_free(*out);
+                *out = nullptr;
+            }
+            return s;
+        }
+        return mk_err(ctx, MK_ERR_UNSUPPORTED,
+                      "%s: not a format of the ITK bridge (expected .mha .mhd .nrrd .nhdr .dcm or a DICOM folder)",
+                      path);
+    });
+}
+
+mk_status mk_io_itk_write(mk_ctx *ctx, const char *path, const mk_image *img)
+{
+    MK_ASSERT(path && img && img->data);
+    std::string e = lower_ext(path);
+    return guarded(ctx, path, [&]() -> mk_status {
+        if (ext_is(e, {".mha", ".mhd"})) {
+            auto io = itk::MetaImageIO::New();
+            return write_atomic(ctx, path, img, io);
+        }
+        if (ext_is(e, {".nrrd", ".nhdr"})) {
+            auto io = itk::NrrdImageIO::New();
+            return write_atomic(ctx, path, img, io);
+        }
+        return mk_err(ctx, MK_ERR_INVALID, "%s: the ITK bridge writes .mha .mhd .nrrd .nhdr, not '%s'", path,
+                      e.c_str());
+    });
+}
+
+mk_status mk_io_dicom_list_series(mk_ctx *ctx, const char *dir, mk_dicom_series **out, int *n)
+{
+    MK_ASSERT(dir && out && n);
+    *out = nullptr;
+    *n = 0;
+    return guarded(ctx, dir, [&]() -> mk_status {
+        std::vector<series_info> ser;
+        mk_status st = list_series(ctx, dir, ser);
+        if (st != MK_OK)
+            return st;
+        auto *a = (mk_dicom_series *)std::calloc(ser.size(), sizeof(mk_dicom_series));
+        if (!a)
+            return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory", dir);
+        for (size_t i = 0; i < ser.size(); i++) {
+            std::snprintf(a[i].uid, sizeof a[i].uid, "%s", ser[i].uid.c_str());
+            std::snprintf(a[i].description, sizeof a[i].description, "%s", ser[i].desc.c_str());
+            std::snprintf(a[i].modality, sizeof a[i].modality, "%s", ser[i].modality.c_str());
+            a[i].nfiles = (int)ser[i].files.size();
+        }
+        *out = a;
+        *n = (int)ser.size();
+        return MK_OK;
+    });
+}
+
+mk_status mk_io_dicom_read_ex(mk_ctx *ctx, const char *dir, const mk_dicom_opts *opts, mk_image **out)
+{
+    MK_ASSERT(dir && out);
+    *out = nullptr;
+    return guarded(ctx, dir, [&]() -> mk_status { return dicom_read(ctx, dir, opts, out); });
+}
+
+mk_status mk_io_dicom_read(mk_ctx *ctx, const char *dir, const char *series_uid, mk_image **out)
+{
+    mk_dicom_opts o;
+    std::memset(&o, 0, sizeof o);
+    o.series_uid = series_uid;
+    return mk_io_dicom_read_ex(ctx, dir, &o, out);
+}
+
+} // extern "C"
