@@ -16,6 +16,7 @@
  * the start of the line, computed lazily with a per-line cache so long lines stay linear. */
 #include "mk_toml.h"
 
+#include <float.h>
 #include <locale.h>
 #include <math.h>
 #include <stdarg.h>
@@ -55,7 +56,8 @@ struct mk_toml_value {
         struct {
             entry *e;
             size_t len, cap;
-            uint32_t *idx; /* open addressing, entry index + 1, 0 = empty; NULL while small */
+            uint64_t *idx; /* open addressing: (hash << 32) | (entry index + 1), 0 = empty;
+                            * NULL while the table is small */
             size_t icap;
         } tab;
         struct {
@@ -81,25 +83,33 @@ typedef struct chunk {
 
 struct mk_toml_doc {
     chunk *arena;
+    size_t next_chunk; /* size of the next arena chunk (grows to ARENA_CHUNK_MAX) */
     mk_toml_value *root;
     char *filename;
 };
 
 #define ARENA_CHUNK ((size_t)64 * 1024)
+#define ARENA_CHUNK_MAX ((size_t)1024 * 1024)
 #define SMALL_TABLE 8 /* tables up to this size are searched linearly */
 
-static void *arena_alloc(mk_toml_doc *doc, size_t n)
+/* n bytes aligned to `align` (a power of two, at most _Alignof(max_align_t)); NULL when out of
+ * memory. Strings use align 1 so short keys do not waste a whole max_align_t each. */
+static void *arena_alloc_a(mk_toml_doc *doc, size_t n, size_t align)
 {
-    n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
     chunk *c = doc->arena;
-    if (!c || c->cap - c->used < n) {
-        size_t cap = n > ARENA_CHUNK / 2 ? n : ARENA_CHUNK;
+    size_t at = c ? (c->used + align - 1) & ~(align - 1) : 0;
+    if (!c || at > c->cap || c->cap - at < n) {
+        size_t csize = doc->next_chunk < ARENA_CHUNK ? ARENA_CHUNK : doc->next_chunk;
+        int big = n > csize / 2;
+        size_t cap = big ? n : csize;
         chunk *nc = malloc(sizeof(chunk) + cap);
         if (!nc)
             return NULL;
         nc->used = 0;
         nc->cap = cap;
-        if (c && n > ARENA_CHUNK / 2) {
+        if (!big && csize < ARENA_CHUNK_MAX)
+            doc->next_chunk = 2 * csize;
+        if (c && big) {
             /* big block: put it behind the current chunk so the current one keeps filling */
             nc->next = c->next;
             c->next = nc;
@@ -110,9 +120,13 @@ static void *arena_alloc(mk_toml_doc *doc, size_t n)
         nc->used = n;
         return (char *)nc->data;
     }
-    void *p = (char *)c->data + c->used;
-    c->used += n;
-    return p;
+    c->used = at + n;
+    return (char *)c->data + at;
+}
+
+static void *arena_alloc(mk_toml_doc *doc, size_t n)
+{
+    return arena_alloc_a(doc, n, _Alignof(max_align_t) < 8 ? _Alignof(max_align_t) : 8);
 }
 
 static uint32_t hash_key(const char *s, size_t n)
@@ -137,12 +151,14 @@ static long tab_find(const mk_toml_value *t, const char *k, size_t n, uint32_t h
     }
     size_t mask = t->u.tab.icap - 1;
     for (size_t j = h & mask;; j = (j + 1) & mask) {
-        uint32_t x = t->u.tab.idx[j];
+        uint64_t x = t->u.tab.idx[j];
         if (x == 0)
             return -1;
-        const entry *e = &t->u.tab.e[x - 1];
-        if (e->hash == h && e->klen == n && memcmp(e->key, k, n) == 0)
-            return (long)(x - 1);
+        if ((uint32_t)(x >> 32) != h)
+            continue; /* the stored hash spares a cache miss on the entry */
+        const entry *e = &t->u.tab.e[(uint32_t)x - 1];
+        if (e->klen == n && memcmp(e->key, k, n) == 0)
+            return (long)((uint32_t)x - 1);
     }
 }
 
@@ -152,7 +168,7 @@ static int tab_reindex(mk_toml_doc *doc, mk_toml_value *t)
     size_t icap = 16;
     while (icap < 2 * (t->u.tab.len + 1))
         icap *= 2;
-    uint32_t *idx = arena_alloc(doc, icap * sizeof *idx);
+    uint64_t *idx = arena_alloc(doc, icap * sizeof *idx);
     if (!idx)
         return -1;
     memset(idx, 0, icap * sizeof *idx);
@@ -160,7 +176,7 @@ static int tab_reindex(mk_toml_doc *doc, mk_toml_value *t)
         size_t j = t->u.tab.e[i].hash & (icap - 1);
         while (idx[j])
             j = (j + 1) & (icap - 1);
-        idx[j] = (uint32_t)(i + 1);
+        idx[j] = ((uint64_t)t->u.tab.e[i].hash << 32) | (uint64_t)(i + 1);
     }
     t->u.tab.idx = idx;
     t->u.tab.icap = icap;
@@ -196,6 +212,8 @@ typedef struct parser {
     size_t nseg, segcap;
     int failed;
     char found[48];
+    const char *decimal_point; /* the C library's, for strtod (locale dependent) */
+    size_t decimal_point_len;
 } parser;
 
 static int col_of(parser *P, const unsigned char *q)
@@ -370,7 +388,7 @@ static mk_toml_value *new_value(parser *P, mk_toml_type type, int line, int col,
 
 static char *arena_strdup(parser *P, const char *s, size_t n)
 {
-    char *d = arena_alloc(P->doc, n + 1);
+    char *d = arena_alloc_a(P->doc, n + 1, 1);
     if (!d) {
         oom(P);
         return NULL;
@@ -409,7 +427,7 @@ static int tab_add(parser *P, mk_toml_value *t, const char *k, size_t n, uint32_
         size_t mask = t->u.tab.icap - 1, j = h & mask;
         while (t->u.tab.idx[j])
             j = (j + 1) & mask;
-        t->u.tab.idx[j] = (uint32_t)t->u.tab.len;
+        t->u.tab.idx[j] = ((uint64_t)h << 32) | (uint64_t)t->u.tab.len;
     } else if (t->u.tab.len > SMALL_TABLE) {
         if (tab_reindex(P->doc, t))
             return oom(P);
@@ -1011,6 +1029,75 @@ static int scan_digits(parser *P, const unsigned char *s, size_t n, size_t *i, i
     return nd;
 }
 
+/* Exact fast path for decimal floats (Clinger): when the significant digits fit in 53 bits and the
+ * power of ten is at most 10^22, both operands are exact doubles and a single IEEE multiply or
+ * divide is correctly rounded, so the result equals strtod's. Anything else returns 0 and goes to
+ * strtod. `s` is a token already validated by parse_number. */
+static int float_fast(const unsigned char *s, size_t n, double *out)
+{
+#if FLT_EVAL_METHOD == 0
+    static const double p10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                   1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                   1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    size_t i = 0;
+    int neg = 0, nd = 0, in_frac = 0;
+    long frac = 0, e = 0;
+    uint64_t m = 0;
+    if (s[0] == '+' || s[0] == '-') {
+        neg = s[0] == '-';
+        i = 1;
+    }
+    for (; i < n; i++) {
+        int c = s[i];
+        if (c == '_')
+            continue;
+        if (c == '.') {
+            in_frac = 1;
+            continue;
+        }
+        if (c == 'e' || c == 'E')
+            break;
+        if (in_frac)
+            frac++;
+        if (m == 0 && c == '0')
+            continue; /* leading zeros carry no digits */
+        if (++nd > 19)
+            return 0;
+        m = m * 10 + (uint64_t)(c - '0');
+    }
+    if (i < n) {
+        int eneg = 0;
+        i++;
+        if (s[i] == '+' || s[i] == '-')
+            eneg = s[i++] == '-';
+        for (; i < n; i++) {
+            if (s[i] == '_')
+                continue;
+            if (e > 100000)
+                return 0;
+            e = e * 10 + (s[i] - '0');
+        }
+        if (eneg)
+            e = -e;
+    }
+    e -= frac;
+    double d;
+    if (m == 0)
+        d = 0.0;
+    else if (m > ((uint64_t)1 << 53) || e < -22 || e > 22)
+        return 0;
+    else
+        d = e < 0 ? (double)m / p10[-e] : (double)m * p10[e];
+    *out = neg ? -d : d;
+    return 1;
+#else
+    (void)s;
+    (void)n;
+    (void)out;
+    return 0;
+#endif
+}
+
 static int parse_number(parser *P, mk_toml_value *v)
 {
     const unsigned char *s = P->p;
@@ -1114,9 +1201,18 @@ static int parse_number(parser *P, mk_toml_value *v)
         P->p += n;
         return 0;
     }
+    v->type = MK_TOML_FLOAT;
+    P->p += n;
+    if (float_fast(s, n, &v->u.f))
+        return 0;
     /* strtod on the text without underscores, with the locale's decimal point */
-    const char *dp = localeconv()->decimal_point;
-    size_t dpl = dp && *dp ? strlen(dp) : 1;
+    if (!P->decimal_point) {
+        const char *ldp = localeconv()->decimal_point;
+        P->decimal_point = ldp && *ldp ? ldp : ".";
+        P->decimal_point_len = strlen(P->decimal_point);
+    }
+    const char *dp = P->decimal_point;
+    size_t dpl = P->decimal_point_len;
     P->sbuf.n = 0;
     if (gbuf_reserve(P, &P->sbuf, n + dpl + 1))
         return -1;
@@ -1124,16 +1220,14 @@ static int parse_number(parser *P, mk_toml_value *v)
         if (s[k] == '_')
             continue;
         if (s[k] == '.') {
-            memcpy(P->sbuf.p + P->sbuf.n, dp && *dp ? dp : ".", dpl);
+            memcpy(P->sbuf.p + P->sbuf.n, dp, dpl);
             P->sbuf.n += dpl;
         } else {
             P->sbuf.p[P->sbuf.n++] = (char)s[k];
         }
     }
     P->sbuf.p[P->sbuf.n] = '\0';
-    v->type = MK_TOML_FLOAT;
     v->u.f = strtod(P->sbuf.p, NULL);
-    P->p += n;
     return 0;
 }
 
@@ -1500,7 +1594,10 @@ mk_status mk_toml_parse(mk_ctx *ctx, const char *filename, const char *buf, size
     P.col_val = 1;
 
     size_t bad = utf8_check(s, len);
-    if (bad < len) {
+    /* allocate the scratch buffers up front so empty keys/strings never see a NULL buffer */
+    if (gbuf_reserve(&P, &P.sbuf, 256) || gbuf_reserve(&P, &P.kbuf, 256)) {
+        /* error recorded */
+    } else if (bad < len) {
         /* locate the bad byte: count lines up to it */
         const unsigned char *q = P.p;
         for (; q < s + bad; q++)

@@ -151,6 +151,13 @@ static void test_strings(void **state)
     assert_memory_equal(s, "nul\0in", 6);
     assert_int_equal(mk_toml_table_key_len(r, 4), 1);
     mk_toml_free(doc);
+    /* empty keys are legal once; '' and "" are the same key */
+    doc = parse_ok("'' = 1\n");
+    assert_int_equal(mk_toml_int(get(mk_toml_root(doc), "")), 1);
+    mk_toml_free(doc);
+    EXPECT_ERROR("'' = 1\n\"\" = 2\n",
+                 "t.toml:2:1: duplicate key '\"\"': already defined as an integer at line 1, "
+                 "column 1");
 }
 
 static void test_positions(void **state)
