@@ -108,6 +108,41 @@ void mk_geom_orient_code(const mk_geom *g, char code[4]);
  * rel_tol*max(spacing). */
 int mk_geom_same_grid(const mk_image *a, const mk_image *b, double rel_tol);
 
+
+/* ---- additions (io core) ------------------------------------------------------------------- */
+
+/* Dtype by name ("int16"); -1 if unknown. 1 if t is an integer type (not float, not RGB24). */
+int mk_dtype_parse(const char *name);
+int mk_dtype_is_int(mk_dtype t);
+
+/* Validate a shape before any allocation: 1 <= ndim <= 5, every dim > 0, product <= MK_IMAGE_MAX_VOXELS
+ * without overflow. `what` names the file or object in the message ("WHAT: field dim[2]: expected
+ * > 0, got -3"). *nvox (may be NULL) receives the product. Returns MK_OK, MK_ERR_FORMAT, MK_ERR_NOMEM,
+ * MK_ERR_INVALID. */
+mk_status mk_dims_check(mk_ctx *ctx, const char *what, int ndim, const int64_t *dim, int64_t *nvox);
+
+/* Deep copy (voxels, geometry, NIfTI meta). Ownership: *out new, mk_image_free. */
+mk_status mk_image_clone(mk_ctx *ctx, const mk_image *src, mk_image **out);
+
+/* The axis-order / shape invariant stated at the top of this header, asserted at every I/O
+ * boundary (readers before returning, writers on entry): valid dtype, 1 <= ndim <= 5, dims >= 1,
+ * dims beyond ndim equal to 1, spacing finite and > 0. A violation is a programmer error (abort). */
+void mk__image_assert_valid(const mk_image *img, const char *file, int line);
+#define mk_image_assert_valid(img) mk__image_assert_valid((img), __FILE__, __LINE__)
+
+/* Inverse of mk_geom_affine_lps: spacing = column norms, direction = normalised columns (kept as
+ * they are, not orthogonalised), origin = last column. MK_ERR_GEOMETRY on a zero or non-finite
+ * column. */
+mk_status mk_geom_from_affine_lps(mk_ctx *ctx, const double m[4][4], mk_geom *g);
+
+/* For each voxel axis c: the RAS world axis it mostly points along (0 = x/R-L, 1 = y/A-P,
+ * 2 = z/S-I) and the sign (+1 towards R/A/S). Axes are assigned uniquely. mk_geom_orient_code is
+ * built on it. */
+void mk_geom_axis_map(const mk_geom *g, int world_axis[3], int sign[3]);
+
+/* Minimum and maximum voxel value (NaN ignored; RGB24 as luminance). */
+mk_status mk_image_value_range(const mk_image *img, double *lo, double *hi);
+
 #ifdef __cplusplus
 }
 #endif
