@@ -163,6 +163,12 @@ mk_rng *mk_nn_graph_rng(mk_nn_graph *g);
 /* Accumulate BN running statistics in training mode (default 1; set 0 for a teacher forward). */
 void mk_nn_graph_set_update_stats(mk_nn_graph *g, int on);
 
+/* Subgradient policy of ReLU at its kink, for comparisons against another engine: in backward,
+ * inputs with |x| <= tol pass the gradient iff side != 0 (default tol 0: the usual x > 0 rule).
+ * mk_nn_graph_relu_kinks counts the inputs that fell within tol since mk_nn_graph_begin. */
+void mk_nn_graph_set_relu_kink(mk_nn_graph *g, float tol, int side);
+long long mk_nn_graph_relu_kinks(const mk_nn_graph *g);
+
 /* Name a node (the string must outlive the step; literals are fine) and look it up later. */
 mk_var *mk_nn_set_name(mk_var *v, const char *name);
 mk_var *mk_nn_find(mk_nn_graph *g, const char *name);

@@ -220,6 +220,18 @@ void mk_nn_graph_begin(mk_nn_graph *g, int training)
     g->training = training;
     g->oom = 0;
     g->bad_labels = 0;
+    g->kinks = 0;
+}
+
+void mk_nn_graph_set_relu_kink(mk_nn_graph *g, float tol, int side)
+{
+    g->kink_tol = tol;
+    g->kink_side = side;
+}
+
+long long mk_nn_graph_relu_kinks(const mk_nn_graph *g)
+{
+    return g->kinks;
 }
 
 int mk_nn_graph_training(const mk_nn_graph *g)

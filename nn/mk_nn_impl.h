@@ -10,6 +10,9 @@ struct mk_nn_graph {
     int n_nodes, cap;
     int training, no_grad, threads, oom, update_stats;
     long long bad_labels;
+    float kink_tol;
+    int kink_side;
+    long long kinks;
     mk_rng rng;
 };
 

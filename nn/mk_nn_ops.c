@@ -723,6 +723,19 @@ static void relu_backward(mk_nn_graph *g, mk_var *v)
         return;
     int64_t n = mk__numel(v);
     const float *y = v->t.data, *gy = v->grad;
+    if (g->kink_tol > 0) {
+        const float *x = v->in[0]->t.data;
+        for (int64_t i = 0; i < n; i++) {
+            if (fabsf(x[i]) <= g->kink_tol) {
+                g->kinks++;
+                if (g->kink_side)
+                    dx[i] += gy[i];
+            } else if (x[i] > 0) {
+                dx[i] += gy[i];
+            }
+        }
+        return;
+    }
 #pragma omp parallel for num_threads(nthreads(g, n)) schedule(static)
     for (int64_t i = 0; i < n; i++)
         if (y[i] > 0)
