@@ -25,6 +25,36 @@ const mk_verb MK_VERBS[] = {
      "  --explain      print every section and key of the schema with type, default and meaning\n"
      "  --print        print the resolved config (defaults filled in) as TOML",
      mk_verb_validate},
+    {"eval", "score predicted label images against references (dice, hd95, surface dice, ...)",
+     "eval --pred P --ref R [--labels 1,2] [--tolerance-mm T] [--convention deepmind|medpy] [--out report.h5] [--json FILE] [--csv FILE] [--resample-to-ref]",
+     "P and R are NIfTI files, or folders paired by case id (file name without .nii/.nii.gz; an\n"
+     "nnU-Net channel suffix _0000 is optional); unpaired files are listed.\n"
+     "  --labels L,..       labels to score (default: every non-zero value in either image)\n"
+     "  --tolerance-mm T    surface Dice tolerance in mm (default 1)\n"
+     "  --convention C      deepmind (default: corner surfaces, area weighted) or medpy (voxel surfaces)\n"
+     "  --out FILE.h5       HDF5 report (docs/report-schema.md)\n"
+     "  --json FILE         JSON report; non-finite numbers are the strings \"inf\"/\"nan\"\n"
+     "  --csv FILE          one row per case and label\n"
+     "  --resample-to-ref   map a prediction on another grid onto the reference grid (nearest)\n"
+     "Empty masks: both empty -> dice 1, distances 0; one empty -> dice 0, distances inf.",
+     mk_verb_eval},
+    {"synth", "generate phantom data with exact labels (lung CT/MRI, cardiac MR/CT, histology)",
+     "synth --kind lung|cardiac|histo --out DIR [--cases N] [--seed S] [--size ...] [knobs]",
+     "Writes images, label maps, tissue maps, manifest.csv (id, modality, image, label, split,\n"
+     "domain; paths relative to it), cases.csv and synth.toml under DIR (docs/phantoms.md).\n"
+     "  --kind K        lung (CT + MR, tumour), cardiac (MR + CT, 1 RV 2 MYO 3 LV), histo (slides)\n"
+     "  --out DIR       output folder (created)\n"
+     "  --cases N       cases per domain (default lung/cardiac 12, histo 4)\n"
+     "  --seed S        seed; case i is the same whatever N is (default 1)\n"
+     "  --size A,B[,C]  volume voxels i,j,k (lung 64,64,24; cardiac 64,64,10) or slide W,H (1024,1024)\n"
+     "  --contrast X    tumour contrast multiplier on the hard domain (default 1)\n"
+     "  --noise X       noise multiplier (default 1)\n"
+     "  --shift X       domain-shift strength 0..1 (cardiac CT mapping, histo stain; default 1)\n"
+     "  --labelled F    fraction of training cases whose label is listed (default 1)\n"
+     "  --hard-frac F   lung: fraction of tumours abutting the mediastinum (default 0.5)\n"
+     "  --tile N --patch N   histo: TIFF tile size (128) and patch-label size (64)\n"
+     "  --config FILE   read these from the [synth] table of a TOML file (options override it)",
+     mk_verb_synth},
     {"version", "print the version and the libraries medkd was built with", "version", "", mk_verb_version},
     {"help", "list the verbs, or explain one", "help [VERB]", "", mk_verb_help},
 };

@@ -1,0 +1,801 @@
+/* `pipeline eval`: score predicted label images against reference label images.
+ *
+ * P and R are both files or both folders. Folders pair NIfTI files by case id: the file name
+ * without .nii/.nii.gz/.hdr; a name left unpaired is retried without an nnU-Net channel suffix
+ * "_0000" (4 digits). Unpaired files are listed (stdout, reports) and do not stop the run; no pair
+ * at all is an error. Each image is read, cut down to the box of its non-zero voxels and the full
+ * buffer released before the next read, so memory stays near one image plus the objects.
+ * Grids must agree (shape, spacing to 1e-4 relative, origin/direction to 1e-4 x max spacing)
+ * unless --resample-to-ref maps the prediction onto the reference grid (nearest neighbour). */
+#include <ctype.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/mk_fs.h"
+#include "../io/mk_image.h"
+#include "../io/mk_nifti.h"
+#include "../metrics/mk_metrics.h"
+#include "../report/mk_report.h"
+#include "mk_verbs.h"
+
+#ifndef MK_VERSION
+#define MK_VERSION "unknown"
+#endif
+
+/* An image reduced to its non-zero box: header kept (geometry), voxels only inside the box. */
+typedef struct boxed {
+    mk_image *hdr; /* data == NULL after boxing */
+    mk_metric_vol vol;
+    void *box;
+} boxed;
+
+static void boxed_free(boxed *b)
+{
+    mk_image_free(b->hdr);
+    free(b->box);
+    memset(b, 0, sizeof *b);
+}
+
+static int vtype_of(mk_dtype t, mk_metric_vtype *out)
+{
+    static const struct {
+        mk_dtype d;
+        mk_metric_vtype v;
+    } map[] = {{MK_DT_UINT8, MK_METRIC_U8},   {MK_DT_INT8, MK_METRIC_I8},     {MK_DT_UINT16, MK_METRIC_U16},
+               {MK_DT_INT16, MK_METRIC_I16},  {MK_DT_UINT32, MK_METRIC_U32},  {MK_DT_INT32, MK_METRIC_I32},
+               {MK_DT_UINT64, MK_METRIC_U64}, {MK_DT_INT64, MK_METRIC_I64},   {MK_DT_FLOAT32, MK_METRIC_F32},
+               {MK_DT_FLOAT64, MK_METRIC_F64}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (map[i].d == t) {
+            *out = map[i].v;
+            return 1;
+        }
+    return 0;
+}
+
+static int row_nonzero(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i])
+            return 1;
+    return 0;
+}
+
+/* Take ownership of img and reduce it to the box of its non-zero voxels. */
+static mk_status make_boxed(mk_ctx *ctx, const char *path, mk_image *img, boxed *out)
+{
+    memset(out, 0, sizeof *out);
+    out->hdr = img;
+    mk_metric_vtype vt;
+    if (!vtype_of(img->dtype, &vt))
+        return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: datatype %s: expected an integer or float label image", path,
+                      mk_dtype_name(img->dtype));
+    for (int k = 3; k < MK_IMAGE_MAX_DIMS; k++)
+        if (img->dim[k] != 1)
+            return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: dim[%d] = %lld: expected a 2D/3D label image (4th+ dims of 1)",
+                          path, k + 1, (long long)img->dim[k]);
+    const int64_t nx = img->dim[0], ny = img->dim[1], nz = img->dim[2];
+    const size_t es = mk_dtype_size(img->dtype), rowb = (size_t)nx * es;
+    int64_t lo[3] = {nx, ny, nz}, hi[3] = {-1, -1, -1};
+    const unsigned char *d = img->data;
+    for (int64_t z = 0; z < nz; z++)
+        for (int64_t y = 0; y < ny; y++) {
+            const unsigned char *row = d + (size_t)(z * ny + y) * rowb;
+            if (!row_nonzero(row, rowb))
+                continue;
+            int64_t x0 = 0, x1 = nx - 1;
+            while (!row_nonzero(row + (size_t)x0 * es, es))
+                x0++;
+            while (!row_nonzero(row + (size_t)x1 * es, es))
+                x1--;
+            if (x0 < lo[0]) lo[0] = x0;
+            if (x1 > hi[0]) hi[0] = x1;
+            if (y < lo[1]) lo[1] = y;
+            if (y > hi[1]) hi[1] = y;
+            if (z < lo[2]) lo[2] = z;
+            if (z > hi[2]) hi[2] = z;
+        }
+    mk_metric_vol *v = &out->vol;
+    v->type = vt;
+    v->name = path;
+    for (int k = 0; k < 3; k++) {
+        v->dim[k] = img->dim[k];
+        v->spacing[k] = img->geom.spacing[k];
+    }
+    /* a 2D NIfTI keeps pixdim[3] as stored for volumes */
+    if (img->ndim == 2 && img->nifti.present && fabs(img->nifti.pixdim[3]) > 0)
+        v->spacing[2] = fabs(img->nifti.pixdim[3]);
+    if (hi[0] < 0) {
+        /* all zero: an empty box (box_dim 0 on axis 1, 2 marks "stored box" of no voxels) */
+        v->box_dim[0] = 1;
+        v->box_dim[1] = v->box_dim[2] = 0;
+        free(img->data);
+        img->data = NULL;
+        v->data = NULL;
+        return MK_OK;
+    }
+    int64_t bn[3];
+    for (int k = 0; k < 3; k++) {
+        bn[k] = hi[k] - lo[k] + 1;
+        v->box_lo[k] = lo[k];
+        v->box_dim[k] = bn[k];
+    }
+    out->box = malloc((size_t)(bn[0] * bn[1] * bn[2]) * es);
+    if (!out->box)
+        return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory", path);
+    unsigned char *b = out->box;
+    for (int64_t z = 0; z < bn[2]; z++)
+        for (int64_t y = 0; y < bn[1]; y++)
+            memcpy(b + (size_t)(z * bn[1] + y) * (size_t)bn[0] * es,
+                   d + ((size_t)((z + lo[2]) * ny + (y + lo[1])) * (size_t)nx + (size_t)lo[0]) * es, (size_t)bn[0] * es);
+    free(img->data);
+    img->data = NULL;
+    v->data = out->box;
+    return MK_OK;
+}
+
+/* Nearest-neighbour resampling of src onto ref's grid (world LPS coordinates). */
+static mk_status resample_nn(mk_ctx *ctx, const mk_image *src, const mk_image *ref, mk_image **out)
+{
+    mk_status st = mk_image_new_like(ctx, ref, src->dtype, out);
+    if (st != MK_OK)
+        return st;
+    double A[4][4], B[4][4];
+    mk_geom_affine_lps(&ref->geom, A);
+    mk_geom_affine_lps(&src->geom, B);
+    /* invert B's 3x3 part */
+    double m[3][3], inv[3][3];
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+            m[i][j] = B[i][j];
+    double det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
+                 m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+    if (!(fabs(det) > 0)) {
+        mk_image_free(*out);
+        *out = NULL;
+        return mk_err(ctx, MK_ERR_GEOMETRY, "resample: singular affine");
+    }
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) {
+            int i1 = (j + 1) % 3, i2 = (j + 2) % 3, j1 = (i + 1) % 3, j2 = (i + 2) % 3;
+            inv[i][j] = (m[i1][j1] * m[i2][j2] - m[i1][j2] * m[i2][j1]) / det;
+        }
+    /* M = inv(B) * A : ref voxel -> src voxel */
+    double M[3][4];
+    for (int i = 0; i < 3; i++) {
+        for (int j = 0; j < 4; j++) {
+            double s = 0;
+            for (int k = 0; k < 3; k++)
+                s += inv[i][k] * (A[k][j] - (j == 3 ? B[k][3] : 0.0));
+            M[i][j] = s;
+        }
+    }
+    const int64_t *rd = ref->dim, *sd = src->dim;
+    for (int64_t z = 0; z < rd[2]; z++)
+        for (int64_t y = 0; y < rd[1]; y++)
+            for (int64_t x = 0; x < rd[0]; x++) {
+                int64_t q[3];
+                int inside = 1;
+                for (int i = 0; i < 3; i++) {
+                    double c = M[i][0] * (double)x + M[i][1] * (double)y + M[i][2] * (double)z + M[i][3];
+                    q[i] = (int64_t)floor(c + 0.5);
+                    if (q[i] < 0 || q[i] >= sd[i])
+                        inside = 0;
+                }
+                if (inside)
+                    mk_image_set(*out, x + rd[0] * (y + rd[1] * z),
+                                 mk_image_get(src, q[0] + sd[0] * (q[1] + sd[1] * q[2])));
+            }
+    return MK_OK;
+}
+
+/* ---------------------------------------------------------------- case listing */
+
+static int nifti_stem(const char *name, char *stem, size_t n)
+{
+    static const char *const ext[] = {".nii.gz", ".nii", ".hdr.gz", ".hdr"};
+    size_t l = strlen(name);
+    for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++) {
+        size_t e = strlen(ext[i]);
+        if (l > e && strcmp(name + l - e, ext[i]) == 0) {
+            if (l - e >= n)
+                return 0;
+            memcpy(stem, name, l - e);
+            stem[l - e] = '\0';
+            return 1;
+        }
+    }
+    return 0;
+}
+
+typedef struct entry {
+    char *name, *stem;
+    int used;
+} entry;
+
+static int cmp_entry(const void *a, const void *b)
+{
+    return strcmp(((const entry *)a)->name, ((const entry *)b)->name);
+}
+
+static void entries_free(entry *e, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(e[i].name);
+        free(e[i].stem);
+    }
+    free(e);
+}
+
+static mk_status list_dir(mk_ctx *ctx, const char *dir, entry **out, int *n)
+{
+    *out = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return mk_err(ctx, MK_ERR_IO, "%s: cannot open folder", dir);
+    entry *e = NULL;
+    int ne = 0, cap = 0;
+    struct dirent *de;
+    mk_status st = MK_OK;
+    while ((de = readdir(d))) {
+        char stem[1024];
+        if (de->d_name[0] == '.' || !nifti_stem(de->d_name, stem, sizeof stem))
+            continue;
+        if (ne == cap) {
+            cap = cap ? cap * 2 : 32;
+            entry *ne2 = realloc(e, (size_t)cap * sizeof *e);
+            if (!ne2) {
+                st = mk_err(ctx, MK_ERR_NOMEM, "out of memory listing %s", dir);
+                break;
+            }
+            e = ne2;
+        }
+        e[ne].name = strdup(de->d_name);
+        e[ne].stem = strdup(stem);
+        e[ne].used = 0;
+        if (!e[ne].name || !e[ne].stem) {
+            free(e[ne].name);
+            free(e[ne].stem);
+            st = mk_err(ctx, MK_ERR_NOMEM, "out of memory listing %s", dir);
+            break;
+        }
+        ne++;
+    }
+    closedir(d);
+    if (st != MK_OK) {
+        entries_free(e, ne);
+        return st;
+    }
+    if (ne > 1)
+        qsort(e, (size_t)ne, sizeof *e, cmp_entry);
+    *out = e;
+    *n = ne;
+    return MK_OK;
+}
+
+/* stem without an nnU-Net channel suffix "_DDDD" into buf; 0 if there is none */
+static int strip_channel(const char *stem, char *buf, size_t n)
+{
+    size_t l = strlen(stem);
+    if (l < 6 || stem[l - 5] != '_')
+        return 0;
+    for (size_t i = l - 4; i < l; i++)
+        if (!isdigit((unsigned char)stem[i]))
+            return 0;
+    if (l - 5 >= n)
+        return 0;
+    memcpy(buf, stem, l - 5);
+    buf[l - 5] = '\0';
+    return 1;
+}
+
+typedef struct pair {
+    char *id, *pred, *ref;
+} pair;
+
+static char *join_path(const char *dir, const char *name)
+{
+    size_t l = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(l);
+    if (p)
+        snprintf(p, l, "%s/%s", dir, name);
+    return p;
+}
+
+static mk_status make_pairs(mk_ctx *ctx, const char *pdir, const char *rdir, pair **pairs, int *npairs,
+                            mk_eval_report *rep)
+{
+    entry *pe = NULL, *re = NULL;
+    int np = 0, nr = 0;
+    mk_status st = list_dir(ctx, pdir, &pe, &np);
+    if (st == MK_OK)
+        st = list_dir(ctx, rdir, &re, &nr);
+    pair *pr = calloc((size_t)(np > 0 ? np : 1), sizeof *pr);
+    int n = 0;
+    if (st == MK_OK && !pr)
+        st = mk_err(ctx, MK_ERR_NOMEM, "out of memory");
+    /* pass 0: exact stems; pass 1: stems without a channel suffix */
+    for (int pass = 0; pass < 2 && st == MK_OK; pass++)
+        for (int i = 0; i < np && st == MK_OK; i++) {
+            if (pe[i].used)
+                continue;
+            char a[1024];
+            const char *ka = pe[i].stem;
+            if (pass == 1 && strip_channel(pe[i].stem, a, sizeof a))
+                ka = a;
+            for (int j = 0; j < nr; j++) {
+                if (re[j].used)
+                    continue;
+                char b[1024];
+                const char *kb = re[j].stem;
+                if (pass == 1 && strip_channel(re[j].stem, b, sizeof b))
+                    kb = b;
+                if (strcmp(ka, kb) != 0)
+                    continue;
+                pe[i].used = re[j].used = 1;
+                pr[n].id = strdup(ka);
+                pr[n].pred = join_path(pdir, pe[i].name);
+                pr[n].ref = join_path(rdir, re[j].name);
+                n++;
+                if (!pr[n - 1].id || !pr[n - 1].pred || !pr[n - 1].ref)
+                    st = mk_err(ctx, MK_ERR_NOMEM, "out of memory");
+                break;
+            }
+        }
+    if (st == MK_OK) {
+        rep->unpaired_pred = calloc((size_t)(np > 0 ? np : 1), sizeof(char *));
+        rep->unpaired_ref = calloc((size_t)(nr > 0 ? nr : 1), sizeof(char *));
+        if (!rep->unpaired_pred || !rep->unpaired_ref)
+            st = mk_err(ctx, MK_ERR_NOMEM, "out of memory");
+        for (int i = 0; i < np && st == MK_OK; i++)
+            if (!pe[i].used)
+                rep->unpaired_pred[rep->nunpaired_pred++] = join_path(pdir, pe[i].name);
+        for (int j = 0; j < nr && st == MK_OK; j++)
+            if (!re[j].used)
+                rep->unpaired_ref[rep->nunpaired_ref++] = join_path(rdir, re[j].name);
+    }
+    if (st == MK_OK && n == 0)
+        st = mk_err(ctx, MK_ERR_INVALID,
+                    "no case pairs: %s has %d NIfTI file(s) and %s has %d, with no case id in common "
+                    "(ids are file names without .nii/.nii.gz, nnU-Net channel suffix _0000 optional)",
+                    pdir, np, rdir, nr);
+    entries_free(pe, np);
+    entries_free(re, nr);
+    if (st != MK_OK) {
+        for (int i = 0; i < n; i++) {
+            free(pr[i].id);
+            free(pr[i].pred);
+            free(pr[i].ref);
+        }
+        free(pr);
+        return st;
+    }
+    *pairs = pr;
+    *npairs = n;
+    return MK_OK;
+}
+
+/* ---------------------------------------------------------------- one case */
+
+static mk_status read_boxed(mk_ctx *ctx, const char *path, boxed *out)
+{
+    mk_image *img = NULL;
+    mk_status st = mk_io_nifti_read(ctx, path, &img);
+    if (st != MK_OK)
+        return st;
+    st = make_boxed(ctx, path, img, out);
+    if (st != MK_OK)
+        boxed_free(out);
+    return st;
+}
+
+static int same_grid(const mk_image *a, const mk_image *b, char *why, size_t n)
+{
+    for (int k = 0; k < 3; k++)
+        if (a->dim[k] != b->dim[k]) {
+            snprintf(why, n, "shape %lldx%lldx%lld vs %lldx%lldx%lld", (long long)a->dim[0], (long long)a->dim[1],
+                     (long long)a->dim[2], (long long)b->dim[0], (long long)b->dim[1], (long long)b->dim[2]);
+            return 0;
+        }
+    double smax = 0;
+    for (int k = 0; k < 3; k++) {
+        double sa = a->geom.spacing[k], sb = b->geom.spacing[k], m = fmax(sa, sb);
+        smax = fmax(smax, m);
+        if (fabs(sa - sb) > 1e-4 * m) {
+            snprintf(why, n, "spacing %.9g,%.9g,%.9g vs %.9g,%.9g,%.9g mm (tolerance 1e-4 relative)", a->geom.spacing[0],
+                     a->geom.spacing[1], a->geom.spacing[2], b->geom.spacing[0], b->geom.spacing[1], b->geom.spacing[2]);
+            return 0;
+        }
+    }
+    for (int k = 0; k < 3; k++)
+        if (fabs(a->geom.origin[k] - b->geom.origin[k]) > 1e-4 * smax) {
+            snprintf(why, n, "origin %.6g,%.6g,%.6g vs %.6g,%.6g,%.6g mm (LPS)", a->geom.origin[0], a->geom.origin[1],
+                     a->geom.origin[2], b->geom.origin[0], b->geom.origin[1], b->geom.origin[2]);
+            return 0;
+        }
+    for (int k = 0; k < 9; k++)
+        if (fabs(a->geom.direction[k] - b->geom.direction[k]) > 1e-4) {
+            char ca[4], cb[4];
+            mk_geom_orient_code(&a->geom, ca);
+            mk_geom_orient_code(&b->geom, cb);
+            snprintf(why, n, "direction matrices differ (orientation %s vs %s)", ca, cb);
+            return 0;
+        }
+    return 1;
+}
+
+static mk_status eval_case(mk_ctx *ctx, const pair *pr, const int64_t *labels, int nlabels, int resample,
+                           const mk_metric_opts *o, mk_eval_case *out, int64_t **case_labels, int *ncase_labels)
+{
+    boxed bp, br;
+    memset(&bp, 0, sizeof bp);
+    memset(&br, 0, sizeof br);
+    mk_status st = read_boxed(ctx, pr->pred, &bp);
+    if (st == MK_OK)
+        st = read_boxed(ctx, pr->ref, &br);
+    char why[256];
+    if (st == MK_OK && !same_grid(bp.hdr, br.hdr, why, sizeof why)) {
+        if (!resample) {
+            st = mk_err(ctx, MK_ERR_GEOMETRY, "grids differ: pred %s vs ref %s: %s (use --resample-to-ref)", pr->pred,
+                        pr->ref, why);
+        } else {
+            MK_LOG_W(ctx, "%s: resampled onto the grid of %s (nearest neighbour): %s", pr->pred, pr->ref, why);
+            boxed_free(&bp);
+            mk_image *src = NULL, *rs = NULL, *refh = NULL;
+            st = mk_io_nifti_read(ctx, pr->pred, &src);
+            if (st == MK_OK)
+                st = mk_io_nifti_read_header(ctx, pr->ref, &refh);
+            if (st == MK_OK)
+                st = resample_nn(ctx, src, refh, &rs);
+            mk_image_free(src);
+            mk_image_free(refh);
+            if (st == MK_OK) {
+                st = make_boxed(ctx, pr->pred, rs, &bp);
+                if (st != MK_OK)
+                    boxed_free(&bp);
+            }
+        }
+    }
+    int64_t *labs = NULL;
+    int nl = nlabels;
+    if (st == MK_OK) {
+        if (labels) {
+            labs = malloc((size_t)(nl > 0 ? nl : 1) * sizeof *labs);
+            if (!labs)
+                st = mk_err(ctx, MK_ERR_NOMEM, "out of memory");
+            else
+                memcpy(labs, labels, (size_t)nl * sizeof *labs);
+        } else {
+            st = mk_metric_find_labels(ctx, &bp.vol, &br.vol, &labs, &nl);
+        }
+    }
+    if (st == MK_OK) {
+        out->res = calloc((size_t)(nl > 0 ? nl : 1), sizeof *out->res);
+        if (!out->res)
+            st = mk_err(ctx, MK_ERR_NOMEM, "out of memory");
+    }
+    if (st == MK_OK) {
+        st = mk_metric_eval(ctx, &bp.vol, &br.vol, labs, nl, o, out->res);
+        if (st != MK_OK)
+            mk_err_prefix(ctx, "case %s", pr->id);
+    }
+    boxed_free(&bp);
+    boxed_free(&br);
+    if (st != MK_OK) {
+        free(labs);
+        free(out->res);
+        out->res = NULL;
+        return st;
+    }
+    *case_labels = labs;
+    *ncase_labels = nl;
+    return MK_OK;
+}
+
+/* ---------------------------------------------------------------- verb */
+
+static mk_status parse_labels(mk_ctx *ctx, const char *s, int64_t **out, int *n)
+{
+    int cap = 1;
+    for (const char *p = s; *p; p++)
+        cap += *p == ',';
+    int64_t *l = malloc((size_t)cap * sizeof *l);
+    if (!l)
+        return mk_err(ctx, MK_ERR_NOMEM, "out of memory");
+    int k = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || (*end && *end != ',') || v == 0) {
+            free(l);
+            return mk_err(ctx, MK_ERR_USAGE, "--labels: expected a comma-separated list of non-zero integers, got '%s'", s);
+        }
+        for (int i = 0; i < k; i++)
+            if (l[i] == v) {
+                free(l);
+                return mk_err(ctx, MK_ERR_USAGE, "--labels: label %lld listed twice", v);
+            }
+        l[k++] = v;
+        p = *end ? end + 1 : end;
+    }
+    if (k == 0) {
+        free(l);
+        return mk_err(ctx, MK_ERR_USAGE, "--labels: empty list");
+    }
+    *out = l;
+    *n = k;
+    return MK_OK;
+}
+
+static char *command_line(int argc, char **argv)
+{
+    size_t n = strlen("pipeline") + 1;
+    for (int i = 0; i < argc; i++)
+        n += strlen(argv[i]) * 4 + 3;
+    char *s = malloc(n);
+    if (!s)
+        return NULL;
+    strcpy(s, "pipeline");
+    char *w = s + strlen(s);
+    for (int i = 0; i < argc; i++) {
+        *w++ = ' ';
+        int q = argv[i][0] == '\0' || strpbrk(argv[i], " \t\"'\\$") != NULL;
+        if (q)
+            *w++ = '\'';
+        for (const char *c = argv[i]; *c; c++) {
+            if (q && *c == '\'') {
+                memcpy(w, "'\\''", 4);
+                w += 4;
+            } else {
+                *w++ = *c;
+            }
+        }
+        if (q)
+            *w++ = '\'';
+    }
+    *w = '\0';
+    return s;
+}
+
+static int64_t *union_labels(const int64_t *a, int na, const int64_t *b, int nb, int *n)
+{
+    int64_t *u = malloc((size_t)(na + nb > 0 ? na + nb : 1) * sizeof *u);
+    if (!u)
+        return NULL;
+    int k = 0;
+    for (int i = 0; i < na; i++)
+        u[k++] = a[i];
+    for (int j = 0; j < nb; j++) {
+        int dup = 0;
+        for (int i = 0; i < na; i++)
+            dup |= a[i] == b[j];
+        if (!dup)
+            u[k++] = b[j];
+    }
+    /* ascending */
+    for (int i = 1; i < k; i++)
+        for (int j = i; j > 0 && u[j - 1] > u[j]; j--) {
+            int64_t t = u[j];
+            u[j] = u[j - 1];
+            u[j - 1] = t;
+        }
+    *n = k;
+    return u;
+}
+
+static void print_num(double v)
+{
+    if (isnan(v))
+        printf(" %9s", "nan");
+    else if (isinf(v))
+        printf(" %9s", "inf");
+    else
+        printf(" %9.4f", v);
+}
+
+mk_status mk_verb_eval(mk_cli *cli, int argc, char **argv)
+{
+    mk_ctx *ctx = cli->ctx;
+    const char *pred = NULL, *ref = NULL, *out_h5 = NULL, *out_json = NULL, *out_csv = NULL;
+    int64_t *labels = NULL;
+    int nlabels = 0, resample = 0;
+    mk_metric_opts o;
+    mk_metric_opts_default(&o);
+    mk_status st = MK_OK;
+    mk_args a;
+    mk_args_init(&a, argc, argv);
+    while (st == MK_OK && mk_args_next(&a)) {
+        const char **dst = mk_args_is(&a, "--pred")   ? &pred
+                           : mk_args_is(&a, "--ref")  ? &ref
+                           : mk_args_is(&a, "--out")  ? &out_h5
+                           : mk_args_is(&a, "--json") ? &out_json
+                           : mk_args_is(&a, "--csv")  ? &out_csv
+                                                      : NULL;
+        if (dst) {
+            if (!(*dst = mk_args_value(&a)))
+                st = mk_args_missing(&a, ctx);
+        } else if (mk_args_is(&a, "--labels")) {
+            const char *v = mk_args_value(&a);
+            if (!v)
+                st = mk_args_missing(&a, ctx);
+            else {
+                free(labels);
+                labels = NULL;
+                st = parse_labels(ctx, v, &labels, &nlabels);
+            }
+        } else if (mk_args_is(&a, "--tolerance-mm")) {
+            const char *v = mk_args_value(&a);
+            st = v ? mk_args_double(ctx, "--tolerance-mm", v, 0.0, 1e6, &o.tolerance_mm) : mk_args_missing(&a, ctx);
+        } else if (mk_args_is(&a, "--convention")) {
+            const char *v = mk_args_value(&a);
+            st = v ? mk_metric_conv_parse(ctx, v, &o.convention) : mk_args_missing(&a, ctx);
+        } else if (mk_args_is(&a, "--resample-to-ref")) {
+            resample = 1;
+        } else {
+            st = mk_args_unknown(&a, ctx);
+        }
+    }
+    if (st == MK_OK && (!pred || !ref))
+        st = mk_err(ctx, MK_ERR_USAGE, "eval: --pred and --ref are required (see 'pipeline help eval')");
+    mk_eval_report rep;
+    memset(&rep, 0, sizeof rep);
+    pair *pairs = NULL;
+    int npairs = 0;
+    if (st == MK_OK) {
+        int pd = mk_fs_is_dir(pred), rd = mk_fs_is_dir(ref);
+        if (pd != rd) {
+            st = mk_err(ctx, MK_ERR_USAGE, "eval: --pred %s and --ref %s must both be files or both be folders", pred,
+                        ref);
+        } else if (pd) {
+            st = make_pairs(ctx, pred, ref, &pairs, &npairs, &rep);
+        } else {
+            pairs = calloc(1, sizeof *pairs);
+            char stem[1024];
+            const char *base = strrchr(pred, '/');
+            base = base ? base + 1 : pred;
+            if (!pairs)
+                st = mk_err(ctx, MK_ERR_NOMEM, "out of memory");
+            else {
+                npairs = 1;
+                pairs[0].id = strdup(nifti_stem(base, stem, sizeof stem) ? stem : base);
+                pairs[0].pred = strdup(pred);
+                pairs[0].ref = strdup(ref);
+                if (!pairs[0].id || !pairs[0].pred || !pairs[0].ref)
+                    st = mk_err(ctx, MK_ERR_NOMEM, "out of memory");
+            }
+        }
+    }
+    int64_t **clabs = NULL;
+    int *nclabs = NULL;
+    if (st == MK_OK) {
+        rep.cases = calloc((size_t)npairs, sizeof *rep.cases);
+        clabs = calloc((size_t)npairs, sizeof *clabs);
+        nclabs = calloc((size_t)npairs, sizeof *nclabs);
+        if (!rep.cases || !clabs || !nclabs)
+            st = mk_err(ctx, MK_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < rep.nunpaired_pred; i++)
+        MK_LOG_W(ctx, "unpaired prediction (no reference with its case id): %s", rep.unpaired_pred[i]);
+    for (int i = 0; i < rep.nunpaired_ref; i++)
+        MK_LOG_W(ctx, "unpaired reference (no prediction with its case id): %s", rep.unpaired_ref[i]);
+    for (int i = 0; i < npairs && st == MK_OK; i++) {
+        mk_eval_case *c = &rep.cases[i];
+        c->id = pairs[i].id;
+        c->pred = pairs[i].pred;
+        c->ref = pairs[i].ref;
+        pairs[i].id = pairs[i].pred = pairs[i].ref = NULL;
+        rep.ncases = i + 1;
+        pair cur = {c->id, c->pred, c->ref};
+        st = eval_case(ctx, &cur, labels, nlabels, resample, &o, c, &clabs[i], &nclabs[i]);
+        mk_progress(ctx, "eval", i + 1, npairs, "case", c->id);
+    }
+    /* the report's label set: --labels, or the union over cases; absent labels are both-empty */
+    if (st == MK_OK) {
+        int64_t *u = NULL;
+        int nu = 0;
+        if (labels) {
+            u = malloc((size_t)nlabels * sizeof *u);
+            if (u) {
+                memcpy(u, labels, (size_t)nlabels * sizeof *u);
+                nu = nlabels;
+            }
+        } else {
+            u = malloc(sizeof *u);
+            for (int i = 0; i < rep.ncases && u; i++) {
+                int nn;
+                int64_t *t = union_labels(u, nu, clabs[i], nclabs[i], &nn);
+                free(u);
+                u = t;
+                nu = nn;
+            }
+        }
+        if (!u)
+            st = mk_err(ctx, MK_ERR_NOMEM, "out of memory");
+        for (int i = 0; i < rep.ncases && st == MK_OK; i++) {
+            mk_metric_result *full = calloc((size_t)(nu > 0 ? nu : 1), sizeof *full);
+            if (!full) {
+                st = mk_err(ctx, MK_ERR_NOMEM, "out of memory");
+                break;
+            }
+            for (int j = 0; j < nu; j++) {
+                mk_metric_result_empty(&full[j], u[j], MK_METRIC_EMPTY_BOTH);
+                for (int k = 0; k < nclabs[i]; k++)
+                    if (clabs[i][k] == u[j])
+                        full[j] = rep.cases[i].res[k];
+            }
+            free(rep.cases[i].res);
+            rep.cases[i].res = full;
+        }
+        rep.labels = u;
+        rep.nlabels = nu;
+    }
+    if (st == MK_OK) {
+        for (int j = 0; j < rep.nlabels; j++) {
+            int seen = 0;
+            for (int i = 0; i < rep.ncases; i++)
+                seen |= rep.cases[i].res[j].empty != MK_METRIC_EMPTY_BOTH;
+            if (!seen)
+                MK_LOG_W(ctx, "label %lld is present in no prediction and no reference: scored as both-empty "
+                              "(dice 1, distances 0) in every case",
+                         (long long)rep.labels[j]);
+        }
+        if (rep.nlabels == 0)
+            MK_LOG_W(ctx, "every image is all zero: no label to score");
+    }
+    char *cmd = NULL;
+    if (st == MK_OK) {
+        rep.version = MK_VERSION;
+        cmd = command_line(argc, argv);
+        rep.command_line = cmd ? cmd : "";
+        rep.convention = o.convention;
+        rep.tolerance_mm = o.tolerance_mm;
+        rep.percentile = o.percentile;
+        mk_eval_report_stamp(&rep);
+        if (out_json)
+            st = mk_report_eval_json(ctx, &rep, out_json);
+        if (st == MK_OK && out_csv)
+            st = mk_report_eval_csv(ctx, &rep, out_csv);
+        if (st == MK_OK && out_h5)
+            st = mk_report_eval_h5(ctx, &rep, out_h5);
+    }
+    if (st == MK_OK) {
+        printf("convention %s, tolerance %g mm, %d case(s), %d label(s)\n", mk_metric_conv_name(o.convention),
+               o.tolerance_mm, rep.ncases, rep.nlabels);
+        printf("%-24s %6s %5s %9s %9s %9s %9s %9s\n", "case", "label", "empty", "dice", "hd", "hd95", "assd",
+               "surf_dice");
+        for (int i = 0; i < rep.ncases; i++)
+            for (int j = 0; j < rep.nlabels; j++) {
+                const mk_metric_result *r = &rep.cases[i].res[j];
+                printf("%-24s %6lld %5s", rep.cases[i].id, (long long)rep.labels[j], mk_metric_empty_name(r->empty));
+                print_num(r->dice);
+                print_num(r->hd);
+                print_num(r->hd95);
+                print_num(r->assd);
+                print_num(r->surface_dice);
+                printf("\n");
+            }
+        for (int i = 0; i < rep.nunpaired_pred; i++)
+            printf("unpaired pred: %s\n", rep.unpaired_pred[i]);
+        for (int i = 0; i < rep.nunpaired_ref; i++)
+            printf("unpaired ref: %s\n", rep.unpaired_ref[i]);
+    }
+    for (int i = 0; i < npairs; i++) {
+        free(pairs[i].id);
+        free(pairs[i].pred);
+        free(pairs[i].ref);
+        if (clabs)
+            free(clabs[i]);
+    }
+    free(pairs);
+    free(clabs);
+    free(nclabs);
+    free(cmd);
+    free(labels);
+    mk_eval_report_clear(&rep);
+    return st;
+}

@@ -1,0 +1,93 @@
+/* medkd reports: the evaluation report (JSON, CSV, HDF5) and a small HDF5 writer other stages reuse.
+ *
+ * Layouts are specified in docs/report-schema.md. Every writer is atomic: it writes PATH.tmp.PID
+ * and renames it over PATH only when everything succeeded, so a failed run leaves no partial file.
+ *
+ *     mk_eval_report rep = {...};              // filled by `pipeline eval`
+ *     mk_report_eval_json(ctx, &rep, "r.json");
+ *     mk_report_eval_csv(ctx, &rep, "r.csv");
+ *     mk_report_eval_h5(ctx, &rep, "r.h5");
+ *
+ * Generic HDF5 writer (opaque handle):
+ *     mk_h5w *w; mk_h5w_open(ctx, "x.h5", &w);
+ *     mk_h5w_f64(w, "/metrics/loss", 1, dims, values);   // intermediate groups are created
+ *     mk_h5w_attr_str(w, "/", "version", "0.1.0");
+ *     mk_h5w_commit(w);                                  // or mk_h5w_abort(w) on error
+ */
+#ifndef MK_REPORT_H
+#define MK_REPORT_H
+
+#include <stdint.h>
+
+#include "../core/mk_status.h"
+#include "../metrics/mk_metrics.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- generic HDF5 writer ---- */
+typedef struct mk_h5w mk_h5w;
+
+/* Create a new file at a temporary name next to `path`. Ownership: *out until commit/abort. */
+mk_status mk_h5w_open(mk_ctx *ctx, const char *path, mk_h5w **out);
+/* Datasets (row-major, rank 1..2); groups in `name` are created as needed. */
+mk_status mk_h5w_f64(mk_h5w *w, const char *name, int rank, const int64_t *dims, const double *data);
+mk_status mk_h5w_i64(mk_h5w *w, const char *name, int rank, const int64_t *dims, const int64_t *data);
+mk_status mk_h5w_i8(mk_h5w *w, const char *name, int rank, const int64_t *dims, const int8_t *data);
+/* 1-D dataset of variable-length UTF-8 strings. */
+mk_status mk_h5w_strings(mk_h5w *w, const char *name, int64_t n, const char *const *s);
+/* Attributes on an existing object ("/" for the root; groups are created if missing). */
+mk_status mk_h5w_attr_str(mk_h5w *w, const char *obj, const char *name, const char *value);
+mk_status mk_h5w_attr_f64(mk_h5w *w, const char *obj, const char *name, double value);
+mk_status mk_h5w_attr_i64(mk_h5w *w, const char *obj, const char *name, int64_t value);
+/* Close and rename into place; frees w (also on failure). */
+mk_status mk_h5w_commit(mk_h5w *w);
+/* Close, delete the temporary file, free w. NULL ok. */
+void mk_h5w_abort(mk_h5w *w);
+
+/* ---- evaluation report ---- */
+typedef struct mk_eval_case {
+    char *id, *pred, *ref;    /* owned by the report */
+    mk_metric_result *res;    /* nlabels results, res[j] is labels[j] */
+} mk_eval_case;
+
+typedef struct mk_eval_report {
+    const char *version;       /* medkd version */
+    const char *command_line;  /* as typed */
+    mk_metric_conv convention;
+    double tolerance_mm;
+    double percentile;
+    int64_t *labels;
+    int nlabels;
+    mk_eval_case *cases;
+    int ncases;
+    char **unpaired_pred;      /* files without a partner */
+    int nunpaired_pred;
+    char **unpaired_ref;
+    int nunpaired_ref;
+    char created[32];          /* ISO 8601 UTC, filled by mk_eval_report_stamp */
+} mk_eval_report;
+
+/* Fill rep->created with the current UTC time. */
+void mk_eval_report_stamp(mk_eval_report *rep);
+/* Free every owned string and array (not the struct itself). */
+void mk_eval_report_clear(mk_eval_report *rep);
+
+/* Metric columns in report order, for writers and readers: name and accessor. */
+#define MK_EVAL_NMETRICS 11
+const char *mk_eval_metric_name(int m);
+double mk_eval_metric_value(const mk_metric_result *r, int m);
+
+/* The fixed text the reports carry about the definitions used. */
+const char *mk_eval_definition_text(mk_metric_conv c);
+const char *mk_eval_empty_policy_text(void);
+
+mk_status mk_report_eval_json(mk_ctx *ctx, const mk_eval_report *rep, const char *path);
+mk_status mk_report_eval_csv(mk_ctx *ctx, const mk_eval_report *rep, const char *path);
+mk_status mk_report_eval_h5(mk_ctx *ctx, const mk_eval_report *rep, const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
