@@ -35,7 +35,8 @@ enum tflag {
     TF_DOTTED = 4,   /* created by a dotted key (a.b = 1 creates a) */
     TF_INLINE = 8,   /* inline table { }: frozen */
     TF_STATIC = 16,  /* array literal [ ]: frozen */
-    TF_AOT = 32      /* array of tables built by [[header]] */
+    TF_AOT = 32,     /* array of tables built by [[header]] */
+    TF_HEAP = 64     /* entries / items array is malloc'd (listed in doc->owners) */
 };
 
 typedef struct entry {
@@ -83,6 +84,8 @@ typedef struct chunk {
 
 struct mk_toml_doc {
     chunk *arena;
+    mk_toml_value **owners; /* containers whose arrays or hash index are malloc'd */
+    size_t nowners, cowners;
     size_t next_chunk; /* size of the next arena chunk (grows to ARENA_CHUNK_MAX) */
     mk_toml_value *root;
     char *filename;
@@ -91,6 +94,8 @@ struct mk_toml_doc {
 #define ARENA_CHUNK ((size_t)64 * 1024)
 #define ARENA_CHUNK_MAX ((size_t)1024 * 1024)
 #define SMALL_TABLE 8 /* tables up to this size are searched linearly */
+#define ARENA_ITEMS 64 /* container arrays up to this capacity live in the arena, larger ones are
+                        * realloc'd on the heap so growth leaves no abandoned copies */
 
 /* n bytes aligned to `align` (a power of two, at most _Alignof(max_align_t)); NULL when out of
  * memory. Strings use align 1 so short keys do not waste a whole max_align_t each. */
@@ -163,15 +168,60 @@ static long tab_find(const mk_toml_value *t, const char *k, size_t n, uint32_t h
 }
 
 /* (Re)build the hash index so it stays at most half full. */
+/* Remember that v owns heap blocks (freed by mk_toml_free). */
+static int doc_own(mk_toml_doc *doc, mk_toml_value *v)
+{
+    if (v->flags & TF_HEAP)
+        return 0;
+    if (doc->nowners == doc->cowners) {
+        size_t cap = doc->cowners ? 2 * doc->cowners : 64;
+        mk_toml_value **no = realloc(doc->owners, cap * sizeof *no);
+        if (!no)
+            return -1;
+        doc->owners = no;
+        doc->cowners = cap;
+    }
+    doc->owners[doc->nowners++] = v;
+    v->flags |= TF_HEAP;
+    return 0;
+}
+
+/* Grow a container array to `cap` elements of `size` bytes: in the arena while small, then on the
+ * heap with realloc. */
+static int grow(mk_toml_doc *doc, mk_toml_value *v, void **arr, size_t len, size_t cap, size_t size)
+{
+    if (cap <= ARENA_ITEMS) {
+        void *na = arena_alloc(doc, cap * size);
+        if (!na)
+            return -1;
+        if (len)
+            memcpy(na, *arr, len * size);
+        *arr = na;
+        return 0;
+    }
+    if (doc_own(doc, v))
+        return -1;
+    void *old = (v->flags & TF_HEAP) && cap / 2 > ARENA_ITEMS ? *arr : NULL;
+    void *na = realloc(old, cap * size);
+    if (!na)
+        return -1;
+    if (!old && len)
+        memcpy(na, *arr, len * size);
+    *arr = na;
+    return 0;
+}
+
 static int tab_reindex(mk_toml_doc *doc, mk_toml_value *t)
 {
     size_t icap = 16;
     while (icap < 2 * (t->u.tab.len + 1))
         icap *= 2;
-    uint64_t *idx = arena_alloc(doc, icap * sizeof *idx);
+    if (doc_own(doc, t))
+        return -1;
+    uint64_t *idx = calloc(icap, sizeof *idx);
     if (!idx)
         return -1;
-    memset(idx, 0, icap * sizeof *idx);
+    free(t->u.tab.idx);
     for (size_t i = 0; i < t->u.tab.len; i++) {
         size_t j = t->u.tab.e[i].hash & (icap - 1);
         while (idx[j])
@@ -405,12 +455,10 @@ static int tab_add(parser *P, mk_toml_value *t, const char *k, size_t n, uint32_
 {
     if (t->u.tab.len == t->u.tab.cap) {
         size_t cap = t->u.tab.cap ? 2 * t->u.tab.cap : 4;
-        entry *ne = arena_alloc(P->doc, cap * sizeof *ne);
-        if (!ne)
+        void *arr = t->u.tab.e;
+        if (grow(P->doc, t, &arr, t->u.tab.len, cap, sizeof(entry)))
             return oom(P);
-        if (t->u.tab.len)
-            memcpy(ne, t->u.tab.e, t->u.tab.len * sizeof *ne);
-        t->u.tab.e = ne;
+        t->u.tab.e = arr;
         t->u.tab.cap = cap;
     }
     entry *e = &t->u.tab.e[t->u.tab.len];
@@ -439,12 +487,10 @@ static int arr_push(parser *P, mk_toml_value *a, mk_toml_value *v)
 {
     if (a->u.arr.len == a->u.arr.cap) {
         size_t cap = a->u.arr.cap ? 2 * a->u.arr.cap : 4;
-        mk_toml_value **nv = arena_alloc(P->doc, cap * sizeof *nv);
-        if (!nv)
+        void *arr = a->u.arr.v;
+        if (grow(P->doc, a, &arr, a->u.arr.len, cap, sizeof(mk_toml_value *)))
             return oom(P);
-        if (a->u.arr.len)
-            memcpy(nv, a->u.arr.v, a->u.arr.len * sizeof *nv);
-        a->u.arr.v = nv;
+        a->u.arr.v = arr;
         a->u.arr.cap = cap;
     }
     a->u.arr.v[a->u.arr.len++] = v;
@@ -1525,6 +1571,16 @@ static size_t utf8_check(const unsigned char *s, size_t len)
 {
     size_t i = 0;
     while (i < len) {
+        /* skip ASCII eight bytes at a time */
+        while (i + 8 <= len) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (w & UINT64_C(0x8080808080808080))
+                break;
+            i += 8;
+        }
+        if (i >= len)
+            break;
         unsigned c = s[i];
         if (c < 0x80) {
             i++;
@@ -1647,6 +1703,17 @@ void mk_toml_free(mk_toml_doc *doc)
 {
     if (!doc)
         return;
+    for (size_t i = 0; i < doc->nowners; i++) {
+        mk_toml_value *v = doc->owners[i];
+        if (v->type == MK_TOML_TABLE) {
+            if (v->u.tab.cap > ARENA_ITEMS)
+                free(v->u.tab.e);
+            free(v->u.tab.idx);
+        } else if (v->u.arr.cap > ARENA_ITEMS) {
+            free(v->u.arr.v);
+        }
+    }
+    free(doc->owners);
     chunk *c = doc->arena;
     while (c) {
         chunk *next = c->next;

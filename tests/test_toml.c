@@ -429,6 +429,54 @@ static void test_floats(void **state)
     mk_toml_free(doc);
 }
 
+/* Decimal floats must equal the C library's strtod (an independent, correctly rounded reference)
+ * bit for bit, whether or not the parser takes its exact fast path. */
+static void test_floats_vs_strtod(void **state)
+{
+    (void)state;
+    uint32_t seed = 777;
+    char clean[80], toml[96], doc[128];
+    for (int it = 0; it < 4000; it++) {
+        size_t o = 0, t = 0;
+        seed = seed * 1103515245u + 12345u;
+        int nint = 1 + (int)((seed >> 8) % 12), nfrac = (int)((seed >> 16) % 12);
+        seed = seed * 1103515245u + 12345u;
+        int expo = (int)((seed >> 8) % 81) - 40, use_exp = (seed >> 20) & 1;
+        if ((seed >> 24) & 1) {
+            clean[o++] = '-';
+            toml[t++] = '-';
+        }
+        for (int i = 0; i < nint; i++) {
+            seed = seed * 1103515245u + 12345u;
+            char d = (char)('0' + (i == 0 && nint > 1 ? 1 + (seed >> 8) % 9 : (seed >> 8) % 10));
+            if (i > 0 && ((seed >> 20) & 3) == 0)
+                toml[t++] = '_';
+            clean[o++] = d;
+            toml[t++] = d;
+        }
+        if (nfrac || !use_exp) {
+            clean[o++] = '.';
+            toml[t++] = '.';
+            for (int i = 0; i < (nfrac ? nfrac : 1); i++) {
+                seed = seed * 1103515245u + 12345u;
+                clean[o++] = toml[t++] = (char)('0' + (seed >> 8) % 10);
+            }
+        }
+        if (use_exp) {
+            o += (size_t)snprintf(clean + o, sizeof clean - o, "e%d", expo);
+            t += (size_t)snprintf(toml + t, sizeof toml - t, "E%+d", expo);
+        }
+        clean[o] = '\0';
+        toml[t] = '\0';
+        snprintf(doc, sizeof doc, "x = %s\n", toml);
+        mk_toml_doc *d = parse_ok(doc);
+        double got = mk_toml_float(get(mk_toml_root(d), "x")), want = strtod(clean, NULL);
+        if (memcmp(&got, &want, sizeof got) != 0)
+            fail_msg("%s: got %.17g, strtod(%s) = %.17g", toml, got, clean, want);
+        mk_toml_free(d);
+    }
+}
+
 static void test_datetimes(void **state)
 {
     (void)state;
@@ -543,6 +591,28 @@ static void test_large_table(void **state)
         assert_int_equal(mk_toml_int(get(r, k)), i);
     }
     mk_toml_free(doc);
+    /* long arrays and arrays of tables (their item arrays move from the arena to the heap) */
+    char *big = malloc(64 * 1024);
+    assert_non_null(big);
+    size_t b = (size_t)sprintf(big, "arr = [");
+    for (int i = 0; i < 3000; i++)
+        b += (size_t)sprintf(big + b, "%d,%s", i * 3, i % 10 == 9 ? "\n" : " ");
+    b += (size_t)sprintf(big + b, "]\n");
+    for (int i = 0; i < 300; i++)
+        b += (size_t)sprintf(big + b, "[[t]]\nid = %d\n", i);
+    big[b] = '\0';
+    doc = parse_ok(big);
+    const mk_toml_value *arr = get(mk_toml_root(doc), "arr"), *t = get(mk_toml_root(doc), "t");
+    assert_int_equal(mk_toml_array_len(arr), 3000);
+    assert_int_equal(mk_toml_array_len(t), 300);
+    for (int i = 0; i < 3000; i++)
+        assert_true(mk_toml_int(mk_toml_array_at(arr, (size_t)i)) == i * 3);
+    for (int i = 0; i < 300; i++)
+        assert_true(mk_toml_int(get(mk_toml_array_at(t, (size_t)i), "id")) == i);
+    /* 300 newlines inside the array put ']' on line 301; [[t]] number i is on line 302 + 2i */
+    assert_int_equal(mk_toml_line(mk_toml_array_at(t, 299)), 302 + 2 * 299);
+    mk_toml_free(doc);
+    free(big);
     /* a duplicate late in a big table is still found */
     o += (size_t)sprintf(src + o, "k1234 = 0\n");
     mk_ctx ctx;
@@ -627,6 +697,7 @@ int main(void)
         cmocka_unit_test(test_nesting_cap),
         cmocka_unit_test(test_integers),
         cmocka_unit_test(test_floats),
+        cmocka_unit_test(test_floats_vs_strtod),
         cmocka_unit_test(test_datetimes),
         cmocka_unit_test(test_tables_rules),
         cmocka_unit_test(test_large_table),
