@@ -1,0 +1,10 @@
+/* Stage adapters of `pipeline run` (rows of pipeline/run_stages.c). Each reads the validated config
+ * and calls its stage with a plain parameter struct. */
+#ifndef MK_RUN_STAGES_H
+#define MK_RUN_STAGES_H
+
+#include "mk_runner.h"
+
+mk_status mk_run_synth(mk_run_env *env);
+
+#endif

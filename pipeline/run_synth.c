@@ -1,0 +1,66 @@
+/* Stage adapter: `synth` generates the phantom dataset named by [synth] (skipped when the same
+ * parameters were already written to the same folder). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/mk_fs.h"
+#include "../phantoms/mk_phantoms.h"
+#include "mk_run_stages.h"
+
+mk_status mk_run_synth(mk_run_env *env)
+{
+    mk_ctx *ctx = env->ctx;
+    const mk_cfg *cfg = env->cfg;
+    mk_phantom_kind kind;
+    mk_status st = mk_phantom_kind_parse(ctx, mk_cfg_str(cfg, "synth.kind"), &kind);
+    if (st != MK_OK)
+        return st;
+    mk_phantom_params p;
+    mk_phantom_params_default(&p, kind);
+    p.seed = (uint64_t)mk_cfg_int(cfg, "synth.seed");
+    p.cases = (int)mk_cfg_int(cfg, "synth.cases");
+    int n = mk_cfg_list_len(cfg, "synth.size");
+    if (n != 3)
+        return mk_err(ctx, MK_ERR_CONFIG, "%s:%d: key 'synth.size': expected 3 values (i, j, k), got %d",
+                      mk_cfg_path(cfg), mk_cfg_line(cfg, "synth.size"), n);
+    for (int i = 0; i < 3; i++)
+        p.size[i] = (int)mk_cfg_list_num(cfg, "synth.size", i);
+    if ((st = mk_phantom_params_check(ctx, &p)) != MK_OK)
+        return mk_err_prefix(ctx, "%s: [synth]", mk_cfg_path(cfg));
+
+    const char *out = mk_cfg_str(cfg, "synth.out_dir");
+    char stamp[4200], manifest[4200], want[512];
+    snprintf(stamp, sizeof stamp, "%s/.synth-params", out);
+    snprintf(manifest, sizeof manifest, "%s/manifest.csv", out);
+    snprintf(want, sizeof want, "kind=%s seed=%llu cases=%d size=%dx%dx%d\n",
+             mk_phantom_kind_name(kind), (unsigned long long)p.seed, p.cases, p.size[0], p.size[1],
+             p.size[2]);
+    if (mk_fs_is_file(stamp) && mk_fs_is_file(manifest)) {
+        char *have = NULL;
+        size_t len = 0;
+        mk_ctx tmp;
+        mk_ctx_init(&tmp);
+        if (mk_fs_read_all(&tmp, stamp, &have, &len) == MK_OK && strcmp(have, want) == 0) {
+            free(have);
+            MK_LOG_I(ctx, "synth: %s already holds these phantoms (%s), not regenerated", out,
+                     manifest);
+            return MK_OK;
+        }
+        free(have);
+    }
+    mk_phantom_summary sum;
+    if ((st = mk_phantom_synth(ctx, &p, out, &sum)) != MK_OK)
+        return st;
+    MK_LOG_I(ctx, "synth: %d %s cases, %d files in %.1f s -> %s", sum.cases,
+             mk_phantom_kind_name(kind), sum.files, sum.seconds, out);
+    char tmp[4300];
+    if ((st = mk_fs_tmp_path(ctx, stamp, tmp, sizeof tmp)) != MK_OK)
+        return st;
+    FILE *f = fopen(tmp, "w");
+    if (!f || fputs(want, f) < 0 || fclose(f) != 0) {
+        mk_fs_discard(tmp);
+        return mk_err(ctx, MK_ERR_IO, "%s: cannot write", stamp);
+    }
+    return mk_fs_commit(ctx, tmp, stamp);
+}
