@@ -55,7 +55,11 @@ typedef struct mk_toml_doc mk_toml_doc;
  * deeper documents are rejected with an error instead of exhausting the stack. */
 #define MK_TOML_MAX_DEPTH 256
 
-/* Parse a buffer of `len` bytes. `filename` is used only in messages. *out owned by caller. */
+/* Parse a buffer of `len` bytes (no terminating NUL needed). `filename` is used only in messages.
+ * *out owned by caller (release with mk_toml_free); *out is NULL on error.
+ * Returns: MK_OK; MK_ERR_CONFIG for invalid TOML, with the message "FILE:LINE:COL: what was
+ * expected / found"; MK_ERR_NOMEM when out of memory. mk_toml_parse_file adds MK_ERR_IO (message
+ * names the path) when the file cannot be read. See docs/toml.md for the accepted language. */
 mk_status mk_toml_parse(mk_ctx *ctx, const char *filename, const char *buf, size_t len,
                         mk_toml_doc **out);
 /* Read and parse a file. */
@@ -89,7 +93,8 @@ int mk_toml_table_key_col(const mk_toml_value *t, size_t i);
 size_t mk_toml_array_len(const mk_toml_value *a);
 const mk_toml_value *mk_toml_array_at(const mk_toml_value *a, size_t i);
 
-/* Scalars (behaviour undefined if the type does not match: check mk_toml_type_of first). */
+/* Scalars (behaviour undefined if the type does not match: check mk_toml_type_of first; this
+ * implementation returns NULL / 0 in that case, and every accessor accepts NULL). */
 const char *mk_toml_string(const mk_toml_value *v, size_t *len); /* NUL-terminated; len may be NULL */
 int64_t mk_toml_int(const mk_toml_value *v);
 double mk_toml_float(const mk_toml_value *v);
