@@ -3,7 +3,8 @@
  * inline tables, dates, comments), one flat table with many keys (hash index), and one long array.
  * Prints wall time and process CPU time: on a shared machine the CPU time is the steadier figure.
  *
- *     build/toml-bench [RUNS [SHAPE]]      (default 15 runs; SHAPE mixed|flat|array, default all) */
+ *     build/toml-bench [RUNS [SHAPE]]      (default 15 runs; SHAPE mixed|flat|array, default all)
+ */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +53,8 @@ static void gen_mixed(sbuf *b, size_t target)
         put(b, "sizes = [%d, %d, %d, 1_000_000]\n", i, i + 1, i + 2);
         put(b, "weights = [0.25, 0.5, %.3f, -1.5e-3, inf]\n", i / 100.0);
         put(b, "paths = ['data/real/case_%04d.nii.gz', \"out/%d/pred.nii.gz\"]\n", i, i);
-        put(b, "aug = { flip = true, rot = %d, scale = [0.9, 1.1], name.first = \"x\" }\n", i % 360);
+        put(b, "aug = { flip = true, rot = %d, scale = [0.9, 1.1], name.first = \"x\" }\n",
+            i % 360);
         put(b, "created = 2024-%02d-%02dT10:%02d:00.%03dZ\nday = 2024-01-%02d\nat = 07:%02d:30\n",
             i % 12 + 1, i % 28 + 1, i % 60, i % 1000, i % 28 + 1, i % 60);
         put(b, "notes = \"\"\"\nline one of stage %d\n  line two \\\n  continued\"\"\"\n", i);
@@ -125,7 +127,8 @@ int main(int argc, char **argv)
 {
     int runs = argc > 1 ? atoi(argv[1]) : 15;
     if (runs < 1 || runs > 10000) {
-        fprintf(stderr, "usage: toml-bench [RUNS [mixed|flat|array]]  (RUNS 1..10000, default 15)\n");
+        fprintf(stderr,
+                "usage: toml-bench [RUNS [mixed|flat|array]]  (RUNS 1..10000, default 15)\n");
         return 2;
     }
     const size_t target = 2u << 20; /* 2 MiB */

@@ -94,8 +94,9 @@ struct mk_toml_doc {
 #define ARENA_CHUNK ((size_t)64 * 1024)
 #define ARENA_CHUNK_MAX ((size_t)1024 * 1024)
 #define SMALL_TABLE 8 /* tables up to this size are searched linearly */
-#define ARENA_ITEMS 64 /* container arrays up to this capacity live in the arena, larger ones are
-                        * realloc'd on the heap so growth leaves no abandoned copies */
+#define ARENA_ITEMS                                                                                \
+    64 /* container arrays up to this capacity live in the arena, larger ones are                  \
+        * realloc'd on the heap so growth leaves no abandoned copies */
 
 /* n bytes aligned to `align` (a power of two, at most _Alignof(max_align_t)); NULL when out of
  * memory. Strings use align 1 so short keys do not waste a whole max_align_t each. */
@@ -533,8 +534,9 @@ static int eat_newline(parser *P)
         P->p++;
     } else if (P->p < P->end && *P->p == '\r') {
         if (at(P, 1) != '\n')
-            return err_q(P, P->p, "carriage return not followed by line feed (bare CR is not a "
-                                  "valid line ending)");
+            return err_q(P, P->p,
+                         "carriage return not followed by line feed (bare CR is not a "
+                         "valid line ending)");
         P->p += 2;
     } else {
         return 0;
@@ -674,8 +676,9 @@ static int parse_string(parser *P, gbuf *b, int allow_multi)
             return -1;
         for (;;) {
             if (P->p >= P->end)
-                return err_at(P, sline, scol, "unterminated multi-line string: expected %c%c%c, "
-                                              "found end of file",
+                return err_at(P, sline, scol,
+                              "unterminated multi-line string: expected %c%c%c, "
+                              "found end of file",
                               q, q, q);
             unsigned c = *P->p;
             if (c == q) {
@@ -735,8 +738,9 @@ static int parse_string(parser *P, gbuf *b, int allow_multi)
     P->p++;
     for (;;) {
         if (P->p >= P->end)
-            return err_at(P, sline, scol, "unterminated string: expected closing %c, found end of "
-                                          "file",
+            return err_at(P, sline, scol,
+                          "unterminated string: expected closing %c, found end of "
+                          "file",
                           q);
         unsigned c = *P->p;
         if (c == q) {
@@ -916,8 +920,7 @@ static int put_keyval(parser *P, mk_toml_value *t, size_t base, size_t n, mk_tom
             return err_at(P, k->line, k->col,
                           "cannot use '%s' as a table with a dotted key: it is already %s "
                           "(defined at line %d, column %d)",
-                          key_str(P, base, i + 1, kb, sizeof kb), how_defined(v), e->line,
-                          e->col);
+                          key_str(P, base, i + 1, kb, sizeof kb), how_defined(v), e->line, e->col);
         if ((v->flags & (TF_INLINE | TF_HEADER)) ||
             ((v->flags & TF_DOTTED) && v->section != P->section))
             return err_at(P, k->line, k->col,
@@ -1010,9 +1013,11 @@ static int parse_datetime(parser *P, mk_toml_value *v)
         v->type = MK_TOML_TIME_LOCAL;
         return parse_time(P, dt);
     }
-    if (fixed_digits(P, q, 4, &dt->year) || at(P, 4) != '-' || fixed_digits(P, q + 5, 2, &dt->month) ||
-        at(P, 7) != '-' || fixed_digits(P, q + 8, 2, &dt->day))
-        return err_q(P, q, "invalid date: expected YYYY-MM-DD (4-digit year, 2-digit month and day)");
+    if (fixed_digits(P, q, 4, &dt->year) || at(P, 4) != '-' ||
+        fixed_digits(P, q + 5, 2, &dt->month) || at(P, 7) != '-' ||
+        fixed_digits(P, q + 8, 2, &dt->day))
+        return err_q(P, q,
+                     "invalid date: expected YYYY-MM-DD (4-digit year, 2-digit month and day)");
     if (dt->month < 1 || dt->month > 12)
         return err_q(P, q + 5, "invalid date: month %d is out of range 01-12", dt->month);
     if (dt->day < 1 || dt->day > days_in_month(dt->year, dt->month))
@@ -1040,8 +1045,9 @@ static int parse_datetime(parser *P, mk_toml_value *v)
         if (fixed_digits(P, q + 1, 2, &oh) || at(P, 3) != ':' || fixed_digits(P, q + 4, 2, &om))
             return err_q(P, q, "invalid time offset: expected Z or +HH:MM / -HH:MM");
         if (oh > 23 || om > 59)
-            return err_q(P, q, "invalid time offset %c%02d:%02d: hours must be 00-23 and minutes "
-                               "00-59",
+            return err_q(P, q,
+                         "invalid time offset %c%02d:%02d: hours must be 00-23 and minutes "
+                         "00-59",
                          c, oh, om);
         dt->offset_minutes = (c == '-' ? -1 : 1) * (oh * 60 + om);
         v->type = MK_TOML_DATETIME;
@@ -1062,8 +1068,7 @@ static int scan_digits(parser *P, const unsigned char *s, size_t n, size_t *i, i
         int c = s[*i], d = hexval(c);
         if (c == '_') {
             if (nd == 0 || *i + 1 >= n || hexval(s[*i + 1]) < 0 || hexval(s[*i + 1]) >= base)
-                return err_q(P, s + *i,
-                             "invalid %s: '_' must be between two digits", what);
+                return err_q(P, s + *i, "invalid %s: '_' must be between two digits", what);
             (*i)++;
             continue;
         }
@@ -1164,13 +1169,15 @@ static int parse_number(parser *P, mk_toml_value *v)
         return 0;
     }
     if (i == n || !is_digit(s[i]))
-        return err_q(P, s + i, "expected a value (string, number, boolean, date-time, array or "
-                               "inline table), found %s",
+        return err_q(P, s + i,
+                     "expected a value (string, number, boolean, date-time, array or "
+                     "inline table), found %s",
                      found(P, s + i));
     if (n - i >= 2 && s[i] == '0' && (s[i + 1] == 'x' || s[i + 1] == 'o' || s[i + 1] == 'b')) {
         int base = s[i + 1] == 'x' ? 16 : s[i + 1] == 'o' ? 8 : 2;
-        const char *what = base == 16 ? "hexadecimal integer" : base == 8 ? "octal integer"
-                                                                           : "binary integer";
+        const char *what = base == 16  ? "hexadecimal integer"
+                           : base == 8 ? "octal integer"
+                                       : "binary integer";
         if (sign)
             return err_q(P, s, "invalid %s: a sign is not allowed with the 0%c prefix", what,
                          s[i + 1]);
@@ -1182,7 +1189,9 @@ static int parse_number(parser *P, mk_toml_value *v)
             return -1;
         if (nd == 0 || j != n)
             return err_q(P, s + j, "invalid %s: expected %s digits, found %s", what,
-                         base == 16 ? "hexadecimal" : base == 8 ? "octal (0-7)" : "binary (0/1)",
+                         base == 16  ? "hexadecimal"
+                         : base == 8 ? "octal (0-7)"
+                                     : "binary (0/1)",
                          found(P, s + j));
         uint64_t acc = 0;
         for (size_t k = i + 2; k < n; k++) {
@@ -1190,8 +1199,9 @@ static int parse_number(parser *P, mk_toml_value *v)
                 continue;
             uint64_t d = (uint64_t)hexval(s[k]);
             if (acc > ((uint64_t)INT64_MAX - d) / (uint64_t)base)
-                return err_q(P, s, "integer %.*s is out of range (must fit a signed 64-bit "
-                                   "integer, max 9223372036854775807)",
+                return err_q(P, s,
+                             "integer %.*s is out of range (must fit a signed 64-bit "
+                             "integer, max 9223372036854775807)",
                              (int)n, (const char *)s);
             acc = acc * (uint64_t)base + d;
         }
@@ -1237,8 +1247,9 @@ static int parse_number(parser *P, mk_toml_value *v)
                 continue;
             uint64_t d = (uint64_t)(s[k] - '0');
             if (acc > (lim - d) / 10)
-                return err_q(P, s, "integer %.*s is out of range (must be between "
-                                   "-9223372036854775808 and 9223372036854775807)",
+                return err_q(P, s,
+                             "integer %.*s is out of range (must be between "
+                             "-9223372036854775808 and 9223372036854775807)",
                              (int)(n > 40 ? 40 : n), (const char *)s);
             acc = acc * 10 + d;
         }
@@ -1350,8 +1361,9 @@ static int parse_inline_table(parser *P, mk_toml_value *t)
             continue;
         }
         if (c == '\n' || c == '\r')
-            return err_q(P, P->p, "newlines are not allowed inside an inline table (expected ',' "
-                                  "or '}')");
+            return err_q(P, P->p,
+                         "newlines are not allowed inside an inline table (expected ',' "
+                         "or '}')");
         if (c < 0)
             return err_at(P, t->line, t->col,
                           "unterminated inline table: expected '}' before the end of file");
@@ -1402,13 +1414,14 @@ static int parse_value(parser *P, int depth, mk_toml_value **out)
         int wn = 0;
         while (wn < 20 && P->p + wn < P->end && is_bare(P->p[wn]))
             wn++;
-        return err_q(P, P->p, "expected a value, found '%.*s' (booleans are lower-case true and "
-                              "false; strings need quotes)",
+        return err_q(P, P->p,
+                     "expected a value, found '%.*s' (booleans are lower-case true and "
+                     "false; strings need quotes)",
                      wn, (const char *)P->p);
     }
-    if (is_digit(c) && ((is_digit(at(P, 1)) && at(P, 2) == ':') ||
-                        (is_digit(at(P, 1)) && is_digit(at(P, 2)) && is_digit(at(P, 3)) &&
-                         at(P, 4) == '-')))
+    if (is_digit(c) &&
+        ((is_digit(at(P, 1)) && at(P, 2) == ':') ||
+         (is_digit(at(P, 1)) && is_digit(at(P, 2)) && is_digit(at(P, 3)) && at(P, 4) == '-')))
         return parse_datetime(P, v);
     if (c < 0)
         return err_q(P, P->p, "expected a value, found end of file");
@@ -1431,8 +1444,8 @@ static int parse_header(parser *P)
     if (parse_key(P, &n))
         return -1;
     if (at(P, 0) != ']' || (aot && at(P, 1) != ']'))
-        return err_q(P, P->p, "expected '%s' to close the table header, found %s",
-                     aot ? "]]" : "]", found(P, P->p));
+        return err_q(P, P->p, "expected '%s' to close the table header, found %s", aot ? "]]" : "]",
+                     found(P, P->p));
     P->p += aot ? 2 : 1;
     P->section++;
     mk_toml_value *t = P->doc->root;
@@ -1662,8 +1675,9 @@ mk_status mk_toml_parse(mk_ctx *ctx, const char *filename, const char *buf, size
                 P.line_start = q + 1;
             }
         P.col_pos = P.line_start;
-        err_q(&P, s + bad, "invalid UTF-8: byte 0x%02X does not start a valid UTF-8 sequence "
-                           "(overlong, surrogate, truncated or out of range)",
+        err_q(&P, s + bad,
+              "invalid UTF-8: byte 0x%02X does not start a valid UTF-8 sequence "
+              "(overlong, surrogate, truncated or out of range)",
               s[bad]);
     } else {
         doc->root = new_value(&P, MK_TOML_TABLE, 1, 1, 0);

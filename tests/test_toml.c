@@ -136,8 +136,7 @@ static void test_strings(void **state)
                                 "\"\\u0000\" = \"nul\\u0000in\"\n"
                                 "e = \"\"\"\"q\"\"\"\"\n");
     const mk_toml_value *r = mk_toml_root(doc);
-    assert_string_equal(mk_toml_string(get(r, "a"), NULL),
-                        "q\"b\\s\b\f\n\r\xf0\x9f\x98\x80");
+    assert_string_equal(mk_toml_string(get(r, "a"), NULL), "q\"b\\s\b\f\n\r\xf0\x9f\x98\x80");
     assert_string_equal(mk_toml_string(get(r, "b"), NULL), "  one\n  twothree");
     assert_string_equal(mk_toml_string(get(r, "c"), NULL), "C:\\path");
     assert_string_equal(mk_toml_string(get(r, "d"), NULL), "raw \\n ''line''");
@@ -231,8 +230,9 @@ static void test_positions(void **state)
 static void test_error_messages(void **state)
 {
     (void)state;
-    EXPECT_ERROR("a = 1\na = 2\n",
-                 "t.toml:2:1: duplicate key 'a': already defined as an integer at line 1, column 1");
+    EXPECT_ERROR(
+        "a = 1\na = 2\n",
+        "t.toml:2:1: duplicate key 'a': already defined as an integer at line 1, column 1");
     EXPECT_ERROR("[a]\nx=1\n[a]\n", "t.toml:3:1: table [a] defined twice: it is already a table "
                                     "defined by a [header] (defined at line 1, column 2)");
     EXPECT_ERROR("name = \"abc\n", "t.toml:1:12: unterminated string: expected closing \" before "
@@ -261,9 +261,10 @@ static void test_error_messages(void **state)
     EXPECT_ERROR("[fruit]\napple.color = 'red'\n[fruit.apple]\n",
                  "t.toml:3:1: table [fruit.apple] defined twice: it is already a table defined by "
                  "dotted keys (defined at line 2, column 1)");
-    EXPECT_ERROR("k = \"a\\qb\"\n",
-                 "t.toml:1:7: invalid escape sequence: expected one of \\b \\t \\n \\f \\r \\\" \\\\ "
-                 "\\uXXXX \\UXXXXXXXX, found '\\' followed by 'q'");
+    EXPECT_ERROR(
+        "k = \"a\\qb\"\n",
+        "t.toml:1:7: invalid escape sequence: expected one of \\b \\t \\n \\f \\r \\\" \\\\ "
+        "\\uXXXX \\UXXXXXXXX, found '\\' followed by 'q'");
     EXPECT_ERROR("k = \"\\uD800\"\n", "t.toml:1:6: invalid escape: U+D800 is not a Unicode scalar "
                                       "value (surrogate or above U+10FFFF)");
     EXPECT_ERROR("a = \"\xc0\xaf\"\n", "t.toml:1:6: invalid UTF-8: byte 0xC0 does not start a "
@@ -369,17 +370,18 @@ static void test_nesting_cap(void **state)
 static void test_integers(void **state)
 {
     (void)state;
-    mk_toml_doc *doc = parse_ok("max = 9223372036854775807\n"
-                                "min = -9223372036854775808\n"
-                                "hmax = 0x7FFF_FFFF_FFFF_FFFF\n"
-                                "omax = 0o777777777777777777777\n"
-                                "bmax = 0b111111111111111111111111111111111111111111111111111111111111111\n"
-                                "h = 0xdead_BEEF\n"
-                                "o = 0o755\n"
-                                "b = 0b1010\n"
-                                "p = +99\n"
-                                "z = -0\n"
-                                "u = 1_000_000\n");
+    mk_toml_doc *doc =
+        parse_ok("max = 9223372036854775807\n"
+                 "min = -9223372036854775808\n"
+                 "hmax = 0x7FFF_FFFF_FFFF_FFFF\n"
+                 "omax = 0o777777777777777777777\n"
+                 "bmax = 0b111111111111111111111111111111111111111111111111111111111111111\n"
+                 "h = 0xdead_BEEF\n"
+                 "o = 0o755\n"
+                 "b = 0b1010\n"
+                 "p = +99\n"
+                 "z = -0\n"
+                 "u = 1_000_000\n");
     const mk_toml_value *r = mk_toml_root(doc);
     assert_true(mk_toml_int(get(r, "max")) == INT64_MAX);
     assert_true(mk_toml_int(get(r, "min")) == INT64_MIN);
@@ -555,11 +557,21 @@ static void test_tables_rules(void **state)
     mk_ctx ctx;
     mk_ctx_init(&ctx);
     static const char *bad[] = {
-        "[a]\n[a]\n",           "[a.b]\n[a]\n[a]\n",      "a = 1\n[a]\n",
-        "a.b = 1\n[a.b]\n",     "a = {}\n[a.b]\n",         "a = {}\na.b = 1\n",
-        "[[a]]\n[a]\n",         "[a]\n[[a]]\n",            "a = []\n[[a]]\n",
-        "[a.b.c]\nz=9\n[a]\nb.c.t=1\n", "[[a.b]]\n[a]\nb.y = 2\n", "a = {b.c = 1, b = 2}\n",
-        "a.b = 1\na.b.c = 2\n", "a = [{b=1}]\n[a.c]\n",    "[t]\nx.y = 1\n[t.x]\n",
+        "[a]\n[a]\n",
+        "[a.b]\n[a]\n[a]\n",
+        "a = 1\n[a]\n",
+        "a.b = 1\n[a.b]\n",
+        "a = {}\n[a.b]\n",
+        "a = {}\na.b = 1\n",
+        "[[a]]\n[a]\n",
+        "[a]\n[[a]]\n",
+        "a = []\n[[a]]\n",
+        "[a.b.c]\nz=9\n[a]\nb.c.t=1\n",
+        "[[a.b]]\n[a]\nb.y = 2\n",
+        "a = {b.c = 1, b = 2}\n",
+        "a.b = 1\na.b.c = 2\n",
+        "a = [{b=1}]\n[a.c]\n",
+        "[t]\nx.y = 1\n[t.x]\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         doc = (mk_toml_doc *)1;
