@@ -55,6 +55,15 @@ const mk_verb MK_VERBS[] = {
      "  --tile N --patch N   histo: TIFF tile size (128) and patch-label size (64)\n"
      "  --config FILE   read these from the [synth] table of a TOML file (options override it)",
      mk_verb_synth},
+    {"tiles", "cut a whole-slide TIFF into PNG patches with a tissue filter",
+     "tiles SLIDE --level L --size N [--stride S] [--min-tissue F] [--mask-level M] --out DIR",
+     "Reads level L of SLIDE (tiled or striped TIFF, pyramid as IFDs or SubIFDs), computes a tissue\n"
+     "mask (Otsu on HSV saturation) at a low level, and writes every N x N patch of the grid with\n"
+     "step S (default N) whose tissue fraction is >= F (default 0) as DIR/L<level>_x<x>_y<y>.png.\n"
+     "DIR/tiles.csv lists file,level,x,y,width,height,tissue (x, y in level-0 pixels; width and\n"
+     "height in level-L pixels). Nothing is left in DIR if the run fails.\n"
+     "  --mask-level M  level for the tissue mask (default: smallest level with a side >= 512)",
+     mk_verb_tiles},
     {"version", "print the version and the libraries medkd was built with", "version", "", mk_verb_version},
     {"help", "list the verbs, or explain one", "help [VERB]", "", mk_verb_help},
 };
