@@ -105,9 +105,18 @@ static mk_status make_boxed(mk_ctx *ctx, const char *path, mk_image *img, boxed 
         v->dim[k] = img->dim[k];
         v->spacing[k] = img->geom.spacing[k];
     }
-    /* a 2D NIfTI keeps pixdim[3] as stored for volumes */
-    if (img->ndim == 2 && img->nifti.present && fabs(img->nifti.pixdim[3]) > 0)
-        v->spacing[2] = fabs(img->nifti.pixdim[3]);
+    /* spacing = |pixdim[1..3]| as stored (docs/metrics.md), also pixdim[3] of a 2D NIfTI (used for
+     * volumes only); the affine's column norms only when the file has no pixdim */
+    if (img->nifti.present)
+        for (int k = 0; k < 3; k++) {
+            double pd = fabs(img->nifti.pixdim[k + 1]);
+            if (!(pd > 0) || !isfinite(pd))
+                continue;
+            if (k < img->ndim && fabs(pd - img->geom.spacing[k]) > 1e-4 * fmax(pd, img->geom.spacing[k]))
+                MK_LOG_W(ctx, "%s: |pixdim[%d]| = %g disagrees with the affine's column norm %g; using pixdim", path,
+                         k + 1, pd, img->geom.spacing[k]);
+            v->spacing[k] = pd;
+        }
     if (hi[0] < 0) {
         /* all zero: an empty box (box_dim 0 on axis 1, 2 marks "stored box" of no voxels) */
         v->box_dim[0] = 1;
