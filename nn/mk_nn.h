@@ -164,9 +164,11 @@ mk_rng *mk_nn_graph_rng(mk_nn_graph *g);
 void mk_nn_graph_set_update_stats(mk_nn_graph *g, int on);
 
 /* Subgradient policy of ReLU at its kink, for comparisons against another engine: in backward,
- * inputs with |x| <= tol pass the gradient iff side != 0 (default tol 0: the usual x > 0 rule).
- * mk_nn_graph_relu_kinks counts the inputs that fell within tol since mk_nn_graph_begin. */
-void mk_nn_graph_set_relu_kink(mk_nn_graph *g, float tol, int side);
+ * the j-th input met with |x| <= tol (j counted from 0 in the order of the reverse pass, which is
+ * deterministic) passes the gradient iff bit j of side_mask is set (bits past 63 use bit 63).
+ * Default tol 0: the usual x > 0 rule. mk_nn_graph_relu_kinks counts the inputs within tol seen
+ * since mk_nn_graph_begin. */
+void mk_nn_graph_set_relu_kink(mk_nn_graph *g, float tol, uint64_t side_mask);
 long long mk_nn_graph_relu_kinks(const mk_nn_graph *g);
 
 /* Name a node (the string must outlive the step; literals are fine) and look it up later. */

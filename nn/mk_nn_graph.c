@@ -223,10 +223,10 @@ void mk_nn_graph_begin(mk_nn_graph *g, int training)
     g->kinks = 0;
 }
 
-void mk_nn_graph_set_relu_kink(mk_nn_graph *g, float tol, int side)
+void mk_nn_graph_set_relu_kink(mk_nn_graph *g, float tol, uint64_t side_mask)
 {
     g->kink_tol = tol;
-    g->kink_side = side;
+    g->kink_side = side_mask;
 }
 
 long long mk_nn_graph_relu_kinks(const mk_nn_graph *g)

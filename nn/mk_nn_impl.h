@@ -11,7 +11,7 @@ struct mk_nn_graph {
     int training, no_grad, threads, oom, update_stats;
     long long bad_labels;
     float kink_tol;
-    int kink_side;
+    uint64_t kink_side;
     long long kinks;
     mk_rng rng;
 };

@@ -727,8 +727,9 @@ static void relu_backward(mk_nn_graph *g, mk_var *v)
         const float *x = v->in[0]->t.data;
         for (int64_t i = 0; i < n; i++) {
             if (fabsf(x[i]) <= g->kink_tol) {
+                int bit = g->kinks < 63 ? (int)g->kinks : 63;
                 g->kinks++;
-                if (g->kink_side)
+                if ((g->kink_side >> bit) & 1)
                     dx[i] += gy[i];
             } else if (x[i] > 0) {
                 dx[i] += gy[i];
