@@ -511,10 +511,27 @@ static void skip_ws(parser *P)
         P->p++;
 }
 
+/* Character classes of the hot scanning loops (bytes >= 0x80 are in none). */
+enum {
+    CC_BARE = 1,     /* bare key: A-Z a-z 0-9 _ - */
+    CC_STOP_BAS = 2, /* ends a run inside a basic string: " \\ and control characters */
+    CC_STOP_LIT = 4, /* ends a run inside a literal string: ' and control characters */
+    CC_NUM = 8       /* may appear in a number token: bare characters, + and . */
+};
+static const unsigned char cclass[256] = {
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 0, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
+    0, 0, 2, 0, 0, 0, 0, 4, 0, 0, 0, 8, 0, 9, 8, 0, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 0, 0, 0, 0, 0, 0,
+    0, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 0, 2, 0, 0, 9,
+    0, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 0, 0, 0, 0, 6,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 static int is_bare(int c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '-';
+    return c >= 0 && (cclass[c & 0xFF] & CC_BARE);
 }
 
 static int is_digit(int c)
@@ -728,7 +745,8 @@ static int parse_string(parser *P, gbuf *b, int allow_multi)
             } else {
                 /* a run of ordinary characters (the first one may be a literal backslash) */
                 const unsigned char *s = P->p++;
-                while (P->p < P->end && *P->p != q && *P->p != '\\' && !is_ctrl(*P->p))
+                const unsigned stop = basic ? CC_STOP_BAS : CC_STOP_LIT;
+                while (P->p < P->end && !(cclass[*P->p] & stop))
                     P->p++;
                 if (gbuf_put(P, b, s, (size_t)(P->p - s)))
                     return -1;
@@ -761,7 +779,8 @@ static int parse_string(parser *P, gbuf *b, int allow_multi)
             continue;
         }
         const unsigned char *s = P->p++;
-        while (P->p < P->end && *P->p != q && *P->p != '\\' && !is_ctrl(*P->p))
+        const unsigned stop = basic ? CC_STOP_BAS : CC_STOP_LIT;
+        while (P->p < P->end && !(cclass[*P->p] & stop))
             P->p++;
         if (gbuf_put(P, b, s, (size_t)(P->p - s)))
             return -1;
@@ -792,7 +811,7 @@ static int parse_key(parser *P, size_t *nseg_out)
                 return -1;
         } else if (c >= 0 && is_bare(c)) {
             const unsigned char *s = P->p;
-            while (P->p < P->end && is_bare(*P->p))
+            while (P->p < P->end && (cclass[*P->p] & CC_BARE))
                 P->p++;
             if (gbuf_put(P, &P->kbuf, s, (size_t)(P->p - s)))
                 return -1;
@@ -1153,7 +1172,7 @@ static int parse_number(parser *P, mk_toml_value *v)
 {
     const unsigned char *s = P->p;
     size_t n = 0;
-    while (s + n < P->end && (is_bare(s[n]) || s[n] == '+' || s[n] == '.'))
+    while (s + n < P->end && (cclass[s[n]] & CC_NUM))
         n++;
     size_t i = 0;
     int neg = 0, sign = 0;
