@@ -4,8 +4,9 @@
  * threaded with the same thread count). Totals per training step are FLOP-weighted (sum of FLOPs /
  * sum of times). Bracketed by the FMA peak program (fma-peak) when it was built.
  *
- * usage: conv-bench [--net 2d|3d|all] [--reps N] [--quick]
- *   --quick: spatial sizes divided by 2 per axis (for a smoke run). */
+ * usage: conv-bench [--net 2d|3d|all] [--reps N] [--quick] [--layer SUBSTR]
+ *   --quick: spatial sizes divided by 2 per axis (for a smoke run);
+ *   --layer: only layers whose name contains SUBSTR (totals then cover those only). */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -171,6 +172,8 @@ static double time_op(int impl, int op, const mk_conv_shape *s, buffers *b, int 
     return best;
 }
 
+static const char *only_layer = NULL;
+
 static const char *OPN[3] = {"fwd", "dgrad", "wgrad"};
 
 /* Our op for what the network layer does: convT forward = our dgrad etc. */
@@ -191,6 +194,8 @@ static void run_net(const char *title, const layer *ls, int nl, int dims, int ba
            "sgemm-1", "sgemm-2", "x2thr");
     for (int i = 0; i < nl; i++) {
         const layer *l = &ls[i];
+        if (only_layer && !strstr(l->name, only_layer))
+            continue;
         mk_conv_shape s = make_shape(l, dims, batch, div);
         const int K = s.cin * s.k[0] * s.k[1] * s.k[2];
         const size_t nx = (size_t)s.n * s.cin * s.in[0] * s.in[1] * s.in[2];
@@ -259,8 +264,10 @@ int main(int argc, char **argv)
             reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--quick"))
             div = 2;
+        else if (!strcmp(argv[i], "--layer") && i + 1 < argc)
+            only_layer = argv[++i];
         else {
-            fprintf(stderr, "usage: conv-bench [--net 2d|3d|all] [--reps N] [--quick]\n");
+            fprintf(stderr, "usage: conv-bench [--net 2d|3d|all] [--reps N] [--quick] [--layer SUBSTR]\n");
             return 2;
         }
     }

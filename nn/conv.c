@@ -67,9 +67,10 @@ static inline float vhsum8(__m256 v)
 }
 #define VHSUM(v) vhsum8(v)
 #else
-typedef float vf __attribute__((vector_size(32)));
-#define VL 8
-#define NV 1
+/* portable path (no -march=native, e.g. the sanitizer build): 128-bit generic vectors */
+typedef float vf __attribute__((vector_size(16)));
+#define VL 4
+#define NV 2
 #define WM 2
 static inline vf vload_g(const float *p)
 {
@@ -79,7 +80,7 @@ static inline vf vload_g(const float *p)
 }
 static inline vf vset1_g(float x)
 {
-    vf v = {x, x, x, x, x, x, x, x};
+    vf v = {x, x, x, x};
     return v;
 }
 static inline float vhsum_g(vf v)
@@ -103,7 +104,15 @@ static inline float vhsum_g(vf v)
 #define WQ 2048        /* pixels per wgrad unit */
 
 /* Output-channel count up to which the direct kernels are used (larger: sgemm). */
-#define DIRECT_MAX_M 32
+/* Stride-1 problems with at least this many output channels use the sgemm engine (see
+ * mk_conv_set_sgemm_min_channels). Measured on the Zen 4 target, the direct kernels were faster
+ * at every width of the reference U-Nets (up to 128), so the default never picks sgemm. */
+static int sgemm_min_channels = 1 << 30;
+
+void mk_conv_set_sgemm_min_channels(int c)
+{
+    sgemm_min_channels = c > 0 ? c : 1 << 30;
+}
 
 /* ---- workspace bump allocator (measures when base == NULL) -------------------------------- */
 
@@ -175,8 +184,10 @@ static void flat_init(flat *f, int C, int M, const int in[3], const int pad[3], 
     if (qb > f->qmax)
         qb = f->qmax;
     f->qb = qb;
-    /* reads run past the last plane by at most one tile / one row of junk + one VL */
-    f->xp_floats = (size_t)C * f->cs + (size_t)f->P[2] + 2 * TILE + 2 * VL + 64;
+    /* reads run past the last plane by at most a tile (forward) or, in backward-weight, the
+     * junk rows of the last plane plus the vertical kernel span */
+    f->xp_floats = (size_t)C * f->cs + (size_t)(dil[1] * (k[1] - 1) + 2) * f->P[2] + 2 * TILE
+                   + 2 * VL + 64;
 }
 
 /* koff[c * kvol + t] = offset of tap t of channel c in the padded buffer. */
@@ -269,6 +280,8 @@ static void direct_tile(const float *xb, const int *koff, int K, const float *wg
     for (int k = 0; k < K; k++) {
         const float *p = xb + koff[k];
         const float *wk = wg + (size_t)k * COB;
+        for (int v = 0; v < NV; v++) /* next tile's columns */
+            __builtin_prefetch(p + TILE + v * VL);
         vf a[NV];
         for (int v = 0; v < NV; v++)
             a[v] = VLOAD(p + v * VL);
@@ -408,30 +421,35 @@ typedef struct flat_w_ws {
     int *koff;
 } flat_w_ws;
 
-/* q count per dy plane in the padded-pitch layout, rounded to VL (zeros past qmax). */
-static int flat_qpl(const flat *f)
+/* Backward-weight runs over the flat index r = od * pl + oh * P2 + ow of all output planes at
+ * once: dy is copied into dyp[M][R] at the padded input's pitch (zeros at every junk position), so
+ * x sits at xp + koff[k] + r for every r. R = out0 * pl rounded up to VL. */
+static size_t flat_R(const flat *f)
 {
-    int q = f->out[1] * f->P[2];
-    return (q + VL - 1) / VL * VL;
+    size_t r = (size_t)f->out[0] * f->pl;
+    return (r + VL - 1) / VL * VL;
 }
 
 static void flat_w_layout(const flat *f, int T, bump *b, flat_w_ws *w)
 {
     w->xp = take(b, f->xp_floats * sizeof(float));
     w->koff = take(b, (size_t)f->K * sizeof(int));
-    w->dyp = take(b, (size_t)f->M * f->out[0] * flat_qpl(f) * sizeof(float));
+    w->dyp = take(b, (size_t)f->M * flat_R(f) * sizeof(float));
     w->part = take(b, (size_t)T * f->M * f->K * sizeof(float));
     w->col = (f->direct || f->kvol == 1) ? NULL : take(b, (size_t)T * f->K * f->qb * sizeof(float));
 }
 
-/* Copy planes [lo, hi) (index m * out0 + od) of dy [M][out] into dyp [M][out0][qpl]. */
-static void flat_pad_dy(const flat *f, const float *dy, float *dyp, int qpl, long lo, long hi)
+/* Copy planes [lo, hi) (index m * out0 + od) of dy [M][out] into dyp [M][R]; the tail of each
+ * channel past out0 * pl is zeroed by the plane od = out0 - 1. */
+static void flat_pad_dy(const flat *f, const float *dy, float *dyp, size_t R, long lo, long hi)
 {
     const size_t opl = (size_t)f->out[1] * f->out[2];
     for (long i = lo; i < hi; i++) {
-        float *dst = dyp + (size_t)i * qpl;
+        int m = (int)(i / f->out[0]), od = (int)(i % f->out[0]);
+        float *dst = dyp + (size_t)m * R + (size_t)od * f->pl;
+        size_t len = od == f->out[0] - 1 ? R - (size_t)od * f->pl : f->pl;
         const float *src = dy + (size_t)i * opl;
-        memset(dst, 0, (size_t)qpl * sizeof *dst);
+        memset(dst, 0, len * sizeof *dst);
         for (int oh = 0; oh < f->out[1]; oh++)
             memcpy(dst + (size_t)oh * f->P[2], src + (size_t)oh * f->out[2], (size_t)f->out[2] * sizeof *dst);
     }
@@ -446,12 +464,11 @@ static void flat_w_run(const flat *f, int N, const float *x, const float *dy, fl
     memset(w->part, 0, (size_t)T * f->M * f->K * sizeof(float));
     const size_t vin = (size_t)f->in[0] * f->in[1] * f->in[2];
     const size_t vout = (size_t)f->out[0] * f->out[1] * f->out[2];
-    const int qpl = flat_qpl(f);
+    const size_t R = flat_R(f);
     const int qstep = f->direct ? WQ : f->qb;
-    const int nunit_q = (qpl + qstep - 1) / qstep;
-    const long units = (long)f->out[0] * nunit_q;
+    const long units = (long)((R + (size_t)qstep - 1) / (size_t)qstep);
     const int M = f->M, K = f->K;
-    const size_t dstride = (size_t)f->out[0] * qpl; /* channel stride of dyp */
+    const size_t dstride = R; /* channel stride of dyp */
     int nt_used = T;
 #pragma omp parallel num_threads(T)
     {
@@ -464,14 +481,14 @@ static void flat_w_run(const flat *f, int N, const float *x, const float *dy, fl
             split((long)f->C * f->P[0], tid, nt, &lo, &hi);
             flat_pad_planes(f, x + (size_t)n * f->C * vin, w->xp, lo, hi);
             split((long)M * f->out[0], tid, nt, &lo, &hi);
-            flat_pad_dy(f, dy + (size_t)n * M * vout, w->dyp, qpl, lo, hi);
+            flat_pad_dy(f, dy + (size_t)n * M * vout, w->dyp, R, lo, hi);
 #pragma omp barrier
             split(units, tid, nt, &lo, &hi);
             for (long u = lo; u < hi; u++) {
-                int od = (int)(u / nunit_q), q0 = (int)(u % nunit_q) * qstep;
-                int nq = qpl - q0 < qstep ? qpl - q0 : qstep;
-                const float *xb = w->xp + (size_t)od * f->pl + q0;
-                const float *dyb = w->dyp + (size_t)od * qpl + q0;
+                size_t r0 = (size_t)u * qstep;
+                int nq = R - r0 < (size_t)qstep ? (int)(R - r0) : qstep;
+                const float *xb = w->xp + r0;
+                const float *dyb = w->dyp + r0;
                 if (f->direct) {
                     for (int m0 = 0; m0 < M; m0 += WM) {
                         const float *dyr[WM];
@@ -734,18 +751,23 @@ static int dgrad_flat_ok(const mk_conv_shape *s, int padt[3])
     return 1;
 }
 
-static void fwd_problem(const mk_conv_shape *s, flat *f)
+/* direct: 1 direct kernels, 0 sgemm, -1 the current choice for the output-channel count. */
+static void fwd_problem(const mk_conv_shape *s, flat *f, int direct)
 {
-    flat_init(f, s->cin, s->cout, s->in, s->pad, s->k, s->dil, s->out, s->cout <= DIRECT_MAX_M);
+    if (direct < 0)
+        direct = s->cout < sgemm_min_channels;
+    flat_init(f, s->cin, s->cout, s->in, s->pad, s->k, s->dil, s->out, direct);
 }
 
-static void dgrad_problem(const mk_conv_shape *s, const int padt[3], flat *f)
+static void dgrad_problem(const mk_conv_shape *s, const int padt[3], flat *f, int direct)
 {
-    flat_init(f, s->cout, s->cin, s->out, padt, s->k, s->dil, s->in, s->cin <= DIRECT_MAX_M);
+    if (direct < 0)
+        direct = s->cin < sgemm_min_channels;
+    flat_init(f, s->cout, s->cin, s->out, padt, s->k, s->dil, s->in, direct);
 }
 
 /* Bytes each op needs (layout measured with the same code that carves it). */
-static size_t ws_fwd(const mk_conv_shape *s, int T)
+static size_t ws_fwd(const mk_conv_shape *s, int T, int direct)
 {
     if (!stride1(s)) {
         gen g;
@@ -753,14 +775,14 @@ static size_t ws_fwd(const mk_conv_shape *s, int T)
         return gen_ws(&g, T, 0) + 64;
     }
     flat f;
-    fwd_problem(s, &f);
+    fwd_problem(s, &f, direct);
     bump b = {NULL, 0};
     flat_fwd_ws w;
     flat_fwd_layout(&f, T, 0, &b, &w);
     return b.off + 64;
 }
 
-static size_t ws_dgrad(const mk_conv_shape *s, int T)
+static size_t ws_dgrad(const mk_conv_shape *s, int T, int direct)
 {
     int padt[3];
     if (!dgrad_flat_ok(s, padt)) {
@@ -769,14 +791,14 @@ static size_t ws_dgrad(const mk_conv_shape *s, int T)
         return gen_ws(&g, T, 0) + 64;
     }
     flat f;
-    dgrad_problem(s, padt, &f);
+    dgrad_problem(s, padt, &f, direct);
     bump b = {NULL, 0};
     flat_fwd_ws w;
     flat_fwd_layout(&f, T, 1, &b, &w);
     return b.off + 64;
 }
 
-static size_t ws_wgrad(const mk_conv_shape *s, int T)
+static size_t ws_wgrad(const mk_conv_shape *s, int T, int direct)
 {
     if (!stride1(s)) {
         gen g;
@@ -784,7 +806,7 @@ static size_t ws_wgrad(const mk_conv_shape *s, int T)
         return gen_ws(&g, T, 1) + 64;
     }
     flat f;
-    fwd_problem(s, &f);
+    fwd_problem(s, &f, direct);
     bump b = {NULL, 0};
     flat_w_ws w;
     flat_w_layout(&f, T, &b, &w);
@@ -794,9 +816,14 @@ static size_t ws_wgrad(const mk_conv_shape *s, int T)
 size_t mk_conv_workspace_size(const mk_conv_shape *s, int threads)
 {
     int T = clamp_threads(threads);
-    size_t a = ws_fwd(s, T), b = ws_dgrad(s, T), c = ws_wgrad(s, T);
-    size_t m = a > b ? a : b;
-    return m > c ? m : c;
+    size_t m = 0;
+    for (int direct = 0; direct <= 1; direct++) { /* either engine, whatever the tuning */
+        size_t a = ws_fwd(s, T, direct), b = ws_dgrad(s, T, direct), c = ws_wgrad(s, T, direct);
+        m = a > m ? a : m;
+        m = b > m ? b : m;
+        m = c > m ? c : m;
+    }
+    return m;
 }
 
 /* Aligned base of the caller's workspace, or a fresh allocation (*own set) of `bytes`. */
@@ -818,14 +845,14 @@ void mk_conv_fwd(const mk_conv_shape *s, const float *x, const float *w, const f
     int T = clamp_threads(threads);
     blas_single_thread();
     void *own;
-    char *base = ws_base(ws, ws_fwd(s, T), &own);
+    char *base = ws_base(ws, ws_fwd(s, T, -1), &own);
     if (!stride1(s)) {
         gen g;
         gen_init(&g, s);
         gen_fwd(&g, x, w, bias, y, (float *)base, T);
     } else {
         flat f;
-        fwd_problem(s, &f);
+        fwd_problem(s, &f, -1);
         bump b = {base, 0};
         flat_fwd_ws fw;
         flat_fwd_layout(&f, T, 0, &b, &fw);
@@ -840,7 +867,7 @@ void mk_conv_bwd_data(const mk_conv_shape *s, const float *dy, const float *w, f
     int T = clamp_threads(threads);
     blas_single_thread();
     void *own;
-    char *base = ws_base(ws, ws_dgrad(s, T), &own);
+    char *base = ws_base(ws, ws_dgrad(s, T, -1), &own);
     int padt[3];
     if (!dgrad_flat_ok(s, padt)) {
         gen g;
@@ -848,7 +875,7 @@ void mk_conv_bwd_data(const mk_conv_shape *s, const float *dy, const float *w, f
         gen_bwd_data(&g, dy, w, dx, (float *)base, T);
     } else {
         flat f;
-        dgrad_problem(s, padt, &f);
+        dgrad_problem(s, padt, &f, -1);
         bump b = {base, 0};
         flat_fwd_ws fw;
         flat_fwd_layout(&f, T, 1, &b, &fw);
@@ -869,14 +896,14 @@ void mk_conv_bwd_weight(const mk_conv_shape *s, const float *x, const float *dy,
     int T = clamp_threads(threads);
     blas_single_thread();
     void *own;
-    char *base = ws_base(ws, ws_wgrad(s, T), &own);
+    char *base = ws_base(ws, ws_wgrad(s, T, -1), &own);
     if (!stride1(s)) {
         gen g;
         gen_init(&g, s);
         gen_bwd_weight(&g, x, dy, dw, db, (float *)base, T);
     } else {
         flat f;
-        fwd_problem(s, &f);
+        fwd_problem(s, &f, -1);
         bump b = {base, 0};
         flat_w_ws fw;
         flat_w_layout(&f, T, &b, &fw);

@@ -50,6 +50,13 @@ void mk_conv_bwd_data(const mk_conv_shape *s, const float *dy, const float *w, f
 void mk_conv_bwd_weight(const mk_conv_shape *s, const float *x, const float *dy, float *dw,
                         float *db, void *ws, int threads);
 
+/* Engine choice for stride-1 problems: those with at least `channels` output channels (cout for
+ * fwd / bwd_weight, cin for bwd_data) use vol2col + sgemm instead of the direct kernels; <= 0
+ * restores the default (direct kernels everywhere: measured faster on the target at widths <= 128).
+ * Process-wide; meant for tests and benchmarks, call it while no kernel runs. Workspace sizes
+ * cover both engines. */
+void mk_conv_set_sgemm_min_channels(int channels);
+
 /* Scalar references with the same contracts (single-threaded, no workspace). */
 void mk_conv_fwd_ref(const mk_conv_shape *s, const float *x, const float *w, const float *bias,
                      float *y);

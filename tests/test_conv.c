@@ -17,6 +17,7 @@
 /* ---- helpers ------------------------------------------------------------------------------ */
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static int quick; /* --quick: fewer random shapes (sanitizer build) */
 
 static uint32_t rng_u32(void)
 {
@@ -397,19 +398,26 @@ static void check_fast_vs_ref(const mk_conv_shape *s, int threads, int use_ws)
 static void test_fast_random_2d(void **state)
 {
     (void)state;
-    for (int rep = 0; rep < 150; rep++) {
-        mk_conv_shape s = rand_shape(2, rep < 100 ? 12 : 40, rep < 100 ? 20 : 9);
+    const int nrep = quick ? 30 : 150, nbig = quick ? 20 : 100;
+    for (int rep = 0; rep < nrep; rep++) {
+        mk_conv_shape s = rand_shape(2, rep < nbig ? 12 : 40, rep < nbig ? 20 : 9);
+        /* every third shape through the sgemm engine (stride-1 problems) */
+        mk_conv_set_sgemm_min_channels(rep % 3 == 2 ? 1 : 0);
         check_fast_vs_ref(&s, 1 + (rep & 1), (rep >> 1) & 1);
     }
+    mk_conv_set_sgemm_min_channels(0);
 }
 
 static void test_fast_random_3d(void **state)
 {
     (void)state;
-    for (int rep = 0; rep < 80; rep++) {
-        mk_conv_shape s = rand_shape(3, rep < 60 ? 10 : 40, rep < 60 ? 9 : 5);
+    const int nrep = quick ? 15 : 80, nbig = quick ? 12 : 60;
+    for (int rep = 0; rep < nrep; rep++) {
+        mk_conv_shape s = rand_shape(3, rep < nbig ? 10 : 40, rep < nbig ? 9 : 5);
+        mk_conv_set_sgemm_min_channels(rep % 3 == 2 ? 1 : 0);
         check_fast_vs_ref(&s, 1 + (rep & 1), (rep >> 1) & 1);
     }
+    mk_conv_set_sgemm_min_channels(0);
 }
 
 /* The layer classes of the reference U-Nets at reduced spatial size. */
@@ -418,13 +426,18 @@ static void test_fast_unet_classes(void **state)
     (void)state;
     const int c2[][2] = {{1, 16}, {16, 16}, {32, 16}, {16, 32}, {64, 32}, {64, 128}, {128, 64}};
     for (size_t i = 0; i < sizeof c2 / sizeof c2[0]; i++) {
-        mk_conv_shape s = shape2d(2, c2[i][0], c2[i][1], 19, 24, 3, 1, 1, 1);
+        mk_conv_shape s = quick ? shape2d(1, c2[i][0], c2[i][1], 7, 9, 3, 1, 1, 1)
+                                : shape2d(2, c2[i][0], c2[i][1], 19, 24, 3, 1, 1, 1);
         assert_int_equal(mk_conv_shape_finish(&s), 0);
         check_fast_vs_ref(&s, 2, 1);
+        mk_conv_set_sgemm_min_channels(64); /* wide layers through sgemm */
+        check_fast_vs_ref(&s, 2, 1);
+        mk_conv_set_sgemm_min_channels(0);
     }
     const int c3[][2] = {{1, 8}, {8, 8}, {16, 8}, {8, 16}, {32, 16}};
     for (size_t i = 0; i < sizeof c3 / sizeof c3[0]; i++) {
-        mk_conv_shape s = shape3d(1, c3[i][0], c3[i][1], 6, 7, 10, 3, 1, 1, 1);
+        mk_conv_shape s = quick ? shape3d(1, c3[i][0], c3[i][1], 3, 4, 5, 3, 1, 1, 1)
+                                : shape3d(1, c3[i][0], c3[i][1], 6, 7, 10, 3, 1, 1, 1);
         assert_int_equal(mk_conv_shape_finish(&s), 0);
         check_fast_vs_ref(&s, 2, 1);
     }
@@ -450,9 +463,11 @@ static void test_fast_deterministic(void **state)
     mk_conv_shape shapes[3] = {shape2d(3, 16, 16, 37, 41, 3, 1, 1, 1),
                                shape3d(2, 8, 16, 9, 10, 12, 3, 1, 1, 1),
                                shape2d(2, 40, 64, 21, 17, 3, 1, 1, 1)};
-    for (int k = 0; k < 3; k++) {
-        mk_conv_shape *s = &shapes[k];
-        assert_int_equal(mk_conv_shape_finish(s), 0);
+    for (int k = 0; k < 6; k++) {
+        mk_conv_set_sgemm_min_channels(k < 3 ? 0 : 1); /* both engines */
+        mk_conv_shape *s = &shapes[k % 3];
+        if (k < 3)
+            assert_int_equal(mk_conv_shape_finish(s), 0);
         size_t nx = n_x(s), ny = n_y(s), nw = n_w(s);
         float *x = rand_buf(nx), *w = rand_buf(nw), *dy = rand_buf(ny), *b = rand_buf((size_t)s->cout);
         for (int threads = 1; threads <= 2; threads++) {
@@ -479,10 +494,12 @@ static void test_fast_deterministic(void **state)
         }
         free(x), free(w), free(dy), free(b);
     }
+    mk_conv_set_sgemm_min_channels(0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shape_finish),
         cmocka_unit_test(test_ref_hand_1d),
