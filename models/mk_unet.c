@@ -159,7 +159,7 @@ static mk_var *conv_bn_relu(mk_unet *u, mk_nn_graph *g, mk_var *x, conv_bn *cb)
     mk_var *y = mk_nn_conv(g, x, mk_nn_param(g, cb->w), NULL, one, one, one);
     y = mk_nn_batchnorm(g, y, mk_nn_param(g, cb->gamma), mk_nn_param(g, cb->beta), cb->rm, cb->rv,
                         u->cfg.bn_momentum, u->cfg.bn_eps);
-    return mk_nn_relu(g, y);
+    return mk_nn_relu_inplace(g, y); /* BN backward reads its input, not its output */
 }
 
 mk_var *mk_unet_forward(mk_unet *u, mk_nn_graph *g, mk_var *x)

@@ -139,6 +139,7 @@ typedef struct mk_var {
     int ip[16];                 /* integer op attributes */
     float fp[4];                /* float op attributes */
     void *aux, *aux2;           /* saved for backward (arena) */
+    int slot_;                  /* internal: recyclable gradient buffer + 1, 0 if none */
 } mk_var;
 
 /* New graph with `threads` workers (>= 1) and a PRNG seeded with `seed` (dropout). Caller owns. */
@@ -184,7 +185,9 @@ mk_var *mk_nn_zeros(mk_nn_graph *g, int ndim, const int64_t *ne);
 /* Scalar leaf (e.g. a learnable temperature outside a parameter store). */
 mk_var *mk_nn_scalar(mk_nn_graph *g, float v, int requires_grad);
 
-/* Reverse pass from a scalar `loss` (seed gradient 1). Parameter gradients accumulate. */
+/* Reverse pass from a scalar `loss` (seed gradient 1). Parameter gradients accumulate; leaves
+ * (inputs, parameters) keep their gradients, inner nodes hand theirs back once used (their grad is
+ * NULL afterwards), which keeps backward memory to a few buffers per shape. */
 void mk_nn_backward(mk_nn_graph *g, mk_var *loss);
 /* Same with an explicit seed gradient dy (numel of loss) for non-scalar outputs. */
 void mk_nn_backward_with(mk_nn_graph *g, mk_var *out, const float *dy);
@@ -215,6 +218,10 @@ mk_var *mk_nn_batchnorm(mk_nn_graph *g, mk_var *x, mk_var *gamma, mk_var *beta,
  * track_running_stats = False). gamma/beta may be NULL (affine = False). */
 mk_var *mk_nn_instnorm(mk_nn_graph *g, mk_var *x, mk_var *gamma, mk_var *beta, float eps);
 mk_var *mk_nn_relu(mk_nn_graph *g, mk_var *x);
+/* ReLU that overwrites x's value (no new activation buffer). Only valid when nothing else reads
+ * x's value later, in forward or backward: e.g. straight after batch/instance norm or a conv, whose
+ * backward passes read their inputs, not their outputs. */
+mk_var *mk_nn_relu_inplace(mk_nn_graph *g, mk_var *x);
 mk_var *mk_nn_leaky_relu(mk_nn_graph *g, mk_var *x, float slope);
 mk_var *mk_nn_tanh(mk_nn_graph *g, mk_var *x);
 mk_var *mk_nn_sigmoid(mk_nn_graph *g, mk_var *x);

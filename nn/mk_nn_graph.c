@@ -210,6 +210,7 @@ void mk_nn_graph_free(mk_nn_graph *g)
         return;
     mk_arena_free(&g->arena);
     free(g->nodes);
+    free(g->slots);
     free(g);
 }
 
@@ -217,6 +218,8 @@ void mk_nn_graph_begin(mk_nn_graph *g, int training)
 {
     mk_arena_reset(&g->arena);
     g->n_nodes = 0;
+    g->n_slots = 0;
+    g->n_tmp = 0;
     g->training = training;
     g->oom = 0;
     g->bad_labels = 0;
@@ -289,6 +292,54 @@ void *mk__scratch(mk_nn_graph *g, size_t bytes)
     return p;
 }
 
+/* best fit among free slots of [bytes, 2 bytes], else a new arena buffer; -1 on OOM */
+static int slot_get(mk_nn_graph *g, size_t bytes)
+{
+    int best = -1;
+    for (int i = 0; i < g->n_slots; i++) {
+        mk_slot *s = &g->slots[i];
+        if (!s->busy && s->bytes >= bytes && s->bytes <= 2 * bytes &&
+            (best < 0 || s->bytes < g->slots[best].bytes))
+            best = i;
+    }
+    if (best >= 0) {
+        g->slots[best].busy = 1;
+        return best;
+    }
+    if (g->n_slots == g->cap_slots) {
+        int nc = g->cap_slots ? 2 * g->cap_slots : 64;
+        mk_slot *ns = realloc(g->slots, (size_t)nc * sizeof *ns);
+        if (!ns)
+            return -1;
+        g->slots = ns;
+        g->cap_slots = nc;
+    }
+    void *p = mk_arena_alloc(&g->arena, bytes);
+    if (!p)
+        return -1;
+    g->slots[g->n_slots] = (mk_slot){p, bytes, 1};
+    return g->n_slots++;
+}
+
+void *mk__tmp(mk_nn_graph *g, size_t bytes)
+{
+    MK_ASSERT(g->n_tmp < MK_TMP_MAX);
+    int i = slot_get(g, bytes ? bytes : 1);
+    if (i < 0) {
+        g->oom = 1;
+        return NULL;
+    }
+    g->tmp[g->n_tmp++] = i;
+    return g->slots[i].p;
+}
+
+void mk__tmp_release(mk_nn_graph *g)
+{
+    for (int i = 0; i < g->n_tmp; i++)
+        g->slots[g->tmp[i]].busy = 0;
+    g->n_tmp = 0;
+}
+
 static int graph_push(mk_nn_graph *g, mk_var *v)
 {
     if (g->n_nodes == g->cap) {
@@ -349,11 +400,30 @@ mk_var *mk__node(mk_nn_graph *g, mk_op op, int ndim, const int64_t *ne, int nin,
 float *mk__grad(mk_nn_graph *g, mk_var *v)
 {
     if (!v->grad) {
-        v->grad = mk_arena_calloc(&g->arena, (size_t)mk__numel(v) * sizeof(float));
-        if (!v->grad)
+        size_t bytes = (size_t)mk__numel(v) * sizeof(float);
+        int i = slot_get(g, bytes);
+        if (i < 0) {
             g->oom = 1;
+            return NULL;
+        }
+        v->grad = g->slots[i].p;
+        v->slot_ = i + 1;
+        memset(v->grad, 0, bytes);
     }
     return v->grad;
+}
+
+mk_var *mk__node_alias(mk_nn_graph *g, mk_op op, mk_var *x, float *data)
+{
+    if (!x)
+        return NULL;
+    mk_var *v = node_alloc(g, op, x->t.ndim, x->t.ne, data);
+    if (!v)
+        return NULL;
+    v->nin = 1;
+    v->in[0] = x;
+    v->requires_grad = x->requires_grad && !g->no_grad;
+    return v;
 }
 
 void mk__dims(const mk_var *v, int64_t *n, int64_t *c, int64_t sp[3])
@@ -461,6 +531,12 @@ void mk_nn_backward_with(mk_nn_graph *g, mk_var *out, const float *dy)
         const struct mk_op_info *info = mk__op_info(v->op);
         MK_ASSERT(info->backward);
         info->backward(g, v);
+        mk__tmp_release(g);
+        if (v->slot_) { /* consumed: hand the gradient buffer back */
+            g->slots[v->slot_ - 1].busy = 0;
+            v->slot_ = 0;
+            v->grad = NULL;
+        }
     }
 }
 

@@ -4,8 +4,21 @@
 
 #include "mk_nn.h"
 
+/* A recyclable arena buffer: gradients of inner nodes and op temporaries are handed back after
+ * use, so backward needs a few buffers per shape instead of one per node. */
+typedef struct mk_slot {
+    void *p;
+    size_t bytes;
+    int busy;
+} mk_slot;
+
+#define MK_TMP_MAX 16
+
 struct mk_nn_graph {
     mk_arena arena;
+    mk_slot *slots; /* malloc'd, grows rarely; emptied by mk_nn_graph_begin */
+    int n_slots, cap_slots;
+    int tmp[MK_TMP_MAX], n_tmp;
     mk_var **nodes; /* creation order; malloc'd, grows geometrically (rarely) */
     int n_nodes, cap;
     int training, no_grad, threads, oom, update_stats;
@@ -29,8 +42,15 @@ struct mk_op_info {
 mk_var *mk__node(mk_nn_graph *g, mk_op op, int ndim, const int64_t *ne, int nin, mk_var *const *in);
 /* Gradient buffer of v, allocated zeroed in the arena on first use (NULL on OOM). */
 float *mk__grad(mk_nn_graph *g, mk_var *v);
-/* Scratch memory from the arena (NULL on OOM, sets g->oom). */
+/* Scratch memory from the arena, alive until the next mk_nn_graph_begin (NULL on OOM, sets
+ * g->oom). */
 void *mk__scratch(mk_nn_graph *g, size_t bytes);
+/* Temporary buffer for the running op only: recycled by mk__tmp_release, which the graph calls
+ * after every backward op; forward ops call it themselves when done. */
+void *mk__tmp(mk_nn_graph *g, size_t bytes);
+void mk__tmp_release(mk_nn_graph *g);
+/* Like mk__node but the value aliases `data` (in-place ops). */
+mk_var *mk__node_alias(mk_nn_graph *g, mk_op op, mk_var *x, float *data);
 /* N, C and the spatial extent as D, H, W (D = 1 for 4-D tensors). */
 void mk__dims(const mk_var *v, int64_t *n, int64_t *c, int64_t sp[3]);
 int64_t mk__numel(const mk_var *v);

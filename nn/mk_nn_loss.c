@@ -163,7 +163,7 @@ void mk__dice_backward(mk_nn_graph *g, mk_var *v)
     const double *I = v->aux2, *P = I + c, *G = I + 2 * c;
     double eps = v->fp[0];
     /* dL/dp_k = -(1/C) (2 g_k D_k - N_k) / D_k^2; split into a label term and a constant term */
-    double *cg = mk__scratch(g, (size_t)(2 * c) * sizeof(double));
+    double *cg = mk__tmp(g, (size_t)(2 * c) * sizeof(double));
     if (!cg)
         return;
     double *c0 = cg, *c1 = cg + c;

@@ -51,7 +51,7 @@ static void conv_shape(mk_conv_shape *s, int64_t n, int64_t cin, int64_t cout, c
 static void *conv_ws(mk_nn_graph *g, const mk_conv_shape *s)
 {
     size_t b = mk_conv_workspace_size(s, g->threads);
-    return b ? mk__scratch(g, b) : NULL;
+    return b ? mk__tmp(g, b) : NULL;
 }
 
 mk_var *mk_nn_conv(mk_nn_graph *g, mk_var *x, mk_var *w, mk_var *b, const int *stride,
@@ -80,6 +80,7 @@ mk_var *mk_nn_conv(mk_nn_graph *g, mk_var *x, mk_var *w, mk_var *b, const int *s
     if (g->oom)
         return NULL;
     mk_conv_fwd(&s, x->t.data, w->t.data, b ? b->t.data : NULL, v->t.data, ws, g->threads);
+    mk__tmp_release(g);
     return v;
 }
 
@@ -97,7 +98,7 @@ static void conv_backward(mk_nn_graph *g, mk_var *v)
         mk_conv_bwd_data(s, v->grad, w->t.data, dx, ws, g->threads);
     }
     if (want(w) || want(b)) {
-        float *dw = want(w) ? mk__grad(g, w) : mk__scratch(g, (size_t)mk__numel(w) * 4);
+        float *dw = want(w) ? mk__grad(g, w) : mk__tmp(g, (size_t)mk__numel(w) * 4);
         float *db = NULL;
         if (want(b))
             db = mk__grad(g, b);
@@ -147,6 +148,7 @@ mk_var *mk_nn_conv_transpose(mk_nn_graph *g, mk_var *x, mk_var *w, mk_var *b, co
     int64_t nv = mk__numel(v);
     memset(v->t.data, 0, (size_t)nv * sizeof(float));
     mk_conv_bwd_data(&s, x->t.data, w->t.data, v->t.data, ws, g->threads);
+    mk__tmp_release(g);
     if (b) {
         int64_t S = osp[0] * osp[1] * osp[2];
         for (int64_t i = 0; i < n * cout; i++) {
@@ -168,7 +170,7 @@ static void convt_backward(mk_nn_graph *g, mk_var *v)
         return;
     if (want(x)) {
         int64_t nx = mk__numel(x);
-        float *tmp = mk__scratch(g, (size_t)nx * sizeof(float));
+        float *tmp = mk__tmp(g, (size_t)nx * sizeof(float));
         float *dx = mk__grad(g, x);
         if (!tmp || !dx)
             return;
@@ -627,8 +629,8 @@ static void norm_backward(mk_nn_graph *g, mk_var *v)
         return;
     /* per-group sums of dy and dy*xhat; for instance norm several groups share a gamma entry, so
      * the affine gradients are reduced over groups serially afterwards (deterministic). */
-    double *sdy = mk__scratch(g, (size_t)L.G * sizeof(double));
-    double *sdyx = mk__scratch(g, (size_t)L.G * sizeof(double));
+    double *sdy = mk__tmp(g, (size_t)L.G * sizeof(double));
+    double *sdyx = mk__tmp(g, (size_t)L.G * sizeof(double));
     if (!sdy || !sdyx)
         return;
     int64_t M = L.R * L.S;
@@ -713,6 +715,23 @@ mk_var *mk_nn_relu(mk_nn_graph *g, mk_var *x)
 #pragma omp parallel for num_threads(nthreads(g, n)) schedule(static)
     for (int64_t i = 0; i < n; i++)
         y[i] = a[i] > 0 ? a[i] : 0.0f;
+    return v;
+}
+
+mk_var *mk_nn_relu_inplace(mk_nn_graph *g, mk_var *x)
+{
+    if (!x)
+        return NULL;
+    if (g->kink_tol > 0) /* the kink policy reads the input, so keep it */
+        return mk_nn_relu(g, x);
+    mk_var *v = mk__node_alias(g, MK_OP_RELU, x, x->t.data);
+    if (!v)
+        return NULL;
+    int64_t n = mk__numel(v);
+    float *y = v->t.data;
+#pragma omp parallel for num_threads(nthreads(g, n)) schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        y[i] = y[i] > 0 ? y[i] : 0.0f;
     return v;
 }
 
