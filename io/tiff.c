@@ -475,7 +475,7 @@ mk_status mk_tiff_read_region(mk_ctx *ctx, mk_tiff_slide *s, int level, int64_t 
         return MK_OK;
     for (int64_t by = y0 / L->bh; by <= (y1 - 1) / L->bh; by++)
         for (int64_t bx = x0 / L->bw; bx <= (x1 - 1) / L->bw; bx++) {
-            const uint8_t *blk;
+            const uint8_t *blk = NULL;
             if ((st = get_block(ctx, s, level, by * L->nbx + bx, &blk)) != MK_OK)
                 return st;
             int64_t ox = bx * L->bw, oy = by * L->bh;
@@ -523,8 +523,10 @@ static int otsu256(const int64_t hist[256])
         total += (double)hist[i];
         sum += (double)i * (double)hist[i];
     }
+    /* With well-separated modes every t between them gives the same variance: return the middle
+     * of that plateau rather than its lower end. */
     double w0 = 0, sum0 = 0, best = -1;
-    int t_best = 0;
+    int t_best = 0, t_last = 0;
     for (int t = 0; t < 255; t++) {
         w0 += (double)hist[t];
         sum0 += (double)t * (double)hist[t];
@@ -533,12 +535,14 @@ static int otsu256(const int64_t hist[256])
             continue;
         double m0 = sum0 / w0, m1 = (sum - sum0) / w1;
         double v = w0 * w1 * (m0 - m1) * (m0 - m1);
-        if (v > best) {
+        if (v > best * (1 + 1e-12)) {
             best = v;
-            t_best = t;
+            t_best = t_last = t;
+        } else if (v >= best * (1 - 1e-12)) {
+            t_last = t;
         }
     }
-    return t_best;
+    return (t_best + t_last) / 2;
 }
 
 static inline int saturation(const uint8_t *p, int *vmax)

@@ -1,0 +1,766 @@
+/* Whole-slide TIFF: the real IHC slides (tiled LZW equals the PNG; JPEG pyramid), self-written
+ * pyramids (compressions x gray/RGB x IFD chain/SubIFD, striped), tissue mask and patch grid on a
+ * slide with a known tissue rectangle, the `tiles` verb, and bad input. References: libpng's
+ * decoding of ihc.png, box means computed here independently, and Pillow (when present) reading
+ * our files. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <tiffio.h>
+#include <unistd.h>
+
+#include "io/mk_tiff.h"
+#include "pipeline/mk_verbs.h"
+
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+
+static char g_real[1024], g_tmp[1024];
+
+static void fresh_dir(char *out, size_t n, const char *name)
+{
+    snprintf(out, n, "%s/%s", g_tmp, name);
+    char cmd[2200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", out, out);
+    assert_int_equal(system(cmd), 0);
+}
+
+static double psnr(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    double se = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - (double)b[i];
+        se += d * d;
+    }
+    if (se == 0)
+        return 99.0;
+    return 10.0 * log10(255.0 * 255.0 / (se / (double)n));
+}
+
+/* Reference 2x2 box mean (rounded half up) of an RGB or gray buffer; odd edges average the
+ * pixels that exist. Written independently of the library's reduce_rows. */
+static uint8_t *box_half(const uint8_t *src, int w, int h, int spp, int *w2, int *h2)
+{
+    *w2 = (w + 1) / 2;
+    *h2 = (h + 1) / 2;
+    uint8_t *d = malloc((size_t)*w2 * *h2 * spp);
+    for (int y = 0; y < *h2; y++)
+        for (int x = 0; x < *w2; x++)
+            for (int c = 0; c < spp; c++) {
+                int sum = 0, n = 0;
+                for (int dy = 0; dy < 2; dy++)
+                    for (int dx = 0; dx < 2; dx++) {
+                        int sx = 2 * x + dx, sy = 2 * y + dy;
+                        if (sx < w && sy < h) {
+                            sum += src[((size_t)sy * w + sx) * spp + c];
+                            n++;
+                        }
+                    }
+                d[((size_t)y * *w2 + x) * spp + c] = (uint8_t)((sum + n / 2) / n);
+            }
+    return d;
+}
+
+static uint8_t *gray_to_rgb(const uint8_t *g, size_t n)
+{
+    uint8_t *r = malloc(n * 3);
+    for (size_t i = 0; i < n; i++)
+        r[3 * i] = r[3 * i + 1] = r[3 * i + 2] = g[i];
+    return r;
+}
+
+static uint8_t *read_level(mk_tiff_slide *s, int level, int *w, int *h)
+{
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    mk_tiff_level lv;
+    assert_int_equal(mk_tiff_level_info(&ctx, s, level, &lv), MK_OK);
+    *w = (int)lv.width;
+    *h = (int)lv.height;
+    uint8_t *buf = malloc((size_t)*w * *h * 3);
+    if (mk_tiff_read_region(&ctx, s, level, 0, 0, *w, *h, buf) != MK_OK)
+        fail_msg("read level %d: %s", level, mk_ctx_errmsg(&ctx));
+    return buf;
+}
+
+static int have_pillow(void)
+{
+    static int cached = -1;
+    if (cached < 0)
+        cached = system("/usr/bin/python3 -c 'import PIL' >/dev/null 2>&1") == 0;
+    return cached;
+}
+
+/* ---- real slides ------------------------------------------------------------------------------ */
+
+static void test_ihc_lzw_equals_png(void **state)
+{
+    (void)state;
+    char tif[1200], png[1200];
+    snprintf(tif, sizeof tif, "%s/histo/ihc_tiled_lzw.tif", g_real);
+    snprintf(png, sizeof png, "%s/histo/ihc.png", g_real);
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    uint8_t *ref = NULL;
+    int pw, ph;
+    assert_int_equal(mk_io_png_read(&ctx, png, &ref, &pw, &ph), MK_OK);
+    assert_int_equal(pw, 512);
+    assert_int_equal(ph, 512);
+    assert_true(mk_tiff_is_tiff(tif));
+    mk_tiff_slide *s = NULL;
+    assert_int_equal(mk_tiff_open(&ctx, tif, &s), MK_OK);
+    assert_int_equal(mk_tiff_level_count(s), 1);
+    mk_tiff_level lv;
+    assert_int_equal(mk_tiff_level_info(&ctx, s, 0, &lv), MK_OK);
+    assert_int_equal(lv.width, 512);
+    assert_int_equal(lv.tile_w, 128);
+    assert_int_equal(lv.tile_h, 128);
+    assert_int_equal(lv.compression, COMPRESSION_LZW);
+    int w, h;
+    uint8_t *all = read_level(s, 0, &w, &h);
+    assert_memory_equal(all, ref, (size_t)512 * 512 * 3);
+    /* A region at an odd offset spanning 4 tiles, and one hanging over the corner (white pad). */
+    uint8_t reg[150 * 200 * 3];
+    assert_int_equal(mk_tiff_read_region(&ctx, s, 0, 101, 77, 200, 150, reg), MK_OK);
+    for (int y = 0; y < 150; y++)
+        assert_memory_equal(reg + (size_t)y * 200 * 3, ref + ((size_t)(77 + y) * 512 + 101) * 3, 200 * 3);
+    assert_int_equal(mk_tiff_read_region(&ctx, s, 0, 462, 500, 100, 20, reg), MK_OK);
+    for (int y = 0; y < 20; y++)
+        for (int x = 0; x < 100; x++)
+            for (int c = 0; c < 3; c++) {
+                uint8_t want = (462 + x < 512 && 500 + y < 512) ? ref[((size_t)(500 + y) * 512 + 462 + x) * 3 + c] : 255;
+                assert_int_equal(reg[((size_t)y * 100 + x) * 3 + c], want);
+            }
+    free(all);
+    free(ref);
+    mk_tiff_close(s);
+}
+
+static void test_ihc_jpeg_pyramid(void **state)
+{
+    (void)state;
+    char tif[1200], png[1200];
+    snprintf(tif, sizeof tif, "%s/histo/ihc_pyramid_jpeg.tif", g_real);
+    snprintf(png, sizeof png, "%s/histo/ihc.png", g_real);
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    uint8_t *ref = NULL;
+    int pw, ph;
+    assert_int_equal(mk_io_png_read(&ctx, png, &ref, &pw, &ph), MK_OK);
+    mk_tiff_slide *s = NULL;
+    assert_int_equal(mk_tiff_open(&ctx, tif, &s), MK_OK);
+    assert_int_equal(mk_tiff_level_count(s), 3);
+    const int sizes[3] = {512, 256, 128};
+    const double ds[3] = {1, 2, 4};
+    uint8_t *cur = ref;
+    int cw = 512, chh = 512;
+    for (int l = 0; l < 3; l++) {
+        mk_tiff_level lv;
+        assert_int_equal(mk_tiff_level_info(&ctx, s, l, &lv), MK_OK);
+        assert_int_equal(lv.width, sizes[l]);
+        assert_int_equal(lv.height, sizes[l]);
+        assert_true(lv.downsample == ds[l]);
+        assert_int_equal(lv.tile_w, 128);
+        assert_int_equal(lv.compression, COMPRESSION_JPEG);
+        int w, h;
+        uint8_t *px = read_level(s, l, &w, &h);
+        double p = psnr(px, cur, (size_t)w * h * 3);
+        /* README: level 0 is 38.9 dB from the PNG (JPEG q90); reduced levels are box means. */
+        if (p < (l == 0 ? 38.0 : 30.0))
+            fail_msg("level %d PSNR %.2f dB", l, p);
+        free(px);
+        int nw, nh;
+        uint8_t *next = box_half(cur, cw, chh, 3, &nw, &nh);
+        if (cur != ref)
+            free(cur);
+        cur = next;
+        cw = nw;
+        chh = nh;
+    }
+    free(cur);
+    free(ref);
+    /* Info text names every level. */
+    char out[1300];
+    snprintf(out, sizeof out, "%s/info.txt", g_tmp);
+    FILE *f = fopen(out, "w+");
+    assert_int_equal(mk_io_tiff_info(&ctx, tif, f), MK_OK);
+    rewind(f);
+    char text[2048] = {0};
+    size_t nr = fread(text, 1, sizeof text - 1, f);
+    (void)nr;
+    fclose(f);
+    assert_non_null(strstr(text, "3 levels"));
+    assert_non_null(strstr(text, "128 x 128  downsample 4"));
+    assert_non_null(strstr(text, "jpeg"));
+    mk_tiff_close(s);
+}
+
+/* ---- writer round trips ----------------------------------------------------------------------- */
+
+static uint8_t *synth(int w, int h, int spp, int seed)
+{
+    uint8_t *p = malloc((size_t)w * h * spp);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < spp; c++) {
+                double v = 128 + 90 * sin(0.05 * x + 0.9 * c + seed) * cos(0.037 * y - 0.4 * c) + 0.1 * ((x * 7 + y * 3) % 13);
+                p[((size_t)y * w + x) * spp + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
+    return p;
+}
+
+static void check_written(const char *path, const uint8_t *src, int w, int h, int spp, int lossless, int expect_levels,
+                          int subifd)
+{
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    mk_tiff_slide *s = NULL;
+    if (mk_tiff_open(&ctx, path, &s) != MK_OK)
+        fail_msg("open %s: %s", path, mk_ctx_errmsg(&ctx));
+    assert_int_equal(mk_tiff_level_count(s), expect_levels);
+    uint8_t *ref = spp == 3 ? NULL : NULL;
+    const uint8_t *cur = src;
+    uint8_t *own = NULL;
+    int cw = w, ch = h;
+    for (int l = 0; l < expect_levels; l++) {
+        mk_tiff_level lv;
+        assert_int_equal(mk_tiff_level_info(&ctx, s, l, &lv), MK_OK);
+        assert_int_equal(lv.width, cw);
+        assert_int_equal(lv.height, ch);
+        assert_int_equal(lv.subifd, l > 0 && subifd);
+        int rw, rh;
+        uint8_t *px = read_level(s, l, &rw, &rh);
+        uint8_t *want = spp == 1 ? gray_to_rgb(cur, (size_t)cw * ch) : NULL;
+        const uint8_t *cmp = want ? want : cur;
+        if (lossless) {
+            if (memcmp(px, cmp, (size_t)cw * ch * 3) != 0)
+                fail_msg("%s level %d differs", path, l);
+        } else {
+            double p = psnr(px, cmp, (size_t)cw * ch * 3);
+            if (p < 30)
+                fail_msg("%s level %d PSNR %.2f", path, l, p);
+        }
+        free(want);
+        free(px);
+        int nw, nh;
+        uint8_t *next = box_half(cur, cw, ch, spp, &nw, &nh);
+        free(own);
+        own = next;
+        cur = next;
+        cw = nw;
+        ch = nh;
+    }
+    free(own);
+    free(ref);
+    mk_tiff_close(s);
+}
+
+static void test_writer_roundtrip(void **state)
+{
+    (void)state;
+    char dir[1200], p[1400];
+    fresh_dir(dir, sizeof dir, "writer");
+    const int W = 300, H = 200;
+    for (int spp = 1; spp <= 3; spp += 2) {
+        uint8_t *src = synth(W, H, spp, spp);
+        for (int comp = 0; comp < MK_TIFF_COMP_COUNT; comp++)
+            for (int sub = 0; sub <= 1; sub++) {
+                mk_tiff_write_opts o = {0};
+                o.tile = 64;
+                o.comp = (mk_tiff_compression)comp;
+                o.subifd = sub;
+                snprintf(p, sizeof p, "%s/s%d_c%d_sub%d.tif", dir, spp, comp, sub);
+                mk_ctx ctx;
+                mk_ctx_init(&ctx);
+                if (mk_tiff_write(&ctx, p, src, W, H, spp, &o) != MK_OK)
+                    fail_msg("write %s: %s", p, mk_ctx_errmsg(&ctx));
+                /* 300x200 -> 150x100 -> 75x50 -> 38x25 (largest side <= 64). */
+                check_written(p, src, W, H, spp, comp != MK_TIFF_COMP_JPEG, 4, sub);
+            }
+        /* Striped, one level. */
+        mk_tiff_write_opts o = {0};
+        o.striped = 1;
+        o.rows_per_strip = 16;
+        o.comp = spp == 3 ? MK_TIFF_COMP_LZW : MK_TIFF_COMP_DEFLATE;
+        snprintf(p, sizeof p, "%s/striped%d.tif", dir, spp);
+        mk_ctx ctx;
+        mk_ctx_init(&ctx);
+        assert_int_equal(mk_tiff_write(&ctx, p, src, W, H, spp, &o), MK_OK);
+        check_written(p, src, W, H, spp, 1, 1, 0);
+        mk_tiff_slide *s = NULL;
+        assert_int_equal(mk_tiff_open(&ctx, p, &s), MK_OK);
+        mk_tiff_level lv;
+        assert_int_equal(mk_tiff_level_info(&ctx, s, 0, &lv), MK_OK);
+        assert_int_equal(lv.tile_w, 0);
+        assert_int_equal(lv.rows_per_strip, 16);
+        mk_tiff_close(s);
+        free(src);
+    }
+    /* mk_image adapters. */
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    mk_image *img = NULL;
+    snprintf(p, sizeof p, "%s/s3_c1_sub0.tif", dir);
+    assert_int_equal(mk_io_tiff_read_image(&ctx, p, 1, &img), MK_OK);
+    assert_int_equal(img->dtype, MK_DT_RGB24);
+    assert_int_equal(img->dim[0], 150);
+    assert_int_equal(img->dim[1], 100);
+    snprintf(p, sizeof p, "%s/from_image.tif", dir);
+    assert_int_equal(mk_io_tiff_write_image(&ctx, p, img, NULL), MK_OK);
+    mk_image *back = NULL;
+    assert_int_equal(mk_io_tiff_read_image(&ctx, p, 0, &back), MK_OK);
+    assert_memory_equal(back->data, img->data, (size_t)150 * 100 * 3);
+    assert_int_equal(mk_io_tiff_read_image(&ctx, p, 1, &back), MK_ERR_INVALID);
+    assert_null(back);
+    mk_image_free(img);
+}
+
+/* Pillow reads our pyramid (IFD chain) independently: page count, sizes, SubfileType, pixels. */
+static void test_pillow_reads_writer_output(void **state)
+{
+    (void)state;
+    if (!have_pillow()) {
+        skip();
+        return;
+    }
+    char dir[1200], p[1400], raw[1400], cmd[4400];
+    fresh_dir(dir, sizeof dir, "pillow");
+    const int W = 300, H = 200;
+    uint8_t *src = synth(W, H, 3, 7);
+    mk_tiff_write_opts o = {0};
+    o.tile = 64;
+    o.comp = MK_TIFF_COMP_DEFLATE;
+    snprintf(p, sizeof p, "%s/pyr.tif", dir);
+    snprintf(raw, sizeof raw, "%s/pyr.raw", dir);
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    assert_int_equal(mk_tiff_write(&ctx, p, src, W, H, 3, &o), MK_OK);
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 -c \"\n"
+             "from PIL import Image\n"
+             "im = Image.open('%s')\n"
+             "assert im.n_frames == 4, im.n_frames\n"
+             "sizes = []\n"
+             "for i in range(4):\n"
+             "    im.seek(i); sizes.append(im.size)\n"
+             "    assert im.tag_v2.get(254, 0) == (1 if i else 0)\n"
+             "assert sizes == [(300, 200), (150, 100), (75, 50), (38, 25)], sizes\n"
+             "im.seek(0); open('%s', 'wb').write(im.convert('RGB').tobytes())\n\"",
+             p, raw);
+    assert_int_equal(system(cmd), 0);
+    FILE *f = fopen(raw, "rb");
+    assert_non_null(f);
+    uint8_t *got = malloc((size_t)W * H * 3);
+    assert_int_equal(fread(got, 1, (size_t)W * H * 3, f), (size_t)W * H * 3);
+    fclose(f);
+    assert_memory_equal(got, src, (size_t)W * H * 3);
+    /* And a PNG from the PNG writer. */
+    snprintf(p, sizeof p, "%s/x.png", dir);
+    assert_int_equal(mk_io_png_write(&ctx, p, src, W, H, 3), MK_OK);
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 -c \"\nfrom PIL import Image\nim = Image.open('%s')\nassert im.size == (300, 200) and "
+             "im.mode == 'RGB'\nopen('%s', 'wb').write(im.tobytes())\n\"",
+             p, raw);
+    assert_int_equal(system(cmd), 0);
+    f = fopen(raw, "rb");
+    assert_int_equal(fread(got, 1, (size_t)W * H * 3, f), (size_t)W * H * 3);
+    fclose(f);
+    assert_memory_equal(got, src, (size_t)W * H * 3);
+    free(got);
+    free(src);
+}
+
+/* ---- tissue mask and patch grid --------------------------------------------------------------- */
+
+/* 1024x768 slide: near-white background, a pink "tissue" rectangle [256,768) x [128,512). */
+static uint8_t *tissue_slide(int *w, int *h)
+{
+    *w = 1024;
+    *h = 768;
+    uint8_t *p = malloc((size_t)*w * *h * 3);
+    uint32_t s = 99;
+    for (int y = 0; y < *h; y++)
+        for (int x = 0; x < *w; x++) {
+            s = s * 1664525u + 1013904223u;
+            int n = (int)(s >> 28) - 8; /* -8..7 noise */
+            int in = x >= 256 && x < 768 && y >= 128 && y < 512;
+            int r = in ? 190 : 236, g = in ? 110 : 234, b = in ? 160 : 238;
+            uint8_t *q = p + ((size_t)y * *w + x) * 3;
+            q[0] = (uint8_t)(r + n / 2);
+            q[1] = (uint8_t)(g + n);
+            q[2] = (uint8_t)(b + n / 2);
+        }
+    return p;
+}
+
+typedef struct grid_log {
+    int n;
+    int64_t x0[256], y0[256];
+    double tissue[256];
+    int pix_ok;
+    const uint8_t *ref;
+    int ref_w, level;
+} grid_log;
+
+static mk_status grid_cb(void *user, const mk_tiff_patch *p)
+{
+    grid_log *g = user;
+    if (g->n < 256) {
+        g->x0[g->n] = p->x0;
+        g->y0[g->n] = p->y0;
+        g->tissue[g->n] = p->tissue;
+    }
+    g->n++;
+    if (p->rgb && g->ref && g->level == 0)
+        for (int y = 0; y < p->height; y++)
+            if (memcmp(p->rgb + (size_t)y * p->width * 3, g->ref + ((size_t)(p->y + y) * g->ref_w + p->x) * 3,
+                       (size_t)p->width * 3))
+                g->pix_ok = 0;
+    return MK_OK;
+}
+
+static void test_tissue_mask_and_grid(void **state)
+{
+    (void)state;
+    char dir[1200], p[1400];
+    fresh_dir(dir, sizeof dir, "tissue");
+    int W, H;
+    uint8_t *src = tissue_slide(&W, &H);
+    mk_tiff_write_opts o = {0};
+    o.tile = 128;
+    o.comp = MK_TIFF_COMP_LZW;
+    snprintf(p, sizeof p, "%s/slide.tif", dir);
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    assert_int_equal(mk_tiff_write(&ctx, p, src, W, H, 3, &o), MK_OK);
+    mk_tiff_slide *s = NULL;
+    assert_int_equal(mk_tiff_open(&ctx, p, &s), MK_OK);
+    assert_int_equal(mk_tiff_level_count(s), 4); /* 1024, 512, 256, 128 */
+
+    mk_tiff_mask *m = NULL;
+    assert_int_equal(mk_tiff_tissue_mask(&ctx, s, -1, &m), MK_OK);
+    assert_int_equal(m->level, 1); /* smallest level with a side >= 512 */
+    assert_int_equal(m->width, 512);
+    assert_true(m->scale_x == 2.0 && m->scale_y == 2.0);
+    /* Saturation: background ~2/255*255 ~ 2..8, tissue (190-110)/190*255 ~ 107: threshold between. */
+    if (!(m->threshold > 10 && m->threshold < 100))
+        fail_msg("Otsu threshold %d", m->threshold);
+    assert_true(mk_tiff_mask_fraction(m, 256, 128, 512, 384) == 1.0);
+    assert_true(mk_tiff_mask_fraction(m, 0, 0, 256, 768) == 0.0);
+    assert_true(mk_tiff_mask_fraction(m, 192, 128, 128, 128) == 0.5);
+    mk_tiff_mask_free(m);
+
+    /* Level 0, 128 px patches, no overlap: 8 x 6 grid, 12 fully inside the rectangle. */
+    grid_log g = {0};
+    g.pix_ok = 1;
+    g.ref = src;
+    g.ref_w = W;
+    mk_tiff_grid_opts go = {0, 128, 0, 0.0, -1, 1};
+    assert_int_equal(mk_tiff_patch_grid(&ctx, s, &go, grid_cb, &g), MK_OK);
+    assert_int_equal(g.n, 48);
+    assert_true(g.pix_ok);
+    int full = 0;
+    for (int i = 0; i < g.n; i++) {
+        int in = g.x0[i] >= 256 && g.x0[i] < 768 && g.y0[i] >= 128 && g.y0[i] < 512;
+        assert_true(g.tissue[i] == (in ? 1.0 : 0.0));
+        full += in;
+    }
+    assert_int_equal(full, 12);
+    memset(&g, 0, sizeof g);
+    go.min_tissue = 0.5;
+    go.read_pixels = 0;
+    assert_int_equal(mk_tiff_patch_grid(&ctx, s, &go, grid_cb, &g), MK_OK);
+    assert_int_equal(g.n, 12);
+    /* Stride 64: columns x0 = 192 and 704 and rows y0 = 64 and 448 are half inside. */
+    memset(&g, 0, sizeof g);
+    go.stride = 64;
+    go.min_tissue = 0.2; /* corner patches are a quarter inside (0.25), edge ones half */
+    assert_int_equal(mk_tiff_patch_grid(&ctx, s, &go, grid_cb, &g), MK_OK);
+    /* x0 in {192..704} step 64 (9 values), y0 in {64..448} step 64 (7 values). */
+    assert_int_equal(g.n, 9 * 7);
+    assert_true(g.tissue[0] == 0.25 && g.x0[0] == 192 && g.y0[0] == 64);
+    assert_true(g.tissue[1] == 0.5 && g.x0[1] == 256);
+    memset(&g, 0, sizeof g);
+    go.min_tissue = 0.4;
+    assert_int_equal(mk_tiff_patch_grid(&ctx, s, &go, grid_cb, &g), MK_OK);
+    assert_int_equal(g.n, 9 * 7 - 4);
+    /* Level 2 (256x192), 32 px patches: x, y reported in level-0 pixels. */
+    memset(&g, 0, sizeof g);
+    mk_tiff_grid_opts g2 = {2, 32, 0, 1.0, -1, 1};
+    assert_int_equal(mk_tiff_patch_grid(&ctx, s, &g2, grid_cb, &g), MK_OK);
+    assert_int_equal(g.n, 12);
+    assert_true(g.x0[0] == 256 && g.y0[0] == 128);
+    /* Bad options. */
+    mk_tiff_grid_opts bad = {7, 32, 0, 0.0, -1, 0};
+    assert_int_equal(mk_tiff_patch_grid(&ctx, s, &bad, grid_cb, &g), MK_ERR_INVALID);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "levels 0..3"));
+    mk_tiff_close(s);
+    free(src);
+}
+
+/* ---- the tiles verb --------------------------------------------------------------------------- */
+
+static int count_files(const char *dir, const char *suffix)
+{
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "ls -A '%s' 2>/dev/null | grep -c '%s$' > '%s/count.txt'", dir, suffix, g_tmp);
+    int rc = system(cmd);
+    (void)rc;
+    snprintf(cmd, sizeof cmd, "%s/count.txt", g_tmp);
+    FILE *f = fopen(cmd, "r");
+    int n = -1;
+    if (f) {
+        if (fscanf(f, "%d", &n) != 1)
+            n = -1;
+        fclose(f);
+    }
+    return n;
+}
+
+static mk_status run_tiles(mk_ctx *ctx, char *args)
+{
+    char *argv[32];
+    int argc = 0;
+    for (char *t = strtok(args, " "); t && argc < 32; t = strtok(NULL, " "))
+        argv[argc++] = t;
+    mk_cli cli = {ctx, NULL, "pipeline"};
+    FILE *saved = stdout;
+    (void)saved;
+    return mk_verb_tiles(&cli, argc, argv);
+}
+
+static void test_tiles_verb(void **state)
+{
+    (void)state;
+    char dir[1200], slide[1400], out[1400], args[4000];
+    fresh_dir(dir, sizeof dir, "verb");
+    int W, H;
+    uint8_t *src = tissue_slide(&W, &H);
+    mk_tiff_write_opts o = {0};
+    o.tile = 128;
+    o.comp = MK_TIFF_COMP_DEFLATE;
+    o.subifd = 1;
+    snprintf(slide, sizeof slide, "%s/slide.tif", dir);
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    assert_int_equal(mk_tiff_write(&ctx, slide, src, W, H, 3, &o), MK_OK);
+    snprintf(out, sizeof out, "%s/patches", dir);
+    snprintf(args, sizeof args, "tiles %s --level 1 --size 64 --min-tissue 0.9 --out %s", slide, out);
+    if (run_tiles(&ctx, args) != MK_OK)
+        fail_msg("tiles: %s", mk_ctx_errmsg(&ctx));
+    assert_int_equal(count_files(out, ".png"), 12);
+    assert_int_equal(count_files(out, "tmp.*"), 0);
+    char csv[1500];
+    snprintf(csv, sizeof csv, "%s/tiles.csv", out);
+    FILE *f = fopen(csv, "r");
+    assert_non_null(f);
+    char line[256];
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_string_equal(line, "file,level,x,y,width,height,tissue\n");
+    int rows = 0;
+    mk_tiff_slide *s = NULL;
+    assert_int_equal(mk_tiff_open(&ctx, slide, &s), MK_OK);
+    while (fgets(line, sizeof line, f)) {
+        char name[128];
+        int lvl, x, y, w, h;
+        double t;
+        assert_int_equal(sscanf(line, "%127[^,],%d,%d,%d,%d,%d,%lf", name, &lvl, &x, &y, &w, &h, &t), 7);
+        assert_int_equal(lvl, 1);
+        assert_true(w == 64 && h == 64 && t == 1.0);
+        assert_true(x >= 256 && x + 128 <= 768 && y >= 128 && y + 128 <= 512 && x % 128 == 0 && y % 128 == 0);
+        /* The PNG holds the level-1 region at (x/2, y/2). */
+        char png[1700];
+        snprintf(png, sizeof png, "%s/%s", out, name);
+        uint8_t *px = NULL;
+        int pw, ph;
+        assert_int_equal(mk_io_png_read(&ctx, png, &px, &pw, &ph), MK_OK);
+        assert_true(pw == 64 && ph == 64);
+        uint8_t reg[64 * 64 * 3];
+        assert_int_equal(mk_tiff_read_region(&ctx, s, 1, x / 2, y / 2, 64, 64, reg), MK_OK);
+        assert_memory_equal(px, reg, sizeof reg);
+        free(px);
+        rows++;
+    }
+    fclose(f);
+    assert_int_equal(rows, 12);
+    mk_tiff_close(s);
+
+    /* Errors: level out of range, bad option, missing slide; no output left behind. */
+    char out2[1400];
+    snprintf(out2, sizeof out2, "%s/bad", dir);
+    snprintf(args, sizeof args, "tiles %s --level 9 --size 64 --out %s", slide, out2);
+    assert_int_equal(run_tiles(&ctx, args), MK_ERR_INVALID);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "level 9 out of range"));
+    assert_int_equal(count_files(out2, ".png"), 0);
+    assert_int_equal(count_files(out2, ".csv"), 0);
+    snprintf(args, sizeof args, "tiles %s --size 64 --stride -3 --out %s", slide, out2);
+    assert_int_equal(run_tiles(&ctx, args), MK_ERR_USAGE);
+    snprintf(args, sizeof args, "tiles %s --size 64 --min-tissue 1.5 --out %s", slide, out2);
+    assert_int_equal(run_tiles(&ctx, args), MK_ERR_USAGE);
+    snprintf(args, sizeof args, "tiles %s --size 64", slide);
+    assert_int_equal(run_tiles(&ctx, args), MK_ERR_USAGE);
+    snprintf(args, sizeof args, "tiles %s/none.tif --size 64 --out %s", dir, out2);
+    assert_int_equal(run_tiles(&ctx, args), MK_ERR_IO);
+    free(src);
+}
+
+/* ---- bad input -------------------------------------------------------------------------------- */
+
+/* A tiled RGB file written with libtiff directly, leaving tile `skip` unwritten (offset and byte
+ * count 0 in the directory). */
+static void write_with_missing_tile(const char *path, int skip)
+{
+    TIFF *t = TIFFOpen(path, "w");
+    assert_non_null(t);
+    TIFFSetField(t, TIFFTAG_IMAGEWIDTH, 128);
+    TIFFSetField(t, TIFFTAG_IMAGELENGTH, 128);
+    TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, 3);
+    TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, 8);
+    TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_RGB);
+    TIFFSetField(t, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
+    TIFFSetField(t, TIFFTAG_TILEWIDTH, 64);
+    TIFFSetField(t, TIFFTAG_TILELENGTH, 64);
+    uint8_t tile[64 * 64 * 3];
+    for (int i = 0; i < 4; i++) {
+        if (i == skip)
+            continue;
+        memset(tile, 40 * (i + 1), sizeof tile);
+        assert_true(TIFFWriteEncodedTile(t, (uint32_t)i, tile, sizeof tile) > 0);
+    }
+    TIFFClose(t);
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    char dir[1200], p[1400], q[1400];
+    fresh_dir(dir, sizeof dir, "bad");
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    mk_tiff_slide *s = NULL;
+    uint8_t buf[128 * 128 * 3];
+
+    /* Missing tile: tiles 0, 1, 3 read; tile 2 (column 0, row 1) is named in the error. */
+    snprintf(p, sizeof p, "%s/missing.tif", dir);
+    write_with_missing_tile(p, 2);
+    assert_int_equal(mk_tiff_open(&ctx, p, &s), MK_OK);
+    assert_int_equal(mk_tiff_read_region(&ctx, s, 0, 0, 0, 128, 64, buf), MK_OK);
+    assert_int_equal(buf[0], 40);
+    assert_int_equal(buf[64 * 3], 80);
+    assert_int_equal(mk_tiff_read_region(&ctx, s, 0, 64, 64, 64, 64, buf), MK_OK);
+    assert_int_equal(buf[0], 160);
+    assert_int_equal(mk_tiff_read_region(&ctx, s, 0, 0, 0, 128, 128, buf), MK_ERR_FORMAT);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "tile 2 (column 0, row 1)"));
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "missing"));
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "missing.tif"));
+    /* Level out of range. */
+    assert_int_equal(mk_tiff_read_region(&ctx, s, 0, 0, 0, 0, 5, buf), MK_ERR_INVALID);
+    assert_int_equal(mk_tiff_read_region(&ctx, s, 1, 0, 0, 8, 8, buf), MK_ERR_INVALID);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "level 1 out of range (the slide has levels 0..0)"));
+    mk_tiff_level lv;
+    assert_int_equal(mk_tiff_level_info(&ctx, s, -1, &lv), MK_ERR_INVALID);
+    mk_tiff_close(s);
+
+    /* Truncated file: the directory (written after the data) is gone. */
+    const int W = 256, H = 256;
+    uint8_t *src = synth(W, H, 3, 3);
+    mk_tiff_write_opts o = {0};
+    o.tile = 64;
+    o.comp = MK_TIFF_COMP_DEFLATE;
+    snprintf(p, sizeof p, "%s/full.tif", dir);
+    assert_int_equal(mk_tiff_write(&ctx, p, src, W, H, 3, &o), MK_OK);
+    struct stat st;
+    assert_int_equal(stat(p, &st), 0);
+    snprintf(q, sizeof q, "%s/trunc.tif", dir);
+    FILE *fi = fopen(p, "rb"), *fo = fopen(q, "wb");
+    uint8_t *all = malloc((size_t)st.st_size);
+    assert_int_equal(fread(all, 1, (size_t)st.st_size, fi), (size_t)st.st_size);
+    fwrite(all, 1, (size_t)st.st_size * 6 / 10, fo);
+    fclose(fi);
+    fclose(fo);
+    assert_int_equal(mk_tiff_open(&ctx, q, &s), MK_ERR_FORMAT);
+    assert_null(s);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "trunc.tif"));
+
+    /* Corrupt tile data (deflate stream overwritten): a decode error naming the tile. */
+    TIFF *t = TIFFOpen(p, "r");
+    uint64_t off = TIFFGetStrileOffset(t, 5);
+    TIFFClose(t);
+    memset(all + off, 0xff, 16);
+    snprintf(q, sizeof q, "%s/corrupt.tif", dir);
+    fo = fopen(q, "wb");
+    fwrite(all, 1, (size_t)st.st_size, fo);
+    fclose(fo);
+    assert_int_equal(mk_tiff_open(&ctx, q, &s), MK_OK);
+    assert_int_equal(mk_tiff_read_region(&ctx, s, 0, 0, 0, 64, 64, buf), MK_OK);
+    assert_int_equal(mk_tiff_read_region(&ctx, s, 0, 64, 64, 64, 64, buf), MK_ERR_FORMAT);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "tile 5"));
+    mk_tiff_close(s);
+    free(all);
+
+    /* Not a TIFF; no file; 16-bit samples. */
+    snprintf(q, sizeof q, "%s/text.tif", dir);
+    fo = fopen(q, "w");
+    fputs("plain text, not a TIFF\n", fo);
+    fclose(fo);
+    assert_int_equal(mk_tiff_open(&ctx, q, &s), MK_ERR_FORMAT);
+    snprintf(q, sizeof q, "%s/none.tif", dir);
+    assert_int_equal(mk_tiff_open(&ctx, q, &s), MK_ERR_IO);
+    snprintf(q, sizeof q, "%s/u16.tif", dir);
+    t = TIFFOpen(q, "w");
+    TIFFSetField(t, TIFFTAG_IMAGEWIDTH, 8);
+    TIFFSetField(t, TIFFTAG_IMAGELENGTH, 8);
+    TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, 1);
+    TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, 16);
+    TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
+    TIFFSetField(t, TIFFTAG_ROWSPERSTRIP, 8);
+    uint16_t px[64] = {0};
+    TIFFWriteEncodedStrip(t, 0, px, sizeof px);
+    TIFFClose(t);
+    assert_int_equal(mk_tiff_open(&ctx, q, &s), MK_ERR_UNSUPPORTED);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "BitsPerSample"));
+
+    /* Writer argument checks; no output file on failure. */
+    o.tile = 100;
+    snprintf(q, sizeof q, "%s/w.tif", dir);
+    assert_int_equal(mk_tiff_write(&ctx, q, src, W, H, 3, &o), MK_ERR_INVALID);
+    o.tile = 64;
+    assert_int_equal(mk_tiff_write(&ctx, q, src, W, H, 2, &o), MK_ERR_INVALID);
+    assert_int_equal(mk_tiff_write(&ctx, q, src, 0, H, 3, &o), MK_ERR_INVALID);
+    assert_int_not_equal(stat(q, &st), 0);
+    snprintf(q, sizeof q, "%s/no/such/dir/w.tif", dir);
+    assert_int_equal(mk_tiff_write(&ctx, q, src, W, H, 3, &o), MK_ERR_IO);
+    assert_int_equal(mk_tiff_compression_parse("zip"), MK_TIFF_COMP_DEFLATE);
+    assert_int_equal(mk_tiff_compression_parse("jpeg"), MK_TIFF_COMP_JPEG);
+    assert_int_equal(mk_tiff_compression_parse("webp"), -1);
+    free(src);
+}
+
+int main(void)
+{
+    const char *sh = getenv("MK_SHARED_DIR");
+    const char *bd = getenv("MK_BUILD_DIR");
+    snprintf(g_real, sizeof g_real, "%s/data/real", sh ? sh : "/work/shared");
+    snprintf(g_tmp, sizeof g_tmp, "%s/tests/tmp_tiff", bd ? bd : ".");
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", g_tmp);
+    if (system(cmd) != 0)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ihc_lzw_equals_png),
+        cmocka_unit_test(test_ihc_jpeg_pyramid),
+        cmocka_unit_test(test_writer_roundtrip),
+        cmocka_unit_test(test_pillow_reads_writer_output),
+        cmocka_unit_test(test_tissue_mask_and_grid),
+        cmocka_unit_test(test_tiles_verb),
+        cmocka_unit_test(test_bad_input),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
