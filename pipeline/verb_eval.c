@@ -58,7 +58,14 @@ static int vtype_of(mk_dtype t, mk_metric_vtype *out)
 
 static int row_nonzero(const unsigned char *p, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        uint64_t w[4];
+        memcpy(w, p + i, 32);
+        if (w[0] | w[1] | w[2] | w[3])
+            return 1;
+    }
+    for (; i < n; i++)
         if (p[i])
             return 1;
     return 0;
@@ -81,23 +88,33 @@ static mk_status make_boxed(mk_ctx *ctx, const char *path, mk_image *img, boxed 
     const size_t es = mk_dtype_size(img->dtype), rowb = (size_t)nx * es;
     int64_t lo[3] = {nx, ny, nz}, hi[3] = {-1, -1, -1};
     const unsigned char *d = img->data;
-    for (int64_t z = 0; z < nz; z++)
-        for (int64_t y = 0; y < ny; y++) {
-            const unsigned char *row = d + (size_t)(z * ny + y) * rowb;
-            if (!row_nonzero(row, rowb))
-                continue;
-            int64_t x0 = 0, x1 = nx - 1;
-            while (!row_nonzero(row + (size_t)x0 * es, es))
-                x0++;
-            while (!row_nonzero(row + (size_t)x1 * es, es))
-                x1--;
-            if (x0 < lo[0]) lo[0] = x0;
-            if (x1 > hi[0]) hi[0] = x1;
-            if (y < lo[1]) lo[1] = y;
-            if (y > hi[1]) hi[1] = y;
-            if (z < lo[2]) lo[2] = z;
-            if (z > hi[2]) hi[2] = z;
+#pragma omp parallel
+    {
+        int64_t tlo[3] = {nx, ny, nz}, thi[3] = {-1, -1, -1};
+#pragma omp for schedule(static)
+        for (int64_t z = 0; z < nz; z++)
+            for (int64_t y = 0; y < ny; y++) {
+                const unsigned char *row = d + (size_t)(z * ny + y) * rowb;
+                if (!row_nonzero(row, rowb))
+                    continue;
+                int64_t x0 = 0, x1 = nx - 1;
+                while (!row_nonzero(row + (size_t)x0 * es, es))
+                    x0++;
+                while (!row_nonzero(row + (size_t)x1 * es, es))
+                    x1--;
+                if (x0 < tlo[0]) tlo[0] = x0;
+                if (x1 > thi[0]) thi[0] = x1;
+                if (y < tlo[1]) tlo[1] = y;
+                if (y > thi[1]) thi[1] = y;
+                if (z < tlo[2]) tlo[2] = z;
+                if (z > thi[2]) thi[2] = z;
+            }
+#pragma omp critical(mk_eval_box)
+        for (int k = 0; k < 3; k++) {
+            if (tlo[k] < lo[k]) lo[k] = tlo[k];
+            if (thi[k] > hi[k]) hi[k] = thi[k];
         }
+    }
     mk_metric_vol *v = &out->vol;
     v->type = vt;
     v->name = path;
