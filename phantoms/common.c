@@ -115,7 +115,7 @@ typedef struct tissue_row {
 /* lung CT, HU. Tumour base and range move with contrast (see lung.c). */
 static const tissue_row LUNG_CT[MK_TISSUE_COUNT] = {
     [MK_TISSUE_AIR] = {-1000, 0, -1010, -990},
-    [MK_TISSUE_LUNG] = {-850, 20, -900, -780},
+    [MK_TISSUE_LUNG] = {-850, 20, -900, -800},
     [MK_TISSUE_VESSEL] = {40, 0, -450, 60},
     [MK_TISSUE_FAT] = {-100, 10, -150, -50},
     [MK_TISSUE_MUSCLE] = {50, 4, 30, 60},

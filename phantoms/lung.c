@@ -219,7 +219,8 @@ static int tissue_at(const lung_anat *A, const double p[3], double h, double *vf
         double rel = (depth - A->fat) / A->muscle;
         double ang = atan2(p[1], p[0]);
         double rib = sin(6.283185307179586 * p[2] / A->rib_pitch + A->rib_phase + 0.8 * ang);
-        t = (rel > 0.25 && rel < 0.8 && rib > 0.55 && p[1] > -0.8 * A->body_b)
+        /* ribs do not cross the midline (sternum in front, vertebra behind) */
+        t = (rel > 0.25 && rel < 0.8 && rib > 0.55 && fabs(p[0]) > 25)
                 ? MK_TISSUE_BONE
                 : MK_TISSUE_MUSCLE;
     } else {
@@ -227,7 +228,7 @@ static int tissue_at(const lung_anat *A, const double p[3], double h, double *vf
         double ib = A->body_b - A->fat - A->muscle;
         if (sqrt(sx * sx + sy * sy) < A->spine_r) {
             t = MK_TISSUE_BONE;
-        } else if (fabs(p[0]) < 14 && p[1] < -ib + 12) {
+        } else if (fabs(p[0]) < 12 && p[1] < -ib + 10 && p[1] > -ib - 2) {
             t = MK_TISSUE_BONE; /* sternum */
         } else if (in_lung_shape(A, 0, p, 0) || in_lung_shape(A, 1, p, 0)) {
             double best = 0;

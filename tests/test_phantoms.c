@@ -382,7 +382,8 @@ static void test_cardiac_anatomy_and_shift(void **state)
     (void)state;
     mk_phantom_params p;
     small_params(&p, MK_PHANTOM_CARDIAC);
-    double fat[2] = {0}, myo[2] = {0}, blood[2] = {0};
+    double sum[2][MK_TISSUE_COUNT] = {{0}};
+    int cnt[2][MK_TISSUE_COUNT] = {{0}};
     for (int dom = 0; dom < 2; dom++)
         for (int c = 0; c < 3; c++) {
             mk_image *img, *lab, *tis;
@@ -390,12 +391,12 @@ static void test_cardiac_anatomy_and_shift(void **state)
             assert_int_equal(mk_phantom_volume(&g_ctx, &p, d, c, &img, &lab, &tis, NULL), MK_OK);
             int64_t n0 = img->dim[0], n1 = img->dim[1], n2 = img->dim[2];
             const uint8_t *L = lab->data;
-            long cnt[4] = {0};
+            long nlab[4] = {0};
             for (int64_t k = 0; k < n2; k++)
                 for (int64_t j = 1; j + 1 < n1; j++)
                     for (int64_t i = 1; i + 1 < n0; i++) {
                         int64_t q = (k * n1 + j) * n0 + i;
-                        cnt[L[q]]++;
+                        nlab[L[q]]++;
                         if (L[q] != 3)
                             continue;
                         /* LV blood pool enclosed by myocardium: 4-neighbours are LV or MYO */
@@ -403,7 +404,7 @@ static void test_cardiac_anatomy_and_shift(void **state)
                         for (int e = 0; e < 4; e++)
                             assert_true(L[nb[e]] == 3 || L[nb[e]] == 2);
                     }
-            assert_true(cnt[1] > 50 && cnt[2] > 50 && cnt[3] > 50);
+            assert_true(nlab[1] > 50 && nlab[2] > 50 && nlab[3] > 50);
             for (int t = 0; t < MK_TISSUE_COUNT; t++) {
                 double lo, hi, mean = 0, med;
                 if (!mk_phantom_tissue_range(&p, d, t, &lo, &hi))
@@ -413,17 +414,20 @@ static void test_cardiac_anatomy_and_shift(void **state)
                 if (!(mean >= lo && mean <= hi))
                     fail_msg("cardiac %s case %d %s: mean %.1f outside [%g, %g]",
                              mk_phantom_domain_name(d), c, mk_phantom_tissue_name(t), mean, lo, hi);
-                if (t == MK_TISSUE_FAT)
-                    fat[dom] += mean;
-                if (t == MK_TISSUE_MYO)
-                    myo[dom] += mean;
-                if (t == MK_TISSUE_LV_BLOOD)
-                    blood[dom] += mean;
+                sum[dom][t] += mean;
+                cnt[dom][t]++;
             }
             mk_image_free(img);
             mk_image_free(lab);
             mk_image_free(tis);
         }
+    double fat[2], myo[2], blood[2];
+    for (int dom = 0; dom < 2; dom++) {
+        assert_true(cnt[dom][MK_TISSUE_FAT] && cnt[dom][MK_TISSUE_MYO] && cnt[dom][MK_TISSUE_LV_BLOOD]);
+        fat[dom] = sum[dom][MK_TISSUE_FAT] / cnt[dom][MK_TISSUE_FAT];
+        myo[dom] = sum[dom][MK_TISSUE_MYO] / cnt[dom][MK_TISSUE_MYO];
+        blood[dom] = sum[dom][MK_TISSUE_LV_BLOOD] / cnt[dom][MK_TISSUE_LV_BLOOD];
+    }
     /* the shift: bSSFP fat is bright like blood; CT fat is darker than myocardium */
     assert_true(fat[0] > 2 * myo[0] && fat[0] > 0.6 * blood[0]);
     assert_true(fat[1] < myo[1] && blood[1] > myo[1]);
@@ -501,7 +505,8 @@ static const char NIBABEL_CHECK[] =
     "    assert img.get_data_dtype() == (np.int16 if ct else np.float32), img.get_data_dtype()\n"
     "    assert lab.get_data_dtype() == np.uint8 and lab.shape == img.shape\n"
     "    assert int(h['qform_code']) == 1 and int(h['sform_code']) == 2, (h['qform_code'], h['sform_code'])\n"
-    "    assert np.allclose(h.get_qform(), h.get_sform(), atol=1e-3)\n"
+    "    # the qform is a float32 quaternion: it matches the sform to about 1e-4 relative\n"
+    "    assert np.allclose(h.get_qform(), h.get_sform(), atol=1e-2)\n"
     "    assert np.allclose(lab.affine, img.affine) and np.allclose(tis.affine, img.affine)\n"
     "    want = (350 / 32, 350 / 32, 240 / 8) if ct else (360 / 32, 360 / 32, 250 / 8)\n"
     "    assert np.allclose(h.get_zooms(), want, rtol=1e-5), (h.get_zooms(), want)\n"
@@ -532,7 +537,8 @@ static const char NIBABEL_CHECK[] =
     "    cy = xyz[..., 1][body].mean()\n"
     "    cx = xyz[..., 0][body].mean()\n"
     "    mid_bone = (t == 6) & (np.abs(xyz[..., 0] - cx) < 20)\n"
-    "    assert (xyz[..., 1][mid_bone] - cy).sum() < 0, (r['id'], 'spine not posterior')\n"
+    "    post = (xyz[..., 1][mid_bone] < cy).sum()\n"
+    "    assert post > mid_bone.sum() - post, (r['id'], 'spine not posterior')\n"
     "    z = xyz[..., 2]\n"
     "    zlo, zhi = z.min(), z.max()\n"
     "    third = (zhi - zlo) / 3\n"
