@@ -9,8 +9,8 @@ the C library: surfel areas from brute-force enumeration of every triangulation 
 component's polygon (keeping the largest-area one, Lorensen's), distances from
 scipy.ndimage.distance_transform_edt, percentile/cumsum arithmetic as numpy does it; the medpy
 convention exactly as medpy.metric.binary builds its surfaces (binary_erosion with the
-connectivity-1 cross, border 0). If DeepMind's surface_distance or medpy are importable they are
-used as extra references.
+connectivity-1 cross, border 0). DeepMind's surface_distance and medpy are not installed here, so
+they are not used.
 """
 import itertools
 import json
