@@ -159,6 +159,13 @@ typedef struct flat {
     int direct;
     int qb;             /* sgemm column block */
     size_t xp_floats;   /* padded buffer incl. slack */
+    size_t in_sample, out_sample; /* floats per sample of the caller's input / output tensors */
+    /* Patch convs (stride == kernel, pad 0, dil 1, e.g. 2x2 stride 2) run as 1x1 convs over the
+     * space-to-depth view: channel c = ci * kvol + t at pixel o is x[ci][o * k + t]. patch_in: the
+     * input is filled from that view of `patch`'s x; patch_out: the output is scattered back
+     * (depth-to-space) into `patch`'s x layout. */
+    const mk_conv_shape *patch;
+    int patch_in, patch_out, pkvol;
 } flat;
 
 static void flat_init(flat *f, int C, int M, const int in[3], const int pad[3], const int k[3],
@@ -188,6 +195,36 @@ static void flat_init(flat *f, int C, int M, const int in[3], const int pad[3], 
      * junk rows of the last plane plus the vertical kernel span */
     f->xp_floats = (size_t)C * f->cs + (size_t)(dil[1] * (k[1] - 1) + 2) * f->P[2] + 2 * TILE
                    + 2 * VL + 64;
+    f->in_sample = (size_t)C * in[0] * in[1] * in[2];
+    f->out_sample = (size_t)M * out[0] * out[1] * out[2];
+    f->patch = NULL;
+    f->patch_in = f->patch_out = 0;
+}
+
+static size_t shape_vin(const mk_conv_shape *s)
+{
+    return (size_t)s->in[0] * s->in[1] * s->in[2];
+}
+
+/* Space-to-depth fill of planes [lo, hi) (index c * out0 + od) of the patch view of x. */
+static void patch_fill(const flat *f, const float *x, float *xp, long lo, long hi)
+{
+    const mk_conv_shape *s = f->patch;
+    const int kvol = f->pkvol;
+    const size_t vin = shape_vin(s);
+    for (long i = lo; i < hi; i++) {
+        int c = (int)(i / f->P[0]), od = (int)(i % f->P[0]);
+        int ci = c / kvol, t = c % kvol;
+        int td = t / (s->k[1] * s->k[2]), th = t / s->k[2] % s->k[1], tw = t % s->k[2];
+        float *dst = xp + (size_t)c * f->cs + (size_t)od * f->pl;
+        const float *src = x + (size_t)ci * vin + (size_t)(od * s->k[0] + td) * s->in[1] * s->in[2];
+        for (int oh = 0; oh < f->P[1]; oh++) {
+            const float *r = src + (size_t)(oh * s->k[1] + th) * s->in[2] + tw;
+            float *d = dst + (size_t)oh * f->P[2];
+            for (int ow = 0; ow < f->P[2]; ow++)
+                d[ow] = r[(size_t)ow * s->k[2]];
+        }
+    }
 }
 
 /* koff[c * kvol + t] = offset of tap t of channel c in the padded buffer. */
@@ -207,6 +244,10 @@ static void flat_koff(const flat *f, int *koff)
 /* Copy planes [lo, hi) (index c * P0 + dp) of one sample x [C][in] into the padded buffer. */
 static void flat_pad_planes(const flat *f, const float *x, float *xp, long lo, long hi)
 {
+    if (f->patch_in) {
+        patch_fill(f, x, xp, lo, hi);
+        return;
+    }
     const size_t vin_pl = (size_t)f->in[1] * f->in[2];
     const size_t vin = (size_t)f->in[0] * vin_pl;
     for (long i = lo; i < hi; i++) {
@@ -243,9 +284,32 @@ static void flat_store(const flat *f, const float *ob, int ldo, int q0, int nq, 
     int qend = q0 + nq;
     if (qend > f->qmax)
         qend = f->qmax;
+    const mk_conv_shape *ps = f->patch_out ? f->patch : NULL;
     for (int m = 0; m < mc; m++) {
-        float *dst = out + (size_t)(m0 + m) * ovol + (size_t)od * opl;
         const float *src = ob + (size_t)m * ldo;
+        if (ps) { /* depth-to-space: channel ci * kvol + t, pixel o -> x[ci][o * k + t] (+=) */
+            int c = m0 + m, ci = c / f->pkvol, t = c % f->pkvol;
+            int td = t / (ps->k[1] * ps->k[2]), th = t / ps->k[2] % ps->k[1], tw = t % ps->k[2];
+            float *base = out + (size_t)ci * shape_vin(ps)
+                          + (size_t)(od * ps->k[0] + td) * ps->in[1] * ps->in[2];
+            const int k2 = ps->k[2];
+            int q = q0;
+            while (q < qend) { /* P2 == W here: no junk columns */
+                int oh = q / P2, ow = q - oh * P2;
+                int run = P2 - ow < qend - q ? P2 - ow : qend - q;
+                float *d = base + (size_t)(oh * ps->k[1] + th) * ps->in[2] + (size_t)ow * k2 + tw;
+                const float *sp = src + (q - q0);
+                if (k2 == 2)
+                    for (int j = 0; j < run; j++)
+                        d[2 * j] += sp[j];
+                else
+                    for (int j = 0; j < run; j++)
+                        d[(size_t)j * k2] += sp[j];
+                q += run;
+            }
+            continue;
+        }
+        float *dst = out + (size_t)(m0 + m) * ovol + (size_t)od * opl;
         float b = bias ? bias[m0 + m] : 0.0f;
         int q = q0;
         while (q < qend) {
@@ -339,8 +403,6 @@ static void flat_fwd_run(const flat *f, int N, const float *in, const float *A, 
     if (f->direct)
         pack_direct(A, f->M, f->K, w->wpk);
     memset(w->xp + (size_t)f->C * f->cs, 0, (f->xp_floats - (size_t)f->C * f->cs) * sizeof(float));
-    const size_t vin = (size_t)f->in[0] * f->in[1] * f->in[2];
-    const size_t vout = (size_t)f->out[0] * f->out[1] * f->out[2];
     const int nunit_q = f->direct ? (f->qmax + TILE - 1) / TILE : (f->qmax + f->qb - 1) / f->qb;
     const long units = (long)f->out[0] * nunit_q;
     const int G = (f->M + COB - 1) / COB;
@@ -351,9 +413,9 @@ static void flat_fwd_run(const flat *f, int N, const float *in, const float *A, 
         float tile[COB * TILE];
         for (int n = 0; n < N; n++) {
             split((long)f->C * f->P[0], tid, nt, &lo, &hi);
-            flat_pad_planes(f, in + (size_t)n * f->C * vin, w->xp, lo, hi);
+            flat_pad_planes(f, in + (size_t)n * f->in_sample, w->xp, lo, hi);
 #pragma omp barrier
-            float *outn = out + (size_t)n * f->M * vout;
+            float *outn = out + (size_t)n * f->out_sample;
             split(units, tid, nt, &lo, &hi);
             for (long u = lo; u < hi; u++) {
                 int od = (int)(u / nunit_q), qi = (int)(u % nunit_q);
@@ -462,7 +524,6 @@ static void flat_w_run(const flat *f, int N, const float *x, const float *dy, fl
     flat_koff(f, w->koff);
     memset(w->xp + (size_t)f->C * f->cs, 0, (f->xp_floats - (size_t)f->C * f->cs) * sizeof(float));
     memset(w->part, 0, (size_t)T * f->M * f->K * sizeof(float));
-    const size_t vin = (size_t)f->in[0] * f->in[1] * f->in[2];
     const size_t vout = (size_t)f->out[0] * f->out[1] * f->out[2];
     const size_t R = flat_R(f);
     const int qstep = f->direct ? WQ : f->qb;
@@ -479,7 +540,7 @@ static void flat_w_run(const flat *f, int N, const float *x, const float *dy, fl
         float *part = w->part + (size_t)tid * M * K;
         for (int n = 0; n < N; n++) {
             split((long)f->C * f->P[0], tid, nt, &lo, &hi);
-            flat_pad_planes(f, x + (size_t)n * f->C * vin, w->xp, lo, hi);
+            flat_pad_planes(f, x + (size_t)n * f->in_sample, w->xp, lo, hi);
             split((long)M * f->out[0], tid, nt, &lo, &hi);
             flat_pad_dy(f, dy + (size_t)n * M * vout, w->dyp, R, lo, hi);
 #pragma omp barrier
@@ -733,83 +794,79 @@ static void gen_bwd_weight(const gen *g, const float *x, const float *dy, float 
 
 /* ---- dispatch ------------------------------------------------------------------------------ */
 
-static int stride1(const mk_conv_shape *s)
+enum { OP_FWD, OP_DGRAD, OP_WGRAD };
+
+/* Patch conv: stride == kernel, pad 0, dil 1 on every axis, some kernel extent > 1. */
+static int is_patch(const mk_conv_shape *s)
 {
-    return s->stride[0] == 1 && s->stride[1] == 1 && s->stride[2] == 1;
+    int any = 0;
+    for (int a = 0; a < 3; a++) {
+        if (s->stride[a] != s->k[a] || s->pad[a] != 0 || s->dil[a] != 1)
+            return 0;
+        any |= s->k[a] > 1;
+    }
+    return any;
 }
 
-/* Backward-data as a stride-1 conv needs pad' = dil*(k-1) - pad >= 0. */
-static int dgrad_flat_ok(const mk_conv_shape *s, int padt[3])
+/* Chooses the engine of one op: returns 1 and fills *f for the flat engine, 0 for the generic
+ * one. direct: 1 / 0 force the flat engine's kernel choice, -1 picks by output-channel count. */
+static int plan(const mk_conv_shape *s, int op, int direct, flat *f)
 {
-    if (!stride1(s))
-        return 0;
-    for (int a = 0; a < 3; a++) {
-        padt[a] = s->dil[a] * (s->k[a] - 1) - s->pad[a];
-        if (padt[a] < 0)
-            return 0;
+    static const int one[3] = {1, 1, 1}, zero[3] = {0, 0, 0};
+    const int kvol = s->k[0] * s->k[1] * s->k[2];
+    if (is_patch(s)) {
+        const int K = s->cin * kvol;
+        if (op == OP_DGRAD) {
+            flat_init(f, s->cout, K, s->out, zero, one, one, s->out,
+                      direct < 0 ? K < sgemm_min_channels : direct);
+            f->patch_out = 1;
+            f->out_sample = (size_t)s->cin * shape_vin(s);
+        } else {
+            flat_init(f, K, s->cout, s->out, zero, one, one, s->out,
+                      direct < 0 ? s->cout < sgemm_min_channels : direct);
+            f->patch_in = 1;
+            f->in_sample = (size_t)s->cin * shape_vin(s);
+        }
+        f->patch = s;
+        f->pkvol = kvol;
+        return 1;
     }
+    if (s->stride[0] != 1 || s->stride[1] != 1 || s->stride[2] != 1)
+        return 0;
+    if (op == OP_DGRAD) {
+        /* backward-data = stride-1 conv of dy padded by dil*(k-1) - pad, which must be >= 0 */
+        int padt[3];
+        for (int a = 0; a < 3; a++) {
+            padt[a] = s->dil[a] * (s->k[a] - 1) - s->pad[a];
+            if (padt[a] < 0)
+                return 0;
+        }
+        flat_init(f, s->cout, s->cin, s->out, padt, s->k, s->dil, s->in,
+                  direct < 0 ? s->cin < sgemm_min_channels : direct);
+        return 1;
+    }
+    flat_init(f, s->cin, s->cout, s->in, s->pad, s->k, s->dil, s->out,
+              direct < 0 ? s->cout < sgemm_min_channels : direct);
     return 1;
 }
 
-/* direct: 1 direct kernels, 0 sgemm, -1 the current choice for the output-channel count. */
-static void fwd_problem(const mk_conv_shape *s, flat *f, int direct)
+/* Bytes one op needs (layout measured with the same code that carves it). */
+static size_t ws_op(const mk_conv_shape *s, int op, int T, int direct)
 {
-    if (direct < 0)
-        direct = s->cout < sgemm_min_channels;
-    flat_init(f, s->cin, s->cout, s->in, s->pad, s->k, s->dil, s->out, direct);
-}
-
-static void dgrad_problem(const mk_conv_shape *s, const int padt[3], flat *f, int direct)
-{
-    if (direct < 0)
-        direct = s->cin < sgemm_min_channels;
-    flat_init(f, s->cout, s->cin, s->out, padt, s->k, s->dil, s->in, direct);
-}
-
-/* Bytes each op needs (layout measured with the same code that carves it). */
-static size_t ws_fwd(const mk_conv_shape *s, int T, int direct)
-{
-    if (!stride1(s)) {
+    flat f;
+    if (!plan(s, op, direct, &f)) {
         gen g;
         gen_init(&g, s);
-        return gen_ws(&g, T, 0) + 64;
+        return gen_ws(&g, T, op == OP_WGRAD) + 64;
     }
-    flat f;
-    fwd_problem(s, &f, direct);
     bump b = {NULL, 0};
-    flat_fwd_ws w;
-    flat_fwd_layout(&f, T, 0, &b, &w);
-    return b.off + 64;
-}
-
-static size_t ws_dgrad(const mk_conv_shape *s, int T, int direct)
-{
-    int padt[3];
-    if (!dgrad_flat_ok(s, padt)) {
-        gen g;
-        gen_init(&g, s);
-        return gen_ws(&g, T, 0) + 64;
+    if (op == OP_WGRAD) {
+        flat_w_ws w;
+        flat_w_layout(&f, T, &b, &w);
+    } else {
+        flat_fwd_ws w;
+        flat_fwd_layout(&f, T, op == OP_DGRAD, &b, &w);
     }
-    flat f;
-    dgrad_problem(s, padt, &f, direct);
-    bump b = {NULL, 0};
-    flat_fwd_ws w;
-    flat_fwd_layout(&f, T, 1, &b, &w);
-    return b.off + 64;
-}
-
-static size_t ws_wgrad(const mk_conv_shape *s, int T, int direct)
-{
-    if (!stride1(s)) {
-        gen g;
-        gen_init(&g, s);
-        return gen_ws(&g, T, 1) + 64;
-    }
-    flat f;
-    fwd_problem(s, &f, direct);
-    bump b = {NULL, 0};
-    flat_w_ws w;
-    flat_w_layout(&f, T, &b, &w);
     return b.off + 64;
 }
 
@@ -817,12 +874,11 @@ size_t mk_conv_workspace_size(const mk_conv_shape *s, int threads)
 {
     int T = clamp_threads(threads);
     size_t m = 0;
-    for (int direct = 0; direct <= 1; direct++) { /* either engine, whatever the tuning */
-        size_t a = ws_fwd(s, T, direct), b = ws_dgrad(s, T, direct), c = ws_wgrad(s, T, direct);
-        m = a > m ? a : m;
-        m = b > m ? b : m;
-        m = c > m ? c : m;
-    }
+    for (int direct = 0; direct <= 1; direct++) /* either engine, whatever the tuning */
+        for (int op = OP_FWD; op <= OP_WGRAD; op++) {
+            size_t b = ws_op(s, op, T, direct);
+            m = b > m ? b : m;
+        }
     return m;
 }
 
@@ -845,14 +901,13 @@ void mk_conv_fwd(const mk_conv_shape *s, const float *x, const float *w, const f
     int T = clamp_threads(threads);
     blas_single_thread();
     void *own;
-    char *base = ws_base(ws, ws_fwd(s, T, -1), &own);
-    if (!stride1(s)) {
+    char *base = ws_base(ws, ws_op(s, OP_FWD, T, -1), &own);
+    flat f;
+    if (!plan(s, OP_FWD, -1, &f)) {
         gen g;
         gen_init(&g, s);
         gen_fwd(&g, x, w, bias, y, (float *)base, T);
     } else {
-        flat f;
-        fwd_problem(s, &f, -1);
         bump b = {base, 0};
         flat_fwd_ws fw;
         flat_fwd_layout(&f, T, 0, &b, &fw);
@@ -867,24 +922,23 @@ void mk_conv_bwd_data(const mk_conv_shape *s, const float *dy, const float *w, f
     int T = clamp_threads(threads);
     blas_single_thread();
     void *own;
-    char *base = ws_base(ws, ws_dgrad(s, T, -1), &own);
-    int padt[3];
-    if (!dgrad_flat_ok(s, padt)) {
+    char *base = ws_base(ws, ws_op(s, OP_DGRAD, T, -1), &own);
+    flat f;
+    if (!plan(s, OP_DGRAD, -1, &f)) {
         gen g;
         gen_init(&g, s);
         gen_bwd_data(&g, dy, w, dx, (float *)base, T);
     } else {
-        flat f;
-        dgrad_problem(s, padt, &f, -1);
         bump b = {base, 0};
         flat_fwd_ws fw;
         flat_fwd_layout(&f, T, 1, &b, &fw);
-        /* A[ci][co * kvol + t] = w[co][ci][kvol - 1 - t] (transposed, flipped) */
-        const int kvol = f.kvol, cin = s->cin, cout = s->cout;
-        for (int ci = 0; ci < cin; ci++)
-            for (int co = 0; co < cout; co++)
-                for (int t = 0; t < kvol; t++)
-                    fw.A[((size_t)ci * cout + co) * kvol + t] = w[((size_t)co * cin + ci) * kvol + kvol - 1 - t];
+        /* A[m][c * kv + t] = w[c][m][kv - 1 - t]: transposed, taps flipped (m < M = the conv's
+         * input channels, or cin * kvol space-to-depth channels of a patch conv with kv = 1) */
+        const int kv = f.kvol, M = f.M, C = f.C;
+        for (int m = 0; m < M; m++)
+            for (int c = 0; c < C; c++)
+                for (int t = 0; t < kv; t++)
+                    fw.A[((size_t)m * C + c) * kv + t] = w[((size_t)c * M + m) * kv + kv - 1 - t];
         flat_fwd_run(&f, s->n, dy, fw.A, NULL, dx, 1, &fw, T);
     }
     free(own);
@@ -896,14 +950,13 @@ void mk_conv_bwd_weight(const mk_conv_shape *s, const float *x, const float *dy,
     int T = clamp_threads(threads);
     blas_single_thread();
     void *own;
-    char *base = ws_base(ws, ws_wgrad(s, T, -1), &own);
-    if (!stride1(s)) {
+    char *base = ws_base(ws, ws_op(s, OP_WGRAD, T, -1), &own);
+    flat f;
+    if (!plan(s, OP_WGRAD, -1, &f)) {
         gen g;
         gen_init(&g, s);
         gen_bwd_weight(&g, x, dy, dw, db, (float *)base, T);
     } else {
-        flat f;
-        fwd_problem(s, &f, -1);
         bump b = {base, 0};
         flat_w_ws fw;
         flat_w_layout(&f, T, &b, &fw);
