@@ -31,6 +31,21 @@ static double lse(const float *x, int64_t c, int64_t S, double invT)
     return mx + log(z);
 }
 
+/* Position blocks for the parallel loss loops: positions p = i * S + s are split into NB fixed
+ * blocks whose partial sums are added in block order, so a loss does not depend on the thread
+ * count. */
+#define NB 256
+
+static int64_t blk_lo(int64_t P, int nb, int b)
+{
+    return P * b / nb;
+}
+
+static int loss_threads(const mk_nn_graph *g, int64_t work)
+{
+    return work < 32768 ? 1 : mk_nn_graph_threads(g);
+}
+
 /* ---------------------------------------------------------------- cross-entropy */
 
 mk_var *mk_nn_cross_entropy(mk_nn_graph *g, mk_var *logits, const int32_t *labels,
@@ -53,21 +68,39 @@ mk_var *mk_nn_cross_entropy(mk_nn_graph *g, mk_var *logits, const int32_t *label
     }
     if (!lab || (weight && !w))
         return NULL;
-    double tot = 0, wsum = 0;
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t s = 0; s < S; s++) {
-            int32_t y = lab[i * S + s];
+    int64_t P = n * S;
+    int nb = P < NB ? (int)P : NB;
+    double *part = mk__tmp(g, (size_t)(3 * NB) * sizeof(double));
+    if (!part)
+        return NULL;
+#pragma omp parallel for num_threads(loss_threads(g, P * c)) schedule(static)
+    for (int b = 0; b < nb; b++) {
+        double t = 0, ws = 0, bad = 0;
+        for (int64_t p = blk_lo(P, nb, b); p < blk_lo(P, nb, b + 1); p++) {
+            int64_t i = p / S, s = p % S;
+            int32_t y = lab[p];
             if (y == ignore_index)
                 continue;
             if (y < 0 || y >= c) {
-                g->bad_labels++;
+                bad++;
                 continue;
             }
             const float *z = logits->t.data + i * c * S + s;
             double wy = w ? w[y] : 1.0;
-            tot += wy * (lse(z, c, S, 1.0) - z[y * S]);
-            wsum += wy;
+            t += wy * (lse(z, c, S, 1.0) - z[y * S]);
+            ws += wy;
         }
+        part[3 * b] = t;
+        part[3 * b + 1] = ws;
+        part[3 * b + 2] = bad;
+    }
+    double tot = 0, wsum = 0;
+    for (int b = 0; b < nb; b++) {
+        tot += part[3 * b];
+        wsum += part[3 * b + 1];
+        g->bad_labels += (long long)part[3 * b + 2];
+    }
+    mk__tmp_release(g);
     v->aux = lab;
     v->aux2 = w;
     v->ip[0] = ignore_index;
@@ -90,18 +123,20 @@ void mk__ce_backward(mk_nn_graph *g, mk_var *v)
     const int32_t *lab = v->aux;
     const float *w = v->aux2;
     double scale = v->grad[0] / (double)v->fp[0];
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t s = 0; s < S; s++) {
-            int32_t y = lab[i * S + s];
-            if (y == v->ip[0] || y < 0 || y >= c)
-                continue;
-            const float *z = x->t.data + i * c * S + s;
-            float *d = dx + i * c * S + s;
-            double l = lse(z, c, S, 1.0);
-            double f = scale * (w ? w[y] : 1.0);
-            for (int64_t k = 0; k < c; k++)
-                d[k * S] += (float)(f * (exp(z[k * S] - l) - (k == y)));
-        }
+    int64_t P = n * S;
+#pragma omp parallel for num_threads(loss_threads(g, P * c)) schedule(static)
+    for (int64_t p = 0; p < P; p++) {
+        int64_t i = p / S, s = p % S;
+        int32_t y = lab[p];
+        if (y == v->ip[0] || y < 0 || y >= c)
+            continue;
+        const float *z = x->t.data + i * c * S + s;
+        float *d = dx + i * c * S + s;
+        double l = lse(z, c, S, 1.0);
+        double f = scale * (w ? w[y] : 1.0);
+        for (int64_t k = 0; k < c; k++)
+            d[k * S] += (float)(f * (exp(z[k * S] - l) - (k == y)));
+    }
 }
 
 /* ---------------------------------------------------------------- soft Dice */
@@ -120,26 +155,44 @@ mk_var *mk_nn_dice_loss(mk_nn_graph *g, mk_var *logits, const int32_t *labels, f
     double *acc = mk__scratch(g, (size_t)(3 * c) * sizeof(double)); /* I, P, G per class */
     if (!lab || !acc)
         return NULL;
+    MK_ASSERT(c <= 64);
     memset(acc, 0, (size_t)(3 * c) * sizeof(double));
     double *I = acc, *P = acc + c, *G = acc + 2 * c;
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t s = 0; s < S; s++) {
+    int64_t NP = n * S;
+    int nb = NP < NB ? (int)NP : NB;
+    double *part = mk__tmp(g, (size_t)nb * (size_t)(3 * c + 1) * sizeof(double));
+    if (!part)
+        return NULL;
+#pragma omp parallel for num_threads(loss_threads(g, NP * c)) schedule(static)
+    for (int b = 0; b < nb; b++) {
+        double *pb = part + (size_t)b * (size_t)(3 * c + 1);
+        memset(pb, 0, (size_t)(3 * c + 1) * sizeof(double));
+        for (int64_t p = blk_lo(NP, nb, b); p < blk_lo(NP, nb, b + 1); p++) {
+            int64_t i = p / S, s = p % S;
             const float *z = logits->t.data + i * c * S + s;
             double l = lse(z, c, S, 1.0);
-            int32_t y = lab[i * S + s];
+            int32_t y = lab[p];
             if (y < 0 || y >= c) {
-                g->bad_labels++;
+                pb[3 * c] += 1;
                 y = -1;
             }
             for (int64_t k = 0; k < c; k++) {
-                double p = exp(z[k * S] - l);
-                P[k] += p;
+                double pr = exp(z[k * S] - l);
+                pb[c + k] += pr;
                 if (k == y) {
-                    I[k] += p;
-                    G[k] += 1;
+                    pb[k] += pr;
+                    pb[2 * c + k] += 1;
                 }
             }
         }
+    }
+    for (int b = 0; b < nb; b++) {
+        const double *pb = part + (size_t)b * (size_t)(3 * c + 1);
+        for (int64_t k = 0; k < 3 * c; k++)
+            acc[k] += pb[k];
+        g->bad_labels += (long long)pb[3 * c];
+    }
+    mk__tmp_release(g);
     double m = 0;
     for (int64_t k = 0; k < c; k++)
         m += (2 * I[k] + eps) / (P[k] + G[k] + eps);
@@ -172,23 +225,24 @@ void mk__dice_backward(mk_nn_graph *g, mk_var *v)
         c0[k] = v->grad[0] * (N / (D * D)) / (double)c;    /* for every voxel */
         c1[k] = -v->grad[0] * (2.0 / D) / (double)c;       /* extra where g_k = 1 */
     }
-    double dp[64], p[64];
-    MK_ASSERT(c <= 64);
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t s = 0; s < S; s++) {
-            const float *z = x->t.data + i * c * S + s;
-            float *d = dx + i * c * S + s;
-            double l = lse(z, c, S, 1.0);
-            int32_t y = lab[i * S + s];
-            double dot = 0;
-            for (int64_t k = 0; k < c; k++) {
-                p[k] = exp(z[k * S] - l);
-                dp[k] = c0[k] + (k == y ? c1[k] : 0.0);
-                dot += p[k] * dp[k];
-            }
-            for (int64_t k = 0; k < c; k++)
-                d[k * S] += (float)(p[k] * (dp[k] - dot));
+    int64_t NP = n * S;
+#pragma omp parallel for num_threads(loss_threads(g, NP * c)) schedule(static)
+    for (int64_t q = 0; q < NP; q++) {
+        double dp[64], p[64];
+        int64_t i = q / S, s = q % S;
+        const float *z = x->t.data + i * c * S + s;
+        float *d = dx + i * c * S + s;
+        double l = lse(z, c, S, 1.0);
+        int32_t y = lab[q];
+        double dot = 0;
+        for (int64_t k = 0; k < c; k++) {
+            p[k] = exp(z[k * S] - l);
+            dp[k] = c0[k] + (k == y ? c1[k] : 0.0);
+            dot += p[k] * dp[k];
         }
+        for (int64_t k = 0; k < c; k++)
+            d[k * S] += (float)(p[k] * (dp[k] - dot));
+    }
 }
 
 /* ---------------------------------------------------------------- MSE, L1 */
