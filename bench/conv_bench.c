@@ -35,15 +35,24 @@ typedef struct layer {
 /* Conv views. ConvTranspose cin_t -> cout_t at input s: conv with cin = cout_t, cout = cin_t at
  * input 2s, k2 s2; its forward is our bwd_data, its dgrad our fwd, its wgrad our bwd_weight. */
 static const layer L2D[] = {
-    {"enc0.conv1 1-16", 1, 16, 256, 3, 1, 0, 0},   {"enc0.conv2 16-16", 16, 16, 256, 3, 1, 0, 1},
-    {"enc1.conv1 16-32", 16, 32, 128, 3, 1, 0, 1}, {"enc1.conv2 32-32", 32, 32, 128, 3, 1, 0, 1},
-    {"enc2.conv1 32-64", 32, 64, 64, 3, 1, 0, 1},  {"enc2.conv2 64-64", 64, 64, 64, 3, 1, 0, 1},
-    {"bott.conv1 64-128", 64, 128, 32, 3, 1, 0, 1}, {"bott.conv2 128-128", 128, 128, 32, 3, 1, 0, 1},
-    {"up0 convT 128-64", 64, 128, 64, 2, 2, 1, 1}, {"dec0.conv1 128-64", 128, 64, 64, 3, 1, 0, 1},
-    {"dec0.conv2 64-64", 64, 64, 64, 3, 1, 0, 1},  {"up1 convT 64-32", 32, 64, 128, 2, 2, 1, 1},
-    {"dec1.conv1 64-32", 64, 32, 128, 3, 1, 0, 1}, {"dec1.conv2 32-32", 32, 32, 128, 3, 1, 0, 1},
-    {"up2 convT 32-16", 16, 32, 256, 2, 2, 1, 1},  {"dec2.conv1 32-16", 32, 16, 256, 3, 1, 0, 1},
-    {"dec2.conv2 16-16", 16, 16, 256, 3, 1, 0, 1}, {"head 1x1 16-4", 16, 4, 256, 1, 1, 0, 1},
+    {"enc0.conv1 1-16", 1, 16, 256, 3, 1, 0, 0},
+    {"enc0.conv2 16-16", 16, 16, 256, 3, 1, 0, 1},
+    {"enc1.conv1 16-32", 16, 32, 128, 3, 1, 0, 1},
+    {"enc1.conv2 32-32", 32, 32, 128, 3, 1, 0, 1},
+    {"enc2.conv1 32-64", 32, 64, 64, 3, 1, 0, 1},
+    {"enc2.conv2 64-64", 64, 64, 64, 3, 1, 0, 1},
+    {"bott.conv1 64-128", 64, 128, 32, 3, 1, 0, 1},
+    {"bott.conv2 128-128", 128, 128, 32, 3, 1, 0, 1},
+    {"up0 convT 128-64", 64, 128, 64, 2, 2, 1, 1},
+    {"dec0.conv1 128-64", 128, 64, 64, 3, 1, 0, 1},
+    {"dec0.conv2 64-64", 64, 64, 64, 3, 1, 0, 1},
+    {"up1 convT 64-32", 32, 64, 128, 2, 2, 1, 1},
+    {"dec1.conv1 64-32", 64, 32, 128, 3, 1, 0, 1},
+    {"dec1.conv2 32-32", 32, 32, 128, 3, 1, 0, 1},
+    {"up2 convT 32-16", 16, 32, 256, 2, 2, 1, 1},
+    {"dec2.conv1 32-16", 32, 16, 256, 3, 1, 0, 1},
+    {"dec2.conv2 16-16", 16, 16, 256, 3, 1, 0, 1},
+    {"head 1x1 16-4", 16, 4, 256, 1, 1, 0, 1},
 };
 static const layer L3D[] = {
     {"enc0.conv1 1-8", 1, 8, 64, 3, 1, 0, 0},     {"enc0.conv2 8-8", 8, 8, 64, 3, 1, 0, 1},
@@ -92,8 +101,8 @@ static void im2col(const mk_conv_shape *s, const float *x, float *col, int scatt
                         int id = od * s->stride[0] - s->pad[0] + td;
                         int ih = oh * s->stride[1] - s->pad[1] + th;
                         int iw = ow * s->stride[2] - s->pad[2] + tw;
-                        int ok = id >= 0 && id < s->in[0] && ih >= 0 && ih < s->in[1] && iw >= 0
-                                 && iw < s->in[2];
+                        int ok = id >= 0 && id < s->in[0] && ih >= 0 && ih < s->in[1] && iw >= 0 &&
+                                 iw < s->in[2];
                         size_t xi = ((size_t)id * s->in[1] + ih) * s->in[2] + iw;
                         if (scatter) {
                             if (ok)
@@ -115,8 +124,8 @@ static void base_run(int op, const mk_conv_shape *s, const float *x, const float
         const float *xn = x + (size_t)n * s->cin * vin;
         if (op == 0) {
             im2col(s, xn, col, 0);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->cout, vout, K, 1.0f, w, K, col,
-                        vout, 0.0f, y + (size_t)n * s->cout * vout, vout);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->cout, vout, K, 1.0f, w, K,
+                        col, vout, 0.0f, y + (size_t)n * s->cout * vout, vout);
         } else if (op == 1) {
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, vout, s->cout, 1.0f, w, K,
                         dy + (size_t)n * s->cout * vout, vout, 0.0f, col, vout);
@@ -201,8 +210,15 @@ static void run_net(const char *title, const layer *ls, int nl, int dims, int ba
         const size_t nx = (size_t)s.n * s.cin * s.in[0] * s.in[1] * s.in[2];
         const size_t vout = (size_t)s.out[0] * s.out[1] * s.out[2];
         const size_t ny = (size_t)s.n * s.cout * vout;
-        buffers b = {fill(nx), fill((size_t)s.cout * K), fill(ny), fill(ny), fill(nx),
-                     fill((size_t)s.cout * K), fill((size_t)s.cout), fill((size_t)K * vout), NULL};
+        buffers b = {fill(nx),
+                     fill((size_t)s.cout * K),
+                     fill(ny),
+                     fill(ny),
+                     fill(nx),
+                     fill((size_t)s.cout * K),
+                     fill((size_t)s.cout),
+                     fill((size_t)K * vout),
+                     NULL};
         size_t wsb = mk_conv_workspace_size(&s, 2);
         b.ws = malloc(wsb);
         double flops = 2.0 * (double)ny * K;
@@ -228,17 +244,18 @@ static void run_net(const char *title, const layer *ls, int nl, int dims, int ba
                 in_f += flops;
         }
         fflush(stdout);
-        free(b.x), free(b.w), free(b.y), free(b.dy), free(b.dx), free(b.dw), free(b.db), free(b.col);
+        free(b.x), free(b.w), free(b.y), free(b.dy), free(b.dx), free(b.dw), free(b.db),
+            free(b.col);
         free(b.ws);
     }
     printf("%-20s %-5s %8.2f | %7.1f %7.1f | %7.1f %7.1f | %5.2f   (conv seconds/step: ours %.3f "
            "/ %.3f, sgemm %.3f / %.3f)\n",
-           "TOTAL train step", "all", tr_f * 1e-9, tr_f / tr_t[0][0] * 1e-9, tr_f / tr_t[0][1] * 1e-9,
-           tr_f / tr_t[1][0] * 1e-9, tr_f / tr_t[1][1] * 1e-9, tr_t[0][0] / tr_t[0][1], tr_t[0][0],
-           tr_t[0][1], tr_t[1][0], tr_t[1][1]);
+           "TOTAL train step", "all", tr_f * 1e-9, tr_f / tr_t[0][0] * 1e-9,
+           tr_f / tr_t[0][1] * 1e-9, tr_f / tr_t[1][0] * 1e-9, tr_f / tr_t[1][1] * 1e-9,
+           tr_t[0][0] / tr_t[0][1], tr_t[0][0], tr_t[0][1], tr_t[1][0], tr_t[1][1]);
     printf("%-20s %-5s %8.2f | %7.1f %7.1f | %7.1f %7.1f | %5.2f\n", "TOTAL inference", "fwd",
-           in_f * 1e-9, in_f / in_t[0][0] * 1e-9, in_f / in_t[0][1] * 1e-9, in_f / in_t[1][0] * 1e-9,
-           in_f / in_t[1][1] * 1e-9, in_t[0][0] / in_t[0][1]);
+           in_f * 1e-9, in_f / in_t[0][0] * 1e-9, in_f / in_t[0][1] * 1e-9,
+           in_f / in_t[1][0] * 1e-9, in_f / in_t[1][1] * 1e-9, in_t[0][0] / in_t[0][1]);
 }
 
 static void fma_bracket(const char *when)
@@ -267,14 +284,16 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--layer") && i + 1 < argc)
             only_layer = argv[++i];
         else {
-            fprintf(stderr, "usage: conv-bench [--net 2d|3d|all] [--reps N] [--quick] [--layer SUBSTR]\n");
+            fprintf(stderr,
+                    "usage: conv-bench [--net 2d|3d|all] [--reps N] [--quick] [--layer SUBSTR]\n");
             return 2;
         }
     }
     if (reps < 1)
         reps = 1;
     printf("# conv-bench: GFLOP/s, best of %d after warm-up; ours-T = mk_conv_* with T threads; "
-           "sgemm-T = whole-sample im2col + cblas_sgemm with OpenBLAS on T threads\n", reps);
+           "sgemm-T = whole-sample im2col + cblas_sgemm with OpenBLAS on T threads\n",
+           reps);
     fma_bracket("before");
     if (!strcmp(net, "2d") || !strcmp(net, "all"))
         run_net("2D U-Net, 1x256x256, widths 16/32/64/128", L2D, (int)(sizeof L2D / sizeof L2D[0]),

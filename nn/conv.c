@@ -3,14 +3,14 @@
  * Two engines:
  *
  * 1. "flat" engine, for every stride-1 problem. The input of one sample is copied into a
- *    zero-padded buffer [C][Dp][Hp][Wp]. For a fixed output plane od, output (oh, ow) is computed at
- *    flat index q = oh*Wp + ow (columns ow >= Wout are junk and never stored), and every kernel tap t
- *    reads the input at the constant offset koff[c, t] + q: the convolution becomes an implicit GEMM
- *    whose B columns are contiguous runs of the padded input. Backward-data of a stride-1 conv is the
- *    stride-1 conv of dy (padded by dil*(k-1)-pad) with flipped, transposed weights, so it runs
+ *    zero-padded buffer [C][Dp][Hp][Wp]. For a fixed output plane od, output (oh, ow) is computed
+ * at flat index q = oh*Wp + ow (columns ow >= Wout are junk and never stored), and every kernel tap
+ * t reads the input at the constant offset koff[c, t] + q: the convolution becomes an implicit GEMM
+ *    whose B columns are contiguous runs of the padded input. Backward-data of a stride-1 conv is
+ * the stride-1 conv of dy (padded by dil*(k-1)-pad) with flipped, transposed weights, so it runs
  *    through the same engine. Per unit of work (plane, q block) the engine uses either
- *      - a register-blocked direct kernel (8 output channels x 48 pixels in zmm registers), for small
- *        output-channel counts where sgemm spends its time packing, or
+ *      - a register-blocked direct kernel (8 output channels x 48 pixels in zmm registers), for
+ * small output-channel counts where sgemm spends its time packing, or
  *      - a copy of the K x q-block columns (memcpy per row) + single-threaded cblas_sgemm.
  *    Backward-weight: dW[m][k] = sum_q dy[m][q] * xpad[koff[k] + q] over units, into per-thread
  *    partial buffers summed in thread order at the end (bit-identical for equal thread counts).
@@ -102,6 +102,10 @@ static inline float vhsum_g(vf v)
 #define COB 8          /* output channels per direct forward tile */
 #define WK 6           /* taps per direct wgrad tile */
 #define WQ 2048        /* pixels per wgrad unit */
+/* Backward-weight partial sums: the units are split into NSLOT fixed ranges, each with its own
+ * partial dW, taken by the threads dynamically and summed in slot order at the end, so dW is
+ * bit-identical whatever the thread count and scheduling. */
+#define NSLOT 8
 
 /* Output-channel count up to which the direct kernels are used (larger: sgemm). */
 /* Stride-1 problems with at least this many output channels use the sgemm engine (see
@@ -149,16 +153,16 @@ static void split(long total, int t, int nt, long *lo, long *hi)
 /* ---- flat engine: problem description ----------------------------------------------------- */
 
 typedef struct flat {
-    int C, M;           /* input / output channels of the stride-1 problem */
+    int C, M; /* input / output channels of the stride-1 problem */
     int in[3], pad[3], k[3], dil[3], out[3];
-    int P[3];           /* padded input dims */
-    size_t cs;          /* channel stride of the padded buffer */
-    size_t pl;          /* plane (D) stride of the padded buffer = P1 * P2 */
-    int qmax;           /* q count per output plane: (out1 - 1) * P2 + out2 */
+    int P[3];  /* padded input dims */
+    size_t cs; /* channel stride of the padded buffer */
+    size_t pl; /* plane (D) stride of the padded buffer = P1 * P2 */
+    int qmax;  /* q count per output plane: (out1 - 1) * P2 + out2 */
     int kvol, K;
     int direct;
-    int qb;             /* sgemm column block */
-    size_t xp_floats;   /* padded buffer incl. slack */
+    int qb;                       /* sgemm column block */
+    size_t xp_floats;             /* padded buffer incl. slack */
     size_t in_sample, out_sample; /* floats per sample of the caller's input / output tensors */
     /* Patch convs (stride == kernel, pad 0, dil 1, e.g. 2x2 stride 2) run as 1x1 convs over the
      * space-to-depth view: channel c = ci * kvol + t at pixel o is x[ci][o * k + t]. patch_in: the
@@ -173,7 +177,8 @@ static void flat_init(flat *f, int C, int M, const int in[3], const int pad[3], 
 {
     f->C = C, f->M = M;
     for (int a = 0; a < 3; a++) {
-        f->in[a] = in[a], f->pad[a] = pad[a], f->k[a] = k[a], f->dil[a] = dil[a], f->out[a] = out[a];
+        f->in[a] = in[a], f->pad[a] = pad[a], f->k[a] = k[a], f->dil[a] = dil[a],
+        f->out[a] = out[a];
         f->P[a] = in[a] + 2 * pad[a];
     }
     f->pl = (size_t)f->P[1] * f->P[2];
@@ -193,8 +198,8 @@ static void flat_init(flat *f, int C, int M, const int in[3], const int pad[3], 
     f->qb = qb;
     /* reads run past the last plane by at most a tile (forward) or, in backward-weight, the
      * junk rows of the last plane plus the vertical kernel span */
-    f->xp_floats = (size_t)C * f->cs + (size_t)(dil[1] * (k[1] - 1) + 2) * f->P[2] + 2 * TILE
-                   + 2 * VL + 64;
+    f->xp_floats =
+        (size_t)C * f->cs + (size_t)(dil[1] * (k[1] - 1) + 2) * f->P[2] + 2 * TILE + 2 * VL + 64;
     f->in_sample = (size_t)C * in[0] * in[1] * in[2];
     f->out_sample = (size_t)M * out[0] * out[1] * out[2];
     f->patch = NULL;
@@ -234,8 +239,8 @@ static void flat_koff(const flat *f, int *koff)
     for (int td = 0; td < f->k[0]; td++)
         for (int th = 0; th < f->k[1]; th++)
             for (int tw = 0; tw < f->k[2]; tw++, t++)
-                koff[t] = (int)((size_t)td * f->dil[0] * f->pl + (size_t)th * f->dil[1] * f->P[2]
-                                + (size_t)tw * f->dil[2]);
+                koff[t] = (int)((size_t)td * f->dil[0] * f->pl + (size_t)th * f->dil[1] * f->P[2] +
+                                (size_t)tw * f->dil[2]);
     for (int c = 1; c < f->C; c++)
         for (int u = 0; u < f->kvol; u++)
             koff[c * f->kvol + u] = (int)((size_t)c * f->cs) + koff[u];
@@ -276,8 +281,8 @@ static void flat_pad_planes(const flat *f, const float *x, float *xp, long lo, l
 /* Store an output block ob[m][j] (row stride ldo), j = q - q0 for q in [q0, q0 + nq), into the
  * output tensor of one sample out[M][out0][out1][out2], channels [m0, m0 + mc), plane od.
  * bias != NULL: set to ob + bias; accumulate: out += ob; else out = ob. */
-static void flat_store(const flat *f, const float *ob, int ldo, int q0, int nq, int m0, int mc, int od,
-                       float *out, const float *bias, int accumulate)
+static void flat_store(const flat *f, const float *ob, int ldo, int q0, int nq, int m0, int mc,
+                       int od, float *out, const float *bias, int accumulate)
 {
     const int P2 = f->P[2], W = f->out[2];
     const size_t opl = (size_t)f->out[1] * W, ovol = (size_t)f->out[0] * opl;
@@ -290,8 +295,8 @@ static void flat_store(const flat *f, const float *ob, int ldo, int q0, int nq, 
         if (ps) { /* depth-to-space: channel ci * kvol + t, pixel o -> x[ci][o * k + t] (+=) */
             int c = m0 + m, ci = c / f->pkvol, t = c % f->pkvol;
             int td = t / (ps->k[1] * ps->k[2]), th = t / ps->k[2] % ps->k[1], tw = t % ps->k[2];
-            float *base = out + (size_t)ci * shape_vin(ps)
-                          + (size_t)(od * ps->k[0] + td) * ps->in[1] * ps->in[2];
+            float *base = out + (size_t)ci * shape_vin(ps) +
+                          (size_t)(od * ps->k[0] + td) * ps->in[1] * ps->in[2];
             const int k2 = ps->k[2];
             int q = q0;
             while (q < qend) { /* P2 == W here: no junk columns */
@@ -405,6 +410,7 @@ static void flat_fwd_run(const flat *f, int N, const float *in, const float *A, 
     memset(w->xp + (size_t)f->C * f->cs, 0, (f->xp_floats - (size_t)f->C * f->cs) * sizeof(float));
     const int nunit_q = f->direct ? (f->qmax + TILE - 1) / TILE : (f->qmax + f->qb - 1) / f->qb;
     const long units = (long)f->out[0] * nunit_q;
+    const long chunk = units / (8L * T) + 1;
     const int G = (f->M + COB - 1) / COB;
 #pragma omp parallel num_threads(T)
     {
@@ -416,8 +422,10 @@ static void flat_fwd_run(const flat *f, int N, const float *in, const float *A, 
             flat_pad_planes(f, in + (size_t)n * f->in_sample, w->xp, lo, hi);
 #pragma omp barrier
             float *outn = out + (size_t)n * f->out_sample;
-            split(units, tid, nt, &lo, &hi);
-            for (long u = lo; u < hi; u++) {
+            /* outputs are disjoint: dynamic chunks balance a contended core without changing bits
+             */
+#pragma omp for schedule(dynamic, chunk) nowait
+            for (long u = 0; u < units; u++) {
                 int od = (int)(u / nunit_q), qi = (int)(u % nunit_q);
                 const float *xb = w->xp + (size_t)od * f->pl;
                 if (f->direct) {
@@ -425,7 +433,8 @@ static void flat_fwd_run(const flat *f, int N, const float *in, const float *A, 
                     for (int g = 0; g < G; g++) {
                         direct_tile(xb + q0, w->koff, f->K, w->wpk + (size_t)g * f->K * COB, tile);
                         int mc = f->M - g * COB < COB ? f->M - g * COB : COB;
-                        flat_store(f, tile, TILE, q0, TILE, g * COB, mc, od, outn, bias, accumulate);
+                        flat_store(f, tile, TILE, q0, TILE, g * COB, mc, od, outn, bias,
+                                   accumulate);
                     }
                 } else {
                     int q0 = qi * f->qb, nq = f->qmax - q0 < f->qb ? f->qmax - q0 : f->qb;
@@ -437,7 +446,8 @@ static void flat_fwd_run(const flat *f, int N, const float *in, const float *A, 
                     } else {
                         float *col = w->col + (size_t)tid * f->K * f->qb;
                         for (int k = 0; k < f->K; k++)
-                            memcpy(col + (size_t)k * nq, xb + w->koff[k] + q0, (size_t)nq * sizeof(float));
+                            memcpy(col + (size_t)k * nq, xb + w->koff[k] + q0,
+                                   (size_t)nq * sizeof(float));
                         B = col, ldb = nq;
                     }
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, f->M, nq, f->K, 1.0f, A,
@@ -497,7 +507,7 @@ static void flat_w_layout(const flat *f, int T, bump *b, flat_w_ws *w)
     w->xp = take(b, f->xp_floats * sizeof(float));
     w->koff = take(b, (size_t)f->K * sizeof(int));
     w->dyp = take(b, (size_t)f->M * flat_R(f) * sizeof(float));
-    w->part = take(b, (size_t)T * f->M * f->K * sizeof(float));
+    w->part = take(b, (size_t)NSLOT * f->M * f->K * sizeof(float));
     w->col = (f->direct || f->kvol == 1) ? NULL : take(b, (size_t)T * f->K * f->qb * sizeof(float));
 }
 
@@ -513,7 +523,8 @@ static void flat_pad_dy(const flat *f, const float *dy, float *dyp, size_t R, lo
         const float *src = dy + (size_t)i * opl;
         memset(dst, 0, len * sizeof *dst);
         for (int oh = 0; oh < f->out[1]; oh++)
-            memcpy(dst + (size_t)oh * f->P[2], src + (size_t)oh * f->out[2], (size_t)f->out[2] * sizeof *dst);
+            memcpy(dst + (size_t)oh * f->P[2], src + (size_t)oh * f->out[2],
+                   (size_t)f->out[2] * sizeof *dst);
     }
 }
 
@@ -523,68 +534,69 @@ static void flat_w_run(const flat *f, int N, const float *x, const float *dy, fl
 {
     flat_koff(f, w->koff);
     memset(w->xp + (size_t)f->C * f->cs, 0, (f->xp_floats - (size_t)f->C * f->cs) * sizeof(float));
-    memset(w->part, 0, (size_t)T * f->M * f->K * sizeof(float));
+    memset(w->part, 0, (size_t)NSLOT * f->M * f->K * sizeof(float));
     const size_t vout = (size_t)f->out[0] * f->out[1] * f->out[2];
     const size_t R = flat_R(f);
     const int qstep = f->direct ? WQ : f->qb;
     const long units = (long)((R + (size_t)qstep - 1) / (size_t)qstep);
     const int M = f->M, K = f->K;
     const size_t dstride = R; /* channel stride of dyp */
-    int nt_used = T;
 #pragma omp parallel num_threads(T)
     {
         int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-#pragma omp single
-        nt_used = nt;
         long lo, hi;
-        float *part = w->part + (size_t)tid * M * K;
         for (int n = 0; n < N; n++) {
             split((long)f->C * f->P[0], tid, nt, &lo, &hi);
             flat_pad_planes(f, x + (size_t)n * f->in_sample, w->xp, lo, hi);
             split((long)M * f->out[0], tid, nt, &lo, &hi);
             flat_pad_dy(f, dy + (size_t)n * M * vout, w->dyp, R, lo, hi);
 #pragma omp barrier
-            split(units, tid, nt, &lo, &hi);
-            for (long u = lo; u < hi; u++) {
-                size_t r0 = (size_t)u * qstep;
-                int nq = R - r0 < (size_t)qstep ? (int)(R - r0) : qstep;
-                const float *xb = w->xp + r0;
-                const float *dyb = w->dyp + r0;
-                if (f->direct) {
-                    for (int m0 = 0; m0 < M; m0 += WM) {
-                        const float *dyr[WM];
-                        for (int i = 0; i < WM; i++)
-                            dyr[i] = dyb + (size_t)(m0 + i < M ? m0 + i : M - 1) * dstride;
-                        for (int k0 = 0; k0 < K; k0 += WK) {
-                            int ko[WK];
-                            for (int j = 0; j < WK; j++)
-                                ko[j] = w->koff[k0 + j < K ? k0 + j : K - 1];
-                            float r[WM][WK];
-                            direct_wtile(dyr, xb, ko, nq, r);
-                            for (int i = 0; i < WM && m0 + i < M; i++)
-                                for (int j = 0; j < WK && k0 + j < K; j++)
-                                    part[(size_t)(m0 + i) * K + k0 + j] += r[i][j];
+#pragma omp for schedule(dynamic, 1) nowait
+            for (int slot = 0; slot < NSLOT; slot++) {
+                float *part = w->part + (size_t)slot * M * K;
+                split(units, slot, NSLOT, &lo, &hi);
+                for (long u = lo; u < hi; u++) {
+                    size_t r0 = (size_t)u * qstep;
+                    int nq = R - r0 < (size_t)qstep ? (int)(R - r0) : qstep;
+                    const float *xb = w->xp + r0;
+                    const float *dyb = w->dyp + r0;
+                    if (f->direct) {
+                        for (int m0 = 0; m0 < M; m0 += WM) {
+                            const float *dyr[WM];
+                            for (int i = 0; i < WM; i++)
+                                dyr[i] = dyb + (size_t)(m0 + i < M ? m0 + i : M - 1) * dstride;
+                            for (int k0 = 0; k0 < K; k0 += WK) {
+                                int ko[WK];
+                                for (int j = 0; j < WK; j++)
+                                    ko[j] = w->koff[k0 + j < K ? k0 + j : K - 1];
+                                float r[WM][WK];
+                                direct_wtile(dyr, xb, ko, nq, r);
+                                for (int i = 0; i < WM && m0 + i < M; i++)
+                                    for (int j = 0; j < WK && k0 + j < K; j++)
+                                        part[(size_t)(m0 + i) * K + k0 + j] += r[i][j];
+                            }
                         }
-                    }
-                } else {
-                    const float *B;
-                    int ldb;
-                    if (f->kvol == 1) {
-                        B = xb, ldb = (int)f->cs;
                     } else {
-                        float *col = w->col + (size_t)tid * K * f->qb;
-                        for (int k = 0; k < K; k++)
-                            memcpy(col + (size_t)k * nq, xb + w->koff[k], (size_t)nq * sizeof(float));
-                        B = col, ldb = nq;
+                        const float *B;
+                        int ldb;
+                        if (f->kvol == 1) {
+                            B = xb, ldb = (int)f->cs;
+                        } else {
+                            float *col = w->col + (size_t)tid * K * f->qb;
+                            for (int k = 0; k < K; k++)
+                                memcpy(col + (size_t)k * nq, xb + w->koff[k],
+                                       (size_t)nq * sizeof(float));
+                            B = col, ldb = nq;
+                        }
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, K, nq, 1.0f, dyb,
+                                    (int)dstride, B, ldb, 1.0f, part, K);
                     }
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, K, nq, 1.0f, dyb,
-                                (int)dstride, B, ldb, 1.0f, part, K);
                 }
             }
 #pragma omp barrier
         }
     }
-    for (int t = 0; t < nt_used; t++) {
+    for (int t = 0; t < NSLOT; t++) {
         const float *part = w->part + (size_t)t * M * K;
         for (size_t i = 0; i < (size_t)M * K; i++)
             dw[i] += part[i];
@@ -659,8 +671,8 @@ static void gen_cols(const gen *g, float *xn, float *col, size_t p0, int np, int
                         int id = od * s->stride[0] - s->pad[0] + td * s->dil[0];
                         int ih = oh * s->stride[1] - s->pad[1] + th * s->dil[1];
                         int iw = ow * s->stride[2] - s->pad[2] + tw * s->dil[2];
-                        int ok = id >= 0 && id < s->in[0] && ih >= 0 && ih < s->in[1] && iw >= 0
-                                 && iw < s->in[2];
+                        int ok = id >= 0 && id < s->in[0] && ih >= 0 && ih < s->in[1] && iw >= 0 &&
+                                 iw < s->in[2];
                         size_t xi = ok ? ((size_t)id * s->in[1] + ih) * s->in[2] + iw : 0;
                         if (scatter) {
                             if (ok)
@@ -689,8 +701,8 @@ static int gen_disjoint(const mk_conv_shape *s)
 
 static size_t gen_ws(const gen *g, int T, int wgrad)
 {
-    size_t per = (size_t)g->K * g->pb + (wgrad ? (size_t)g->s->cout * g->K : 0);
-    return (size_t)T * per * sizeof(float);
+    size_t cols = (size_t)T * g->K * g->pb;
+    return (cols + (wgrad ? (size_t)NSLOT * g->s->cout * g->K : 0)) * sizeof(float);
 }
 
 static void gen_fwd(const gen *g, const float *x, const float *w, const float *bias, float *y,
@@ -740,8 +752,9 @@ static void gen_bwd_data(const gen *g, const float *dy, const float *w, float *d
             for (int b = b0; b < b1; b++) {
                 size_t p0 = (size_t)b * g->pb;
                 int np = g->vout - p0 < (size_t)g->pb ? (int)(g->vout - p0) : g->pb;
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, np, s->cout, 1.0f, w, g->K,
-                            dy + (size_t)n * s->cout * g->vout + p0, (int)g->vout, 0.0f, col, np);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, np, s->cout, 1.0f, w,
+                            g->K, dy + (size_t)n * s->cout * g->vout + p0, (int)g->vout, 0.0f, col,
+                            np);
                 gen_cols(g, dx + (size_t)n * s->cin * g->vin, col, p0, np, 1);
             }
         }
@@ -753,30 +766,32 @@ static void gen_bwd_weight(const gen *g, const float *x, const float *dy, float 
 {
     const mk_conv_shape *s = g->s;
     const long units = (long)s->n * g->nblk;
-    const size_t per = (size_t)g->K * g->pb + (size_t)s->cout * g->K;
-    int nt_used = T;
+    const size_t psz = (size_t)s->cout * g->K;
+    float *parts = ws + (size_t)T * g->K * g->pb;
+    memset(parts, 0, NSLOT * psz * sizeof *parts);
 #pragma omp parallel num_threads(T)
     {
-        int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-#pragma omp single
-        nt_used = nt;
-        float *col = ws + (size_t)tid * per, *part = col + (size_t)g->K * g->pb;
-        memset(part, 0, (size_t)s->cout * g->K * sizeof *part);
-        long lo, hi;
-        split(units, tid, nt, &lo, &hi);
-        for (long u = lo; u < hi; u++) {
-            int n = (int)(u / g->nblk);
-            size_t p0 = (size_t)(u % g->nblk) * g->pb;
-            int np = g->vout - p0 < (size_t)g->pb ? (int)(g->vout - p0) : g->pb;
-            gen_cols(g, (float *)(x + (size_t)n * s->cin * g->vin), col, p0, np, 0);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->cout, g->K, np, 1.0f,
-                        dy + (size_t)n * s->cout * g->vout + p0, (int)g->vout, col, np, 1.0f, part,
-                        g->K);
+        int tid = omp_get_thread_num();
+        float *col = ws + (size_t)tid * g->K * g->pb;
+#pragma omp for schedule(dynamic, 1)
+        for (int slot = 0; slot < NSLOT; slot++) {
+            float *part = parts + (size_t)slot * psz;
+            long lo, hi;
+            split(units, slot, NSLOT, &lo, &hi);
+            for (long u = lo; u < hi; u++) {
+                int n = (int)(u / g->nblk);
+                size_t p0 = (size_t)(u % g->nblk) * g->pb;
+                int np = g->vout - p0 < (size_t)g->pb ? (int)(g->vout - p0) : g->pb;
+                gen_cols(g, (float *)(x + (size_t)n * s->cin * g->vin), col, p0, np, 0);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->cout, g->K, np, 1.0f,
+                            dy + (size_t)n * s->cout * g->vout + p0, (int)g->vout, col, np, 1.0f,
+                            part, g->K);
+            }
         }
     }
-    for (int t = 0; t < nt_used; t++) {
-        const float *part = ws + (size_t)t * per + (size_t)g->K * g->pb;
-        for (size_t i = 0; i < (size_t)s->cout * g->K; i++)
+    for (int t = 0; t < NSLOT; t++) {
+        const float *part = parts + (size_t)t * psz;
+        for (size_t i = 0; i < psz; i++)
             dw[i] += part[i];
     }
     if (db) {
@@ -895,8 +910,8 @@ static char *ws_base(void *ws, size_t bytes, void **own)
     return (char *)p;
 }
 
-void mk_conv_fwd(const mk_conv_shape *s, const float *x, const float *w, const float *bias, float *y,
-                 void *ws, int threads)
+void mk_conv_fwd(const mk_conv_shape *s, const float *x, const float *w, const float *bias,
+                 float *y, void *ws, int threads)
 {
     int T = clamp_threads(threads);
     blas_single_thread();

@@ -15,7 +15,8 @@ int mk_conv_shape_finish(mk_conv_shape *s)
     for (int a = 0; a < 3; a++) {
         if (s->in[a] <= 0 || s->k[a] <= 0 || s->stride[a] <= 0 || s->pad[a] < 0 || s->dil[a] <= 0)
             return -1;
-        int64_t span = (int64_t)s->in[a] + 2 * (int64_t)s->pad[a] - (int64_t)s->dil[a] * (s->k[a] - 1) - 1;
+        int64_t span =
+            (int64_t)s->in[a] + 2 * (int64_t)s->pad[a] - (int64_t)s->dil[a] * (s->k[a] - 1) - 1;
         if (span < 0)
             return -1;
         int64_t o = span / s->stride[a] + 1;
@@ -65,8 +66,8 @@ void mk_conv_fwd_ref(const mk_conv_shape *s, const float *x, const float *w, con
                                 }
                             }
                         }
-                        y[((size_t)n * s->cout + co) * vout + ((size_t)od * s->out[1] + oh) * s->out[2]
-                          + ow] = (float)acc;
+                        y[((size_t)n * s->cout + co) * vout +
+                          ((size_t)od * s->out[1] + oh) * s->out[2] + ow] = (float)acc;
                     }
 }
 
@@ -95,7 +96,8 @@ void mk_conv_bwd_data_ref(const mk_conv_shape *s, const float *dy, const float *
                             const float *dyc = dy + ((size_t)n * s->cout + co) * vout;
                             const float *wc = w + ((size_t)co * s->cin + ci) * kvol;
                             for (int td = 0; td < s->k[0]; td++) {
-                                int od = out_of(id, td, s->stride[0], s->pad[0], s->dil[0], s->out[0]);
+                                int od =
+                                    out_of(id, td, s->stride[0], s->pad[0], s->dil[0], s->out[0]);
                                 if (od < 0)
                                     continue;
                                 for (int th = 0; th < s->k[1]; th++) {
@@ -115,8 +117,8 @@ void mk_conv_bwd_data_ref(const mk_conv_shape *s, const float *dy, const float *
                                 }
                             }
                         }
-                        float *p = dx + ((size_t)n * s->cin + ci) * vin
-                                   + ((size_t)id * s->in[1] + ih) * s->in[2] + iw;
+                        float *p = dx + ((size_t)n * s->cin + ci) * vin +
+                                   ((size_t)id * s->in[1] + ih) * s->in[2] + iw;
                         *p = (float)((double)*p + acc);
                     }
 }
@@ -147,14 +149,17 @@ void mk_conv_bwd_weight_ref(const mk_conv_shape *s, const float *x, const float 
                                         int iw = ow * s->stride[2] - s->pad[2] + tw * s->dil[2];
                                         if (iw < 0 || iw >= s->in[2])
                                             continue;
-                                        acc += (double)dyc[((size_t)od * s->out[1] + oh) * s->out[2] + ow]
-                                               * (double)xc[((size_t)id * s->in[1] + ih) * s->in[2] + iw];
+                                        acc +=
+                                            (double)dyc[((size_t)od * s->out[1] + oh) * s->out[2] +
+                                                        ow] *
+                                            (double)
+                                                xc[((size_t)id * s->in[1] + ih) * s->in[2] + iw];
                                     }
                                 }
                             }
                         }
-                        float *p = dw + ((size_t)co * s->cin + ci) * kvol
-                                   + ((size_t)td * s->k[1] + th) * s->k[2] + tw;
+                        float *p = dw + ((size_t)co * s->cin + ci) * kvol +
+                                   ((size_t)td * s->k[1] + th) * s->k[2] + tw;
                         *p = (float)((double)*p + acc);
                     }
     if (db) {

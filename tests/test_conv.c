@@ -116,7 +116,8 @@ static mk_conv_shape rand_shape(int dims, int max_c, int max_in)
         int r = rng_int(0, 5);
         if (r == 0) {
             for (int a = 3 - dims; a < 3; a++)
-                s.k[a] = 2, s.stride[a] = 2, s.pad[a] = 0, s.dil[a] = 1, s.in[a] = 2 * rng_int(1, max_in / 2 + 1);
+                s.k[a] = 2, s.stride[a] = 2, s.pad[a] = 0, s.dil[a] = 1,
+                s.in[a] = 2 * rng_int(1, max_in / 2 + 1);
         } else if (r == 1) {
             for (int a = 3 - dims; a < 3; a++)
                 s.k[a] = 1, s.stride[a] = 1, s.pad[a] = 0, s.dil[a] = 1;
@@ -174,7 +175,8 @@ static void test_shape_finish(void **state)
 /* 1-D case worked by hand: x = [1 2 3 4], w = [1 0 -1], pad 1, bias 0.5:
  * y[o] = x[o-1] - x[o+1] + 0.5 = [-2+.5, -2+.5, -2+.5, 3+.5].
  * Its adjoint with dy = [1 1 1 1]: dx[i] = sum_o w[i-o+1] over the in-range o:
- * dx = [w1+w0, w2+w1+w0, w2+w1+w0, w2+w1] = [1 0 0 -1]. dw[t] = sum_o x[o-1+t] = [1+2+3, 1+2+3+4, 2+3+4]. */
+ * dx = [w1+w0, w2+w1+w0, w2+w1+w0, w2+w1] = [1 0 0 -1]. dw[t] = sum_o x[o-1+t] = [1+2+3, 1+2+3+4,
+ * 2+3+4]. */
 static void test_ref_hand_1d(void **state)
 {
     (void)state;
@@ -231,7 +233,8 @@ static void test_ref_all_ones(void **state)
                 for (int od = 0; od < s.out[0]; od++)
                     for (int oh = 0; oh < s.out[1]; oh++)
                         for (int ow = 0; ow < s.out[2]; ow++, i++) {
-                            int e = s.cin * taps_1d(&s, 0, od) * taps_1d(&s, 1, oh) * taps_1d(&s, 2, ow);
+                            int e = s.cin * taps_1d(&s, 0, od) * taps_1d(&s, 1, oh) *
+                                    taps_1d(&s, 2, ow);
                             assert_float_equal(y[i], (float)e, 0);
                         }
         free(x);
@@ -302,8 +305,10 @@ static void test_ref_finite_differences(void **state)
     for (int rep = 0; rep < 10; rep++) {
         mk_conv_shape s = rand_shape(rep & 1 ? 3 : 2, 3, 6);
         size_t nx = n_x(&s), ny = n_y(&s), nw = n_w(&s);
-        float *x = rand_buf(nx), *w = rand_buf(nw), *r = rand_buf(ny), *b = rand_buf((size_t)s.cout);
-        float *y = malloc(ny * sizeof *y), *dw = calloc(nw, sizeof *dw), *dx = calloc(nx, sizeof *dx);
+        float *x = rand_buf(nx), *w = rand_buf(nw), *r = rand_buf(ny),
+              *b = rand_buf((size_t)s.cout);
+        float *y = malloc(ny * sizeof *y), *dw = calloc(nw, sizeof *dw),
+              *dx = calloc(nx, sizeof *dx);
         float *db = calloc((size_t)s.cout, sizeof *db);
         assert_non_null(y);
         assert_non_null(dw);
@@ -365,7 +370,8 @@ static void check_fast_vs_ref(const mk_conv_shape *s, int threads, int use_ws)
     float *y_ref = malloc(ny * sizeof *y_ref), *y = rand_buf(ny);
     float *dx0 = rand_buf(nx), *dx_ref = copy_buf(dx0, nx), *dx = copy_buf(dx0, nx);
     float *dw0 = rand_buf(nw), *dw_ref = copy_buf(dw0, nw), *dw = copy_buf(dw0, nw);
-    float *db_ref = calloc((size_t)s->cout, sizeof *db_ref), *db = calloc((size_t)s->cout, sizeof *db);
+    float *db_ref = calloc((size_t)s->cout, sizeof *db_ref),
+          *db = calloc((size_t)s->cout, sizeof *db);
     assert_non_null(y_ref);
     assert_non_null(db_ref);
     assert_non_null(db);
@@ -384,11 +390,12 @@ static void check_fast_vs_ref(const mk_conv_shape *s, int threads, int use_ws)
     double ef = rel_err(y, y_ref, ny), ed = rel_err(dx, dx_ref, nx), ew = rel_err(dw, dw_ref, nw);
     double eb = with_bias ? rel_err(db, db_ref, (size_t)s->cout) : 0;
     if (ef > 1e-5 || ed > 1e-5 || ew > 1e-5 || eb > 1e-5) {
-        print_error("shape n%d cin%d cout%d in %dx%dx%d k %dx%dx%d s %d,%d,%d p %d,%d,%d d %d,%d,%d "
-                    "thr %d ws %d: err fwd %.3g dgrad %.3g wgrad %.3g bias %.3g\n",
-                    s->n, s->cin, s->cout, s->in[0], s->in[1], s->in[2], s->k[0], s->k[1], s->k[2],
-                    s->stride[0], s->stride[1], s->stride[2], s->pad[0], s->pad[1], s->pad[2],
-                    s->dil[0], s->dil[1], s->dil[2], threads, use_ws, ef, ed, ew, eb);
+        print_error(
+            "shape n%d cin%d cout%d in %dx%dx%d k %dx%dx%d s %d,%d,%d p %d,%d,%d d %d,%d,%d "
+            "thr %d ws %d: err fwd %.3g dgrad %.3g wgrad %.3g bias %.3g\n",
+            s->n, s->cin, s->cout, s->in[0], s->in[1], s->in[2], s->k[0], s->k[1], s->k[2],
+            s->stride[0], s->stride[1], s->stride[2], s->pad[0], s->pad[1], s->pad[2], s->dil[0],
+            s->dil[1], s->dil[2], threads, use_ws, ef, ed, ew, eb);
         fail();
     }
     free(x), free(w), free(dy), free(b), free(y_ref), free(y), free(dx0), free(dx_ref), free(dx);
@@ -456,42 +463,48 @@ static void test_fast_unet_classes(void **state)
     check_fast_vs_ref(&s, 2, 0);
 }
 
-/* Same inputs and thread count -> identical bits, for several runs. */
+/* Same inputs -> identical bits, run after run and for 1, 2 and 3 threads (outputs are computed by
+ * one thread each; weight gradients are summed over fixed slots in a fixed order). Shapes cover
+ * the direct and sgemm engines, the patch (2x2 stride 2) path and the generic strided path. */
 static void test_fast_deterministic(void **state)
 {
     (void)state;
-    mk_conv_shape shapes[3] = {shape2d(3, 16, 16, 37, 41, 3, 1, 1, 1),
-                               shape3d(2, 8, 16, 9, 10, 12, 3, 1, 1, 1),
-                               shape2d(2, 40, 64, 21, 17, 3, 1, 1, 1)};
-    for (int k = 0; k < 6; k++) {
-        mk_conv_set_sgemm_min_channels(k < 3 ? 0 : 1); /* both engines */
-        mk_conv_shape *s = &shapes[k % 3];
-        if (k < 3)
-            assert_int_equal(mk_conv_shape_finish(s), 0);
+    mk_conv_shape shapes[5] = {
+        shape2d(3, 16, 16, 37, 41, 3, 1, 1, 1), shape3d(2, 8, 16, 9, 10, 12, 3, 1, 1, 1),
+        shape2d(2, 40, 64, 21, 17, 3, 1, 1, 1), shape2d(3, 16, 32, 34, 40, 2, 2, 0, 1),
+        shape3d(2, 5, 7, 9, 8, 11, 3, 2, 1, 1)};
+    const int nshape = (int)(sizeof shapes / sizeof shapes[0]);
+    for (int k = 0; k < nshape; k++)
+        assert_int_equal(mk_conv_shape_finish(&shapes[k]), 0);
+    for (int k = 0; k < 2 * nshape; k++) {
+        mk_conv_set_sgemm_min_channels(k < nshape ? 0 : 1); /* both engines */
+        const mk_conv_shape *s = &shapes[k % nshape];
         size_t nx = n_x(s), ny = n_y(s), nw = n_w(s);
-        float *x = rand_buf(nx), *w = rand_buf(nw), *dy = rand_buf(ny), *b = rand_buf((size_t)s->cout);
-        for (int threads = 1; threads <= 2; threads++) {
-            float *y[2], *dx[2], *dw[2], *db[2];
-            for (int run = 0; run < 2; run++) {
-                y[run] = malloc(ny * sizeof(float));
-                dx[run] = calloc(nx, sizeof(float));
-                dw[run] = calloc(nw, sizeof(float));
-                db[run] = calloc((size_t)s->cout, sizeof(float));
-                assert_non_null(y[run]);
-                assert_non_null(dx[run]);
-                assert_non_null(dw[run]);
-                assert_non_null(db[run]);
-                mk_conv_fwd(s, x, w, b, y[run], NULL, threads);
-                mk_conv_bwd_data(s, dy, w, dx[run], NULL, threads);
-                mk_conv_bwd_weight(s, x, dy, dw[run], db[run], NULL, threads);
-            }
-            assert_memory_equal(y[0], y[1], ny * sizeof(float));
-            assert_memory_equal(dx[0], dx[1], nx * sizeof(float));
-            assert_memory_equal(dw[0], dw[1], nw * sizeof(float));
-            assert_memory_equal(db[0], db[1], (size_t)s->cout * sizeof(float));
-            for (int run = 0; run < 2; run++)
-                free(y[run]), free(dx[run]), free(dw[run]), free(db[run]);
+        float *x = rand_buf(nx), *w = rand_buf(nw), *dy = rand_buf(ny),
+              *b = rand_buf((size_t)s->cout);
+        float *y[4], *dx[4], *dw[4], *db[4];
+        const int threads[4] = {1, 1, 2, 3};
+        for (int run = 0; run < 4; run++) {
+            y[run] = malloc(ny * sizeof(float));
+            dx[run] = calloc(nx, sizeof(float));
+            dw[run] = calloc(nw, sizeof(float));
+            db[run] = calloc((size_t)s->cout, sizeof(float));
+            assert_non_null(y[run]);
+            assert_non_null(dx[run]);
+            assert_non_null(dw[run]);
+            assert_non_null(db[run]);
+            mk_conv_fwd(s, x, w, b, y[run], NULL, threads[run]);
+            mk_conv_bwd_data(s, dy, w, dx[run], NULL, threads[run]);
+            mk_conv_bwd_weight(s, x, dy, dw[run], db[run], NULL, threads[run]);
         }
+        for (int run = 1; run < 4; run++) {
+            assert_memory_equal(y[0], y[run], ny * sizeof(float));
+            assert_memory_equal(dx[0], dx[run], nx * sizeof(float));
+            assert_memory_equal(dw[0], dw[run], nw * sizeof(float));
+            assert_memory_equal(db[0], db[run], (size_t)s->cout * sizeof(float));
+        }
+        for (int run = 0; run < 4; run++)
+            free(y[run]), free(dx[run]), free(dw[run]), free(db[run]);
         free(x), free(w), free(dy), free(b);
     }
     mk_conv_set_sgemm_min_channels(0);
@@ -501,16 +514,11 @@ int main(int argc, char **argv)
 {
     quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_shape_finish),
-        cmocka_unit_test(test_ref_hand_1d),
-        cmocka_unit_test(test_ref_all_ones),
-        cmocka_unit_test(test_ref_adjoint),
-        cmocka_unit_test(test_ref_accumulates),
-        cmocka_unit_test(test_ref_finite_differences),
-        cmocka_unit_test(test_fast_random_2d),
-        cmocka_unit_test(test_fast_random_3d),
-        cmocka_unit_test(test_fast_unet_classes),
-        cmocka_unit_test(test_fast_deterministic),
+        cmocka_unit_test(test_shape_finish),      cmocka_unit_test(test_ref_hand_1d),
+        cmocka_unit_test(test_ref_all_ones),      cmocka_unit_test(test_ref_adjoint),
+        cmocka_unit_test(test_ref_accumulates),   cmocka_unit_test(test_ref_finite_differences),
+        cmocka_unit_test(test_fast_random_2d),    cmocka_unit_test(test_fast_random_3d),
+        cmocka_unit_test(test_fast_unet_classes), cmocka_unit_test(test_fast_deterministic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
