@@ -203,10 +203,10 @@ mk_status mk_phantom_slide(mk_ctx *ctx, const mk_phantom_params *p, mk_phantom_d
     double hs = 1.0 + 0.25 * sh, es = 1.0 - 0.2 * sh;
     uint8_t *out = im->data;
     for (size_t q = 0; q < np; q++) {
-        double bg = 0.03 + 0.01 * mk_phantom_rng_normal(&r);
+        double bg = 0.03 + 0.01 * mk__ph_fast_normal(&r);
         for (int a = 0; a < 3; a++) {
             double od = hs * cH[q] * hv[a] + es * cE[q] * ev[a] + bg;
-            double val = 255.0 * exp(-od) + 1.5 * p->noise * mk_phantom_rng_normal(&r);
+            double val = 255.0 * exp(-od) + 1.5 * p->noise * mk__ph_fast_normal(&r);
             out[3 * q + a] = (uint8_t)lrint(mk__ph_clamp(val, 0, 255));
         }
     }

@@ -7,6 +7,9 @@
 
 #include "mk_phantoms.h"
 
+/* Approximately standard normal (Irwin-Hall of four 16-bit uniforms, one draw), bounded. */
+double mk__ph_fast_normal(mk_phantom_rng *r);
+
 /* Smooth random field: white normal noise blurred by `passes` box filters of half-width r
  * (voxels, per axis), then scaled to unit standard deviation. f has n[0]*n[1]*n[2] floats. */
 mk_status mk__ph_smooth_noise(mk_ctx *ctx, mk_phantom_rng *r, const int n[3], const int rad[3],
