@@ -200,6 +200,9 @@ static void flat_init(flat *f, int C, int M, const int in[3], const int pad[3], 
      * junk rows of the last plane plus the vertical kernel span */
     f->xp_floats =
         (size_t)C * f->cs + (size_t)(dil[1] * (k[1] - 1) + 2) * f->P[2] + 2 * TILE + 2 * VL + 64;
+    /* tap offsets and sgemm leading dimensions are int */
+    MK_ASSERT(f->xp_floats < (size_t)INT32_MAX);
+    MK_ASSERT((size_t)out[0] * f->pl + VL < (size_t)INT32_MAX);
     f->in_sample = (size_t)C * in[0] * in[1] * in[2];
     f->out_sample = (size_t)M * out[0] * out[1] * out[2];
     f->patch = NULL;
