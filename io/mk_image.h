@@ -143,6 +143,19 @@ void mk_geom_axis_map(const mk_geom *g, int world_axis[3], int sign[3]);
 /* Minimum and maximum voxel value (NaN ignored; RGB24 as luminance). */
 mk_status mk_image_value_range(const mk_image *img, double *lo, double *hi);
 
+/* ---- generic file I/O (io/image_io.c) -------------------------------------------------------- */
+
+/* Read any supported image, chosen by name: .nii .nii.gz .hdr .img (io/mk_nifti.h); .mha .mhd
+ * .nrrd .nhdr .dcm and DICOM folders (ITK bridge, io/mk_itk.h); .tif .tiff (level 0 as RGB24,
+ * io/mk_tiff.h). Ownership: *out new, mk_image_free. Returns the reader's status, or
+ * MK_ERR_UNSUPPORTED for an unknown name. */
+mk_status mk_io_read_image(mk_ctx *ctx, const char *path, mk_image **out);
+/* Like mk_io_read_image, but for NIfTI only the header is read (data == NULL); other formats are
+ * read whole. */
+mk_status mk_io_read_header(mk_ctx *ctx, const char *path, mk_image **out);
+/* Write by name: NIfTI flavours, .mha .mhd .nrrd .nhdr (ITK), .tif .tiff (2-D gray/RGB). Atomic. */
+mk_status mk_io_write_image(mk_ctx *ctx, const char *path, const mk_image *img);
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,6 +9,8 @@ mk_status mk_verb_validate(mk_cli *cli, int argc, char **argv);
 mk_status mk_verb_version(mk_cli *cli, int argc, char **argv);
 mk_status mk_verb_tiles(mk_cli *cli, int argc, char **argv);
 mk_status mk_verb_help(mk_cli *cli, int argc, char **argv);
+mk_status mk_verb_info(mk_cli *cli, int argc, char **argv);
+mk_status mk_verb_convert(mk_cli *cli, int argc, char **argv);
 mk_status mk_verb_eval(mk_cli *cli, int argc, char **argv);
 mk_status mk_verb_synth(mk_cli *cli, int argc, char **argv);
 

@@ -64,6 +64,24 @@ const mk_verb MK_VERBS[] = {
      "height in level-L pixels). Nothing is left in DIR if the run fails.\n"
      "  --mask-level M  level for the tissue mask (default: smallest level with a side >= 512)",
      mk_verb_tiles},
+    {"info", "describe an image: dims, spacing, orientation, affine, datatype, value range",
+     "info FILE|DICOMDIR|SLIDE [--header]",
+     "FILE: .nii .nii.gz .hdr/.img (also qform/sform codes and matrices), .mha .mhd .nrrd .nhdr .dcm;\n"
+     "DICOMDIR: a folder with one DICOM series (its series are listed first); SLIDE: a TIFF (levels,\n"
+     "tile size, compression, downsample). The orientation code names where voxel axes i,j,k point\n"
+     "(RAS letters, as nibabel's aff2axcodes); the affine maps voxel indices to RAS mm.\n"
+     "  --header       NIfTI: read the header only (no value range)",
+     mk_verb_info},
+    {"convert", "convert an image between formats (NIfTI, MetaImage, NRRD, DICOM in, TIFF)",
+     "convert IN OUT [--dtype T] [--reorient CODE] [--spacing X,Y,Z] [--interp linear|nearest|label]",
+     "Reads IN (any format 'info' reads) and writes OUT by its extension (.nii .nii.gz .hdr .img\n"
+     ".mha .mhd .nrrd .nhdr .tif). Geometry is kept exactly; NIfTI qform/sform are kept when the\n"
+     "geometry is unchanged. OUT is written atomically (nothing is left on failure).\n"
+     "  --dtype T        convert voxels (rounded and clamped for integer types)\n"
+     "  --reorient CODE  permute/flip axes to CODE (e.g. RAS, LPS), exact\n"
+     "  --spacing X,Y,Z  resample to this spacing in mm (one value: isotropic)\n"
+     "  --interp M       linear (images, default), nearest or label (per-label linear, for masks)",
+     mk_verb_convert},
     {"version", "print the version and the libraries medkd was built with", "version", "", mk_verb_version},
     {"help", "list the verbs, or explain one", "help [VERB]", "", mk_verb_help},
 };

@@ -1,3 +1,9 @@
 # io core: image type, NIfTI, HDF5, manifests, geometry operations, CLI info/convert.
 mk_add_test(test_io_nifti SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_io_nifti.c LIBS mk_io TIMEOUT 120)
 target_include_directories(test_io_nifti PRIVATE ${CMAKE_SOURCE_DIR})
+mk_add_test(test_io_hdf5 SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_io_hdf5.c LIBS mk_io TIMEOUT 60)
+target_include_directories(test_io_hdf5 PRIVATE ${CMAKE_SOURCE_DIR})
+mk_add_test(test_io_manifest SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_io_manifest.c LIBS mk_io TIMEOUT 60)
+target_include_directories(test_io_manifest PRIVATE ${CMAKE_SOURCE_DIR})
+mk_add_test(test_io_resample SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_io_resample.c LIBS mk_io TIMEOUT 60)
+target_include_directories(test_io_resample PRIVATE ${CMAKE_SOURCE_DIR})

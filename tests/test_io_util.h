@@ -21,7 +21,7 @@
 static char g_tmp[1024];
 
 /* Fresh scratch folder (removed by tio_cleanup). */
-static int tio_setup(void **state)
+static inline int tio_setup(void **state)
 {
     (void)state;
     const char *b = getenv("MK_BUILD_DIR");
@@ -34,7 +34,7 @@ static int tio_setup(void **state)
     return 0;
 }
 
-static int tio_cleanup(void **state)
+static inline int tio_cleanup(void **state)
 {
     (void)state;
     char cmd[1200];
@@ -42,13 +42,14 @@ static int tio_cleanup(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
-static const char *tio_path(char *buf, size_t n, const char *name)
+static inline const char *tio_path(char *buf, size_t n, const char *name)
 {
-    snprintf(buf, n, "%s/%s", g_tmp, name);
+    int r = snprintf(buf, n, "%s/%s", g_tmp, name);
+    assert_true(r > 0 && (size_t)r < n);
     return buf;
 }
 
-static int tio_have_py(const char *modules)
+static inline int tio_have_py(const char *modules)
 {
     if (access(PY, X_OK) != 0)
         return 0;
@@ -58,7 +59,7 @@ static int tio_have_py(const char *modules)
 }
 
 /* Run a python snippet with argv[1..] = args (space-separated, already quoted). 0 on success. */
-static int tio_py(const char *code, const char *args)
+static inline int tio_py(const char *code, const char *args)
 {
     char sp[1100], cmd[4096];
     snprintf(sp, sizeof sp, "%s/snippet_%d.py", g_tmp, (int)getpid());
@@ -72,14 +73,14 @@ static int tio_py(const char *code, const char *args)
     return rc;
 }
 
-static int tio_exists(const char *p)
+static inline int tio_exists(const char *p)
 {
     struct stat st;
     return stat(p, &st) == 0;
 }
 
 /* Overwrite n bytes at off of a plain file. */
-static void tio_patch(const char *path, long off, const void *bytes, size_t n)
+static inline void tio_patch(const char *path, long off, const void *bytes, size_t n)
 {
     FILE *f = fopen(path, "r+b");
     assert_non_null(f);
@@ -88,13 +89,13 @@ static void tio_patch(const char *path, long off, const void *bytes, size_t n)
     fclose(f);
 }
 
-static void tio_truncate(const char *path, long size)
+static inline void tio_truncate(const char *path, long size)
 {
     assert_int_equal(truncate(path, size), 0);
 }
 
 /* First n bytes of a (possibly gzipped) file. Returns bytes read. */
-static int tio_read_gz(const char *path, void *buf, unsigned n)
+static inline int tio_read_gz(const char *path, void *buf, unsigned n)
 {
     gzFile g = gzopen(path, "rb");
     if (!g)
@@ -104,7 +105,7 @@ static int tio_read_gz(const char *path, void *buf, unsigned n)
     return r;
 }
 
-static int tio_count_files(const char *dir)
+static inline int tio_count_files(const char *dir)
 {
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "ls -A '%s' | grep -v '^snippet_' | wc -l", dir);
@@ -118,7 +119,7 @@ static int tio_count_files(const char *dir)
     return n;
 }
 
-static const char *tio_shared(char *buf, size_t n, const char *rel)
+static inline const char *tio_shared(char *buf, size_t n, const char *rel)
 {
     const char *s = getenv("MK_SHARED_DIR");
     snprintf(buf, n, "%s/%s", s && *s ? s : "/work/shared", rel);
