@@ -195,6 +195,7 @@ static int check_pass(const opts *o, const char *file, const mk_tensor *input,
     }
     mk_nn_graph_begin(g, 0);
     mk_nn_graph_set_no_grad(g, 1);
+    mk_nn_graph_set_recycle(g, 1);
     mk_var *ev = mk_unet_forward(net, g, mk_nn_input(g, input, 0));
     if (!ev) {
         fprintf(stderr, "unet-bench: out of memory\n");
@@ -407,6 +408,7 @@ static int run_bench(const opts *o)
         /* slice-by-slice over a slices x 512 x 512 volume, batch of slices, argmax to uint8 */
         int nz = o->slices;
         mk_nn_graph_set_no_grad(g, 1);
+        mk_nn_graph_set_recycle(g, 1);
         mk_nn_graph_begin(g, 0);
         failed |= !mk_unet_forward(net, g, mk_nn_input(g, &x, 0)); /* warm-up */
         double t0 = now_s();
@@ -447,6 +449,7 @@ static int run_bench(const opts *o)
                 loss_last = mk_nn_value(loss);
             } else {
                 mk_nn_graph_set_no_grad(g, 1);
+                mk_nn_graph_set_recycle(g, 1);
                 mk_nn_graph_begin(g, 0);
                 mk_var *lg = mk_unet_forward(net, g, mk_nn_input(g, &x, 0));
                 if (!lg) {

@@ -153,13 +153,18 @@ const mk_unet_cfg *mk_unet_config(const mk_unet *u)
     return &u->cfg;
 }
 
-static mk_var *conv_bn_relu(mk_unet *u, mk_nn_graph *g, mk_var *x, conv_bn *cb)
+/* conv -> BN -> ReLU. In recycle mode (inference) values are handed back as soon as no later op
+ * reads them; elsewhere mk_nn_release is a no-op. */
+static mk_var *conv_bn_relu(mk_unet *u, mk_nn_graph *g, mk_var *x, conv_bn *cb, int release_x)
 {
     static const int one[3] = {1, 1, 1};
     mk_var *y = mk_nn_conv(g, x, mk_nn_param(g, cb->w), NULL, one, one, one);
-    y = mk_nn_batchnorm(g, y, mk_nn_param(g, cb->gamma), mk_nn_param(g, cb->beta), cb->rm, cb->rv,
-                        u->cfg.bn_momentum, u->cfg.bn_eps);
-    return mk_nn_relu_inplace(g, y); /* BN backward reads its input, not its output */
+    if (release_x)
+        mk_nn_release(g, x);
+    mk_var *z = mk_nn_batchnorm(g, y, mk_nn_param(g, cb->gamma), mk_nn_param(g, cb->beta), cb->rm,
+                                cb->rv, u->cfg.bn_momentum, u->cfg.bn_eps);
+    mk_nn_release(g, y);
+    return mk_nn_relu_inplace(g, z); /* BN backward reads its input, not its output */
 }
 
 mk_var *mk_unet_forward(mk_unet *u, mk_nn_graph *g, mk_var *x)
@@ -171,8 +176,8 @@ mk_var *mk_unet_forward(mk_unet *u, mk_nn_graph *g, mk_var *x)
         return NULL;
     MK_ASSERT(x->t.ndim == u->cfg.dim + 2 && x->t.ne[1] == u->cfg.in_ch);
     for (int i = 0; i < L; i++) {
-        x = conv_bn_relu(u, g, x, &u->enc[i][0]);
-        x = conv_bn_relu(u, g, x, &u->enc[i][1]);
+        x = conv_bn_relu(u, g, x, &u->enc[i][0], i > 0);
+        x = conv_bn_relu(u, g, x, &u->enc[i][1], 1);
         if (i + 1 < L) {
             skip[i] = mk_nn_set_name(x, u->names[i]);
             x = mk_nn_maxpool(g, x, 2, 2);
@@ -181,15 +186,20 @@ mk_var *mk_unet_forward(mk_unet *u, mk_nn_graph *g, mk_var *x)
         }
     }
     for (int j = 0; j + 1 < L; j++) {
-        x = mk_nn_conv_transpose(g, x, mk_nn_param(g, u->up_w[j]), mk_nn_param(g, u->up_b[j]), two,
-                                 zero, one);
-        x = mk_nn_concat(g, x, skip[L - 2 - j]);
-        x = conv_bn_relu(u, g, x, &u->dec[j][0]);
-        x = conv_bn_relu(u, g, x, &u->dec[j][1]);
+        mk_var *up = mk_nn_conv_transpose(g, x, mk_nn_param(g, u->up_w[j]),
+                                          mk_nn_param(g, u->up_b[j]), two, zero, one);
+        mk_nn_release(g, x);
+        x = mk_nn_concat(g, up, skip[L - 2 - j]);
+        mk_nn_release(g, up);
+        mk_nn_release(g, skip[L - 2 - j]);
+        x = conv_bn_relu(u, g, x, &u->dec[j][0], 1);
+        x = conv_bn_relu(u, g, x, &u->dec[j][1], 1);
         mk_nn_set_name(x, u->names[UNET_MAX_LEVELS + j]);
     }
-    x = mk_nn_conv(g, x, mk_nn_param(g, u->head_w), mk_nn_param(g, u->head_b), one, zero, one);
-    return mk_nn_set_name(x, "logits");
+    mk_var *lg = mk_nn_conv(g, x, mk_nn_param(g, u->head_w), mk_nn_param(g, u->head_b), one, zero,
+                            one);
+    mk_nn_release(g, x);
+    return mk_nn_set_name(lg, "logits");
 }
 
 double mk_unet_conv_flops(const mk_unet_cfg *cfg, const int *size, double *first)

@@ -140,6 +140,7 @@ typedef struct mk_var {
     float fp[4];                /* float op attributes */
     void *aux, *aux2;           /* saved for backward (arena) */
     int slot_;                  /* internal: recyclable gradient buffer + 1, 0 if none */
+    int vslot_;                 /* internal: recyclable value buffer + 1 (recycle mode), 0 if none */
 } mk_var;
 
 /* New graph with `threads` workers (>= 1) and a PRNG seeded with `seed` (dropout). Caller owns. */
@@ -154,6 +155,14 @@ void mk_nn_graph_set_threads(mk_nn_graph *g, int threads);
 /* No-grad mode: while on, new nodes do not require grad and save nothing for backward. Returns the
  * previous value. */
 int mk_nn_graph_set_no_grad(mk_nn_graph *g, int no_grad);
+/* Recycle mode for inference (no-grad forwards only): node values come from a recycling pool
+ * and mk_nn_release hands a value back once no later op reads it, so peak memory is the live set,
+ * not the whole forward. Off by default (values stay readable, e.g. teacher feature maps). Returns
+ * the previous setting. */
+int mk_nn_graph_set_recycle(mk_nn_graph *g, int on);
+/* In recycle mode + no-grad: release v's value (v->t.data becomes NULL). Otherwise a no-op. */
+void mk_nn_release(mk_nn_graph *g, mk_var *v);
+
 /* 1 if an allocation failed since mk_nn_graph_begin. */
 int mk_nn_graph_oom(const mk_nn_graph *g);
 /* Voxels skipped by the losses since mk_nn_graph_begin because their label was outside

@@ -354,6 +354,24 @@ static int graph_push(mk_nn_graph *g, mk_var *v)
     return 0;
 }
 
+static int slot_get(mk_nn_graph *g, size_t bytes);
+
+int mk_nn_graph_set_recycle(mk_nn_graph *g, int on)
+{
+    int old = g->recycle;
+    g->recycle = on;
+    return old;
+}
+
+void mk_nn_release(mk_nn_graph *g, mk_var *v)
+{
+    if (!v || !v->vslot_)
+        return;
+    g->slots[v->vslot_ - 1].busy = 0;
+    v->vslot_ = 0;
+    v->t.data = NULL;
+}
+
 static mk_var *node_alloc(mk_nn_graph *g, mk_op op, int ndim, const int64_t *ne, float *data)
 {
     mk_var *v = mk_arena_calloc(&g->arena, sizeof *v);
@@ -365,6 +383,14 @@ static mk_var *node_alloc(mk_nn_graph *g, mk_op op, int ndim, const int64_t *ne,
     v->op = op;
     if (data) {
         v->t.data = data;
+    } else if (g->recycle && g->no_grad) {
+        int i = slot_get(g, (size_t)mk_tensor_numel(&v->t) * sizeof(float));
+        if (i < 0) {
+            g->oom = 1;
+            return NULL;
+        }
+        v->t.data = g->slots[i].p;
+        v->vslot_ = i + 1;
     } else {
         v->t.data = mk_arena_alloc(&g->arena, (size_t)mk_tensor_numel(&v->t) * sizeof(float));
         if (!v->t.data) {
@@ -423,6 +449,10 @@ mk_var *mk__node_alias(mk_nn_graph *g, mk_op op, mk_var *x, float *data)
     v->nin = 1;
     v->in[0] = x;
     v->requires_grad = x->requires_grad && !g->no_grad;
+    if (data == x->t.data) { /* the alias now owns a recyclable buffer */
+        v->vslot_ = x->vslot_;
+        x->vslot_ = 0;
+    }
     return v;
 }
 

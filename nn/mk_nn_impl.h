@@ -21,7 +21,7 @@ struct mk_nn_graph {
     int tmp[MK_TMP_MAX], n_tmp;
     mk_var **nodes; /* creation order; malloc'd, grows geometrically (rarely) */
     int n_nodes, cap;
-    int training, no_grad, threads, oom, update_stats;
+    int training, no_grad, threads, oom, update_stats, recycle;
     long long bad_labels;
     float kink_tol;
     uint64_t kink_side;

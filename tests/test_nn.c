@@ -405,6 +405,46 @@ static void test_determinism(void **state)
     free(c);
 }
 
+/* inference with recycled values gives the same logits in less memory */
+static void test_recycle_inference(void **state)
+{
+    (void)state;
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    mk_unet_cfg cfg = {3, 1, 2, 4, 3, 0.1f, 1e-5f};
+    mk_unet *net;
+    assert_int_equal(mk_unet_new(&ctx, &cfg, 5, &net), MK_OK);
+    int64_t ne[5] = {1, 1, 16, 16, 16};
+    mk_tensor x;
+    assert_int_equal(mk_tensor_new(&x, 5, ne), 0);
+    mk_rng r;
+    mk_rng_seed(&r, 5);
+    for (int i = 0; i < 4096; i++)
+        x.data[i] = (float)mk_rng_normal(&r);
+    float *out[2];
+    size_t peak[2];
+    for (int rec = 0; rec < 2; rec++) {
+        mk_nn_graph *g = mk_nn_graph_new(2, 1);
+        mk_nn_graph_set_no_grad(g, 1);
+        mk_nn_graph_set_recycle(g, rec);
+        mk_nn_graph_begin(g, 0);
+        mk_var *lg = mk_unet_forward(net, g, mk_nn_input(g, &x, 0));
+        assert_non_null(lg);
+        out[rec] = malloc(2 * 4096 * sizeof(float));
+        memcpy(out[rec], lg->t.data, 2 * 4096 * sizeof(float));
+        if (rec)
+            assert_null(mk_nn_find(g, "enc0")->t.data); /* released after its last use */
+        peak[rec] = mk_nn_graph_arena(g)->used_peak;
+        mk_nn_graph_free(g);
+    }
+    assert_memory_equal(out[0], out[1], 2 * 4096 * sizeof(float));
+    assert_true(peak[1] * 10 < peak[0] * 9); /* conv workspaces dominate at this size */
+    free(out[0]);
+    free(out[1]);
+    mk_tensor_free(&x);
+    mk_unet_free(net);
+}
+
 static void test_op_table(void **state)
 {
     (void)state;
@@ -426,6 +466,7 @@ int main(void)
         cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_autograd_bookkeeping),
         cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_recycle_inference),
         cmocka_unit_test(test_op_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
