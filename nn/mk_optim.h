@@ -57,9 +57,10 @@ long long mk_optim_steps(const mk_optim *o);
 const mk_optim_cfg *mk_optim_config(const mk_optim *o);
 
 /* State access for checkpoints: for parameter index i of the store, slot 0 = momentum buffer / m,
- * slot 1 = v (Adam). Returns NULL when the kind has no such slot. `has_state` is 0 before the first
- * SGD momentum step (PyTorch's empty buffer). */
+ * slot 1 = v (Adam). Returns NULL when the kind has no such slot (or for buffers). Borrowed. */
 float *mk_optim_state(mk_optim *o, int param_index, int slot);
+/* Restore the step count after loading state; steps > 0 also marks SGD momentum buffers as live
+ * (PyTorch starts a momentum buffer from the first gradient). */
 void mk_optim_set_steps(mk_optim *o, long long steps);
 
 /* ---------------------------------------------------------------- schedules */
