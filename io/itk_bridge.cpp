@@ -624,13 +624,24 @@ mk_status dicom_read(mk_ctx *ctx, const char *dir, const mk_dicom_opts *opts, mk
         if ((st = check_pixel_data(ctx, f)) != MK_OK)
             return st;
 
-    // Pixel type after rescaling, as GDCMImageIO reports it for the first slice.
+    // Pixel type after rescaling, as GDCMImageIO reports it. GDCM parses a whole file for that,
+    // so probe the smallest slice (real series carry slices padded with megabytes of zeros that
+    // GDCM walks element by element).
+    size_t probe = 0;
+    long long probe_size = -1;
+    for (size_t i = 0; i < files.size(); i++) {
+        long long sz = file_size_of(files[i]);
+        if (sz >= 0 && (probe_size < 0 || sz < probe_size)) {
+            probe = i;
+            probe_size = sz;
+        }
+    }
     auto io = itk::GDCMImageIO::New();
-    io->SetFileName(files[0]);
+    io->SetFileName(files[probe]);
     io->ReadImageInformation();
     mk_dtype dt;
     if (!comp_to_dtype(io->GetComponentType(), io->GetNumberOfComponents(), &dt))
-        return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: field pixel type: %u x %s is not supported", files[0].c_str(),
+        return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: field pixel type: %u x %s is not supported", files[probe].c_str(),
                       io->GetNumberOfComponents(),
                       itk::ImageIOBase::GetComponentTypeAsString(io->GetComponentType()).c_str());
     mk_image *img = nullptr;

@@ -317,6 +317,8 @@ static void test_writer_roundtrip(void **state)
     mk_image *back = NULL;
     assert_int_equal(mk_io_tiff_read_image(&ctx, p, 0, &back), MK_OK);
     assert_memory_equal(back->data, img->data, (size_t)150 * 100 * 3);
+    mk_image_free(back);
+    back = NULL;
     assert_int_equal(mk_io_tiff_read_image(&ctx, p, 1, &back), MK_ERR_INVALID);
     assert_null(back);
     mk_image_free(img);
@@ -762,5 +764,8 @@ int main(void)
         cmocka_unit_test(test_tiles_verb),
         cmocka_unit_test(test_bad_input),
     };
+    const char *flt = getenv("MK_TEST_FILTER"); /* e.g. MK_TEST_FILTER='test_gepd*' */
+    if (flt)
+        cmocka_set_test_filter(flt);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
