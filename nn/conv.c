@@ -101,7 +101,9 @@ static inline float vhsum_g(vf v)
 #define TILE (NV * VL) /* pixels per direct forward tile */
 #define COB 8          /* output channels per direct forward tile */
 #define WK 6           /* taps per direct wgrad tile */
-#define WQ 2048        /* pixels per wgrad unit */
+#ifndef WQ
+#define WQ 1024 /* pixels per wgrad unit */
+#endif
 /* Backward-weight partial sums: the units are split into NSLOT fixed ranges, each with its own
  * partial dW, taken by the threads dynamically and summed in slot order at the end, so dW is
  * bit-identical whatever the thread count and scheduling. */
@@ -389,7 +391,7 @@ typedef struct flat_fwd_ws {
 
 static void flat_fwd_layout(const flat *f, int T, int need_A, bump *b, flat_fwd_ws *w)
 {
-    w->xp = take(b, f->xp_floats * sizeof(float));
+    w->xp = take(b, (size_t)T * f->xp_floats * sizeof(float)); /* one padded sample per worker */
     w->koff = take(b, (size_t)f->K * sizeof(int));
     w->A = need_A ? take(b, (size_t)f->M * f->K * sizeof(float)) : NULL;
     if (f->direct) {
@@ -404,61 +406,79 @@ static void flat_fwd_layout(const flat *f, int T, int need_A, bump *b, flat_fwd_
 }
 
 /* Runs out[n] (=|+=) conv(in[n]) for all samples. A: [M][K] weights of the stride-1 problem. */
+/* One unit of a forward-type run: output plane od, pixel tile / block qi, all output channels. */
+static void flat_fwd_unit(const flat *f, const flat_fwd_ws *w, const float *xp, const float *A,
+                          const float *bias, float *outn, int accumulate, int tid, int od, int qi,
+                          float *tile)
+{
+    const float *xb = xp + (size_t)od * f->pl;
+    if (f->direct) {
+        const int G = (f->M + COB - 1) / COB;
+        int q0 = qi * TILE;
+        for (int g = 0; g < G; g++) {
+            direct_tile(xb + q0, w->koff, f->K, w->wpk + (size_t)g * f->K * COB, tile);
+            int mc = f->M - g * COB < COB ? f->M - g * COB : COB;
+            flat_store(f, tile, TILE, q0, TILE, g * COB, mc, od, outn, bias, accumulate);
+        }
+        return;
+    }
+    int q0 = qi * f->qb, nq = f->qmax - q0 < f->qb ? f->qmax - q0 : f->qb;
+    float *ob = w->ob + (size_t)tid * f->M * f->qb;
+    const float *B;
+    int ldb;
+    if (f->kvol == 1) {
+        B = xb + q0, ldb = (int)f->cs;
+    } else {
+        float *col = w->col + (size_t)tid * f->K * f->qb;
+        for (int k = 0; k < f->K; k++)
+            memcpy(col + (size_t)k * nq, xb + w->koff[k] + q0, (size_t)nq * sizeof(float));
+        B = col, ldb = nq;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, f->M, nq, f->K, 1.0f, A, f->K, B, ldb,
+                0.0f, ob, nq);
+    flat_store(f, ob, nq, q0, nq, 0, f->M, od, outn, bias, accumulate);
+}
+
+/* Runs out[n] (=|+=) conv(in[n]) for all samples. A: [M][K] weights of the stride-1 problem.
+ * N >= 2: the workers take whole samples dynamically, each with its own padded copy (no barriers);
+ * N == 1: all workers pad the sample together, then share its units. Each output element is
+ * computed by one worker in a fixed order either way: the bits do not depend on the threads. */
 static void flat_fwd_run(const flat *f, int N, const float *in, const float *A, const float *bias,
                          float *out, int accumulate, flat_fwd_ws *w, int T)
 {
     flat_koff(f, w->koff);
     if (f->direct)
         pack_direct(A, f->M, f->K, w->wpk);
-    memset(w->xp + (size_t)f->C * f->cs, 0, (f->xp_floats - (size_t)f->C * f->cs) * sizeof(float));
+    for (int t = 0; t < T; t++)
+        memset(w->xp + (size_t)t * f->xp_floats + (size_t)f->C * f->cs, 0,
+               (f->xp_floats - (size_t)f->C * f->cs) * sizeof(float));
     const int nunit_q = f->direct ? (f->qmax + TILE - 1) / TILE : (f->qmax + f->qb - 1) / f->qb;
     const long units = (long)f->out[0] * nunit_q;
     const long chunk = units / (8L * T) + 1;
-    const int G = (f->M + COB - 1) / COB;
+    const long planes = (long)f->C * f->P[0];
 #pragma omp parallel num_threads(T)
     {
         int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-        long lo, hi;
         float tile[COB * TILE];
-        for (int n = 0; n < N; n++) {
-            split((long)f->C * f->P[0], tid, nt, &lo, &hi);
-            flat_pad_planes(f, in + (size_t)n * f->in_sample, w->xp, lo, hi);
-#pragma omp barrier
-            float *outn = out + (size_t)n * f->out_sample;
-            /* outputs are disjoint: dynamic chunks balance a contended core without changing bits
-             */
-#pragma omp for schedule(dynamic, chunk) nowait
-            for (long u = 0; u < units; u++) {
-                int od = (int)(u / nunit_q), qi = (int)(u % nunit_q);
-                const float *xb = w->xp + (size_t)od * f->pl;
-                if (f->direct) {
-                    int q0 = qi * TILE;
-                    for (int g = 0; g < G; g++) {
-                        direct_tile(xb + q0, w->koff, f->K, w->wpk + (size_t)g * f->K * COB, tile);
-                        int mc = f->M - g * COB < COB ? f->M - g * COB : COB;
-                        flat_store(f, tile, TILE, q0, TILE, g * COB, mc, od, outn, bias,
-                                   accumulate);
-                    }
-                } else {
-                    int q0 = qi * f->qb, nq = f->qmax - q0 < f->qb ? f->qmax - q0 : f->qb;
-                    float *ob = w->ob + (size_t)tid * f->M * f->qb;
-                    const float *B;
-                    int ldb;
-                    if (f->kvol == 1) {
-                        B = xb + q0, ldb = (int)f->cs;
-                    } else {
-                        float *col = w->col + (size_t)tid * f->K * f->qb;
-                        for (int k = 0; k < f->K; k++)
-                            memcpy(col + (size_t)k * nq, xb + w->koff[k] + q0,
-                                   (size_t)nq * sizeof(float));
-                        B = col, ldb = nq;
-                    }
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, f->M, nq, f->K, 1.0f, A,
-                                f->K, B, ldb, 0.0f, ob, nq);
-                    flat_store(f, ob, nq, q0, nq, 0, f->M, od, outn, bias, accumulate);
-                }
+        if (N >= 2) {
+            float *xp = w->xp + (size_t)tid * f->xp_floats;
+#pragma omp for schedule(dynamic, 1)
+            for (int n = 0; n < N; n++) {
+                flat_pad_planes(f, in + (size_t)n * f->in_sample, xp, 0, planes);
+                float *outn = out + (size_t)n * f->out_sample;
+                for (long u = 0; u < units; u++)
+                    flat_fwd_unit(f, w, xp, A, bias, outn, accumulate, tid, (int)(u / nunit_q),
+                                  (int)(u % nunit_q), tile);
             }
+        } else {
+            long lo, hi;
+            split(planes, tid, nt, &lo, &hi);
+            flat_pad_planes(f, in, w->xp, lo, hi);
 #pragma omp barrier
+#pragma omp for schedule(dynamic, chunk)
+            for (long u = 0; u < units; u++)
+                flat_fwd_unit(f, w, w->xp, A, bias, out, accumulate, tid, (int)(u / nunit_q),
+                              (int)(u % nunit_q), tile);
         }
     }
 }
@@ -507,9 +527,9 @@ static size_t flat_R(const flat *f)
 
 static void flat_w_layout(const flat *f, int T, bump *b, flat_w_ws *w)
 {
-    w->xp = take(b, f->xp_floats * sizeof(float));
+    w->xp = take(b, (size_t)T * f->xp_floats * sizeof(float)); /* per worker */
     w->koff = take(b, (size_t)f->K * sizeof(int));
-    w->dyp = take(b, (size_t)f->M * flat_R(f) * sizeof(float));
+    w->dyp = take(b, (size_t)T * f->M * flat_R(f) * sizeof(float));
     w->part = take(b, (size_t)NSLOT * f->M * f->K * sizeof(float));
     w->col = (f->direct || f->kvol == 1) ? NULL : take(b, (size_t)T * f->K * f->qb * sizeof(float));
 }
@@ -532,71 +552,97 @@ static void flat_pad_dy(const flat *f, const float *dy, float *dyp, size_t R, lo
 }
 
 /* dw[M][K] += sum_n dy[n] (x) xpad[n]; db[M] += sums of dy. */
+static void flat_w_unit(const flat *f, const flat_w_ws *w, const float *xp, const float *dyp,
+                        float *part, int tid, long u)
+{
+    const size_t R = flat_R(f), dstride = R; /* channel stride of dyp */
+    const int qstep = f->direct ? WQ : f->qb;
+    const int M = f->M, K = f->K;
+    size_t r0 = (size_t)u * qstep;
+    int nq = R - r0 < (size_t)qstep ? (int)(R - r0) : qstep;
+    const float *xb = xp + r0;
+    const float *dyb = dyp + r0;
+    if (f->direct) {
+        for (int m0 = 0; m0 < M; m0 += WM) {
+            const float *dyr[WM];
+            for (int i = 0; i < WM; i++)
+                dyr[i] = dyb + (size_t)(m0 + i < M ? m0 + i : M - 1) * dstride;
+            for (int k0 = 0; k0 < K; k0 += WK) {
+                int ko[WK];
+                for (int j = 0; j < WK; j++)
+                    ko[j] = w->koff[k0 + j < K ? k0 + j : K - 1];
+                float r[WM][WK];
+                direct_wtile(dyr, xb, ko, nq, r);
+                for (int i = 0; i < WM && m0 + i < M; i++)
+                    for (int j = 0; j < WK && k0 + j < K; j++)
+                        part[(size_t)(m0 + i) * K + k0 + j] += r[i][j];
+            }
+        }
+        return;
+    }
+    const float *B;
+    int ldb;
+    if (f->kvol == 1) {
+        B = xb, ldb = (int)f->cs;
+    } else {
+        float *col = w->col + (size_t)tid * K * f->qb;
+        for (int k = 0; k < K; k++)
+            memcpy(col + (size_t)k * nq, xb + w->koff[k], (size_t)nq * sizeof(float));
+        B = col, ldb = nq;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, K, nq, 1.0f, dyb, (int)dstride, B, ldb,
+                1.0f, part, K);
+}
+
+/* dw[M][K] += sum_n dy[n] (x) xpad[n]; db[M] += sums of dy.
+ * N >= 2: slot s (of min(N, NSLOT)) owns samples s, s + NS, ...; the workers take slots
+ * dynamically, each padding its samples into its own buffers (no barriers). N == 1: all workers pad
+ * the sample together and slots own fixed unit ranges. Slots are summed in order, so the bits
+ * depend on N but not on the thread count. */
 static void flat_w_run(const flat *f, int N, const float *x, const float *dy, float *dw, float *db,
                        flat_w_ws *w, int T)
 {
     flat_koff(f, w->koff);
-    memset(w->xp + (size_t)f->C * f->cs, 0, (f->xp_floats - (size_t)f->C * f->cs) * sizeof(float));
+    for (int t = 0; t < T; t++)
+        memset(w->xp + (size_t)t * f->xp_floats + (size_t)f->C * f->cs, 0,
+               (f->xp_floats - (size_t)f->C * f->cs) * sizeof(float));
     memset(w->part, 0, (size_t)NSLOT * f->M * f->K * sizeof(float));
     const size_t vout = (size_t)f->out[0] * f->out[1] * f->out[2];
     const size_t R = flat_R(f);
     const int qstep = f->direct ? WQ : f->qb;
     const long units = (long)((R + (size_t)qstep - 1) / (size_t)qstep);
     const int M = f->M, K = f->K;
-    const size_t dstride = R; /* channel stride of dyp */
+    const long planes = (long)f->C * f->P[0], dplanes = (long)M * f->out[0];
+    const int NS = N < NSLOT ? N : NSLOT;
 #pragma omp parallel num_threads(T)
     {
         int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-        long lo, hi;
-        for (int n = 0; n < N; n++) {
-            split((long)f->C * f->P[0], tid, nt, &lo, &hi);
-            flat_pad_planes(f, x + (size_t)n * f->in_sample, w->xp, lo, hi);
-            split((long)M * f->out[0], tid, nt, &lo, &hi);
-            flat_pad_dy(f, dy + (size_t)n * M * vout, w->dyp, R, lo, hi);
+        if (N >= 2) {
+            float *xp = w->xp + (size_t)tid * f->xp_floats, *dyp = w->dyp + (size_t)tid * M * R;
+#pragma omp for schedule(dynamic, 1)
+            for (int slot = 0; slot < NS; slot++) {
+                float *part = w->part + (size_t)slot * M * K;
+                for (int n = slot; n < N; n += NS) {
+                    flat_pad_planes(f, x + (size_t)n * f->in_sample, xp, 0, planes);
+                    flat_pad_dy(f, dy + (size_t)n * M * vout, dyp, R, 0, dplanes);
+                    for (long u = 0; u < units; u++)
+                        flat_w_unit(f, w, xp, dyp, part, tid, u);
+                }
+            }
+        } else {
+            long lo, hi;
+            split(planes, tid, nt, &lo, &hi);
+            flat_pad_planes(f, x, w->xp, lo, hi);
+            split(dplanes, tid, nt, &lo, &hi);
+            flat_pad_dy(f, dy, w->dyp, R, lo, hi);
 #pragma omp barrier
-#pragma omp for schedule(dynamic, 1) nowait
+#pragma omp for schedule(dynamic, 1)
             for (int slot = 0; slot < NSLOT; slot++) {
                 float *part = w->part + (size_t)slot * M * K;
                 split(units, slot, NSLOT, &lo, &hi);
-                for (long u = lo; u < hi; u++) {
-                    size_t r0 = (size_t)u * qstep;
-                    int nq = R - r0 < (size_t)qstep ? (int)(R - r0) : qstep;
-                    const float *xb = w->xp + r0;
-                    const float *dyb = w->dyp + r0;
-                    if (f->direct) {
-                        for (int m0 = 0; m0 < M; m0 += WM) {
-                            const float *dyr[WM];
-                            for (int i = 0; i < WM; i++)
-                                dyr[i] = dyb + (size_t)(m0 + i < M ? m0 + i : M - 1) * dstride;
-                            for (int k0 = 0; k0 < K; k0 += WK) {
-                                int ko[WK];
-                                for (int j = 0; j < WK; j++)
-                                    ko[j] = w->koff[k0 + j < K ? k0 + j : K - 1];
-                                float r[WM][WK];
-                                direct_wtile(dyr, xb, ko, nq, r);
-                                for (int i = 0; i < WM && m0 + i < M; i++)
-                                    for (int j = 0; j < WK && k0 + j < K; j++)
-                                        part[(size_t)(m0 + i) * K + k0 + j] += r[i][j];
-                            }
-                        }
-                    } else {
-                        const float *B;
-                        int ldb;
-                        if (f->kvol == 1) {
-                            B = xb, ldb = (int)f->cs;
-                        } else {
-                            float *col = w->col + (size_t)tid * K * f->qb;
-                            for (int k = 0; k < K; k++)
-                                memcpy(col + (size_t)k * nq, xb + w->koff[k],
-                                       (size_t)nq * sizeof(float));
-                            B = col, ldb = nq;
-                        }
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, K, nq, 1.0f, dyb,
-                                    (int)dstride, B, ldb, 1.0f, part, K);
-                    }
-                }
+                for (long u = lo; u < hi; u++)
+                    flat_w_unit(f, w, w->xp, w->dyp, part, tid, u);
             }
-#pragma omp barrier
         }
     }
     for (int t = 0; t < NSLOT; t++) {
