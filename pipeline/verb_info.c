@@ -11,11 +11,17 @@
 #include "../io/mk_tiff.h"
 #include "mk_verbs.h"
 
+/* -0 prints as 0 */
+static double nz(double v)
+{
+    return v == 0 ? 0.0 : v;
+}
+
 static void print_mat(const char *name, const double m[4][4])
 {
     printf("%s:\n", name);
     for (int r = 0; r < 4; r++)
-        printf("  [%12.6f %12.6f %12.6f %12.6f]\n", m[r][0], m[r][1], m[r][2], m[r][3]);
+        printf("  [%12.6f %12.6f %12.6f %12.6f]\n", nz(m[r][0]), nz(m[r][1]), nz(m[r][2]), nz(m[r][3]));
 }
 
 static const char *xform_name(int code)
@@ -40,11 +46,11 @@ static void print_image(const char *path, const char *format, const mk_image *im
            img->geom.spacing[2]);
     if (img->geom.tr > 0)
         printf("  (t step %.6g s)", img->geom.tr);
-    printf("\norigin:      %.6f %.6f %.6f (LPS mm)\n", img->geom.origin[0], img->geom.origin[1],
-           img->geom.origin[2]);
+    printf("\norigin:      %.6f %.6f %.6f (LPS mm)\n", nz(img->geom.origin[0]), nz(img->geom.origin[1]),
+           nz(img->geom.origin[2]));
     printf("direction:   ");
     for (int i = 0; i < 9; i++)
-        printf("%s%.6f", i ? " " : "", img->geom.direction[i]);
+        printf("%s%.6f", i ? " " : "", nz(img->geom.direction[i]));
     printf(" (LPS, row-major)\n");
     printf("orientation: %s (voxel axes i,j,k point to; RAS letters as nibabel prints them)\n", code);
     double a[4][4];
@@ -109,7 +115,6 @@ mk_status mk_verb_info(mk_cli *cli, int argc, char **argv)
             return mk_err(ctx, MK_ERR_IO, "%s: no such file or folder", path);
     }
     if (mk_fs_is_file(path) && mk_tiff_is_tiff(path)) {
-        printf("file:        %s\nformat:      tiff (whole-slide / tiled)\n", path);
         return mk_io_tiff_info(ctx, path, stdout);
     }
     if (mk_fs_is_dir(path)) {

@@ -7,3 +7,9 @@ mk_add_test(test_io_manifest SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_io_manifes
 target_include_directories(test_io_manifest PRIVATE ${CMAKE_SOURCE_DIR})
 mk_add_test(test_io_resample SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_io_resample.c LIBS mk_io TIMEOUT 60)
 target_include_directories(test_io_resample PRIVATE ${CMAKE_SOURCE_DIR})
+# End-to-end `pipeline info/convert`; skips itself when the pipeline binary is not built.
+mk_add_test(test_io_cli SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_io_cli.c LIBS mk_io TIMEOUT 60)
+target_include_directories(test_io_cli PRIVATE ${CMAKE_SOURCE_DIR})
+if(TARGET pipeline)
+  add_dependencies(test_io_cli pipeline)
+endif()
