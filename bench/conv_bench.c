@@ -6,7 +6,10 @@
  *
  * usage: conv-bench [--net 2d|3d|all] [--reps N] [--quick] [--layer SUBSTR]
  *   --quick: spatial sizes divided by 2 per axis (for a smoke run);
- *   --layer: only layers whose name contains SUBSTR (totals then cover those only). */
+ *   --layer: only layers whose name contains SUBSTR (totals then cover those only);
+ *   --cpu: divide by process CPU seconds (all threads) instead of wall seconds: GFLOP per
+ *          CPU-second, i.e. per-core efficiency, much less sensitive to a contended machine
+ *          (for 2 threads it is the per-core rate, so perfect scaling shows as equal columns). */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -18,10 +21,12 @@
 
 void openblas_set_num_threads(int num_threads);
 
+static int cpu_clock; /* --cpu: process CPU time instead of wall time */
+
 static double now(void)
 {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(cpu_clock ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
@@ -283,17 +288,19 @@ int main(int argc, char **argv)
             div = 2;
         else if (!strcmp(argv[i], "--layer") && i + 1 < argc)
             only_layer = argv[++i];
+        else if (!strcmp(argv[i], "--cpu"))
+            cpu_clock = 1;
         else {
-            fprintf(stderr,
-                    "usage: conv-bench [--net 2d|3d|all] [--reps N] [--quick] [--layer SUBSTR]\n");
+            fprintf(stderr, "usage: conv-bench [--net 2d|3d|all] [--reps N] [--quick] [--layer "
+                            "SUBSTR] [--cpu]\n");
             return 2;
         }
     }
     if (reps < 1)
         reps = 1;
-    printf("# conv-bench: GFLOP/s, best of %d after warm-up; ours-T = mk_conv_* with T threads; "
-           "sgemm-T = whole-sample im2col + cblas_sgemm with OpenBLAS on T threads\n",
-           reps);
+    printf("# conv-bench: GFLOP per %s second, best of %d after warm-up; ours-T = mk_conv_* with T "
+           "threads; sgemm-T = whole-sample im2col + cblas_sgemm with OpenBLAS on T threads\n",
+           cpu_clock ? "CPU (all threads)" : "wall", reps);
     fma_bracket("before");
     if (!strcmp(net, "2d") || !strcmp(net, "all"))
         run_net("2D U-Net, 1x256x256, widths 16/32/64/128", L2D, (int)(sizeof L2D / sizeof L2D[0]),

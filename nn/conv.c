@@ -345,7 +345,11 @@ static void flat_store(const flat *f, const float *ob, int ldo, int q0, int nq, 
 }
 
 /* Direct forward tile: out[j][v] = sum_k wg[k][j] * xb[koff[k] + v], j < COB, v < TILE. */
-static void direct_tile(const float *xb, const int *koff, int K, const float *wg, float *out)
+/* dst != NULL: the tile lies inside one output row, store straight from the registers to
+ * dst[j] (channel j of the group; NULL past M): mode 0 dst = acc + bias[j], mode 1 dst += acc.
+ * dst == NULL: write the tile to out[j][TILE] for flat_store. */
+static void direct_tile(const float *xb, const int *koff, int K, const float *wg, float *out,
+                        float *const *dst, const float *bias, int accumulate)
 {
     vf acc[COB][NV];
     for (int j = 0; j < COB; j++)
@@ -365,9 +369,29 @@ static void direct_tile(const float *xb, const int *koff, int K, const float *wg
                 acc[j][v] = VFMA(a[v], b, acc[j][v]);
         }
     }
-    for (int j = 0; j < COB; j++)
-        for (int v = 0; v < NV; v++)
-            VSTORE(out + j * TILE + v * VL, acc[j][v]);
+    if (!dst) {
+        for (int j = 0; j < COB; j++)
+            for (int v = 0; v < NV; v++)
+                VSTORE(out + j * TILE + v * VL, acc[j][v]);
+        return;
+    }
+    for (int j = 0; j < COB; j++) {
+        if (!dst[j])
+            continue;
+        if (accumulate) {
+            for (int v = 0; v < NV; v++) {
+                vf o = VLOAD(dst[j] + v * VL);
+                o = o + acc[j][v];
+                VSTORE(dst[j] + v * VL, o);
+            }
+        } else {
+            vf b = VSET1(bias ? bias[j] : 0.0f);
+            for (int v = 0; v < NV; v++) {
+                vf o = acc[j][v] + b;
+                VSTORE(dst[j] + v * VL, o);
+            }
+        }
+    }
 }
 
 /* Pack A[M][K] into groups of COB channels: wpk[g][k][j] = A[g*COB + j][k] (0 past M). */
@@ -414,11 +438,25 @@ static void flat_fwd_unit(const flat *f, const flat_fwd_ws *w, const float *xp, 
     const float *xb = xp + (size_t)od * f->pl;
     if (f->direct) {
         const int G = (f->M + COB - 1) / COB;
-        int q0 = qi * TILE;
+        int q0 = qi * TILE, oh = q0 / f->P[2], ow = q0 - oh * f->P[2];
+        /* fast store: the whole tile inside one row's valid columns of a plain output */
+        int inrow = !f->patch_out && ow + TILE <= f->out[2];
+        const size_t opl = (size_t)f->out[1] * f->out[2], ovol = (size_t)f->out[0] * opl;
         for (int g = 0; g < G; g++) {
-            direct_tile(xb + q0, w->koff, f->K, w->wpk + (size_t)g * f->K * COB, tile);
             int mc = f->M - g * COB < COB ? f->M - g * COB : COB;
-            flat_store(f, tile, TILE, q0, TILE, g * COB, mc, od, outn, bias, accumulate);
+            const float *wg = w->wpk + (size_t)g * f->K * COB;
+            if (inrow) {
+                float *dst[COB];
+                for (int j = 0; j < COB; j++)
+                    dst[j] = j < mc ? outn + (size_t)(g * COB + j) * ovol + (size_t)od * opl +
+                                          (size_t)oh * f->out[2] + ow
+                                    : NULL;
+                direct_tile(xb + q0, w->koff, f->K, wg, NULL, dst, bias ? bias + g * COB : NULL,
+                            accumulate);
+            } else {
+                direct_tile(xb + q0, w->koff, f->K, wg, tile, NULL, NULL, 0);
+                flat_store(f, tile, TILE, q0, TILE, g * COB, mc, od, outn, bias, accumulate);
+            }
         }
         return;
     }
