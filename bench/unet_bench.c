@@ -80,7 +80,6 @@ static double rel_err(const float *a, const float *b, int64_t n, double *maxrel)
     return sqrt(s2) / (b2 > 1e-60 ? sqrt(b2) : 1e-30);
 }
 
-
 /* compare n floats at `ours` against dataset dset; updates *worst, prints when verbose */
 static int cmp_dset(mk_ctx *ctx, const char *file, const char *dset, const float *ours, int64_t n,
                     double *worst, int grp, int verbose)
@@ -119,7 +118,7 @@ static void h5name(char *buf, size_t n, const char *group, const char *name)
 
 /* Group errors of one check pass: L2 relative (judged) and max-norm relative (reported). */
 typedef struct check_errs {
-    double e[6]; /* logits, loss, gradients, params, eval logits, adam on torch grads */
+    double e[6];       /* logits, loss, gradients, params, eval logits, adam on torch grads */
     double params_all; /* all updated parameters and buffers as one vector */
     long long kinks;
 } check_errs;
@@ -127,7 +126,8 @@ typedef struct check_errs {
 enum { G_LOGITS, G_LOSS, G_GRAD, G_PARAM, G_EVAL, G_ADAM };
 
 /* One pass: fresh parameters from /params, train forward + CE + Dice, backward, Adam step, eval
- * forward; then Adam alone on PyTorch's gradients. kink_tol/side set the ReLU subgradient policy. */
+ * forward; then Adam alone on PyTorch's gradients. kink_tol/side set the ReLU subgradient policy.
+ */
 static int check_pass(const opts *o, const char *file, const mk_tensor *input,
                       const int32_t *target, float kink_tol, uint64_t kink_side, int verbose,
                       check_errs *E)
@@ -181,8 +181,8 @@ static int check_pass(const opts *o, const char *file, const mk_tensor *input,
         if (p->is_buffer)
             continue;
         h5name(dn, sizeof dn, "grads", p->name);
-        bad |= cmp_dset(&ctx, file, dn, p->grad, mk_tensor_numel(&p->value), &E->e[G_GRAD],
-                        G_GRAD, vv);
+        bad |= cmp_dset(&ctx, file, dn, p->grad, mk_tensor_numel(&p->value), &E->e[G_GRAD], G_GRAD,
+                        vv);
     }
     bad |= cmp_dset(&ctx, file, "grads_input", x->grad, mk_tensor_numel(&x->t), &E->e[G_GRAD],
                     G_GRAD, verbose);
@@ -323,8 +323,10 @@ static int run_check(const opts *o)
         }
         check_pass(o, file, &input, target, 2e-6f, best_mask, 0, &best); /* its max-norms */
         char title[160];
-        snprintf(title, sizeof title, "with the %lld kink input(s) resolved as mask 0x%llx "
-                 "(bit j set = j-th kink input active):", k, (unsigned long long)best_mask);
+        snprintf(title, sizeof title,
+                 "with the %lld kink input(s) resolved as mask 0x%llx "
+                 "(bit j set = j-th kink input active):",
+                 k, (unsigned long long)best_mask);
         check_print(title, &best);
         if (check_ok(&best)) {
             printf("PASS (after resolving %lld ReLU kink input(s) within float32 rounding of 0)\n",
@@ -465,8 +467,7 @@ static int run_bench(const opts *o)
         med = failed ? 0 : median(times, nrun);
         work = train ? batch * (3 * fwd - first) : batch * fwd;
         value = train ? 1.0 / med : batch / med;
-        snprintf(unit, sizeof unit, "%s",
-                 train ? "steps/s" : dim == 2 ? "images/s" : "volumes/s");
+        snprintf(unit, sizeof unit, "%s", train ? "steps/s" : dim == 2 ? "images/s" : "volumes/s");
     }
     if (failed || mk_nn_graph_oom(g)) {
         fprintf(stderr, "unet-bench: out of memory\n");
@@ -483,8 +484,7 @@ static int run_bench(const opts *o)
                "%lld, \"loss_first\": %.6g, \"loss_last\": %.6g, \"arena_mb\": %.1f, "
                "\"peak_rss_mb\": %.1f, \"wall_s\": %.3f}\n",
                work / 1e9, gfl, batch, (long long)mk_nn_params_numel(ps), loss_first, loss_last,
-               (double)mk_nn_graph_arena(g)->used_peak / 1048576.0, peak_rss_mb(),
-               now_s() - wall0);
+               (double)mk_nn_graph_arena(g)->used_peak / 1048576.0, peak_rss_mb(), now_s() - wall0);
     } else {
         printf("mode %s threads %d: %.4g %s (median %.4g s), %.1f conv GFLOP/s, peak RSS %.0f MB\n",
                o->mode, o->threads, value, unit, med, gfl, peak_rss_mb());
@@ -500,9 +500,10 @@ static int run_bench(const opts *o)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: unet-bench --mode train2d|infer2d|train3d|infer3d|volume2d [--threads N]"
-                    " [--json] [--warmup W] [--runs R] [--batch B] [--slices S] [--seed S]\n"
-                    "       unet-bench --check FILE.h5 [--threads N]\n");
+    fprintf(stderr,
+            "usage: unet-bench --mode train2d|infer2d|train3d|infer3d|volume2d [--threads N]"
+            " [--json] [--warmup W] [--runs R] [--batch B] [--slices S] [--seed S]\n"
+            "       unet-bench --check FILE.h5 [--threads N]\n");
     return 2;
 }
 

@@ -44,8 +44,7 @@ static mk_status write_f32(mk_ctx *ctx, hid_t f, hid_t lcpl, const char *path, c
     for (int i = 0; i < t->ndim; i++)
         dims[i] = (hsize_t)t->ne[i];
     hid_t sp = H5Screate_simple(t->ndim, dims, NULL);
-    hid_t d = sp < 0 ? -1
-                     : H5Dcreate2(f, dset, H5T_IEEE_F32LE, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t d = sp < 0 ? -1 : H5Dcreate2(f, dset, H5T_IEEE_F32LE, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
     herr_t e = d < 0 ? -1 : H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data);
     if (d >= 0)
         H5Dclose(d);
@@ -181,8 +180,8 @@ static mk_status read_into(mk_ctx *ctx, hid_t f, const char *path, const char *d
             for (int i = 0; i < rank; i++)
                 snprintf(got + strlen(got), sizeof got - strlen(got), "%s%llu", i ? "x" : "",
                          (unsigned long long)dims[i]);
-            st = mk_err(ctx, MK_ERR_FORMAT, "%s: dataset %s: expected shape %s, got %s", path,
-                        dset, want, rank ? got : "scalar");
+            st = mk_err(ctx, MK_ERR_FORMAT, "%s: dataset %s: expected shape %s, got %s", path, dset,
+                        want, rank ? got : "scalar");
         } else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) < 0) {
             st = mk_err(ctx, MK_ERR_FORMAT, "%s: dataset %s: cannot read as float32", path, dset);
         }
@@ -347,8 +346,7 @@ mk_status mk_model_h5_read_i32(mk_ctx *ctx, const char *path, const char *dset, 
             if (!*out)
                 st = mk_err(ctx, MK_ERR_NOMEM, "%s: dataset %s: out of memory", path, dset);
             else if (H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0)
-                st = mk_err(ctx, MK_ERR_FORMAT, "%s: dataset %s: cannot read as int32", path,
-                            dset);
+                st = mk_err(ctx, MK_ERR_FORMAT, "%s: dataset %s: cannot read as int32", path, dset);
             *n = tot;
             H5Dclose(d);
         }

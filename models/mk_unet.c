@@ -196,8 +196,8 @@ mk_var *mk_unet_forward(mk_unet *u, mk_nn_graph *g, mk_var *x)
         x = conv_bn_relu(u, g, x, &u->dec[j][1], 1);
         mk_nn_set_name(x, u->names[UNET_MAX_LEVELS + j]);
     }
-    mk_var *lg = mk_nn_conv(g, x, mk_nn_param(g, u->head_w), mk_nn_param(g, u->head_b), one, zero,
-                            one);
+    mk_var *lg =
+        mk_nn_conv(g, x, mk_nn_param(g, u->head_w), mk_nn_param(g, u->head_b), one, zero, one);
     mk_nn_release(g, x);
     return mk_nn_set_name(lg, "logits");
 }

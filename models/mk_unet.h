@@ -16,12 +16,11 @@
  *     mk_unet_free(net);
  *
  * Checkpoints (HDF5, written to PATH.tmp.<pid> and renamed, so a crash never leaves a half file):
- *   /params/<name with '.' -> '/'>   every parameter and buffer (float32, PyTorch layout) - the same
- *                                    layout as the golden files' /params group;
- *   /optim (group, optional)         attributes kind, lr, beta1, beta2, eps, weight_decay, momentum,
- *                                    dampening, nesterov, steps; datasets state0/<name>, state1/<name>
- *                                    (SGD momentum or Adam m; Adam v);
- *   root attributes format = "medkd-checkpoint", version = 1.
+ *   /params/<name with '.' -> '/'>   every parameter and buffer (float32, PyTorch layout) - the
+ * same layout as the golden files' /params group; /optim (group, optional)         attributes kind,
+ * lr, beta1, beta2, eps, weight_decay, momentum, dampening, nesterov, steps; datasets
+ * state0/<name>, state1/<name> (SGD momentum or Adam m; Adam v); root attributes format =
+ * "medkd-checkpoint", version = 1.
  */
 #ifndef MK_UNET_H
 #define MK_UNET_H
@@ -37,11 +36,11 @@ extern "C" {
 #endif
 
 typedef struct mk_unet_cfg {
-    int dim;      /* 2 or 3 */
-    int in_ch;    /* input channels */
-    int classes;  /* output channels */
-    int base;     /* width of level 0 */
-    int levels;   /* resolution levels incl. bottleneck (>= 1) */
+    int dim;     /* 2 or 3 */
+    int in_ch;   /* input channels */
+    int classes; /* output channels */
+    int base;    /* width of level 0 */
+    int levels;  /* resolution levels incl. bottleneck (>= 1) */
     float bn_momentum, bn_eps;
 } mk_unet_cfg;
 

@@ -128,19 +128,19 @@ typedef struct mk_nn_graph mk_nn_graph;
 
 /* One recorded value. Fields are public for reading; ops fill them. */
 typedef struct mk_var {
-    mk_tensor t;                /* value (arena or parameter memory) */
-    float *grad;                /* d loss / d value, contiguous; NULL until backward reaches it */
+    mk_tensor t; /* value (arena or parameter memory) */
+    float *grad; /* d loss / d value, contiguous; NULL until backward reaches it */
     mk_op op;
     int requires_grad;
     int nin;
     struct mk_var *in[MK_VAR_MAX_IN];
-    mk_param *param;            /* leaf of a parameter: grad is param->grad */
-    const char *name;           /* set by mk_nn_set_name (feature maps for distillation) */
-    int ip[16];                 /* integer op attributes */
-    float fp[4];                /* float op attributes */
-    void *aux, *aux2;           /* saved for backward (arena) */
-    int slot_;                  /* internal: recyclable gradient buffer + 1, 0 if none */
-    int vslot_;                 /* internal: recyclable value buffer + 1 (recycle mode), 0 if none */
+    mk_param *param;  /* leaf of a parameter: grad is param->grad */
+    const char *name; /* set by mk_nn_set_name (feature maps for distillation) */
+    int ip[16];       /* integer op attributes */
+    float fp[4];      /* float op attributes */
+    void *aux, *aux2; /* saved for backward (arena) */
+    int slot_;        /* internal: recyclable gradient buffer + 1, 0 if none */
+    int vslot_;       /* internal: recyclable value buffer + 1 (recycle mode), 0 if none */
 } mk_var;
 
 /* New graph with `threads` workers (>= 1) and a PRNG seeded with `seed` (dropout). Caller owns. */

@@ -33,7 +33,7 @@ typedef void (*mk_backward_fn)(mk_nn_graph *g, mk_var *v);
 
 struct mk_op_info {
     const char *name;
-    int nin_max;            /* most inputs the op records */
+    int nin_max;             /* most inputs the op records */
     mk_backward_fn backward; /* NULL for leaves */
 };
 

@@ -73,7 +73,7 @@ mk_var *mk_nn_cross_entropy(mk_nn_graph *g, mk_var *logits, const int32_t *label
     double *part = mk__tmp(g, (size_t)(3 * NB) * sizeof(double));
     if (!part)
         return NULL;
-#pragma omp parallel for num_threads(loss_threads(g, P * c)) schedule(static)
+#pragma omp parallel for num_threads(loss_threads(g, P *c)) schedule(static)
     for (int b = 0; b < nb; b++) {
         double t = 0, ws = 0, bad = 0;
         for (int64_t p = blk_lo(P, nb, b); p < blk_lo(P, nb, b + 1); p++) {
@@ -124,7 +124,7 @@ void mk__ce_backward(mk_nn_graph *g, mk_var *v)
     const float *w = v->aux2;
     double scale = v->grad[0] / (double)v->fp[0];
     int64_t P = n * S;
-#pragma omp parallel for num_threads(loss_threads(g, P * c)) schedule(static)
+#pragma omp parallel for num_threads(loss_threads(g, P *c)) schedule(static)
     for (int64_t p = 0; p < P; p++) {
         int64_t i = p / S, s = p % S;
         int32_t y = lab[p];
@@ -163,7 +163,7 @@ mk_var *mk_nn_dice_loss(mk_nn_graph *g, mk_var *logits, const int32_t *labels, f
     double *part = mk__tmp(g, (size_t)nb * (size_t)(3 * c + 1) * sizeof(double));
     if (!part)
         return NULL;
-#pragma omp parallel for num_threads(loss_threads(g, NP * c)) schedule(static)
+#pragma omp parallel for num_threads(loss_threads(g, NP *c)) schedule(static)
     for (int b = 0; b < nb; b++) {
         double *pb = part + (size_t)b * (size_t)(3 * c + 1);
         memset(pb, 0, (size_t)(3 * c + 1) * sizeof(double));
@@ -222,11 +222,11 @@ void mk__dice_backward(mk_nn_graph *g, mk_var *v)
     double *c0 = cg, *c1 = cg + c;
     for (int64_t k = 0; k < c; k++) {
         double D = P[k] + G[k] + eps, N = 2 * I[k] + eps;
-        c0[k] = v->grad[0] * (N / (D * D)) / (double)c;    /* for every voxel */
-        c1[k] = -v->grad[0] * (2.0 / D) / (double)c;       /* extra where g_k = 1 */
+        c0[k] = v->grad[0] * (N / (D * D)) / (double)c; /* for every voxel */
+        c1[k] = -v->grad[0] * (2.0 / D) / (double)c;    /* extra where g_k = 1 */
     }
     int64_t NP = n * S;
-#pragma omp parallel for num_threads(loss_threads(g, NP * c)) schedule(static)
+#pragma omp parallel for num_threads(loss_threads(g, NP *c)) schedule(static)
     for (int64_t q = 0; q < NP; q++) {
         double dp[64], p[64];
         int64_t i = q / S, s = q % S;

@@ -248,7 +248,7 @@ mk_var *mk_nn_maxpool(mk_nn_graph *g, mk_var *x, int k, int s)
             return NULL;
     }
     v->aux = arg;
-#pragma omp parallel for num_threads(nthreads(g, n * c * O)) schedule(static)
+#pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(static)
     for (int64_t p = 0; p < n * c; p++) {
         const float *xp = x->t.data + p * S;
         float *yp = v->t.data + p * O;
@@ -260,8 +260,8 @@ mk_var *mk_nn_maxpool(mk_nn_graph *g, mk_var *x, int k, int s)
                     for (int a = 0; a < kd; a++)
                         for (int b2 = 0; b2 < k; b2++)
                             for (int c2 = 0; c2 < k; c2++) {
-                                int64_t idx = ((od * sd + a) * sp[1] + oh * s + b2) * sp[2] +
-                                              ow * s + c2;
+                                int64_t idx =
+                                    ((od * sd + a) * sp[1] + oh * s + b2) * sp[2] + ow * s + c2;
                                 float val = xp[idx];
                                 /* NaN propagates like PyTorch; ties keep the first */
                                 if (bi < 0 || val > best || (isnan(val) && !isnan(best))) {
@@ -289,7 +289,7 @@ static void maxpool_backward(mk_nn_graph *g, mk_var *v)
     mk__dims(v, &on, &oc, osp);
     int64_t S = sp[0] * sp[1] * sp[2], O = osp[0] * osp[1] * osp[2];
     const int32_t *arg = v->aux;
-#pragma omp parallel for num_threads(nthreads(g, n * c * O)) schedule(static)
+#pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(static)
     for (int64_t p = 0; p < n * c; p++)
         for (int64_t o = 0; o < O; o++)
             dx[p * S + arg[p * O + o]] += v->grad[p * O + o];
@@ -309,7 +309,7 @@ mk_var *mk_nn_avgpool(mk_nn_graph *g, mk_var *x, int k, int s)
     int kd = ns == 3 ? k : 1, sd = ns == 3 ? s : 1;
     int64_t S = sp[0] * sp[1] * sp[2], O = osp[0] * osp[1] * osp[2];
     float inv = 1.0f / (float)(kd * k * k);
-#pragma omp parallel for num_threads(nthreads(g, n * c * O)) schedule(static)
+#pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(static)
     for (int64_t p = 0; p < n * c; p++) {
         const float *xp = x->t.data + p * S;
         float *yp = v->t.data + p * O;
@@ -320,8 +320,8 @@ mk_var *mk_nn_avgpool(mk_nn_graph *g, mk_var *x, int k, int s)
                     for (int a = 0; a < kd; a++)
                         for (int b2 = 0; b2 < k; b2++)
                             for (int c2 = 0; c2 < k; c2++)
-                                acc += xp[((od * sd + a) * sp[1] + oh * s + b2) * sp[2] + ow * s +
-                                          c2];
+                                acc +=
+                                    xp[((od * sd + a) * sp[1] + oh * s + b2) * sp[2] + ow * s + c2];
                     yp[(od * osp[1] + oh) * osp[2] + ow] = acc * inv;
                 }
     }
@@ -341,7 +341,7 @@ static void avgpool_backward(mk_nn_graph *g, mk_var *v)
     mk__dims(v, &on, &oc, osp);
     int64_t S = sp[0] * sp[1] * sp[2], O = osp[0] * osp[1] * osp[2];
     float inv = 1.0f / (float)(kd * k * k);
-#pragma omp parallel for num_threads(nthreads(g, n * c * O)) schedule(static)
+#pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(static)
     for (int64_t p = 0; p < n * c; p++) {
         float *dxp = dx + p * S;
         const float *gy = v->grad + p * O;
@@ -384,7 +384,7 @@ mk_var *mk_nn_upsample_nearest(mk_nn_graph *g, mk_var *x, int f)
     mk__dims(v, &on, &oc, osp);
     int64_t S = sp[0] * sp[1] * sp[2], O = osp[0] * osp[1] * osp[2];
     int fd = x->t.ndim == 5 ? f : 1;
-#pragma omp parallel for num_threads(nthreads(g, n * c * O)) schedule(static)
+#pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(static)
     for (int64_t p = 0; p < n * c; p++)
         for (int64_t od = 0; od < osp[0]; od++)
             for (int64_t oh = 0; oh < osp[1]; oh++)
@@ -406,7 +406,7 @@ static void up_nearest_backward(mk_nn_graph *g, mk_var *v)
     mk__dims(x, &n, &c, sp);
     mk__dims(v, &on, &oc, osp);
     int64_t S = sp[0] * sp[1] * sp[2], O = osp[0] * osp[1] * osp[2];
-#pragma omp parallel for num_threads(nthreads(g, n * c * O)) schedule(static)
+#pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(static)
     for (int64_t p = 0; p < n * c; p++)
         for (int64_t od = 0; od < osp[0]; od++)
             for (int64_t oh = 0; oh < osp[1]; oh++)
@@ -479,7 +479,7 @@ mk_var *mk_nn_upsample_linear(mk_nn_graph *g, mk_var *x, int f)
     mk__dims(v, &on, &oc, osp);
     int fa[3] = {x->t.ndim == 5 ? f : 1, x->t.ndim >= 4 ? f : 1, f};
     int64_t S = sp[0] * sp[1] * sp[2], O = osp[0] * osp[1] * osp[2];
-#pragma omp parallel for num_threads(nthreads(g, n * c * O)) schedule(static)
+#pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(static)
     for (int64_t p = 0; p < n * c; p++)
         up_linear_plane(x->t.data + p * S, v->t.data + p * O, sp, osp, fa, 0);
     return v;
@@ -497,7 +497,7 @@ static void up_linear_backward(mk_nn_graph *g, mk_var *v)
     mk__dims(v, &on, &oc, osp);
     int fa[3] = {x->t.ndim == 5 ? f : 1, x->t.ndim >= 4 ? f : 1, f};
     int64_t S = sp[0] * sp[1] * sp[2], O = osp[0] * osp[1] * osp[2];
-#pragma omp parallel for num_threads(nthreads(g, n * c * O)) schedule(static)
+#pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(static)
     for (int64_t p = 0; p < n * c; p++)
         up_linear_plane(v->grad + p * O, dx + p * S, sp, osp, fa, 1);
 }
@@ -651,7 +651,7 @@ static mk_var *norm_forward(mk_nn_graph *g, mk_op op, mk_var *x, mk_var *gamma, 
     if (batch_stats) {
         int update = op == MK_OP_BATCHNORM && g->training && g->update_stats && rm && rv;
         int64_t M = L.R * L.S;
-#pragma omp parallel for num_threads(nthreads(g, L.G * M)) schedule(static)
+#pragma omp parallel for num_threads(nthreads(g, L.G *M)) schedule(static)
         for (int64_t j = 0; j < L.G; j++) {
             double m, var;
             norm_stats(x->t.data, &L, j, &m, &var);
@@ -701,13 +701,13 @@ static void norm_backward(mk_nn_graph *g, mk_var *v)
         return;
     int64_t M = L.R * L.S;
     int batch_stats = v->ip[0];
-#pragma omp parallel for num_threads(nthreads(g, L.G * M)) schedule(static)
+#pragma omp parallel for num_threads(nthreads(g, L.G *M)) schedule(static)
     for (int64_t j = 0; j < L.G; j++) {
         double a = 0, b = 0;
         float m = mean[j], is = invstd[j];
         for (int64_t r = 0; r < L.R; r++)
-            red_dy(v->grad + r * L.stride_r + j * L.S, x->t.data + r * L.stride_r + j * L.S, L.S,
-                   m, is, &a, &b);
+            red_dy(v->grad + r * L.stride_r + j * L.S, x->t.data + r * L.stride_r + j * L.S, L.S, m,
+                   is, &a, &b);
         sdy[j] = a;
         sdyx[j] = b;
         if (!dx)
@@ -923,7 +923,7 @@ static void concat_backward(mk_nn_graph *g, mk_var *v)
     float *db = want(b) ? mk__grad(g, b) : NULL;
     if (g->oom)
         return;
-#pragma omp parallel for num_threads(nthreads(g, n * (la + lb))) schedule(static)
+#pragma omp parallel for num_threads(nthreads(g, n *(la + lb))) schedule(static)
     for (int64_t i = 0; i < n; i++) {
         const float *gy = v->grad + i * (la + lb);
         if (da)

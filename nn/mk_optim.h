@@ -67,9 +67,9 @@ void mk_optim_set_steps(mk_optim *o, long long steps);
 
 typedef enum mk_sched_kind {
     MK_SCHED_CONSTANT = 0,
-    MK_SCHED_STEP,   /* lr * gamma^(floor(it / step_size)) */
-    MK_SCHED_POLY,   /* lr * (1 - it / total)^power  (nnU-Net uses power 0.9) */
-    MK_SCHED_COSINE  /* min_lr + (lr - min_lr) (1 + cos(pi it / total)) / 2 */
+    MK_SCHED_STEP,  /* lr * gamma^(floor(it / step_size)) */
+    MK_SCHED_POLY,  /* lr * (1 - it / total)^power  (nnU-Net uses power 0.9) */
+    MK_SCHED_COSINE /* min_lr + (lr - min_lr) (1 + cos(pi it / total)) / 2 */
 } mk_sched_kind;
 
 typedef struct mk_sched {
@@ -77,8 +77,8 @@ typedef struct mk_sched {
     float base_lr, min_lr;
     long long total_iters, step_size;
     float gamma, power;
-    long long warmup_iters;  /* linear warm-up from warmup_start * lr over these iterations */
-    float warmup_start;      /* fraction of the scheduled lr at iteration 0 */
+    long long warmup_iters; /* linear warm-up from warmup_start * lr over these iterations */
+    float warmup_start;     /* fraction of the scheduled lr at iteration 0 */
 } mk_sched;
 
 /* Learning rate at iteration it (0-based). During warm-up the scheduled value is multiplied by

@@ -1,11 +1,11 @@
 /* medkd nn: float32 tensors, a bump arena for activations, and a seeded PRNG.
  *
- * Axis order is PyTorch's (C order): 2D images NCHW = [n][c][y][x], volumes NCDHW = [n][c][z][y][x].
- * A tensor is a plain struct: shape `ne`, element strides `st` (C-contiguous unless it is a view),
- * and a borrowed or owned `data` pointer. Ownership is named by the function that made it:
- *   mk_tensor_new  -> caller owns data, release with mk_tensor_free;
- *   mk_tensor_view -> borrows the parent's data (`view_of` is set), never free it;
- *   mk_arena_tensor -> data lives in the arena until mk_arena_reset / mk_arena_free.
+ * Axis order is PyTorch's (C order): 2D images NCHW = [n][c][y][x], volumes NCDHW =
+ * [n][c][z][y][x]. A tensor is a plain struct: shape `ne`, element strides `st` (C-contiguous
+ * unless it is a view), and a borrowed or owned `data` pointer. Ownership is named by the function
+ * that made it: mk_tensor_new  -> caller owns data, release with mk_tensor_free; mk_tensor_view ->
+ * borrows the parent's data (`view_of` is set), never free it; mk_arena_tensor -> data lives in the
+ * arena until mk_arena_reset / mk_arena_free.
  *
  *     mk_arena a;
  *     mk_arena_init(&a, 1 << 20);
@@ -73,7 +73,7 @@ typedef struct mk_arena {
     size_t block_min;     /* smallest new block */
     size_t used_peak;     /* largest total use seen between resets */
     size_t used_now;
-    size_t n_mallocs;     /* blocks allocated so far (tests check steady state) */
+    size_t n_mallocs; /* blocks allocated so far (tests check steady state) */
 } mk_arena;
 
 void mk_arena_init(mk_arena *a, size_t block_min);

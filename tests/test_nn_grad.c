@@ -32,12 +32,12 @@ struct gc_case {
     int nin;
     int ndim[MAXIN];
     int64_t ne[MAXIN][5];
-    int grad[MAXIN];      /* input needs a gradient check */
-    int kind[MAXIN];      /* 0 normal, 1 away from 0 (kinks), 2 distinct grid values, 3 positive */
+    int grad[MAXIN]; /* input needs a gradient check */
+    int kind[MAXIN]; /* 0 normal, 1 away from 0 (kinks), 2 distinct grid values, 3 positive */
     gc_build build;
     int training;
     int iargs[8];
-    float fargs[4];       /* fargs[0] != 0: expected gradient = fargs[0] * finite difference */
+    float fargs[4]; /* fargs[0] != 0: expected gradient = fargs[0] * finite difference */
     const int32_t *labels;
     const float *weights;
 };
@@ -159,14 +159,16 @@ static void gradcheck(const gc_case *c)
 
 static mk_var *b_conv(mk_nn_graph *g, mk_var **in, const gc_case *c)
 {
-    int st[3] = {c->iargs[0], c->iargs[0], c->iargs[0]}, pd[3] = {c->iargs[1], c->iargs[1], c->iargs[1]},
+    int st[3] = {c->iargs[0], c->iargs[0], c->iargs[0]},
+        pd[3] = {c->iargs[1], c->iargs[1], c->iargs[1]},
         dl[3] = {c->iargs[2], c->iargs[2], c->iargs[2]};
     return mk_nn_conv(g, in[0], in[1], c->nin > 2 ? in[2] : NULL, st, pd, dl);
 }
 
 static mk_var *b_convt(mk_nn_graph *g, mk_var **in, const gc_case *c)
 {
-    int st[3] = {c->iargs[0], c->iargs[0], c->iargs[0]}, pd[3] = {c->iargs[1], c->iargs[1], c->iargs[1]},
+    int st[3] = {c->iargs[0], c->iargs[0], c->iargs[0]},
+        pd[3] = {c->iargs[1], c->iargs[1], c->iargs[1]},
         dl[3] = {c->iargs[2], c->iargs[2], c->iargs[2]};
     return mk_nn_conv_transpose(g, in[0], in[1], c->nin > 2 ? in[2] : NULL, st, pd, dl);
 }
@@ -303,31 +305,41 @@ static mk_var *b_adv_bce(mk_nn_graph *g, mk_var **in, const gc_case *c)
 
 /* ---------------------------------------------------------------- cases */
 
-#define SH4(a, b, c, d) {a, b, c, d}
-#define SH5(a, b, c, d, e) {a, b, c, d, e}
+#define SH4(a, b, c, d)                                                                            \
+    {                                                                                              \
+        a, b, c, d                                                                                 \
+    }
+#define SH5(a, b, c, d, e)                                                                         \
+    {                                                                                              \
+        a, b, c, d, e                                                                              \
+    }
 
 static void test_conv(void **state)
 {
     (void)state;
-    gc_case c1 = {"conv2d s2 p1", 3, {4, 4, 1}, {SH4(2, 3, 7, 6), SH4(4, 3, 3, 3), {4}}, {1, 1, 1},
-                  {0}, b_conv, 1, {2, 1, 1}};
+    gc_case c1 = {"conv2d s2 p1", 3,   {4, 4, 1}, {SH4(2, 3, 7, 6), SH4(4, 3, 3, 3), {4}},
+                  {1, 1, 1},      {0}, b_conv,    1,
+                  {2, 1, 1}};
     gradcheck(&c1);
-    gc_case c2 = {"conv2d dil2", 2, {4, 4}, {SH4(1, 2, 8, 8), SH4(3, 2, 3, 3)}, {1, 1}, {0},
-                  b_conv, 1, {1, 2, 2}};
+    gc_case c2 = {"conv2d dil2", 2, {4, 4},   {SH4(1, 2, 8, 8), SH4(3, 2, 3, 3)}, {1, 1}, {0},
+                  b_conv,        1, {1, 2, 2}};
     gradcheck(&c2);
-    gc_case c3 = {"conv3d", 3, {5, 5, 1}, {SH5(2, 2, 4, 5, 4), SH5(3, 2, 3, 3, 3), {3}}, {1, 1, 1},
-                  {0}, b_conv, 1, {1, 1, 1}};
+    gc_case c3 = {"conv3d",  3,   {5, 5, 1}, {SH5(2, 2, 4, 5, 4), SH5(3, 2, 3, 3, 3), {3}},
+                  {1, 1, 1}, {0}, b_conv,    1,
+                  {1, 1, 1}};
     gradcheck(&c3);
 }
 
 static void test_conv_transpose(void **state)
 {
     (void)state;
-    gc_case c1 = {"convT2d k3 s2 p1", 3, {4, 4, 1}, {SH4(2, 3, 4, 5), SH4(3, 2, 3, 3), {2}},
-                  {1, 1, 1}, {0}, b_convt, 1, {2, 1, 1}};
+    gc_case c1 = {"convT2d k3 s2 p1", 3,   {4, 4, 1}, {SH4(2, 3, 4, 5), SH4(3, 2, 3, 3), {2}},
+                  {1, 1, 1},          {0}, b_convt,   1,
+                  {2, 1, 1}};
     gradcheck(&c1);
-    gc_case c2 = {"convT3d k2 s2", 3, {5, 5, 1}, {SH5(1, 4, 3, 2, 3), SH5(4, 2, 2, 2, 2), {2}},
-                  {1, 1, 1}, {0}, b_convt, 1, {2, 0, 1}};
+    gc_case c2 = {"convT3d k2 s2", 3,   {5, 5, 1}, {SH5(1, 4, 3, 2, 3), SH5(4, 2, 2, 2, 2), {2}},
+                  {1, 1, 1},       {0}, b_convt,   1,
+                  {2, 0, 1}};
     gradcheck(&c2);
 }
 
@@ -362,8 +374,8 @@ static void test_upsample(void **state)
 static void test_norm(void **state)
 {
     (void)state;
-    gc_case b1 = {"batchnorm2d train", 3, {4, 1, 1}, {SH4(3, 3, 4, 5), {3}, {3}}, {1, 1, 1}, {0},
-                  b_bn, 1};
+    gc_case b1 = {"batchnorm2d train", 3,   {4, 1, 1}, {SH4(3, 3, 4, 5), {3}, {3}},
+                  {1, 1, 1},           {0}, b_bn,      1};
     gradcheck(&b1);
     gc_case b2 = {"batchnorm3d train no affine", 1, {5}, {SH5(2, 2, 3, 3, 2)}, {1}, {0}, b_bn, 1};
     gradcheck(&b2);
@@ -375,12 +387,12 @@ static void test_norm(void **state)
         g_rm->value.data[i] = 0.1f * (float)i;
         g_rv->value.data[i] = 0.5f + (float)i;
     }
-    gc_case b3 = {"batchnorm2d eval", 3, {4, 1, 1}, {SH4(2, 3, 3, 3), {3}, {3}}, {1, 1, 1}, {0},
-                  b_bn_eval, 0};
+    gc_case b3 = {"batchnorm2d eval", 3,   {4, 1, 1}, {SH4(2, 3, 3, 3), {3}, {3}},
+                  {1, 1, 1},          {0}, b_bn_eval, 0};
     gradcheck(&b3);
     mk_nn_params_free(ps);
-    gc_case i1 = {"instnorm2d affine", 3, {4, 1, 1}, {SH4(2, 3, 4, 4), {3}, {3}}, {1, 1, 1}, {0},
-                  b_in, 1};
+    gc_case i1 = {"instnorm2d affine", 3,   {4, 1, 1}, {SH4(2, 3, 4, 4), {3}, {3}},
+                  {1, 1, 1},           {0}, b_in,      1};
     gradcheck(&i1);
     gc_case i2 = {"instnorm3d", 1, {5}, {SH5(2, 2, 2, 3, 3)}, {1}, {0}, b_in, 0};
     gradcheck(&i2);
@@ -431,8 +443,14 @@ static void test_losses(void **state)
     gradcheck(&mse);
     gc_case l1 = {"l1", 2, {4, 4}, {SH4(2, 3, 2, 2), SH4(2, 3, 2, 2)}, {1, 0}, {1, 0}, b_l1, 1};
     gradcheck(&l1);
-    gc_case kl = {"kl_div with temperature", 3, {4, 4, 1}, {SH4(2, 4, 3, 2), SH4(2, 4, 3, 2), {1}},
-                  {1, 1, 1}, {0, 0, 3}, b_kl, 1};
+    gc_case kl = {"kl_div with temperature",
+                  3,
+                  {4, 4, 1},
+                  {SH4(2, 4, 3, 2), SH4(2, 4, 3, 2), {1}},
+                  {1, 1, 1},
+                  {0, 0, 3},
+                  b_kl,
+                  1};
     gradcheck(&kl);
     gc_case ls = {"adv least squares", 1, {4}, {SH4(2, 1, 3, 3)}, {1}, {0}, b_adv_ls, 1};
     gradcheck(&ls);
@@ -461,10 +479,10 @@ int main(void)
 {
     mk_rng_seed(&g_rng, 20240601);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_conv),       cmocka_unit_test(test_conv_transpose),
-        cmocka_unit_test(test_pool),       cmocka_unit_test(test_upsample),
-        cmocka_unit_test(test_norm),       cmocka_unit_test(test_elementwise),
-        cmocka_unit_test(test_losses),     cmocka_unit_test(test_chain),
+        cmocka_unit_test(test_conv),   cmocka_unit_test(test_conv_transpose),
+        cmocka_unit_test(test_pool),   cmocka_unit_test(test_upsample),
+        cmocka_unit_test(test_norm),   cmocka_unit_test(test_elementwise),
+        cmocka_unit_test(test_losses), cmocka_unit_test(test_chain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
