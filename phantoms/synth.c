@@ -203,13 +203,16 @@ static mk_status write_params(synth_state *S)
 {
     const mk_phantom_params *p = S->p;
     sbuf b = {0};
+    char z[32] = ""; /* histo sizes have two entries */
+    if (p->kind != MK_PHANTOM_HISTO)
+        snprintf(z, sizeof z, ", %d", p->size[2]);
     int bad = sb_printf(&b,
                         "# parameters of `pipeline synth` that produced this folder\n"
-                        "[synth]\nkind = \"%s\"\nseed = %llu\ncases = %d\nsize = [%d, %d, %d]\n"
+                        "[synth]\nkind = \"%s\"\nseed = %llu\ncases = %d\nsize = [%d, %d%s]\n"
                         "contrast = %.17g\nnoise = %.17g\nshift = %.17g\nlabelled = %.17g\n"
                         "hard_frac = %.17g\ntile = %d\npatch = %d\n",
                         mk_phantom_kind_name(p->kind), (unsigned long long)p->seed, p->cases,
-                        p->size[0], p->size[1], p->kind == MK_PHANTOM_HISTO ? 1 : p->size[2],
+                        p->size[0], p->size[1], z,
                         p->contrast, p->noise, p->shift, p->labelled, p->hard_frac, p->tile,
                         p->patch);
     char path[4096];

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "core/mk_fs.h"
+#include "io/mk_manifest.h"
 #include "io/mk_nifti.h"
 #include "io/mk_tiff.h"
 #include "phantoms/mk_phantoms.h"
@@ -624,6 +625,15 @@ static void test_synth_files_deterministic(void **state)
     assert_non_null(strstr(man, "\nlung_ct_000,CT,ct/lung_ct_000.nii.gz,ct/lung_ct_000_label.nii.gz,train,ct\n"));
     assert_non_null(strstr(man, "\nlung_mr_002,MR,mr/lung_mr_002.nii.gz,mr/lung_mr_002_label.nii.gz,train,mr\n"));
     free(man);
+    /* io's manifest reader accepts it: files exist, labels on the image grids */
+    mk_manifest *m = NULL;
+    assert_int_equal(mk_manifest_read(&g_ctx, path, &m), MK_OK);
+    assert_int_equal(m->nrows, 6);
+    assert_int_equal(mk_manifest_check_files(&g_ctx, m), MK_OK);
+    for (int r = 0; r < m->nrows; r++)
+        assert_int_equal(mk_manifest_check_grid(&g_ctx, m, r), MK_OK);
+    assert_string_equal(m->rows[mk_manifest_find(m, "lung_mr_001")].domain, "mr");
+    mk_manifest_free(m);
     /* read back through medkd's reader: same voxels as in memory */
     mk_image *img, *lab, *back;
     p.seed = 42;
