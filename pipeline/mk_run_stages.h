@@ -6,5 +6,15 @@
 #include "mk_runner.h"
 
 mk_status mk_run_synth(mk_run_env *env);
+mk_status mk_run_translate(mk_run_env *env);
+mk_status mk_run_cmedl(mk_run_env *env);
+mk_status mk_run_baseline(mk_run_env *env);
+mk_status mk_run_evaluate(mk_run_env *env);
+
+/* Pre-run checks (pipeline/run_checks.c). */
+mk_status mk_check_translate(mk_run_env *env);
+mk_status mk_check_cmedl(mk_run_env *env);
+mk_status mk_check_baseline(mk_run_env *env);
+mk_status mk_check_evaluate(mk_run_env *env);
 
 #endif

@@ -29,6 +29,10 @@ typedef struct mk_stage_entry {
     const char *name;
     const char *summary;
     mk_status (*run)(mk_run_env *env);
+    /* Optional: checks that can fail before any stage runs (config semantics, and the data when
+     * the manifest already exists). The runner calls every listed stage's check before the first
+     * stage, and again for the stages still to come after each stage (a stage may produce data). */
+    mk_status (*check)(mk_run_env *env);
 } mk_stage_entry;
 
 extern const mk_stage_entry MK_STAGES[];
@@ -37,6 +41,8 @@ const mk_stage_entry *mk_runner_find_stage(const char *name);
 
 /* Check that every stage of run.stages is available in this build. */
 mk_status mk_runner_check(mk_ctx *ctx, const mk_cfg *cfg);
+/* Run the `check` of every stage of run.stages from index `from` on. */
+mk_status mk_runner_check_stages(mk_run_env *env, int from);
 /* Run every stage of the config in order. */
 mk_status mk_runner_run(mk_run_env *env, const char *cmdline);
 

@@ -38,6 +38,20 @@ mk_status mk_runner_check(mk_ctx *ctx, const mk_cfg *cfg)
     return MK_OK;
 }
 
+mk_status mk_runner_check_stages(mk_run_env *env, int from)
+{
+    int n = mk_cfg_list_len(env->cfg, "run.stages");
+    for (int i = from; i < n; i++) {
+        const mk_stage_entry *s = mk_runner_find_stage(mk_cfg_list_str(env->cfg, "run.stages", i));
+        if (s && s->check) {
+            mk_status st = s->check(env);
+            if (st != MK_OK)
+                return st;
+        }
+    }
+    return MK_OK;
+}
+
 static int dir_is_empty(const char *path)
 {
     DIR *d = opendir(path);
@@ -98,6 +112,9 @@ mk_status mk_runner_run(mk_run_env *env, const char *cmdline)
     const mk_cfg *cfg = env->cfg;
     const char *dir = env->run_dir;
     mk_status st;
+    /* everything that can be checked before training is checked before anything is written */
+    if ((st = mk_runner_check_stages(env, 0)) != MK_OK)
+        return st;
     if (!env->resume && mk_fs_is_dir(dir) && !dir_is_empty(dir))
         return mk_err(ctx, MK_ERR_USAGE,
                       "run directory '%s' already holds a run: use --resume to continue it, or "
@@ -157,6 +174,8 @@ mk_status mk_runner_run(mk_run_env *env, const char *cmdline)
         char txt[128];
         snprintf(txt, sizeof txt, "%.3f s\n", mk_now_s() - t0);
         if ((st = write_text(ctx, done, txt)) != MK_OK)
+            return st;
+        if ((st = mk_runner_check_stages(env, i + 1)) != MK_OK)
             return st;
         MK_LOG_I(ctx, "stage %d/%d %s: done in %.1f s", i + 1, n, name, mk_now_s() - t0);
     }

@@ -1,0 +1,315 @@
+/* The evaluate stage (see mk_evaluate.h). */
+#include "mk_evaluate.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/mk_fs.h"
+#include "io/mk_manifest.h"
+#include "report/mk_report.h"
+
+static int vtype_of(mk_dtype t, mk_metric_vtype *out)
+{
+    static const struct {
+        mk_dtype d;
+        mk_metric_vtype v;
+    } map[] = {{MK_DT_UINT8, MK_METRIC_U8},   {MK_DT_INT8, MK_METRIC_I8},
+               {MK_DT_UINT16, MK_METRIC_U16}, {MK_DT_INT16, MK_METRIC_I16},
+               {MK_DT_UINT32, MK_METRIC_U32}, {MK_DT_INT32, MK_METRIC_I32},
+               {MK_DT_UINT64, MK_METRIC_U64}, {MK_DT_INT64, MK_METRIC_I64},
+               {MK_DT_FLOAT32, MK_METRIC_F32}, {MK_DT_FLOAT64, MK_METRIC_F64}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (map[i].d == t) {
+            *out = map[i].v;
+            return 1;
+        }
+    return 0;
+}
+
+static mk_status as_metric_vol(mk_ctx *ctx, const mk_image *img, const char *name,
+                               mk_metric_vol *v)
+{
+    memset(v, 0, sizeof *v);
+    if (!vtype_of(img->dtype, &v->type))
+        return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: datatype %s cannot hold labels", name,
+                      mk_dtype_name(img->dtype));
+    if (img->ndim > 3)
+        for (int d = 3; d < img->ndim; d++)
+            if (img->dim[d] != 1)
+                return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: label images must be 3D, got %d dims",
+                              name, img->ndim);
+    v->data = img->data;
+    for (int d = 0; d < 3; d++) {
+        v->dim[d] = img->dim[d];
+        v->box_dim[d] = img->dim[d];
+        v->spacing[d] = img->geom.spacing[d];
+    }
+    v->name = name;
+    return MK_OK;
+}
+
+static char *dup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    if (p)
+        memcpy(p, s, n);
+    return p;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void summarise(const mk_eval_report *rep, const char *name, mk_eval_model_summary *s)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    s->cases = rep->ncases;
+    if (rep->ncases == 0)
+        return;
+    double *d = malloc(sizeof *d * (size_t)rep->ncases);
+    double sum = 0, sum2 = 0, h = 0, a = 0, sd = 0;
+    int nf = 0;
+    for (int i = 0; i < rep->ncases; i++) {
+        const mk_metric_result *r = &rep->cases[i].res[0];
+        if (d)
+            d[i] = r->dice;
+        sum += r->dice;
+        sum2 += r->dice * r->dice;
+        if (isfinite(r->hd95) && isfinite(r->assd)) {
+            h += r->hd95;
+            a += r->assd;
+            nf++;
+        } else {
+            s->n_infinite++;
+        }
+        sd += r->surface_dice;
+    }
+    int n = rep->ncases;
+    s->dice_mean = sum / n;
+    s->dice_std = n > 1 ? sqrt(fmax(0.0, (sum2 - sum * sum / n) / (n - 1))) : 0.0;
+    if (d) {
+        qsort(d, (size_t)n, sizeof *d, cmp_double);
+        s->dice_median = n % 2 ? d[n / 2] : 0.5 * (d[n / 2 - 1] + d[n / 2]);
+        free(d);
+    }
+    s->hd95_mean = nf ? h / nf : NAN;
+    s->assd_mean = nf ? a / nf : NAN;
+    s->sdice_mean = sd / n;
+}
+
+/* Evaluate one model on every CT row of the split. */
+static mk_status eval_model(mk_ctx *ctx, const mk_stage_common *c, const mk_eval_stage_params *ep,
+                            const mk_manifest *m, const mk_eval_model *model, mk_eval_report *rep)
+{
+    const mk_data_params *dp = &c->data;
+    mk_status st = MK_OK;
+    char dir[4200], path[4400];
+    snprintf(dir, sizeof dir, "%s/masks/%s", c->run_dir, model->name);
+    if (ep->write_masks && (st = mk_fs_mkdirs(ctx, dir)) != MK_OK)
+        return st;
+    int total = 0;
+    for (int r = 0; r < m->nrows; r++)
+        if (!strcmp(m->rows[r].modality, dp->ct_modality) && !strcmp(m->rows[r].split, ep->split))
+            total++;
+    if (total == 0)
+        return mk_err(ctx, MK_ERR_NOT_FOUND, "%s: no %s rows in split '%s' to evaluate",
+                      m->source, dp->ct_modality, ep->split);
+    rep->cases = calloc((size_t)total, sizeof *rep->cases);
+    rep->labels = malloc(sizeof *rep->labels);
+    if (!rep->cases || !rep->labels)
+        return mk_err(ctx, MK_ERR_NOMEM, "out of memory");
+    rep->labels[0] = dp->label;
+    rep->nlabels = 1;
+    mk_metric_opts mo;
+    mk_metric_opts_default(&mo);
+    mo.convention = ep->convention;
+    mo.tolerance_mm = ep->tolerance_mm;
+    char what[64];
+    snprintf(what, sizeof what, "evaluate %s", model->name);
+    for (int r = 0; r < m->nrows && st == MK_OK; r++) {
+        const mk_manifest_row *row = &m->rows[r];
+        if (strcmp(row->modality, dp->ct_modality) || strcmp(row->split, ep->split))
+            continue;
+        if (!row->label_path) {
+            st = mk_err(ctx, MK_ERR_FORMAT, "%s:%d: label: the evaluation split needs a reference "
+                        "mask for case '%s'", m->source, row->line, row->id);
+            break;
+        }
+        mk_image *ct = NULL, *ref = NULL, *mask = NULL;
+        if ((st = mk_io_read_image(ctx, row->image_path, &ct)) != MK_OK ||
+            (st = mk_io_read_image(ctx, row->label_path, &ref)) != MK_OK)
+            goto next;
+        if (!mk_geom_same_grid(ct, ref, 1e-4)) {
+            st = mk_err(ctx, MK_ERR_GEOMETRY, "%s:%d: image %s and label %s are on different grids",
+                        m->source, row->line, row->image_path, row->label_path);
+            goto next;
+        }
+        if ((st = mk_stage_predict_volume(ctx, model->model_h5, &c->unet, ct, dp, c->threads,
+                                          &mask)) != MK_OK)
+            goto next;
+        snprintf(path, sizeof path, "%s/%s.nii.gz", dir, row->id);
+        if (ep->write_masks && (st = mk_io_write_image(ctx, path, mask)) != MK_OK)
+            goto next;
+        mk_metric_vol pv, rv;
+        if ((st = as_metric_vol(ctx, mask, path, &pv)) != MK_OK ||
+            (st = as_metric_vol(ctx, ref, row->label_path, &rv)) != MK_OK)
+            goto next;
+        mk_eval_case *ec = &rep->cases[rep->ncases];
+        ec->id = dup(row->id);
+        ec->pred = dup(ep->write_masks ? path : "(not written)");
+        ec->ref = dup(row->label_path);
+        ec->res = calloc(1, sizeof *ec->res);
+        rep->ncases++;
+        if (!ec->id || !ec->pred || !ec->ref || !ec->res) {
+            st = mk_err(ctx, MK_ERR_NOMEM, "out of memory");
+            goto next;
+        }
+        st = mk_metric_eval(ctx, &pv, &rv, rep->labels, 1, &mo, ec->res);
+        if (st == MK_OK)
+            mk_progress(ctx, what, rep->ncases, total, "case", NULL);
+    next:
+        if (st != MK_OK && row)
+            mk_err_prefix(ctx, "case %s", row->id);
+        mk_image_free(ct);
+        mk_image_free(ref);
+        mk_image_free(mask);
+        if (ctx->cancel && st == MK_OK)
+            st = mk_err(ctx, MK_ERR_ABORTED, "interrupted");
+    }
+    return st;
+}
+
+static mk_status write_summary(mk_ctx *ctx, const char *run_dir, const mk_eval_stage_params *ep,
+                               const mk_eval_model_summary *s, int n)
+{
+    char path[4200], tmp[4300];
+    mk_status st;
+    /* JSON */
+    snprintf(path, sizeof path, "%s/reports/summary.json", run_dir);
+    if ((st = mk_fs_tmp_path(ctx, path, tmp, sizeof tmp)) != MK_OK)
+        return st;
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return mk_err(ctx, MK_ERR_IO, "%s: cannot write", path);
+    fprintf(f, "{\"split\": \"%s\", \"convention\": \"%s\", \"tolerance_mm\": %.17g, \"models\": [",
+            ep->split, mk_metric_conv_name(ep->convention), ep->tolerance_mm);
+    for (int i = 0; i < n; i++) {
+        fprintf(f,
+                "%s\n  {\"name\": \"%s\", \"cases\": %d, \"dice_mean\": %.6f, \"dice_std\": %.6f, "
+                "\"dice_median\": %.6f, ",
+                i ? "," : "", s[i].name, s[i].cases, s[i].dice_mean, s[i].dice_std,
+                s[i].dice_median);
+        if (isfinite(s[i].hd95_mean))
+            fprintf(f, "\"hd95_mean_mm\": %.6f, \"assd_mean_mm\": %.6f, ", s[i].hd95_mean,
+                    s[i].assd_mean);
+        else
+            fprintf(f, "\"hd95_mean_mm\": \"nan\", \"assd_mean_mm\": \"nan\", ");
+        fprintf(f, "\"surface_dice_mean\": %.6f, \"cases_with_infinite_distance\": %d}",
+                s[i].sdice_mean, s[i].n_infinite);
+    }
+    fprintf(f, "\n]}\n");
+    if (fclose(f) != 0) {
+        mk_fs_discard(tmp);
+        return mk_err(ctx, MK_ERR_IO, "%s: cannot write", path);
+    }
+    if ((st = mk_fs_commit(ctx, tmp, path)) != MK_OK)
+        return st;
+    /* Markdown for people */
+    snprintf(path, sizeof path, "%s/reports/summary.md", run_dir);
+    if ((st = mk_fs_tmp_path(ctx, path, tmp, sizeof tmp)) != MK_OK)
+        return st;
+    f = fopen(tmp, "w");
+    if (!f)
+        return mk_err(ctx, MK_ERR_IO, "%s: cannot write", path);
+    fprintf(f, "# Evaluation on split '%s'\n\nSurface distances: %s convention; surface Dice "
+               "tolerance %.2f mm.\nHD95 and ASSD are averaged over cases where both masks are "
+               "non-empty; the count of the others is given.\n\n",
+            ep->split, mk_metric_conv_name(ep->convention), ep->tolerance_mm);
+    fprintf(f, "| model | cases | Dice mean ± sd | Dice median | HD95 mm | ASSD mm | surface Dice | "
+               "cases with an empty mask |\n|---|---|---|---|---|---|---|---|\n");
+    for (int i = 0; i < n; i++)
+        fprintf(f, "| %s | %d | %.3f ± %.3f | %.3f | %.2f | %.2f | %.3f | %d |\n", s[i].name,
+                s[i].cases, s[i].dice_mean, s[i].dice_std, s[i].dice_median, s[i].hd95_mean,
+                s[i].assd_mean, s[i].sdice_mean, s[i].n_infinite);
+    fprintf(f, "\nPer-case values: reports/<model>.csv (spreadsheets), reports/<model>.h5 (h5py), "
+               "reports/<model>.json.\n");
+    if (fclose(f) != 0) {
+        mk_fs_discard(tmp);
+        return mk_err(ctx, MK_ERR_IO, "%s: cannot write", path);
+    }
+    return mk_fs_commit(ctx, tmp, path);
+}
+
+mk_status mk_stage_evaluate(mk_ctx *ctx, const mk_stage_common *c, const mk_eval_stage_params *ep,
+                            const mk_eval_model *models, int n, mk_eval_model_summary *summaries)
+{
+    if (n <= 0)
+        return mk_err(ctx, MK_ERR_INVALID, "evaluate: no trained model to evaluate");
+    for (int i = 0; i < n; i++)
+        if (!mk_fs_is_file(models[i].model_h5))
+            return mk_err(ctx, MK_ERR_NOT_FOUND,
+                          "evaluate: model '%s' has no trained weights at %s (run its training "
+                          "stage first)",
+                          models[i].name, models[i].model_h5);
+    mk_manifest *m = NULL;
+    mk_status st = mk_manifest_read(ctx, c->data.manifest, &m);
+    if (st != MK_OK)
+        return st;
+    char rdir[4200];
+    snprintf(rdir, sizeof rdir, "%s/reports", c->run_dir);
+    if ((st = mk_fs_mkdirs(ctx, rdir)) != MK_OK) {
+        mk_manifest_free(m);
+        return st;
+    }
+    mk_eval_model_summary *sum = calloc((size_t)n, sizeof *sum);
+    if (!sum) {
+        mk_manifest_free(m);
+        return mk_err(ctx, MK_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < n && st == MK_OK; i++) {
+        mk_eval_report rep;
+        memset(&rep, 0, sizeof rep);
+        rep.version = ep->version;
+        rep.command_line = ep->command_line;
+        rep.convention = ep->convention;
+        rep.tolerance_mm = ep->tolerance_mm;
+        rep.percentile = 95.0;
+        mk_eval_report_stamp(&rep);
+        st = eval_model(ctx, c, ep, m, &models[i], &rep);
+        char path[4400];
+        if (st == MK_OK) {
+            snprintf(path, sizeof path, "%s/%s.h5", rdir, models[i].name);
+            st = mk_report_eval_h5(ctx, &rep, path);
+        }
+        if (st == MK_OK) {
+            snprintf(path, sizeof path, "%s/%s.json", rdir, models[i].name);
+            st = mk_report_eval_json(ctx, &rep, path);
+        }
+        if (st == MK_OK) {
+            snprintf(path, sizeof path, "%s/%s.csv", rdir, models[i].name);
+            st = mk_report_eval_csv(ctx, &rep, path);
+        }
+        if (st == MK_OK) {
+            summarise(&rep, models[i].name, &sum[i]);
+            MK_LOG_I(ctx,
+                     "evaluate %s: %d cases, Dice %.3f ± %.3f (median %.3f), HD95 %.2f mm, "
+                     "ASSD %.2f mm, surface Dice %.3f",
+                     sum[i].name, sum[i].cases, sum[i].dice_mean, sum[i].dice_std,
+                     sum[i].dice_median, sum[i].hd95_mean, sum[i].assd_mean, sum[i].sdice_mean);
+        }
+        mk_eval_report_clear(&rep);
+    }
+    if (st == MK_OK)
+        st = write_summary(ctx, c->run_dir, ep, sum, n);
+    if (st == MK_OK && summaries)
+        memcpy(summaries, sum, sizeof *sum * (size_t)n);
+    free(sum);
+    mk_manifest_free(m);
+    return st;
+}
