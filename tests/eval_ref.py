@@ -477,5 +477,12 @@ if __name__ == "__main__":
         gen(sys.argv[2])
     elif sys.argv[1] == "check":
         sys.exit(check(sys.argv[2]))
+    elif sys.argv[1] == "table":  # table S0 S1 S2 OUT: 256 surfel areas then 16 contour lengths (S0, S1)
+        sp = [float(x) for x in sys.argv[2:5]]
+        with open(sys.argv[5], "w") as f:
+            for v in area_table(sp):
+                f.write("%.17g\n" % v)
+            for v in length_table(sp[:2]):
+                f.write("%.17g\n" % v)
     elif sys.argv[1] == "h5":
         sys.exit(check_h5(sys.argv[2], sys.argv[3]))

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -17,6 +18,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "../metrics/mk_metrics.h"
 
 static char g_dir[1024], g_bin[1024], g_py[1024];
 
@@ -197,6 +200,32 @@ static void test_bad_input(void **state)
     free(js);
 }
 
+/* The C surfel/contour tables (DP over triangulations) against the Python ones (brute-force
+ * enumeration of every triangulation), all 256 + 16 codes, anisotropic spacing. */
+static void test_tables_vs_python(void **state)
+{
+    (void)state;
+    const double sp[3] = {0.7, 1.3, 2.9};
+    char path[2048];
+    snprintf(path, sizeof path, "%s/tables.txt", g_dir);
+    assert_int_equal(sh("/usr/bin/python3 '%s' table 0.7 1.3 2.9 '%s'", g_py, path), 0);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    double t3[256], t2[16];
+    mk_metric_surfel_areas_3d(sp, t3);
+    mk_metric_contour_lengths_2d(sp, t2);
+    for (int i = 0; i < 256 + 16; i++) {
+        double v;
+        assert_int_equal(fscanf(f, "%lf", &v), 1);
+        double c = i < 256 ? t3[i] : t2[i - 256];
+        if (!(fabs(c - v) <= 1e-12)) {
+            print_error("code %d (%s): C %.17g python %.17g\n", i < 256 ? i : i - 256, i < 256 ? "3D" : "2D", c, v);
+            fail();
+        }
+    }
+    fclose(f);
+}
+
 int main(void)
 {
     if (system("/usr/bin/python3 -c 'import nibabel, scipy, h5py' > /dev/null 2>&1") != 0) {
@@ -204,6 +233,7 @@ int main(void)
         return 77;
     }
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tables_vs_python),
         cmocka_unit_test(test_scenarios_vs_reference),
         cmocka_unit_test(test_reports_h5_csv),
         cmocka_unit_test(test_bad_input),
