@@ -559,6 +559,7 @@ static void test_mha_bad_input(void **state)
     assert_int_not_equal(mk_io_itk_read(&ctx, q, &b), MK_OK);
     assert_null(b);
     assert_non_null(strstr(mk_ctx_errmsg(&ctx), "trunc.nrrd"));
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "truncated"));
     /* Writer: unknown extension, unwritable folder. */
     snprintf(q, sizeof q, "%s/x.vtk", dir);
     assert_int_equal(mk_io_itk_write(&ctx, q, a), MK_ERR_INVALID);
