@@ -1,0 +1,463 @@
+/* Training data for the stages: manifest rows -> normalised, cropped 2D slices (see mk_stages.h). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/mk_fs.h"
+#include "io/mk_nifti.h"
+#include "mk_stages.h"
+#include "nn/mk_tensor.h"
+
+void mk_data_defaults(mk_data_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->ct_modality = "CT";
+    p->mri_modality = "MR";
+    p->ct_window[0] = -200.0;
+    p->ct_window[1] = 300.0;
+    p->mri_norm = MK_MRI_ZSCORE;
+    p->slice_axis = 2;
+    p->patch[0] = p->patch[1] = 48;
+    p->label = 1;
+    p->empty_ratio = 1.0;
+}
+
+void mk_slices_free(mk_slices *s)
+{
+    if (!s)
+        return;
+    free(s->img);
+    free(s->lab);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---------------------------------------------------------------- manifest */
+
+enum { COL_ID, COL_MOD, COL_IMAGE, COL_LABEL, COL_SPLIT, NCOL };
+static const char *const COL_NAMES[NCOL] = {"id", "modality", "image", "label", "split"};
+
+typedef struct row {
+    int line;
+    char *f[NCOL]; /* pointers into the file buffer */
+} row;
+
+/* Split one line at commas in place (no quoting: manifest paths never hold commas); trims
+ * spaces and a trailing CR. Returns the field count (<= max). */
+static int split_line(char *s, char **f, int max)
+{
+    int n = 0;
+    for (;;) {
+        while (*s == ' ' || *s == '\t')
+            s++;
+        char *start = s;
+        while (*s && *s != ',')
+            s++;
+        char *end = s;
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+            end--;
+        int more = *s == ',';
+        *end = '\0';
+        if (n < max)
+            f[n] = start;
+        n++;
+        if (!more)
+            break;
+        s++;
+    }
+    return n;
+}
+
+/* Rows of `modality` and `split`; *rows malloc'd (caller frees), pointing into *buf. */
+static mk_status read_manifest(mk_ctx *ctx, const char *path, const char *modality,
+                               const char *split, char **buf, row **rows, int *nrows)
+{
+    *buf = NULL;
+    *rows = NULL;
+    *nrows = 0;
+    size_t len = 0;
+    mk_status st = mk_fs_read_all(ctx, path, buf, &len);
+    if (st != MK_OK)
+        return mk_err_prefix(ctx, "manifest");
+    char *s = *buf, *hdr[32];
+    int col[NCOL], line = 1;
+    char *nl = strchr(s, '\n');
+    if (nl)
+        *nl = '\0';
+    int nh = split_line(s, hdr, 32);
+    for (int c = 0; c < NCOL; c++) {
+        col[c] = -1;
+        for (int j = 0; j < nh && j < 32; j++)
+            if (strcmp(hdr[j], COL_NAMES[c]) == 0)
+                col[c] = j;
+        if (col[c] < 0)
+            return mk_err(ctx, MK_ERR_FORMAT, "%s:1: header: expected a column '%s' (columns id, "
+                          "modality, image, label, split, domain), not found", path, COL_NAMES[c]);
+    }
+    int cap = 64;
+    *rows = malloc((size_t)cap * sizeof **rows);
+    if (!*rows)
+        return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory", path);
+    while (nl) {
+        s = nl + 1;
+        line++;
+        nl = strchr(s, '\n');
+        if (nl)
+            *nl = '\0';
+        char *f[32];
+        char *t = s;
+        while (*t == ' ' || *t == '\t' || *t == '\r')
+            t++;
+        if (!*t || *t == '#')
+            continue;
+        int nf = split_line(s, f, 32);
+        if (nf < nh)
+            return mk_err(ctx, MK_ERR_FORMAT, "%s:%d: expected %d fields like the header, got %d",
+                          path, line, nh, nf);
+        if (strcmp(f[col[COL_MOD]], modality) != 0 || strcmp(f[col[COL_SPLIT]], split) != 0)
+            continue;
+        if (*nrows == cap) {
+            cap *= 2;
+            row *r = realloc(*rows, (size_t)cap * sizeof *r);
+            if (!r)
+                return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory", path);
+            *rows = r;
+        }
+        row *r = &(*rows)[(*nrows)++];
+        r->line = line;
+        for (int c = 0; c < NCOL; c++)
+            r->f[c] = f[col[c]];
+        if (!*r->f[COL_IMAGE])
+            return mk_err(ctx, MK_ERR_FORMAT, "%s:%d: field image: expected a path, got an empty "
+                          "field", path, line);
+    }
+    return MK_OK;
+}
+
+/* ---------------------------------------------------------------- volumes */
+
+mk_status mk_data_normalise(mk_ctx *ctx, const mk_data_params *p, const mk_image *img, int is_ct,
+                            float *out)
+{
+    int64_t n = mk_image_nvox(img);
+    if (is_ct) {
+        double lo = p->ct_window[0], hi = p->ct_window[1];
+        if (!(hi > lo))
+            return mk_err(ctx, MK_ERR_INVALID, "data.ct_window: expected low < high, got [%g, %g]",
+                          lo, hi);
+        for (int64_t i = 0; i < n; i++) {
+            double v = (mk_image_get(img, i) - lo) / (hi - lo) * 2.0 - 1.0;
+            out[i] = (float)(v < -1 ? -1 : v > 1 ? 1 : v);
+        }
+        return MK_OK;
+    }
+    double a = 0, b = 0;
+    if (p->mri_norm == MK_MRI_MINMAX) {
+        double lo, hi;
+        mk_image_value_range(img, &lo, &hi);
+        a = hi > lo ? 2.0 / (hi - lo) : 0;
+        b = -1.0 - lo * a;
+    } else {
+        double s = 0, s2 = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double v = mk_image_get(img, i);
+            s += v;
+            s2 += v * v;
+        }
+        double mean = s / (double)n, var = s2 / (double)n - mean * mean;
+        double sd = var > 0 ? sqrt(var) : 0;
+        a = sd > 0 ? 1.0 / (3.0 * sd) : 0;
+        b = -mean * a;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        double v = mk_image_get(img, i) * a + b;
+        out[i] = (float)(v < -1 ? -1 : v > 1 ? 1 : v);
+    }
+    return MK_OK;
+}
+
+/* in-plane axes (u lower, v higher) of slicing axis a */
+static void plane_axes(int a, int *u, int *v)
+{
+    *u = a == 0 ? 1 : 0;
+    *v = a == 2 ? 1 : 2;
+}
+
+static int64_t vox_index(const int64_t *dim, int axis, int64_t s, int64_t uu, int64_t vv)
+{
+    int64_t c[3];
+    int u, v;
+    plane_axes(axis, &u, &v);
+    c[axis] = s;
+    c[u] = uu;
+    c[v] = vv;
+    return c[0] + dim[0] * (c[1] + dim[1] * c[2]);
+}
+
+void mk_data_cut(const float *vol, const int64_t *dim, int axis, int64_t s, int64_t u0, int64_t v0,
+                 int pw, int ph, float pad, float *out)
+{
+    int u, v;
+    plane_axes(axis, &u, &v);
+    for (int y = 0; y < ph; y++) {
+        int64_t vv = v0 + y;
+        for (int x = 0; x < pw; x++) {
+            int64_t uu = u0 + x;
+            int in = uu >= 0 && uu < dim[u] && vv >= 0 && vv < dim[v];
+            out[(int64_t)y * pw + x] = in ? vol[vox_index(dim, axis, s, uu, vv)] : pad;
+        }
+    }
+}
+
+static int64_t clamp64(int64_t x, int64_t lo, int64_t hi)
+{
+    return x < lo ? lo : x > hi ? hi : x;
+}
+
+/* crop start along one axis of extent d for a window of size p around centre c, shifted so that
+ * [fmin, fmax] (fmin > fmax: none) is inside when it fits */
+static int64_t crop_start(int64_t d, int p, int64_t c, int64_t fmin, int64_t fmax)
+{
+    int64_t s = d >= p ? clamp64(c - p / 2, 0, d - p) : (d - p) / 2;
+    if (fmin <= fmax) {
+        if (s < fmax - p + 1)
+            s = fmax - p + 1;
+        if (s > fmin)
+            s = fmin;
+    }
+    return s;
+}
+
+typedef struct growbuf {
+    float *img;
+    int32_t *lab;
+    uint8_t *fg;
+    int64_t n, cap;
+} growbuf;
+
+static int grow(growbuf *b, int64_t plane, int with_lab)
+{
+    if (b->n < b->cap)
+        return 0;
+    int64_t cap = b->cap ? 2 * b->cap : 64;
+    float *img = realloc(b->img, (size_t)(cap * plane) * sizeof *img);
+    if (img)
+        b->img = img;
+    int32_t *lab = with_lab ? realloc(b->lab, (size_t)(cap * plane) * sizeof *lab) : b->lab;
+    if (lab)
+        b->lab = lab;
+    uint8_t *fg = realloc(b->fg, (size_t)cap);
+    if (fg)
+        b->fg = fg;
+    if (!img || (!lab && with_lab) || !fg)
+        return -1;
+    b->cap = cap;
+    return 0;
+}
+
+/* Cut every body slice of one volume into b. */
+static mk_status add_volume(mk_ctx *ctx, const mk_data_params *p, const mk_image *img,
+                            const mk_image *lab, int is_ct, growbuf *b)
+{
+    int64_t nv = mk_image_nvox(img);
+    const int64_t *dim = img->dim;
+    int axis = p->slice_axis, u, v, pw = p->patch[0], ph = p->patch[1];
+    plane_axes(axis, &u, &v);
+    float *vol = malloc((size_t)nv * sizeof *vol);
+    int32_t *lv = lab ? malloc((size_t)nv * sizeof *lv) : NULL;
+    if (!vol || (lab && !lv)) {
+        free(vol);
+        free(lv);
+        return mk_err(ctx, MK_ERR_NOMEM, "data: out of memory for a volume of %lld voxels",
+                      (long long)nv);
+    }
+    mk_status st = mk_data_normalise(ctx, p, img, is_ct, vol);
+    /* body: raw value above -500 HU (CT) or above 10% of the range (MRI) */
+    double lo = 0, hi = 0, thr;
+    mk_image_value_range(img, &lo, &hi);
+    thr = is_ct ? -500.0 : lo + 0.1 * (hi - lo);
+    float pad = is_ct ? -1.0f : (float)vol[0];
+    for (int64_t i = 0; i < nv; i++)
+        if (vol[i] < pad)
+            pad = vol[i];
+    int64_t bmin[3] = {INT64_MAX, INT64_MAX, INT64_MAX}, bmax[3] = {-1, -1, -1};
+    for (int64_t k = 0, i = 0; k < dim[2]; k++)
+        for (int64_t j = 0; j < dim[1]; j++)
+            for (int64_t x = 0; x < dim[0]; x++, i++) {
+                if (lv)
+                    lv[i] = (int32_t)llround(mk_image_get(lab, i)) == p->label;
+                if (mk_image_get(img, i) > thr) {
+                    int64_t c[3] = {x, j, k};
+                    for (int a = 0; a < 3; a++) {
+                        if (c[a] < bmin[a])
+                            bmin[a] = c[a];
+                        if (c[a] > bmax[a])
+                            bmax[a] = c[a];
+                    }
+                }
+            }
+    int64_t plane = (int64_t)pw * ph;
+    for (int64_t s = 0; st == MK_OK && bmax[0] >= 0 && s < dim[axis]; s++) {
+        if (s < bmin[axis] || s > bmax[axis])
+            continue; /* no body in this slice */
+        int64_t fu0 = INT64_MAX, fu1 = -1, fv0 = INT64_MAX, fv1 = -1;
+        for (int64_t vv = 0; lv && vv < dim[v]; vv++)
+            for (int64_t uu = 0; uu < dim[u]; uu++)
+                if (lv[vox_index(dim, axis, s, uu, vv)]) {
+                    fu0 = uu < fu0 ? uu : fu0;
+                    fu1 = uu > fu1 ? uu : fu1;
+                    fv0 = vv < fv0 ? vv : fv0;
+                    fv1 = vv > fv1 ? vv : fv1;
+                }
+        int64_t u0 = crop_start(dim[u], pw, (bmin[u] + bmax[u] + 1) / 2, fu0, fu1);
+        int64_t v0 = crop_start(dim[v], ph, (bmin[v] + bmax[v] + 1) / 2, fv0, fv1);
+        if (grow(b, plane, lv != NULL) != 0) {
+            st = mk_err(ctx, MK_ERR_NOMEM, "data: out of memory for slices");
+            break;
+        }
+        mk_data_cut(vol, dim, axis, s, u0, v0, pw, ph, pad, b->img + b->n * plane);
+        if (lv) {
+            int32_t *o = b->lab + b->n * plane;
+            for (int y = 0; y < ph; y++)
+                for (int x = 0; x < pw; x++) {
+                    int64_t uu = u0 + x, vv = v0 + y;
+                    int in = uu >= 0 && uu < dim[u] && vv >= 0 && vv < dim[v];
+                    o[y * pw + x] = in ? lv[vox_index(dim, axis, s, uu, vv)] : 0;
+                }
+        }
+        b->fg[b->n] = fu1 >= 0;
+        b->n++;
+    }
+    free(vol);
+    free(lv);
+    return st;
+}
+
+static mk_status read_image(mk_ctx *ctx, const char *dir, const char *rel, const char *manifest,
+                            int line, const char *field, mk_image **out)
+{
+    char path[4096];
+    mk_status st = mk_fs_join(ctx, dir, rel, path, sizeof path);
+    if (st == MK_OK)
+        st = mk_io_nifti_read(ctx, path, out);
+    if (st != MK_OK)
+        return mk_err_prefix(ctx, "%s:%d: field %s", manifest, line, field);
+    if ((*out)->ndim > 3 && ((*out)->dim[3] > 1 || (*out)->dim[4] > 1)) {
+        int nd = (*out)->ndim;
+        mk_image_free(*out);
+        *out = NULL;
+        return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s:%d: field %s: %s: expected a 2D or 3D image, "
+                      "got %d dimensions", manifest, line, field, path, nd);
+    }
+    return MK_OK;
+}
+
+mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modality,
+                       const char *split, int need_labels, uint64_t seed, mk_slices *out)
+{
+    memset(out, 0, sizeof *out);
+    if (p->slice_axis < 0 || p->slice_axis > 2 || p->patch[0] < 1 || p->patch[1] < 1)
+        return mk_err(ctx, MK_ERR_INVALID, "data: slice_axis %d / patch %dx%d out of range",
+                      p->slice_axis, p->patch[0], p->patch[1]);
+    char *buf = NULL, dir[4096];
+    row *rows = NULL;
+    int nrows = 0;
+    mk_status st = read_manifest(ctx, p->manifest, modality, split, &buf, &rows, &nrows);
+    if (st == MK_OK && nrows == 0)
+        st = mk_err(ctx, MK_ERR_NOT_FOUND, "%s: no rows with modality '%s' in split '%s'",
+                    p->manifest, modality, split);
+    int with_lab = 1;
+    for (int i = 0; st == MK_OK && i < nrows; i++)
+        if (!*rows[i].f[COL_LABEL]) {
+            if (need_labels)
+                st = mk_err(ctx, MK_ERR_FORMAT, "%s:%d: field label: expected a label path for "
+                            "%s case '%s', got an empty field", p->manifest, rows[i].line, modality,
+                            rows[i].f[COL_ID]);
+            with_lab = 0;
+        }
+    mk_fs_dirname(p->manifest, dir, sizeof dir);
+    int is_ct = strcmp(modality, p->ct_modality) == 0;
+    growbuf b = {0};
+    for (int i = 0; st == MK_OK && i < nrows; i++) {
+        mk_image *img = NULL, *lab = NULL;
+        st = read_image(ctx, dir, rows[i].f[COL_IMAGE], p->manifest, rows[i].line, "image", &img);
+        if (st == MK_OK && with_lab)
+            st = read_image(ctx, dir, rows[i].f[COL_LABEL], p->manifest, rows[i].line, "label",
+                            &lab);
+        if (st == MK_OK && lab)
+            for (int a = 0; a < 3; a++)
+                if (lab->dim[a] != img->dim[a]) {
+                    st = mk_err(ctx, MK_ERR_GEOMETRY, "%s:%d: label %s: expected the image's grid "
+                                "%lldx%lldx%lld, got %lldx%lldx%lld", p->manifest, rows[i].line,
+                                rows[i].f[COL_LABEL], (long long)img->dim[0],
+                                (long long)img->dim[1], (long long)img->dim[2],
+                                (long long)lab->dim[0], (long long)lab->dim[1],
+                                (long long)lab->dim[2]);
+                    break;
+                }
+        if (st == MK_OK)
+            st = add_volume(ctx, p, img, lab, is_ct, &b);
+        mk_image_free(img);
+        mk_image_free(lab);
+        out->volumes++;
+    }
+    free(buf);
+    free(rows);
+    /* selection: every structure slice, plus empty_ratio empty slices per structure slice */
+    int64_t plane = (int64_t)p->patch[0] * p->patch[1], nfg = 0, nempty = 0;
+    for (int64_t i = 0; i < b.n; i++)
+        nfg += b.fg[i];
+    nempty = b.n - nfg;
+    int64_t keep_empty = with_lab ? (int64_t)llround(p->empty_ratio * (double)nfg) : nempty;
+    if (keep_empty > nempty || (with_lab && nfg == 0))
+        keep_empty = nempty; /* no structure anywhere: keep every body slice */
+    if (st == MK_OK && b.n == 0)
+        st = mk_err(ctx, MK_ERR_NOT_FOUND, "%s: the %s volumes of split '%s' hold no body slices",
+                    p->manifest, modality, split);
+    uint8_t *keep = st == MK_OK ? calloc((size_t)b.n, 1) : NULL;
+    int64_t *emp = st == MK_OK ? malloc((size_t)(nempty + 1) * sizeof *emp) : NULL;
+    if (st == MK_OK && (!keep || !emp))
+        st = mk_err(ctx, MK_ERR_NOMEM, "data: out of memory");
+    if (st == MK_OK) {
+        int64_t ne = 0;
+        for (int64_t i = 0; i < b.n; i++) {
+            if (b.fg[i])
+                keep[i] = 1;
+            else
+                emp[ne++] = i;
+        }
+        mk_rng r;
+        mk_rng_seed(&r, seed);
+        mk_rng_shuffle(&r, emp, ne);
+        for (int64_t i = 0; i < keep_empty; i++)
+            keep[emp[i]] = 1;
+        int64_t n = nfg + keep_empty, o = 0;
+        out->img = malloc((size_t)(n * plane) * sizeof *out->img);
+        out->lab = with_lab ? malloc((size_t)(n * plane) * sizeof *out->lab) : NULL;
+        if (!out->img || (with_lab && !out->lab))
+            st = mk_err(ctx, MK_ERR_NOMEM, "data: out of memory");
+        for (int64_t i = 0; st == MK_OK && i < b.n; i++) {
+            if (!keep[i])
+                continue;
+            memcpy(out->img + o * plane, b.img + i * plane, (size_t)plane * sizeof(float));
+            if (with_lab)
+                memcpy(out->lab + o * plane, b.lab + i * plane, (size_t)plane * sizeof(int32_t));
+            o++;
+        }
+        out->n = n;
+        out->h = p->patch[1];
+        out->w = p->patch[0];
+        out->n_fg = with_lab ? nfg : 0;
+    }
+    free(keep);
+    free(emp);
+    free(b.img);
+    free(b.lab);
+    free(b.fg);
+    if (st != MK_OK) {
+        int vols = out->volumes;
+        mk_slices_free(out);
+        out->volumes = vols;
+    }
+    return st;
+}

@@ -1,0 +1,168 @@
+/* medkd stages: the training stages of `pipeline run` (translate, cmedl, baseline) and inference
+ * with a trained student. Stages never see the config: the adapters in pipeline/run_<name>.c fill
+ * the plain parameter structs below (see docs/stages.md for the config keys).
+ *
+ *     mk_stage_common c;
+ *     mk_stage_common_defaults(&c);
+ *     c.run_dir = "runs/demo"; c.data.manifest = "demo-data/manifest.csv";
+ *     mk_translate_params tp; mk_translate_defaults(&tp);
+ *     mk_cmedl_params cp;     mk_cmedl_defaults(&cp);
+ *     st = mk_stage_translate(ctx, &c, &tp, NULL);          // models/translator.h5
+ *     st = mk_stage_cmedl(ctx, &c, &tp, &cp, NULL);         // models/cmedl_{student,teacher}.h5
+ *     st = mk_stage_baseline(ctx, &c, &cp, 0, NULL);        // models/baseline_student.h5
+ *
+ * Run directory layout written here: models/<name>.h5 (mk_model_save format, see
+ * models/mk_unet.h; translator.h5 holds groups G/, F/, D_MR/, D_CT/ with params/ each) and
+ * checkpoints/<stage>.h5 (every model, every Adam state, iteration and every RNG state; written
+ * atomically every checkpoint_every iterations and on cancel). With `resume` a stage continues from
+ * its checkpoint and ends with bit-identical weights to an uninterrupted run with the same seed and
+ * threads.
+ *
+ * Data (stages/data.c): the manifest CSV (id, modality, image, label, split, domain; paths
+ * relative to the manifest's folder) is read, volumes of the wanted modality and split are cut
+ * into 2D slices across `slice_axis`, normalised (CT: window [lo, hi] HU -> [-1, 1] clipped;
+ * MRI zscore: (v - mean) / (3 std) clipped to [-1, 1]; MRI minmax: [min, max] -> [-1, 1]), and
+ * cropped/padded to the patch, centred on the body's bounding box and shifted to contain the
+ * slice's structure. Every slice with the structure is kept, plus `empty_ratio` empty body slices
+ * per structure slice (chosen with the seed). Labels: 1 where label == data.label, else 0.
+ */
+#ifndef MK_STAGES_H
+#define MK_STAGES_H
+
+#include <stdint.h>
+
+#include "core/mk_status.h"
+#include "io/mk_image.h"
+#include "models/mk_unet.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- data */
+
+typedef enum mk_mri_norm { MK_MRI_ZSCORE = 0, MK_MRI_MINMAX } mk_mri_norm;
+
+typedef struct mk_data_params {
+    const char *manifest;     /* CSV path (borrowed) */
+    const char *ct_modality;  /* manifest modality of CT ("CT") */
+    const char *mri_modality; /* manifest modality of MRI ("MR") */
+    double ct_window[2];      /* HU window mapped to [-1, 1] */
+    mk_mri_norm mri_norm;
+    int slice_axis;           /* 0 = i, 1 = j, 2 = k */
+    int patch[2];             /* patch size along the two in-plane voxel axes (lower axis first) */
+    int label;                /* label value of the structure */
+    double empty_ratio;       /* empty body slices kept per structure slice (default 1) */
+} mk_data_params;
+
+void mk_data_defaults(mk_data_params *p);
+
+/* A set of 2D slices, [n][1][h][w] floats with w along the lower in-plane voxel axis. */
+typedef struct mk_slices {
+    int64_t n;
+    int h, w;
+    float *img;      /* n*h*w, owned */
+    int32_t *lab;    /* n*h*w labels 0/1, owned; NULL when the volumes have no labels */
+    int64_t n_fg;    /* slices that contain the structure */
+    int volumes;     /* volumes read */
+} mk_slices;
+
+/* Load the slices of every manifest row with `modality` and `split`. need_labels: 1 = every row
+ * must name a label file (error otherwise), 0 = labels are read when every row has one, else
+ * out->lab is NULL and all body slices are kept. Errors name the manifest, its line and the field.
+ * A split with no rows of that modality is MK_ERR_NOT_FOUND. Caller frees with mk_slices_free. */
+mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modality,
+                       const char *split, int need_labels, uint64_t seed, mk_slices *out);
+void mk_slices_free(mk_slices *s);
+
+/* Normalise a whole volume into a float buffer (nvox) like training does; is_ct selects the CT
+ * window, else the MRI normalisation. */
+mk_status mk_data_normalise(mk_ctx *ctx, const mk_data_params *p, const mk_image *img, int is_ct,
+                            float *out);
+/* Cut slice s across axis into a (pw x ph) window starting at (u0, v0) of the in-plane axes,
+ * padding outside the volume with `pad`. Helper shared by training and inference. */
+void mk_data_cut(const float *vol, const int64_t *dim, int axis, int64_t s, int64_t u0, int64_t v0,
+                 int pw, int ph, float pad, float *out);
+
+/* ---------------------------------------------------------------- stages */
+
+typedef struct mk_stage_common {
+    const char *run_dir;   /* models/ and checkpoints/ go below it */
+    uint64_t seed;
+    int threads;           /* >= 1 */
+    int resume;            /* continue from checkpoints/<stage>.h5 when present */
+    int checkpoint_every;  /* iterations between checkpoints (>= 1) */
+    int log_every;         /* iterations between loss log lines (>= 1) */
+    mk_data_params data;
+    mk_unet_cfg unet;      /* teacher and student shape (dim 2, in_ch 1) */
+} mk_stage_common;
+
+void mk_stage_common_defaults(mk_stage_common *c);
+
+typedef struct mk_translate_params {
+    int iterations, batch;
+    float lr, beta1;
+    float lambda_cycle;    /* weight of the cycle L1 */
+    float lambda_identity; /* identity L1 weight relative to lambda_cycle */
+    int gen_width, disc_width;
+} mk_translate_params;
+
+void mk_translate_defaults(mk_translate_params *p);
+
+#define MK_HINT_MAX 8
+
+typedef struct mk_cmedl_params {
+    int iterations, batch;
+    float lr;                        /* Adam lr of teacher and student (beta1 0.9) */
+    int n_hint;
+    char hint_layers[MK_HINT_MAX][32];
+    float lambda_hint, w_seg_student, w_seg_teacher, dice_weight;
+    int hint_to_teacher, seg_to_i2i;
+} mk_cmedl_params;
+
+void mk_cmedl_defaults(mk_cmedl_params *p);
+
+/* Summary of a training run (optional out-parameter of the stages). */
+typedef struct mk_train_stats {
+    long long iterations;    /* total iterations of the stage */
+    long long resumed_from;  /* iteration the run resumed at (0: fresh) */
+    double seconds;          /* wall time of the iterations run by this call */
+    double iters_per_s;
+    double first_loss, last_loss; /* mean main loss (student seg, or G loss for translate) over
+                                   * the first / last min(50, iterations/4) iterations */
+    double last_hint;        /* cmedl: mean hint loss over the last window */
+} mk_train_stats;
+
+/* Check hint layer names against the U-Net's feature taps: enc0..enc<L-2>, bottleneck,
+ * dec0..dec<L-2>, logits, and the aliases dec_last (= dec<L-2>) and dec_prev (= dec<L-3>).
+ * MK_ERR_CONFIG listing the valid names otherwise. resolved (may be NULL) gets canonical names. */
+mk_status mk_stage_hint_check(mk_ctx *ctx, int levels, int n, const char names[][32],
+                              char resolved[][32]);
+
+/* Unpaired CT->MRI translation alone. Writes models/translator.h5. */
+mk_status mk_stage_translate(mk_ctx *ctx, const mk_stage_common *c, const mk_translate_params *tp,
+                             mk_train_stats *stats);
+/* Joint translator + MRI teacher + CT student. Continues the translator from
+ * models/translator.h5 when it exists. Writes models/cmedl_student.h5 and cmedl_teacher.h5. */
+mk_status mk_stage_cmedl(mk_ctx *ctx, const mk_stage_common *c, const mk_translate_params *tp,
+                         const mk_cmedl_params *cp, mk_train_stats *stats);
+/* The same student on CT alone (same seed, batches, lr, loss); iterations 0 = cp->iterations.
+ * Writes models/baseline_student.h5. */
+mk_status mk_stage_baseline(mk_ctx *ctx, const mk_stage_common *c, const mk_cmedl_params *cp,
+                            int iterations, mk_train_stats *stats);
+
+/* ---------------------------------------------------------------- inference */
+
+/* Load a student (mk_model_save file, e.g. models/cmedl_student.h5) and segment a CT volume slice
+ * by slice across p->slice_axis, normalised like training, with a sliding window of p->patch
+ * (stride half a patch, softmax averaged) when a slice exceeds the patch. *mask_out: uint8 mask
+ * with the CT's geometry (mk_image_new_like): p->label where class 1 wins (class c > 1 -> c).
+ * Caller owns *mask_out. */
+mk_status mk_stage_predict_volume(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *cfg,
+                                  const mk_image *ct, const mk_data_params *p, int threads,
+                                  mk_image **mask_out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,124 @@
+/* Inference with a trained student: slice-wise sliding-window segmentation of a CT volume. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mk_stages.h"
+
+/* window starts covering [0, d) with windows of size p and stride p/2 (last one flush with the
+ * end); d < p gives one window starting at (d - p) / 2 (padded). Returns the count. */
+static int window_starts(int64_t d, int p, int64_t *out, int max)
+{
+    if (d <= p) {
+        out[0] = (d - p) / 2;
+        return 1;
+    }
+    int n = 0, step = p / 2 > 0 ? p / 2 : 1;
+    for (int64_t s = 0;; s += step) {
+        if (s + p >= d || n == max - 1) {
+            out[n++] = d - p;
+            break;
+        }
+        out[n++] = s;
+    }
+    return n;
+}
+
+mk_status mk_stage_predict_volume(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *cfg,
+                                  const mk_image *ct, const mk_data_params *p, int threads,
+                                  mk_image **mask_out)
+{
+    *mask_out = NULL;
+    if (cfg->dim != 2 || cfg->in_ch != 1 || cfg->classes < 2)
+        return mk_err(ctx, MK_ERR_INVALID, "predict: expected a 2D U-Net with 1 input channel and "
+                      ">= 2 classes");
+    if (p->slice_axis < 0 || p->slice_axis > 2)
+        return mk_err(ctx, MK_ERR_INVALID, "predict: slice_axis %d out of range", p->slice_axis);
+    int div = 1 << (cfg->levels - 1), pw = p->patch[0], ph = p->patch[1], C = cfg->classes;
+    if (pw < 1 || ph < 1 || pw % div || ph % div)
+        return mk_err(ctx, MK_ERR_INVALID, "predict: patch %dx%d must be a multiple of %d", pw, ph,
+                      div);
+    if (ct->ndim > 3 && (ct->dim[3] > 1 || ct->dim[4] > 1))
+        return mk_err(ctx, MK_ERR_UNSUPPORTED, "predict: expected a 2D or 3D CT image, got %d "
+                      "dimensions", ct->ndim);
+    mk_unet *net = NULL;
+    mk_status st = mk_unet_new(ctx, cfg, 0, &net);
+    if (st != MK_OK)
+        return st;
+    if ((st = mk_model_load(ctx, model_h5, "params", mk_unet_params(net), NULL)) != MK_OK) {
+        mk_unet_free(net);
+        return mk_err_prefix(ctx, "predict");
+    }
+    const int64_t *dim = ct->dim;
+    int axis = p->slice_axis, u = axis == 0 ? 1 : 0, v = axis == 2 ? 1 : 2;
+    int64_t nv = mk_image_nvox(ct), du = dim[u], dv = dim[v], us[1024], vs[1024];
+    int nu = window_starts(du, pw, us, 1024), nvw = window_starts(dv, ph, vs, 1024);
+    int nwin = nu * nvw;
+    float *vol = malloc((size_t)nv * sizeof *vol);
+    float *prob = malloc((size_t)(du * dv * C) * sizeof *prob);
+    float *cnt = malloc((size_t)(du * dv) * sizeof *cnt);
+    mk_tensor x = {0};
+    int64_t xne[4] = {nwin, 1, ph, pw};
+    mk_nn_graph *g = mk_nn_graph_new(threads > 0 ? threads : 1, 0);
+    mk_image *mask = NULL;
+    if (!vol || !prob || !cnt || !g || mk_tensor_new(&x, 4, xne) != 0)
+        st = mk_err(ctx, MK_ERR_NOMEM, "predict: out of memory");
+    if (st == MK_OK)
+        st = mk_data_normalise(ctx, p, ct, 1, vol);
+    if (st == MK_OK)
+        st = mk_image_new_like(ctx, ct, MK_DT_UINT8, &mask);
+    uint8_t *mdat = mask ? mask->data : NULL;
+    for (int64_t s = 0; st == MK_OK && s < dim[axis]; s++) {
+        for (int a = 0; a < nu; a++)
+            for (int b = 0; b < nvw; b++)
+                mk_data_cut(vol, dim, axis, s, us[a], vs[b], pw, ph, -1.0f,
+                            x.data + (int64_t)(a * nvw + b) * pw * ph);
+        mk_nn_graph_begin(g, 0);
+        mk_nn_graph_set_no_grad(g, 1);
+        mk_var *pr = mk_nn_softmax(g, mk_unet_forward(net, g, mk_nn_input(g, &x, 0)));
+        if (!pr || mk_nn_graph_oom(g)) {
+            st = mk_err(ctx, MK_ERR_NOMEM, "predict: out of memory in the forward pass");
+            break;
+        }
+        memset(prob, 0, (size_t)(du * dv * C) * sizeof *prob);
+        memset(cnt, 0, (size_t)(du * dv) * sizeof *cnt);
+        for (int a = 0; a < nu; a++)
+            for (int b = 0; b < nvw; b++) {
+                const float *o = pr->t.data + (int64_t)(a * nvw + b) * C * pw * ph;
+                for (int y = 0; y < ph; y++)
+                    for (int xx = 0; xx < pw; xx++) {
+                        int64_t uu = us[a] + xx, vv = vs[b] + y;
+                        if (uu < 0 || uu >= du || vv < 0 || vv >= dv)
+                            continue;
+                        int64_t q = vv * du + uu;
+                        cnt[q] += 1;
+                        for (int c = 0; c < C; c++)
+                            prob[q * C + c] += o[(int64_t)c * pw * ph + y * pw + xx];
+                    }
+            }
+        for (int64_t vv = 0; vv < dv; vv++)
+            for (int64_t uu = 0; uu < du; uu++) {
+                int64_t q = vv * du + uu, best = 0;
+                for (int c = 1; c < C; c++)
+                    if (prob[q * C + c] > prob[q * C + best])
+                        best = c;
+                int64_t cidx[3];
+                cidx[axis] = s;
+                cidx[u] = uu;
+                cidx[v] = vv;
+                int64_t idx = cidx[0] + dim[0] * (cidx[1] + dim[1] * cidx[2]);
+                mdat[idx] = (uint8_t)(best == 0 ? 0 : best == 1 ? p->label : best);
+            }
+    }
+    free(vol);
+    free(prob);
+    free(cnt);
+    mk_tensor_free(&x);
+    mk_nn_graph_free(g);
+    mk_unet_free(net);
+    if (st != MK_OK) {
+        mk_image_free(mask);
+        return st;
+    }
+    *mask_out = mask;
+    return MK_OK;
+}

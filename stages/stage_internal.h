@@ -1,0 +1,40 @@
+/* Internal helpers shared by the stage sources (not installed). */
+#ifndef MK_STAGE_INTERNAL_H
+#define MK_STAGE_INTERNAL_H
+
+#include "mk_stages.h"
+#include "models/mk_translator.h"
+#include "nn/mk_optim.h"
+
+/* One model of a multi-model checkpoint file. */
+typedef struct mk__ck_model {
+    const char *name;     /* HDF5 group */
+    mk_nn_params *params;
+    mk_optim *opt;        /* NULL: no optimiser state */
+} mk__ck_model;
+
+typedef struct mk__ck_rng {
+    const char *name;
+    mk_rng *rng;
+} mk__ck_rng;
+
+/* Multi-model HDF5 file, written to a temp name and renamed:
+ *   /<model>/params/<param name, '.' -> '/'>   float32
+ *   /<model>/optim/state0|state1/<name>        Adam m / v; attribute steps on /<model>/optim
+ *   /rng/<name>                                uint64[4] xoshiro state
+ *   root attributes: format "medkd-stage-checkpoint", stage, iteration */
+mk_status mk__ckpt_save(mk_ctx *ctx, const char *path, const char *stage, long long iteration,
+                        const mk__ck_model *m, int nm, const mk__ck_rng *r, int nr);
+/* Load what mk__ckpt_save wrote (every listed model/rng must be present, same shapes). Models with
+ * opt == NULL load parameters only. iteration may be NULL. */
+mk_status mk__ckpt_load(mk_ctx *ctx, const char *path, const char *stage, long long *iteration,
+                        const mk__ck_model *m, int nm, const mk__ck_rng *r, int nr);
+
+/* path = run_dir/sub/name, creating run_dir/sub */
+mk_status mk__run_path(mk_ctx *ctx, const char *run_dir, const char *sub, const char *name,
+                       char *buf, size_t n);
+
+/* splitmix64 of seed and a stream number: independent seeds for each network and data stream */
+uint64_t mk__seed(uint64_t seed, uint64_t stream);
+
+#endif

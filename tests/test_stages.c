@@ -1,0 +1,568 @@
+/* Tests of the training stages: data slicing and normalisation on a hand-made volume, translator
+ * shapes and parameter counts, hint-layer validation, a tiny CMEDL run (finite, decreasing
+ * losses), the baseline = CMEDL student with lambda_hint 0 (same data, seed, iterations),
+ * resume after SIGKILL / cancel equals an uninterrupted run bit for bit, and inference. */
+#define _GNU_SOURCE
+#include <ftw.h>
+#include <math.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/mk_fs.h"
+#include "io/mk_nifti.h"
+#include "models/mk_translator.h"
+#include "phantoms/mk_phantoms.h"
+#include "stages/mk_stages.h"
+
+static char g_tmp[512];
+static char g_phantoms[600];
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static void rm_rf(const char *dir)
+{
+    nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void sub(char *buf, size_t n, const char *name)
+{
+    snprintf(buf, n, "%s/%s", g_tmp, name);
+}
+
+/* ---------------------------------------------------------------- data on a hand-made volume */
+
+/* CT volume 12 x 10 x 5 (i, j, k), int16 HU: air -1000 outside a body box i in [2, 9], j in [1, 8]
+ * (HU 50 = window centre -> 0.0), a "tumour" of HU 300 (-> +1) at i 4..5, j 3..4 on slice k = 2,
+ * slice k = 0 empty of body (all air). */
+static void write_hand_volume(const char *img_path, const char *lab_path)
+{
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    int64_t dim[3] = {12, 10, 5};
+    mk_image *img = NULL, *lab = NULL;
+    assert_int_equal(mk_image_new(&ctx, MK_DT_INT16, 3, dim, &img), MK_OK);
+    assert_int_equal(mk_image_new(&ctx, MK_DT_UINT8, 3, dim, &lab), MK_OK);
+    for (int k = 0; k < 5; k++)
+        for (int j = 0; j < 10; j++)
+            for (int i = 0; i < 12; i++) {
+                int64_t q = i + 12 * (j + 10 * k);
+                double v = -1000;
+                if (k > 0 && i >= 2 && i <= 9 && j >= 1 && j <= 8)
+                    v = 50;
+                if (k == 2 && i >= 4 && i <= 5 && j >= 3 && j <= 4) {
+                    v = 300;
+                    mk_image_set(lab, q, 1);
+                }
+                if (k == 3 && i == 9 && j == 8)
+                    mk_image_set(lab, q, 2); /* another label value: not the structure */
+                mk_image_set(img, q, v);
+            }
+    assert_int_equal(mk_io_nifti_write(&ctx, img_path, img), MK_OK);
+    assert_int_equal(mk_io_nifti_write(&ctx, lab_path, lab), MK_OK);
+    mk_image_free(img);
+    mk_image_free(lab);
+}
+
+static void test_data_hand_volume(void **state)
+{
+    (void)state;
+    char dir[600], img[700], lab[700], man[700];
+    sub(dir, sizeof dir, "hand");
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    assert_int_equal(mk_fs_mkdirs(&ctx, dir), MK_OK);
+    snprintf(img, sizeof img, "%s/ct.nii.gz", dir);
+    snprintf(lab, sizeof lab, "%s/ct_label.nii.gz", dir);
+    snprintf(man, sizeof man, "%s/manifest.csv", dir);
+    write_hand_volume(img, lab);
+    FILE *f = fopen(man, "w");
+    assert_non_null(f);
+    fprintf(f, "id,modality,image,label,split,domain\n"
+               "c0,CT,ct.nii.gz,ct_label.nii.gz,train,ct\n"
+               "m0,MR,ct.nii.gz,,train,mr\n");
+    fclose(f);
+
+    mk_data_params p;
+    mk_data_defaults(&p);
+    p.manifest = man;
+    p.patch[0] = 8; /* along i */
+    p.patch[1] = 4; /* along j */
+    p.empty_ratio = 1.0;
+    mk_slices s;
+    assert_int_equal(mk_data_load(&ctx, &p, "CT", "train", 1, 5, &s), MK_OK);
+    /* body slices k = 1..4; one with the tumour (k = 2), one empty kept per tumour slice */
+    assert_int_equal(s.n, 2);
+    assert_int_equal(s.n_fg, 1);
+    assert_int_equal(s.w, 8);
+    assert_int_equal(s.h, 4);
+    assert_non_null(s.lab);
+    /* slices keep volume order; find the tumour slice */
+    int fg = -1;
+    for (int i = 0; i < 2; i++) {
+        int any = 0;
+        for (int q = 0; q < 32; q++)
+            any |= s.lab[i * 32 + q];
+        if (any)
+            fg = i;
+    }
+    assert_true(fg >= 0);
+    /* body bbox i 2..9 (centre (2+9+1)/2 = 6, start 6-4 = 2), j 1..8 (centre 5, start 3): the
+     * tumour j 3..4 lies in [3, 6]: crop starts (2, 3). Tumour at x = 4-2..5-2, y = 0..1. */
+    const float *im = s.img + fg * 32;
+    const int32_t *lb = s.lab + fg * 32;
+    for (int y = 0; y < 4; y++)
+        for (int x = 0; x < 8; x++) {
+            int i = x + 2, j = y + 3;
+            int tum = i >= 4 && i <= 5 && j >= 3 && j <= 4;
+            int body = i >= 2 && i <= 9 && j >= 1 && j <= 8;
+            float want = tum ? 1.0f : body ? 0.0f : -1.0f; /* (HU+200)/500*2-1 */
+            assert_float_equal(im[y * 8 + x], want, 1e-6);
+            assert_int_equal(lb[y * 8 + x], tum);
+        }
+    mk_slices_free(&s);
+
+    /* empty_ratio 0: the tumour slice only; label value 2 selects the other structure */
+    p.empty_ratio = 0;
+    assert_int_equal(mk_data_load(&ctx, &p, "CT", "train", 1, 5, &s), MK_OK);
+    assert_int_equal(s.n, 1);
+    mk_slices_free(&s);
+    p.label = 2;
+    assert_int_equal(mk_data_load(&ctx, &p, "CT", "train", 1, 5, &s), MK_OK);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.n_fg, 1);
+    /* the crop was shifted to contain i = 9, j = 8: u0 = max(2, 9-8+1) = 2, v0 = max(3, 8-4+1) = 5 */
+    assert_int_equal(s.lab[3 * 8 + 7], 1);
+    mk_slices_free(&s);
+    p.label = 1;
+
+    /* unlabelled MRI rows: every body slice, min-max normalisation [-1000, 300] -> [-1, 1] */
+    p.mri_norm = MK_MRI_MINMAX;
+    assert_int_equal(mk_data_load(&ctx, &p, "MR", "train", 0, 5, &s), MK_OK);
+    assert_int_equal(s.n, 4);
+    assert_null(s.lab);
+    double want = (50.0 + 1000.0) / 1300.0 * 2.0 - 1.0;
+    assert_float_equal(s.img[1 * 8 + 4], want, 1e-5); /* slice k=1, i=6, j=4: body */
+    mk_slices_free(&s);
+
+    /* errors: labels required but missing, no rows, bad manifest header */
+    assert_int_equal(mk_data_load(&ctx, &p, "MR", "train", 1, 5, &s), MK_ERR_FORMAT);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "field label"));
+    assert_int_equal(mk_data_load(&ctx, &p, "CT", "test", 1, 5, &s), MK_ERR_NOT_FOUND);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "split 'test'"));
+    f = fopen(man, "w");
+    fprintf(f, "id,modality,image,split\nc0,CT,ct.nii.gz,train\n");
+    fclose(f);
+    assert_int_equal(mk_data_load(&ctx, &p, "CT", "train", 1, 5, &s), MK_ERR_FORMAT);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "'label'"));
+    f = fopen(man, "w");
+    fprintf(f, "id,modality,image,label,split\nc0,CT,missing.nii.gz,,train\n");
+    fclose(f);
+    assert_int_not_equal(mk_data_load(&ctx, &p, "CT", "train", 0, 5, &s), MK_OK);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "manifest.csv:2: field image"));
+}
+
+/* ---------------------------------------------------------------- translator */
+
+static void test_translator_shapes(void **state)
+{
+    (void)state;
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    mk_translator *G = NULL, *D = NULL;
+    int w = 4;
+    assert_int_equal(mk_translator_new(&ctx, MK_TRANSLATOR_GEN, w, 3, &G), MK_OK);
+    assert_int_equal(mk_translator_new(&ctx, MK_TRANSLATOR_DISC, w, 4, &D), MK_OK);
+    mk_translator *bad = NULL;
+    assert_int_equal(mk_translator_new(&ctx, MK_TRANSLATOR_GEN, 0, 3, &bad), MK_ERR_INVALID);
+    assert_null(bad);
+    /* parameter counts by hand: generator convs (w*1*9+w) + (2w*w*9+2w) + 2*(2w*2w*9+2w)
+     * + transposed (2w*w*4+w) + (1*w*9+1); instance norms 2*(w + 2w + 2w + 2w + w) */
+    int64_t gen = (w * 9 + w) + (2 * w * w * 9 + 2 * w) + 2 * (4 * w * w * 9 + 2 * w) +
+                  (2 * w * w * 4 + w) + (w * 9 + 1) + 2 * (w + 2 * w + 2 * w + 2 * w + w);
+    int64_t disc = (w * 16 + w) + (2 * w * w * 16 + 2 * w) + (2 * w * 9 + 1) + 2 * (2 * w);
+    assert_int_equal(mk_nn_params_numel(mk_translator_params(G)), gen);
+    assert_int_equal(mk_nn_params_numel(mk_translator_params(D)), disc);
+    mk_nn_graph *g = mk_nn_graph_new(1, 1);
+    mk_nn_graph_begin(g, 1);
+    int64_t ne[4] = {2, 1, 16, 12};
+    mk_var *x = mk_nn_zeros(g, 4, ne);
+    for (int i = 0; i < 2 * 16 * 12; i++)
+        x->t.data[i] = sinf(0.37f * (float)i);
+    mk_var *y = mk_translator_forward(G, g, x);
+    assert_non_null(y);
+    assert_int_equal(y->t.ndim, 4);
+    assert_int_equal(y->t.ne[0], 2);
+    assert_int_equal(y->t.ne[1], 1);
+    assert_int_equal(y->t.ne[2], 16);
+    assert_int_equal(y->t.ne[3], 12);
+    for (int i = 0; i < 2 * 16 * 12; i++)
+        assert_true(y->t.data[i] > -1.0f && y->t.data[i] < 1.0f);
+    mk_var *d = mk_translator_forward(D, g, y);
+    /* k4 s2 p1 twice: 16 -> 8 -> 4, 12 -> 6 -> 3; then k3 p1 keeps it */
+    assert_int_equal(d->t.ne[1], 1);
+    assert_int_equal(d->t.ne[2], 4);
+    assert_int_equal(d->t.ne[3], 3);
+    /* gradient reaches the generator's first layer through D */
+    mk_nn_backward(g, mk_nn_adv_ls(g, d, 1.0f));
+    mk_param *p0 = mk_nn_params_find(mk_translator_params(G), "c0.weight");
+    assert_non_null(p0);
+    double gs = 0;
+    for (int i = 0; i < w * 9; i++)
+        gs += fabs(p0->grad[i]);
+    assert_true(gs > 0);
+    mk_nn_graph_free(g);
+    mk_translator_free(G);
+    mk_translator_free(D);
+}
+
+/* ---------------------------------------------------------------- hint names */
+
+static void test_hint_names(void **state)
+{
+    (void)state;
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    char names[3][32] = {"dec_prev", "dec_last", "bottleneck"}, res[3][32];
+    assert_int_equal(mk_stage_hint_check(&ctx, 3, 3, (const char(*)[32])names, res), MK_OK);
+    assert_string_equal(res[0], "dec0");
+    assert_string_equal(res[1], "dec1");
+    assert_string_equal(res[2], "bottleneck");
+    char bad[2][32] = {"dec1", "prelogits"};
+    assert_int_equal(mk_stage_hint_check(&ctx, 3, 2, (const char(*)[32])bad, NULL), MK_ERR_CONFIG);
+    const char *m = mk_ctx_errmsg(&ctx);
+    assert_non_null(strstr(m, "cmedl.hint_layers[1]: 'prelogits'"));
+    assert_non_null(strstr(m, "enc0, enc1, bottleneck, dec0, dec1, logits"));
+    char bad2[1][32] = {"dec2"};
+    assert_int_equal(mk_stage_hint_check(&ctx, 3, 1, (const char(*)[32])bad2, NULL),
+                     MK_ERR_CONFIG);
+    assert_int_equal(mk_stage_hint_check(&ctx, 4, 1, (const char(*)[32])bad2, NULL), MK_OK);
+
+    /* the stage itself refuses a bad name before loading any data */
+    mk_stage_common c;
+    mk_stage_common_defaults(&c);
+    c.data.manifest = "/nonexistent/manifest.csv";
+    c.run_dir = g_tmp;
+    mk_translate_params tp;
+    mk_translate_defaults(&tp);
+    mk_cmedl_params cp;
+    mk_cmedl_defaults(&cp);
+    snprintf(cp.hint_layers[1], 32, "prelogits");
+    assert_int_equal(mk_stage_cmedl(&ctx, &c, &tp, &cp, NULL), MK_ERR_CONFIG);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "valid names"));
+}
+
+/* ---------------------------------------------------------------- small training runs */
+
+static void small_setup(mk_stage_common *c, mk_translate_params *tp, mk_cmedl_params *cp,
+                        const char *run_dir)
+{
+    static char man[700];
+    snprintf(man, sizeof man, "%s/manifest.csv", g_phantoms);
+    mk_stage_common_defaults(c);
+    c->run_dir = run_dir;
+    c->seed = 3;
+    c->threads = 1;
+    c->data.manifest = man;
+    c->data.patch[0] = c->data.patch[1] = 16;
+    c->unet.base = 4;
+    c->log_every = 1000;
+    c->checkpoint_every = 1000;
+    mk_translate_defaults(tp);
+    tp->gen_width = 4;
+    tp->disc_width = 4;
+    tp->batch = 2;
+    mk_cmedl_defaults(cp);
+    cp->batch = 4;
+    cp->lr = 2e-3f;
+}
+
+static void load_unet(const char *path, mk_unet_cfg *cfg, mk_unet **out)
+{
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    assert_int_equal(mk_unet_new(&ctx, cfg, 0, out), MK_OK);
+    assert_int_equal(mk_model_load(&ctx, path, "params", mk_unet_params(*out), NULL), MK_OK);
+}
+
+/* 1 if every parameter and buffer of the two files is bit-identical */
+static int same_weights(const char *a, const char *b, mk_unet_cfg *cfg)
+{
+    mk_unet *na, *nb;
+    load_unet(a, cfg, &na);
+    load_unet(b, cfg, &nb);
+    mk_nn_params *pa = mk_unet_params(na), *pb = mk_unet_params(nb);
+    int same = 1;
+    for (int i = 0; i < mk_nn_params_count(pa); i++) {
+        mk_param *x = mk_nn_params_at(pa, i), *y = mk_nn_params_at(pb, i);
+        same &= memcmp(x->value.data, y->value.data,
+                       (size_t)mk_tensor_numel(&x->value) * sizeof(float)) == 0;
+    }
+    mk_unet_free(na);
+    mk_unet_free(nb);
+    return same;
+}
+
+static void test_cmedl_tiny_run(void **state)
+{
+    (void)state;
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    char rd[600], path[700];
+    sub(rd, sizeof rd, "run_tiny");
+    mk_stage_common c;
+    mk_translate_params tp;
+    mk_cmedl_params cp;
+    small_setup(&c, &tp, &cp, rd);
+    tp.iterations = 6;
+    cp.iterations = 40;
+    mk_train_stats ts, cs;
+    assert_int_equal(mk_stage_translate(&ctx, &c, &tp, &ts), MK_OK);
+    assert_true(isfinite(ts.first_loss) && isfinite(ts.last_loss));
+    snprintf(path, sizeof path, "%s/models/translator.h5", rd);
+    assert_true(mk_fs_is_file(path));
+    int rc = mk_stage_cmedl(&ctx, &c, &tp, &cp, &cs);
+    if (rc != MK_OK)
+        fail_msg("%s", mk_ctx_errmsg(&ctx));
+    print_message("cmedl tiny: loss_s %.4f -> %.4f, hint %.5f, %.1f it/s\n", cs.first_loss,
+                  cs.last_loss, cs.last_hint, cs.iters_per_s);
+    assert_true(isfinite(cs.first_loss) && isfinite(cs.last_loss) && isfinite(cs.last_hint));
+    assert_true(cs.last_loss < cs.first_loss);
+    assert_true(cs.last_hint > 0);
+    const char *files[] = {"models/cmedl_student.h5", "models/cmedl_teacher.h5",
+                           "models/cmedl_translator.h5", "checkpoints/cmedl.h5"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s", rd, files[i]);
+        assert_true(mk_fs_is_file(path));
+    }
+
+    /* inference with the student on a phantom CT volume: uint8 mask on the CT's grid */
+    char ctp[800];
+    snprintf(ctp, sizeof ctp, "%s/ct/lung_ct_000.nii.gz", g_phantoms);
+    mk_image *ct = NULL, *mask = NULL;
+    assert_int_equal(mk_io_nifti_read(&ctx, ctp, &ct), MK_OK);
+    snprintf(path, sizeof path, "%s/models/cmedl_student.h5", rd);
+    assert_int_equal(mk_stage_predict_volume(&ctx, path, &c.unet, ct, &c.data, 2, &mask), MK_OK);
+    assert_int_equal(mask->dtype, MK_DT_UINT8);
+    for (int a = 0; a < 3; a++)
+        assert_int_equal(mask->dim[a], ct->dim[a]);
+    assert_true(mk_geom_same_grid(mask, ct, 1e-9));
+    int64_t n = mk_image_nvox(mask);
+    for (int64_t i = 0; i < n; i++)
+        assert_true(((uint8_t *)mask->data)[i] <= 1);
+    mk_image_free(mask);
+    /* a missing model file is a clear error */
+    assert_int_not_equal(mk_stage_predict_volume(&ctx, "/nonexistent.h5", &c.unet, ct, &c.data, 1,
+                                                 &mask), MK_OK);
+    assert_null(mask);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "/nonexistent.h5"));
+    mk_image_free(ct);
+}
+
+/* With lambda_hint 0 the CMEDL student gets exactly the baseline's gradients: the two stages
+ * share data, seed, initial weights and CT batches, so the students must be bit-identical. */
+static void test_baseline_equals_unguided_student(void **state)
+{
+    (void)state;
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    char ra[600], rb[600], pa[700], pb[700];
+    sub(ra, sizeof ra, "run_nohint");
+    sub(rb, sizeof rb, "run_base");
+    mk_stage_common c;
+    mk_translate_params tp;
+    mk_cmedl_params cp;
+    small_setup(&c, &tp, &cp, ra);
+    cp.iterations = 6;
+    cp.lambda_hint = 0;
+    assert_int_equal(mk_stage_cmedl(&ctx, &c, &tp, &cp, NULL), MK_OK);
+    c.run_dir = rb;
+    assert_int_equal(mk_stage_baseline(&ctx, &c, &cp, 0, NULL), MK_OK);
+    snprintf(pa, sizeof pa, "%s/models/cmedl_student.h5", ra);
+    snprintf(pb, sizeof pb, "%s/models/baseline_student.h5", rb);
+    assert_true(same_weights(pa, pb, &c.unet));
+    /* and with the hint on, the student differs */
+    char rc[600], pc[700];
+    sub(rc, sizeof rc, "run_hint");
+    c.run_dir = rc;
+    cp.lambda_hint = 1;
+    assert_int_equal(mk_stage_cmedl(&ctx, &c, &tp, &cp, NULL), MK_OK);
+    snprintf(pc, sizeof pc, "%s/models/cmedl_student.h5", rc);
+    assert_false(same_weights(pa, pc, &c.unet));
+}
+
+static int g_kill_at;
+
+static void kill_progress(void *user, const char *what, long long done, long long total,
+                          const char *unit, const char *detail)
+{
+    (void)user;
+    (void)what;
+    (void)total;
+    (void)unit;
+    (void)detail;
+    if (done == g_kill_at)
+        raise(SIGKILL);
+}
+
+static int g_cancel_at;
+static mk_ctx *g_cancel_ctx;
+
+static void cancel_progress(void *user, const char *what, long long done, long long total,
+                            const char *unit, const char *detail)
+{
+    (void)user;
+    (void)what;
+    (void)total;
+    (void)unit;
+    (void)detail;
+    if (done == g_cancel_at)
+        g_cancel_ctx->cancel = 1;
+}
+
+static void test_resume_bit_identical(void **state)
+{
+    (void)state;
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    char ra[600], rb[600], pa[700], pb[700];
+    sub(ra, sizeof ra, "run_straight");
+    sub(rb, sizeof rb, "run_killed");
+    mk_stage_common c;
+    mk_translate_params tp;
+    mk_cmedl_params cp;
+    small_setup(&c, &tp, &cp, ra);
+    cp.iterations = 8;
+    c.checkpoint_every = 4;
+    assert_int_equal(mk_stage_cmedl(&ctx, &c, &tp, &cp, NULL), MK_OK);
+
+    /* the same run killed with SIGKILL during iteration 6 (checkpoint at 4), then resumed. The
+     * child is a fresh exec of this program: forking a process whose OpenMP pool is running
+     * would deadlock libgomp. */
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl("/proc/self/exe", "test_stages", "--kill-child", rb, g_phantoms, (char *)NULL);
+        _exit(4);
+    }
+    int wst = 0;
+    assert_int_equal(waitpid(pid, &wst, 0), pid);
+    assert_true(WIFSIGNALED(wst) && WTERMSIG(wst) == SIGKILL);
+    snprintf(pb, sizeof pb, "%s/checkpoints/cmedl.h5", rb);
+    assert_true(mk_fs_is_file(pb));
+    snprintf(pb, sizeof pb, "%s/models/cmedl_student.h5", rb);
+    assert_false(mk_fs_is_file(pb));
+    c.run_dir = rb;
+    c.resume = 1;
+    mk_train_stats st;
+    assert_int_equal(mk_stage_cmedl(&ctx, &c, &tp, &cp, &st), MK_OK);
+    assert_int_equal(st.resumed_from, 4);
+    snprintf(pa, sizeof pa, "%s/models/cmedl_student.h5", ra);
+    assert_true(same_weights(pa, pb, &c.unet));
+    snprintf(pa, sizeof pa, "%s/models/cmedl_teacher.h5", ra);
+    snprintf(pb, sizeof pb, "%s/models/cmedl_teacher.h5", rb);
+    assert_true(same_weights(pa, pb, &c.unet));
+
+    /* baseline: cancel (SIGINT path) at iteration 3, resume from the checkpoint it writes */
+    char rc[600], rd[600];
+    sub(rc, sizeof rc, "run_base_straight");
+    sub(rd, sizeof rd, "run_base_cancel");
+    c.resume = 0;
+    c.run_dir = rc;
+    assert_int_equal(mk_stage_baseline(&ctx, &c, &cp, 7, NULL), MK_OK);
+    mk_ctx cc;
+    mk_ctx_init(&cc);
+    cc.progress = cancel_progress;
+    g_cancel_at = 3;
+    g_cancel_ctx = &cc;
+    c.run_dir = rd;
+    assert_int_equal(mk_stage_baseline(&cc, &c, &cp, 7, NULL), MK_ERR_ABORTED);
+    assert_non_null(strstr(mk_ctx_errmsg(&cc), "--resume"));
+    c.resume = 1;
+    assert_int_equal(mk_stage_baseline(&ctx, &c, &cp, 7, &st), MK_OK);
+    assert_int_equal(st.resumed_from, 3);
+    snprintf(pa, sizeof pa, "%s/models/baseline_student.h5", rc);
+    snprintf(pb, sizeof pb, "%s/models/baseline_student.h5", rd);
+    assert_true(same_weights(pa, pb, &c.unet));
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    const char *bd = getenv("MK_BUILD_DIR");
+    snprintf(g_tmp, sizeof g_tmp, "%s/stages-test-XXXXXX", bd ? bd : "/tmp");
+    if (!mkdtemp(g_tmp))
+        return -1;
+    snprintf(g_phantoms, sizeof g_phantoms, "%s/phantoms", g_tmp);
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    mk_phantom_params p;
+    mk_phantom_params_default(&p, MK_PHANTOM_LUNG);
+    p.seed = 11;
+    p.cases = 6;
+    p.size[0] = p.size[1] = 32;
+    p.size[2] = 12;
+    mk_phantom_summary sum;
+    if (mk_phantom_synth(&ctx, &p, g_phantoms, &sum) != MK_OK) {
+        fprintf(stderr, "phantoms: %s\n", mk_ctx_errmsg(&ctx));
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (!getenv("MK_KEEP_TMP"))
+        rm_rf(g_tmp);
+    return 0;
+}
+
+/* child of test_resume_bit_identical: the killed run (never returns normally) */
+static int kill_child(const char *run_dir, const char *phantoms)
+{
+    snprintf(g_phantoms, sizeof g_phantoms, "%s", phantoms);
+    mk_stage_common c;
+    mk_translate_params tp;
+    mk_cmedl_params cp;
+    small_setup(&c, &tp, &cp, run_dir);
+    cp.iterations = 8;
+    c.checkpoint_every = 4;
+    mk_ctx cc;
+    mk_ctx_init(&cc);
+    cc.progress = kill_progress;
+    g_kill_at = 6;
+    mk_stage_cmedl(&cc, &c, &tp, &cp, NULL);
+    return 3;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 4 && strcmp(argv[1], "--kill-child") == 0)
+        return kill_child(argv[2], argv[3]);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_data_hand_volume),
+        cmocka_unit_test(test_translator_shapes),
+        cmocka_unit_test(test_hint_names),
+        cmocka_unit_test(test_cmedl_tiny_run),
+        cmocka_unit_test(test_baseline_equals_unguided_student),
+        cmocka_unit_test(test_resume_bit_identical),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
