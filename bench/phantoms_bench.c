@@ -62,7 +62,8 @@ static void cardiac_shift(mk_ctx *ctx, int cases, uint64_t seed, double shift)
         long c[4] = {0};
         for (int i = 0; i < half; i++) {
             mk_image *img, *lab;
-            mk_phantom_volume(ctx, &p, d ? MK_PHANTOM_DOMAIN_CT : MK_PHANTOM_DOMAIN_MR, i, &img, &lab, NULL, NULL);
+            mk_phantom_volume(ctx, &p, d ? MK_PHANTOM_DOMAIN_CT : MK_PHANTOM_DOMAIN_MR, i, &img,
+                              &lab, NULL, NULL);
             int64_t n = mk_image_nvox(img);
             float *z = malloc((size_t)n * sizeof *z);
             zscore(img, z);
@@ -76,7 +77,8 @@ static void cardiac_shift(mk_ctx *ctx, int cases, uint64_t seed, double shift)
         for (int k = 0; k < 4; k++)
             mean[d][k] = c[k] ? s[k] / c[k] : 0;
     }
-    printf("cardiac shift proxy (shift %.2f; nearest class mean on z-scored intensity, %d train / %d test cases per domain)\n",
+    printf("cardiac shift proxy (shift %.2f; nearest class mean on z-scored intensity, %d train / "
+           "%d test cases per domain)\n",
            shift, half, cases - half);
     for (int tr = 0; tr < 2; tr++)
         for (int te = 0; te < 2; te++) {
@@ -84,7 +86,8 @@ static void cardiac_shift(mk_ctx *ctx, int cases, uint64_t seed, double shift)
             int nd = 0;
             for (int i = half; i < cases; i++) {
                 mk_image *img, *lab;
-                mk_phantom_volume(ctx, &p, te ? MK_PHANTOM_DOMAIN_CT : MK_PHANTOM_DOMAIN_MR, i, &img, &lab, NULL, NULL);
+                mk_phantom_volume(ctx, &p, te ? MK_PHANTOM_DOMAIN_CT : MK_PHANTOM_DOMAIN_MR, i,
+                                  &img, &lab, NULL, NULL);
                 int64_t n = mk_image_nvox(img);
                 float *z = malloc((size_t)n * sizeof *z);
                 zscore(img, z);
@@ -134,8 +137,8 @@ int main(int argc, char **argv)
             mk_image *img, *lab, *tis;
             mk_phantom_info info;
             double t1 = mk_now_s();
-            if (mk_phantom_volume(&ctx, &p, dom == 0 ? MK_PHANTOM_DOMAIN_CT : MK_PHANTOM_DOMAIN_MR, c,
-                                  &img, &lab, &tis, &info) != MK_OK) {
+            if (mk_phantom_volume(&ctx, &p, dom == 0 ? MK_PHANTOM_DOMAIN_CT : MK_PHANTOM_DOMAIN_MR,
+                                  c, &img, &lab, &tis, &info) != MK_OK) {
                 fprintf(stderr, "error: %s\n", mk_ctx_errmsg(&ctx));
                 return 1;
             }
@@ -159,10 +162,12 @@ int main(int argc, char **argv)
                dom == 0 ? "CT" : "MR", cases, tgen, 1000 * tgen / cases, mk_now_s() - t0);
         for (int h = 0; h < 2; h++)
             if (nh[h])
-                printf("  %-4s tumours (n=%2d): best-threshold Dice whole volume %.3f, tumour box+15mm %.3f\n",
+                printf("  %-4s tumours (n=%2d): best-threshold Dice whole volume %.3f, tumour "
+                       "box+15mm %.3f\n",
                        h ? "hard" : "easy", nh[h], dg[h] / nh[h], dr[h] / nh[h]);
-        printf("  all  tumours (n=%2d): best-threshold Dice whole volume %.3f, tumour box+15mm %.3f\n",
-               nh[0] + nh[1], (dg[0] + dg[1]) / cases, (dr[0] + dr[1]) / cases);
+        printf(
+            "  all  tumours (n=%2d): best-threshold Dice whole volume %.3f, tumour box+15mm %.3f\n",
+            nh[0] + nh[1], (dg[0] + dg[1]) / cases, (dr[0] + dr[1]) / cases);
         printf("  interior means:");
         for (int t = 0; t < MK_TISSUE_COUNT; t++)
             if (cnt[t])
@@ -178,7 +183,8 @@ int main(int argc, char **argv)
         double t0 = mk_now_s();
         for (int c = 0; c < cases; c++) {
             mk_image *img, *lab, *tis;
-            if (mk_phantom_volume(&ctx, &p, (mk_phantom_domain)dom, c, &img, &lab, &tis, NULL) != MK_OK) {
+            if (mk_phantom_volume(&ctx, &p, (mk_phantom_domain)dom, c, &img, &lab, &tis, NULL) !=
+                MK_OK) {
                 fprintf(stderr, "error: %s\n", mk_ctx_errmsg(&ctx));
                 return 1;
             }

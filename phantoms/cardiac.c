@@ -13,15 +13,15 @@
 #include "phantom_internal.h"
 
 typedef struct heart_anat {
-    double cx, cy, rot;          /* LV centre (heart frame) and in-plane rotation */
-    double lv_a, lv_b, wall;     /* LV endocardial semi-axes and myocardial thickness */
+    double cx, cy, rot;      /* LV centre (heart frame) and in-plane rotation */
+    double lv_a, lv_b, wall; /* LV endocardial semi-axes and myocardial thickness */
     double z_base, z_apex, z_cyl;
     double rv_phi, rv_d, rv_a, rv_b, rv_zlow;
     double body_a, body_b, fat, muscle;
     double lung_x[2], lung_y, lung_a, lung_b;
     double liver_z, liver_cx, liver_cy, liver_r;
     double spine_y, spine_r;
-    double gv_x, gv_y, gv_r;      /* aorta above the base */
+    double gv_x, gv_y, gv_r; /* aorta above the base */
     double epi_fat;
 } heart_anat;
 
@@ -100,8 +100,8 @@ static int heart_tissue(const heart_anat *H, const double q[3], uint8_t *lab)
     if (z <= H->z_base) {
         double sl = lv_scale(z, H->z_cyl, H->z_apex);
         double se = lv_scale(z, H->z_cyl, H->z_apex - H->wall);
-        double rl = sl > 0 ? sqrt((u / H->lv_a) * (u / H->lv_a) + (v / H->lv_b) * (v / H->lv_b)) / sl
-                           : 2.0;
+        double rl =
+            sl > 0 ? sqrt((u / H->lv_a) * (u / H->lv_a) + (v / H->lv_b) * (v / H->lv_b)) / sl : 2.0;
         double ea = H->lv_a + H->wall, eb = H->lv_b + H->wall;
         double re = se > 0 ? sqrt((u / ea) * (u / ea) + (v / eb) * (v / eb)) / se : 2.0;
         if (rl < 1.0) {
@@ -118,11 +118,14 @@ static int heart_tissue(const heart_anat *H, const double q[3], uint8_t *lab)
             double ox = H->rv_d * cos(H->rv_phi), oy = H->rv_d * sin(H->rv_phi);
             double cp = cos(H->rv_phi), sp = sin(H->rv_phi);
             double ru = cp * (u - ox) + sp * (v - oy), rv = -sp * (u - ox) + cp * (v - oy);
-            double rr = rs > 0 ? sqrt((ru / (H->rv_b)) * (ru / (H->rv_b)) +
-                                      (rv / H->rv_a) * (rv / H->rv_a)) / rs
-                               : 2.0;
+            double rr =
+                rs > 0
+                    ? sqrt((ru / (H->rv_b)) * (ru / (H->rv_b)) + (rv / H->rv_a) * (rv / H->rv_a)) /
+                          rs
+                    : 2.0;
             double rw = rs > 0 ? sqrt((ru / (H->rv_b + 3)) * (ru / (H->rv_b + 3)) +
-                                      (rv / (H->rv_a + 3)) * (rv / (H->rv_a + 3))) / rs
+                                      (rv / (H->rv_a + 3)) * (rv / (H->rv_a + 3))) /
+                                     rs
                                : 2.0;
             if (rr < 1.0) {
                 *lab = 1;
@@ -130,9 +133,12 @@ static int heart_tissue(const heart_anat *H, const double q[3], uint8_t *lab)
             }
             if (rw < 1.0)
                 return MK_TISSUE_MUSCLE;
-            double rf = rs > 0 ? sqrt((ru / (H->rv_b + 3 + H->epi_fat)) * (ru / (H->rv_b + 3 + H->epi_fat)) +
-                                      (rv / (H->rv_a + 3 + H->epi_fat)) * (rv / (H->rv_a + 3 + H->epi_fat))) / rs
-                               : 2.0;
+            double rf =
+                rs > 0
+                    ? sqrt((ru / (H->rv_b + 3 + H->epi_fat)) * (ru / (H->rv_b + 3 + H->epi_fat)) +
+                           (rv / (H->rv_a + 3 + H->epi_fat)) * (rv / (H->rv_a + 3 + H->epi_fat))) /
+                          rs
+                    : 2.0;
             if (rf < 1.0)
                 return MK_TISSUE_FAT;
         }
@@ -157,8 +163,7 @@ static int heart_tissue(const heart_anat *H, const double q[3], uint8_t *lab)
 }
 
 mk_status mk__ph_cardiac(mk_ctx *ctx, const mk_phantom_params *p, mk_phantom_domain dom, int index,
-                         mk_image **img, mk_image **label, mk_image **tissue,
-                         mk_phantom_info *info)
+                         mk_image **img, mk_image **label, mk_image **tissue, mk_phantom_info *info)
 {
     mk_phantom_rng r;
     mk_phantom_rng_seed(&r, p->seed, mk_phantom_case_stream(p->kind, dom, index));
@@ -229,7 +234,8 @@ mk_status mk__ph_cardiac(mk_ctx *ctx, const mk_phantom_params *p, mk_phantom_dom
             out[v] = (int16_t)lrint(mk__ph_clamp(x, -1024, 3071));
         }
     } else {
-        mk__ph_mr_finish(&r, sig, im->data, n, 25.0 * p->noise, mk__ph_clamp(0.2 * p->noise, 0, 0.6));
+        mk__ph_mr_finish(&r, sig, im->data, n, 25.0 * p->noise,
+                         mk__ph_clamp(0.2 * p->noise, 0, 0.6));
     }
     info->hard = 0;
     info->fg_voxels = fg;

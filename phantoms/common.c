@@ -77,12 +77,18 @@ uint64_t mk_phantom_case_stream(mk_phantom_kind k, mk_phantom_domain d, int inde
 /* ---- names ---- */
 
 static const char *const TISSUE_NAMES[MK_TISSUE_COUNT] = {
-    [MK_TISSUE_AIR] = "air",           [MK_TISSUE_LUNG] = "lung",
-    [MK_TISSUE_VESSEL] = "vessel",     [MK_TISSUE_FAT] = "fat",
-    [MK_TISSUE_MUSCLE] = "muscle",     [MK_TISSUE_MEDIASTINUM] = "mediastinum",
-    [MK_TISSUE_BONE] = "bone",         [MK_TISSUE_TUMOUR] = "tumour",
-    [MK_TISSUE_LV_BLOOD] = "lv_blood", [MK_TISSUE_MYO] = "myocardium",
-    [MK_TISSUE_RV_BLOOD] = "rv_blood", [MK_TISSUE_LIVER] = "liver",
+    [MK_TISSUE_AIR] = "air",
+    [MK_TISSUE_LUNG] = "lung",
+    [MK_TISSUE_VESSEL] = "vessel",
+    [MK_TISSUE_FAT] = "fat",
+    [MK_TISSUE_MUSCLE] = "muscle",
+    [MK_TISSUE_MEDIASTINUM] = "mediastinum",
+    [MK_TISSUE_BONE] = "bone",
+    [MK_TISSUE_TUMOUR] = "tumour",
+    [MK_TISSUE_LV_BLOOD] = "lv_blood",
+    [MK_TISSUE_MYO] = "myocardium",
+    [MK_TISSUE_RV_BLOOD] = "rv_blood",
+    [MK_TISSUE_LIVER] = "liver",
     [MK_TISSUE_GREAT_VESSEL] = "great_vessel",
 };
 _Static_assert(sizeof TISSUE_NAMES / sizeof TISSUE_NAMES[0] == MK_TISSUE_COUNT, "tissue names");
@@ -124,51 +130,33 @@ typedef struct tissue_row {
 
 /* lung CT, HU. Tumour base and range move with contrast (see lung.c). */
 static const tissue_row LUNG_CT[MK_TISSUE_COUNT] = {
-    [MK_TISSUE_AIR] = {-1000, 0, -1010, -990},
-    [MK_TISSUE_LUNG] = {-850, 20, -900, -800},
-    [MK_TISSUE_VESSEL] = {40, 0, -450, 60},
-    [MK_TISSUE_FAT] = {-100, 10, -150, -50},
-    [MK_TISSUE_MUSCLE] = {50, 4, 30, 60},
-    [MK_TISSUE_MEDIASTINUM] = {38, 4, 30, 60},
-    [MK_TISSUE_BONE] = {700, 120, 400, 1000},
-    [MK_TISSUE_TUMOUR] = {48, 14, 20, 60},
+    [MK_TISSUE_AIR] = {-1000, 0, -1010, -990}, [MK_TISSUE_LUNG] = {-850, 20, -900, -800},
+    [MK_TISSUE_VESSEL] = {40, 0, -450, 60},    [MK_TISSUE_FAT] = {-100, 10, -150, -50},
+    [MK_TISSUE_MUSCLE] = {50, 4, 30, 60},      [MK_TISSUE_MEDIASTINUM] = {38, 4, 30, 60},
+    [MK_TISSUE_BONE] = {700, 120, 400, 1000},  [MK_TISSUE_TUMOUR] = {48, 14, 20, 60},
 };
 /* lung T2w fat-saturated MR, arbitrary units (0..1000), before the multiplicative bias field. */
 static const tissue_row LUNG_MR[MK_TISSUE_COUNT] = {
-    [MK_TISSUE_AIR] = {0, 0, 0, 80},
-    [MK_TISSUE_LUNG] = {50, 10, 20, 140},
-    [MK_TISSUE_VESSEL] = {60, 0, 20, 160},
-    [MK_TISSUE_FAT] = {150, 15, 80, 260},
-    [MK_TISSUE_MUSCLE] = {230, 15, 150, 350},
-    [MK_TISSUE_MEDIASTINUM] = {280, 20, 180, 400},
-    [MK_TISSUE_BONE] = {260, 40, 100, 450},
-    [MK_TISSUE_TUMOUR] = {800, 40, 600, 1000},
+    [MK_TISSUE_AIR] = {0, 0, 0, 80},          [MK_TISSUE_LUNG] = {50, 10, 20, 140},
+    [MK_TISSUE_VESSEL] = {60, 0, 20, 160},    [MK_TISSUE_FAT] = {150, 15, 80, 260},
+    [MK_TISSUE_MUSCLE] = {230, 15, 150, 350}, [MK_TISSUE_MEDIASTINUM] = {280, 20, 180, 400},
+    [MK_TISSUE_BONE] = {260, 40, 100, 450},   [MK_TISSUE_TUMOUR] = {800, 40, 600, 1000},
 };
 /* cardiac bSSFP cine MR, arbitrary units. */
 static const tissue_row CARD_MR[MK_TISSUE_COUNT] = {
-    [MK_TISSUE_AIR] = {0, 0, 0, 80},
-    [MK_TISSUE_LUNG] = {60, 10, 20, 160},
-    [MK_TISSUE_FAT] = {700, 30, 500, 900},
-    [MK_TISSUE_MUSCLE] = {250, 15, 150, 350},
-    [MK_TISSUE_BONE] = {400, 50, 200, 600},
-    [MK_TISSUE_LV_BLOOD] = {850, 25, 650, 1000},
-    [MK_TISSUE_MYO] = {250, 15, 150, 350},
-    [MK_TISSUE_RV_BLOOD] = {800, 25, 600, 1000},
-    [MK_TISSUE_LIVER] = {380, 20, 250, 500},
-    [MK_TISSUE_GREAT_VESSEL] = {820, 25, 600, 1000},
+    [MK_TISSUE_AIR] = {0, 0, 0, 80},         [MK_TISSUE_LUNG] = {60, 10, 20, 160},
+    [MK_TISSUE_FAT] = {700, 30, 500, 900},   [MK_TISSUE_MUSCLE] = {250, 15, 150, 350},
+    [MK_TISSUE_BONE] = {400, 50, 200, 600},  [MK_TISSUE_LV_BLOOD] = {850, 25, 650, 1000},
+    [MK_TISSUE_MYO] = {250, 15, 150, 350},   [MK_TISSUE_RV_BLOOD] = {800, 25, 600, 1000},
+    [MK_TISSUE_LIVER] = {380, 20, 250, 500}, [MK_TISSUE_GREAT_VESSEL] = {820, 25, 600, 1000},
 };
 /* cardiac contrast-enhanced CT at full domain shift, HU. */
 static const tissue_row CARD_CT[MK_TISSUE_COUNT] = {
-    [MK_TISSUE_AIR] = {-1000, 0, -1010, -990},
-    [MK_TISSUE_LUNG] = {-850, 20, -900, -780},
-    [MK_TISSUE_FAT] = {-100, 10, -150, -50},
-    [MK_TISSUE_MUSCLE] = {50, 5, 30, 70},
-    [MK_TISSUE_BONE] = {700, 120, 400, 1000},
-    [MK_TISSUE_LV_BLOOD] = {350, 15, 250, 450},
-    [MK_TISSUE_MYO] = {120, 8, 80, 160},
-    [MK_TISSUE_RV_BLOOD] = {290, 15, 200, 400},
-    [MK_TISSUE_LIVER] = {80, 6, 50, 110},
-    [MK_TISSUE_GREAT_VESSEL] = {350, 15, 250, 450},
+    [MK_TISSUE_AIR] = {-1000, 0, -1010, -990}, [MK_TISSUE_LUNG] = {-850, 20, -900, -780},
+    [MK_TISSUE_FAT] = {-100, 10, -150, -50},   [MK_TISSUE_MUSCLE] = {50, 5, 30, 70},
+    [MK_TISSUE_BONE] = {700, 120, 400, 1000},  [MK_TISSUE_LV_BLOOD] = {350, 15, 250, 450},
+    [MK_TISSUE_MYO] = {120, 8, 80, 160},       [MK_TISSUE_RV_BLOOD] = {290, 15, 200, 400},
+    [MK_TISSUE_LIVER] = {80, 6, 50, 110},      [MK_TISSUE_GREAT_VESSEL] = {350, 15, 250, 450},
 };
 
 /* Affine map of MR units to HU used at shift 0 (the CT domain is then a rescaled MR). */
@@ -268,8 +256,8 @@ mk_status mk_phantom_params_check(mk_ctx *ctx, const mk_phantom_params *p)
             return mk_err(ctx, MK_ERR_INVALID,
                           "phantom: tile: expected a multiple of 16 in 16..4096, got %d", p->tile);
         if (p->patch < 8 || p->patch > p->size[0] || p->patch > p->size[1])
-            return mk_err(ctx, MK_ERR_INVALID,
-                          "phantom: patch: expected 8..slide size, got %d", p->patch);
+            return mk_err(ctx, MK_ERR_INVALID, "phantom: patch: expected 8..slide size, got %d",
+                          p->patch);
     } else {
         static const int lo[3] = {16, 16, 4};
         for (int a = 0; a < 3; a++)
@@ -281,8 +269,10 @@ mk_status mk_phantom_params_check(mk_ctx *ctx, const mk_phantom_params *p)
     struct {
         const char *name;
         double v, lo, hi;
-    } k[] = {{"contrast", p->contrast, 0, 10}, {"noise", p->noise, 0, 10},
-             {"shift", p->shift, 0, 1},        {"labelled", p->labelled, 0, 1},
+    } k[] = {{"contrast", p->contrast, 0, 10},
+             {"noise", p->noise, 0, 10},
+             {"shift", p->shift, 0, 1},
+             {"labelled", p->labelled, 0, 1},
              {"hard_frac", p->hard_frac, 0, 1}};
     for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
         if (!(k[i].v >= k[i].lo && k[i].v <= k[i].hi))
@@ -383,9 +373,9 @@ void mk__ph_set_geometry(mk_image *img, const double spacing[3], double yaw, dou
 {
     /* R = Rz(yaw) * Rx(tilt); columns are the axis directions in LPS, then flipped. */
     double cz = cos(yaw), sz = sin(yaw), cx = cos(tilt), sx = sin(tilt);
-    double R[9] = {cz, -sz * cx, sz * sx, /* row 0 */
-                   sz, cz * cx, -cz * sx, /* row 1 */
-                   0, sx, cx};
+    double R[9] = {cz, -sz * cx, sz * sx,  /* row 0 */
+                   sz, cz * cx,  -cz * sx, /* row 1 */
+                   0,  sx,       cx};
     mk_geom *g = &img->geom;
     for (int r = 0; r < 3; r++)
         for (int c = 0; c < 3; c++)
@@ -440,12 +430,9 @@ mk_status mk_phantom_volume(mk_ctx *ctx, const mk_phantom_params *p, mk_phantom_
         info = &tmp;
     memset(info, 0, sizeof *info);
     switch (p->kind) {
-    case MK_PHANTOM_LUNG:
-        return mk__ph_lung(ctx, p, dom, index, img, label, tissue, info);
-    case MK_PHANTOM_CARDIAC:
-        return mk__ph_cardiac(ctx, p, dom, index, img, label, tissue, info);
-    default:
-        return mk_err(ctx, MK_ERR_INVALID, "phantom: kind histo makes slides, not volumes");
+    case MK_PHANTOM_LUNG: return mk__ph_lung(ctx, p, dom, index, img, label, tissue, info);
+    case MK_PHANTOM_CARDIAC: return mk__ph_cardiac(ctx, p, dom, index, img, label, tissue, info);
+    default: return mk_err(ctx, MK_ERR_INVALID, "phantom: kind histo makes slides, not volumes");
     }
 }
 

@@ -37,8 +37,8 @@ static void normalise3(double v[3])
         v[a] /= n;
 }
 
-mk_status mk_phantom_slide(mk_ctx *ctx, const mk_phantom_params *p, mk_phantom_domain dom, int index,
-                           mk_image **rgb, mk_image **mask, mk_phantom_info *info)
+mk_status mk_phantom_slide(mk_ctx *ctx, const mk_phantom_params *p, mk_phantom_domain dom,
+                           int index, mk_image **rgb, mk_image **mask, mk_phantom_info *info)
 {
     *rgb = NULL;
     *mask = NULL;
@@ -188,7 +188,8 @@ mk_status mk_phantom_slide(mk_ctx *ctx, const mk_phantom_params *p, mk_phantom_d
                 cE[qq] = (float)(cE[qq] * (1 - 0.7 * cov));
             }
     }
-    /* stains: Ruifrok-Johnston hematoxylin OD vector and a pinker eosin one, perturbed per site and a little per slide */
+    /* stains: Ruifrok-Johnston hematoxylin OD vector and a pinker eosin one, perturbed per site and
+     * a little per slide */
     double hv[3] = {0.650, 0.704, 0.286}, ev[3] = {0.13, 0.85, 0.50};
     double sh = dom == MK_PHANTOM_DOMAIN_SITE_B ? p->shift : 0.0;
     double dh[3] = {-0.15, 0.10, 0.25}, de[3] = {0.25, -0.10, 0.20};

@@ -220,9 +220,8 @@ static int tissue_at(const lung_anat *A, const double p[3], double h, double *vf
         double ang = atan2(p[1], p[0]);
         double rib = sin(6.283185307179586 * p[2] / A->rib_pitch + A->rib_phase + 0.8 * ang);
         /* ribs do not cross the midline (sternum in front, vertebra behind) */
-        t = (rel > 0.25 && rel < 0.8 && rib > 0.55 && fabs(p[0]) > 25)
-                ? MK_TISSUE_BONE
-                : MK_TISSUE_MUSCLE;
+        t = (rel > 0.25 && rel < 0.8 && rib > 0.55 && fabs(p[0]) > 25) ? MK_TISSUE_BONE
+                                                                       : MK_TISSUE_MUSCLE;
     } else {
         double sx = p[0] - A->spine_c[0], sy = p[1] - A->spine_c[1];
         double ib = A->body_b - A->fat - A->muscle;
@@ -334,7 +333,8 @@ mk_status mk__ph_lung(mk_ctx *ctx, const mk_phantom_params *p, mk_phantom_domain
             out[v] = (int16_t)lrint(mk__ph_clamp(x, -1024, 3071));
         }
     } else {
-        mk__ph_mr_finish(&r, sig, im->data, n, 25.0 * p->noise, mk__ph_clamp(0.2 * p->noise, 0, 0.6));
+        mk__ph_mr_finish(&r, sig, im->data, n, 25.0 * p->noise,
+                         mk__ph_clamp(0.2 * p->noise, 0, 0.6));
     }
     info->hard = A.hard;
     info->fg_voxels = fg;

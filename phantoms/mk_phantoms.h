@@ -4,12 +4,12 @@
  * known by construction. Three kinds:
  *
  *   lung     CT (int16 HU) and T2-weighted-MRI-like (float32) chest volumes of DIFFERENT synthetic
- *            patients (unpaired), label = tumour mask (uint8 0/1). On CT the tumour differs from the
- *            mediastinum by a few HU plus a texture cue; on MRI it is bright (CMEDL's premise).
- *   cardiac  short-axis cine-MRI-like (float32) and contrast-CT-like (int16 HU) stacks of different
- *            patients; label uint8 ACDC-like: 0 background, 1 RV, 2 MYO, 3 LV blood pool.
- *   histo    H&E-like RGB slides (Beer-Lambert stain model), region mask uint8 (0 background,
- *            1 normal tissue, 2 tumour), patch labels derived from the mask.
+ *            patients (unpaired), label = tumour mask (uint8 0/1). On CT the tumour differs from
+ * the mediastinum by a few HU plus a texture cue; on MRI it is bright (CMEDL's premise). cardiac
+ * short-axis cine-MRI-like (float32) and contrast-CT-like (int16 HU) stacks of different patients;
+ * label uint8 ACDC-like: 0 background, 1 RV, 2 MYO, 3 LV blood pool. histo    H&E-like RGB slides
+ * (Beer-Lambert stain model), region mask uint8 (0 background, 1 normal tissue, 2 tumour), patch
+ * labels derived from the mask.
  *
  * Every volume also has a tissue map (uint8, codes mk_phantom_tissue) on the same grid so tests
  * and users can check intensities per tissue class.
@@ -56,19 +56,19 @@ typedef enum mk_phantom_domain {
 
 /* Tissue codes of the tissue maps (lung and cardiac). */
 typedef enum mk_phantom_tissue {
-    MK_TISSUE_AIR = 0,     /* outside the body */
-    MK_TISSUE_LUNG,        /* lung parenchyma */
-    MK_TISSUE_VESSEL,      /* pulmonary vessel (voxel more than half vessel) */
-    MK_TISSUE_FAT,         /* subcutaneous / epicardial fat */
-    MK_TISSUE_MUSCLE,      /* chest wall muscle */
-    MK_TISSUE_MEDIASTINUM, /* mediastinal soft tissue, heart and great vessels (lung kind) */
-    MK_TISSUE_BONE,        /* ribs, vertebrae, sternum */
-    MK_TISSUE_TUMOUR,      /* lung tumour */
-    MK_TISSUE_LV_BLOOD,    /* cardiac: left-ventricle blood pool */
-    MK_TISSUE_MYO,         /* cardiac: LV myocardium */
-    MK_TISSUE_RV_BLOOD,    /* cardiac: right-ventricle blood pool */
-    MK_TISSUE_LIVER,       /* cardiac: liver dome in the inferior slices */
-    MK_TISSUE_GREAT_VESSEL,/* cardiac: aorta / pulmonary trunk (bright blood, label 0) */
+    MK_TISSUE_AIR = 0,      /* outside the body */
+    MK_TISSUE_LUNG,         /* lung parenchyma */
+    MK_TISSUE_VESSEL,       /* pulmonary vessel (voxel more than half vessel) */
+    MK_TISSUE_FAT,          /* subcutaneous / epicardial fat */
+    MK_TISSUE_MUSCLE,       /* chest wall muscle */
+    MK_TISSUE_MEDIASTINUM,  /* mediastinal soft tissue, heart and great vessels (lung kind) */
+    MK_TISSUE_BONE,         /* ribs, vertebrae, sternum */
+    MK_TISSUE_TUMOUR,       /* lung tumour */
+    MK_TISSUE_LV_BLOOD,     /* cardiac: left-ventricle blood pool */
+    MK_TISSUE_MYO,          /* cardiac: LV myocardium */
+    MK_TISSUE_RV_BLOOD,     /* cardiac: right-ventricle blood pool */
+    MK_TISSUE_LIVER,        /* cardiac: liver dome in the inferior slices */
+    MK_TISSUE_GREAT_VESSEL, /* cardiac: aorta / pulmonary trunk (bright blood, label 0) */
     MK_TISSUE_COUNT
 } mk_phantom_tissue;
 
@@ -93,16 +93,16 @@ int mk_phantom_tissue_range(const struct mk_phantom_params *p, mk_phantom_domain
 typedef struct mk_phantom_params {
     mk_phantom_kind kind;
     uint64_t seed;
-    int cases;          /* cases per domain (>= 1) */
-    int size[3];        /* volume grid i,j,k (lung/cardiac); histo: slide width, height, unused */
-    double contrast;    /* hard-domain target contrast multiplier: CT tumour-minus-mediastinum HU
-                         * offset (lung), tumour nuclear size/density excess (histo); >= 0 */
-    double noise;       /* noise multiplier (CT HU sigma, MR Rician sigma, bias field); >= 0 */
-    double shift;       /* domain-shift strength 0..1 (cardiac CT intensity mapping, histo stain) */
-    double labelled;    /* fraction of training cases whose label is listed in the manifest, 0..1 */
-    double hard_frac;   /* lung: fraction of tumours abutting the mediastinum, 0..1 */
-    int tile;           /* histo: TIFF tile size (multiple of 16) */
-    int patch;          /* histo: patch size in level-0 pixels for the patch labels */
+    int cases;        /* cases per domain (>= 1) */
+    int size[3];      /* volume grid i,j,k (lung/cardiac); histo: slide width, height, unused */
+    double contrast;  /* hard-domain target contrast multiplier: CT tumour-minus-mediastinum HU
+                       * offset (lung), tumour nuclear size/density excess (histo); >= 0 */
+    double noise;     /* noise multiplier (CT HU sigma, MR Rician sigma, bias field); >= 0 */
+    double shift;     /* domain-shift strength 0..1 (cardiac CT intensity mapping, histo stain) */
+    double labelled;  /* fraction of training cases whose label is listed in the manifest, 0..1 */
+    double hard_frac; /* lung: fraction of tumours abutting the mediastinum, 0..1 */
+    int tile;         /* histo: TIFF tile size (multiple of 16) */
+    int patch;        /* histo: patch size in level-0 pixels for the patch labels */
 } mk_phantom_params;
 
 void mk_phantom_params_default(mk_phantom_params *p, mk_phantom_kind kind);
@@ -111,9 +111,9 @@ mk_status mk_phantom_params_check(mk_ctx *ctx, const mk_phantom_params *p);
 
 /* Facts about one generated case (for manifests, sidecars and subgroup analysis). */
 typedef struct mk_phantom_info {
-    int hard;              /* lung: tumour abuts the mediastinum; histo: slide has tumour */
-    int64_t fg_voxels;     /* label > 0 voxels / pixels */
-    double fg_ml;          /* lung/cardiac: foreground volume in ml; histo: tumour fraction */
+    int hard;          /* lung: tumour abuts the mediastinum; histo: slide has tumour */
+    int64_t fg_voxels; /* label > 0 voxels / pixels */
+    double fg_ml;      /* lung/cardiac: foreground volume in ml; histo: tumour fraction */
     double lesion_radius_mm;
 } mk_phantom_info;
 
@@ -129,8 +129,8 @@ mk_status mk_phantom_volume(mk_ctx *ctx, const mk_phantom_params *p, mk_phantom_
 /* Generate one histology slide in memory: *rgb is a 2-D MK_DT_RGB24 image (level 0),
  * *mask a 2-D uint8 region mask on the same grid (0 background, 1 tissue, 2 tumour).
  * dom: SITE_A or SITE_B (stain variation). Pixel size 1 um (spacing 0.001 mm). */
-mk_status mk_phantom_slide(mk_ctx *ctx, const mk_phantom_params *p, mk_phantom_domain dom, int index,
-                           mk_image **rgb, mk_image **mask, mk_phantom_info *info);
+mk_status mk_phantom_slide(mk_ctx *ctx, const mk_phantom_params *p, mk_phantom_domain dom,
+                           int index, mk_image **rgb, mk_image **mask, mk_phantom_info *info);
 
 /* Split of case `index` ("train", "val", "test"), independent of the number of cases:
  * index % 5 == 3 -> val, index % 5 == 4 -> test, else train. */
@@ -140,9 +140,9 @@ const char *mk_phantom_split(int index);
 int mk_phantom_is_labelled(int index, double f);
 
 typedef struct mk_phantom_summary {
-    int files;        /* files written */
-    int cases;        /* cases over all domains */
-    double seconds;   /* wall time */
+    int files;      /* files written */
+    int cases;      /* cases over all domains */
+    double seconds; /* wall time */
 } mk_phantom_summary;
 
 /* Write every case of p->kind under out_dir plus out_dir/manifest.csv (columns id, modality, image,
@@ -172,8 +172,8 @@ uint64_t mk_phantom_splitmix64(uint64_t *state);
 /* Seed a xoshiro256** stream from a key; different keys give independent streams. */
 void mk_phantom_rng_seed(mk_phantom_rng *r, uint64_t seed, uint64_t stream);
 uint64_t mk_phantom_rng_u64(mk_phantom_rng *r);
-double mk_phantom_rng_uniform(mk_phantom_rng *r);   /* [0,1) with 53 random bits */
-double mk_phantom_rng_normal(mk_phantom_rng *r);    /* standard normal (Box-Muller, no caching) */
+double mk_phantom_rng_uniform(mk_phantom_rng *r); /* [0,1) with 53 random bits */
+double mk_phantom_rng_normal(mk_phantom_rng *r);  /* standard normal (Box-Muller, no caching) */
 /* Stream key of a case: mixes kind, domain and index. */
 uint64_t mk_phantom_case_stream(mk_phantom_kind k, mk_phantom_domain d, int index);
 

@@ -153,7 +153,8 @@ static mk_status synth_slide_case(synth_state *S, mk_phantom_domain dom, int ind
         return st;
     const int W = p->size[0], H = p->size[1];
 #if MK_PHANTOMS_HAVE_TIFF_WRITER
-    /* slide: tiled pyramid, lossless deflate; mask: one tiled level (labels must not be averaged) */
+    /* slide: tiled pyramid, lossless deflate; mask: one tiled level (labels must not be averaged)
+     */
     mk_tiff_write_opts so = {0}, mo = {0};
     so.tile = p->tile;
     so.comp = MK_TIFF_COMP_DEFLATE;
@@ -212,9 +213,8 @@ static mk_status write_params(synth_state *S)
                         "contrast = %.17g\nnoise = %.17g\nshift = %.17g\nlabelled = %.17g\n"
                         "hard_frac = %.17g\ntile = %d\npatch = %d\n",
                         mk_phantom_kind_name(p->kind), (unsigned long long)p->seed, p->cases,
-                        p->size[0], p->size[1], z,
-                        p->contrast, p->noise, p->shift, p->labelled, p->hard_frac, p->tile,
-                        p->patch);
+                        p->size[0], p->size[1], z, p->contrast, p->noise, p->shift, p->labelled,
+                        p->hard_frac, p->tile, p->patch);
     char path[4096];
     mk_status st = bad ? mk_err(S->ctx, MK_ERR_NOMEM, "synth: out of memory")
                        : join(S->ctx, S->out, "synth.toml", path, sizeof path);
@@ -249,7 +249,8 @@ mk_status mk_phantom_synth(mk_ctx *ctx, const mk_phantom_params *p, const char *
     bad |= sb_printf(&S.cases, "id,kind,domain,index,split,labelled,hard,fg_voxels,fg_amount,"
                                "radius_mm,label,tissue\n");
     if (p->kind == MK_PHANTOM_HISTO)
-        bad |= sb_printf(&S.patches, "id,image,level,x,y,size,label,tumour_frac,tissue_frac,split\n");
+        bad |=
+            sb_printf(&S.patches, "id,image,level,x,y,size,label,tumour_frac,tissue_frac,split\n");
     if (bad && st == MK_OK)
         st = mk_err(ctx, MK_ERR_NOMEM, "synth: out of memory");
     char what[64];

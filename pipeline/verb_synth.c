@@ -26,7 +26,9 @@ static mk_status parse_size(mk_ctx *ctx, const char *s, int want3, int size[3])
     }
     if (*q || n < 2 || (want3 && n != 3) || (!want3 && n != 2))
         return mk_err(ctx, MK_ERR_USAGE, "--size: expected %s, got '%s'",
-                      want3 ? "NX,NY,NZ (three positive integers)" : "WIDTH,HEIGHT (two positive integers)", s);
+                      want3 ? "NX,NY,NZ (three positive integers)"
+                            : "WIDTH,HEIGHT (two positive integers)",
+                      s);
     memcpy(size, v, sizeof v);
     return MK_OK;
 }
@@ -53,8 +55,8 @@ static mk_status toml_number(mk_ctx *ctx, const char *file, const mk_toml_value 
                       mk_toml_type_name(ty));
     if (!(x >= lo && x <= hi))
         return mk_err(ctx, MK_ERR_CONFIG, "%s:%d: synth.%s: expected %g..%g, got %g", file,
-                      mk_toml_table_key_line(t, (size_t)idx), mk_toml_table_key(t, (size_t)idx),
-                      lo, hi, x);
+                      mk_toml_table_key_line(t, (size_t)idx), mk_toml_table_key(t, (size_t)idx), lo,
+                      hi, x);
     *out = x;
     return MK_OK;
 }
@@ -73,10 +75,14 @@ static mk_status load_config(mk_ctx *ctx, const char *file, mk_phantom_params *p
         return mk_err(ctx, MK_ERR_CONFIG, "%s: expected a [synth] table", file);
     }
     double cases = p->cases, seed = (double)p->seed, tile = p->tile, patch = p->patch;
-    knob k[] = {{"contrast", &p->contrast, 0, 10}, {"noise", &p->noise, 0, 10},
-                {"shift", &p->shift, 0, 1},         {"labelled", &p->labelled, 0, 1},
-                {"hard_frac", &p->hard_frac, 0, 1}, {"cases", &cases, 1, 100000},
-                {"seed", &seed, 0, 9007199254740992.0}, {"tile", &tile, 16, 4096},
+    knob k[] = {{"contrast", &p->contrast, 0, 10},
+                {"noise", &p->noise, 0, 10},
+                {"shift", &p->shift, 0, 1},
+                {"labelled", &p->labelled, 0, 1},
+                {"hard_frac", &p->hard_frac, 0, 1},
+                {"cases", &cases, 1, 100000},
+                {"seed", &seed, 0, 9007199254740992.0},
+                {"tile", &tile, 16, 4096},
                 {"patch", &patch, 8, 65536}};
     const int nk = (int)(sizeof k / sizeof k[0]);
     /* kind first: the size default depends on it */
@@ -86,8 +92,9 @@ static mk_status load_config(mk_ctx *ctx, const char *file, mk_phantom_params *p
         mk_phantom_kind kind;
         if (mk_toml_type_of(v) != MK_TOML_STRING ||
             mk_phantom_kind_parse(ctx, mk_toml_string(v, NULL), &kind) != MK_OK) {
-            st = mk_err(ctx, MK_ERR_CONFIG, "%s:%d: synth.kind: expected \"lung\", \"cardiac\" or \"histo\"",
-                        file, mk_toml_table_key_line(t, (size_t)ki));
+            st = mk_err(ctx, MK_ERR_CONFIG,
+                        "%s:%d: synth.kind: expected \"lung\", \"cardiac\" or \"histo\"", file,
+                        mk_toml_table_key_line(t, (size_t)ki));
             goto done;
         }
         mk_phantom_params keep = *p;
@@ -103,7 +110,8 @@ static mk_status load_config(mk_ctx *ctx, const char *file, mk_phantom_params *p
             continue;
         if (strcmp(key, "out_dir") == 0) {
             if (mk_toml_type_of(v) != MK_TOML_STRING) {
-                st = mk_err(ctx, MK_ERR_CONFIG, "%s:%d: synth.out_dir: expected a string", file, line);
+                st = mk_err(ctx, MK_ERR_CONFIG, "%s:%d: synth.out_dir: expected a string", file,
+                            line);
                 goto done;
             }
             char dir[4096];
@@ -124,8 +132,9 @@ static mk_status load_config(mk_ctx *ctx, const char *file, mk_phantom_params *p
                     p->size[a] = (int)mk_toml_int(e);
             }
             if (!ok) {
-                st = mk_err(ctx, MK_ERR_CONFIG, "%s:%d: synth.size: expected an array of %zu positive integers",
-                            file, line, want);
+                st = mk_err(ctx, MK_ERR_CONFIG,
+                            "%s:%d: synth.size: expected an array of %zu positive integers", file,
+                            line, want);
                 goto done;
             }
             continue;
@@ -145,8 +154,10 @@ static mk_status load_config(mk_ctx *ctx, const char *file, mk_phantom_params *p
             goto done;
         }
     }
-    if (cases != (int)cases || seed != (double)(uint64_t)seed || tile != (int)tile || patch != (int)patch) {
-        st = mk_err(ctx, MK_ERR_CONFIG, "%s: synth: cases, seed, tile and patch must be integers", file);
+    if (cases != (int)cases || seed != (double)(uint64_t)seed || tile != (int)tile ||
+        patch != (int)patch) {
+        st = mk_err(ctx, MK_ERR_CONFIG, "%s: synth: cases, seed, tile and patch must be integers",
+                    file);
         goto done;
     }
     p->cases = (int)cases;
@@ -197,9 +208,12 @@ mk_status mk_verb_synth(mk_cli *cli, int argc, char **argv)
         }
     }
     if (!kind_set)
-        return mk_err(ctx, MK_ERR_USAGE, "synth: --kind lung|cardiac|histo is required (or synth.kind in --config)");
-    knob k[] = {{"--contrast", &p.contrast, 0, 10}, {"--noise", &p.noise, 0, 10},
-                {"--shift", &p.shift, 0, 1},        {"--labelled", &p.labelled, 0, 1},
+        return mk_err(ctx, MK_ERR_USAGE,
+                      "synth: --kind lung|cardiac|histo is required (or synth.kind in --config)");
+    knob k[] = {{"--contrast", &p.contrast, 0, 10},
+                {"--noise", &p.noise, 0, 10},
+                {"--shift", &p.shift, 0, 1},
+                {"--labelled", &p.labelled, 0, 1},
                 {"--hard-frac", &p.hard_frac, 0, 1}};
     mk_args_init(&a, argc, argv);
     while (mk_args_next(&a)) {
@@ -253,7 +267,8 @@ mk_status mk_verb_synth(mk_cli *cli, int argc, char **argv)
     if (size_arg && (st = parse_size(ctx, size_arg, p.kind != MK_PHANTOM_HISTO, p.size)) != MK_OK)
         return st;
     if (!out_dir[0])
-        return mk_err(ctx, MK_ERR_USAGE, "synth: --out DIR is required (or synth.out_dir in --config)");
+        return mk_err(ctx, MK_ERR_USAGE,
+                      "synth: --out DIR is required (or synth.out_dir in --config)");
     if ((st = mk_phantom_params_check(ctx, &p)) != MK_OK) {
         char msg[MK_ERRMSG_MAX];
         snprintf(msg, sizeof msg, "%s", mk_ctx_errmsg(ctx));

@@ -164,9 +164,8 @@ static const struct {
     int t;
     double lo, hi;
 } CT_STATED[] = {
-    {MK_TISSUE_AIR, -1010, -990},       {MK_TISSUE_LUNG, -900, -800},
-    {MK_TISSUE_MUSCLE, 30, 60},         {MK_TISSUE_MEDIASTINUM, 30, 60},
-    {MK_TISSUE_BONE, 400, 1000},        {MK_TISSUE_TUMOUR, 20, 60},
+    {MK_TISSUE_AIR, -1010, -990},    {MK_TISSUE_LUNG, -900, -800}, {MK_TISSUE_MUSCLE, 30, 60},
+    {MK_TISSUE_MEDIASTINUM, 30, 60}, {MK_TISSUE_BONE, 400, 1000},  {MK_TISSUE_TUMOUR, 20, 60},
 };
 
 static void test_lung_ct_ranges_and_geometry(void **state)
@@ -177,9 +176,8 @@ static void test_lung_ct_ranges_and_geometry(void **state)
     for (int c = 0; c < 4; c++) {
         mk_image *img, *lab, *tis;
         mk_phantom_info info;
-        assert_int_equal(mk_phantom_volume(&g_ctx, &p, MK_PHANTOM_DOMAIN_CT, c, &img, &lab, &tis,
-                                           &info),
-                         MK_OK);
+        assert_int_equal(
+            mk_phantom_volume(&g_ctx, &p, MK_PHANTOM_DOMAIN_CT, c, &img, &lab, &tis, &info), MK_OK);
         assert_int_equal(img->dtype, MK_DT_INT16);
         assert_int_equal(lab->dtype, MK_DT_UINT8);
         assert_int_equal(img->dim[0], 64);
@@ -213,7 +211,8 @@ static void test_lung_ct_ranges_and_geometry(void **state)
                          mk_phantom_tissue_name(CT_STATED[r].t), mean, med, n, CT_STATED[r].lo,
                          CT_STATED[r].hi);
             double lo, hi; /* the library's own table must agree with the stated ranges */
-            assert_true(mk_phantom_tissue_range(&p, MK_PHANTOM_DOMAIN_CT, CT_STATED[r].t, &lo, &hi));
+            assert_true(
+                mk_phantom_tissue_range(&p, MK_PHANTOM_DOMAIN_CT, CT_STATED[r].t, &lo, &hi));
             assert_true(lo >= CT_STATED[r].lo - 1e-9 && hi <= CT_STATED[r].hi + 1e-9);
         }
         mk_image_free(img);
@@ -364,9 +363,11 @@ static void test_determinism_in_memory(void **state)
     /* a different seed gives a different patient: tumour size and tissue maps differ */
     mk_image *a, *la, *ta, *b, *lb, *tb;
     mk_phantom_info ia, ib;
-    assert_int_equal(mk_phantom_volume(&g_ctx, &p, MK_PHANTOM_DOMAIN_CT, 0, &a, &la, &ta, &ia), MK_OK);
+    assert_int_equal(mk_phantom_volume(&g_ctx, &p, MK_PHANTOM_DOMAIN_CT, 0, &a, &la, &ta, &ia),
+                     MK_OK);
     p.seed = 42;
-    assert_int_equal(mk_phantom_volume(&g_ctx, &p, MK_PHANTOM_DOMAIN_CT, 0, &b, &lb, &tb, &ib), MK_OK);
+    assert_int_equal(mk_phantom_volume(&g_ctx, &p, MK_PHANTOM_DOMAIN_CT, 0, &b, &lb, &tb, &ib),
+                     MK_OK);
     assert_true(ia.lesion_radius_mm != ib.lesion_radius_mm);
     int64_t diff = 0;
     for (int64_t q = 0; q < mk_image_nvox(ta); q++)
@@ -424,7 +425,8 @@ static void test_cardiac_anatomy_and_shift(void **state)
         }
     double fat[2], myo[2], blood[2];
     for (int dom = 0; dom < 2; dom++) {
-        assert_true(cnt[dom][MK_TISSUE_FAT] && cnt[dom][MK_TISSUE_MYO] && cnt[dom][MK_TISSUE_LV_BLOOD]);
+        assert_true(cnt[dom][MK_TISSUE_FAT] && cnt[dom][MK_TISSUE_MYO] &&
+                    cnt[dom][MK_TISSUE_LV_BLOOD]);
         fat[dom] = sum[dom][MK_TISSUE_FAT] / cnt[dom][MK_TISSUE_FAT];
         myo[dom] = sum[dom][MK_TISSUE_MYO] / cnt[dom][MK_TISSUE_MYO];
         blood[dom] = sum[dom][MK_TISSUE_LV_BLOOD] / cnt[dom][MK_TISSUE_LV_BLOOD];
@@ -469,7 +471,8 @@ static void test_histo_slide(void **state)
         for (int a = 0; a < 3; a++)
             assert_true(sum[0][a] / n[0] > 225);
         /* stroma pink: red and blue above green */
-        assert_true(sum[1][0] / n[1] > sum[1][1] / n[1] + 30 && sum[1][2] / n[1] > sum[1][1] / n[1]);
+        assert_true(sum[1][0] / n[1] > sum[1][1] / n[1] + 30 &&
+                    sum[1][2] / n[1] > sum[1][1] / n[1]);
         assert_true(dark > 100 && dark_purple > 0.9 * dark);
         if (n[2] > 2000) {
             saw_tumour = 1;
@@ -493,9 +496,11 @@ static const char NIBABEL_CHECK[] =
     "import numpy as np, nibabel as nib\n"
     "root = sys.argv[1]\n"
     "rows = list(csv.DictReader(open(os.path.join(root, 'manifest.csv'))))\n"
-    "assert [*rows[0].keys()] == ['id', 'modality', 'image', 'label', 'split', 'domain'], rows[0].keys()\n"
+    "assert [*rows[0].keys()] == ['id', 'modality', 'image', 'label', 'split', 'domain'], "
+    "rows[0].keys()\n"
     "assert len(rows) == 6, len(rows)\n"
-    "STATED = {0: (-1010, -990), 1: (-900, -800), 4: (30, 60), 5: (30, 60), 6: (400, 1000), 7: (20, 60)}\n"
+    "STATED = {0: (-1010, -990), 1: (-900, -800), 4: (30, 60), 5: (30, 60), 6: (400, 1000), 7: "
+    "(20, 60)}\n"
     "for r in rows:\n"
     "    ct = r['modality'] == 'CT'\n"
     "    img = nib.load(os.path.join(root, r['image']))\n"
@@ -505,7 +510,8 @@ static const char NIBABEL_CHECK[] =
     "    assert img.shape == (32, 32, 8), img.shape\n"
     "    assert img.get_data_dtype() == (np.int16 if ct else np.float32), img.get_data_dtype()\n"
     "    assert lab.get_data_dtype() == np.uint8 and lab.shape == img.shape\n"
-    "    assert int(h['qform_code']) == 1 and int(h['sform_code']) == 2, (h['qform_code'], h['sform_code'])\n"
+    "    assert int(h['qform_code']) == 1 and int(h['sform_code']) == 2, (h['qform_code'], "
+    "h['sform_code'])\n"
     "    # the qform is a float32 quaternion: it matches the sform to about 1e-4 relative\n"
     "    assert np.allclose(h.get_qform(), h.get_sform(), atol=1e-2)\n"
     "    assert np.allclose(lab.affine, img.affine) and np.allclose(tis.affine, img.affine)\n"
@@ -529,10 +535,12 @@ static const char NIBABEL_CHECK[] =
     "            inner[0, :, :] = inner[-1, :, :] = inner[:, 0, :] = inner[:, -1, :] = False\n"
     "            if inner.sum() >= 5:\n"
     "                v = d[inner]\n"
-    "                assert lo <= v.mean() <= hi and lo <= np.median(v) <= hi, (r['id'], code, v.mean())\n"
+    "                assert lo <= v.mean() <= hi and lo <= np.median(v) <= hi, (r['id'], code, "
+    "v.mean())\n"
     "    # anatomy in world coordinates (RAS mm): the midline bone mass is posterior (spine), and\n"
     "    # there is less lung in the lowest third (diaphragm) than in the middle third\n"
-    "    ijk = np.stack(np.meshgrid(*[np.arange(s) for s in img.shape], indexing='ij'), -1).reshape(-1, 3)\n"
+    "    ijk = np.stack(np.meshgrid(*[np.arange(s) for s in img.shape], indexing='ij'), "
+    "-1).reshape(-1, 3)\n"
     "    xyz = nib.affines.apply_affine(img.affine, ijk).reshape(img.shape + (3,))\n"
     "    body = t > 0\n"
     "    cy = xyz[..., 1][body].mean()\n"
@@ -548,7 +556,6 @@ static const char NIBABEL_CHECK[] =
     "    mid = (lung & (z >= zlo + third) & (z < zhi - third)).sum()\n"
     "    assert low < mid, (r['id'], low, mid)\n"
     "print('nibabel checks passed for', len(rows), 'cases')\n";
-
 
 static char *read_file_all(const char *path, size_t *n)
 {
@@ -606,9 +613,9 @@ static void test_synth_files_deterministic(void **state)
     p.cases = 3;
     p.seed = 43;
     assert_int_equal(mk_phantom_synth(&g_ctx, &p, C, NULL), MK_OK);
-    const char *files[] = {"ct/lung_ct_000.nii.gz",       "ct/lung_ct_002_label.nii.gz",
-                           "mr/lung_mr_001.nii.gz",       "mr/lung_mr_002_tissue.nii.gz",
-                           "manifest.csv",                "cases.csv"};
+    const char *files[] = {"ct/lung_ct_000.nii.gz", "ct/lung_ct_002_label.nii.gz",
+                           "mr/lung_mr_001.nii.gz", "mr/lung_mr_002_tissue.nii.gz",
+                           "manifest.csv",          "cases.csv"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
         assert_true(same_files(A, B, files[i]));
     for (size_t i = 0; i < 4; i++)
@@ -622,8 +629,10 @@ static void test_synth_files_deterministic(void **state)
     size_t n;
     char *man = read_file_all(path, &n);
     assert_true(strncmp(man, "id,modality,image,label,split,domain\n", 37) == 0);
-    assert_non_null(strstr(man, "\nlung_ct_000,CT,ct/lung_ct_000.nii.gz,ct/lung_ct_000_label.nii.gz,train,ct\n"));
-    assert_non_null(strstr(man, "\nlung_mr_002,MR,mr/lung_mr_002.nii.gz,mr/lung_mr_002_label.nii.gz,train,mr\n"));
+    assert_non_null(strstr(
+        man, "\nlung_ct_000,CT,ct/lung_ct_000.nii.gz,ct/lung_ct_000_label.nii.gz,train,ct\n"));
+    assert_non_null(strstr(
+        man, "\nlung_mr_002,MR,mr/lung_mr_002.nii.gz,mr/lung_mr_002_label.nii.gz,train,mr\n"));
     free(man);
     /* io's manifest reader accepts it: files exist, labels on the image grids */
     mk_manifest *m = NULL;
@@ -637,7 +646,8 @@ static void test_synth_files_deterministic(void **state)
     /* read back through medkd's reader: same voxels as in memory */
     mk_image *img, *lab, *back;
     p.seed = 42;
-    assert_int_equal(mk_phantom_volume(&g_ctx, &p, MK_PHANTOM_DOMAIN_MR, 1, &img, &lab, NULL, NULL), MK_OK);
+    assert_int_equal(mk_phantom_volume(&g_ctx, &p, MK_PHANTOM_DOMAIN_MR, 1, &img, &lab, NULL, NULL),
+                     MK_OK);
     snprintf(path, sizeof path, "%s/mr/lung_mr_001.nii.gz", A);
     assert_int_equal(mk_io_nifti_read(&g_ctx, path, &back), MK_OK);
     assert_int_equal(back->dtype, MK_DT_FLOAT32);
@@ -683,8 +693,12 @@ static void test_synth_cardiac_unlabelled(void **state)
     char *man = read_file_all(path, &n);
     /* training rows without labels, val/test rows with labels */
     assert_non_null(strstr(man, "\ncardiac_mr_000,MR,mr/cardiac_mr_000.nii.gz,,train,mr\n"));
-    assert_non_null(strstr(man, "\ncardiac_ct_003,CT,ct/cardiac_ct_003.nii.gz,ct/cardiac_ct_003_label.nii.gz,val,ct\n"));
-    assert_non_null(strstr(man, "\ncardiac_ct_004,CT,ct/cardiac_ct_004.nii.gz,ct/cardiac_ct_004_label.nii.gz,test,ct\n"));
+    assert_non_null(strstr(
+        man,
+        "\ncardiac_ct_003,CT,ct/cardiac_ct_003.nii.gz,ct/cardiac_ct_003_label.nii.gz,val,ct\n"));
+    assert_non_null(strstr(
+        man,
+        "\ncardiac_ct_004,CT,ct/cardiac_ct_004.nii.gz,ct/cardiac_ct_004_label.nii.gz,test,ct\n"));
     free(man);
     rmrf(A);
 }
@@ -715,7 +729,8 @@ static void test_synth_histo(void **state)
     assert_int_equal(lv.tile_w, 128);
     /* level 0 is lossless: equal to the slide generated in memory */
     mk_image *rgb, *m;
-    assert_int_equal(mk_phantom_slide(&g_ctx, &p, MK_PHANTOM_DOMAIN_SITE_A, 0, &rgb, &m, NULL), MK_OK);
+    assert_int_equal(mk_phantom_slide(&g_ctx, &p, MK_PHANTOM_DOMAIN_SITE_A, 0, &rgb, &m, NULL),
+                     MK_OK);
     uint8_t *buf = malloc(512 * 384 * 3);
     assert_int_equal(mk_tiff_read_region(&g_ctx, s, 0, 0, 0, 512, 384, buf), MK_OK);
     assert_memory_equal(buf, rgb->data, 512 * 384 * 3);
@@ -726,7 +741,8 @@ static void test_synth_histo(void **state)
     snprintf(path, sizeof path, "%s/patches.csv", A);
     size_t n;
     char *pc = read_file_all(path, &n);
-    assert_true(strncmp(pc, "id,image,level,x,y,size,label,tumour_frac,tissue_frac,split\n", 60) == 0);
+    assert_true(strncmp(pc, "id,image,level,x,y,size,label,tumour_frac,tissue_frac,split\n", 60) ==
+                0);
     int rows = 0;
     for (char *c = pc; *c; c++)
         rows += *c == '\n';
