@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "core/mk_fs.h"
-#include "io/mk_nifti.h"
+#include "io/mk_manifest.h"
 #include "mk_stages.h"
 #include "nn/mk_tensor.h"
 
@@ -30,108 +30,6 @@ void mk_slices_free(mk_slices *s)
     free(s->img);
     free(s->lab);
     memset(s, 0, sizeof *s);
-}
-
-/* ---------------------------------------------------------------- manifest */
-
-enum { COL_ID, COL_MOD, COL_IMAGE, COL_LABEL, COL_SPLIT, NCOL };
-static const char *const COL_NAMES[NCOL] = {"id", "modality", "image", "label", "split"};
-
-typedef struct row {
-    int line;
-    char *f[NCOL]; /* pointers into the file buffer */
-} row;
-
-/* Split one line at commas in place (no quoting: manifest paths never hold commas); trims
- * spaces and a trailing CR. Returns the field count (<= max). */
-static int split_line(char *s, char **f, int max)
-{
-    int n = 0;
-    for (;;) {
-        while (*s == ' ' || *s == '\t')
-            s++;
-        char *start = s;
-        while (*s && *s != ',')
-            s++;
-        char *end = s;
-        while (end > start && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
-            end--;
-        int more = *s == ',';
-        *end = '\0';
-        if (n < max)
-            f[n] = start;
-        n++;
-        if (!more)
-            break;
-        s++;
-    }
-    return n;
-}
-
-/* Rows of `modality` and `split`; *rows malloc'd (caller frees), pointing into *buf. */
-static mk_status read_manifest(mk_ctx *ctx, const char *path, const char *modality,
-                               const char *split, char **buf, row **rows, int *nrows)
-{
-    *buf = NULL;
-    *rows = NULL;
-    *nrows = 0;
-    size_t len = 0;
-    mk_status st = mk_fs_read_all(ctx, path, buf, &len);
-    if (st != MK_OK)
-        return mk_err_prefix(ctx, "manifest");
-    char *s = *buf, *hdr[32];
-    int col[NCOL], line = 1;
-    char *nl = strchr(s, '\n');
-    if (nl)
-        *nl = '\0';
-    int nh = split_line(s, hdr, 32);
-    for (int c = 0; c < NCOL; c++) {
-        col[c] = -1;
-        for (int j = 0; j < nh && j < 32; j++)
-            if (strcmp(hdr[j], COL_NAMES[c]) == 0)
-                col[c] = j;
-        if (col[c] < 0)
-            return mk_err(ctx, MK_ERR_FORMAT, "%s:1: header: expected a column '%s' (columns id, "
-                          "modality, image, label, split, domain), not found", path, COL_NAMES[c]);
-    }
-    int cap = 64;
-    *rows = malloc((size_t)cap * sizeof **rows);
-    if (!*rows)
-        return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory", path);
-    while (nl) {
-        s = nl + 1;
-        line++;
-        nl = strchr(s, '\n');
-        if (nl)
-            *nl = '\0';
-        char *f[32];
-        char *t = s;
-        while (*t == ' ' || *t == '\t' || *t == '\r')
-            t++;
-        if (!*t || *t == '#')
-            continue;
-        int nf = split_line(s, f, 32);
-        if (nf < nh)
-            return mk_err(ctx, MK_ERR_FORMAT, "%s:%d: expected %d fields like the header, got %d",
-                          path, line, nh, nf);
-        if (strcmp(f[col[COL_MOD]], modality) != 0 || strcmp(f[col[COL_SPLIT]], split) != 0)
-            continue;
-        if (*nrows == cap) {
-            cap *= 2;
-            row *r = realloc(*rows, (size_t)cap * sizeof *r);
-            if (!r)
-                return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory", path);
-            *rows = r;
-        }
-        row *r = &(*rows)[(*nrows)++];
-        r->line = line;
-        for (int c = 0; c < NCOL; c++)
-            r->f[c] = f[col[c]];
-        if (!*r->f[COL_IMAGE])
-            return mk_err(ctx, MK_ERR_FORMAT, "%s:%d: field image: expected a path, got an empty "
-                          "field", path, line);
-    }
-    return MK_OK;
 }
 
 /* ---------------------------------------------------------------- volumes */
@@ -333,20 +231,18 @@ static mk_status add_volume(mk_ctx *ctx, const mk_data_params *p, const mk_image
     return st;
 }
 
-static mk_status read_image(mk_ctx *ctx, const char *dir, const char *rel, const char *manifest,
-                            int line, const char *field, mk_image **out)
+/* Read one image of a manifest row; errors name the manifest line and column. */
+static mk_status read_image(mk_ctx *ctx, const char *path, const char *manifest, int line,
+                            const char *field, mk_image **out)
 {
-    char path[4096];
-    mk_status st = mk_fs_join(ctx, dir, rel, path, sizeof path);
-    if (st == MK_OK)
-        st = mk_io_nifti_read(ctx, path, out);
+    mk_status st = mk_io_read_image(ctx, path, out);
     if (st != MK_OK)
-        return mk_err_prefix(ctx, "%s:%d: field %s", manifest, line, field);
+        return mk_err_prefix(ctx, "%s:%d: column %s", manifest, line, field);
     if ((*out)->ndim > 3 && ((*out)->dim[3] > 1 || (*out)->dim[4] > 1)) {
         int nd = (*out)->ndim;
         mk_image_free(*out);
         *out = NULL;
-        return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s:%d: field %s: %s: expected a 2D or 3D image, "
+        return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s:%d: column %s: %s: expected a 2D or 3D image, "
                       "got %d dimensions", manifest, line, field, path, nd);
     }
     return MK_OK;
@@ -359,37 +255,44 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
     if (p->slice_axis < 0 || p->slice_axis > 2 || p->patch[0] < 1 || p->patch[1] < 1)
         return mk_err(ctx, MK_ERR_INVALID, "data: slice_axis %d / patch %dx%d out of range",
                       p->slice_axis, p->patch[0], p->patch[1]);
-    char *buf = NULL, dir[4096];
-    row *rows = NULL;
-    int nrows = 0;
-    mk_status st = read_manifest(ctx, p->manifest, modality, split, &buf, &rows, &nrows);
+    mk_manifest *m = NULL;
+    mk_status st = mk_manifest_read(ctx, p->manifest, &m);
+    if (st != MK_OK)
+        return st;
+    int *rows = malloc((size_t)(m->nrows + 1) * sizeof *rows), nrows = 0;
+    if (!rows)
+        st = mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory", p->manifest);
+    for (int i = 0; st == MK_OK && i < m->nrows; i++)
+        if (strcmp(m->rows[i].modality, modality) == 0 && strcmp(m->rows[i].split, split) == 0)
+            rows[nrows++] = i;
     if (st == MK_OK && nrows == 0)
         st = mk_err(ctx, MK_ERR_NOT_FOUND, "%s: no rows with modality '%s' in split '%s'",
                     p->manifest, modality, split);
     int with_lab = 1;
-    for (int i = 0; st == MK_OK && i < nrows; i++)
-        if (!*rows[i].f[COL_LABEL]) {
+    for (int i = 0; st == MK_OK && i < nrows; i++) {
+        const mk_manifest_row *r = &m->rows[rows[i]];
+        if (!r->label_path) {
             if (need_labels)
-                st = mk_err(ctx, MK_ERR_FORMAT, "%s:%d: field label: expected a label path for "
-                            "%s case '%s', got an empty field", p->manifest, rows[i].line, modality,
-                            rows[i].f[COL_ID]);
+                st = mk_err(ctx, MK_ERR_FORMAT, "%s:%d: column label: expected a label path for "
+                            "%s case '%s', got an empty field", p->manifest, r->line, modality,
+                            r->id);
             with_lab = 0;
         }
-    mk_fs_dirname(p->manifest, dir, sizeof dir);
+    }
     int is_ct = strcmp(modality, p->ct_modality) == 0;
     growbuf b = {0};
     for (int i = 0; st == MK_OK && i < nrows; i++) {
+        const mk_manifest_row *r = &m->rows[rows[i]];
         mk_image *img = NULL, *lab = NULL;
-        st = read_image(ctx, dir, rows[i].f[COL_IMAGE], p->manifest, rows[i].line, "image", &img);
+        st = read_image(ctx, r->image_path, p->manifest, r->line, "image", &img);
         if (st == MK_OK && with_lab)
-            st = read_image(ctx, dir, rows[i].f[COL_LABEL], p->manifest, rows[i].line, "label",
-                            &lab);
+            st = read_image(ctx, r->label_path, p->manifest, r->line, "label", &lab);
         if (st == MK_OK && lab)
             for (int a = 0; a < 3; a++)
                 if (lab->dim[a] != img->dim[a]) {
-                    st = mk_err(ctx, MK_ERR_GEOMETRY, "%s:%d: label %s: expected the image's grid "
-                                "%lldx%lldx%lld, got %lldx%lldx%lld", p->manifest, rows[i].line,
-                                rows[i].f[COL_LABEL], (long long)img->dim[0],
+                    st = mk_err(ctx, MK_ERR_GEOMETRY, "%s:%d: column label: %s: expected the "
+                                "image's grid %lldx%lldx%lld, got %lldx%lldx%lld", p->manifest,
+                                r->line, r->label, (long long)img->dim[0],
                                 (long long)img->dim[1], (long long)img->dim[2],
                                 (long long)lab->dim[0], (long long)lab->dim[1],
                                 (long long)lab->dim[2]);
@@ -401,7 +304,7 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
         mk_image_free(lab);
         out->volumes++;
     }
-    free(buf);
+    mk_manifest_free(m);
     free(rows);
     /* selection: every structure slice, plus empty_ratio empty slices per structure slice */
     int64_t plane = (int64_t)p->patch[0] * p->patch[1], nfg = 0, nempty = 0;

@@ -162,19 +162,20 @@ static void test_data_hand_volume(void **state)
 
     /* errors: labels required but missing, no rows, bad manifest header */
     assert_int_equal(mk_data_load(&ctx, &p, "MR", "train", 1, 5, &s), MK_ERR_FORMAT);
-    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "field label"));
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "column label"));
     assert_int_equal(mk_data_load(&ctx, &p, "CT", "test", 1, 5, &s), MK_ERR_NOT_FOUND);
     assert_non_null(strstr(mk_ctx_errmsg(&ctx), "split 'test'"));
     f = fopen(man, "w");
     fprintf(f, "id,modality,image,split\nc0,CT,ct.nii.gz,train\n");
     fclose(f);
+    /* no label column: the stage that needs labels says which row lacks one */
     assert_int_equal(mk_data_load(&ctx, &p, "CT", "train", 1, 5, &s), MK_ERR_FORMAT);
-    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "'label'"));
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "manifest.csv:2: column label"));
     f = fopen(man, "w");
     fprintf(f, "id,modality,image,label,split\nc0,CT,missing.nii.gz,,train\n");
     fclose(f);
     assert_int_not_equal(mk_data_load(&ctx, &p, "CT", "train", 0, 5, &s), MK_OK);
-    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "manifest.csv:2: field image"));
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "manifest.csv:2: column image"));
 }
 
 /* ---------------------------------------------------------------- translator */
