@@ -247,9 +247,10 @@ static mk_status validate_raw_header(mk_ctx *ctx, const char *path, const raw_hd
             return mk_err(ctx, MK_ERR_FORMAT,
                           "%s: field pixdim[%d]: expected a finite non-zero voxel size, got %g", path,
                           i, h->pixdim[i]);
-    if (!isfinite(h->vox_offset) || h->vox_offset < 0)
-        return mk_err(ctx, MK_ERR_FORMAT, "%s: field vox_offset: expected a finite offset >= 0, got %g",
-                      path, h->vox_offset);
+    if (!isfinite(h->vox_offset) || h->vox_offset < 0 || h->vox_offset > 9007199254740992.0)
+        return mk_err(ctx, MK_ERR_FORMAT,
+                      "%s: field vox_offset: expected a finite offset in 0..2^53, got %g", path,
+                      h->vox_offset);
     if (h->onefile && h->vox_offset < (double)h->hsize)
         return mk_err(ctx, MK_ERR_FORMAT,
                       "%s: field vox_offset: expected >= %zu (the header size), got %g", path,
@@ -510,6 +511,15 @@ static mk_status nifti_open(mk_ctx *ctx, const char *path, int read_data, mk_ima
     mk_dtype dt = (mk_dtype)dt_from_nifti(h.datatype);
     size_t nbytes = (size_t)nvox * mk_dtype_size(dt);
 
+    /* offsets past the end are caught here already, before niftilib converts the offset */
+    if (h.onefile && !is_gzip_file(hname)) {
+        int64_t fs = file_size(hname);
+        if ((double)fs < h.vox_offset + (double)nbytes)
+            return mk_err(ctx, MK_ERR_FORMAT,
+                          "%s: field vox_offset: expected vox_offset + %zu data bytes <= file size %lld, "
+                          "got vox_offset %.0f (file truncated or offset past the end)",
+                          hname, nbytes, (long long)fs, h.vox_offset);
+    }
     nifti_image *nim = nifti_image_read(hname, 0);
     if (!nim)
         return mk_err(ctx, MK_ERR_FORMAT, "%s: field header: expected a NIfTI/ANALYZE header niftilib "

@@ -307,6 +307,38 @@ static void test_we_read_nibabel(void **state)
     check_nibabel_case("nb_be.nii", "bigendian", MK_DT_FLOAT64, 0, 2);
 }
 
+/* ANALYZE 7.5 pair written by nibabel: no magic, no codes; pixdim gives the spacing. */
+static void test_analyze_pair(void **state)
+{
+    (void)state;
+    if (!tio_have_py("nibabel"))
+        skip();
+    char p[1200], args[1300];
+    tio_path(p, sizeof p, "ana.hdr");
+    snprintf(args, sizeof args, "'%s'", p);
+    const char *py = "import sys, numpy as np, nibabel as nib\n"
+                     "d = (np.arange(11*8*6) % 1000).reshape(11, 8, 6, order='F').astype(np.int16)\n"
+                     "img = nib.AnalyzeImage(d, np.diag([0.5, 0.75, 2.0, 1.0]))\n"
+                     "nib.save(img, sys.argv[1])\n";
+    assert_int_equal(tio_py(py, args), 0);
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    mk_image *img = NULL;
+    if (mk_io_nifti_read(&ctx, p, &img) != MK_OK)
+        fail_msg("%s", mk_ctx_errmsg(&ctx));
+    assert_int_equal(img->dtype, MK_DT_INT16);
+    assert_int_equal(img->nifti.qform_code, 0);
+    assert_int_equal(img->nifti.sform_code, 0);
+    assert_true(fabs(img->geom.spacing[0] - 0.5) < 1e-7 && fabs(img->geom.spacing[2] - 2.0) < 1e-7);
+    for (int64_t i = 0; i < mk_image_nvox(img); i++)
+        assert_true(mk_image_get(img, i) == (double)(i % 1000));
+    mk_image_free(img);
+    /* reading through the .img name finds the .hdr */
+    tio_path(p, sizeof p, "ana.img");
+    assert_int_equal(mk_io_nifti_read(&ctx, p, &img), MK_OK);
+    mk_image_free(img);
+}
+
 static void test_nifti_tool_accepts_ours(void **state)
 {
     (void)state;
@@ -686,6 +718,7 @@ int main(void)
         cmocka_unit_test(test_4d_and_nifti2),
         cmocka_unit_test(test_nibabel_reads_ours),
         cmocka_unit_test(test_we_read_nibabel),
+        cmocka_unit_test(test_analyze_pair),
         cmocka_unit_test(test_nifti_tool_accepts_ours),
         cmocka_unit_test(test_mask_keeps_reference_header),
         cmocka_unit_test(test_bad_headers),
