@@ -37,6 +37,11 @@ mk_status mk_verb_validate(mk_cli *cli, int argc, char **argv)
     mk_status st = mk_cfg_load(ctx, path, &cfg);
     if (st == MK_OK)
         st = mk_runner_check(ctx, cfg);
+    if (st == MK_OK) {
+        mk_run_env env = {.ctx = ctx, .cfg = cfg, .run_dir = mk_cfg_str(cfg, "run.out_dir"),
+                          .seed = mk_cfg_int(cfg, "run.seed"), .threads = 1};
+        st = mk_runner_check_stages(&env, 0);
+    }
     if (st != MK_OK) {
         mk_cfg_free(cfg);
         return st;

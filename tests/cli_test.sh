@@ -71,5 +71,35 @@ check "run bad seed override" 2 "run.seed" -- "$P" run "$T/ok.toml" --seed abc
 check "run bad threads override" 2 "[0, 256]" -- "$P" run "$T/ok.toml" --threads 999
 check "log-json error" 2 '"level":"error"' -- "$P" --log-json validate "$T/typo.toml"
 
+# stage checks stop a run before training, and before anything is written
+mkdir -p "$T/d"
+for f in ct1 ct2 mr1 lab1 lab2; do : >"$T/d/$f.nii.gz"; done
+cat >"$T/d/manifest.csv" <<'CSV'
+id,modality,image,label,split,domain
+c1,CT,ct1.nii.gz,lab1.nii.gz,train,ct
+c2,CT,ct2.nii.gz,lab2.nii.gz,test,ct
+m1,MR,mr1.nii.gz,,train,mr
+CSV
+stage_cfg() { # stage_cfg FILE EXTRA_TOML
+    printf '[run]\nstages = ["cmedl", "baseline", "evaluate"]\nout_dir = "run-%s"\n[data]\nmanifest = "d/manifest.csv"\n%b' "$(basename "$1" .toml)" "$2" >"$1"
+}
+stage_cfg "$T/hint.toml" '[cmedl]\nhint_layers = ["dec_last", "decoder9"]\n'
+check "unknown hint layer" 2 "decoder9" -- "$P" run "$T/hint.toml"
+check "hint layer lists valid names" 2 "dec_last" -- "$P" validate "$T/hint.toml"
+stage_cfg "$T/split.toml" '[evaluate]\nsplit = "holdout"\n'
+check "split with no cases" 2 "no labelled 'CT' rows in split 'holdout'" -- "$P" run "$T/split.toml"
+stage_cfg "$T/modality.toml" 'mri_modality = "T2"\n'
+check "modality missing from manifest" 2 "no 'T2' rows in split 'train'" -- "$P" run "$T/modality.toml"
+printf '[run]\nstages = ["evaluate"]\n[data]\nmanifest = "d/manifest.csv"\n' >"$T/evalonly.toml"
+check "evaluate without training" 2 "'evaluate' needs a training stage before it" -- "$P" validate "$T/evalonly.toml"
+for r in hint split modality; do
+    if [ -e "$T/run-$r" ]; then
+        echo "FAIL $r: a run directory was written for a config that failed its checks"
+        fails=$((fails + 1))
+    else
+        passes=$((passes + 1))
+    fi
+done
+
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]
