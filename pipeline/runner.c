@@ -106,7 +106,39 @@ static mk_status write_text(mk_ctx *ctx, const char *path, const char *text)
     return mk_fs_commit(ctx, tmp, path);
 }
 
+/* Log tee: every message also goes to run_dir/log.txt with a timestamp. */
+typedef struct log_tee {
+    FILE *f;
+    mk_log_fn next;
+    void *next_user;
+    mk_log_level console_level; /* the console keeps its own threshold (--quiet) */
+} log_tee;
+
+static void tee_log(void *user, mk_log_level level, const char *msg)
+{
+    log_tee *t = user;
+    if (t->f) {
+        time_t now = time(NULL);
+        struct tm tmv;
+        gmtime_r(&now, &tmv);
+        char ts[32];
+        strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+        static const char *const words[] = {"debug", "info", "warning", "error", ""};
+        fprintf(t->f, "%s %s %s\n", ts, words[level <= MK_LOG_QUIET ? level : MK_LOG_QUIET], msg);
+        fflush(t->f);
+    }
+    if (t->next && level >= t->console_level)
+        t->next(t->next_user, level, msg);
+}
+
+static mk_status run_stages(mk_run_env *env, const char *cmdline);
+
 mk_status mk_runner_run(mk_run_env *env, const char *cmdline)
+{
+    return run_stages(env, cmdline);
+}
+
+static mk_status run_stages(mk_run_env *env, const char *cmdline)
 {
     mk_ctx *ctx = env->ctx;
     const mk_cfg *cfg = env->cfg;
@@ -153,8 +185,21 @@ mk_status mk_runner_run(mk_run_env *env, const char *cmdline)
     if ((st = write_text(ctx, path, info)) != MK_OK)
         return st;
 
+    /* from here on, log lines are also kept in run_dir/log.txt (appended on --resume) */
+    snprintf(path, sizeof path, "%s/log.txt", dir);
+    log_tee tee = {fopen(path, "a"), ctx->log, ctx->log_user, ctx->log_level};
+    if (!tee.f)
+        return mk_err(ctx, MK_ERR_IO, "%s: cannot open the run log: %s", path, strerror(errno));
+    mk_log_level saved_level = ctx->log_level;
+    ctx->log = tee_log;
+    ctx->log_user = &tee;
+    if (ctx->log_level > MK_LOG_INFO)
+        ctx->log_level = MK_LOG_INFO; /* the log file keeps info lines even with --quiet */
+    MK_LOG_I(ctx, "run %s: %s (medkd %s, seed %lld, threads %d)", dir, cmdline, MK_VERSION,
+             env->seed, env->threads);
+    st = MK_OK;
     int n = mk_cfg_list_len(cfg, "run.stages");
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && st == MK_OK; i++) {
         const char *name = mk_cfg_list_str(cfg, "run.stages", i);
         const mk_stage_entry *s = mk_runner_find_stage(name);
         MK_ASSERT(s); /* checked by mk_runner_check */
@@ -167,17 +212,26 @@ mk_status mk_runner_run(mk_run_env *env, const char *cmdline)
         MK_LOG_I(ctx, "stage %d/%d %s: %s", i + 1, n, name, s->summary);
         double t0 = mk_now_s();
         st = s->run(env);
-        if (st != MK_OK)
-            return mk_err_prefix(ctx, "stage %s", name);
-        if (ctx->cancel)
-            return mk_err(ctx, MK_ERR_ABORTED, "interrupted after stage %s", name);
+        if (st != MK_OK) {
+            mk_err_prefix(ctx, "stage %s", name);
+            break;
+        }
+        if (ctx->cancel) {
+            st = mk_err(ctx, MK_ERR_ABORTED, "interrupted after stage %s", name);
+            break;
+        }
         char txt[128];
         snprintf(txt, sizeof txt, "%.3f s\n", mk_now_s() - t0);
         if ((st = write_text(ctx, done, txt)) != MK_OK)
-            return st;
-        if ((st = mk_runner_check_stages(env, i + 1)) != MK_OK)
-            return st;
+            break;
         MK_LOG_I(ctx, "stage %d/%d %s: done in %.1f s", i + 1, n, name, mk_now_s() - t0);
+        st = mk_runner_check_stages(env, i + 1);
     }
-    return MK_OK;
+    if (st != MK_OK)
+        fprintf(tee.f, "error: %s\n", mk_ctx_errmsg(ctx));
+    fclose(tee.f);
+    ctx->log = tee.next;
+    ctx->log_user = tee.next_user;
+    ctx->log_level = saved_level;
+    return st;
 }
