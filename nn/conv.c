@@ -283,6 +283,28 @@ static void flat_pad_planes(const flat *f, const float *x, float *xp, long lo, l
     }
 }
 
+/* d[2j] += a[j], d[2j + 1] += b[j] for j < n. */
+static void interleave_add(float *d, const float *a, const float *b, int n)
+{
+    int j = 0;
+#if defined(__AVX512F__)
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi =
+        _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    for (; j + 16 <= n; j += 16) {
+        __m512 va = _mm512_loadu_ps(a + j), vb = _mm512_loadu_ps(b + j);
+        float *p = d + 2 * j;
+        _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), _mm512_permutex2var_ps(va, lo, vb)));
+        _mm512_storeu_ps(
+            p + 16, _mm512_add_ps(_mm512_loadu_ps(p + 16), _mm512_permutex2var_ps(va, hi, vb)));
+    }
+#endif
+    for (; j < n; j++) {
+        d[2 * j] += a[j];
+        d[2 * j + 1] += b[j];
+    }
+}
+
 /* Store an output block ob[m][j] (row stride ldo), j = q - q0 for q in [q0, q0 + nq), into the
  * output tensor of one sample out[M][out0][out1][out2], channels [m0, m0 + mc), plane od.
  * bias != NULL: set to ob + bias; accumulate: out += ob; else out = ob. */
@@ -303,13 +325,18 @@ static void flat_store(const flat *f, const float *ob, int ldo, int q0, int nq, 
             float *base = out + (size_t)ci * shape_vin(ps) +
                           (size_t)(od * ps->k[0] + td) * ps->in[1] * ps->in[2];
             const int k2 = ps->k[2];
+            /* k2 == 2: channels t (tw = 0) and t + 1 (tw = 1) interleave into one contiguous row */
+            const int pair = k2 == 2 && tw == 0 && m + 1 < mc;
+            const float *src2 = src + ldo;
             int q = q0;
             while (q < qend) { /* P2 == W here: no junk columns */
                 int oh = q / P2, ow = q - oh * P2;
                 int run = P2 - ow < qend - q ? P2 - ow : qend - q;
                 float *d = base + (size_t)(oh * ps->k[1] + th) * ps->in[2] + (size_t)ow * k2 + tw;
                 const float *sp = src + (q - q0);
-                if (k2 == 2)
+                if (pair)
+                    interleave_add(d, sp, src2 + (q - q0), run);
+                else if (k2 == 2)
                     for (int j = 0; j < run; j++)
                         d[2 * j] += sp[j];
                 else
@@ -317,6 +344,7 @@ static void flat_store(const flat *f, const float *ob, int ldo, int q0, int nq, 
                         d[(size_t)j * k2] += sp[j];
                 q += run;
             }
+            m += pair;
             continue;
         }
         float *dst = out + (size_t)(m0 + m) * ovol + (size_t)od * opl;
