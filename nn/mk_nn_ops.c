@@ -606,12 +606,14 @@ static void norm_apply(mk_nn_graph *g, const float *x, float *y, const norm_layo
     for (int64_t j = 0; j < L->G; j++) {
         int64_t ch = j % L->C;
         float a = invstd[j] * (gamma ? gamma[ch] : 1.0f);
-        float b = (beta ? beta[ch] : 0.0f) - mean[j] * a;
+        float b = beta ? beta[ch] : 0.0f, m = mean[j];
+        /* (x - mean) first: exact for x near the mean, so values near 0 (where a following ReLU
+         * decides) carry no extra rounding from a large mean */
         for (int64_t r = 0; r < L->R; r++) {
             const float *p = x + r * L->stride_r + j * L->S;
             float *q = y + r * L->stride_r + j * L->S;
             for (int64_t k = 0; k < L->S; k++)
-                q[k] = p[k] * a + b;
+                q[k] = (p[k] - m) * a + b;
         }
     }
 }
