@@ -479,7 +479,7 @@ static mk_status run_trainer(trainer *t, mk_train_stats *stats)
     if (t->mode == TR_CMEDL || t->mode == TR_BASELINE)
         MK_LOG_I(ctx, "%s: student U-Net %d levels, width %d: %lld parameters", stage,
                  c->unet.levels, c->unet.base, (long long)mk_nn_params_numel(t->params[NET_S]));
-    double t0 = now_s(), l[6];
+    double t0 = now_s(), c0 = (double)clock() / CLOCKS_PER_SEC, l[6];
     long long it = it0, w = t->total / 4 < 50 ? t->total / 4 : 50;
     if (w < 1)
         w = 1;
@@ -519,6 +519,9 @@ static mk_status run_trainer(trainer *t, mk_train_stats *stats)
                 MK_LOG_I(ctx, "%s: iter %lld/%lld gen %.4f disc %.4f (%.2f it/s)", stage, it + 1,
                          t->total, t->sum[LS_GEN] / n, t->sum[LS_DISC] / n,
                          (double)(it + 1 - it0) / el);
+            else if (t->mode == TR_BASELINE)
+                MK_LOG_I(ctx, "%s: iter %lld/%lld loss_s %.4f (%.2f it/s)", stage, it + 1,
+                         t->total, t->sum[LS_STUDENT] / n, (double)(it + 1 - it0) / el);
             else
                 MK_LOG_I(ctx, "%s: iter %lld/%lld loss_s %.4f loss_t %.4f hint %.5f gen %.4f "
                          "disc %.4f (%.2f it/s)", stage, it + 1, t->total, t->sum[LS_STUDENT] / n,
@@ -543,9 +546,12 @@ static mk_status run_trainer(trainer *t, mk_train_stats *stats)
         stats->last_hint =
             window_mean(t->trace_hint, t->total - w > it0 ? t->total - w : it0, t->total);
     }
+    double cpu = (double)clock() / CLOCKS_PER_SEC - c0;
     if (t->total > it0)
-        MK_LOG_I(ctx, "%s: %lld iterations in %.1f s (%.2f it/s)", stage, t->total - it0, el,
-                 el > 0 ? (double)(t->total - it0) / el : 0.0);
+        MK_LOG_I(ctx, "%s: %lld iterations in %.1f s (%.2f it/s; %.1f s of CPU, %.1f ms CPU per "
+                 "iteration)", stage, t->total - it0, el,
+                 el > 0 ? (double)(t->total - it0) / el : 0.0, cpu,
+                 1e3 * cpu / (double)(t->total - it0));
     if ((st = save_models(t)) != MK_OK)
         return st;
     /* the finished state, so a resume after a crash between here and the runner's marker only
