@@ -318,6 +318,49 @@ static void test_jpeg_lossless_single_file(void **state)
     mk_image_free(img);
 }
 
+/* Transfer syntaxes: pydicom's MR_small in RLE, JPEG-LS, JPEG 2000 lossless, big endian and
+ * implicit VR must decode to the same pixels as the uncompressed file (skipped without pydicom's
+ * test files, /usr/lib/python3/dist-packages/pydicom/data/test_files). */
+static void test_transfer_syntaxes(void **state)
+{
+    (void)state;
+    const char *dir = "/usr/lib/python3/dist-packages/pydicom/data/test_files";
+    char ref_path[1200];
+    snprintf(ref_path, sizeof ref_path, "%s/MR_small.dcm", dir);
+    if (access(ref_path, R_OK) != 0) {
+        skip();
+        return;
+    }
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    mk_image *ref = NULL;
+    assert_int_equal(mk_io_itk_read(&ctx, ref_path, &ref), MK_OK);
+    assert_int_equal(ref->dim[0], 64);
+    assert_int_equal(ref->dim[1], 64);
+    const char *variants[] = {"MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm",
+                              "MR_small_bigendian.dcm", "MR_small_expb.dcm", "MR_small_implicit.dcm",
+                              "MR_small_padded.dcm"};
+    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+        char p[1400];
+        snprintf(p, sizeof p, "%s/%s", dir, variants[i]);
+        if (access(p, R_OK) != 0)
+            continue;
+        mk_image *img = NULL;
+        if (mk_io_itk_read(&ctx, p, &img) != MK_OK)
+            fail_msg("%s: %s", variants[i], mk_ctx_errmsg(&ctx));
+        assert_int_equal(mk_image_nvox(img), mk_image_nvox(ref));
+        int64_t diff = 0;
+        for (int64_t k = 0; k < mk_image_nvox(ref); k++)
+            diff += mk_image_get(img, k) != mk_image_get(ref, k);
+        if (diff)
+            fail_msg("%s: %lld voxels differ from MR_small.dcm", variants[i], (long long)diff);
+        for (int k = 0; k < 9; k++)
+            assert_true(fabs(img->geom.direction[k] - ref->geom.direction[k]) < 1e-9);
+        mk_image_free(img);
+    }
+    mk_image_free(ref);
+}
+
 static void test_dicom_bad_input(void **state)
 {
     (void)state;
@@ -598,6 +641,7 @@ int main(void)
         cmocka_unit_test(test_roundtrips),
         cmocka_unit_test(test_mha_bad_input),
         cmocka_unit_test(test_jpeg_lossless_single_file),
+        cmocka_unit_test(test_transfer_syntaxes),
         cmocka_unit_test(test_dicom_bad_input),
         cmocka_unit_test(test_gepd_oblique_nonuniform),
         cmocka_unit_test(test_cranium_missing_slice_and_series_choice),
