@@ -21,6 +21,8 @@
 
 /* ---- small helpers ------------------------------------------------------------------------- */
 
+#define MK_GZ_HDR 20 /* our gzip member header: 10 bytes + XLEN + "MK" subfield (4 + 4 bytes) */
+
 static int ends_with(const char *s, const char *suf)
 {
     size_t n = strlen(s), m = strlen(suf);
@@ -442,10 +444,84 @@ done:
 }
 
 #ifdef MK_HAVE_LIBDEFLATE
+static uint32_t get32le(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+typedef struct gz_member {
+    size_t in_off, in_n, out_off, out_n;
+} gz_member;
+
+typedef struct gz_dec_job {
+    const unsigned char *in;
+    unsigned char *dst;
+    const gz_member *mem;
+    int nmem, first, step, err;
+} gz_dec_job;
+
+static void *gz_dec_run(void *arg)
+{
+    gz_dec_job *j = arg;
+    struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
+    j->err = d == NULL;
+    for (int i = j->first; d && i < j->nmem && !j->err; i += j->step) {
+        const gz_member *m = &j->mem[i];
+        size_t got = 0;
+        if (libdeflate_gzip_decompress(d, j->in + m->in_off, m->in_n, j->dst + m->out_off, m->out_n,
+                                       &got) != LIBDEFLATE_SUCCESS ||
+            got != m->out_n)
+            j->err = 1;
+    }
+    libdeflate_free_decompressor(d);
+    return NULL;
+}
+
+/* Members written by our writer carry their size ("MK" extra field): list them so they can be
+ * inflated in parallel. Returns the member count, or 0 if the file is not made only of such
+ * members covering exactly `want` bytes. */
+static int scan_mk_members(const unsigned char *in, size_t n, size_t want, gz_member **out)
+{
+    *out = NULL;
+    size_t pos = 0, opos = 0;
+    int cnt = 0, cap = 0;
+    gz_member *m = NULL;
+    while (pos < n) {
+        if (n - pos < MK_GZ_HDR + 8 || in[pos] != 0x1f || in[pos + 1] != 0x8b || in[pos + 2] != 8 ||
+            in[pos + 3] != 4 || in[pos + 10] != 8 || in[pos + 11] != 0 || in[pos + 12] != 'M' ||
+            in[pos + 13] != 'K' || in[pos + 14] != 4 || in[pos + 15] != 0)
+            goto no;
+        size_t sz = get32le(in + pos + 16);
+        if (sz < MK_GZ_HDR + 8 || sz > n - pos)
+            goto no;
+        size_t isz = get32le(in + pos + sz - 4);
+        if (cnt == cap) {
+            cap = cap ? 2 * cap : 64;
+            gz_member *x = realloc(m, (size_t)cap * sizeof *m);
+            if (!x)
+                goto no;
+            m = x;
+        }
+        m[cnt++] = (gz_member){pos, sz, opos, isz};
+        pos += sz;
+        opos += isz;
+        if (opos > want)
+            goto no;
+    }
+    if (opos != want)
+        goto no;
+    *out = m;
+    return cnt;
+no:
+    free(m);
+    return 0;
+}
+
 /* Whole-file gzip decode with libdeflate (2-3x faster than zlib's inflate): the compressed file is
- * read into memory and each gzip member is decoded in turn into dst (want bytes: header + voxels).
- * Returns 0 on success, -1 when this path cannot decode the file; the caller then falls back to
- * the zlib stream reader, which also produces the precise error message. */
+ * read into memory; our own multi-member files are inflated by two threads, any other gzip member
+ * by member. dst receives `want` bytes (header + voxels). Returns 0 on success, -1 when this path
+ * cannot decode the file; the caller then falls back to the zlib stream reader, which also
+ * produces the precise error message. */
 static int read_gz_fast(const char *iname, unsigned char *dst, size_t want)
 {
     int64_t fs = file_size(iname);
@@ -457,20 +533,44 @@ static int read_gz_fast(const char *iname, unsigned char *dst, size_t want)
     unsigned char *in = malloc((size_t)fs);
     int rc = -1;
     if (in && fread(in, 1, (size_t)fs, f) == (size_t)fs) {
-        struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
-        size_t ipos = 0, opos = 0;
-        while (d && opos < want && ipos < (size_t)fs) {
-            size_t used_in = 0, got = 0;
-            enum libdeflate_result r = libdeflate_gzip_decompress_ex(
-                d, in + ipos, (size_t)fs - ipos, dst + opos, want - opos, &used_in, &got);
-            if (r != LIBDEFLATE_SUCCESS)
-                break;
-            ipos += used_in;
-            opos += got;
+        gz_member *mem = NULL;
+        int nm = scan_mk_members(in, (size_t)fs, want, &mem);
+        if (nm > 1) {
+            enum { T = 2 };
+            gz_dec_job jobs[T];
+            pthread_t tid[T];
+            int started[T] = {0};
+            for (int t = 0; t < T; t++)
+                jobs[t] = (gz_dec_job){in, dst, mem, nm, t, T, 0};
+            for (int t = 1; t < T; t++)
+                started[t] = pthread_create(&tid[t], NULL, gz_dec_run, &jobs[t]) == 0;
+            gz_dec_run(&jobs[0]);
+            int err = jobs[0].err;
+            for (int t = 1; t < T; t++) {
+                if (started[t])
+                    pthread_join(tid[t], NULL);
+                else
+                    gz_dec_run(&jobs[t]);
+                err |= jobs[t].err;
+            }
+            rc = err ? -1 : 0;
+        } else {
+            struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
+            size_t ipos = 0, opos = 0;
+            while (d && opos < want && ipos < (size_t)fs) {
+                size_t used_in = 0, got = 0;
+                enum libdeflate_result r = libdeflate_gzip_decompress_ex(
+                    d, in + ipos, (size_t)fs - ipos, dst + opos, want - opos, &used_in, &got);
+                if (r != LIBDEFLATE_SUCCESS)
+                    break;
+                ipos += used_in;
+                opos += got;
+            }
+            if (opos == want)
+                rc = 0;
+            libdeflate_free_decompressor(d);
         }
-        if (opos == want)
-            rc = 0;
-        libdeflate_free_decompressor(d);
+        free(mem);
     }
     free(in);
     fclose(f);
@@ -675,6 +775,14 @@ mk_status mk_io_nifti_read_header(mk_ctx *ctx, const char *path, mk_image **out)
  * any gzip reader decodes the file to exactly the input bytes. */
 #define GZ_CHUNK ((size_t)4 << 20)
 
+static void put32le(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+
 typedef struct gz_job {
     const unsigned char *in;
     size_t n;
@@ -689,21 +797,34 @@ static void *gz_job_run(void *arg)
 {
     gz_job *j = arg;
 #ifdef MK_HAVE_LIBDEFLATE
-    /* one complete gzip member per chunk (a multi-member file, valid per RFC 1952 and read by
-     * zlib, niftilib, nibabel and ITK) */
+    /* One complete gzip member per chunk (a multi-member file, valid per RFC 1952 and read by
+     * zlib, niftilib, nibabel and ITK). The member header carries an extra field "MK" with the
+     * member's total size (like BGZF's "BC"), which lets our reader inflate members in parallel;
+     * other readers skip unknown extra fields. */
     struct libdeflate_compressor *c = libdeflate_alloc_compressor(j->level);
     j->err = 1;
     if (!c)
         return NULL;
-    size_t need = libdeflate_gzip_compress_bound(c, j->n) + 64;
+    size_t need = libdeflate_deflate_compress_bound(c, j->n) + MK_GZ_HDR + 8 + 64;
     if (need > j->out_cap) {
         free(j->out);
         j->out = malloc(need);
         j->out_cap = j->out ? need : 0;
     }
     if (j->out) {
-        j->out_n = libdeflate_gzip_compress(c, j->in, j->n, j->out, j->out_cap);
-        j->err = j->out_n == 0;
+        size_t cs = libdeflate_deflate_compress(c, j->in, j->n, j->out + MK_GZ_HDR,
+                                                j->out_cap - MK_GZ_HDR - 8);
+        if (cs > 0 && cs + MK_GZ_HDR + 8 <= 0xffffffffu) {
+            size_t total = MK_GZ_HDR + cs + 8;
+            unsigned char *h = j->out;
+            static const unsigned char H[16] = {0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 3, 8, 0, 'M', 'K', 4, 0};
+            memcpy(h, H, 16);
+            put32le(h + 16, (uint32_t)total);
+            put32le(h + MK_GZ_HDR + cs, (uint32_t)libdeflate_crc32(0, j->in, j->n));
+            put32le(h + MK_GZ_HDR + cs + 4, (uint32_t)(j->n & 0xffffffffu));
+            j->out_n = total;
+            j->err = 0;
+        }
     }
     libdeflate_free_compressor(c);
     return NULL;
