@@ -748,6 +748,13 @@ static void test_synth_histo(void **state)
         rows += *c == '\n';
     assert_int_equal(rows, 1 + 2 * (512 / 64) * (384 / 64));
     free(pc);
+    /* the same seed gives the same TIFF bytes */
+    const char *B = tmpdir("histo_b");
+    assert_int_equal(mk_phantom_synth(&g_ctx, &p, B, NULL), MK_OK);
+    assert_true(same_files(A, B, "siteB/histo_siteB_000.tif"));
+    assert_true(same_files(A, B, "siteA/histo_siteA_000_mask.tif"));
+    assert_true(same_files(A, B, "patches.csv"));
+    rmrf(B);
 #else
     assert_int_equal(st, MK_ERR_UNSUPPORTED);
     print_message("TIFF writer not built yet: histo files not tested\n");
