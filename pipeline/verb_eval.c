@@ -1,9 +1,9 @@
 /* `pipeline eval`: score predicted label images against reference label images.
  *
- * P and R are both files or both folders. Folders pair NIfTI files by case id: the file name
- * without .nii/.nii.gz/.hdr; a name left unpaired is retried without an nnU-Net channel suffix
- * "_0000" (4 digits). Unpaired files are listed (stdout, reports) and do not stop the run; no pair
- * at all is an error. Each image is read, cut down to the box of its non-zero voxels and the full
+ * P and R are both files or both folders. Folders pair image files by case id: the file name
+ * without .nii/.nii.gz/.hdr/.mha/.mhd/.nrrd/.nhdr (read with mk_io_read_image); a name left
+ * unpaired is retried without an nnU-Net channel suffix "_0000" (4 digits). Unpaired files are
+ * listed (stdout, reports) and do not stop the run; no pair at all is an error. Each image is read, cut down to the box of its non-zero voxels and the full
  * buffer released before the next read, so memory stays near one image plus the objects.
  * Grids must agree (shape, spacing to 1e-4 relative, origin/direction to 1e-4 x max spacing)
  * unless --resample-to-ref maps the prediction onto the reference grid (nearest neighbour). */
@@ -16,7 +16,6 @@
 
 #include "../core/mk_fs.h"
 #include "../io/mk_image.h"
-#include "../io/mk_nifti.h"
 #include "../metrics/mk_metrics.h"
 #include "../report/mk_report.h"
 #include "mk_verbs.h"
@@ -222,7 +221,7 @@ static mk_status resample_nn(mk_ctx *ctx, const mk_image *src, const mk_image *r
 
 static int nifti_stem(const char *name, char *stem, size_t n)
 {
-    static const char *const ext[] = {".nii.gz", ".nii", ".hdr.gz", ".hdr"};
+    static const char *const ext[] = {".nii.gz", ".nii", ".hdr.gz", ".hdr", ".mha", ".mhd", ".nrrd", ".nhdr"};
     size_t l = strlen(name);
     for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++) {
         size_t e = strlen(ext[i]);
@@ -386,8 +385,8 @@ static mk_status make_pairs(mk_ctx *ctx, const char *pdir, const char *rdir, pai
     }
     if (st == MK_OK && n == 0)
         st = mk_err(ctx, MK_ERR_INVALID,
-                    "no case pairs: %s has %d NIfTI file(s) and %s has %d, with no case id in common "
-                    "(ids are file names without .nii/.nii.gz, nnU-Net channel suffix _0000 optional)",
+                    "no case pairs: %s has %d image file(s) and %s has %d, with no case id in common "
+                    "(ids are file names without .nii/.nii.gz/.mha/.nrrd, nnU-Net channel suffix _0000 optional)",
                     pdir, np, rdir, nr);
     entries_free(pe, np);
     entries_free(re, nr);
@@ -410,7 +409,7 @@ static mk_status make_pairs(mk_ctx *ctx, const char *pdir, const char *rdir, pai
 static mk_status read_boxed(mk_ctx *ctx, const char *path, boxed *out)
 {
     mk_image *img = NULL;
-    mk_status st = mk_io_nifti_read(ctx, path, &img);
+    mk_status st = mk_io_read_image(ctx, path, &img);
     if (st != MK_OK)
         return st;
     st = make_boxed(ctx, path, img, out);
@@ -472,9 +471,9 @@ static mk_status eval_case(mk_ctx *ctx, const pair *pr, const int64_t *labels, i
             MK_LOG_W(ctx, "%s: resampled onto the grid of %s (nearest neighbour): %s", pr->pred, pr->ref, why);
             boxed_free(&bp);
             mk_image *src = NULL, *rs = NULL, *refh = NULL;
-            st = mk_io_nifti_read(ctx, pr->pred, &src);
+            st = mk_io_read_image(ctx, pr->pred, &src);
             if (st == MK_OK)
-                st = mk_io_nifti_read_header(ctx, pr->ref, &refh);
+                st = mk_io_read_header(ctx, pr->ref, &refh);
             if (st == MK_OK)
                 st = resample_nn(ctx, src, refh, &rs);
             mk_image_free(src);
