@@ -745,6 +745,89 @@ static void test_bad_input(void **state)
     free(src);
 }
 
+/* A 64x64 gray TIFF with four 32x32 uncompressed tiles, laid out by hand (IFD first, then the
+ * tile data), so a test can zero a tile's offset/byte count or cut the file inside tile data. */
+static void put16(uint8_t *b, uint16_t v) { b[0] = (uint8_t)v; b[1] = (uint8_t)(v >> 8); }
+static void put32(uint8_t *b, uint32_t v) { put16(b, (uint16_t)v); put16(b + 2, (uint16_t)(v >> 16)); }
+static uint8_t hand_px(int tile, int x, int y) { return (uint8_t)(tile * 50 + x + 2 * y); }
+
+static size_t hand_tiff(uint8_t *b, int zero_tile)
+{
+    const uint16_t tags[10] = {256, 257, 258, 259, 262, 277, 322, 323, 324, 325};
+    const uint32_t vals[8] = {64, 64, 8, 1, 1, 1, 32, 32};
+    const uint32_t offs_at = 8 + 2 + 10 * 12 + 4, counts_at = offs_at + 16, data_at = counts_at + 16;
+    memcpy(b, "II*\0", 4);
+    put32(b + 4, 8);
+    put16(b + 8, 10);
+    for (int i = 0; i < 10; i++) {
+        uint8_t *e = b + 10 + 12 * i;
+        put16(e, tags[i]);
+        put16(e + 2, i < 8 ? 3 : 4);
+        put32(e + 4, i < 8 ? 1 : 4);
+        put32(e + 8, i < 8 ? vals[i] : i == 8 ? offs_at : counts_at);
+    }
+    put32(b + 10 + 120, 0); /* no next IFD */
+    for (int t = 0; t < 4; t++) {
+        put32(b + offs_at + 4 * t, t == zero_tile ? 0 : data_at + 1024u * (uint32_t)t);
+        put32(b + counts_at + 4 * t, t == zero_tile ? 0 : 1024);
+        for (int y = 0; y < 32; y++)
+            for (int x = 0; x < 32; x++)
+                b[data_at + 1024 * t + 32 * y + x] = hand_px(t, x, y);
+    }
+    return data_at + 4 * 1024;
+}
+
+static void test_hand_made_tiff(void **state)
+{
+    (void)state;
+    char dir[1200], p[1400];
+    fresh_dir(dir, sizeof dir, "hand");
+    static uint8_t b[8192];
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    mk_tiff_slide *s = NULL;
+    uint8_t px[64 * 64 * 3];
+    /* Intact: every pixel as laid out (gray replicated to RGB). */
+    size_t n = hand_tiff(b, -1);
+    snprintf(p, sizeof p, "%s/ok.tif", dir);
+    FILE *f = fopen(p, "wb");
+    fwrite(b, 1, n, f);
+    fclose(f);
+    assert_int_equal(mk_tiff_open(&ctx, p, &s), MK_OK);
+    assert_int_equal(mk_tiff_read_region(&ctx, s, 0, 0, 0, 64, 64, px), MK_OK);
+    for (int y = 0; y < 64; y++)
+        for (int x = 0; x < 64; x++) {
+            uint8_t want = hand_px((y / 32) * 2 + x / 32, x % 32, y % 32);
+            assert_int_equal(px[(y * 64 + x) * 3], want);
+            assert_int_equal(px[(y * 64 + x) * 3 + 2], want);
+        }
+    mk_tiff_close(s);
+    /* Tile 1 with offset and byte count zeroed. */
+    n = hand_tiff(b, 1);
+    snprintf(p, sizeof p, "%s/zeroed.tif", dir);
+    f = fopen(p, "wb");
+    fwrite(b, 1, n, f);
+    fclose(f);
+    assert_int_equal(mk_tiff_open(&ctx, p, &s), MK_OK);
+    assert_int_equal(mk_tiff_read_region(&ctx, s, 0, 0, 32, 64, 32, px), MK_OK);
+    assert_int_equal(mk_tiff_read_region(&ctx, s, 0, 0, 0, 64, 64, px), MK_ERR_FORMAT);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "tile 1 (column 1, row 0): missing"));
+    mk_tiff_close(s);
+    /* Cut inside tile 3's data: tiles 0..2 read, tile 3 is an error naming it. */
+    n = hand_tiff(b, -1);
+    snprintf(p, sizeof p, "%s/cut.tif", dir);
+    f = fopen(p, "wb");
+    fwrite(b, 1, n - 700, f);
+    fclose(f);
+    assert_int_equal(mk_tiff_open(&ctx, p, &s), MK_OK);
+    assert_int_equal(mk_tiff_read_region(&ctx, s, 0, 0, 0, 64, 32, px), MK_OK);
+    assert_int_equal(mk_tiff_read_region(&ctx, s, 0, 0, 32, 32, 32, px), MK_OK);
+    assert_int_equal(mk_tiff_read_region(&ctx, s, 0, 32, 32, 32, 32, px), MK_ERR_FORMAT);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "tile 3"));
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "cut.tif"));
+    mk_tiff_close(s);
+}
+
 int main(void)
 {
     const char *sh = getenv("MK_SHARED_DIR");
@@ -763,6 +846,7 @@ int main(void)
         cmocka_unit_test(test_tissue_mask_and_grid),
         cmocka_unit_test(test_tiles_verb),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_hand_made_tiff),
     };
     const char *flt = getenv("MK_TEST_FILTER"); /* e.g. MK_TEST_FILTER='test_gepd*' */
     if (flt)
