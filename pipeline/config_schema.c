@@ -40,7 +40,16 @@ static const mk_cfg_key SYNTH_KEYS[] = {
      "where the phantoms and their manifest are written (skipped when already complete)"},
     {"cases", MK_CFG_INT, "16", 1, 10000, NULL, 0, "cases per modality/domain"},
     {"seed", MK_CFG_INT, "7", 0, 2147483647.0, NULL, 0, "phantom seed (independent of run.seed)"},
-    {"size", MK_CFG_INT_LIST, "[64, 64, 24]", 8, 2048, NULL, 0, "volume size in voxels (i, j, k)"},
+    {"size", MK_CFG_INT_LIST, NULL, 8, 65536, NULL, 0,
+     "volume size in voxels (i, j, k) or histo slide (width, height); unset: lung 64x64x24, "
+     "cardiac 64x64x10, histo 1024x1024"},
+    {"contrast", MK_CFG_FLOAT, "1.0", 0, 100, NULL, 0,
+     "hard-domain target contrast multiplier (lung: CT tumour-mediastinum HU offset)"},
+    {"noise", MK_CFG_FLOAT, "1.0", 0, 100, NULL, 0, "noise multiplier (CT HU sigma, MR Rician sigma)"},
+    {"shift", MK_CFG_FLOAT, "1.0", 0, 1, NULL, 0, "domain-shift strength (cardiac CT mapping, histo stain)"},
+    {"labelled", MK_CFG_FLOAT, "1.0", 0, 1, NULL, 0, "fraction of training cases with a label listed"},
+    {"hard_frac", MK_CFG_FLOAT, "0.5", 0, 1, NULL, 0,
+     "lung: fraction of tumours abutting the mediastinum"},
 };
 
 static const mk_cfg_key MODEL_KEYS[] = {

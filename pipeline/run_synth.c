@@ -21,11 +21,19 @@ mk_status mk_run_synth(mk_run_env *env)
     p.seed = (uint64_t)mk_cfg_int(cfg, "synth.seed");
     p.cases = (int)mk_cfg_int(cfg, "synth.cases");
     int n = mk_cfg_list_len(cfg, "synth.size");
-    if (n != 3)
-        return mk_err(ctx, MK_ERR_CONFIG, "%s:%d: key 'synth.size': expected 3 values (i, j, k), got %d",
-                      mk_cfg_path(cfg), mk_cfg_line(cfg, "synth.size"), n);
-    for (int i = 0; i < 3; i++)
-        p.size[i] = (int)mk_cfg_list_num(cfg, "synth.size", i);
+    int want_n = kind == MK_PHANTOM_HISTO ? 2 : 3;
+    if (mk_cfg_is_set(cfg, "synth.size") && n != want_n)
+        return mk_err(ctx, MK_ERR_CONFIG, "%s:%d: key 'synth.size': expected %d values (%s), got %d",
+                      mk_cfg_path(cfg), mk_cfg_line(cfg, "synth.size"), want_n,
+                      want_n == 2 ? "width, height" : "i, j, k", n);
+    if (mk_cfg_is_set(cfg, "synth.size"))
+        for (int i = 0; i < n; i++)
+            p.size[i] = (int)mk_cfg_list_num(cfg, "synth.size", i);
+    p.contrast = mk_cfg_float(cfg, "synth.contrast");
+    p.noise = mk_cfg_float(cfg, "synth.noise");
+    p.shift = mk_cfg_float(cfg, "synth.shift");
+    p.labelled = mk_cfg_float(cfg, "synth.labelled");
+    p.hard_frac = mk_cfg_float(cfg, "synth.hard_frac");
     if ((st = mk_phantom_params_check(ctx, &p)) != MK_OK)
         return mk_err_prefix(ctx, "%s: [synth]", mk_cfg_path(cfg));
 
@@ -33,9 +41,11 @@ mk_status mk_run_synth(mk_run_env *env)
     char stamp[4200], manifest[4200], want[512];
     snprintf(stamp, sizeof stamp, "%s/.synth-params", out);
     snprintf(manifest, sizeof manifest, "%s/manifest.csv", out);
-    snprintf(want, sizeof want, "kind=%s seed=%llu cases=%d size=%dx%dx%d\n",
+    snprintf(want, sizeof want,
+             "kind=%s seed=%llu cases=%d size=%dx%dx%d contrast=%.17g noise=%.17g shift=%.17g "
+             "labelled=%.17g hard_frac=%.17g\n",
              mk_phantom_kind_name(kind), (unsigned long long)p.seed, p.cases, p.size[0], p.size[1],
-             p.size[2]);
+             p.size[2], p.contrast, p.noise, p.shift, p.labelled, p.hard_frac);
     if (mk_fs_is_file(stamp) && mk_fs_is_file(manifest)) {
         char *have = NULL;
         size_t len = 0;
