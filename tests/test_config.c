@@ -154,7 +154,7 @@ static const struct bad BAD[] = {
     {"list not array", "[run]\nstages = \"evaluate\"\n[data]\nmanifest = \"m.csv\"\n",
      {"c.toml:2: key 'run.stages': expected array of strings, got string", NULL}},
     {"int list range", GOOD_HEAD "[synth]\nsize = [64, 4, 24]\n",
-     {"key 'synth.size'[1]: expected a value in [8, 2048], got 4", NULL}},
+     {"key 'synth.size'[1]: expected a value in [8, 65536], got 4", NULL}},
     {"unknown stage", "[run]\nstages = [\"evalute\"]\n[data]\nmanifest = \"m.csv\"\n",
      {"c.toml:2: key 'run.stages'[0]: unknown stage \"evalute\"", "did you mean \"evaluate\"?", NULL}},
     {"not a stage", "[run]\nstages = [\"model\"]\n[data]\nmanifest = \"m.csv\"\n",
