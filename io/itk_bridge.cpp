@@ -49,14 +49,15 @@ using IOPix = itk::IOPixelEnum;
 // recomputed by us and reported through mk_log with the slice names.
 void quiet_once()
 {
-    static bool done = false;
-    if (done)
-        return;
-    itk::Object::GlobalWarningDisplayOff();
-    gdcm::Trace::SetWarning(false);
-    gdcm::Trace::SetDebug(false);
-    gdcm::Trace::SetError(false);
-    done = true;
+    // A function-local static is initialised exactly once, also when threads race here.
+    static const bool done = []() {
+        itk::Object::GlobalWarningDisplayOff();
+        gdcm::Trace::SetWarning(false);
+        gdcm::Trace::SetDebug(false);
+        gdcm::Trace::SetError(false);
+        return true;
+    }();
+    (void)done;
 }
 
 std::string lower_ext(const char *path)
