@@ -20,6 +20,9 @@ static int run(const char *args, char *out, size_t n)
     size_t k = fread(out, 1, n - 1, p);
     out[k] = '\0';
     int rc = pclose(p);
+    /* a sanitizer report in a sanitizer build would also exit non-zero: never accept one */
+    if (strstr(out, "Sanitizer") || strstr(out, "runtime error"))
+        fail_msg("sanitizer report from '%s':\n%s", args, out);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
