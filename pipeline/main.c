@@ -57,16 +57,19 @@ int main(int argc, char **argv)
 
     if (n == 0) {
         mk_cli_print_overview(want_help ? stdout : stderr);
+        free(rest);
         return want_help ? 0 : 2;
     }
     const mk_verb *v = mk_cli_find_verb(rest[0]);
     if (!v) {
         fprintf(stderr, "pipeline: unknown verb '%s'\n\n", rest[0]);
         mk_cli_print_overview(stderr);
+        free(rest);
         return 2;
     }
     if (want_help) {
         mk_cli_print_verb_help(stdout, v);
+        free(rest);
         return 0;
     }
     g_ctx_for_signal = &ctx;

@@ -3,7 +3,7 @@
 set -eu
 PKGS="cmake make gcc g++ pkg-config libnifti2-dev libinsighttoolkit5-dev libtiff-dev libhdf5-dev \
 libopenblas-dev libopenmpi-dev openmpi-bin libcmocka-dev libcjson-dev libpng-dev zlib1g-dev \
-hdf5-tools python3 python3-numpy python3-nibabel python3-h5py nifti-bin"
+hdf5-tools libdeflate-dev python3 python3-numpy python3-nibabel python3-h5py python3-pydicom nifti-bin"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
