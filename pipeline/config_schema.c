@@ -77,7 +77,7 @@ static const mk_cfg_key CMEDL_KEYS[] = {
     {"lr", MK_CFG_FLOAT, "2e-4", 0, 1, NULL, 0, "Adam learning rate of teacher and student"},
     {"hint_layers", MK_CFG_STRING_LIST, "[\"dec_prev\", \"dec_last\"]", NR, NULL, 0,
      "feature maps tied by the hint loss: encN, bottleneck, decN, logits, dec_last, dec_prev"},
-    {"lambda_hint", MK_CFG_FLOAT, "1.0", 0, 1e6, NULL, 0, "weight of the hint (feature distillation) loss"},
+    {"lambda_hint", MK_CFG_FLOAT, "0.1", 0, 1e6, NULL, 0, "weight of the hint (feature distillation) loss"},
     {"w_seg_student", MK_CFG_FLOAT, "1.0", 0, 1e6, NULL, 0, "weight of the student's segmentation loss"},
     {"w_seg_teacher", MK_CFG_FLOAT, "1.0", 0, 1e6, NULL, 0,
      "weight of the teacher's segmentation loss (pseudo-MRI and MRI)"},

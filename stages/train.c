@@ -48,7 +48,7 @@ void mk_cmedl_defaults(mk_cmedl_params *p)
     p->n_hint = 2;
     snprintf(p->hint_layers[0], sizeof p->hint_layers[0], "dec_prev");
     snprintf(p->hint_layers[1], sizeof p->hint_layers[1], "dec_last");
-    p->lambda_hint = 1.0f;
+    p->lambda_hint = 0.1f;
     p->w_seg_student = 1.0f;
     p->w_seg_teacher = 1.0f;
     p->dice_weight = 0.5f;
