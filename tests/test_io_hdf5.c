@@ -148,7 +148,7 @@ static void test_we_read_h5py(void **state)
 {
     (void)state;
     if (!tio_have_py("h5py"))
-        skip();
+        fail_msg("a required test dependency is missing (python3 packages from scripts/install-deps.sh, or the shared/ data beside the checkout)");
     char p[1200], args[1300];
     tio_path(p, sizeof p, "py.h5");
     snprintf(args, sizeof args, "'%s'", p);

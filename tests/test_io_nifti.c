@@ -167,7 +167,7 @@ static void test_nibabel_reads_ours(void **state)
 {
     (void)state;
     if (!tio_have_py("nibabel"))
-        skip();
+        fail_msg("a required test dependency is missing (python3 packages from scripts/install-deps.sh, or the shared/ data beside the checkout)");
     mk_ctx ctx;
     mk_ctx_init(&ctx);
     mk_dtype types[] = {MK_DT_UINT8, MK_DT_INT16, MK_DT_UINT16, MK_DT_INT32, MK_DT_FLOAT32,
@@ -293,7 +293,7 @@ static void test_we_read_nibabel(void **state)
 {
     (void)state;
     if (!tio_have_py("nibabel"))
-        skip();
+        fail_msg("a required test dependency is missing (python3 packages from scripts/install-deps.sh, or the shared/ data beside the checkout)");
     /* scl_slope 2 / inter -5 on int16 -> float32 by our rule */
     check_nibabel_case("nb_scaled.nii", "int16_scaled", MK_DT_FLOAT32, 0, 2);
     /* sform_code 0, qform_code 2: geometry from the qform */
@@ -312,7 +312,7 @@ static void test_analyze_pair(void **state)
 {
     (void)state;
     if (!tio_have_py("nibabel"))
-        skip();
+        fail_msg("a required test dependency is missing (python3 packages from scripts/install-deps.sh, or the shared/ data beside the checkout)");
     char p[1200], args[1300];
     tio_path(p, sizeof p, "ana.hdr");
     snprintf(args, sizeof args, "'%s'", p);
@@ -343,7 +343,7 @@ static void test_nifti_tool_accepts_ours(void **state)
 {
     (void)state;
     if (access("/usr/bin/nifti_tool", X_OK) != 0)
-        skip();
+        fail_msg("a required test dependency is missing (python3 packages from scripts/install-deps.sh, or the shared/ data beside the checkout)");
     mk_ctx ctx;
     mk_ctx_init(&ctx);
     /* > 4 MiB, so several gzip members: niftilib's znz must read them all */
@@ -383,7 +383,7 @@ static void test_mask_keeps_reference_header(void **state)
     char ref[1200], p[1200];
     tio_shared(ref, sizeof ref, "data/real/mri/itk_kmeans/KmeansTest_T1UCharRaw.nii.gz");
     if (!tio_exists(ref))
-        skip();
+        fail_msg("a required test dependency is missing (python3 packages from scripts/install-deps.sh, or the shared/ data beside the checkout)");
     mk_ctx ctx;
     mk_ctx_init(&ctx);
     mk_image *img = NULL, *mask = NULL;
@@ -596,7 +596,7 @@ static void test_real_cranium(void **state)
     tio_shared(ct, sizeof ct, "data/real/ct/cranium_ct.nii.gz");
     tio_shared(lb, sizeof lb, "data/real/ct/cranium_labels.nii.gz");
     if (!tio_exists(ct))
-        skip();
+        fail_msg("a required test dependency is missing (python3 packages from scripts/install-deps.sh, or the shared/ data beside the checkout)");
     mk_ctx ctx;
     mk_ctx_init(&ctx);
     mk_image *c = NULL, *l = NULL;
@@ -635,7 +635,7 @@ static void test_real_kmeans_and_colin(void **state)
     char p[1200];
     tio_shared(p, sizeof p, "data/real/mri/itk_kmeans/KmeansTest_T1UCharRaw.nii.gz");
     if (!tio_exists(p))
-        skip();
+        fail_msg("a required test dependency is missing (python3 packages from scripts/install-deps.sh, or the shared/ data beside the checkout)");
     mk_ctx ctx;
     mk_ctx_init(&ctx);
     mk_image *img = NULL;
@@ -685,7 +685,7 @@ static void test_real_vs_nibabel(void **state)
     char p[1200];
     tio_shared(p, sizeof p, "data/real/mri/gepd_brain_dicom/gepd_brain.nii.gz");
     if (!tio_exists(p) || !tio_have_py("nibabel"))
-        skip();
+        fail_msg("a required test dependency is missing (python3 packages from scripts/install-deps.sh, or the shared/ data beside the checkout)");
     mk_ctx ctx;
     mk_ctx_init(&ctx);
     mk_image *img = NULL;

@@ -329,7 +329,7 @@ static void test_pillow_reads_writer_output(void **state)
 {
     (void)state;
     if (!have_pillow()) {
-        skip();
+        fail_msg("a required test dependency is missing (python3 packages from scripts/install-deps.sh, or the shared/ data beside the checkout)");
         return;
     }
     char dir[1200], p[1400], raw[1400], cmd[4400];
