@@ -38,23 +38,6 @@ static void boxed_free(boxed *b)
     memset(b, 0, sizeof *b);
 }
 
-static int vtype_of(mk_dtype t, mk_metric_vtype *out)
-{
-    static const struct {
-        mk_dtype d;
-        mk_metric_vtype v;
-    } map[] = {{MK_DT_UINT8, MK_METRIC_U8},   {MK_DT_INT8, MK_METRIC_I8},     {MK_DT_UINT16, MK_METRIC_U16},
-               {MK_DT_INT16, MK_METRIC_I16},  {MK_DT_UINT32, MK_METRIC_U32},  {MK_DT_INT32, MK_METRIC_I32},
-               {MK_DT_UINT64, MK_METRIC_U64}, {MK_DT_INT64, MK_METRIC_I64},   {MK_DT_FLOAT32, MK_METRIC_F32},
-               {MK_DT_FLOAT64, MK_METRIC_F64}};
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-        if (map[i].d == t) {
-            *out = map[i].v;
-            return 1;
-        }
-    return 0;
-}
-
 static int row_nonzero(const unsigned char *p, size_t n)
 {
     size_t i = 0;
@@ -76,7 +59,7 @@ static mk_status make_boxed(mk_ctx *ctx, const char *path, mk_image *img, boxed 
     memset(out, 0, sizeof *out);
     out->hdr = img;
     mk_metric_vtype vt;
-    if (!vtype_of(img->dtype, &vt))
+    if (!mk_report_vtype_of(img->dtype, &vt))
         return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: datatype %s: expected an integer or float label image", path,
                       mk_dtype_name(img->dtype));
     for (int k = 3; k < MK_IMAGE_MAX_DIMS; k++)

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "../core/mk_status.h"
+#include "../io/mk_image.h"
 #include "../metrics/mk_metrics.h"
 
 #ifdef __cplusplus
@@ -82,6 +83,14 @@ double mk_eval_metric_value(const mk_metric_result *r, int m);
 /* The fixed text the reports carry about the definitions used. */
 const char *mk_eval_definition_text(mk_metric_conv c);
 const char *mk_eval_empty_policy_text(void);
+
+/* ---- images as metric volumes ---- */
+/* The metric value type of an image datatype; 0 for types that cannot hold labels (RGB24). */
+int mk_report_vtype_of(mk_dtype t, mk_metric_vtype *out);
+/* A whole image as a metric volume (borrows img->data; spacing from the image's geometry).
+ * MK_ERR_UNSUPPORTED naming `name` for RGB images or images with a 4th dimension > 1. */
+mk_status mk_report_metric_vol(mk_ctx *ctx, const mk_image *img, const char *name,
+                               mk_metric_vol *v);
 
 mk_status mk_report_eval_json(mk_ctx *ctx, const mk_eval_report *rep, const char *path);
 mk_status mk_report_eval_csv(mk_ctx *ctx, const mk_eval_report *rep, const char *path);

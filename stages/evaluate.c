@@ -10,46 +10,6 @@
 #include "io/mk_manifest.h"
 #include "report/mk_report.h"
 
-static int vtype_of(mk_dtype t, mk_metric_vtype *out)
-{
-    static const struct {
-        mk_dtype d;
-        mk_metric_vtype v;
-    } map[] = {{MK_DT_UINT8, MK_METRIC_U8},   {MK_DT_INT8, MK_METRIC_I8},
-               {MK_DT_UINT16, MK_METRIC_U16}, {MK_DT_INT16, MK_METRIC_I16},
-               {MK_DT_UINT32, MK_METRIC_U32}, {MK_DT_INT32, MK_METRIC_I32},
-               {MK_DT_UINT64, MK_METRIC_U64}, {MK_DT_INT64, MK_METRIC_I64},
-               {MK_DT_FLOAT32, MK_METRIC_F32}, {MK_DT_FLOAT64, MK_METRIC_F64}};
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-        if (map[i].d == t) {
-            *out = map[i].v;
-            return 1;
-        }
-    return 0;
-}
-
-static mk_status as_metric_vol(mk_ctx *ctx, const mk_image *img, const char *name,
-                               mk_metric_vol *v)
-{
-    memset(v, 0, sizeof *v);
-    if (!vtype_of(img->dtype, &v->type))
-        return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: datatype %s cannot hold labels", name,
-                      mk_dtype_name(img->dtype));
-    if (img->ndim > 3)
-        for (int d = 3; d < img->ndim; d++)
-            if (img->dim[d] != 1)
-                return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: label images must be 3D, got %d dims",
-                              name, img->ndim);
-    v->data = img->data;
-    for (int d = 0; d < 3; d++) {
-        v->dim[d] = img->dim[d];
-        v->box_dim[d] = img->dim[d];
-        v->spacing[d] = img->geom.spacing[d];
-    }
-    v->name = name;
-    return MK_OK;
-}
-
 static char *dup(const char *s)
 {
     size_t n = strlen(s) + 1;
@@ -157,8 +117,8 @@ static mk_status eval_model(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
         if (ep->write_masks && (st = mk_io_write_image(ctx, path, mask)) != MK_OK)
             goto next;
         mk_metric_vol pv, rv;
-        if ((st = as_metric_vol(ctx, mask, path, &pv)) != MK_OK ||
-            (st = as_metric_vol(ctx, ref, row->label_path, &rv)) != MK_OK)
+        if ((st = mk_report_metric_vol(ctx, mask, path, &pv)) != MK_OK ||
+            (st = mk_report_metric_vol(ctx, ref, row->label_path, &rv)) != MK_OK)
             goto next;
         mk_eval_case *ec = &rep->cases[rep->ncases];
         ec->id = dup(row->id);
