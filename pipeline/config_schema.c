@@ -74,7 +74,7 @@ static const mk_cfg_key TRANSLATE_KEYS[] = {
 static const mk_cfg_key CMEDL_KEYS[] = {
     {"iterations", MK_CFG_INT, "1500", 1, 1e9, NULL, 0, "joint training iterations"},
     {"batch", MK_CFG_INT, "4", 1, 1024, NULL, 0, "labelled CT slices (and MRI slices) per batch"},
-    {"lr", MK_CFG_FLOAT, "2e-4", 0, 1, NULL, 0, "Adam learning rate of teacher and student"},
+    {"lr", MK_CFG_FLOAT, "1e-3", 0, 1, NULL, 0, "Adam learning rate of teacher and student"},
     {"hint_layers", MK_CFG_STRING_LIST, "[\"dec_prev\", \"dec_last\"]", NR, NULL, 0,
      "feature maps tied by the hint loss: encN, bottleneck, decN, logits, dec_last, dec_prev"},
     {"lambda_hint", MK_CFG_FLOAT, "0.1", 0, 1e6, NULL, 0, "weight of the hint (feature distillation) loss"},

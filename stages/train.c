@@ -44,7 +44,7 @@ void mk_cmedl_defaults(mk_cmedl_params *p)
     memset(p, 0, sizeof *p);
     p->iterations = 1500;
     p->batch = 4;
-    p->lr = 2e-4f;
+    p->lr = 1e-3f;
     p->n_hint = 2;
     snprintf(p->hint_layers[0], sizeof p->hint_layers[0], "dec_prev");
     snprintf(p->hint_layers[1], sizeof p->hint_layers[1], "dec_last");
