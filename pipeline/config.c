@@ -613,7 +613,8 @@ mk_status mk_cfg_load_buffer(mk_ctx *ctx, const char *path, const char *buf, siz
         /* a stage section written in the file but not listed is probably a mistake: warn */
         for (int s = 0; s < MK_CFG_SCHEMA_COUNT; s++)
             if (MK_CFG_SCHEMA[s].is_stage && cfg->section_present[s] &&
-                !stage_listed(cfg, MK_CFG_SCHEMA[s].name))
+                !stage_listed(cfg, MK_CFG_SCHEMA[s].name) &&
+                !(MK_CFG_SCHEMA[s].used_by && stage_listed(cfg, MK_CFG_SCHEMA[s].used_by)))
                 MK_LOG_W(ctx, "%s:%d: section [%s] is configured but '%s' is not in run.stages", path,
                          section_line[s < 256 ? s : 0], MK_CFG_SCHEMA[s].name, MK_CFG_SCHEMA[s].name);
     }

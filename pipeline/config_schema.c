@@ -101,17 +101,17 @@ static const mk_cfg_key EVALUATE_KEYS[] = {
 };
 
 const mk_cfg_section MK_CFG_SCHEMA[] = {
-    {"run", "what to run and where", RUN_KEYS, N(RUN_KEYS), 0},
-    {"data", "the dataset", DATA_KEYS, N(DATA_KEYS), 0},
-    {"model", "segmentation network shape (teacher and student)", MODEL_KEYS, N(MODEL_KEYS), 0},
-    {"synth", "generate phantom data with exact labels", SYNTH_KEYS, N(SYNTH_KEYS), 1},
+    {"run", "what to run and where", RUN_KEYS, N(RUN_KEYS), 0, NULL},
+    {"data", "the dataset", DATA_KEYS, N(DATA_KEYS), 0, NULL},
+    {"model", "segmentation network shape (teacher and student)", MODEL_KEYS, N(MODEL_KEYS), 0, NULL},
+    {"synth", "generate phantom data with exact labels", SYNTH_KEYS, N(SYNTH_KEYS), 1, NULL},
     {"translate", "unpaired CT->MRI translation (CycleGAN-style)", TRANSLATE_KEYS,
-     N(TRANSLATE_KEYS), 1},
+     N(TRANSLATE_KEYS), 1, "cmedl"},
     {"cmedl", "cross-modality educed distillation: MRI teacher guides a CT student", CMEDL_KEYS,
-     N(CMEDL_KEYS), 1},
+     N(CMEDL_KEYS), 1, "baseline"},
     {"baseline", "the same student trained on CT alone, for comparison", BASELINE_KEYS,
-     N(BASELINE_KEYS), 1},
+     N(BASELINE_KEYS), 1, NULL},
     {"evaluate", "inference on the evaluation split, masks and the metrics report", EVALUATE_KEYS,
-     N(EVALUATE_KEYS), 1},
+     N(EVALUATE_KEYS), 1, NULL},
 };
 const int MK_CFG_SCHEMA_COUNT = N(MK_CFG_SCHEMA);
