@@ -58,7 +58,7 @@ typedef struct mk_cfg_section {
     const mk_cfg_key *keys;
     int nkeys;
     int is_stage; /* 1: the section configures a stage of the same name */
-    const char *used_by; /* "|"-separated other stages that read this section, or NULL */
+    const char *used_by; /* another stage that also reads this section, or NULL */
 } mk_cfg_section;
 
 /* The schema (pipeline/config_schema.c). */
