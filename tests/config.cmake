@@ -5,3 +5,7 @@ add_test(NAME cli_pipeline COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cli_test.sh
 # docs/config.md is generated from the schema and must stay in step with it.
 add_test(NAME docs_config_up_to_date COMMAND bash -c
          "$<TARGET_FILE:pipeline> validate --explain --markdown | diff -u ${CMAKE_SOURCE_DIR}/docs/config.md -")
+# SIGKILL mid-training, then `pipeline run --resume`: same weights and metrics as an uninterrupted run.
+add_test(NAME resume_after_sigkill COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/resume_test.sh
+         ${CMAKE_BINARY_DIR}/pipeline)
+set_tests_properties(resume_after_sigkill PROPERTIES LABELS no-sanitize TIMEOUT 600)
