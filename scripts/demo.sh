@@ -1,6 +1,11 @@
 #!/bin/sh
-# The demo job of `make demo`: runs the main pipeline on data it generates itself.
+# The demo job of `make demo`: the main pipeline on phantom data it generates itself
+# (demo-data/, reused while its parameters stay the same). Each demo gets a new run directory.
 set -eu
 B=${1:-build}
+OUT="runs/cmedl-demo-$(date -u +%Y%m%d-%H%M%S)"
 "$B/pipeline" version
-"$B/pipeline" run examples/cmedl.toml
+"$B/pipeline" run examples/cmedl.toml --out "$OUT"
+echo
+echo "Run directory: $OUT (masks/, reports/*.h5|json|csv, log.txt)"
+cat "$OUT/reports/summary.md"
