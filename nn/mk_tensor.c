@@ -1,5 +1,6 @@
 /* Tensors, arena and PRNG (see mk_tensor.h). */
 #include "mk_tensor.h"
+#include "core/mk_rng.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -229,38 +230,16 @@ void mk_arena_free(mk_arena *a)
 
 /* ---------------------------------------------------------------- PRNG */
 
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 void mk_rng_seed(mk_rng *r, uint64_t seed)
 {
     uint64_t x = seed;
     for (int i = 0; i < 4; i++)
-        r->s[i] = splitmix64(&x);
-}
-
-static uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
+        r->s[i] = mk_splitmix64(&x);
 }
 
 uint64_t mk_rng_u64(mk_rng *r)
 {
-    uint64_t *s = r->s;
-    uint64_t out = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return out;
+    return mk_xoshiro256ss(r->s);
 }
 
 float mk_rng_uniform(mk_rng *r)
@@ -270,14 +249,14 @@ float mk_rng_uniform(mk_rng *r)
 
 double mk_rng_uniform_d(mk_rng *r)
 {
-    return (double)(mk_rng_u64(r) >> 11) * (1.0 / 9007199254740992.0);
+    return mk_u64_to_unit(mk_rng_u64(r));
 }
 
 double mk_rng_normal(mk_rng *r)
 {
-    double u1 = 1.0 - mk_rng_uniform_d(r); /* (0, 1] */
+    double u1 = mk_rng_uniform_d(r);
     double u2 = mk_rng_uniform_d(r);
-    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+    return mk_box_muller(u1, u2);
 }
 
 uint64_t mk_rng_below(mk_rng *r, uint64_t n)

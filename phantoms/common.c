@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/mk_rng.h"
 #include "../io/mk_nifti.h"
 #include "phantom_internal.h"
 
@@ -10,10 +11,7 @@
 
 uint64_t mk_phantom_splitmix64(uint64_t *state)
 {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return mk_splitmix64(state);
 }
 
 void mk_phantom_rng_seed(mk_phantom_rng *r, uint64_t seed, uint64_t stream)
@@ -29,34 +27,20 @@ void mk_phantom_rng_seed(mk_phantom_rng *r, uint64_t seed, uint64_t stream)
         r->s[0] = 1; /* xoshiro must not start from the all-zero state */
 }
 
-static inline uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
 uint64_t mk_phantom_rng_u64(mk_phantom_rng *r)
 {
-    uint64_t *s = r->s;
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
+    return mk_xoshiro256ss(r->s);
 }
 
 double mk_phantom_rng_uniform(mk_phantom_rng *r)
 {
-    return (double)(mk_phantom_rng_u64(r) >> 11) * 0x1.0p-53;
+    return mk_u64_to_unit(mk_phantom_rng_u64(r));
 }
 
 double mk_phantom_rng_normal(mk_phantom_rng *r)
 {
     double u1 = mk_phantom_rng_uniform(r), u2 = mk_phantom_rng_uniform(r);
-    return sqrt(-2.0 * log(1.0 - u1)) * cos(6.283185307179586 * u2);
+    return mk_box_muller(u1, u2);
 }
 
 double mk__ph_fast_normal(mk_phantom_rng *r)
