@@ -27,6 +27,24 @@ mk_status mk_fs_commit(mk_ctx *ctx, const char *tmp, const char *path)
     return MK_OK;
 }
 
+mk_status mk_fs_write_atomic(mk_ctx *ctx, const char *path, const void *data, size_t len)
+{
+    char tmp[4352];
+    mk_status st = mk_fs_tmp_path(ctx, path, tmp, sizeof tmp);
+    if (st != MK_OK)
+        return st;
+    FILE *f = fopen(tmp, "wb");
+    if (!f)
+        return mk_err(ctx, MK_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    int ok = fwrite(data, 1, len, f) == len;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok) {
+        mk_fs_discard(tmp);
+        return mk_err(ctx, MK_ERR_IO, "%s: write failed (disk full?)", path);
+    }
+    return mk_fs_commit(ctx, tmp, path);
+}
+
 void mk_fs_discard(const char *tmp)
 {
     if (tmp && *tmp)

@@ -18,6 +18,8 @@ extern "C" {
 mk_status mk_fs_tmp_path(mk_ctx *ctx, const char *path, char *buf, size_t n);
 /* rename(tmp, path); on failure removes tmp and records an error naming path. */
 mk_status mk_fs_commit(mk_ctx *ctx, const char *tmp, const char *path);
+/* Write `len` bytes to path atomically (temp file, then rename); errors name path. */
+mk_status mk_fs_write_atomic(mk_ctx *ctx, const char *path, const void *data, size_t len);
 /* unlink(tmp), ignoring errors. */
 void mk_fs_discard(const char *tmp);
 /* mkdir -p. */

@@ -47,20 +47,7 @@ static int sb_printf(sbuf *b, const char *fmt, ...)
 
 static mk_status write_text(mk_ctx *ctx, const char *path, const sbuf *b)
 {
-    char tmp[4096];
-    mk_status st = mk_fs_tmp_path(ctx, path, tmp, sizeof tmp);
-    if (st != MK_OK)
-        return st;
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return mk_err(ctx, MK_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    int ok = fwrite(b->p, 1, b->n, f) == b->n;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok) {
-        mk_fs_discard(tmp);
-        return mk_err(ctx, MK_ERR_IO, "%s: write failed", path);
-    }
-    return mk_fs_commit(ctx, tmp, path);
+    return mk_fs_write_atomic(ctx, path, b->p, b->n);
 }
 
 static mk_status join(mk_ctx *ctx, const char *dir, const char *rel, char *out, size_t n)

@@ -64,13 +64,5 @@ mk_status mk_run_synth(mk_run_env *env)
         return st;
     MK_LOG_I(ctx, "synth: %d %s cases, %d files in %.1f s -> %s", sum.cases,
              mk_phantom_kind_name(kind), sum.files, sum.seconds, out);
-    char tmp[4300];
-    if ((st = mk_fs_tmp_path(ctx, stamp, tmp, sizeof tmp)) != MK_OK)
-        return st;
-    FILE *f = fopen(tmp, "w");
-    if (!f || fputs(want, f) < 0 || fclose(f) != 0) {
-        mk_fs_discard(tmp);
-        return mk_err(ctx, MK_ERR_IO, "%s: cannot write", stamp);
-    }
-    return mk_fs_commit(ctx, tmp, stamp);
+    return mk_fs_write_atomic(ctx, stamp, want, strlen(want));
 }

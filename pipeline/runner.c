@@ -75,35 +75,15 @@ static mk_status copy_file(mk_ctx *ctx, const char *src, const char *dst)
     char *buf = NULL;
     size_t len = 0;
     mk_status st = mk_fs_read_all(ctx, src, &buf, &len);
-    if (st != MK_OK)
-        return st;
-    char tmp[4200];
-    if ((st = mk_fs_tmp_path(ctx, dst, tmp, sizeof tmp)) != MK_OK) {
-        free(buf);
-        return st;
-    }
-    FILE *f = fopen(tmp, "wb");
-    if (!f || fwrite(buf, 1, len, f) != len || fclose(f) != 0) {
-        free(buf);
-        mk_fs_discard(tmp);
-        return mk_err(ctx, MK_ERR_IO, "%s: cannot write: %s", dst, strerror(errno));
-    }
+    if (st == MK_OK)
+        st = mk_fs_write_atomic(ctx, dst, buf, len);
     free(buf);
-    return mk_fs_commit(ctx, tmp, dst);
+    return st;
 }
 
 static mk_status write_text(mk_ctx *ctx, const char *path, const char *text)
 {
-    char tmp[4200];
-    mk_status st = mk_fs_tmp_path(ctx, path, tmp, sizeof tmp);
-    if (st != MK_OK)
-        return st;
-    FILE *f = fopen(tmp, "wb");
-    if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
-        mk_fs_discard(tmp);
-        return mk_err(ctx, MK_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    }
-    return mk_fs_commit(ctx, tmp, path);
+    return mk_fs_write_atomic(ctx, path, text, strlen(text));
 }
 
 /* Log tee: every message also goes to run_dir/log.txt with a timestamp. */

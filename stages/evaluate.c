@@ -134,7 +134,7 @@ static mk_status eval_model(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
         if (st == MK_OK)
             mk_progress(ctx, what, rep->ncases, total, "case", NULL);
     next:
-        if (st != MK_OK && row)
+        if (st != MK_OK)
             mk_err_prefix(ctx, "case %s", row->id);
         mk_image_free(ct);
         mk_image_free(ref);
@@ -148,15 +148,14 @@ static mk_status eval_model(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
 static mk_status write_summary(mk_ctx *ctx, const char *run_dir, const mk_eval_stage_params *ep,
                                const mk_eval_model_summary *s, int n)
 {
-    char path[4200], tmp[4300];
+    char path[4200];
+    char *buf = NULL;
+    size_t len = 0;
     mk_status st;
     /* JSON */
-    snprintf(path, sizeof path, "%s/reports/summary.json", run_dir);
-    if ((st = mk_fs_tmp_path(ctx, path, tmp, sizeof tmp)) != MK_OK)
-        return st;
-    FILE *f = fopen(tmp, "w");
+    FILE *f = open_memstream(&buf, &len);
     if (!f)
-        return mk_err(ctx, MK_ERR_IO, "%s: cannot write", path);
+        return mk_err(ctx, MK_ERR_NOMEM, "out of memory");
     fprintf(f, "{\"split\": \"%s\", \"convention\": \"%s\", \"tolerance_mm\": %.17g, \"models\": [",
             ep->split, mk_metric_conv_name(ep->convention), ep->tolerance_mm);
     for (int i = 0; i < n; i++) {
@@ -174,19 +173,17 @@ static mk_status write_summary(mk_ctx *ctx, const char *run_dir, const mk_eval_s
                 s[i].sdice_mean, s[i].n_infinite);
     }
     fprintf(f, "\n]}\n");
-    if (fclose(f) != 0) {
-        mk_fs_discard(tmp);
-        return mk_err(ctx, MK_ERR_IO, "%s: cannot write", path);
-    }
-    if ((st = mk_fs_commit(ctx, tmp, path)) != MK_OK)
+    fclose(f);
+    snprintf(path, sizeof path, "%s/reports/summary.json", run_dir);
+    st = mk_fs_write_atomic(ctx, path, buf, len);
+    free(buf);
+    if (st != MK_OK)
         return st;
     /* Markdown for people */
-    snprintf(path, sizeof path, "%s/reports/summary.md", run_dir);
-    if ((st = mk_fs_tmp_path(ctx, path, tmp, sizeof tmp)) != MK_OK)
-        return st;
-    f = fopen(tmp, "w");
+    buf = NULL;
+    f = open_memstream(&buf, &len);
     if (!f)
-        return mk_err(ctx, MK_ERR_IO, "%s: cannot write", path);
+        return mk_err(ctx, MK_ERR_NOMEM, "out of memory");
     fprintf(f, "# Evaluation on split '%s'\n\nSurface distances: %s convention; surface Dice "
                "tolerance %.2f mm.\nHD95 and ASSD are averaged over cases where both masks are "
                "non-empty; the count of the others is given.\n\n",
@@ -199,11 +196,11 @@ static mk_status write_summary(mk_ctx *ctx, const char *run_dir, const mk_eval_s
                 s[i].assd_mean, s[i].sdice_mean, s[i].n_infinite);
     fprintf(f, "\nPer-case values: reports/<model>.csv (spreadsheets), reports/<model>.h5 (h5py), "
                "reports/<model>.json.\n");
-    if (fclose(f) != 0) {
-        mk_fs_discard(tmp);
-        return mk_err(ctx, MK_ERR_IO, "%s: cannot write", path);
-    }
-    return mk_fs_commit(ctx, tmp, path);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/reports/summary.md", run_dir);
+    st = mk_fs_write_atomic(ctx, path, buf, len);
+    free(buf);
+    return st;
 }
 
 mk_status mk_stage_evaluate(mk_ctx *ctx, const mk_stage_common *c, const mk_eval_stage_params *ep,

@@ -136,6 +136,17 @@ static void test_atomic_commit(void **state)
     assert_int_equal(n, 5);
     assert_string_equal(data, "hello");
     free(data);
+    /* whole-buffer atomic write replaces the file and leaves no temporary behind */
+    assert_int_equal(mk_fs_write_atomic(&ctx, path, "bye\n", 4), MK_OK);
+    assert_int_equal(mk_fs_read_all(&ctx, path, &data, &n), MK_OK);
+    assert_int_equal(n, 4);
+    assert_string_equal(data, "bye\n");
+    free(data);
+    assert_false(mk_fs_is_file(tmp));
+    char bad[700];
+    snprintf(bad, sizeof bad, "%s/no/such/dir/x.txt", dir);
+    assert_int_equal(mk_fs_write_atomic(&ctx, bad, "x", 1), MK_ERR_IO);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), bad));
     /* reading a missing file names it */
     assert_int_equal(mk_fs_read_all(&ctx, "/nonexistent/zz.toml", &data, &n), MK_ERR_IO);
     assert_non_null(strstr(mk_ctx_errmsg(&ctx), "/nonexistent/zz.toml"));
