@@ -783,13 +783,42 @@ static void print_toml_string(FILE *out, const char *s)
     fputc('"', out);
 }
 
+/* Shortest decimal that reads back as the same double, as a TOML float (0.3, not
+ * 0.29999999999999999; 1.0, not 1). */
+static void print_float(FILE *out, double x)
+{
+    char buf[40];
+    if (isnan(x)) {
+        fputs("nan", out);
+        return;
+    }
+    if (isinf(x)) {
+        fputs(x > 0 ? "inf" : "-inf", out);
+        return;
+    }
+    int done = 0;
+    double a = fabs(x);
+    if (a == 0 || (a >= 1e-6 && a < 1e15)) /* plain notation: 200.0, 0.001 */
+        for (int prec = 1; prec <= 20 && !done; prec++) {
+            snprintf(buf, sizeof buf, "%.*f", prec, x);
+            done = strtod(buf, NULL) == x;
+        }
+    for (int prec = 1; prec <= 17 && !done; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, x);
+        done = strtod(buf, NULL) == x;
+    }
+    fputs(buf, out);
+    if (!strpbrk(buf, ".e"))
+        fputs(".0", out);
+}
+
 static void print_val(FILE *out, const mk_cfg_key *k, const cfg_val *v)
 {
     switch (k->type) {
     case MK_CFG_STRING:
     case MK_CFG_PATH: print_toml_string(out, v->s ? v->s : ""); break;
     case MK_CFG_INT: fprintf(out, "%lld", v->i); break;
-    case MK_CFG_FLOAT: fprintf(out, "%.17g", v->f); break;
+    case MK_CFG_FLOAT: print_float(out, v->f); break;
     case MK_CFG_BOOL: fputs(v->b ? "true" : "false", out); break;
     default:
         fputc('[', out);
@@ -801,7 +830,7 @@ static void print_val(FILE *out, const mk_cfg_key *k, const cfg_val *v)
             else if (k->type == MK_CFG_INT_LIST)
                 fprintf(out, "%.0f", v->nums[i]);
             else
-                fprintf(out, "%.17g", v->nums[i]);
+                print_float(out, v->nums[i]);
         }
         fputc(']', out);
     }

@@ -85,6 +85,12 @@ static const mk_cfg_key CMEDL_KEYS[] = {
     {"hint_to_teacher", MK_CFG_BOOL, "false", NR, NULL, 0, "let the hint loss update the teacher too"},
     {"seg_to_i2i", MK_CFG_BOOL, "true", NR, NULL, 0,
      "let the teacher's loss on pseudo-MRI update the translator"},
+    {"teacher_init", MK_CFG_STRING, "\"own\"", NR, "own|student", 0,
+     "teacher's initial weights: its own random draw, or a copy of the student's"},
+    {"hint_rampup", MK_CFG_INT, "0", 0, 1e9, NULL, 0,
+     "iterations over which lambda_hint ramps up as exp(-5 (1 - t)^2) (0: full weight from the start)"},
+    {"schedule", MK_CFG_STRING, "\"constant\"", NR, "constant|poly|cosine", 0,
+     "learning-rate schedule of teacher and student (poly: power 0.9, as nnU-Net)"},
 };
 
 static const mk_cfg_key BASELINE_KEYS[] = {
@@ -98,6 +104,10 @@ static const mk_cfg_key EVALUATE_KEYS[] = {
     {"convention", MK_CFG_STRING, "\"deepmind\"", NR, "deepmind|medpy", 0,
      "surface-distance convention (see docs/metrics.md)"},
     {"write_masks", MK_CFG_BOOL, "true", NR, NULL, 0, "write predicted masks as NIfTI"},
+    {"largest_component", MK_CFG_BOOL, "false", NR, NULL, 0,
+     "keep only the largest 6-connected component of each predicted mask (every model alike)"},
+    {"teacher_on_pmri", MK_CFG_BOOL, "false", NR, NULL, 0,
+     "also report the CMEDL teacher segmenting pseudo-MRI made from each CT (pmri_teacher)"},
 };
 
 const mk_cfg_section MK_CFG_SCHEMA[] = {

@@ -86,6 +86,12 @@ mk_status mk_run_train_params(mk_run_env *env, mk_stage_common *c, mk_translate_
         cp->dice_weight = (float)mk_cfg_float(cfg, "cmedl.dice_weight");
         cp->hint_to_teacher = mk_cfg_bool(cfg, "cmedl.hint_to_teacher");
         cp->seg_to_i2i = mk_cfg_bool(cfg, "cmedl.seg_to_i2i");
+        cp->teacher_init_student = strcmp(mk_cfg_str(cfg, "cmedl.teacher_init"), "student") == 0;
+        cp->hint_rampup = (int)mk_cfg_int(cfg, "cmedl.hint_rampup");
+        const char *sc = mk_cfg_str(cfg, "cmedl.schedule");
+        cp->schedule = !strcmp(sc, "poly")     ? MK_TRAIN_POLY
+                       : !strcmp(sc, "cosine") ? MK_TRAIN_COSINE
+                                               : MK_TRAIN_CONSTANT;
         mk_status st = mk_stage_hint_check(env->ctx, c->unet.levels, cp->n_hint,
                                            (const char(*)[32])cp->hint_layers, NULL);
         if (st != MK_OK)

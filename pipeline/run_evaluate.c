@@ -11,14 +11,18 @@
 #define MK_VERSION "unknown"
 #endif
 
-/* Students that `evaluate` knows how to find, in report order. */
+/* Models that `evaluate` knows how to find, in report order: the stage that trains them, their
+ * report name, the U-Net file, the translator whose G maps CT first (or NULL), and the config key
+ * that must be true for it to be evaluated (NULL: always). */
 static const struct {
-    const char *stage;
-    const char *file;
-} STUDENTS[] = {
-    {"cmedl", "models/cmedl_student.h5"},
-    {"baseline", "models/baseline_student.h5"},
+    const char *stage, *name, *file, *translator, *when;
+} MODELS[] = {
+    {"cmedl", "cmedl", "models/cmedl_student.h5", NULL, NULL},
+    {"baseline", "baseline", "models/baseline_student.h5", NULL, NULL},
+    {"cmedl", "pmri_teacher", "models/cmedl_teacher.h5", "models/cmedl_translator.h5",
+     "evaluate.teacher_on_pmri"},
 };
+enum { N_MODELS = sizeof MODELS / sizeof MODELS[0] };
 
 mk_status mk_run_evaluate(mk_run_env *env)
 {
@@ -35,22 +39,30 @@ mk_status mk_run_evaluate(mk_run_env *env)
         MK_OK)
         return st;
     ep.write_masks = mk_cfg_bool(cfg, "evaluate.write_masks");
+    int gen_width = (int)mk_cfg_int(cfg, "translate.gen_width");
+    ep.largest_component = mk_cfg_bool(cfg, "evaluate.largest_component");
     ep.version = MK_VERSION;
     ep.command_line = "pipeline run";
 
-    mk_eval_model models[2];
-    char paths[2][4200];
+    mk_eval_model models[N_MODELS];
+    char paths[N_MODELS][4200], tpaths[N_MODELS][4200];
     int n = 0;
-    for (size_t i = 0; i < sizeof STUDENTS / sizeof STUDENTS[0]; i++) {
+    for (int i = 0; i < N_MODELS; i++) {
         int listed = 0;
         for (int k = 0; k < mk_cfg_list_len(cfg, "run.stages"); k++)
-            if (!strcmp(mk_cfg_list_str(cfg, "run.stages", k), STUDENTS[i].stage))
+            if (!strcmp(mk_cfg_list_str(cfg, "run.stages", k), MODELS[i].stage))
                 listed = 1;
-        if (!listed)
+        if (!listed || (MODELS[i].when && !mk_cfg_bool(cfg, MODELS[i].when)))
             continue;
-        snprintf(paths[n], sizeof paths[n], "%s/%s", env->run_dir, STUDENTS[i].file);
-        models[n].name = STUDENTS[i].stage;
+        memset(&models[n], 0, sizeof models[n]);
+        snprintf(paths[n], sizeof paths[n], "%s/%s", env->run_dir, MODELS[i].file);
+        models[n].name = MODELS[i].name;
         models[n].model_h5 = paths[n];
+        if (MODELS[i].translator) {
+            snprintf(tpaths[n], sizeof tpaths[n], "%s/%s", env->run_dir, MODELS[i].translator);
+            models[n].translator_h5 = tpaths[n];
+            models[n].gen_width = gen_width;
+        }
         n++;
     }
     if (n == 0)

@@ -143,6 +143,19 @@ static mk_status run_stages(mk_run_env *env, const char *cmdline)
     snprintf(path, sizeof path, "%s/config.toml", dir);
     if ((st = copy_file(ctx, mk_cfg_path(cfg), path)) != MK_OK)
         return st;
+    /* what actually ran: defaults filled in, --seed/--threads/--out/--set applied */
+    char *rbuf = NULL;
+    size_t rlen = 0;
+    FILE *rf = open_memstream(&rbuf, &rlen);
+    if (!rf)
+        return mk_err(ctx, MK_ERR_NOMEM, "out of memory");
+    mk_cfg_print(cfg, rf);
+    fclose(rf);
+    snprintf(path, sizeof path, "%s/config.resolved.toml", dir);
+    st = mk_fs_write_atomic(ctx, path, rbuf, rlen);
+    free(rbuf);
+    if (st != MK_OK)
+        return st;
     char info[8192];
     time_t now = time(NULL);
     struct tm tmv;

@@ -77,11 +77,38 @@ static void toml_quote(const char *s, char *buf, size_t n)
     buf[k] = '\0';
 }
 
+enum { MK_RUN_MAX_SETS = 65 };
+
+/* --set SECTION.KEY=VALUE: VALUE is TOML (a bare word that is not a TOML value is taken as a
+ * string, so --set evaluate.split=val works without shell quoting). */
+static mk_status apply_set(mk_ctx *ctx, mk_cfg *cfg, const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    char key[128], q[4200];
+    if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof key)
+        return mk_err(ctx, MK_ERR_USAGE, "--set '%s': expected SECTION.KEY=VALUE", kv);
+    memcpy(key, kv, (size_t)(eq - kv));
+    key[eq - kv] = '\0';
+    const char *val = eq + 1;
+    mk_ctx quiet = *ctx;
+    quiet.msg[0] = '\0';
+    if (mk_cfg_override(&quiet, cfg, key, val) == MK_OK)
+        return MK_OK;
+    int bare = *val != '\0' && *val != '"' && *val != '\'' && *val != '[';
+    if (bare && strstr(quiet.msg, "unknown config key") == NULL) {
+        toml_quote(val, q, sizeof q);
+        if (mk_cfg_override(ctx, cfg, key, q) == MK_OK)
+            return MK_OK;
+    }
+    return mk_err(ctx, MK_ERR_USAGE, "--set %s: %s", kv, quiet.msg);
+}
+
 mk_status mk_verb_run(mk_cli *cli, int argc, char **argv)
 {
     mk_ctx *ctx = cli->ctx;
     const char *path = NULL, *out = NULL, *seed = NULL, *threads = NULL;
-    int resume = 0, dry = 0;
+    const char *sets[MK_RUN_MAX_SETS];
+    int resume = 0, dry = 0, nsets = 0;
     mk_args a;
     mk_args_init(&a, argc, argv);
     while (mk_args_next(&a)) {
@@ -98,6 +125,12 @@ mk_status mk_verb_run(mk_cli *cli, int argc, char **argv)
         } else if (mk_args_is(&a, "--threads")) {
             if (!(threads = mk_args_value(&a)))
                 return mk_args_missing(&a, ctx);
+        } else if (mk_args_is(&a, "--set")) {
+            if (!(sets[nsets] = mk_args_value(&a)))
+                return mk_args_missing(&a, ctx);
+            if (++nsets == MK_RUN_MAX_SETS)
+                return mk_err(ctx, MK_ERR_USAGE, "at most %d --set options",
+                              MK_RUN_MAX_SETS - 1);
         } else if (mk_args_positional(&a) && !path)
             path = a.arg;
         else
@@ -116,10 +149,12 @@ mk_status mk_verb_run(mk_cli *cli, int argc, char **argv)
         st = mk_cfg_override(ctx, cfg, "run.seed", seed);
     if (st == MK_OK && threads)
         st = mk_cfg_override(ctx, cfg, "run.threads", threads);
+    for (int i = 0; st == MK_OK && i < nsets; i++)
+        st = apply_set(ctx, cfg, sets[i]);
     if (st == MK_OK)
         st = mk_runner_check(ctx, cfg);
     if (st != MK_OK) {
-        if (st == MK_ERR_USAGE && (seed || threads || out))
+        if (st == MK_ERR_USAGE && (seed || threads || out || nsets))
             mk_err_prefix(ctx, "run");
         mk_cfg_free(cfg);
         return st;

@@ -10,11 +10,13 @@
 
 const mk_verb MK_VERBS[] = {
     {"run", "run the stages of a config (training, inference, evaluation)",
-     "run CONFIG [--resume] [--out DIR] [--seed N] [--threads N] [--dry-run]",
+     "run CONFIG [--resume] [--out DIR] [--seed N] [--threads N] [--set KEY=VALUE ...] [--dry-run]",
      "Validates CONFIG, then runs its stages in order inside the run directory.\n"
      "  --out DIR      run directory (overrides [run].out_dir)\n"
      "  --seed N       master seed (overrides [run].seed)\n"
      "  --threads N    worker threads (overrides [run].threads)\n"
+     "  --set K=V      override any config key, e.g. --set cmedl.lambda_hint=0.3 (V is TOML; a\n"
+     "                 bare word is a string); repeatable\n"
      "  --resume       continue an interrupted run from its last checkpoint\n"
      "  --dry-run      validate and print the resolved plan, write nothing",
      mk_verb_run},

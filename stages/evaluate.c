@@ -110,8 +110,12 @@ static mk_status eval_model(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
                         m->source, row->line, row->image_path, row->label_path);
             goto next;
         }
-        if ((st = mk_stage_predict_volume(ctx, model->model_h5, &c->unet, ct, dp, c->threads,
-                                          &mask)) != MK_OK)
+        if ((st = mk_stage_predict_volume_via(ctx, model->model_h5, &c->unet,
+                                              model->translator_h5, model->gen_width, ct, dp,
+                                              c->threads, &mask)) != MK_OK)
+            goto next;
+        if (ep->largest_component &&
+            (st = mk_stage_keep_largest_component(ctx, mask, dp->label, NULL)) != MK_OK)
             goto next;
         snprintf(path, sizeof path, "%s/%s.nii.gz", dir, row->id);
         if (ep->write_masks && (st = mk_io_write_image(ctx, path, mask)) != MK_OK)

@@ -22,6 +22,9 @@ extern "C" {
 typedef struct mk_eval_model {
     const char *name;     /* "cmedl", "baseline" (folder and report names) */
     const char *model_h5; /* trained student (mk_model_save file) */
+    const char *translator_h5; /* NULL, or a translator whose G maps the CT first (the teacher on
+                                  pseudo-MRI) */
+    int gen_width;             /* G's width when translator_h5 is set */
 } mk_eval_model;
 
 typedef struct mk_eval_stage_params {
@@ -29,6 +32,7 @@ typedef struct mk_eval_stage_params {
     double tolerance_mm;        /* surface Dice tolerance */
     mk_metric_conv convention;
     int write_masks;            /* 0: metrics only */
+    int largest_component;      /* 1: keep the largest connected component of each mask */
     const char *version;        /* provenance for the reports */
     const char *command_line;
 } mk_eval_stage_params;

@@ -111,6 +111,12 @@ void mk_translate_defaults(mk_translate_params *p);
 
 #define MK_HINT_MAX 8
 
+typedef enum mk_train_schedule {
+    MK_TRAIN_CONSTANT = 0,
+    MK_TRAIN_POLY,  /* lr (1 - it/total)^0.9, as nnU-Net */
+    MK_TRAIN_COSINE /* lr (1 + cos(pi it/total)) / 2 */
+} mk_train_schedule;
+
 typedef struct mk_cmedl_params {
     int iterations, batch;
     float lr;                        /* Adam lr of teacher and student (beta1 0.9) */
@@ -118,9 +124,14 @@ typedef struct mk_cmedl_params {
     char hint_layers[MK_HINT_MAX][32];
     float lambda_hint, w_seg_student, w_seg_teacher, dice_weight;
     int hint_to_teacher, seg_to_i2i;
+    int teacher_init_student; /* 1: the teacher starts from the student's initial weights */
+    int hint_rampup;          /* iterations of the sigmoid ramp-up of lambda_hint (0: none) */
+    mk_train_schedule schedule; /* learning rate of teacher and student */
 } mk_cmedl_params;
 
 void mk_cmedl_defaults(mk_cmedl_params *p);
+/* lambda_hint at iteration it (0-based), with the ramp-up applied. */
+float mk_cmedl_hint_weight(const mk_cmedl_params *p, long long it);
 
 /* Summary of a training run (optional out-parameter of the stages). */
 typedef struct mk_train_stats {
@@ -161,6 +172,20 @@ mk_status mk_stage_baseline(mk_ctx *ctx, const mk_stage_common *c, const mk_cmed
 mk_status mk_stage_predict_volume(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *cfg,
                                   const mk_image *ct, const mk_data_params *p, int threads,
                                   mk_image **mask_out);
+/* The same with the CT -> pseudo-MRI generator G of a translator file (models/translator.h5 or
+ * models/cmedl_translator.h5, generator width gen_width) applied to each window first: the
+ * teacher segmenting pseudo-MRI ("segment pMRI directly" of the CMEDL paper). translator_h5 NULL:
+ * as mk_stage_predict_volume. */
+mk_status mk_stage_predict_volume_via(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *cfg,
+                                      const char *translator_h5, int gen_width,
+                                      const mk_image *ct, const mk_data_params *p, int threads,
+                                      mk_image **mask_out);
+
+/* Keep only the largest 6-connected component of `label` in a uint8 mask (ties: the component
+ * met first in voxel order); other voxels of `label` become 0. *removed (may be NULL) gets the
+ * number of voxels cleared. */
+mk_status mk_stage_keep_largest_component(mk_ctx *ctx, mk_image *mask, int label,
+                                          int64_t *removed);
 
 #ifdef __cplusplus
 }

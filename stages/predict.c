@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mk_stages.h"
+#include "stage_internal.h"
 
 /* window starts covering [0, d) with windows of size p and stride p/2 (last one flush with the
  * end); d < p gives one window starting at (d - p) / 2 (padded). Returns the count. */
@@ -27,6 +27,14 @@ mk_status mk_stage_predict_volume(mk_ctx *ctx, const char *model_h5, const mk_un
                                   const mk_image *ct, const mk_data_params *p, int threads,
                                   mk_image **mask_out)
 {
+    return mk_stage_predict_volume_via(ctx, model_h5, cfg, NULL, 0, ct, p, threads, mask_out);
+}
+
+mk_status mk_stage_predict_volume_via(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *cfg,
+                                      const char *translator_h5, int gen_width,
+                                      const mk_image *ct, const mk_data_params *p, int threads,
+                                      mk_image **mask_out)
+{
     *mask_out = NULL;
     if (cfg->dim != 2 || cfg->in_ch != 1 || cfg->classes < 2)
         return mk_err(ctx, MK_ERR_INVALID, "predict: expected a 2D U-Net with 1 input channel and "
@@ -47,6 +55,18 @@ mk_status mk_stage_predict_volume(mk_ctx *ctx, const char *model_h5, const mk_un
     if ((st = mk_model_load(ctx, model_h5, "params", mk_unet_params(net), NULL)) != MK_OK) {
         mk_unet_free(net);
         return mk_err_prefix(ctx, "predict");
+    }
+    mk_translator *gen = NULL;
+    if (translator_h5) {
+        if ((st = mk_translator_new(ctx, MK_TRANSLATOR_GEN, gen_width, 0, &gen)) == MK_OK) {
+            mk__ck_model gm = {"G", mk_translator_params(gen), NULL};
+            st = mk__ckpt_load(ctx, translator_h5, "translator", NULL, &gm, 1, NULL, 0);
+        }
+        if (st != MK_OK) {
+            mk_translator_free(gen);
+            mk_unet_free(net);
+            return mk_err_prefix(ctx, "predict: generator");
+        }
     }
     const int64_t *dim = ct->dim;
     int axis = p->slice_axis, u = axis == 0 ? 1 : 0, v = axis == 2 ? 1 : 2;
@@ -74,7 +94,10 @@ mk_status mk_stage_predict_volume(mk_ctx *ctx, const char *model_h5, const mk_un
                             x.data + (int64_t)(a * nvw + b) * pw * ph);
         mk_nn_graph_begin(g, 0);
         mk_nn_graph_set_no_grad(g, 1);
-        mk_var *pr = mk_nn_softmax(g, mk_unet_forward(net, g, mk_nn_input(g, &x, 0)));
+        mk_var *in = mk_nn_input(g, &x, 0);
+        if (gen)
+            in = mk_translator_forward(gen, g, in);
+        mk_var *pr = mk_nn_softmax(g, mk_unet_forward(net, g, in));
         if (!pr || mk_nn_graph_oom(g)) {
             st = mk_err(ctx, MK_ERR_NOMEM, "predict: out of memory in the forward pass");
             break;
@@ -115,6 +138,7 @@ mk_status mk_stage_predict_volume(mk_ctx *ctx, const char *model_h5, const mk_un
     mk_tensor_free(&x);
     mk_nn_graph_free(g);
     mk_unet_free(net);
+    mk_translator_free(gen);
     if (st != MK_OK) {
         mk_image_free(mask);
         return st;

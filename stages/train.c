@@ -54,6 +54,19 @@ void mk_cmedl_defaults(mk_cmedl_params *p)
     p->dice_weight = 0.5f;
     p->hint_to_teacher = 0;
     p->seg_to_i2i = 1;
+    p->teacher_init_student = 0;
+    p->hint_rampup = 0;
+    p->schedule = MK_TRAIN_CONSTANT;
+}
+
+/* Weight of the hint loss at iteration it: lambda * exp(-5 (1 - it/R)^2) during a ramp-up of R
+ * iterations (the sigmoid-shaped ramp of the mean-teacher literature), lambda afterwards. */
+float mk_cmedl_hint_weight(const mk_cmedl_params *p, long long it)
+{
+    if (p->hint_rampup <= 0 || it >= p->hint_rampup)
+        return p->lambda_hint;
+    double x = 1.0 - (double)it / (double)p->hint_rampup;
+    return (float)((double)p->lambda_hint * exp(-5.0 * x * x));
 }
 
 /* ---------------------------------------------------------------- hint layer names */
@@ -113,8 +126,9 @@ typedef struct trainer {
     const mk_stage_common *c;
     mk_translate_params tp;
     mk_cmedl_params cp;
-    long long total;
+    long long total, it; /* iterations in all / the one being run */
     int batch;
+    mk_sched sched;      /* teacher and student learning rate */
     mk_slices ct, mr;
     mk_translator *tr[4];
     mk_unet *un[2];            /* teacher, student */
@@ -206,7 +220,9 @@ static mk_status trainer_init(trainer *t)
                                    &t->tr[k]);
     for (int k = 0; k < 2 && st == MK_OK; k++)
         if (has_net(t, NET_T + k))
-            st = mk_unet_new(ctx, &c->unet, mk__seed(s, 20 + k), &t->un[k]);
+            st = mk_unet_new(ctx, &c->unet,
+                             mk__seed(s, k == 0 && t->cp.teacher_init_student ? 21 : 20 + k),
+                             &t->un[k]);
     if (st != MK_OK)
         return st;
     for (int k = 0; k < NET_COUNT; k++) {
@@ -223,6 +239,13 @@ static mk_status trainer_init(trainer *t)
         if (!(t->opt[k] = mk_optim_new(t->params[k], &oc)))
             return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory (optimiser)", stage);
     }
+    memset(&t->sched, 0, sizeof t->sched);
+    t->sched.kind = t->cp.schedule == MK_TRAIN_POLY     ? MK_SCHED_POLY
+                    : t->cp.schedule == MK_TRAIN_COSINE ? MK_SCHED_COSINE
+                                                        : MK_SCHED_CONSTANT;
+    t->sched.base_lr = t->cp.lr;
+    t->sched.total_iters = t->total;
+    t->sched.power = 0.9f;
     mk_rng_seed(&t->rng_ct, mk__seed(s, 30));
     mk_rng_seed(&t->rng_mr, mk__seed(s, 31));
     if (!(t->g = mk_nn_graph_new(c->threads > 0 ? c->threads : 1, mk__seed(s, 32))))
@@ -277,6 +300,10 @@ static mk_status train_step(trainer *t, double *l)
     for (int k = 0; k < NET_COUNT; k++)
         if (t->params[k])
             mk_nn_params_zero_grad(t->params[k]);
+    if (seg)
+        for (int k = NET_T; k <= NET_S; k++)
+            if (t->opt[k])
+                mk_optim_set_lr(t->opt[k], mk_sched_lr(&t->sched, t->it));
     memset(l, 0, 6 * sizeof *l);
 
     /* generators, teacher and student in one graph: one backward of the weighted sum */
@@ -339,7 +366,7 @@ static mk_status train_step(trainer *t, double *l)
                 hint = hint ? mk_nn_add(g, hint, h) : h;
             }
             l[LS_HINT] = hint ? mk_nn_value(hint) : 0;
-            total = mk_nn_add(g, total, mk_nn_scale(g, hint, cp->lambda_hint));
+            total = mk_nn_add(g, total, mk_nn_scale(g, hint, mk_cmedl_hint_weight(cp, t->it)));
         }
     }
     if (mk_nn_graph_oom(g) || !total)
@@ -493,6 +520,7 @@ static mk_status run_trainer(trainer *t, mk_train_stats *stats)
             return mk_err(ctx, MK_ERR_ABORTED, "%s: interrupted at iteration %lld/%lld "
                           "(checkpoint %s; continue with --resume)", stage, it, t->total, ck);
         }
+        t->it = it;
         if ((st = train_step(t, l)) != MK_OK)
             return st;
         if (!isfinite(l[LS_MAIN]) || !isfinite(l[LS_HINT]) || !isfinite(l[LS_TEACHER]))

@@ -69,6 +69,13 @@ TOML
 check "explain" 0 "[evaluate]" -- "$P" validate --explain
 check "run bad seed override" 2 "run.seed" -- "$P" run "$T/ok.toml" --seed abc
 check "run bad threads override" 2 "[0, 256]" -- "$P" run "$T/ok.toml" --threads 999
+check "run --set" 0 "tolerance_mm = 0.3" -- "$P" run "$T/ok.toml" --dry-run --set evaluate.tolerance_mm=0.3
+check "run --set bare string" 0 'split = "val"' -- "$P" run "$T/ok.toml" --dry-run --set evaluate.split=val
+check "run --set list" 0 'patch = [32, 32]' -- "$P" run "$T/ok.toml" --dry-run --set 'data.patch=[32, 32]'
+check "run --set unknown key" 2 "unknown config key 'cmedl.lambda_hnt'" -- "$P" run "$T/ok.toml" --set cmedl.lambda_hnt=1
+check "run --set wrong type" 2 "cmedl.lambda_hint" -- "$P" run "$T/ok.toml" --set cmedl.lambda_hint=abc
+check "run --set out of range" 2 "cmedl.lambda_hint" -- "$P" run "$T/ok.toml" --set cmedl.lambda_hint=-1
+check "run --set no =" 2 "expected SECTION.KEY=VALUE" -- "$P" run "$T/ok.toml" --set cmedl.lambda_hint
 check "log-json error" 2 '"level":"error"' -- "$P" --log-json validate "$T/typo.toml"
 
 # stage checks stop a run before training, and before anything is written

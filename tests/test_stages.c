@@ -407,6 +407,107 @@ static void test_baseline_equals_unguided_student(void **state)
     assert_false(same_weights(pa, pc, &c.unet));
 }
 
+/* teacher_init = "student": with no iterations the saved teacher is the student's initial network,
+ * bit for bit; with "own" it is another draw. A poly schedule changes training (its first
+ * step uses the base rate, so one iteration equals the constant schedule's). */
+static void test_teacher_init_and_schedule(void **state)
+{
+    (void)state;
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    char r1[600], r2[600], p1s[700], p1t[700], p2t[700];
+    sub(r1, sizeof r1, "run_tinit_student");
+    sub(r2, sizeof r2, "run_tinit_own");
+    mk_stage_common c;
+    mk_translate_params tp;
+    mk_cmedl_params cp;
+    small_setup(&c, &tp, &cp, r1);
+    cp.iterations = 0;
+    cp.teacher_init_student = 1;
+    assert_int_equal(mk_stage_cmedl(&ctx, &c, &tp, &cp, NULL), MK_OK);
+    snprintf(p1s, sizeof p1s, "%s/models/cmedl_student.h5", r1);
+    snprintf(p1t, sizeof p1t, "%s/models/cmedl_teacher.h5", r1);
+    assert_true(same_weights(p1s, p1t, &c.unet));
+    c.run_dir = r2;
+    cp.teacher_init_student = 0;
+    assert_int_equal(mk_stage_cmedl(&ctx, &c, &tp, &cp, NULL), MK_OK);
+    snprintf(p2t, sizeof p2t, "%s/models/cmedl_teacher.h5", r2);
+    assert_false(same_weights(p1s, p2t, &c.unet));
+
+    char b[4][600], pb[4][700];
+    const char *names[4] = {"run_sched_c1", "run_sched_p1", "run_sched_c4", "run_sched_p4"};
+    small_setup(&c, &tp, &cp, NULL);
+    for (int i = 0; i < 4; i++) {
+        sub(b[i], sizeof b[i], names[i]);
+        c.run_dir = b[i];
+        cp.schedule = i % 2 ? MK_TRAIN_POLY : MK_TRAIN_CONSTANT;
+        assert_int_equal(mk_stage_baseline(&ctx, &c, &cp, i < 2 ? 1 : 4, NULL), MK_OK);
+        snprintf(pb[i], sizeof pb[i], "%.600s/models/baseline_student.h5", b[i]);
+    }
+    assert_true(same_weights(pb[0], pb[1], &c.unet));
+    assert_false(same_weights(pb[2], pb[3], &c.unet));
+}
+
+/* hint ramp-up: lambda exp(-5 (1 - it/R)^2), then lambda */
+static void test_hint_rampup(void **state)
+{
+    (void)state;
+    mk_cmedl_params cp;
+    mk_cmedl_defaults(&cp);
+    cp.lambda_hint = 2.0f;
+    assert_float_equal(mk_cmedl_hint_weight(&cp, 0), 2.0, 1e-6);
+    cp.hint_rampup = 100;
+    assert_float_equal(mk_cmedl_hint_weight(&cp, 0), 2.0 * exp(-5.0), 1e-6);
+    assert_float_equal(mk_cmedl_hint_weight(&cp, 50), 2.0 * exp(-1.25), 1e-6);
+    assert_float_equal(mk_cmedl_hint_weight(&cp, 99), 2.0 * exp(-5e-4), 1e-6);
+    assert_float_equal(mk_cmedl_hint_weight(&cp, 100), 2.0, 0);
+    assert_float_equal(mk_cmedl_hint_weight(&cp, 5000), 2.0, 0);
+}
+
+/* largest 6-connected component on a hand-made mask: a 2x2x2 cube (8), a 3x1x1 bar (3) touching
+ * the cube only along an edge (not a face: separate), a single voxel (1), and another label (2)
+ * that must be left alone. */
+static void test_largest_component(void **state)
+{
+    (void)state;
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    int64_t dim[3] = {8, 7, 6};
+    mk_image *m = NULL;
+    assert_int_equal(mk_image_new(&ctx, MK_DT_UINT8, 3, dim, &m), MK_OK);
+    uint8_t *d = m->data;
+#define AT(i, j, k) d[(i) + 8 * ((j) + 7 * (k))]
+    for (int k = 1; k <= 2; k++)
+        for (int j = 1; j <= 2; j++)
+            for (int i = 1; i <= 2; i++)
+                AT(i, j, k) = 1;
+    for (int i = 3; i <= 5; i++)
+        AT(i, 3, 1) = 1; /* shares only the edge (2..3, 2..3) with the cube */
+    AT(7, 6, 5) = 1;
+    AT(0, 6, 0) = 2;
+    AT(1, 6, 0) = 2;
+    int64_t removed = -1;
+    assert_int_equal(mk_stage_keep_largest_component(&ctx, m, 1, &removed), MK_OK);
+    assert_int_equal(removed, 4);
+    int64_t ones = 0, twos = 0;
+    for (int64_t i = 0; i < mk_image_nvox(m); i++) {
+        ones += d[i] == 1;
+        twos += d[i] == 2;
+    }
+    assert_int_equal(ones, 8);
+    assert_int_equal(twos, 2);
+    assert_int_equal(AT(1, 1, 1), 1);
+    assert_int_equal(AT(4, 3, 1), 0);
+    assert_int_equal(AT(7, 6, 5), 0);
+    /* one component: nothing removed; an empty mask: nothing to do */
+    assert_int_equal(mk_stage_keep_largest_component(&ctx, m, 1, &removed), MK_OK);
+    assert_int_equal(removed, 0);
+    assert_int_equal(mk_stage_keep_largest_component(&ctx, m, 3, &removed), MK_OK);
+    assert_int_equal(removed, 0);
+#undef AT
+    mk_image_free(m);
+}
+
 static int g_kill_at;
 
 static void kill_progress(void *user, const char *what, long long done, long long total,
@@ -564,6 +665,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cmedl_tiny_run),
         cmocka_unit_test(test_baseline_equals_unguided_student),
         cmocka_unit_test(test_resume_bit_identical),
+        cmocka_unit_test(test_teacher_init_and_schedule),
+        cmocka_unit_test(test_hint_rampup),
+        cmocka_unit_test(test_largest_component),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
