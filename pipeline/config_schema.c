@@ -89,6 +89,12 @@ static const mk_cfg_key CMEDL_KEYS[] = {
      "teacher's initial weights: its own random draw, or a copy of the student's"},
     {"hint_rampup", MK_CFG_INT, "0", 0, 1e9, NULL, 0,
      "iterations over which lambda_hint ramps up as exp(-5 (1 - t)^2) (0: full weight from the start)"},
+    {"teacher_mri_labels", MK_CFG_BOOL, "true", NR, NULL, 0,
+     "the teacher also learns on real MRI with its masks (when every MRI train row has one)"},
+    {"hint_pseudo_ct", MK_CFG_BOOL, "false", NR, NULL, 0,
+     "extension: also tie the student's features on pseudo-CT F(MRI) to the teacher's on that MRI"},
+    {"w_seg_pseudo_ct", MK_CFG_FLOAT, "0.0", 0, 1e6, NULL, 0,
+     "extension: weight of the student's segmentation loss on pseudo-CT F(MRI) with the MRI mask"},
     {"schedule", MK_CFG_STRING, "\"constant\"", NR, "constant|poly|cosine", 0,
      "learning-rate schedule of teacher and student (poly: power 0.9, as nnU-Net)"},
 };

@@ -88,6 +88,9 @@ mk_status mk_run_train_params(mk_run_env *env, mk_stage_common *c, mk_translate_
         cp->seg_to_i2i = mk_cfg_bool(cfg, "cmedl.seg_to_i2i");
         cp->teacher_init_student = strcmp(mk_cfg_str(cfg, "cmedl.teacher_init"), "student") == 0;
         cp->hint_rampup = (int)mk_cfg_int(cfg, "cmedl.hint_rampup");
+        cp->hint_pseudo_ct = mk_cfg_bool(cfg, "cmedl.hint_pseudo_ct");
+        cp->teacher_mri_labels = mk_cfg_bool(cfg, "cmedl.teacher_mri_labels");
+        cp->w_seg_pseudo_ct = (float)mk_cfg_float(cfg, "cmedl.w_seg_pseudo_ct");
         const char *sc = mk_cfg_str(cfg, "cmedl.schedule");
         cp->schedule = !strcmp(sc, "poly")     ? MK_TRAIN_POLY
                        : !strcmp(sc, "cosine") ? MK_TRAIN_COSINE

@@ -127,6 +127,15 @@ typedef struct mk_cmedl_params {
     int teacher_init_student; /* 1: the teacher starts from the student's initial weights */
     int hint_rampup;          /* iterations of the sigmoid ramp-up of lambda_hint (0: none) */
     mk_train_schedule schedule; /* learning rate of teacher and student */
+    /* The mirror pairing (an extension, off by default): pseudo-CT F(x_mr) made from real MRI is
+     * pixel-aligned with that MRI, where the teacher is on its home ground. hint_pseudo_ct adds
+     * lambda_hint x the hint loss between the student's features on F(x_mr) and the teacher's on
+     * x_mr; w_seg_pseudo_ct > 0 adds that weight x the student's segmentation loss on F(x_mr)
+     * with the MRI mask (needs labelled MRI). F(x_mr) is detached: the student does not train F. */
+    int hint_pseudo_ct;
+    float w_seg_pseudo_ct;
+    int teacher_mri_labels; /* 1: the teacher also learns on real MRI with its masks (when every
+                               MRI train row has one); 0: on pseudo-MRI only */
 } mk_cmedl_params;
 
 void mk_cmedl_defaults(mk_cmedl_params *p);

@@ -57,6 +57,9 @@ void mk_cmedl_defaults(mk_cmedl_params *p)
     p->teacher_init_student = 0;
     p->hint_rampup = 0;
     p->schedule = MK_TRAIN_CONSTANT;
+    p->hint_pseudo_ct = 0;
+    p->teacher_mri_labels = 1;
+    p->w_seg_pseudo_ct = 0;
 }
 
 /* Weight of the hint loss at iteration it: lambda * exp(-5 (1 - it/R)^2) during a ramp-up of R
@@ -207,6 +210,10 @@ static mk_status trainer_init(trainer *t)
                           &t->mr);
     if (st != MK_OK)
         return mk_err_prefix(ctx, "%s: training data", stage);
+    if (t->mr.lab && !t->cp.teacher_mri_labels) {
+        free(t->mr.lab);
+        t->mr.lab = NULL;
+    }
     MK_LOG_I(ctx, "%s: %lld CT slices (%lld with the structure) from %d volumes%s", stage,
              (long long)t->ct.n, (long long)t->ct.n_fg, t->ct.volumes, "");
     if (t->mode != TR_BASELINE)
@@ -334,16 +341,21 @@ static mk_status train_step(trainer *t, double *l)
         mk_tensor_copy(&t->fake_c, &fake_c->t);
     }
     if (seg) {
-        mk_var *tf[MK_HINT_MAX] = {0}, *sf[MK_HINT_MAX] = {0};
+        mk_var *tf[MK_HINT_MAX] = {0}, *sf[MK_HINT_MAX] = {0}, *tfm[MK_HINT_MAX] = {0};
+        int mirror = t->mode == TR_CMEDL && (cp->hint_pseudo_ct || (cp->w_seg_pseudo_ct > 0 &&
+                                                                    t->mr.lab));
         if (t->mode == TR_CMEDL) {
             mk_var *tin = cp->seg_to_i2i ? fake_m : mk_nn_input(g, &t->fake_m, 0);
             mk_var *tl = mk_unet_forward(t->un[0], g, tin);
             for (int k = 0; k < cp->n_hint; k++)
                 tf[k] = mk_nn_find(g, t->hint[k]);
             mk_var *lt = seg_loss(g, tl, t->yc, cp->dice_weight);
-            if (t->mr.lab) {
+            if (t->mr.lab || cp->hint_pseudo_ct) {
                 mk_var *tm = mk_unet_forward(t->un[0], g, xm);
-                lt = mk_nn_add(g, lt, seg_loss(g, tm, t->ym, cp->dice_weight));
+                for (int k = 0; k < cp->n_hint; k++)
+                    tfm[k] = mk_nn_find(g, t->hint[k]);
+                if (t->mr.lab)
+                    lt = mk_nn_add(g, lt, seg_loss(g, tm, t->ym, cp->dice_weight));
             }
             l[LS_TEACHER] = lt ? mk_nn_value(lt) : 0;
             total = mk_nn_add(g, total, mk_nn_scale(g, lt, cp->w_seg_teacher));
@@ -364,6 +376,19 @@ static mk_status train_step(trainer *t, double *l)
                 mk_var *target = cp->hint_to_teacher ? tf[k] : mk_nn_input(g, &tf[k]->t, 0);
                 mk_var *h = mk_nn_mse(g, sf[k], target);
                 hint = hint ? mk_nn_add(g, hint, h) : h;
+            }
+            if (mirror) {
+                /* the student on pseudo-CT F(x_mr) (detached), against the teacher on x_mr */
+                mk_var *pl = mk_unet_forward(t->un[1], g, mk_nn_input(g, &t->fake_c, 0));
+                for (int k = 0; cp->hint_pseudo_ct && k < cp->n_hint; k++) {
+                    mk_var *s2 = mk_nn_find(g, t->hint[k]);
+                    MK_ASSERT(tfm[k] && s2 && s2 != tfm[k]);
+                    hint = mk_nn_add(g, hint, mk_nn_mse(g, s2, mk_nn_input(g, &tfm[k]->t, 0)));
+                }
+                if (cp->w_seg_pseudo_ct > 0 && t->mr.lab)
+                    total = mk_nn_add(g, total, mk_nn_scale(g, seg_loss(g, pl, t->ym,
+                                                                        cp->dice_weight),
+                                                            cp->w_seg_pseudo_ct));
             }
             l[LS_HINT] = hint ? mk_nn_value(hint) : 0;
             total = mk_nn_add(g, total, mk_nn_scale(g, hint, mk_cmedl_hint_weight(cp, t->it)));

@@ -448,6 +448,36 @@ static void test_teacher_init_and_schedule(void **state)
     assert_false(same_weights(pb[2], pb[3], &c.unet));
 }
 
+/* The mirror pairing trains: finite losses, the student moves away from the plain CMEDL student,
+ * and the teacher (trained on the same batches, its loss unchanged) is untouched by it. */
+static void test_pseudo_ct_pairing(void **state)
+{
+    (void)state;
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    char ra[600], rb[600], pa[700], pb[700];
+    sub(ra, sizeof ra, "run_pct_off");
+    sub(rb, sizeof rb, "run_pct_on");
+    mk_stage_common c;
+    mk_translate_params tp;
+    mk_cmedl_params cp;
+    small_setup(&c, &tp, &cp, ra);
+    cp.iterations = 4;
+    mk_train_stats s0, s1;
+    assert_int_equal(mk_stage_cmedl(&ctx, &c, &tp, &cp, &s0), MK_OK);
+    c.run_dir = rb;
+    cp.hint_pseudo_ct = 1;
+    cp.w_seg_pseudo_ct = 1.0f;
+    assert_int_equal(mk_stage_cmedl(&ctx, &c, &tp, &cp, &s1), MK_OK);
+    assert_true(isfinite(s1.last_loss) && isfinite(s1.last_hint));
+    snprintf(pa, sizeof pa, "%s/models/cmedl_student.h5", ra);
+    snprintf(pb, sizeof pb, "%s/models/cmedl_student.h5", rb);
+    assert_false(same_weights(pa, pb, &c.unet));
+    snprintf(pa, sizeof pa, "%s/models/cmedl_teacher.h5", ra);
+    snprintf(pb, sizeof pb, "%s/models/cmedl_teacher.h5", rb);
+    assert_true(same_weights(pa, pb, &c.unet));
+}
+
 /* hint ramp-up: lambda exp(-5 (1 - it/R)^2), then lambda */
 static void test_hint_rampup(void **state)
 {
@@ -667,6 +697,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_resume_bit_identical),
         cmocka_unit_test(test_teacher_init_and_schedule),
         cmocka_unit_test(test_hint_rampup),
+        cmocka_unit_test(test_pseudo_ct_pairing),
         cmocka_unit_test(test_largest_component),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
