@@ -170,6 +170,8 @@ def main():
         out = os.path.join(args.root, "synth")
         cmd = [args.pipeline, "--quiet", "run", args.config, "--out", out, "--set",
                'run.stages=["synth"]'] + [x for s in args.set for x in ("--set", s)]
+        if os.path.isdir(out):
+            cmd.append("--resume")
         if not args.from_tag and "synth" in open(args.config).read() and \
                 subprocess.run(cmd).returncode != 0:
             return 1

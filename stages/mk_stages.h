@@ -134,6 +134,8 @@ typedef struct mk_cmedl_params {
      * with the MRI mask (needs labelled MRI). F(x_mr) is detached: the student does not train F. */
     int hint_pseudo_ct;
     float w_seg_pseudo_ct;
+    float ema; /* > 0: the saved student (CMEDL and baseline alike) is the exponential moving
+                  average of its weights and BN statistics with this decay (Polyak averaging) */
     int teacher_mri_labels; /* 1: the teacher also learns on real MRI with its masks (when every
                                MRI train row has one); 0: on pseudo-MRI only */
 } mk_cmedl_params;

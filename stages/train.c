@@ -59,6 +59,7 @@ void mk_cmedl_defaults(mk_cmedl_params *p)
     p->schedule = MK_TRAIN_CONSTANT;
     p->hint_pseudo_ct = 0;
     p->teacher_mri_labels = 1;
+    p->ema = 0;
     p->w_seg_pseudo_ct = 0;
 }
 
@@ -135,6 +136,7 @@ typedef struct trainer {
     mk_slices ct, mr;
     mk_translator *tr[4];
     mk_unet *un[2];            /* teacher, student */
+    mk_unet *ema;              /* moving average of the student (cp.ema > 0), or NULL */
     mk_nn_params *params[NET_COUNT];
     mk_optim *opt[NET_COUNT];
     mk_rng rng_ct, rng_mr;
@@ -167,6 +169,7 @@ static void trainer_free(trainer *t)
         mk_translator_free(t->tr[k]);
     mk_unet_free(t->un[0]);
     mk_unet_free(t->un[1]);
+    mk_unet_free(t->ema);
     mk_nn_graph_free(t->g);
     mk_slices_free(&t->ct);
     mk_slices_free(&t->mr);
@@ -230,6 +233,9 @@ static mk_status trainer_init(trainer *t)
             st = mk_unet_new(ctx, &c->unet,
                              mk__seed(s, k == 0 && t->cp.teacher_init_student ? 21 : 20 + k),
                              &t->un[k]);
+    if (st == MK_OK && t->mode != TR_TRANSLATE && t->cp.ema > 0 &&
+        (st = mk_unet_new(ctx, &c->unet, mk__seed(s, 21), &t->ema)) == MK_OK)
+        st = mk_nn_params_copy(ctx, mk_unet_params(t->ema), mk_unet_params(t->un[1]));
     if (st != MK_OK)
         return st;
     for (int k = 0; k < NET_COUNT; k++) {
@@ -401,6 +407,12 @@ static mk_status train_step(trainer *t, double *l)
     for (int k = 0; k < NET_COUNT; k++)
         if (t->opt[k] && k != NET_DM && k != NET_DC)
             mk_optim_step(t->opt[k]);
+    if (t->ema) {
+        mk_status st = mk_nn_params_ema(t->ctx, mk_unet_params(t->ema), t->params[NET_S],
+                                        t->cp.ema);
+        if (st != MK_OK)
+            return st;
+    }
     l[LS_MAIN] = seg ? l[LS_STUDENT] : l[LS_GEN];
     if (!i2i)
         return MK_OK;
@@ -434,6 +446,8 @@ static int collect(trainer *t, mk__ck_model *m, mk__ck_rng *r, int *nr)
     for (int k = 0; k < NET_COUNT; k++)
         if (t->params[k])
             m[n++] = (mk__ck_model){NET_NAME[k], t->params[k], t->opt[k]};
+    if (t->ema)
+        m[n++] = (mk__ck_model){"student_ema", mk_unet_params(t->ema), NULL};
     r[0] = (mk__ck_rng){"ct", &t->rng_ct};
     r[1] = (mk__ck_rng){"mr", &t->rng_mr};
     r[2] = (mk__ck_rng){"graph", mk_nn_graph_rng(t->g)};
@@ -443,7 +457,7 @@ static int collect(trainer *t, mk__ck_model *m, mk__ck_rng *r, int *nr)
 
 static mk_status save_ckpt(trainer *t, const char *path, long long it)
 {
-    mk__ck_model m[NET_COUNT];
+    mk__ck_model m[NET_COUNT + 1];
     mk__ck_rng r[3];
     int nr, nm = collect(t, m, r, &nr);
     return mk__ckpt_save(t->ctx, path, MODE_NAME[t->mode], it, m, nm, r, nr);
@@ -480,7 +494,7 @@ static mk_status save_models(trainer *t)
     }
     const char *sname = t->mode == TR_CMEDL ? "cmedl_student.h5" : "baseline_student.h5";
     if ((st = mk__run_path(ctx, rd, "models", sname, path, sizeof path)) == MK_OK)
-        st = mk_model_save(ctx, path, t->params[NET_S], NULL);
+        st = mk_model_save(ctx, path, t->ema ? mk_unet_params(t->ema) : t->params[NET_S], NULL);
     if (st == MK_OK && t->mode == TR_CMEDL &&
         (st = mk__run_path(ctx, rd, "models", "cmedl_teacher.h5", path, sizeof path)) == MK_OK)
         st = mk_model_save(ctx, path, t->params[NET_T], NULL);
@@ -507,7 +521,7 @@ static mk_status run_trainer(trainer *t, mk_train_stats *stats)
     snprintf(ck, sizeof ck, "%s/checkpoints/%s.h5", c->run_dir, stage);
     long long it0 = 0;
     if (c->resume && mk_fs_is_file(ck)) {
-        mk__ck_model m[NET_COUNT];
+        mk__ck_model m[NET_COUNT + 1];
         mk__ck_rng r[3];
         int nr, nm = collect(t, m, r, &nr);
         if ((st = mk__ckpt_load(ctx, ck, stage, &it0, m, nm, r, nr)) != MK_OK)

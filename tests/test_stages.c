@@ -684,6 +684,46 @@ static int kill_child(const char *run_dir, const char *phantoms)
     return 3;
 }
 
+/* Weight averaging: with 0 iterations the saved student is the initial network either way; after
+ * training the averaged student differs from the last iterate; and the average is part of the
+ * checkpoint: cancel + resume gives the same averaged student bit for bit. */
+static void test_student_ema(void **state)
+{
+    (void)state;
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    const char *names[5] = {"run_ema0_off", "run_ema0_on", "run_ema_off", "run_ema_on",
+                            "run_ema_cancel"};
+    char r[5][600], p[5][700];
+    mk_stage_common c;
+    mk_translate_params tp;
+    mk_cmedl_params cp;
+    small_setup(&c, &tp, &cp, NULL);
+    for (int i = 0; i < 5; i++) {
+        sub(r[i], sizeof r[i], names[i]);
+        snprintf(p[i], sizeof p[i], "%.600s/models/baseline_student.h5", r[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        c.run_dir = r[i];
+        cp.ema = i % 2 ? 0.9f : 0.0f;
+        cp.iterations = i < 2 ? 0 : 6;
+        assert_int_equal(mk_stage_baseline(&ctx, &c, &cp, 0, NULL), MK_OK);
+    }
+    assert_true(same_weights(p[0], p[1], &c.unet));
+    assert_false(same_weights(p[2], p[3], &c.unet));
+    mk_ctx cc;
+    mk_ctx_init(&cc);
+    cc.progress = cancel_progress;
+    g_cancel_at = 3;
+    g_cancel_ctx = &cc;
+    c.run_dir = r[4];
+    cp.ema = 0.9f;
+    assert_int_equal(mk_stage_baseline(&cc, &c, &cp, 0, NULL), MK_ERR_ABORTED);
+    c.resume = 1;
+    assert_int_equal(mk_stage_baseline(&ctx, &c, &cp, 0, NULL), MK_OK);
+    assert_true(same_weights(p[3], p[4], &c.unet));
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--kill-child") == 0)
@@ -698,6 +738,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_teacher_init_and_schedule),
         cmocka_unit_test(test_hint_rampup),
         cmocka_unit_test(test_pseudo_ct_pairing),
+        cmocka_unit_test(test_student_ema),
         cmocka_unit_test(test_largest_component),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
