@@ -30,6 +30,8 @@ static const mk_cfg_key DATA_KEYS[] = {
      "MRI intensity normalisation per volume"},
     {"slice_axis", MK_CFG_STRING, "\"k\"", NR, "i|j|k", 0,
      "voxel axis across which 2D slices are taken for training"},
+    {"ct_train_cases", MK_CFG_INT, "0", 0, 1e6, NULL, 0,
+     "> 0: train on the first N CT cases of the train split only (label-scarce runs); 0: all"},
     {"patch", MK_CFG_INT_LIST, "[48, 48]", 8, 4096, NULL, 0, "training patch size in voxels"},
     {"label", MK_CFG_INT, "1", 1, 255, NULL, 0, "label value of the structure to segment"},
 };

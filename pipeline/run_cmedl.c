@@ -41,6 +41,7 @@ mk_status mk_run_train_params(mk_run_env *env, mk_stage_common *c, mk_translate_
     d->patch[0] = (int)mk_cfg_list_num(cfg, "data.patch", 0);
     d->patch[1] = (int)mk_cfg_list_num(cfg, "data.patch", 1);
     d->label = (int)mk_cfg_int(cfg, "data.label");
+    d->ct_train_cases = (int)mk_cfg_int(cfg, "data.ct_train_cases");
     c->unet.base = (int)mk_cfg_int(cfg, "model.width");
     c->unet.levels = (int)mk_cfg_int(cfg, "model.depth");
     c->unet.classes = (int)mk_cfg_int(cfg, "model.classes");

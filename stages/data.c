@@ -262,7 +262,11 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
     int *rows = malloc((size_t)(m->nrows + 1) * sizeof *rows), nrows = 0;
     if (!rows)
         st = mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory", p->manifest);
-    for (int i = 0; st == MK_OK && i < m->nrows; i++)
+    int cap = strcmp(modality, p->ct_modality) == 0 && strcmp(split, "train") == 0 &&
+                      p->ct_train_cases > 0
+                  ? p->ct_train_cases
+                  : m->nrows;
+    for (int i = 0; st == MK_OK && i < m->nrows && nrows < cap; i++)
         if (strcmp(m->rows[i].modality, modality) == 0 && strcmp(m->rows[i].split, split) == 0)
             rows[nrows++] = i;
     if (st == MK_OK && nrows == 0)

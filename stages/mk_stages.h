@@ -53,6 +53,8 @@ typedef struct mk_data_params {
     int patch[2];             /* patch size along the two in-plane voxel axes (lower axis first) */
     int label;                /* label value of the structure */
     double empty_ratio;       /* empty body slices kept per structure slice (default 1) */
+    int ct_train_cases;       /* > 0: only the first N CT rows of split train (label-scarce runs;
+                                 the translator, teacher and student alike); 0: all */
 } mk_data_params;
 
 void mk_data_defaults(mk_data_params *p);

@@ -478,6 +478,33 @@ static void test_pseudo_ct_pairing(void **state)
     assert_true(same_weights(pa, pb, &c.unet));
 }
 
+/* data.ct_train_cases: the first N CT train rows only; MRI and other splits are not capped */
+static void test_ct_train_cases(void **state)
+{
+    (void)state;
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    mk_stage_common c;
+    mk_translate_params tp;
+    mk_cmedl_params cp;
+    small_setup(&c, &tp, &cp, g_tmp);
+    mk_slices all, one, mr, test;
+    assert_int_equal(mk_data_load(&ctx, &c.data, "CT", "train", 1, 1, &all), MK_OK);
+    c.data.ct_train_cases = 1;
+    assert_int_equal(mk_data_load(&ctx, &c.data, "CT", "train", 1, 1, &one), MK_OK);
+    assert_int_equal(mk_data_load(&ctx, &c.data, "MR", "train", 0, 1, &mr), MK_OK);
+    assert_int_equal(mk_data_load(&ctx, &c.data, "CT", "test", 1, 1, &test), MK_OK);
+    assert_true(all.volumes > 1);
+    assert_int_equal(one.volumes, 1);
+    assert_true(one.n < all.n);
+    assert_int_equal(mr.volumes, all.volumes);
+    assert_true(test.volumes >= 1);
+    mk_slices_free(&all);
+    mk_slices_free(&one);
+    mk_slices_free(&mr);
+    mk_slices_free(&test);
+}
+
 /* hint ramp-up: lambda exp(-5 (1 - it/R)^2), then lambda */
 static void test_hint_rampup(void **state)
 {
@@ -738,6 +765,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_teacher_init_and_schedule),
         cmocka_unit_test(test_hint_rampup),
         cmocka_unit_test(test_pseudo_ct_pairing),
+        cmocka_unit_test(test_ct_train_cases),
         cmocka_unit_test(test_student_ema),
         cmocka_unit_test(test_largest_component),
     };
