@@ -91,6 +91,8 @@ static const mk_cfg_key CMEDL_KEYS[] = {
      "teacher's initial weights: its own random draw, or a copy of the student's"},
     {"hint_rampup", MK_CFG_INT, "0", 0, 1e9, NULL, 0,
      "iterations over which lambda_hint ramps up as exp(-5 (1 - t)^2) (0: full weight from the start)"},
+    {"hint_where", MK_CFG_STRING, "\"all\"", NR, "all|teacher_correct", 0,
+     "positions the hint loss counts: all, or only where the teacher's prediction on pseudo-MRI is right"},
     {"ema", MK_CFG_FLOAT, "0.0", 0, 0.99999, NULL, 0,
      "> 0: save the moving average of the student's weights with this decay (CMEDL and baseline alike)"},
     {"teacher_mri_labels", MK_CFG_BOOL, "true", NR, NULL, 0,

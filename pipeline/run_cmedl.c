@@ -92,6 +92,7 @@ mk_status mk_run_train_params(mk_run_env *env, mk_stage_common *c, mk_translate_
         cp->hint_pseudo_ct = mk_cfg_bool(cfg, "cmedl.hint_pseudo_ct");
         cp->teacher_mri_labels = mk_cfg_bool(cfg, "cmedl.teacher_mri_labels");
         cp->ema = (float)mk_cfg_float(cfg, "cmedl.ema");
+        cp->hint_teacher_correct = !strcmp(mk_cfg_str(cfg, "cmedl.hint_where"), "teacher_correct");
         cp->w_seg_pseudo_ct = (float)mk_cfg_float(cfg, "cmedl.w_seg_pseudo_ct");
         const char *sc = mk_cfg_str(cfg, "cmedl.schedule");
         cp->schedule = !strcmp(sc, "poly")     ? MK_TRAIN_POLY

@@ -160,8 +160,10 @@ static mk_status write_summary(mk_ctx *ctx, const char *run_dir, const mk_eval_s
     FILE *f = open_memstream(&buf, &len);
     if (!f)
         return mk_err(ctx, MK_ERR_NOMEM, "out of memory");
-    fprintf(f, "{\"split\": \"%s\", \"convention\": \"%s\", \"tolerance_mm\": %.17g, \"models\": [",
-            ep->split, mk_metric_conv_name(ep->convention), ep->tolerance_mm);
+    fprintf(f, "{\"split\": \"%s\", \"convention\": \"%s\", \"tolerance_mm\": %.17g, "
+               "\"largest_component\": %s, \"models\": [",
+            ep->split, mk_metric_conv_name(ep->convention), ep->tolerance_mm,
+            ep->largest_component ? "true" : "false");
     for (int i = 0; i < n; i++) {
         fprintf(f,
                 "%s\n  {\"name\": \"%s\", \"cases\": %d, \"dice_mean\": %.6f, \"dice_std\": %.6f, "
@@ -192,6 +194,8 @@ static mk_status write_summary(mk_ctx *ctx, const char *run_dir, const mk_eval_s
                "tolerance %.2f mm.\nHD95 and ASSD are averaged over cases where both masks are "
                "non-empty; the count of the others is given.\n\n",
             ep->split, mk_metric_conv_name(ep->convention), ep->tolerance_mm);
+    if (ep->largest_component)
+        fprintf(f, "Every mask keeps only its largest connected component (6-connected).\n\n");
     fprintf(f, "| model | cases | Dice mean ± sd | Dice median | HD95 mm | ASSD mm | surface Dice | "
                "cases with an empty mask |\n|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < n; i++)

@@ -136,6 +136,9 @@ typedef struct mk_cmedl_params {
      * with the MRI mask (needs labelled MRI). F(x_mr) is detached: the student does not train F. */
     int hint_pseudo_ct;
     float w_seg_pseudo_ct;
+    int hint_teacher_correct; /* 1: the hint loss counts only the positions where the teacher's
+                                 prediction on pseudo-MRI equals the CT mask (a feature position
+                                 at 1/s resolution counts when all s x s pixels under it do) */
     float ema; /* > 0: the saved student (CMEDL and baseline alike) is the exponential moving
                   average of its weights and BN statistics with this decay (Polyak averaging) */
     int teacher_mri_labels; /* 1: the teacher also learns on real MRI with its masks (when every

@@ -6,6 +6,14 @@
 #include "models/mk_translator.h"
 #include "nn/mk_optim.h"
 
+/* cmedl hint_where = "teacher_correct". mask[b][i] = 1 where the 2-class logits [B,2,H,W] predict
+ * the label y (0 / non-zero) at pixel i. The masked target is tf where every mask pixel under a
+ * feature position (features [B,C,h,w], h = H/s) is 1, else sf, so the MSE against it counts
+ * only teacher-correct positions (the others contribute 0 and no gradient). */
+void mk__hint_correct_mask(const mk_tensor *logits, const int32_t *y, uint8_t *mask);
+void mk__hint_masked_target(const uint8_t *mask, int64_t H, int64_t W, const mk_tensor *tf,
+                            const mk_tensor *sf, mk_tensor *out);
+
 /* One model of a multi-model checkpoint file. */
 typedef struct mk__ck_model {
     const char *name;     /* HDF5 group */

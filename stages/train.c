@@ -60,6 +60,7 @@ void mk_cmedl_defaults(mk_cmedl_params *p)
     p->hint_pseudo_ct = 0;
     p->teacher_mri_labels = 1;
     p->ema = 0;
+    p->hint_teacher_correct = 0;
     p->w_seg_pseudo_ct = 0;
 }
 
@@ -142,6 +143,8 @@ typedef struct trainer {
     mk_rng rng_ct, rng_mr;
     mk_nn_graph *g;
     mk_tensor xc, xm, fake_m, fake_c;
+    mk_tensor hint_tgt[MK_HINT_MAX]; /* masked hint targets (hint_teacher_correct) */
+    uint8_t *tmask;                  /* teacher-correct mask, batch x patch */
     int32_t *yc, *ym;
     char hint[MK_HINT_MAX][32];
     /* running loss sums for the log line */
@@ -177,6 +180,9 @@ static void trainer_free(trainer *t)
     mk_tensor_free(&t->xm);
     mk_tensor_free(&t->fake_m);
     mk_tensor_free(&t->fake_c);
+    for (int k = 0; k < MK_HINT_MAX; k++)
+        mk_tensor_free(&t->hint_tgt[k]);
+    free(t->tmask);
     free(t->yc);
     free(t->ym);
     free(t->trace);
@@ -293,6 +299,54 @@ static mk_var *seg_loss(mk_nn_graph *g, mk_var *logits, const int32_t *y, float 
     return mk_nn_add(g, mk_nn_scale(g, d, dw), mk_nn_scale(g, ce, 1.0f - dw));
 }
 
+/* Target for the hint at one layer when only teacher-correct positions count (the mask is
+ * computed at k == 0, once per step). Returns the target tensor or NULL (out of memory). */
+static mk_tensor *masked_hint_target(trainer *t, int k, const mk_tensor *tl, const mk_tensor *tf,
+                                     const mk_tensor *sf)
+{
+    int64_t B = tl->ne[0], H = tl->ne[2], W = tl->ne[3];
+    if (!t->tmask && !(t->tmask = malloc((size_t)(B * H * W))))
+        return NULL;
+    if (k == 0)
+        mk__hint_correct_mask(tl, t->yc, t->tmask);
+    mk_tensor *o = &t->hint_tgt[k];
+    if (!o->data || !mk_tensor_same_shape(o, tf)) {
+        mk_tensor_free(o);
+        if (mk_tensor_new(o, tf->ndim, tf->ne) != 0)
+            return NULL;
+    }
+    mk__hint_masked_target(t->tmask, H, W, tf, sf, o);
+    return o;
+}
+
+void mk__hint_correct_mask(const mk_tensor *logits, const int32_t *y, uint8_t *mask)
+{
+    int64_t B = logits->ne[0], plane = logits->ne[2] * logits->ne[3];
+    for (int64_t b = 0; b < B; b++) {
+        const float *lg = logits->data + b * 2 * plane;
+        for (int64_t i = 0; i < plane; i++)
+            mask[b * plane + i] = (lg[plane + i] > lg[i]) == (y[b * plane + i] != 0);
+    }
+}
+
+void mk__hint_masked_target(const uint8_t *mask, int64_t H, int64_t W, const mk_tensor *tf,
+                            const mk_tensor *sf, mk_tensor *out)
+{
+    int64_t B = tf->ne[0], C = tf->ne[1], h = tf->ne[2], w = tf->ne[3], sy = H / h, sx = W / w;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t y = 0; y < h; y++)
+            for (int64_t x = 0; x < w; x++) {
+                int ok = 1;
+                for (int64_t dy = 0; dy < sy && ok; dy++)
+                    for (int64_t dx = 0; dx < sx && ok; dx++)
+                        ok = mask[b * H * W + (y * sy + dy) * W + x * sx + dx];
+                for (int64_t c = 0; c < C; c++) {
+                    int64_t q = ((b * C + c) * h + y) * w + x;
+                    out->data[q] = ok ? tf->data[q] : sf->data[q];
+                }
+            }
+}
+
 static void set_frozen_d(trainer *t, int frozen)
 {
     for (int k = NET_DM; k <= NET_DC; k++)
@@ -348,11 +402,13 @@ static mk_status train_step(trainer *t, double *l)
     }
     if (seg) {
         mk_var *tf[MK_HINT_MAX] = {0}, *sf[MK_HINT_MAX] = {0}, *tfm[MK_HINT_MAX] = {0};
+        mk_var *tlog = NULL;
         int mirror = t->mode == TR_CMEDL && (cp->hint_pseudo_ct || (cp->w_seg_pseudo_ct > 0 &&
                                                                     t->mr.lab));
         if (t->mode == TR_CMEDL) {
             mk_var *tin = cp->seg_to_i2i ? fake_m : mk_nn_input(g, &t->fake_m, 0);
             mk_var *tl = mk_unet_forward(t->un[0], g, tin);
+            tlog = tl;
             for (int k = 0; k < cp->n_hint; k++)
                 tf[k] = mk_nn_find(g, t->hint[k]);
             mk_var *lt = seg_loss(g, tl, t->yc, cp->dice_weight);
@@ -379,7 +435,15 @@ static mk_status train_step(trainer *t, double *l)
             for (int k = 0; k < cp->n_hint; k++) {
                 sf[k] = mk_nn_find(g, t->hint[k]);
                 MK_ASSERT(tf[k] && sf[k] && sf[k] != tf[k]);
-                mk_var *target = cp->hint_to_teacher ? tf[k] : mk_nn_input(g, &tf[k]->t, 0);
+                mk_var *target;
+                if (cp->hint_teacher_correct) {
+                    mk_tensor *mt = masked_hint_target(t, k, &tlog->t, &tf[k]->t, &sf[k]->t);
+                    if (!mt)
+                        return mk_err(t->ctx, MK_ERR_NOMEM, "cmedl: out of memory (hint mask)");
+                    target = mk_nn_input(g, mt, 0);
+                } else {
+                    target = cp->hint_to_teacher ? tf[k] : mk_nn_input(g, &tf[k]->t, 0);
+                }
                 mk_var *h = mk_nn_mse(g, sf[k], target);
                 hint = hint ? mk_nn_add(g, hint, h) : h;
             }

@@ -23,6 +23,10 @@ gen_width = 8
 disc_width = 8
 [cmedl]
 iterations = 80
+ema = 0.9
+[evaluate]
+largest_component = true
+teacher_on_pmri = true
 TOML
 }
 mk_cfg straight
@@ -56,12 +60,15 @@ for m in cmedl_student cmedl_teacher; do
     fi
 done
 # the metrics of the two runs agree (the provenance lines with times differ, so compare columns)
-if ! diff <(cut -d, -f1,4- straight/reports/cmedl.csv | sed 's#straight/##g') \
-          <(cut -d, -f1,4- killed/reports/cmedl.csv | sed 's#killed/##g') >/dev/null; then
-    echo "FAIL: reports/cmedl.csv differs"
-    diff <(cut -d, -f1,4- straight/reports/cmedl.csv) <(cut -d, -f1,4- killed/reports/cmedl.csv) | head
-    fails=$((fails + 1))
-fi
+for r in cmedl pmri_teacher; do
+    if ! diff <(cut -d, -f1,4- "straight/reports/$r.csv" | sed 's#straight/##g') \
+              <(cut -d, -f1,4- "killed/reports/$r.csv" | sed 's#killed/##g') >/dev/null; then
+        echo "FAIL: reports/$r.csv differs (or is missing)"
+        diff <(cut -d, -f1,4- "straight/reports/$r.csv") <(cut -d, -f1,4- "killed/reports/$r.csv") | head
+        fails=$((fails + 1))
+    fi
+done
+grep -q '"largest_component": true' killed/reports/summary.json || { echo "FAIL: summary.json does not record the post-processing"; fails=$((fails + 1)); }
 grep -q "already complete\|resum" killed/log.txt || { echo "FAIL: log.txt does not mention the resume"; fails=$((fails + 1)); }
-echo "$((4 - fails)) passed, $fails failed"
+echo "$((6 - fails)) passed, $fails failed"
 [ "$fails" -eq 0 ]

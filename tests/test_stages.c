@@ -23,6 +23,7 @@
 #include "models/mk_translator.h"
 #include "phantoms/mk_phantoms.h"
 #include "stages/mk_stages.h"
+#include "stages/stage_internal.h"
 
 static char g_tmp[512];
 static char g_phantoms[600];
@@ -505,6 +506,56 @@ static void test_ct_train_cases(void **state)
     mk_slices_free(&test);
 }
 
+/* hint_where = teacher_correct on hand-made tensors: a 1x2x4x4 logit map right everywhere but
+ * pixel (0,3), features at full resolution (1 channel) and at half resolution (2 channels). */
+static void test_hint_teacher_correct_mask(void **state)
+{
+    (void)state;
+    int64_t nl[4] = {1, 2, 4, 4}, nf[4] = {1, 1, 4, 4}, nh[4] = {1, 2, 2, 2};
+    mk_tensor lg, tf, sf, out, tf2, sf2, out2;
+    assert_int_equal(mk_tensor_new(&lg, 4, nl), 0);
+    int32_t y[16];
+    for (int i = 0; i < 16; i++) {
+        y[i] = i % 5 == 0;                 /* labels on the diagonal-ish pixels 0, 5, 10, 15 */
+        lg.data[i] = y[i] ? -1.0f : 1.0f;  /* class 0 logit */
+        lg.data[16 + i] = y[i] ? 1.0f : -1.0f;
+    }
+    lg.data[16 + 3] = 2.0f; /* pixel (row 0, col 3): label 0, predicted 1 -> wrong */
+    uint8_t m[16];
+    mk__hint_correct_mask(&lg, y, m);
+    for (int i = 0; i < 16; i++)
+        assert_int_equal(m[i], i == 3 ? 0 : 1);
+    assert_int_equal(mk_tensor_new(&tf, 4, nf), 0);
+    assert_int_equal(mk_tensor_new(&sf, 4, nf), 0);
+    assert_int_equal(mk_tensor_new(&out, 4, nf), 0);
+    for (int i = 0; i < 16; i++) {
+        tf.data[i] = 10.0f + (float)i;
+        sf.data[i] = -(float)i;
+    }
+    mk__hint_masked_target(m, 4, 4, &tf, &sf, &out);
+    for (int i = 0; i < 16; i++)
+        assert_float_equal(out.data[i], i == 3 ? sf.data[i] : tf.data[i], 0);
+    /* half resolution: position (0,1) covers pixels (0..1, 2..3), which holds the wrong pixel */
+    assert_int_equal(mk_tensor_new(&tf2, 4, nh), 0);
+    assert_int_equal(mk_tensor_new(&sf2, 4, nh), 0);
+    assert_int_equal(mk_tensor_new(&out2, 4, nh), 0);
+    for (int i = 0; i < 8; i++) {
+        tf2.data[i] = 1.0f;
+        sf2.data[i] = 2.0f;
+    }
+    mk__hint_masked_target(m, 4, 4, &tf2, &sf2, &out2);
+    for (int c = 0; c < 2; c++)
+        for (int p = 0; p < 4; p++)
+            assert_float_equal(out2.data[c * 4 + p], p == 1 ? 2.0f : 1.0f, 0);
+    mk_tensor_free(&lg);
+    mk_tensor_free(&tf);
+    mk_tensor_free(&sf);
+    mk_tensor_free(&out);
+    mk_tensor_free(&tf2);
+    mk_tensor_free(&sf2);
+    mk_tensor_free(&out2);
+}
+
 /* hint ramp-up: lambda exp(-5 (1 - it/R)^2), then lambda */
 static void test_hint_rampup(void **state)
 {
@@ -764,6 +815,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_resume_bit_identical),
         cmocka_unit_test(test_teacher_init_and_schedule),
         cmocka_unit_test(test_hint_rampup),
+        cmocka_unit_test(test_hint_teacher_correct_mask),
         cmocka_unit_test(test_pseudo_ct_pairing),
         cmocka_unit_test(test_ct_train_cases),
         cmocka_unit_test(test_student_ema),
