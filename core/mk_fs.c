@@ -27,6 +27,23 @@ mk_status mk_fs_commit(mk_ctx *ctx, const char *tmp, const char *path)
     return MK_OK;
 }
 
+mk_status mk_fs_write_atomic_printed(mk_ctx *ctx, const char *path,
+                                     void (*print)(FILE *out, const void *arg), const void *arg)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory", path);
+    print(f, arg);
+    int bad = ferror(f);
+    bad |= fclose(f) != 0;
+    mk_status st = bad ? mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory while formatting", path)
+                       : mk_fs_write_atomic(ctx, path, buf, len);
+    free(buf);
+    return st;
+}
+
 mk_status mk_fs_write_atomic(mk_ctx *ctx, const char *path, const void *data, size_t len)
 {
     char tmp[4352];

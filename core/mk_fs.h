@@ -7,6 +7,7 @@
 #define MK_FS_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "mk_status.h"
 
@@ -20,6 +21,10 @@ mk_status mk_fs_tmp_path(mk_ctx *ctx, const char *path, char *buf, size_t n);
 mk_status mk_fs_commit(mk_ctx *ctx, const char *tmp, const char *path);
 /* Write `len` bytes to path atomically (temp file, then rename); errors name path. */
 mk_status mk_fs_write_atomic(mk_ctx *ctx, const char *path, const void *data, size_t len);
+/* The same for text made by a printer: print(out, arg) writes into a memory stream, which is then
+ * written atomically to path. */
+mk_status mk_fs_write_atomic_printed(mk_ctx *ctx, const char *path,
+                                     void (*print)(FILE *out, const void *arg), const void *arg);
 /* unlink(tmp), ignoring errors. */
 void mk_fs_discard(const char *tmp);
 /* mkdir -p. */

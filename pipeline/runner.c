@@ -118,6 +118,11 @@ mk_status mk_runner_run(mk_run_env *env, const char *cmdline)
     return run_stages(env, cmdline);
 }
 
+static void print_cfg(FILE *out, const void *cfg)
+{
+    mk_cfg_print(cfg, out);
+}
+
 static mk_status run_stages(mk_run_env *env, const char *cmdline)
 {
     mk_ctx *ctx = env->ctx;
@@ -144,17 +149,8 @@ static mk_status run_stages(mk_run_env *env, const char *cmdline)
     if ((st = copy_file(ctx, mk_cfg_path(cfg), path)) != MK_OK)
         return st;
     /* what actually ran: defaults filled in, --seed/--threads/--out/--set applied */
-    char *rbuf = NULL;
-    size_t rlen = 0;
-    FILE *rf = open_memstream(&rbuf, &rlen);
-    if (!rf)
-        return mk_err(ctx, MK_ERR_NOMEM, "out of memory");
-    mk_cfg_print(cfg, rf);
-    fclose(rf);
     snprintf(path, sizeof path, "%s/config.resolved.toml", dir);
-    st = mk_fs_write_atomic(ctx, path, rbuf, rlen);
-    free(rbuf);
-    if (st != MK_OK)
+    if ((st = mk_fs_write_atomic_printed(ctx, path, print_cfg, cfg)) != MK_OK)
         return st;
     char info[8192];
     time_t now = time(NULL);

@@ -149,22 +149,22 @@ static mk_status eval_model(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
     return st;
 }
 
-static mk_status write_summary(mk_ctx *ctx, const char *run_dir, const mk_eval_stage_params *ep,
-                               const mk_eval_model_summary *s, int n)
+typedef struct summary_args {
+    const mk_eval_stage_params *ep;
+    const mk_eval_model_summary *s;
+    int n;
+} summary_args;
+
+static void print_summary_json(FILE *f, const void *arg)
 {
-    char path[4200];
-    char *buf = NULL;
-    size_t len = 0;
-    mk_status st;
-    /* JSON */
-    FILE *f = open_memstream(&buf, &len);
-    if (!f)
-        return mk_err(ctx, MK_ERR_NOMEM, "out of memory");
+    const summary_args *a = arg;
+    const mk_eval_stage_params *ep = a->ep;
+    const mk_eval_model_summary *s = a->s;
     fprintf(f, "{\"split\": \"%s\", \"convention\": \"%s\", \"tolerance_mm\": %.17g, "
                "\"largest_component\": %s, \"models\": [",
             ep->split, mk_metric_conv_name(ep->convention), ep->tolerance_mm,
             ep->largest_component ? "true" : "false");
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < a->n; i++) {
         fprintf(f,
                 "%s\n  {\"name\": \"%s\", \"cases\": %d, \"dice_mean\": %.6f, \"dice_std\": %.6f, "
                 "\"dice_median\": %.6f, ",
@@ -179,17 +179,14 @@ static mk_status write_summary(mk_ctx *ctx, const char *run_dir, const mk_eval_s
                 s[i].sdice_mean, s[i].n_infinite);
     }
     fprintf(f, "\n]}\n");
-    fclose(f);
-    snprintf(path, sizeof path, "%s/reports/summary.json", run_dir);
-    st = mk_fs_write_atomic(ctx, path, buf, len);
-    free(buf);
-    if (st != MK_OK)
-        return st;
-    /* Markdown for people */
-    buf = NULL;
-    f = open_memstream(&buf, &len);
-    if (!f)
-        return mk_err(ctx, MK_ERR_NOMEM, "out of memory");
+}
+
+/* Markdown for people */
+static void print_summary_md(FILE *f, const void *arg)
+{
+    const summary_args *a = arg;
+    const mk_eval_stage_params *ep = a->ep;
+    const mk_eval_model_summary *s = a->s;
     fprintf(f, "# Evaluation on split '%s'\n\nSurface distances: %s convention; surface Dice "
                "tolerance %.2f mm.\nHD95 and ASSD are averaged over cases where both masks are "
                "non-empty; the count of the others is given.\n\n",
@@ -198,17 +195,25 @@ static mk_status write_summary(mk_ctx *ctx, const char *run_dir, const mk_eval_s
         fprintf(f, "Every mask keeps only its largest connected component (6-connected).\n\n");
     fprintf(f, "| model | cases | Dice mean ± sd | Dice median | HD95 mm | ASSD mm | surface Dice | "
                "cases with an empty mask |\n|---|---|---|---|---|---|---|---|\n");
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < a->n; i++)
         fprintf(f, "| %s | %d | %.3f ± %.3f | %.3f | %.2f | %.2f | %.3f | %d |\n", s[i].name,
                 s[i].cases, s[i].dice_mean, s[i].dice_std, s[i].dice_median, s[i].hd95_mean,
                 s[i].assd_mean, s[i].sdice_mean, s[i].n_infinite);
     fprintf(f, "\nPer-case values: reports/<model>.csv (spreadsheets), reports/<model>.h5 (h5py), "
                "reports/<model>.json.\n");
-    fclose(f);
+}
+
+static mk_status write_summary(mk_ctx *ctx, const char *run_dir, const mk_eval_stage_params *ep,
+                               const mk_eval_model_summary *s, int n)
+{
+    char path[4200];
+    summary_args a = {ep, s, n};
+    snprintf(path, sizeof path, "%s/reports/summary.json", run_dir);
+    mk_status st = mk_fs_write_atomic_printed(ctx, path, print_summary_json, &a);
+    if (st != MK_OK)
+        return st;
     snprintf(path, sizeof path, "%s/reports/summary.md", run_dir);
-    st = mk_fs_write_atomic(ctx, path, buf, len);
-    free(buf);
-    return st;
+    return mk_fs_write_atomic_printed(ctx, path, print_summary_md, &a);
 }
 
 mk_status mk_stage_evaluate(mk_ctx *ctx, const mk_stage_common *c, const mk_eval_stage_params *ep,

@@ -14,6 +14,12 @@
 #include "core/mk_log.h"
 #include "core/mk_status.h"
 
+static void print_lines(FILE *out, const void *arg)
+{
+    for (int i = 1; i <= 2; i++)
+        fprintf(out, "line %d %s\n", i, (const char *)arg);
+}
+
 static void test_status_strings(void **state)
 {
     (void)state;
@@ -143,9 +149,16 @@ static void test_atomic_commit(void **state)
     assert_string_equal(data, "bye\n");
     free(data);
     assert_false(mk_fs_is_file(tmp));
+    /* the printer variant: what the printer wrote, atomically */
+    assert_int_equal(mk_fs_write_atomic_printed(&ctx, path, print_lines, "ab"), MK_OK);
+    assert_int_equal(mk_fs_read_all(&ctx, path, &data, &n), MK_OK);
+    assert_string_equal(data, "line 1 ab\nline 2 ab\n");
+    free(data);
+    assert_false(mk_fs_is_file(tmp));
     char bad[700];
     snprintf(bad, sizeof bad, "%s/no/such/dir/x.txt", dir);
     assert_int_equal(mk_fs_write_atomic(&ctx, bad, "x", 1), MK_ERR_IO);
+    assert_int_equal(mk_fs_write_atomic_printed(&ctx, bad, print_lines, "ab"), MK_ERR_IO);
     assert_non_null(strstr(mk_ctx_errmsg(&ctx), bad));
     /* reading a missing file names it */
     assert_int_equal(mk_fs_read_all(&ctx, "/nonexistent/zz.toml", &data, &n), MK_ERR_IO);
