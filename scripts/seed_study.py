@@ -28,6 +28,16 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def stages_of(args):
+    """run.stages of the config, after any --set run.stages=[...]"""
+    import tomllib
+    for s in args.set:
+        if s.startswith("run.stages="):
+            return tomllib.loads("v = " + s.split("=", 1)[1])["v"]
+    with open(args.config, "rb") as f:
+        return tomllib.load(f).get("run", {}).get("stages", [])
+
+
 def run_seed(args, seed):
     out = os.path.join(args.root, f"seed-{seed}")
     if os.path.exists(os.path.join(out, "reports", "summary.json")):
@@ -172,8 +182,7 @@ def main():
                'run.stages=["synth"]'] + [x for s in args.set for x in ("--set", s)]
         if os.path.isdir(out):
             cmd.append("--resume")
-        if not args.from_tag and "synth" in open(args.config).read() and \
-                subprocess.run(cmd).returncode != 0:
+        if not args.from_tag and "synth" in stages_of(args) and subprocess.run(cmd).returncode != 0:
             return 1
         failed = 0
         with cf.ThreadPoolExecutor(max_workers=args.jobs) as ex:

@@ -1,10 +1,10 @@
 /* Multi-model HDF5 checkpoints of the training stages (layout in stage_internal.h). */
-#include <hdf5.h>
-#include <hdf5_hl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/mk_fs.h"
+#include "io/mk_hdf5.h"
 #include "stage_internal.h"
 
 uint64_t mk__seed(uint64_t seed, uint64_t stream)
@@ -25,109 +25,69 @@ mk_status mk__run_path(mk_ctx *ctx, const char *run_dir, const char *sub, const 
     return mk_fs_mkdirs(ctx, dir);
 }
 
-/* "a.b.c" -> "<prefix>/a/b/c" */
-static int dset_path(char *buf, size_t n, const char *prefix, const char *name)
+/* "a.b.c" -> "/<prefix>/a/b/c" */
+static void dset_path(char *buf, size_t n, const char *prefix, const char *name)
 {
-    size_t lp = strlen(prefix);
-    if ((size_t)snprintf(buf, n, "%s/%s", prefix, name) >= n)
-        return -1;
-    for (char *p = buf + lp + 1; *p; p++)
+    snprintf(buf, n, "/%s/%s", prefix, name);
+    for (char *p = buf + strlen(prefix) + 2; *p; p++)
         if (*p == '.')
             *p = '/';
-    return 0;
 }
 
-static herr_t attr_double(hid_t obj, const char *name, double v)
+/* checkpoints are rewritten often and read back at once: stored without compression */
+static const mk_h5_write_opts PLAIN = {0, 0, {0}};
+
+static mk_status write_arr(mk_ctx *ctx, mk_h5_file *f, const char *dset, mk_dtype dt, int ndim,
+                           const int64_t *ne, const void *data)
 {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t e = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_DOUBLE, &v);
-    if (a >= 0)
-        H5Aclose(a);
-    H5Sclose(sp);
-    return e;
+    return mk_h5_write_tensor(ctx, f, dset, dt, ndim, ne, data, &PLAIN);
 }
 
-static int attr_read_double(hid_t f, const char *obj, const char *name, double *v)
+/* read a dataset with exactly numel elements into data */
+static mk_status read_arr(mk_ctx *ctx, mk_h5_file *f, const char *path, const char *dset,
+                          mk_dtype dt, int64_t numel, void *data)
 {
-    if (H5Aexists_by_name(f, obj, name, H5P_DEFAULT) <= 0)
-        return -1;
-    hid_t a = H5Aopen_by_name(f, obj, name, H5P_DEFAULT, H5P_DEFAULT);
-    if (a < 0)
-        return -1;
-    herr_t e = H5Aread(a, H5T_NATIVE_DOUBLE, v);
-    H5Aclose(a);
-    return e < 0 ? -1 : 0;
-}
-
-static int write_arr(hid_t f, hid_t lcpl, const char *dset, int ndim, const int64_t *ne,
-                     hid_t ftype, hid_t mtype, const void *data)
-{
-    hsize_t dims[MK_TENSOR_MAX_DIMS];
-    for (int i = 0; i < ndim; i++)
-        dims[i] = (hsize_t)ne[i];
-    hid_t sp = H5Screate_simple(ndim, dims, NULL);
-    hid_t d = sp < 0 ? -1 : H5Dcreate2(f, dset, ftype, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t e = d < 0 ? -1 : H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
-    if (d >= 0)
-        H5Dclose(d);
-    if (sp >= 0)
-        H5Sclose(sp);
-    return e < 0 ? -1 : 0;
-}
-
-/* read dataset with exactly numel elements */
-static mk_status read_arr(mk_ctx *ctx, hid_t f, const char *path, const char *dset, int64_t numel,
-                          hid_t mtype, void *data)
-{
-    if (H5LTpath_valid(f, dset, 1) <= 0)
-        return mk_err(ctx, MK_ERR_FORMAT, "%s: dataset %s: missing", path, dset);
-    hid_t d = H5Dopen2(f, dset, H5P_DEFAULT);
-    if (d < 0)
-        return mk_err(ctx, MK_ERR_FORMAT, "%s: dataset %s: cannot open", path, dset);
-    hid_t sp = H5Dget_space(d);
-    hssize_t n = H5Sget_simple_extent_npoints(sp);
-    mk_status st = MK_OK;
+    int rank = 0;
+    int64_t shape[MK_H5_MAX_RANK];
+    void *buf = NULL;
+    mk_status st = mk_h5_read_tensor(ctx, f, dset, dt, &rank, shape, &buf);
+    if (st != MK_OK)
+        return mk_err_prefix(ctx, "%s: dataset %s", path, dset);
+    int64_t n = 1;
+    for (int i = 0; i < rank; i++)
+        n *= shape[i];
     if (n != numel)
         st = mk_err(ctx, MK_ERR_FORMAT, "%s: dataset %s: expected %lld elements, got %lld", path,
                     dset, (long long)numel, (long long)n);
-    else if (H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-        st = mk_err(ctx, MK_ERR_FORMAT, "%s: dataset %s: cannot read", path, dset);
-    H5Sclose(sp);
-    H5Dclose(d);
+    else
+        memcpy(data, buf, (size_t)n * mk_dtype_size(dt));
+    free(buf);
     return st;
 }
 
-static mk_status save_body(mk_ctx *ctx, hid_t f, const char *path, const char *stage,
-                           long long iteration, const mk__ck_model *m, int nm, const mk__ck_rng *r,
-                           int nr)
+static mk_status save_body(mk_ctx *ctx, mk_h5_file *f, const char *stage, long long iteration,
+                           const mk__ck_model *m, int nm, const mk__ck_rng *r, int nr)
 {
-    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
-    H5Pset_create_intermediate_group(lcpl, 1);
     char dset[512], pre[256];
-    mk_status st = MK_OK;
-    if (H5LTset_attribute_string(f, "/", "format", "medkd-stage-checkpoint") < 0 ||
-        H5LTset_attribute_string(f, "/", "stage", stage) < 0 ||
-        attr_double(f, "iteration", (double)iteration) < 0)
-        st = mk_err(ctx, MK_ERR_IO, "%s: cannot write root attributes", path);
+    double it = (double)iteration;
+    mk_status st = mk_h5_attr_set_str(ctx, f, "/", "format", "medkd-stage-checkpoint");
+    if (st == MK_OK)
+        st = mk_h5_attr_set_str(ctx, f, "/", "stage", stage);
+    if (st == MK_OK)
+        st = mk_h5_attr_set_f64(ctx, f, "/", "iteration", 1, &it);
     for (int k = 0; k < nm && st == MK_OK; k++) {
         int n = mk_nn_params_count(m[k].params);
         snprintf(pre, sizeof pre, "%s/params", m[k].name);
         for (int i = 0; i < n && st == MK_OK; i++) {
             mk_param *p = mk_nn_params_at(m[k].params, i);
-            if (dset_path(dset, sizeof dset, pre, p->name) ||
-                write_arr(f, lcpl, dset, p->value.ndim, p->value.ne, H5T_IEEE_F32LE,
-                          H5T_NATIVE_FLOAT, p->value.data))
-                st = mk_err(ctx, MK_ERR_IO, "%s: cannot write dataset %s", path, dset);
+            dset_path(dset, sizeof dset, pre, p->name);
+            st = write_arr(ctx, f, dset, MK_DT_FLOAT32, p->value.ndim, p->value.ne, p->value.data);
         }
         if (!m[k].opt || st != MK_OK)
             continue;
-        snprintf(pre, sizeof pre, "%s/optim", m[k].name);
-        hid_t g = H5Gcreate2(f, pre, lcpl, H5P_DEFAULT, H5P_DEFAULT);
-        if (g < 0 || attr_double(g, "steps", (double)mk_optim_steps(m[k].opt)) < 0)
-            st = mk_err(ctx, MK_ERR_IO, "%s: cannot write group %s", path, pre);
-        if (g >= 0)
-            H5Gclose(g);
+        double steps = (double)mk_optim_steps(m[k].opt);
+        snprintf(pre, sizeof pre, "/%s/optim", m[k].name);
+        st = mk_h5_attr_set_f64(ctx, f, pre, "steps", 1, &steps);
         for (int i = 0; i < n && st == MK_OK; i++) {
             mk_param *p = mk_nn_params_at(m[k].params, i);
             for (int slot = 0; slot < 2 && st == MK_OK; slot++) {
@@ -135,68 +95,48 @@ static mk_status save_body(mk_ctx *ctx, hid_t f, const char *path, const char *s
                 if (!s)
                     continue;
                 snprintf(pre, sizeof pre, "%s/optim/state%d", m[k].name, slot);
-                if (dset_path(dset, sizeof dset, pre, p->name) ||
-                    write_arr(f, lcpl, dset, p->value.ndim, p->value.ne, H5T_IEEE_F32LE,
-                              H5T_NATIVE_FLOAT, s))
-                    st = mk_err(ctx, MK_ERR_IO, "%s: cannot write dataset %s", path, dset);
+                dset_path(dset, sizeof dset, pre, p->name);
+                st = write_arr(ctx, f, dset, MK_DT_FLOAT32, p->value.ndim, p->value.ne, s);
             }
         }
     }
     for (int k = 0; k < nr && st == MK_OK; k++) {
         int64_t four = 4;
-        snprintf(dset, sizeof dset, "rng/%s", r[k].name);
-        if (write_arr(f, lcpl, dset, 1, &four, H5T_STD_U64LE, H5T_NATIVE_UINT64, r[k].rng->s))
-            st = mk_err(ctx, MK_ERR_IO, "%s: cannot write dataset %s", path, dset);
+        snprintf(dset, sizeof dset, "/rng/%s", r[k].name);
+        st = write_arr(ctx, f, dset, MK_DT_UINT64, 1, &four, r[k].rng->s);
     }
-    H5Pclose(lcpl);
     return st;
 }
 
 mk_status mk__ckpt_save(mk_ctx *ctx, const char *path, const char *stage, long long iteration,
                         const mk__ck_model *m, int nm, const mk__ck_rng *r, int nr)
 {
-    char tmp[4200];
-    mk_status st = mk_fs_tmp_path(ctx, path, tmp, sizeof tmp);
+    mk_h5_file *f = NULL;
+    mk_status st = mk_h5_create(ctx, path, &f);
     if (st != MK_OK)
         return st;
-    H5E_auto2_t fn;
-    void *fd;
-    H5Eget_auto2(H5E_DEFAULT, &fn, &fd);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0) {
-        st = mk_err(ctx, MK_ERR_IO, "%s: cannot create HDF5 file", tmp);
-    } else {
-        st = save_body(ctx, f, path, stage, iteration, m, nm, r, nr);
-        if (H5Fclose(f) < 0 && st == MK_OK)
-            st = mk_err(ctx, MK_ERR_IO, "%s: cannot close HDF5 file", tmp);
-    }
-    H5Eset_auto2(H5E_DEFAULT, fn, fd);
-    if (st != MK_OK) {
-        mk_fs_discard(tmp);
+    if ((st = save_body(ctx, f, stage, iteration, m, nm, r, nr)) != MK_OK) {
+        mk_h5_abort(f);
         return st;
     }
-    return mk_fs_commit(ctx, tmp, path);
+    return mk_h5_close(ctx, f);
 }
 
-static mk_status load_body(mk_ctx *ctx, hid_t f, const char *path, const char *stage,
+static mk_status load_body(mk_ctx *ctx, mk_h5_file *f, const char *path, const char *stage,
                            long long *iteration, const mk__ck_model *m, int nm,
                            const mk__ck_rng *r, int nr)
 {
     char dset[512], pre[256], have[64] = "";
     double it = 0;
-    hsize_t adims[4] = {0};
-    H5T_class_t acls;
-    size_t asz = 0;
-    if (H5Aexists(f, "stage") <= 0 ||
-        H5LTget_attribute_info(f, "/", "stage", adims, &acls, &asz) < 0 || acls != H5T_STRING ||
-        asz >= sizeof have || H5LTget_attribute_string(f, "/", "stage", have) < 0)
+    int got = 0;
+    if (mk_h5_attr_get_str(ctx, f, "/", "stage", have, sizeof have) != MK_OK)
         return mk_err(ctx, MK_ERR_FORMAT, "%s: not a medkd stage checkpoint (no 'stage' "
                       "attribute)", path);
     if (strcmp(have, stage) != 0)
         return mk_err(ctx, MK_ERR_FORMAT, "%s: attribute stage: expected '%s', got '%s'", path,
                       stage, have);
-    if (attr_read_double(f, "/", "iteration", &it) || it < 0 || it > 1e15)
+    if (mk_h5_attr_get_f64(ctx, f, "/", "iteration", 1, &it, &got) != MK_OK || got != 1 ||
+        it < 0 || it > 1e15)
         return mk_err(ctx, MK_ERR_FORMAT, "%s: attribute iteration: missing or out of range",
                       path);
     for (int k = 0; k < nm; k++) {
@@ -205,17 +145,18 @@ static mk_status load_body(mk_ctx *ctx, hid_t f, const char *path, const char *s
         for (int i = 0; i < n; i++) {
             mk_param *p = mk_nn_params_at(m[k].params, i);
             dset_path(dset, sizeof dset, pre, p->name);
-            mk_status st = read_arr(ctx, f, path, dset, mk_tensor_numel(&p->value),
-                                    H5T_NATIVE_FLOAT, p->value.data);
+            mk_status st = read_arr(ctx, f, path, dset, MK_DT_FLOAT32,
+                                    mk_tensor_numel(&p->value), p->value.data);
             if (st != MK_OK)
                 return st;
         }
         if (!m[k].opt)
             continue;
         double steps = 0;
-        snprintf(pre, sizeof pre, "%s/optim", m[k].name);
-        if (attr_read_double(f, pre, "steps", &steps) || steps < 0 || steps > 1e15)
-            return mk_err(ctx, MK_ERR_FORMAT, "%s: /%s: attribute steps missing or out of range",
+        snprintf(pre, sizeof pre, "/%s/optim", m[k].name);
+        if (mk_h5_attr_get_f64(ctx, f, pre, "steps", 1, &steps, &got) != MK_OK || got != 1 ||
+            steps < 0 || steps > 1e15)
+            return mk_err(ctx, MK_ERR_FORMAT, "%s: %s: attribute steps missing or out of range",
                           path, pre);
         for (int i = 0; i < n; i++) {
             mk_param *p = mk_nn_params_at(m[k].params, i);
@@ -225,8 +166,8 @@ static mk_status load_body(mk_ctx *ctx, hid_t f, const char *path, const char *s
                     continue;
                 snprintf(pre, sizeof pre, "%s/optim/state%d", m[k].name, slot);
                 dset_path(dset, sizeof dset, pre, p->name);
-                mk_status st = read_arr(ctx, f, path, dset, mk_tensor_numel(&p->value),
-                                        H5T_NATIVE_FLOAT, s);
+                mk_status st = read_arr(ctx, f, path, dset, MK_DT_FLOAT32,
+                                        mk_tensor_numel(&p->value), s);
                 if (st != MK_OK)
                     return st;
             }
@@ -234,8 +175,8 @@ static mk_status load_body(mk_ctx *ctx, hid_t f, const char *path, const char *s
         mk_optim_set_steps(m[k].opt, (long long)steps);
     }
     for (int k = 0; k < nr; k++) {
-        snprintf(dset, sizeof dset, "rng/%s", r[k].name);
-        mk_status st = read_arr(ctx, f, path, dset, 4, H5T_NATIVE_UINT64, r[k].rng->s);
+        snprintf(dset, sizeof dset, "/rng/%s", r[k].name);
+        mk_status st = read_arr(ctx, f, path, dset, MK_DT_UINT64, 4, r[k].rng->s);
         if (st != MK_OK)
             return st;
     }
@@ -249,18 +190,11 @@ mk_status mk__ckpt_load(mk_ctx *ctx, const char *path, const char *stage, long l
 {
     if (!mk_fs_is_file(path))
         return mk_err(ctx, MK_ERR_IO, "%s: no such file", path);
-    H5E_auto2_t fn;
-    void *fd;
-    H5Eget_auto2(H5E_DEFAULT, &fn, &fd);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    mk_status st;
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) {
-        st = mk_err(ctx, MK_ERR_FORMAT, "%s: not an HDF5 file (or unreadable)", path);
-    } else {
-        st = load_body(ctx, f, path, stage, iteration, m, nm, r, nr);
-        H5Fclose(f);
-    }
-    H5Eset_auto2(H5E_DEFAULT, fn, fd);
+    mk_h5_file *f = NULL;
+    mk_status st = mk_h5_open(ctx, path, &f);
+    if (st != MK_OK)
+        return st;
+    st = load_body(ctx, f, path, stage, iteration, m, nm, r, nr);
+    mk_h5_close(ctx, f);
     return st;
 }
