@@ -30,6 +30,8 @@ static const mk_cfg_key DATA_KEYS[] = {
      "MRI intensity normalisation per volume"},
     {"slice_axis", MK_CFG_STRING, "\"k\"", NR, "i|j|k", 0,
      "voxel axis across which 2D slices are taken for training"},
+    {"empty_ratio", MK_CFG_FLOAT, "1.0", 0, 1e4, NULL, 0,
+     "training slices without the structure kept per slice with it (labelled CT and MRI)"},
     {"ct_train_cases", MK_CFG_INT, "0", 0, 1e6, NULL, 0,
      "> 0: train on the first N CT cases of the train split only (label-scarce runs); 0: all"},
     {"patch", MK_CFG_INT_LIST, "[48, 48]", 8, 4096, NULL, 0, "training patch size in voxels"},
@@ -87,6 +89,8 @@ static const mk_cfg_key CMEDL_KEYS[] = {
     {"hint_to_teacher", MK_CFG_BOOL, "false", NR, NULL, 0, "let the hint loss update the teacher too"},
     {"seg_to_i2i", MK_CFG_BOOL, "true", NR, NULL, 0,
      "let the teacher's loss on pseudo-MRI update the translator"},
+    {"w_seg_i2i", MK_CFG_FLOAT, "1.0", 0, 1e6, NULL, 0,
+     "with seg_to_i2i: factor on the gradient the loss on pseudo-MRI sends into the translator"},
     {"teacher_init", MK_CFG_STRING, "\"own\"", NR, "own|student", 0,
      "teacher's initial weights: its own random draw, or a copy of the student's"},
     {"hint_rampup", MK_CFG_INT, "0", 0, 1e9, NULL, 0,
@@ -97,6 +101,9 @@ static const mk_cfg_key CMEDL_KEYS[] = {
      "> 0: save the moving average of the student's weights with this decay (CMEDL and baseline alike)"},
     {"teacher_mri_labels", MK_CFG_BOOL, "true", NR, NULL, 0,
      "the teacher also learns on real MRI with its masks (when every MRI train row has one)"},
+    {"teacher_learns_pmri", MK_CFG_BOOL, "true", NR, NULL, 0,
+     "the teacher's loss on pseudo-MRI (CT masks) trains the teacher; false: only the translator, "
+     "through a frozen copy of a teacher that learns on real MRI alone (tumour-aware translation)"},
     {"hint_pseudo_ct", MK_CFG_BOOL, "false", NR, NULL, 0,
      "extension: also tie the student's features on pseudo-CT F(MRI) to the teacher's on that MRI"},
     {"w_seg_pseudo_ct", MK_CFG_FLOAT, "0.0", 0, 1e6, NULL, 0,
@@ -116,10 +123,16 @@ static const mk_cfg_key EVALUATE_KEYS[] = {
     {"convention", MK_CFG_STRING, "\"deepmind\"", NR, "deepmind|medpy", 0,
      "surface-distance convention (see docs/metrics.md)"},
     {"write_masks", MK_CFG_BOOL, "true", NR, NULL, 0, "write predicted masks as NIfTI"},
+    {"window_blend", MK_CFG_STRING, "\"gaussian\"", NR, "gaussian|uniform", 0,
+     "sliding-window inference: overlapping windows blended with Gaussian weights (sigma = patch/8, "
+     "as nnU-Net) or a plain mean"},
     {"largest_component", MK_CFG_BOOL, "false", NR, NULL, 0,
      "keep only the largest 6-connected component of each predicted mask (every model alike)"},
     {"teacher_on_pmri", MK_CFG_BOOL, "false", NR, NULL, 0,
      "also report the CMEDL teacher segmenting pseudo-MRI made from each CT (pmri_teacher)"},
+    {"write_pmri", MK_CFG_BOOL, "false", NR, NULL, 0,
+     "with teacher_on_pmri: also write each CT's pseudo-MRI (the CMEDL generator's output, "
+     "float32 in [-1, 1], the CT's geometry) as pmri/<case>.nii.gz"},
 };
 
 const mk_cfg_section MK_CFG_SCHEMA[] = {

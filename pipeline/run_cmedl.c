@@ -42,6 +42,7 @@ mk_status mk_run_train_params(mk_run_env *env, mk_stage_common *c, mk_translate_
     d->patch[1] = (int)mk_cfg_list_num(cfg, "data.patch", 1);
     d->label = (int)mk_cfg_int(cfg, "data.label");
     d->ct_train_cases = (int)mk_cfg_int(cfg, "data.ct_train_cases");
+    d->empty_ratio = mk_cfg_float(cfg, "data.empty_ratio");
     c->unet.base = (int)mk_cfg_int(cfg, "model.width");
     c->unet.levels = (int)mk_cfg_int(cfg, "model.depth");
     c->unet.classes = (int)mk_cfg_int(cfg, "model.classes");
@@ -91,6 +92,8 @@ mk_status mk_run_train_params(mk_run_env *env, mk_stage_common *c, mk_translate_
         cp->hint_rampup = (int)mk_cfg_int(cfg, "cmedl.hint_rampup");
         cp->hint_pseudo_ct = mk_cfg_bool(cfg, "cmedl.hint_pseudo_ct");
         cp->teacher_mri_labels = mk_cfg_bool(cfg, "cmedl.teacher_mri_labels");
+        cp->teacher_learns_pmri = mk_cfg_bool(cfg, "cmedl.teacher_learns_pmri");
+        cp->w_seg_i2i = (float)mk_cfg_float(cfg, "cmedl.w_seg_i2i");
         cp->ema = (float)mk_cfg_float(cfg, "cmedl.ema");
         cp->hint_teacher_correct = !strcmp(mk_cfg_str(cfg, "cmedl.hint_where"), "teacher_correct");
         cp->w_seg_pseudo_ct = (float)mk_cfg_float(cfg, "cmedl.w_seg_pseudo_ct");

@@ -32,6 +32,7 @@ mk_status mk_run_evaluate(mk_run_env *env)
     mk_status st = mk_run_train_params(env, &c, NULL, NULL);
     if (st != MK_OK)
         return st;
+    c.data.blend_uniform = !strcmp(mk_cfg_str(cfg, "evaluate.window_blend"), "uniform");
     mk_eval_stage_params ep = {0};
     ep.split = mk_cfg_str(cfg, "evaluate.split");
     ep.tolerance_mm = mk_cfg_float(cfg, "evaluate.tolerance_mm");
@@ -41,6 +42,7 @@ mk_status mk_run_evaluate(mk_run_env *env)
     ep.write_masks = mk_cfg_bool(cfg, "evaluate.write_masks");
     int gen_width = (int)mk_cfg_int(cfg, "translate.gen_width");
     ep.largest_component = mk_cfg_bool(cfg, "evaluate.largest_component");
+    ep.write_pmri = mk_cfg_bool(cfg, "evaluate.write_pmri");
     ep.version = MK_VERSION;
     ep.command_line = "pipeline run";
 

@@ -101,7 +101,8 @@ static mk_status eval_model(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
                         "mask for case '%s'", m->source, row->line, row->id);
             break;
         }
-        mk_image *ct = NULL, *ref = NULL, *mask = NULL;
+        mk_image *ct = NULL, *ref = NULL, *mask = NULL, *pmri = NULL;
+        int want_pmri = ep->write_pmri && model->translator_h5;
         if ((st = mk_io_read_image(ctx, row->image_path, &ct)) != MK_OK ||
             (st = mk_io_read_image(ctx, row->label_path, &ref)) != MK_OK)
             goto next;
@@ -112,8 +113,16 @@ static mk_status eval_model(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
         }
         if ((st = mk_stage_predict_volume_via(ctx, model->model_h5, &c->unet,
                                               model->translator_h5, model->gen_width, ct, dp,
-                                              c->threads, &mask)) != MK_OK)
+                                              c->threads, &mask, want_pmri ? &pmri : NULL)) != MK_OK)
             goto next;
+        if (want_pmri) {
+            char pdir[4200], ppath[4400];
+            snprintf(pdir, sizeof pdir, "%s/pmri", c->run_dir);
+            snprintf(ppath, sizeof ppath, "%s/%s.nii.gz", pdir, row->id);
+            if ((st = mk_fs_mkdirs(ctx, pdir)) != MK_OK ||
+                (st = mk_io_write_image(ctx, ppath, pmri)) != MK_OK)
+                goto next;
+        }
         if (ep->largest_component &&
             (st = mk_stage_keep_largest_component(ctx, mask, dp->label, NULL)) != MK_OK)
             goto next;
@@ -143,6 +152,7 @@ static mk_status eval_model(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
         mk_image_free(ct);
         mk_image_free(ref);
         mk_image_free(mask);
+        mk_image_free(pmri);
         if (ctx->cancel && st == MK_OK)
             st = mk_err(ctx, MK_ERR_ABORTED, "interrupted");
     }
@@ -151,6 +161,7 @@ static mk_status eval_model(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
 
 typedef struct summary_args {
     const mk_eval_stage_params *ep;
+    int blend_uniform;
     const mk_eval_model_summary *s;
     int n;
 } summary_args;
@@ -161,9 +172,9 @@ static void print_summary_json(FILE *f, const void *arg)
     const mk_eval_stage_params *ep = a->ep;
     const mk_eval_model_summary *s = a->s;
     fprintf(f, "{\"split\": \"%s\", \"convention\": \"%s\", \"tolerance_mm\": %.17g, "
-               "\"largest_component\": %s, \"models\": [",
+               "\"window_blend\": \"%s\", \"largest_component\": %s, \"models\": [",
             ep->split, mk_metric_conv_name(ep->convention), ep->tolerance_mm,
-            ep->largest_component ? "true" : "false");
+            a->blend_uniform ? "uniform" : "gaussian", ep->largest_component ? "true" : "false");
     for (int i = 0; i < a->n; i++) {
         fprintf(f,
                 "%s\n  {\"name\": \"%s\", \"cases\": %d, \"dice_mean\": %.6f, \"dice_std\": %.6f, "
@@ -191,6 +202,8 @@ static void print_summary_md(FILE *f, const void *arg)
                "tolerance %.2f mm.\nHD95 and ASSD are averaged over cases where both masks are "
                "non-empty; the count of the others is given.\n\n",
             ep->split, mk_metric_conv_name(ep->convention), ep->tolerance_mm);
+    fprintf(f, "Overlapping inference windows are blended with %s.\n\n",
+            a->blend_uniform ? "equal weights" : "Gaussian weights (sigma = patch / 8)");
     if (ep->largest_component)
         fprintf(f, "Every mask keeps only its largest connected component (6-connected).\n\n");
     fprintf(f, "| model | cases | Dice mean ± sd | Dice median | HD95 mm | ASSD mm | surface Dice | "
@@ -204,10 +217,10 @@ static void print_summary_md(FILE *f, const void *arg)
 }
 
 static mk_status write_summary(mk_ctx *ctx, const char *run_dir, const mk_eval_stage_params *ep,
-                               const mk_eval_model_summary *s, int n)
+                               int blend_uniform, const mk_eval_model_summary *s, int n)
 {
     char path[4200];
-    summary_args a = {ep, s, n};
+    summary_args a = {ep, blend_uniform, s, n};
     snprintf(path, sizeof path, "%s/reports/summary.json", run_dir);
     mk_status st = mk_fs_write_atomic_printed(ctx, path, print_summary_json, &a);
     if (st != MK_OK)
@@ -276,7 +289,7 @@ mk_status mk_stage_evaluate(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
         mk_eval_report_clear(&rep);
     }
     if (st == MK_OK)
-        st = write_summary(ctx, c->run_dir, ep, sum, n);
+        st = write_summary(ctx, c->run_dir, ep, c->data.blend_uniform, sum, n);
     if (st == MK_OK && summaries)
         memcpy(summaries, sum, sizeof *sum * (size_t)n);
     free(sum);

@@ -33,6 +33,7 @@ typedef struct mk_eval_stage_params {
     mk_metric_conv convention;
     int write_masks;            /* 0: metrics only */
     int largest_component;      /* 1: keep the largest connected component of each mask */
+    int write_pmri;             /* 1: models with a translator also write pmri/<case>.nii.gz */
     const char *version;        /* provenance for the reports */
     const char *command_line;
 } mk_eval_stage_params;

@@ -55,6 +55,9 @@ typedef struct mk_data_params {
     double empty_ratio;       /* empty body slices kept per structure slice (default 1) */
     int ct_train_cases;       /* > 0: only the first N CT rows of split train (label-scarce runs;
                                  the translator, teacher and student alike); 0: all */
+    int blend_uniform;        /* sliding-window inference: 1 = plain mean of overlapping windows;
+                                 0 (default) = Gaussian importance weights, sigma = patch / 8, so
+                                 a pixel is decided by the windows it is central in (nnU-Net) */
 } mk_data_params;
 
 void mk_data_defaults(mk_data_params *p);
@@ -143,6 +146,13 @@ typedef struct mk_cmedl_params {
                   average of its weights and BN statistics with this decay (Polyak averaging) */
     int teacher_mri_labels; /* 1: the teacher also learns on real MRI with its masks (when every
                                MRI train row has one); 0: on pseudo-MRI only */
+    int teacher_learns_pmri; /* 1: the teacher's loss on pseudo-MRI G(x_ct) with the CT mask
+                                trains the teacher (and G when seg_to_i2i); 0: it trains G only,
+                                through a frozen copy of the teacher, which itself learns on real
+                                MRI alone - the tumour-aware translation: G must render the
+                                tumour the way an MRI-trained network recognises it */
+    float w_seg_i2i;         /* with seg_to_i2i: factor on the gradient that the loss on pseudo-MRI
+                                sends into the translator (1: as the loss itself) */
 } mk_cmedl_params;
 
 void mk_cmedl_defaults(mk_cmedl_params *p);
@@ -182,7 +192,8 @@ mk_status mk_stage_baseline(mk_ctx *ctx, const mk_stage_common *c, const mk_cmed
 
 /* Load a student (mk_model_save file, e.g. models/cmedl_student.h5) and segment a CT volume slice
  * by slice across p->slice_axis, normalised like training, with a sliding window of p->patch
- * (stride half a patch, softmax averaged) when a slice exceeds the patch. *mask_out: uint8 mask
+ * (stride half a patch, softmax blended with Gaussian weights, or averaged with
+ * p->blend_uniform) when a slice exceeds the patch. *mask_out: uint8 mask
  * with the CT's geometry (mk_image_new_like): p->label where class 1 wins (class c > 1 -> c).
  * Caller owns *mask_out. */
 mk_status mk_stage_predict_volume(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *cfg,
@@ -191,11 +202,13 @@ mk_status mk_stage_predict_volume(mk_ctx *ctx, const char *model_h5, const mk_un
 /* The same with the CT -> pseudo-MRI generator G of a translator file (models/translator.h5 or
  * models/cmedl_translator.h5, generator width gen_width) applied to each window first: the
  * teacher segmenting pseudo-MRI ("segment pMRI directly" of the CMEDL paper). translator_h5 NULL:
- * as mk_stage_predict_volume. */
+ * as mk_stage_predict_volume. via_out (may be NULL; only with a translator): the pseudo-MRI
+ * itself, float32 in the network's [-1, 1] range with the CT's geometry, overlapping windows
+ * averaged; caller owns it. */
 mk_status mk_stage_predict_volume_via(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *cfg,
                                       const char *translator_h5, int gen_width,
                                       const mk_image *ct, const mk_data_params *p, int threads,
-                                      mk_image **mask_out);
+                                      mk_image **mask_out, mk_image **via_out);
 
 /* Keep only the largest 6-connected component of `label` in a uint8 mask (ties: the component
  * met first in voxel order); other voxels of `label` become 0. *removed (may be NULL) gets the

@@ -1,4 +1,6 @@
 /* Inference with a trained student: slice-wise sliding-window segmentation of a CT volume. */
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,19 +25,35 @@ static int window_starts(int64_t d, int p, int64_t *out, int max)
     return n;
 }
 
+void mk__window_weights(int pw, int ph, int uniform, float *w)
+{
+    /* nnU-Net's importance map: a Gaussian centred on the window, sigma = size / 8 per axis,
+     * scaled to a maximum of 1 (its corners keep about 2e-7, never 0) */
+    double sx = pw / 8.0, sy = ph / 8.0, cx = (pw - 1) / 2.0, cy = (ph - 1) / 2.0;
+    double top = uniform ? 1.0 : exp(-0.5 * (pw % 2 ? 0.0 : 0.25 / (sx * sx)) -
+                                     0.5 * (ph % 2 ? 0.0 : 0.25 / (sy * sy)));
+    for (int y = 0; y < ph; y++)
+        for (int x = 0; x < pw; x++) {
+            double dx = (x - cx) / sx, dy = (y - cy) / sy;
+            w[y * pw + x] = uniform ? 1.0f : (float)(exp(-0.5 * (dx * dx + dy * dy)) / top);
+        }
+}
+
 mk_status mk_stage_predict_volume(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *cfg,
                                   const mk_image *ct, const mk_data_params *p, int threads,
                                   mk_image **mask_out)
 {
-    return mk_stage_predict_volume_via(ctx, model_h5, cfg, NULL, 0, ct, p, threads, mask_out);
+    return mk_stage_predict_volume_via(ctx, model_h5, cfg, NULL, 0, ct, p, threads, mask_out, NULL);
 }
 
 mk_status mk_stage_predict_volume_via(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *cfg,
                                       const char *translator_h5, int gen_width,
                                       const mk_image *ct, const mk_data_params *p, int threads,
-                                      mk_image **mask_out)
+                                      mk_image **mask_out, mk_image **via_out)
 {
     *mask_out = NULL;
+    if (via_out)
+        *via_out = NULL;
     if (cfg->dim != 2 || cfg->in_ch != 1 || cfg->classes < 2)
         return mk_err(ctx, MK_ERR_INVALID, "predict: expected a 2D U-Net with 1 input channel and "
                       ">= 2 classes");
@@ -74,14 +92,23 @@ mk_status mk_stage_predict_volume_via(mk_ctx *ctx, const char *model_h5, const m
     int nu = window_starts(du, pw, us, 1024), nvw = window_starts(dv, ph, vs, 1024);
     int nwin = nu * nvw;
     float *vol = malloc((size_t)nv * sizeof *vol);
+    float *wmap = malloc((size_t)pw * (size_t)ph * sizeof *wmap);
     float *prob = malloc((size_t)(du * dv * C) * sizeof *prob);
     float *cnt = malloc((size_t)(du * dv) * sizeof *cnt);
     mk_tensor x = {0};
     int64_t xne[4] = {nwin, 1, ph, pw};
     mk_nn_graph *g = mk_nn_graph_new(threads > 0 ? threads : 1, 0);
-    mk_image *mask = NULL;
-    if (!vol || !prob || !cnt || !g || mk_tensor_new(&x, 4, xne) != 0)
+    mk_image *mask = NULL, *via = NULL;
+    float *vsum = NULL;
+    if (gen && via_out && (!(vsum = malloc((size_t)(du * dv) * sizeof *vsum)) ||
+                           mk_image_new_like(ctx, ct, MK_DT_FLOAT32, &via) != MK_OK))
+        st = mk_err(ctx, MK_ERR_NOMEM, "predict: out of memory (pseudo-MRI volume)");
+    if (st != MK_OK)
+        ;
+    else if (!vol || !wmap || !prob || !cnt || !g || mk_tensor_new(&x, 4, xne) != 0)
         st = mk_err(ctx, MK_ERR_NOMEM, "predict: out of memory");
+    else
+        mk__window_weights(pw, ph, p->blend_uniform, wmap);
     if (st == MK_OK)
         st = mk_data_normalise(ctx, p, ct, 1, vol);
     if (st == MK_OK)
@@ -97,6 +124,8 @@ mk_status mk_stage_predict_volume_via(mk_ctx *ctx, const char *model_h5, const m
         mk_var *in = mk_nn_input(g, &x, 0);
         if (gen)
             in = mk_translator_forward(gen, g, in);
+        if (vsum && in && !mk_nn_graph_oom(g))
+            memset(vsum, 0, (size_t)(du * dv) * sizeof *vsum);
         mk_var *pr = mk_nn_softmax(g, mk_unet_forward(net, g, in));
         if (!pr || mk_nn_graph_oom(g)) {
             st = mk_err(ctx, MK_ERR_NOMEM, "predict: out of memory in the forward pass");
@@ -113,9 +142,13 @@ mk_status mk_stage_predict_volume_via(mk_ctx *ctx, const char *model_h5, const m
                         if (uu < 0 || uu >= du || vv < 0 || vv >= dv)
                             continue;
                         int64_t q = vv * du + uu;
-                        cnt[q] += 1;
+                        float wt = wmap[y * pw + xx];
+                        cnt[q] += wt;
+                        if (vsum)
+                            vsum[q] +=
+                                wt * in->t.data[(int64_t)(a * nvw + b) * pw * ph + y * pw + xx];
                         for (int c = 0; c < C; c++)
-                            prob[q * C + c] += o[(int64_t)c * pw * ph + y * pw + xx];
+                            prob[q * C + c] += wt * o[(int64_t)c * pw * ph + y * pw + xx];
                     }
             }
         for (int64_t vv = 0; vv < dv; vv++)
@@ -130,9 +163,13 @@ mk_status mk_stage_predict_volume_via(mk_ctx *ctx, const char *model_h5, const m
                 cidx[v] = vv;
                 int64_t idx = cidx[0] + dim[0] * (cidx[1] + dim[1] * cidx[2]);
                 mdat[idx] = (uint8_t)(best == 0 ? 0 : best == 1 ? p->label : best);
+                if (vsum)
+                    ((float *)via->data)[idx] = cnt[q] > 0 ? vsum[q] / cnt[q] : 0.0f;
             }
     }
     free(vol);
+    free(wmap);
+    free(vsum);
     free(prob);
     free(cnt);
     mk_tensor_free(&x);
@@ -141,8 +178,14 @@ mk_status mk_stage_predict_volume_via(mk_ctx *ctx, const char *model_h5, const m
     mk_translator_free(gen);
     if (st != MK_OK) {
         mk_image_free(mask);
+        mk_image_free(via);
         return st;
     }
     *mask_out = mask;
+    if (via_out) {
+        if (via)
+            snprintf(via->descrip, sizeof via->descrip, "medkd pseudo-MRI (generator G output)");
+        *via_out = via;
+    }
     return MK_OK;
 }

@@ -42,6 +42,11 @@ mk_status mk__ckpt_load(mk_ctx *ctx, const char *path, const char *stage, long l
 mk_status mk__run_path(mk_ctx *ctx, const char *run_dir, const char *sub, const char *name,
                        char *buf, size_t n);
 
+/* Blending weights of one pw x ph inference window, row-major: 1 everywhere (uniform), or
+ * exp(-d^2 / 2) with d the distance from the window's centre in units of size / 8 per axis,
+ * scaled so that the central pixel(s) weigh 1. */
+void mk__window_weights(int pw, int ph, int uniform, float *w);
+
 /* splitmix64 of seed and a stream number: independent seeds for each network and data stream */
 uint64_t mk__seed(uint64_t seed, uint64_t stream);
 

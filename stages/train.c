@@ -62,6 +62,8 @@ void mk_cmedl_defaults(mk_cmedl_params *p)
     p->ema = 0;
     p->hint_teacher_correct = 0;
     p->w_seg_pseudo_ct = 0;
+    p->teacher_learns_pmri = 1;
+    p->w_seg_i2i = 1.0f;
 }
 
 /* Weight of the hint loss at iteration it: lambda * exp(-5 (1 - it/R)^2) during a ramp-up of R
@@ -138,6 +140,7 @@ typedef struct trainer {
     mk_translator *tr[4];
     mk_unet *un[2];            /* teacher, student */
     mk_unet *ema;              /* moving average of the student (cp.ema > 0), or NULL */
+    mk_unet *judge;            /* frozen copy of the teacher for pseudo-MRI (teacher_learns_pmri 0) */
     mk_nn_params *params[NET_COUNT];
     mk_optim *opt[NET_COUNT];
     mk_rng rng_ct, rng_mr;
@@ -173,6 +176,7 @@ static void trainer_free(trainer *t)
     mk_unet_free(t->un[0]);
     mk_unet_free(t->un[1]);
     mk_unet_free(t->ema);
+    mk_unet_free(t->judge);
     mk_nn_graph_free(t->g);
     mk_slices_free(&t->ct);
     mk_slices_free(&t->mr);
@@ -223,6 +227,16 @@ static mk_status trainer_init(trainer *t)
         free(t->mr.lab);
         t->mr.lab = NULL;
     }
+    if (t->mode == TR_CMEDL && !t->cp.teacher_learns_pmri) {
+        if (!t->mr.lab)
+            return mk_err(ctx, MK_ERR_CONFIG, "cmedl.teacher_learns_pmri = false: the teacher "
+                          "then learns on real MRI only, which needs teacher_mri_labels = true "
+                          "and a mask for every MRI training row");
+        if (!t->cp.seg_to_i2i || t->cp.hint_to_teacher)
+            return mk_err(ctx, MK_ERR_CONFIG, "cmedl.teacher_learns_pmri = false needs "
+                          "seg_to_i2i = true (the loss on pseudo-MRI then trains only the "
+                          "translator) and hint_to_teacher = false");
+    }
     MK_LOG_I(ctx, "%s: %lld CT slices (%lld with the structure) from %d volumes%s", stage,
              (long long)t->ct.n, (long long)t->ct.n_fg, t->ct.volumes, "");
     if (t->mode != TR_BASELINE)
@@ -239,6 +253,9 @@ static mk_status trainer_init(trainer *t)
             st = mk_unet_new(ctx, &c->unet,
                              mk__seed(s, k == 0 && t->cp.teacher_init_student ? 21 : 20 + k),
                              &t->un[k]);
+    if (st == MK_OK && t->mode == TR_CMEDL && !t->cp.teacher_learns_pmri &&
+        (st = mk_unet_new(ctx, &c->unet, mk__seed(s, 20), &t->judge)) == MK_OK)
+        mk_nn_params_set_frozen(mk_unet_params(t->judge), "", 1);
     if (st == MK_OK && t->mode != TR_TRANSLATE && t->cp.ema > 0 &&
         (st = mk_unet_new(ctx, &c->unet, mk__seed(s, 21), &t->ema)) == MK_OK)
         st = mk_nn_params_copy(ctx, mk_unet_params(t->ema), mk_unet_params(t->un[1]));
@@ -407,7 +424,18 @@ static mk_status train_step(trainer *t, double *l)
                                                                     t->mr.lab));
         if (t->mode == TR_CMEDL) {
             mk_var *tin = cp->seg_to_i2i ? fake_m : mk_nn_input(g, &t->fake_m, 0);
-            mk_var *tl = mk_unet_forward(t->un[0], g, tin);
+            if (cp->seg_to_i2i && cp->w_seg_i2i != 1.0f) /* identity; gradient x w_seg_i2i */
+                tin = mk_nn_grad_reverse(g, tin, -cp->w_seg_i2i);
+            mk_unet *tnet = t->un[0];
+            if (t->judge) {
+                /* the teacher's current weights, frozen: its loss on pseudo-MRI reaches only G */
+                mk_status cs = mk_nn_params_copy(t->ctx, mk_unet_params(t->judge),
+                                                 mk_unet_params(t->un[0]));
+                if (cs != MK_OK)
+                    return cs;
+                tnet = t->judge;
+            }
+            mk_var *tl = mk_unet_forward(tnet, g, tin);
             tlog = tl;
             for (int k = 0; k < cp->n_hint; k++)
                 tf[k] = mk_nn_find(g, t->hint[k]);

@@ -27,6 +27,7 @@ ema = 0.9
 [evaluate]
 largest_component = true
 teacher_on_pmri = true
+write_pmri = true
 TOML
 }
 mk_cfg straight
@@ -68,7 +69,17 @@ for r in cmedl pmri_teacher; do
         fails=$((fails + 1))
     fi
 done
+# the pseudo-MRI volumes written by evaluate agree voxel for voxel
+for f in straight/pmri/*.nii.gz; do
+    if ! cmp -s <(gzip -dc "$f") <(gzip -dc "killed/pmri/$(basename "$f")"); then
+        echo "FAIL: $f differs from the resumed run's (or is missing)"
+        fails=$((fails + 1))
+        break
+    fi
+done
+ls straight/pmri/*.nii.gz >/dev/null 2>&1 || { echo "FAIL: no pmri/*.nii.gz written"; fails=$((fails + 1)); }
+grep -q '"window_blend": "gaussian"' killed/reports/summary.json || { echo "FAIL: summary.json does not record the window blending"; fails=$((fails + 1)); }
 grep -q '"largest_component": true' killed/reports/summary.json || { echo "FAIL: summary.json does not record the post-processing"; fails=$((fails + 1)); }
 grep -q "already complete\|resum" killed/log.txt || { echo "FAIL: log.txt does not mention the resume"; fails=$((fails + 1)); }
-echo "$((6 - fails)) passed, $fails failed"
+echo "$((9 - fails)) passed, $fails failed"
 [ "$fails" -eq 0 ]

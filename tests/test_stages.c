@@ -373,7 +373,183 @@ static void test_cmedl_tiny_run(void **state)
                                                  &mask), MK_OK);
     assert_null(mask);
     assert_non_null(strstr(mk_ctx_errmsg(&ctx), "/nonexistent.h5"));
+
+    /* the teacher on pseudo-MRI, with the pseudo-MRI itself returned: float32 on the CT's grid,
+     * in G's tanh range; with one window per slice (patch = slice) it is G applied to the
+     * normalised slice, which is computed here directly for one slice */
+    char tpath[700], gpath[700];
+    snprintf(tpath, sizeof tpath, "%s/models/cmedl_teacher.h5", rd);
+    snprintf(gpath, sizeof gpath, "%s/models/cmedl_translator.h5", rd);
+    mk_image *pm = NULL;
+    assert_int_equal(mk_stage_predict_volume_via(&ctx, tpath, &c.unet, gpath, tp.gen_width, ct,
+                                                 &c.data, 1, &mask, &pm), MK_OK);
+    assert_non_null(pm);
+    assert_int_equal(pm->dtype, MK_DT_FLOAT32);
+    assert_true(mk_geom_same_grid(pm, ct, 1e-9));
+    for (int64_t i = 0; i < mk_image_nvox(pm); i++)
+        assert_true(fabsf(((float *)pm->data)[i]) <= 1.0f);
+    mk_image_free(pm);
+    mk_image_free(mask);
+    pm = mask = NULL;
+    mk_data_params whole = c.data;
+    whole.patch[0] = (int)ct->dim[0];
+    whole.patch[1] = (int)ct->dim[1];
+    assert_int_equal(mk_stage_predict_volume_via(&ctx, tpath, &c.unet, gpath, tp.gen_width, ct,
+                                                 &whole, 1, &mask, &pm), MK_OK);
+    mk_translator *gen = NULL;
+    assert_int_equal(mk_translator_new(&ctx, MK_TRANSLATOR_GEN, tp.gen_width, 0, &gen), MK_OK);
+    mk__ck_model gm = {"G", mk_translator_params(gen), NULL};
+    assert_int_equal(mk__ckpt_load(&ctx, gpath, "translator", NULL, &gm, 1, NULL, 0), MK_OK);
+    int64_t W = ct->dim[0], H = ct->dim[1], ks = ct->dim[2] / 2;
+    float *vol = malloc((size_t)mk_image_nvox(ct) * sizeof *vol);
+    assert_non_null(vol);
+    assert_int_equal(mk_data_normalise(&ctx, &c.data, ct, 1, vol), MK_OK);
+    mk_tensor x = {0};
+    int64_t xne[4] = {1, 1, H, W};
+    assert_int_equal(mk_tensor_new(&x, 4, xne), 0);
+    memcpy(x.data, vol + ks * W * H, (size_t)(W * H) * sizeof(float));
+    mk_nn_graph *g = mk_nn_graph_new(1, 0);
+    mk_nn_graph_begin(g, 0);
+    mk_nn_graph_set_no_grad(g, 1);
+    mk_var *y = mk_translator_forward(gen, g, mk_nn_input(g, &x, 0));
+    assert_non_null(y);
+    double worst = 0;
+    for (int64_t q = 0; q < W * H; q++)
+        worst = fmax(worst, fabs((double)y->t.data[q] - ((float *)pm->data)[ks * W * H + q]));
+    print_message("pseudo-MRI vs G on slice %lld: max |diff| %.3g\n", (long long)ks, worst);
+    assert_true(worst < 1e-6);
+    mk_nn_graph_free(g);
+    mk_tensor_free(&x);
+    free(vol);
+    mk_translator_free(gen);
+    mk_image_free(pm);
+    mk_image_free(mask);
     mk_image_free(ct);
+}
+
+/* Sliding-window blending weights against hand values: an 8 x 4 window has sigma 1 and 0.5,
+ * centre (3.5, 1.5); weights are exp(-((x-3.5)^2 + 4 (y-1.5)^2) / 2) over the central value
+ * exp(-0.625). */
+static void test_window_weights(void **state)
+{
+    (void)state;
+    float w[32];
+    mk__window_weights(8, 4, 0, w);
+    assert_float_equal(w[1 * 8 + 3], 1.0f, 1e-7);
+    assert_float_equal(w[2 * 8 + 4], 1.0f, 1e-7);
+    assert_float_equal(w[0], (float)exp(-10.0), 1e-10);
+    assert_float_equal(w[3 * 8 + 7], (float)exp(-10.0), 1e-10);
+    assert_float_equal(w[0 * 8 + 3], (float)exp(-4.0), 1e-8);
+    assert_float_equal(w[1 * 8 + 0], (float)exp(-6.0), 1e-8);
+    for (int y = 0; y < 4; y++)
+        for (int x = 0; x < 8; x++)
+            assert_float_equal(w[y * 8 + x], w[(3 - y) * 8 + (7 - x)], 1e-9);
+    mk__window_weights(8, 4, 1, w);
+    for (int i = 0; i < 32; i++)
+        assert_float_equal(w[i], 1.0f, 0);
+}
+
+static void load_translator_g(const char *path, int width, mk_translator **out)
+{
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    assert_int_equal(mk_translator_new(&ctx, MK_TRANSLATOR_GEN, width, 0, out), MK_OK);
+    mk__ck_model gm = {"G", mk_translator_params(*out), NULL};
+    assert_int_equal(mk__ckpt_load(&ctx, path, "translator", NULL, &gm, 1, NULL, 0), MK_OK);
+}
+
+/* 1 if G of the two cmedl runs is bit-identical */
+static int same_generator(const char *run_a, const char *run_b, int width)
+{
+    char pa[700], pb[700];
+    snprintf(pa, sizeof pa, "%s/models/cmedl_translator.h5", run_a);
+    snprintf(pb, sizeof pb, "%s/models/cmedl_translator.h5", run_b);
+    mk_translator *ga, *gb;
+    load_translator_g(pa, width, &ga);
+    load_translator_g(pb, width, &gb);
+    mk_nn_params *qa = mk_translator_params(ga), *qb = mk_translator_params(gb);
+    int same = mk_nn_params_count(qa) == mk_nn_params_count(qb);
+    for (int i = 0; same && i < mk_nn_params_count(qa); i++) {
+        mk_param *x = mk_nn_params_at(qa, i), *y = mk_nn_params_at(qb, i);
+        same &= memcmp(x->value.data, y->value.data,
+                       (size_t)mk_tensor_numel(&x->value) * sizeof(float)) == 0;
+    }
+    mk_translator_free(ga);
+    mk_translator_free(gb);
+    return same;
+}
+
+/* teacher_learns_pmri = false: the teacher learns on real MRI alone, so its weights cannot depend
+ * on the translator (here: G's learning rate), while with the default they do; its loss on
+ * pseudo-MRI still trains G (G differs from a run where that loss is cut off with seg_to_i2i
+ * semantics through w_seg_i2i = 0). Inconsistent settings are refused before training. */
+static void test_teacher_learns_pmri(void **state)
+{
+    (void)state;
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    const char *names[5] = {"run_tlp0_a", "run_tlp0_b", "run_tlp1_a", "run_tlp1_b", "run_tlp0_w0"};
+    char r[5][600], pt[5][700];
+    mk_stage_common c;
+    mk_translate_params tp;
+    mk_cmedl_params cp;
+    for (int i = 0; i < 5; i++) {
+        sub(r[i], sizeof r[i], names[i]);
+        small_setup(&c, &tp, &cp, r[i]);
+        cp.iterations = 4;
+        cp.teacher_learns_pmri = i == 2 || i == 3 ? 1 : 0;
+        tp.lr = i == 1 || i == 3 ? 1e-3f : 2e-4f;
+        cp.w_seg_i2i = i == 4 ? 0.0f : 1.0f;
+        if (mk_stage_cmedl(&ctx, &c, &tp, &cp, NULL) != MK_OK)
+            fail_msg("%s: %s", names[i], mk_ctx_errmsg(&ctx));
+        snprintf(pt[i], sizeof pt[i], "%.600s/models/cmedl_teacher.h5", r[i]);
+    }
+    assert_true(same_weights(pt[0], pt[1], &c.unet));
+    assert_false(same_weights(pt[2], pt[3], &c.unet));
+    assert_true(same_weights(pt[0], pt[4], &c.unet)); /* the teacher never sees that gradient */
+    assert_false(same_generator(r[0], r[4], tp.gen_width));
+
+    char bad[600];
+    sub(bad, sizeof bad, "run_tlp_bad");
+    small_setup(&c, &tp, &cp, bad);
+    cp.iterations = 1;
+    cp.teacher_learns_pmri = 0;
+    cp.teacher_mri_labels = 0;
+    assert_int_equal(mk_stage_cmedl(&ctx, &c, &tp, &cp, NULL), MK_ERR_CONFIG);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "teacher_mri_labels"));
+    cp.teacher_mri_labels = 1;
+    cp.hint_to_teacher = 1;
+    assert_int_equal(mk_stage_cmedl(&ctx, &c, &tp, &cp, NULL), MK_ERR_CONFIG);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "hint_to_teacher"));
+}
+
+/* w_seg_i2i scales only the gradient the pseudo-MRI loss sends into G: 0 gives exactly the run
+ * with seg_to_i2i = false (every network bit-identical), and 3 moves G away from 1. */
+static void test_w_seg_i2i(void **state)
+{
+    (void)state;
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    const char *names[4] = {"run_wi_0", "run_wi_off", "run_wi_1", "run_wi_3"};
+    char r[4][600], ps[4][700], pt[4][700];
+    mk_stage_common c;
+    mk_translate_params tp;
+    mk_cmedl_params cp;
+    for (int i = 0; i < 4; i++) {
+        sub(r[i], sizeof r[i], names[i]);
+        small_setup(&c, &tp, &cp, r[i]);
+        cp.iterations = 3;
+        cp.seg_to_i2i = i != 1;
+        cp.w_seg_i2i = i == 0 ? 0.0f : i == 3 ? 3.0f : 1.0f;
+        assert_int_equal(mk_stage_cmedl(&ctx, &c, &tp, &cp, NULL), MK_OK);
+        snprintf(ps[i], sizeof ps[i], "%.600s/models/cmedl_student.h5", r[i]);
+        snprintf(pt[i], sizeof pt[i], "%.600s/models/cmedl_teacher.h5", r[i]);
+    }
+    assert_true(same_generator(r[0], r[1], tp.gen_width));
+    assert_true(same_weights(ps[0], ps[1], &c.unet));
+    assert_true(same_weights(pt[0], pt[1], &c.unet));
+    assert_false(same_generator(r[0], r[2], tp.gen_width));
+    assert_false(same_generator(r[2], r[3], tp.gen_width));
 }
 
 /* With lambda_hint 0 the CMEDL student gets exactly the baseline's gradients: the two stages
@@ -820,6 +996,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_ct_train_cases),
         cmocka_unit_test(test_student_ema),
         cmocka_unit_test(test_largest_component),
+        cmocka_unit_test(test_window_weights),
+        cmocka_unit_test(test_teacher_learns_pmri),
+        cmocka_unit_test(test_w_seg_i2i),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
