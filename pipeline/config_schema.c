@@ -30,6 +30,9 @@ static const mk_cfg_key DATA_KEYS[] = {
      "MRI intensity normalisation per volume"},
     {"slice_axis", MK_CFG_STRING, "\"k\"", NR, "i|j|k", 0,
      "voxel axis across which 2D slices are taken for training"},
+    {"crop_jitter", MK_CFG_INT, "0", 0, 4096, NULL, 0,
+     "training augmentation: each batch crops the patch at a random offset of up to 2 x this many "
+     "voxels per axis from a slice kept this much larger on each side (0: fixed centred crop)"},
     {"empty_ratio", MK_CFG_FLOAT, "1.0", 0, 1e4, NULL, 0,
      "training slices without the structure kept per slice with it (labelled CT and MRI)"},
     {"ct_train_cases", MK_CFG_INT, "0", 0, 1e6, NULL, 0,

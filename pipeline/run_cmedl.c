@@ -43,6 +43,7 @@ mk_status mk_run_train_params(mk_run_env *env, mk_stage_common *c, mk_translate_
     d->label = (int)mk_cfg_int(cfg, "data.label");
     d->ct_train_cases = (int)mk_cfg_int(cfg, "data.ct_train_cases");
     d->empty_ratio = mk_cfg_float(cfg, "data.empty_ratio");
+    d->crop_jitter = (int)mk_cfg_int(cfg, "data.crop_jitter");
     c->unet.base = (int)mk_cfg_int(cfg, "model.width");
     c->unet.levels = (int)mk_cfg_int(cfg, "model.depth");
     c->unet.classes = (int)mk_cfg_int(cfg, "model.classes");

@@ -159,7 +159,8 @@ static mk_status add_volume(mk_ctx *ctx, const mk_data_params *p, const mk_image
 {
     int64_t nv = mk_image_nvox(img);
     const int64_t *dim = img->dim;
-    int axis = p->slice_axis, u, v, pw = p->patch[0], ph = p->patch[1];
+    int axis = p->slice_axis, u, v, pw = p->patch[0] + 2 * p->crop_jitter,
+        ph = p->patch[1] + 2 * p->crop_jitter;
     plane_axes(axis, &u, &v);
     float *vol = malloc((size_t)nv * sizeof *vol);
     int32_t *lv = lab ? malloc((size_t)nv * sizeof *lv) : NULL;
@@ -231,6 +232,18 @@ static mk_status add_volume(mk_ctx *ctx, const mk_data_params *p, const mk_image
     return st;
 }
 
+void mk_slices_crop(const mk_slices *s, int64_t i, int ox, int oy, float *x, int32_t *y)
+{
+    MK_ASSERT(ox >= 0 && oy >= 0 && ox + s->w <= s->cw && oy + s->h <= s->ch && i >= 0 && i < s->n);
+    int64_t plane = (int64_t)s->cw * s->ch;
+    for (int r = 0; r < s->h; r++) {
+        int64_t src = i * plane + (int64_t)(oy + r) * s->cw + ox;
+        memcpy(x + (int64_t)r * s->w, s->img + src, (size_t)s->w * sizeof *x);
+        if (y && s->lab)
+            memcpy(y + (int64_t)r * s->w, s->lab + src, (size_t)s->w * sizeof *y);
+    }
+}
+
 /* Read one image of a manifest row; errors name the manifest line and column. */
 static mk_status read_image(mk_ctx *ctx, const char *path, const char *manifest, int line,
                             const char *field, mk_image **out)
@@ -252,9 +265,10 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
                        const char *split, int need_labels, uint64_t seed, mk_slices *out)
 {
     memset(out, 0, sizeof *out);
-    if (p->slice_axis < 0 || p->slice_axis > 2 || p->patch[0] < 1 || p->patch[1] < 1)
-        return mk_err(ctx, MK_ERR_INVALID, "data: slice_axis %d / patch %dx%d out of range",
-                      p->slice_axis, p->patch[0], p->patch[1]);
+    if (p->slice_axis < 0 || p->slice_axis > 2 || p->patch[0] < 1 || p->patch[1] < 1 ||
+        p->crop_jitter < 0 || p->crop_jitter > 4096)
+        return mk_err(ctx, MK_ERR_INVALID, "data: slice_axis %d / patch %dx%d / crop_jitter %d "
+                      "out of range", p->slice_axis, p->patch[0], p->patch[1], p->crop_jitter);
     mk_manifest *m = NULL;
     mk_status st = mk_manifest_read(ctx, p->manifest, &m);
     if (st != MK_OK)
@@ -311,7 +325,8 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
     mk_manifest_free(m);
     free(rows);
     /* selection: every structure slice, plus empty_ratio empty slices per structure slice */
-    int64_t plane = (int64_t)p->patch[0] * p->patch[1], nfg = 0, nempty = 0;
+    int cw = p->patch[0] + 2 * p->crop_jitter, ch = p->patch[1] + 2 * p->crop_jitter;
+    int64_t plane = (int64_t)cw * ch, nfg = 0, nempty = 0;
     for (int64_t i = 0; i < b.n; i++)
         nfg += b.fg[i];
     nempty = b.n - nfg;
@@ -354,6 +369,8 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
         out->n = n;
         out->h = p->patch[1];
         out->w = p->patch[0];
+        out->ch = ch;
+        out->cw = cw;
         out->n_fg = with_lab ? nfg : 0;
     }
     free(keep);

@@ -55,6 +55,10 @@ typedef struct mk_data_params {
     double empty_ratio;       /* empty body slices kept per structure slice (default 1) */
     int ct_train_cases;       /* > 0: only the first N CT rows of split train (label-scarce runs;
                                  the translator, teacher and student alike); 0: all */
+    int crop_jitter;          /* training: slices are kept with this many extra voxels on each
+                                 side of the patch, and every batch crops the patch at a random
+                                 offset in [0, 2 * jitter] per axis (augmentation; 0: the fixed
+                                 centred crop) */
     int blend_uniform;        /* sliding-window inference: 1 = plain mean of overlapping windows;
                                  0 (default) = Gaussian importance weights, sigma = patch / 8, so
                                  a pixel is decided by the windows it is central in (nnU-Net) */
@@ -65,9 +69,10 @@ void mk_data_defaults(mk_data_params *p);
 /* A set of 2D slices, [n][1][h][w] floats with w along the lower in-plane voxel axis. */
 typedef struct mk_slices {
     int64_t n;
-    int h, w;
-    float *img;      /* n*h*w, owned */
-    int32_t *lab;    /* n*h*w labels 0/1, owned; NULL when the volumes have no labels */
+    int h, w;        /* patch (what a batch holds) */
+    int ch, cw;      /* stored canvas: h + 2 jitter, w + 2 jitter */
+    float *img;      /* n*ch*cw, owned */
+    int32_t *lab;    /* n*ch*cw labels 0/1, owned; NULL when the volumes have no labels */
     int64_t n_fg;    /* slices that contain the structure */
     int volumes;     /* volumes read */
 } mk_slices;
@@ -86,6 +91,9 @@ mk_status mk_data_normalise(mk_ctx *ctx, const mk_data_params *p, const mk_image
                             float *out);
 /* Cut slice s across axis into a (pw x ph) window starting at (u0, v0) of the in-plane axes,
  * padding outside the volume with `pad`. Helper shared by training and inference. */
+/* Copy the h x w patch at offset (ox, oy) of stored slice i into x (and its labels into y when
+ * both exist). 0 <= ox <= cw - w, 0 <= oy <= ch - h. */
+void mk_slices_crop(const mk_slices *s, int64_t i, int ox, int oy, float *x, int32_t *y);
 void mk_data_cut(const float *vol, const int64_t *dim, int axis, int64_t s, int64_t u0, int64_t v0,
                  int pw, int ph, float pad, float *out);
 

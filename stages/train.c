@@ -303,9 +303,12 @@ static void fill_batch(const mk_slices *s, mk_rng *r, int batch, mk_tensor *x, i
     int64_t plane = (int64_t)s->h * s->w;
     for (int b = 0; b < batch; b++) {
         int64_t i = (int64_t)mk_rng_below(r, (uint64_t)s->n);
-        memcpy(x->data + b * plane, s->img + i * plane, (size_t)plane * sizeof(float));
-        if (s->lab)
-            memcpy(y + b * plane, s->lab + i * plane, (size_t)plane * sizeof(int32_t));
+        int ox = 0, oy = 0;
+        if (s->cw > s->w || s->ch > s->h) { /* random crop (no extra draws without jitter) */
+            ox = (int)mk_rng_below(r, (uint64_t)(s->cw - s->w + 1));
+            oy = (int)mk_rng_below(r, (uint64_t)(s->ch - s->h + 1));
+        }
+        mk_slices_crop(s, i, ox, oy, x->data + b * plane, s->lab ? y + b * plane : NULL);
     }
 }
 

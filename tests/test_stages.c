@@ -138,6 +138,38 @@ static void test_data_hand_volume(void **state)
         }
     mk_slices_free(&s);
 
+    /* crop_jitter 1: the slice is kept as a 10 x 6 canvas, centred the same way (i: body centre 6,
+     * start 6 - 5 = 1; j: centre 5, start 5 - 3 = 2), so the patch at offset (1, 1) is the
+     * fixed crop above and the patch at (0, 0) starts at (i, j) = (1, 2) */
+    p.crop_jitter = 1;
+    assert_int_equal(mk_data_load(&ctx, &p, "CT", "train", 1, 5, &s), MK_OK);
+    assert_int_equal(s.n, 2);
+    assert_int_equal(s.w, 8);
+    assert_int_equal(s.h, 4);
+    assert_int_equal(s.cw, 10);
+    assert_int_equal(s.ch, 6);
+    float px[32];
+    int32_t py[32];
+    for (int sl = 0; sl < 2; sl++)
+        for (int off = 0; off < 2; off++) {
+            mk_slices_crop(&s, sl, off, off, px, py);
+            int any = 0;
+            for (int q = 0; q < 32; q++)
+                any |= py[q];
+            if (!any)
+                continue; /* the empty slice */
+            for (int y = 0; y < 4; y++)
+                for (int x = 0; x < 8; x++) {
+                    int i = x + 1 + off, j = y + 2 + off;
+                    int tum = i >= 4 && i <= 5 && j >= 3 && j <= 4;
+                    int body = i >= 2 && i <= 9 && j >= 1 && j <= 8;
+                    assert_float_equal(px[y * 8 + x], tum ? 1.0f : body ? 0.0f : -1.0f, 1e-6);
+                    assert_int_equal(py[y * 8 + x], tum);
+                }
+        }
+    mk_slices_free(&s);
+    p.crop_jitter = 0;
+
     /* empty_ratio 0: the tumour slice only; label value 2 selects the other structure */
     p.empty_ratio = 0;
     assert_int_equal(mk_data_load(&ctx, &p, "CT", "train", 1, 5, &s), MK_OK);
