@@ -7,5 +7,5 @@ OUT="runs/cmedl-demo-$(date -u +%Y%m%d-%H%M%S)"
 "$B/pipeline" version
 "$B/pipeline" run examples/cmedl.toml --out "$OUT"
 echo
-echo "Run directory: $OUT (masks/, reports/*.h5|json|csv, log.txt)"
+echo "Run directory: $OUT (masks/, pmri/, reports/*.h5|json|csv, log.txt)"
 cat "$OUT/reports/summary.md"
