@@ -94,6 +94,9 @@ static const mk_cfg_key CMEDL_KEYS[] = {
      "let the teacher's loss on pseudo-MRI update the translator"},
     {"w_seg_i2i", MK_CFG_FLOAT, "1.0", 0, 1e6, NULL, 0,
      "with seg_to_i2i: factor on the gradient the loss on pseudo-MRI sends into the translator"},
+    {"lambda_tumour_i2i", MK_CFG_FLOAT, "0.0", 0, 1e6, NULL, 0,
+     "extension: weight of a loss pulling the pseudo-MRI inside the CT mask to the real MRI "
+     "tumours' mean value (needs labelled MRI)"},
     {"teacher_init", MK_CFG_STRING, "\"own\"", NR, "own|student", 0,
      "teacher's initial weights: its own random draw, or a copy of the student's"},
     {"hint_rampup", MK_CFG_INT, "0", 0, 1e9, NULL, 0,

@@ -161,6 +161,9 @@ typedef struct mk_cmedl_params {
                                 tumour the way an MRI-trained network recognises it */
     float w_seg_i2i;         /* with seg_to_i2i: factor on the gradient that the loss on pseudo-MRI
                                 sends into the translator (1: as the loss itself) */
+    float lambda_tumour_i2i; /* > 0: tumour-contrast loss on G, weight x the mean squared
+                                difference over the CT mask's pixels between G(x_ct) and the mean
+                                normalised value of the real MRI tumours (labelled MRI needed) */
 } mk_cmedl_params;
 
 void mk_cmedl_defaults(mk_cmedl_params *p);

@@ -64,6 +64,7 @@ void mk_cmedl_defaults(mk_cmedl_params *p)
     p->w_seg_pseudo_ct = 0;
     p->teacher_learns_pmri = 1;
     p->w_seg_i2i = 1.0f;
+    p->lambda_tumour_i2i = 0.0f;
 }
 
 /* Weight of the hint loss at iteration it: lambda * exp(-5 (1 - it/R)^2) during a ramp-up of R
@@ -147,6 +148,8 @@ typedef struct trainer {
     mk_nn_graph *g;
     mk_tensor xc, xm, fake_m, fake_c;
     mk_tensor hint_tgt[MK_HINT_MAX]; /* masked hint targets (hint_teacher_correct) */
+    mk_tensor tum_tgt;               /* pseudo-MRI target of the tumour-contrast loss */
+    float mr_tumour_mean;            /* mean normalised real-MRI value inside the MRI masks */
     uint8_t *tmask;                  /* teacher-correct mask, batch x patch */
     int32_t *yc, *ym;
     char hint[MK_HINT_MAX][32];
@@ -186,6 +189,7 @@ static void trainer_free(trainer *t)
     mk_tensor_free(&t->fake_c);
     for (int k = 0; k < MK_HINT_MAX; k++)
         mk_tensor_free(&t->hint_tgt[k]);
+    mk_tensor_free(&t->tum_tgt);
     free(t->tmask);
     free(t->yc);
     free(t->ym);
@@ -223,6 +227,24 @@ static mk_status trainer_init(trainer *t)
                           &t->mr);
     if (st != MK_OK)
         return mk_err_prefix(ctx, "%s: training data", stage);
+    if (t->mode == TR_CMEDL && t->cp.lambda_tumour_i2i > 0) {
+        if (!t->mr.lab)
+            return mk_err(ctx, MK_ERR_CONFIG, "cmedl.lambda_tumour_i2i > 0 needs a mask for every "
+                          "MRI training row (the target is the real MRI tumours' mean value)");
+        double sum = 0;
+        int64_t cnt = 0, np = t->mr.n * (int64_t)t->mr.ch * t->mr.cw;
+        for (int64_t q = 0; q < np; q++)
+            if (t->mr.lab[q]) {
+                sum += t->mr.img[q];
+                cnt++;
+            }
+        if (cnt == 0)
+            return mk_err(ctx, MK_ERR_CONFIG, "cmedl.lambda_tumour_i2i > 0: the MRI training masks "
+                          "hold no voxel of label %d", c->data.label);
+        t->mr_tumour_mean = (float)(sum / (double)cnt);
+        MK_LOG_I(ctx, "cmedl: tumour-contrast target for the pseudo-MRI %.3f (%lld MRI voxels)",
+                 t->mr_tumour_mean, (long long)cnt);
+    }
     if (t->mr.lab && !t->cp.teacher_mri_labels) {
         free(t->mr.lab);
         t->mr.lab = NULL;
@@ -412,6 +434,22 @@ static mk_status train_step(trainer *t, double *l)
             mk_var *id = mk_nn_add(g, mk_nn_l1(g, mk_translator_forward(t->tr[NET_G], g, xm), xm),
                                    mk_nn_l1(g, mk_translator_forward(t->tr[NET_F], g, xc), xc));
             total = mk_nn_add(g, total, mk_nn_scale(g, id, tp->lambda_cycle * tp->lambda_identity));
+        }
+        if (t->mode == TR_CMEDL && cp->lambda_tumour_i2i > 0 && fake_m) {
+            /* tumour contrast: G(x_ct) inside the CT mask towards the real MRI tumours' mean;
+             * elsewhere the target is G's own value, which adds nothing to loss or gradient */
+            if (!t->tum_tgt.data && mk_tensor_new(&t->tum_tgt, 4, fake_m->t.ne) != 0)
+                return mk_err(t->ctx, MK_ERR_NOMEM, "cmedl: out of memory (tumour target)");
+            int64_t n = mk_tensor_numel(&fake_m->t), nt = 0;
+            for (int64_t q = 0; q < n; q++) {
+                int tum = t->yc[q] != 0;
+                t->tum_tgt.data[q] = tum ? t->mr_tumour_mean : fake_m->t.data[q];
+                nt += tum;
+            }
+            if (nt > 0)
+                total = mk_nn_add(g, total,
+                                  mk_nn_scale(g, mk_nn_mse(g, fake_m, mk_nn_input(g, &t->tum_tgt, 0)),
+                                              cp->lambda_tumour_i2i * (float)n / (float)nt));
         }
         if (mk_nn_graph_oom(g))
             return mk_err(t->ctx, MK_ERR_NOMEM, "%s: out of memory in the forward pass",
