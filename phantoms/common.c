@@ -230,6 +230,11 @@ mk_status mk_phantom_params_check(mk_ctx *ctx, const mk_phantom_params *p)
         return mk_err(ctx, MK_ERR_INVALID, "phantom: kind: expected lung, cardiac or histo");
     if (p->cases < 1 || p->cases > 100000)
         return mk_err(ctx, MK_ERR_INVALID, "phantom: cases: expected 1..100000, got %d", p->cases);
+    if (p->paired != 0 && p->paired != 1)
+        return mk_err(ctx, MK_ERR_INVALID, "phantom: paired: expected 0 or 1, got %d", p->paired);
+    if (p->paired && p->kind != MK_PHANTOM_LUNG)
+        return mk_err(ctx, MK_ERR_INVALID, "phantom: paired: paired renderings exist for the lung "
+                      "kind only, got %s", mk_phantom_kind_name(p->kind));
     if (p->kind == MK_PHANTOM_HISTO) {
         for (int a = 0; a < 2; a++)
             if (p->size[a] < 256 || p->size[a] > 65536)
@@ -414,7 +419,7 @@ mk_status mk_phantom_volume(mk_ctx *ctx, const mk_phantom_params *p, mk_phantom_
         info = &tmp;
     memset(info, 0, sizeof *info);
     switch (p->kind) {
-    case MK_PHANTOM_LUNG: return mk__ph_lung(ctx, p, dom, index, img, label, tissue, info);
+    case MK_PHANTOM_LUNG: return mk__ph_lung(ctx, p, dom, dom, index, img, label, tissue, info);
     case MK_PHANTOM_CARDIAC: return mk__ph_cardiac(ctx, p, dom, index, img, label, tissue, info);
     default: return mk_err(ctx, MK_ERR_INVALID, "phantom: kind histo makes slides, not volumes");
     }
@@ -486,4 +491,29 @@ void mk__ph_mr_finish(mk_phantom_rng *r, const float *sig, float *out, const int
                 double im = sigma * mk_phantom_rng_normal(r);
                 out[v] = (float)sqrt(re * re + im * im);
             }
+}
+
+mk_status mk_phantom_volume_paired(mk_ctx *ctx, const mk_phantom_params *p, mk_phantom_domain dom,
+                                   mk_phantom_domain render, int index, mk_image **img)
+{
+    *img = NULL;
+    mk_status st = mk_phantom_params_check(ctx, p);
+    if (st != MK_OK)
+        return st;
+    if (p->kind != MK_PHANTOM_LUNG)
+        return mk_err(ctx, MK_ERR_UNSUPPORTED, "phantom: paired renderings exist for the lung "
+                      "kind only, got %s", mk_phantom_kind_name(p->kind));
+    if (index < 0)
+        return mk_err(ctx, MK_ERR_INVALID, "phantom: case index must be >= 0, got %d", index);
+    for (int k = 0; k < 2; k++) {
+        mk_phantom_domain d = k ? render : dom;
+        if (d != MK_PHANTOM_DOMAIN_CT && d != MK_PHANTOM_DOMAIN_MR)
+            return mk_err(ctx, MK_ERR_INVALID, "phantom: lung volumes have domains ct and mr, "
+                          "got %s", mk_phantom_domain_name(d));
+    }
+    mk_phantom_info info;
+    mk_image *lab = NULL;
+    st = mk__ph_lung(ctx, p, dom, render, index, img, &lab, NULL, &info);
+    mk_image_free(lab);
+    return st;
 }

@@ -251,8 +251,9 @@ static int tissue_at(const lung_anat *A, const double p[3], double h, double *vf
     return t;
 }
 
-mk_status mk__ph_lung(mk_ctx *ctx, const mk_phantom_params *p, mk_phantom_domain dom, int index,
-                      mk_image **img, mk_image **label, mk_image **tissue, mk_phantom_info *info)
+mk_status mk__ph_lung(mk_ctx *ctx, const mk_phantom_params *p, mk_phantom_domain dom,
+                      mk_phantom_domain render, int index, mk_image **img, mk_image **label,
+                      mk_image **tissue, mk_phantom_info *info)
 {
     mk_phantom_rng r;
     mk_phantom_rng_seed(&r, p->seed, mk_phantom_case_stream(p->kind, dom, index));
@@ -260,7 +261,9 @@ mk_status mk__ph_lung(mk_ctx *ctx, const mk_phantom_params *p, mk_phantom_domain
     sample_anatomy(&A, &r, p);
 
     int n[3] = {p->size[0], p->size[1], p->size[2]};
-    int is_ct = dom == MK_PHANTOM_DOMAIN_CT;
+    /* anatomy, grid and textures come from dom's case stream; contrasts and acquisition from
+     * render (the same as dom except for paired renderings) */
+    int is_ct = dom == MK_PHANTOM_DOMAIN_CT, out_ct = render == MK_PHANTOM_DOMAIN_CT;
     /* field of view: CT 350 x 350 x 240 mm, MR 360 x 360 x 250 mm (anisotropic voxels) */
     double fov_xy = is_ct ? 350.0 : 360.0, fov_z = is_ct ? 240.0 : 250.0;
     double sp[3] = {fov_xy / n[0], fov_xy / n[1], fov_z / n[2]};
@@ -271,12 +274,16 @@ mk_status mk__ph_lung(mk_ctx *ctx, const mk_phantom_params *p, mk_phantom_domain
     mk_image *im = NULL, *lab = NULL, *tis = NULL;
     float *sig = NULL, *fine = NULL, *coarse = NULL, *vf = NULL;
     int64_t dims[3] = {n[0], n[1], n[2]};
-    mk_status st = mk_image_new(ctx, is_ct ? MK_DT_INT16 : MK_DT_FLOAT32, 3, dims, &im);
+    mk_status st = mk_image_new(ctx, out_ct ? MK_DT_INT16 : MK_DT_FLOAT32, 3, dims, &im);
     if (st != MK_OK)
         return st;
     mk__ph_set_geometry(im, sp, yaw, tilt, is_ct ? flip_ct : flip_mr, centre);
-    snprintf(im->descrip, sizeof im->descrip, "medkd phantom lung %s case %d",
-             mk_phantom_domain_name(dom), index);
+    if (render == dom)
+        snprintf(im->descrip, sizeof im->descrip, "medkd phantom lung %s case %d",
+                 mk_phantom_domain_name(dom), index);
+    else
+        snprintf(im->descrip, sizeof im->descrip, "medkd phantom lung %s case %d as %s",
+                 mk_phantom_domain_name(dom), index, mk_phantom_domain_name(render));
     if ((st = mk_image_new_like(ctx, im, MK_DT_UINT8, &lab)) != MK_OK ||
         (st = mk_image_new_like(ctx, im, MK_DT_UINT8, &tis)) != MK_OK)
         goto fail;
@@ -311,7 +318,7 @@ mk_status mk__ph_lung(mk_ctx *ctx, const mk_phantom_params *p, mk_phantom_domain
         goto fail;
     double base[MK_TISSUE_COUNT] = {0}, tex[MK_TISSUE_COUNT] = {0};
     for (int t = 0; t <= MK_TISSUE_TUMOUR; t++)
-        mk__ph_tissue_value(p, dom, t, &base[t], &tex[t]);
+        mk__ph_tissue_value(p, render, t, &base[t], &tex[t]);
     for (v = 0; v < nv; v++) {
         int t = T[v];
         /* the tumour's texture is fine-grained (the CT cue); other tissues vary smoothly */
@@ -325,7 +332,7 @@ mk_status mk__ph_lung(mk_ctx *ctx, const mk_phantom_params *p, mk_phantom_domain
     }
     if ((st = mk__ph_psf_inplane(ctx, sig, n)) != MK_OK)
         goto fail;
-    if (is_ct) {
+    if (out_ct) {
         int16_t *out = im->data;
         double sigma = 18.0 * p->noise;
         for (v = 0; v < nv; v++) {

@@ -103,6 +103,8 @@ typedef struct mk_phantom_params {
     double hard_frac; /* lung: fraction of tumours abutting the mediastinum, 0..1 */
     int tile;         /* histo: TIFF tile size (multiple of 16) */
     int patch;        /* histo: patch size in level-0 pixels for the patch labels */
+    int paired;       /* lung, synth only: also write each CT case rendered as MR (the oracle
+                       * pseudo-MRI, mk_phantom_volume_paired) in manifest column paired_mr */
 } mk_phantom_params;
 
 void mk_phantom_params_default(mk_phantom_params *p, mk_phantom_kind kind);
@@ -125,6 +127,14 @@ typedef struct mk_phantom_info {
 mk_status mk_phantom_volume(mk_ctx *ctx, const mk_phantom_params *p, mk_phantom_domain dom,
                             int index, mk_image **img, mk_image **label, mk_image **tissue,
                             mk_phantom_info *info);
+
+/* Paired rendering (lung only): case `index` of domain dom -- its anatomy, grid, geometry and
+ * textures, the same voxels as mk_phantom_volume(dom) -- imaged with domain render's tissue
+ * contrasts and acquisition (CT: int16 HU with CT noise; MR: float32, bias field, Rician noise).
+ * The CT of case i rendered as MR is the "oracle pseudo-MRI" of docs/results.md: what a perfect
+ * CT->MRI translator would produce. The label of dom's case applies unchanged. */
+mk_status mk_phantom_volume_paired(mk_ctx *ctx, const mk_phantom_params *p, mk_phantom_domain dom,
+                                   mk_phantom_domain render, int index, mk_image **img);
 
 /* Generate one histology slide in memory: *rgb is a 2-D MK_DT_RGB24 image (level 0),
  * *mask a 2-D uint8 region mask on the same grid (0 background, 1 tissue, 2 tumour).

@@ -36,8 +36,11 @@ void mk__ph_bias_coeffs(mk_phantom_rng *r, double c[10]);
 double mk__ph_bias_factor(const double c[10], double amp, double u, double v, double w);
 
 /* Per-kind generators behind mk_phantom_volume. */
-mk_status mk__ph_lung(mk_ctx *ctx, const mk_phantom_params *p, mk_phantom_domain dom, int index,
-                      mk_image **img, mk_image **label, mk_image **tissue, mk_phantom_info *info);
+/* lung: render != dom draws case `index` of dom (anatomy, grid, textures) with render's
+ * contrasts and acquisition (a paired rendering); render == dom is the ordinary case. */
+mk_status mk__ph_lung(mk_ctx *ctx, const mk_phantom_params *p, mk_phantom_domain dom,
+                      mk_phantom_domain render, int index, mk_image **img, mk_image **label,
+                      mk_image **tissue, mk_phantom_info *info);
 mk_status mk__ph_cardiac(mk_ctx *ctx, const mk_phantom_params *p, mk_phantom_domain dom, int index,
                          mk_image **img, mk_image **label, mk_image **tissue,
                          mk_phantom_info *info);

@@ -83,13 +83,14 @@ static const char *modality_of(mk_phantom_kind k, mk_phantom_domain d)
 
 static mk_status add_rows(synth_state *S, const char *id, mk_phantom_domain dom, int index,
                           const char *image, const char *label, const char *tissue,
-                          const mk_phantom_info *info)
+                          const char *paired, const mk_phantom_info *info)
 {
     const mk_phantom_params *p = S->p;
     const char *split = mk_phantom_split(index);
     int labelled = mk_phantom_is_labelled(index, p->labelled);
-    int bad = sb_printf(&S->man, "%s,%s,%s,%s,%s,%s\n", id, modality_of(p->kind, dom), image,
-                        labelled ? label : "", split, mk_phantom_domain_name(dom));
+    int bad = sb_printf(&S->man, "%s,%s,%s,%s,%s,%s%s%s\n", id, modality_of(p->kind, dom), image,
+                        labelled ? label : "", split, mk_phantom_domain_name(dom),
+                        p->paired ? "," : "", p->paired ? paired : "");
     bad |= sb_printf(&S->cases, "%s,%s,%s,%d,%s,%d,%d,%lld,%.4f,%.2f,%s,%s\n", id,
                      mk_phantom_kind_name(p->kind), mk_phantom_domain_name(dom), index, split,
                      labelled, info->hard, (long long)info->fg_voxels, info->fg_ml,
@@ -102,7 +103,7 @@ static mk_status add_rows(synth_state *S, const char *id, mk_phantom_domain dom,
 static mk_status synth_volume_case(synth_state *S, mk_phantom_domain dom, int index)
 {
     const mk_phantom_params *p = S->p;
-    char id[96], img_rel[160], lab_rel[160], tis_rel[160];
+    char id[96], img_rel[160], lab_rel[160], tis_rel[160], pair_rel[160] = "";
     const char *dn = mk_phantom_domain_name(dom);
     snprintf(id, sizeof id, "%s_%s_%03d", mk_phantom_kind_name(p->kind), dn, index);
     snprintf(img_rel, sizeof img_rel, "%s/%s.nii.gz", dn, id);
@@ -117,8 +118,17 @@ static mk_status synth_volume_case(synth_state *S, mk_phantom_domain dom, int in
         st = write_nifti(S, lab_rel, lab);
     if (st == MK_OK)
         st = write_nifti(S, tis_rel, tis);
+    if (st == MK_OK && p->paired && dom == MK_PHANTOM_DOMAIN_CT) {
+        /* the oracle pseudo-MRI: this CT case's anatomy imaged as MR, on the CT grid */
+        mk_image *pair = NULL;
+        snprintf(pair_rel, sizeof pair_rel, "%s/%s_as_mr.nii.gz", dn, id);
+        st = mk_phantom_volume_paired(S->ctx, p, dom, MK_PHANTOM_DOMAIN_MR, index, &pair);
+        if (st == MK_OK)
+            st = write_nifti(S, pair_rel, pair);
+        mk_image_free(pair);
+    }
     if (st == MK_OK)
-        st = add_rows(S, id, dom, index, img_rel, lab_rel, tis_rel, &info);
+        st = add_rows(S, id, dom, index, img_rel, lab_rel, tis_rel, pair_rel, &info);
     mk_image_free(img);
     mk_image_free(lab);
     mk_image_free(tis);
@@ -160,7 +170,7 @@ static mk_status synth_slide_case(synth_state *S, mk_phantom_domain dom, int ind
                 "histo: the tiled TIFF writer (mk_tiff_write, io/mk_tiff.h) is not built yet");
 #endif
     if (st == MK_OK)
-        st = add_rows(S, id, dom, index, img_rel, lab_rel, NULL, &info);
+        st = add_rows(S, id, dom, index, img_rel, lab_rel, NULL, "", &info);
     /* patch labels from the mask: 0 background (< 50 % tissue), 2 tumour (>= 50 % tumour),
      * else 1 normal tissue */
     const uint8_t *M = mask->data;
@@ -198,10 +208,10 @@ static mk_status write_params(synth_state *S)
                         "# parameters of `pipeline synth` that produced this folder\n"
                         "[synth]\nkind = \"%s\"\nseed = %llu\ncases = %d\nsize = [%d, %d%s]\n"
                         "contrast = %.17g\nnoise = %.17g\nshift = %.17g\nlabelled = %.17g\n"
-                        "hard_frac = %.17g\ntile = %d\npatch = %d\n",
+                        "hard_frac = %.17g\ntile = %d\npatch = %d\n%s",
                         mk_phantom_kind_name(p->kind), (unsigned long long)p->seed, p->cases,
                         p->size[0], p->size[1], z, p->contrast, p->noise, p->shift, p->labelled,
-                        p->hard_frac, p->tile, p->patch);
+                        p->hard_frac, p->tile, p->patch, p->paired ? "paired = true\n" : "");
     char path[4096];
     mk_status st = bad ? mk_err(S->ctx, MK_ERR_NOMEM, "synth: out of memory")
                        : join(S->ctx, S->out, "synth.toml", path, sizeof path);
@@ -232,7 +242,8 @@ mk_status mk_phantom_synth(mk_ctx *ctx, const mk_phantom_params *p, const char *
         if (st == MK_OK)
             st = mk_fs_mkdirs(ctx, dir);
     }
-    int bad = sb_printf(&S.man, "id,modality,image,label,split,domain\n");
+    int bad = sb_printf(&S.man, "id,modality,image,label,split,domain%s\n",
+                        p->paired ? ",paired_mr" : "");
     bad |= sb_printf(&S.cases, "id,kind,domain,index,split,labelled,hard,fg_voxels,fg_amount,"
                                "radius_mm,label,tissue\n");
     if (p->kind == MK_PHANTOM_HISTO)

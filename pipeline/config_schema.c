@@ -57,6 +57,9 @@ static const mk_cfg_key SYNTH_KEYS[] = {
     {"labelled", MK_CFG_FLOAT, "1.0", 0, 1, NULL, 0, "fraction of training cases with a label listed"},
     {"hard_frac", MK_CFG_FLOAT, "0.5", 0, 1, NULL, 0,
      "lung: fraction of tumours abutting the mediastinum"},
+    {"paired", MK_CFG_BOOL, "false", NR, NULL, 0,
+     "lung: also write each CT case imaged as MR on the CT grid (the oracle pseudo-MRI; "
+     "manifest column paired_mr)"},
 };
 
 static const mk_cfg_key MODEL_KEYS[] = {
@@ -110,6 +113,9 @@ static const mk_cfg_key CMEDL_KEYS[] = {
     {"teacher_learns_pmri", MK_CFG_BOOL, "true", NR, NULL, 0,
      "the teacher's loss on pseudo-MRI (CT masks) trains the teacher; false: only the translator, "
      "through a frozen copy of a teacher that learns on real MRI alone (tumour-aware translation)"},
+    {"oracle_pmri", MK_CFG_BOOL, "false", NR, NULL, 0,
+     "diagnostic: the teacher sees each CT slice's paired MR rendering (manifest column "
+     "paired_mr, synth.paired) instead of the pseudo-MRI: perfect translation, an upper bound"},
     {"hint_pseudo_ct", MK_CFG_BOOL, "false", NR, NULL, 0,
      "extension: also tie the student's features on pseudo-CT F(MRI) to the teacher's on that MRI"},
     {"w_seg_pseudo_ct", MK_CFG_FLOAT, "0.0", 0, 1e6, NULL, 0,

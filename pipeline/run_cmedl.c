@@ -96,6 +96,7 @@ mk_status mk_run_train_params(mk_run_env *env, mk_stage_common *c, mk_translate_
         cp->teacher_learns_pmri = mk_cfg_bool(cfg, "cmedl.teacher_learns_pmri");
         cp->w_seg_i2i = (float)mk_cfg_float(cfg, "cmedl.w_seg_i2i");
         cp->lambda_tumour_i2i = (float)mk_cfg_float(cfg, "cmedl.lambda_tumour_i2i");
+        cp->oracle_pmri = mk_cfg_bool(cfg, "cmedl.oracle_pmri");
         cp->ema = (float)mk_cfg_float(cfg, "cmedl.ema");
         cp->hint_teacher_correct = !strcmp(mk_cfg_str(cfg, "cmedl.hint_where"), "teacher_correct");
         cp->w_seg_pseudo_ct = (float)mk_cfg_float(cfg, "cmedl.w_seg_pseudo_ct");

@@ -34,6 +34,7 @@ mk_status mk_run_synth(mk_run_env *env)
     p.shift = mk_cfg_float(cfg, "synth.shift");
     p.labelled = mk_cfg_float(cfg, "synth.labelled");
     p.hard_frac = mk_cfg_float(cfg, "synth.hard_frac");
+    p.paired = mk_cfg_bool(cfg, "synth.paired");
     if ((st = mk_phantom_params_check(ctx, &p)) != MK_OK)
         return mk_err_prefix(ctx, "%s: [synth]", mk_cfg_path(cfg));
 
@@ -43,9 +44,10 @@ mk_status mk_run_synth(mk_run_env *env)
     snprintf(manifest, sizeof manifest, "%s/manifest.csv", out);
     snprintf(want, sizeof want,
              "kind=%s seed=%llu cases=%d size=%dx%dx%d contrast=%.17g noise=%.17g shift=%.17g "
-             "labelled=%.17g hard_frac=%.17g\n",
+             "labelled=%.17g hard_frac=%.17g%s\n",
              mk_phantom_kind_name(kind), (unsigned long long)p.seed, p.cases, p.size[0], p.size[1],
-             p.size[2], p.contrast, p.noise, p.shift, p.labelled, p.hard_frac);
+             p.size[2], p.contrast, p.noise, p.shift, p.labelled, p.hard_frac,
+             p.paired ? " paired=1" : "");
     if (mk_fs_is_file(stamp) && mk_fs_is_file(manifest)) {
         char *have = NULL;
         size_t len = 0;

@@ -120,6 +120,15 @@ static mk_status load_config(mk_ctx *ctx, const char *file, mk_phantom_params *p
                 goto done;
             continue;
         }
+        if (strcmp(key, "paired") == 0) {
+            if (mk_toml_type_of(v) != MK_TOML_BOOL) {
+                st = mk_err(ctx, MK_ERR_CONFIG, "%s:%d: synth.paired: expected true or false",
+                            file, line);
+                goto done;
+            }
+            p->paired = mk_toml_bool(v);
+            continue;
+        }
         if (strcmp(key, "size") == 0) {
             size_t n = mk_toml_type_of(v) == MK_TOML_ARRAY ? mk_toml_array_len(v) : 0;
             size_t want = p->kind == MK_PHANTOM_HISTO ? 2 : 3;
@@ -149,7 +158,7 @@ static mk_status load_config(mk_ctx *ctx, const char *file, mk_phantom_params *p
         if (!found) {
             st = mk_err(ctx, MK_ERR_CONFIG,
                         "%s:%d: synth.%s: unknown key (expected kind, out_dir, cases, seed, size, "
-                        "contrast, noise, shift, labelled, hard_frac, tile, patch)",
+                        "contrast, noise, shift, labelled, hard_frac, paired, tile, patch)",
                         file, line, key);
             goto done;
         }
@@ -222,6 +231,10 @@ mk_status mk_verb_synth(mk_cli *cli, int argc, char **argv)
         if (mk_args_is(&a, "--kind") || mk_args_is(&a, "--config")) {
             if (!mk_args_value(&a))
                 return mk_args_missing(&a, ctx);
+            continue;
+        }
+        if (mk_args_is(&a, "--paired")) { /* a flag: no value */
+            p.paired = 1;
             continue;
         }
         int is_knob = -1;

@@ -54,6 +54,8 @@ const mk_verb MK_VERBS[] = {
      "  --shift X       domain-shift strength 0..1 (cardiac CT mapping, histo stain; default 1)\n"
      "  --labelled F    fraction of training cases whose label is listed (default 1)\n"
      "  --hard-frac F   lung: fraction of tumours abutting the mediastinum (default 0.5)\n"
+     "  --paired        lung: also write each CT case imaged as MR on the CT grid (*_as_mr.nii.gz,\n"
+     "                  manifest column paired_mr: the oracle pseudo-MRI for cmedl.oracle_pmri)\n"
      "  --tile N --patch N   histo: TIFF tile size (128) and patch-label size (64)\n"
      "  --config FILE   read these from the [synth] table of a TOML file (options override it)",
      mk_verb_synth},

@@ -29,6 +29,7 @@ void mk_slices_free(mk_slices *s)
         return;
     free(s->img);
     free(s->lab);
+    free(s->img2);
     memset(s, 0, sizeof *s);
 }
 
@@ -127,13 +128,13 @@ static int64_t crop_start(int64_t d, int p, int64_t c, int64_t fmin, int64_t fma
 }
 
 typedef struct growbuf {
-    float *img;
+    float *img, *img2;
     int32_t *lab;
     uint8_t *fg;
     int64_t n, cap;
 } growbuf;
 
-static int grow(growbuf *b, int64_t plane, int with_lab)
+static int grow(growbuf *b, int64_t plane, int with_lab, int with_img2)
 {
     if (b->n < b->cap)
         return 0;
@@ -141,21 +142,25 @@ static int grow(growbuf *b, int64_t plane, int with_lab)
     float *img = realloc(b->img, (size_t)(cap * plane) * sizeof *img);
     if (img)
         b->img = img;
+    float *img2 = with_img2 ? realloc(b->img2, (size_t)(cap * plane) * sizeof *img2) : b->img2;
+    if (img2)
+        b->img2 = img2;
     int32_t *lab = with_lab ? realloc(b->lab, (size_t)(cap * plane) * sizeof *lab) : b->lab;
     if (lab)
         b->lab = lab;
     uint8_t *fg = realloc(b->fg, (size_t)cap);
     if (fg)
         b->fg = fg;
-    if (!img || (!lab && with_lab) || !fg)
+    if (!img || (!lab && with_lab) || (!img2 && with_img2) || !fg)
         return -1;
     b->cap = cap;
     return 0;
 }
 
-/* Cut every body slice of one volume into b. */
+/* Cut every body slice of one volume into b; img2 (the paired image, on img's grid; may be
+ * NULL) is normalised as MRI and cut with img's crops. */
 static mk_status add_volume(mk_ctx *ctx, const mk_data_params *p, const mk_image *img,
-                            const mk_image *lab, int is_ct, growbuf *b)
+                            const mk_image *lab, const mk_image *img2, int is_ct, growbuf *b)
 {
     int64_t nv = mk_image_nvox(img);
     const int64_t *dim = img->dim;
@@ -163,14 +168,18 @@ static mk_status add_volume(mk_ctx *ctx, const mk_data_params *p, const mk_image
         ph = p->patch[1] + 2 * p->crop_jitter;
     plane_axes(axis, &u, &v);
     float *vol = malloc((size_t)nv * sizeof *vol);
+    float *vol2 = img2 ? malloc((size_t)nv * sizeof *vol2) : NULL;
     int32_t *lv = lab ? malloc((size_t)nv * sizeof *lv) : NULL;
-    if (!vol || (lab && !lv)) {
+    if (!vol || (lab && !lv) || (img2 && !vol2)) {
         free(vol);
+        free(vol2);
         free(lv);
         return mk_err(ctx, MK_ERR_NOMEM, "data: out of memory for a volume of %lld voxels",
                       (long long)nv);
     }
     mk_status st = mk_data_normalise(ctx, p, img, is_ct, vol);
+    if (st == MK_OK && img2)
+        st = mk_data_normalise(ctx, p, img2, 0, vol2);
     /* body: raw value above -500 HU (CT) or above 10% of the range (MRI) */
     double lo = 0, hi = 0, thr;
     mk_image_value_range(img, &lo, &hi);
@@ -179,6 +188,10 @@ static mk_status add_volume(mk_ctx *ctx, const mk_data_params *p, const mk_image
     for (int64_t i = 0; i < nv; i++)
         if (vol[i] < pad)
             pad = vol[i];
+    float pad2 = vol2 ? vol2[0] : 0;
+    for (int64_t i = 0; vol2 && i < nv; i++)
+        if (vol2[i] < pad2)
+            pad2 = vol2[i];
     int64_t bmin[3] = {INT64_MAX, INT64_MAX, INT64_MAX}, bmax[3] = {-1, -1, -1};
     for (int64_t k = 0, i = 0; k < dim[2]; k++)
         for (int64_t j = 0; j < dim[1]; j++)
@@ -210,11 +223,13 @@ static mk_status add_volume(mk_ctx *ctx, const mk_data_params *p, const mk_image
                 }
         int64_t u0 = crop_start(dim[u], pw, (bmin[u] + bmax[u] + 1) / 2, fu0, fu1);
         int64_t v0 = crop_start(dim[v], ph, (bmin[v] + bmax[v] + 1) / 2, fv0, fv1);
-        if (grow(b, plane, lv != NULL) != 0) {
+        if (grow(b, plane, lv != NULL, vol2 != NULL) != 0) {
             st = mk_err(ctx, MK_ERR_NOMEM, "data: out of memory for slices");
             break;
         }
         mk_data_cut(vol, dim, axis, s, u0, v0, pw, ph, pad, b->img + b->n * plane);
+        if (vol2) /* outside the volume: the paired image's own minimum, as for MRI */
+            mk_data_cut(vol2, dim, axis, s, u0, v0, pw, ph, pad2, b->img2 + b->n * plane);
         if (lv) {
             int32_t *o = b->lab + b->n * plane;
             for (int y = 0; y < ph; y++)
@@ -228,11 +243,13 @@ static mk_status add_volume(mk_ctx *ctx, const mk_data_params *p, const mk_image
         b->n++;
     }
     free(vol);
+    free(vol2);
     free(lv);
     return st;
 }
 
-void mk_slices_crop(const mk_slices *s, int64_t i, int ox, int oy, float *x, int32_t *y)
+void mk_slices_crop(const mk_slices *s, int64_t i, int ox, int oy, float *x, int32_t *y,
+                    float *x2)
 {
     MK_ASSERT(ox >= 0 && oy >= 0 && ox + s->w <= s->cw && oy + s->h <= s->ch && i >= 0 && i < s->n);
     int64_t plane = (int64_t)s->cw * s->ch;
@@ -241,6 +258,8 @@ void mk_slices_crop(const mk_slices *s, int64_t i, int ox, int oy, float *x, int
         memcpy(x + (int64_t)r * s->w, s->img + src, (size_t)s->w * sizeof *x);
         if (y && s->lab)
             memcpy(y + (int64_t)r * s->w, s->lab + src, (size_t)s->w * sizeof *y);
+        if (x2 && s->img2)
+            memcpy(x2 + (int64_t)r * s->w, s->img2 + src, (size_t)s->w * sizeof *x2);
     }
 }
 
@@ -298,13 +317,43 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
         }
     }
     int is_ct = strcmp(modality, p->ct_modality) == 0;
+    int pcol = -1;
+    if (st == MK_OK && p->paired_column) {
+        for (int e = 0; e < m->nextra; e++)
+            if (strcmp(m->extra_names[e], p->paired_column) == 0)
+                pcol = e;
+        if (pcol < 0)
+            st = mk_err(ctx, MK_ERR_FORMAT, "%s: expected a column '%s' naming each %s row's "
+                        "paired image (`pipeline synth --paired` writes it), found none",
+                        p->manifest, p->paired_column, modality);
+    }
     growbuf b = {0};
     for (int i = 0; st == MK_OK && i < nrows; i++) {
         const mk_manifest_row *r = &m->rows[rows[i]];
-        mk_image *img = NULL, *lab = NULL;
+        mk_image *img = NULL, *lab = NULL, *img2 = NULL;
         st = read_image(ctx, r->image_path, p->manifest, r->line, "image", &img);
         if (st == MK_OK && with_lab)
             st = read_image(ctx, r->label_path, p->manifest, r->line, "label", &lab);
+        if (st == MK_OK && pcol >= 0) {
+            char path2[4096];
+            const char *v = r->extra[pcol];
+            if (!v[0])
+                st = mk_err(ctx, MK_ERR_FORMAT, "%s:%d: column %s: expected the paired image of "
+                            "%s case '%s', got an empty field", p->manifest, r->line,
+                            p->paired_column, modality, r->id);
+            else
+                st = mk_fs_join(ctx, m->dir, v, path2, sizeof path2);
+            if (st == MK_OK)
+                st = read_image(ctx, path2, p->manifest, r->line, p->paired_column, &img2);
+            for (int a = 0; st == MK_OK && a < 3; a++)
+                if (img2->dim[a] != img->dim[a])
+                    st = mk_err(ctx, MK_ERR_GEOMETRY, "%s:%d: column %s: %s: expected the "
+                                "image's grid %lldx%lldx%lld, got %lldx%lldx%lld", p->manifest,
+                                r->line, p->paired_column, v, (long long)img->dim[0],
+                                (long long)img->dim[1], (long long)img->dim[2],
+                                (long long)img2->dim[0], (long long)img2->dim[1],
+                                (long long)img2->dim[2]);
+        }
         if (st == MK_OK && lab)
             for (int a = 0; a < 3; a++)
                 if (lab->dim[a] != img->dim[a]) {
@@ -317,9 +366,10 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
                     break;
                 }
         if (st == MK_OK)
-            st = add_volume(ctx, p, img, lab, is_ct, &b);
+            st = add_volume(ctx, p, img, lab, img2, is_ct, &b);
         mk_image_free(img);
         mk_image_free(lab);
+        mk_image_free(img2);
         out->volumes++;
     }
     mk_manifest_free(m);
@@ -356,7 +406,8 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
         int64_t n = nfg + keep_empty, o = 0;
         out->img = malloc((size_t)(n * plane) * sizeof *out->img);
         out->lab = with_lab ? malloc((size_t)(n * plane) * sizeof *out->lab) : NULL;
-        if (!out->img || (with_lab && !out->lab))
+        out->img2 = pcol >= 0 ? malloc((size_t)(n * plane) * sizeof *out->img2) : NULL;
+        if (!out->img || (with_lab && !out->lab) || (pcol >= 0 && !out->img2))
             st = mk_err(ctx, MK_ERR_NOMEM, "data: out of memory");
         for (int64_t i = 0; st == MK_OK && i < b.n; i++) {
             if (!keep[i])
@@ -364,6 +415,8 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
             memcpy(out->img + o * plane, b.img + i * plane, (size_t)plane * sizeof(float));
             if (with_lab)
                 memcpy(out->lab + o * plane, b.lab + i * plane, (size_t)plane * sizeof(int32_t));
+            if (out->img2)
+                memcpy(out->img2 + o * plane, b.img2 + i * plane, (size_t)plane * sizeof(float));
             o++;
         }
         out->n = n;
@@ -376,6 +429,7 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
     free(keep);
     free(emp);
     free(b.img);
+    free(b.img2);
     free(b.lab);
     free(b.fg);
     if (st != MK_OK) {

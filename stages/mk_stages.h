@@ -59,6 +59,10 @@ typedef struct mk_data_params {
                                  side of the patch, and every batch crops the patch at a random
                                  offset in [0, 2 * jitter] per axis (augmentation; 0: the fixed
                                  centred crop) */
+    const char *paired_column; /* non-NULL (CT training data of cmedl.oracle_pmri): every row
+                                  also names an image in this extra manifest column, on the
+                                  row image's grid; it is normalised as MRI and cut with the
+                                  same crops into mk_slices.img2 (borrowed) */
     int blend_uniform;        /* sliding-window inference: 1 = plain mean of overlapping windows;
                                  0 (default) = Gaussian importance weights, sigma = patch / 8, so
                                  a pixel is decided by the windows it is central in (nnU-Net) */
@@ -73,6 +77,7 @@ typedef struct mk_slices {
     int ch, cw;      /* stored canvas: h + 2 jitter, w + 2 jitter */
     float *img;      /* n*ch*cw, owned */
     int32_t *lab;    /* n*ch*cw labels 0/1, owned; NULL when the volumes have no labels */
+    float *img2;     /* n*ch*cw paired images (mk_data_params.paired_column), owned; else NULL */
     int64_t n_fg;    /* slices that contain the structure */
     int volumes;     /* volumes read */
 } mk_slices;
@@ -91,9 +96,10 @@ mk_status mk_data_normalise(mk_ctx *ctx, const mk_data_params *p, const mk_image
                             float *out);
 /* Cut slice s across axis into a (pw x ph) window starting at (u0, v0) of the in-plane axes,
  * padding outside the volume with `pad`. Helper shared by training and inference. */
-/* Copy the h x w patch at offset (ox, oy) of stored slice i into x (and its labels into y when
- * both exist). 0 <= ox <= cw - w, 0 <= oy <= ch - h. */
-void mk_slices_crop(const mk_slices *s, int64_t i, int ox, int oy, float *x, int32_t *y);
+/* Copy the h x w patch at offset (ox, oy) of stored slice i into x (its labels into y and its
+ * paired image into x2, each when both exist). 0 <= ox <= cw - w, 0 <= oy <= ch - h. */
+void mk_slices_crop(const mk_slices *s, int64_t i, int ox, int oy, float *x, int32_t *y,
+                    float *x2);
 void mk_data_cut(const float *vol, const int64_t *dim, int axis, int64_t s, int64_t u0, int64_t v0,
                  int pw, int ph, float pad, float *out);
 
@@ -164,6 +170,10 @@ typedef struct mk_cmedl_params {
     float lambda_tumour_i2i; /* > 0: tumour-contrast loss on G, weight x the mean squared
                                 difference over the CT mask's pixels between G(x_ct) and the mean
                                 normalised value of the real MRI tumours (labelled MRI needed) */
+    int oracle_pmri;         /* 1 (a diagnostic, not the method): the teacher's pseudo-MRI input is
+                                replaced by the paired MR rendering of the same CT anatomy
+                                (manifest column paired_mr, `pipeline synth --paired`), an upper
+                                bound for what translation can give; G is still trained */
 } mk_cmedl_params;
 
 void mk_cmedl_defaults(mk_cmedl_params *p);

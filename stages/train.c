@@ -147,6 +147,7 @@ typedef struct trainer {
     mk_rng rng_ct, rng_mr;
     mk_nn_graph *g;
     mk_tensor xc, xm, fake_m, fake_c;
+    mk_tensor xo; /* the CT batch's paired MRI (cmedl.oracle_pmri) */
     mk_tensor hint_tgt[MK_HINT_MAX]; /* masked hint targets (hint_teacher_correct) */
     mk_tensor tum_tgt;               /* pseudo-MRI target of the tumour-contrast loss */
     float mr_tumour_mean;            /* mean normalised real-MRI value inside the MRI masks */
@@ -187,6 +188,7 @@ static void trainer_free(trainer *t)
     mk_tensor_free(&t->xm);
     mk_tensor_free(&t->fake_m);
     mk_tensor_free(&t->fake_c);
+    mk_tensor_free(&t->xo);
     for (int k = 0; k < MK_HINT_MAX; k++)
         mk_tensor_free(&t->hint_tgt[k]);
     mk_tensor_free(&t->tum_tgt);
@@ -220,7 +222,13 @@ static mk_status trainer_init(trainer *t)
                       t->batch, t->total);
     /* data: CT slices (labelled for cmedl/baseline), MRI slices (translate/cmedl) */
     uint64_t s = c->seed;
-    st = mk_data_load(ctx, &c->data, c->data.ct_modality, "train", t->mode != TR_TRANSLATE,
+    if (t->mode == TR_CMEDL && t->cp.oracle_pmri && !t->cp.teacher_learns_pmri)
+        return mk_err(ctx, MK_ERR_CONFIG, "cmedl.oracle_pmri = true: the teacher then learns on "
+                      "the oracle pseudo-MRI, which needs teacher_learns_pmri = true");
+    mk_data_params dct = c->data;
+    if (t->mode == TR_CMEDL && t->cp.oracle_pmri)
+        dct.paired_column = "paired_mr";
+    st = mk_data_load(ctx, &dct, c->data.ct_modality, "train", t->mode != TR_TRANSLATE,
                       mk__seed(s, 100), &t->ct);
     if (st == MK_OK && t->mode != TR_BASELINE)
         st = mk_data_load(ctx, &c->data, c->data.mri_modality, "train", 0, mk__seed(s, 101),
@@ -310,7 +318,8 @@ static mk_status trainer_init(trainer *t)
         return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory (graph)", stage);
     int64_t ne[4] = {t->batch, 1, c->data.patch[1], c->data.patch[0]};
     int64_t plane = ne[2] * ne[3];
-    if (mk_tensor_new(&t->xc, 4, ne) || mk_tensor_new(&t->xm, 4, ne) ||
+    if ((t->ct.img2 && mk_tensor_new(&t->xo, 4, ne)) ||
+        mk_tensor_new(&t->xc, 4, ne) || mk_tensor_new(&t->xm, 4, ne) ||
         mk_tensor_new(&t->fake_m, 4, ne) || mk_tensor_new(&t->fake_c, 4, ne) ||
         !(t->yc = calloc((size_t)(t->batch * plane), sizeof *t->yc)) ||
         !(t->ym = calloc((size_t)(t->batch * plane), sizeof *t->ym)) ||
@@ -320,7 +329,8 @@ static mk_status trainer_init(trainer *t)
     return MK_OK;
 }
 
-static void fill_batch(const mk_slices *s, mk_rng *r, int batch, mk_tensor *x, int32_t *y)
+static void fill_batch(const mk_slices *s, mk_rng *r, int batch, mk_tensor *x, int32_t *y,
+                       mk_tensor *x2)
 {
     int64_t plane = (int64_t)s->h * s->w;
     for (int b = 0; b < batch; b++) {
@@ -330,7 +340,8 @@ static void fill_batch(const mk_slices *s, mk_rng *r, int batch, mk_tensor *x, i
             ox = (int)mk_rng_below(r, (uint64_t)(s->cw - s->w + 1));
             oy = (int)mk_rng_below(r, (uint64_t)(s->ch - s->h + 1));
         }
-        mk_slices_crop(s, i, ox, oy, x->data + b * plane, s->lab ? y + b * plane : NULL);
+        mk_slices_crop(s, i, ox, oy, x->data + b * plane, s->lab ? y + b * plane : NULL,
+                       x2 && x2->data ? x2->data + b * plane : NULL);
     }
 }
 
@@ -403,9 +414,9 @@ static mk_status train_step(trainer *t, double *l)
     const mk_cmedl_params *cp = &t->cp;
     const mk_translate_params *tp = &t->tp;
     int i2i = t->mode != TR_BASELINE, seg = t->mode != TR_TRANSLATE;
-    fill_batch(&t->ct, &t->rng_ct, t->batch, &t->xc, t->yc);
+    fill_batch(&t->ct, &t->rng_ct, t->batch, &t->xc, t->yc, &t->xo);
     if (i2i)
-        fill_batch(&t->mr, &t->rng_mr, t->batch, &t->xm, t->ym);
+        fill_batch(&t->mr, &t->rng_mr, t->batch, &t->xm, t->ym, NULL);
     for (int k = 0; k < NET_COUNT; k++)
         if (t->params[k])
             mk_nn_params_zero_grad(t->params[k]);
@@ -467,6 +478,8 @@ static mk_status train_step(trainer *t, double *l)
             mk_var *tin = cp->seg_to_i2i ? fake_m : mk_nn_input(g, &t->fake_m, 0);
             if (cp->seg_to_i2i && cp->w_seg_i2i != 1.0f) /* identity; gradient x w_seg_i2i */
                 tin = mk_nn_grad_reverse(g, tin, -cp->w_seg_i2i);
+            if (cp->oracle_pmri) /* the perfect translation: the CT anatomy imaged as MR */
+                tin = mk_nn_input(g, &t->xo, 0);
             mk_unet *tnet = t->un[0];
             if (t->judge) {
                 /* the teacher's current weights, frozen: its loss on pseudo-MRI reaches only G */

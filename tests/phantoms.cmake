@@ -33,6 +33,15 @@ if(TARGET mk_phantoms)
       grep -q '^seed = 5$' \"$D/cfgout/synth.toml\" || fail seed override
       grep -q '^noise = 0.5$' \"$D/cfgout/synth.toml\" || fail noise from toml
       [ -f \"$D/cfgout/ct/cardiac_ct_001_label.nii.gz\" ] || fail files
+      expect2 --kind cardiac --paired --out \"$D/x\"; grep -q 'paired' \"$D/err\" || fail paired kind
+      printf '[synth]\\nkind = \"lung\"\\npaired = 1\\n' > \"$D/badp.toml\"
+      expect2 --config \"$D/badp.toml\" --out \"$D/x\"; grep -q 'badp.toml:3: synth.paired: expected true or false' \"$D/err\" || fail paired type
+      \"$P\" --quiet synth --kind lung --paired --cases 2 --size 24,24,4 --out \"$D/pair\" >\"$D/out\" || fail paired run
+      head -1 \"$D/pair/manifest.csv\" | grep -q '^id,modality,image,label,split,domain,paired_mr$' || fail paired header
+      grep -q '^lung_ct_001,CT,.*,ct/lung_ct_001_as_mr.nii.gz$' \"$D/pair/manifest.csv\" || fail paired row
+      grep -q '^lung_mr_001,MR,.*,mr,$' \"$D/pair/manifest.csv\" || fail paired mr row
+      [ -f \"$D/pair/ct/lung_ct_001_as_mr.nii.gz\" ] || fail paired file
+      grep -q '^paired = true$' \"$D/pair/synth.toml\" || fail paired params
       [ ! -e \"$D/x\" ] || fail partial output
       echo ok")
     set_tests_properties(synth_cli PROPERTIES TIMEOUT 60)

@@ -258,6 +258,65 @@ static void test_lung_mr_ranges(void **state)
     }
 }
 
+/* Paired rendering: render == dom reproduces the ordinary volume byte for byte (the same draws);
+ * CT anatomy imaged as MR keeps the CT grid and geometry, and each CT tissue takes the MR
+ * contrast stated for it (so the CT tumour is bright, as in real MRI). */
+static void test_lung_paired_rendering(void **state)
+{
+    (void)state;
+    mk_phantom_params p;
+    small_params(&p, MK_PHANTOM_LUNG);
+    for (int c = 0; c < 3; c++) {
+        mk_image *ct, *lab, *tis, *mr, *same;
+        assert_int_equal(mk_phantom_volume(&g_ctx, &p, MK_PHANTOM_DOMAIN_CT, c, &ct, &lab, &tis,
+                                           NULL), MK_OK);
+        assert_int_equal(mk_phantom_volume_paired(&g_ctx, &p, MK_PHANTOM_DOMAIN_CT,
+                                                  MK_PHANTOM_DOMAIN_CT, c, &same), MK_OK);
+        assert_int_equal(same->dtype, ct->dtype);
+        assert_memory_equal(same->data, ct->data, (size_t)mk_image_nvox(ct) * sizeof(int16_t));
+        mk_image_free(same);
+        assert_int_equal(mk_phantom_volume_paired(&g_ctx, &p, MK_PHANTOM_DOMAIN_CT,
+                                                  MK_PHANTOM_DOMAIN_MR, c, &mr), MK_OK);
+        assert_int_equal(mr->dtype, MK_DT_FLOAT32);
+        for (int a = 0; a < 3; a++) {
+            assert_int_equal(mr->dim[a], ct->dim[a]);
+            assert_true(mr->geom.spacing[a] == ct->geom.spacing[a] &&
+                        mr->geom.origin[a] == ct->geom.origin[a]);
+            for (int b = 0; b < 3; b++)
+                assert_true(mr->geom.direction[3 * a + b] == ct->geom.direction[3 * a + b]);
+        }
+        double mt = 0, mm = 0, med;
+        for (int t = 0; t < MK_TISSUE_COUNT; t++) {
+            double lo, hi, mean = 0;
+            if (!mk_phantom_tissue_range(&p, MK_PHANTOM_DOMAIN_MR, t, &lo, &hi) ||
+                interior_stats(mr, tis, t, &mean, &med) < 5)
+                continue;
+            if (!(mean >= lo && mean <= hi))
+                fail_msg("CT case %d as MR, %s: mean %.1f outside [%g, %g]", c,
+                         mk_phantom_tissue_name(t), mean, lo, hi);
+            if (t == MK_TISSUE_TUMOUR)
+                mt = mean;
+            if (t == MK_TISSUE_MEDIASTINUM)
+                mm = mean;
+        }
+        assert_true(mm > 0 && mt > 2 * mm);
+        assert_memory_equal(mr->nifti.sform, ct->nifti.sform, sizeof ct->nifti.sform);
+        mk_image_free(ct);
+        mk_image_free(lab);
+        mk_image_free(tis);
+        mk_image_free(mr);
+    }
+    mk_image *x = NULL;
+    mk_phantom_params q;
+    small_params(&q, MK_PHANTOM_CARDIAC);
+    assert_int_equal(mk_phantom_volume_paired(&g_ctx, &q, MK_PHANTOM_DOMAIN_MR,
+                                              MK_PHANTOM_DOMAIN_CT, 0, &x), MK_ERR_UNSUPPORTED);
+    assert_null(x);
+    assert_non_null(strstr(mk_ctx_errmsg(&g_ctx), "lung"));
+    q.paired = 1;
+    assert_int_equal(mk_phantom_params_check(&g_ctx, &q), MK_ERR_INVALID);
+}
+
 /* CMEDL's premise, measured without learning: the best single-threshold tumour Dice (inside the
  * tumour box + 15 mm) is low on CT, high on MR, and lowest for tumours at the mediastinum. */
 static void test_lung_premise(void **state)
@@ -772,6 +831,7 @@ int main(void)
         cmocka_unit_test(test_threshold_dice_analytic),
         cmocka_unit_test(test_lung_ct_ranges_and_geometry),
         cmocka_unit_test(test_lung_mr_ranges),
+        cmocka_unit_test(test_lung_paired_rendering),
         cmocka_unit_test(test_lung_premise),
         cmocka_unit_test(test_determinism_in_memory),
         cmocka_unit_test(test_cardiac_anatomy_and_shift),

@@ -152,7 +152,7 @@ static void test_data_hand_volume(void **state)
     int32_t py[32];
     for (int sl = 0; sl < 2; sl++)
         for (int off = 0; off < 2; off++) {
-            mk_slices_crop(&s, sl, off, off, px, py);
+            mk_slices_crop(&s, sl, off, off, px, py, NULL);
             int any = 0;
             for (int q = 0; q < 32; q++)
                 any |= py[q];
@@ -209,6 +209,92 @@ static void test_data_hand_volume(void **state)
     fclose(f);
     assert_int_not_equal(mk_data_load(&ctx, &p, "CT", "train", 0, 5, &s), MK_OK);
     assert_non_null(strstr(mk_ctx_errmsg(&ctx), "manifest.csv:2: column image"));
+}
+
+/* A paired column (cmedl.oracle_pmri): the paired image is cut with the row image's crops. Paired
+ * image here = the label map itself (values 0, 1 and one voxel of 2), min-max normalised as MRI:
+ * L -> L - 1, so the paired patch must read 0 exactly on the tumour and -1 elsewhere. */
+static void test_data_paired_column(void **state)
+{
+    (void)state;
+    char dir[600], img[700], lab[700], man[700], small[700];
+    sub(dir, sizeof dir, "paired");
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    assert_int_equal(mk_fs_mkdirs(&ctx, dir), MK_OK);
+    snprintf(img, sizeof img, "%s/ct.nii.gz", dir);
+    snprintf(lab, sizeof lab, "%s/ct_label.nii.gz", dir);
+    snprintf(man, sizeof man, "%s/manifest.csv", dir);
+    snprintf(small, sizeof small, "%s/small.nii.gz", dir);
+    write_hand_volume(img, lab);
+    FILE *f = fopen(man, "w");
+    assert_non_null(f);
+    fprintf(f, "id,modality,image,label,split,domain,paired_mr\n"
+               "c0,CT,ct.nii.gz,ct_label.nii.gz,train,ct,ct_label.nii.gz\n");
+    fclose(f);
+    mk_data_params p;
+    mk_data_defaults(&p);
+    p.manifest = man;
+    p.patch[0] = 8;
+    p.patch[1] = 4;
+    p.crop_jitter = 1;
+    p.mri_norm = MK_MRI_MINMAX;
+    p.paired_column = "paired_mr";
+    mk_slices s;
+    assert_int_equal(mk_data_load(&ctx, &p, "CT", "train", 1, 5, &s), MK_OK);
+    assert_int_equal(s.n, 2);
+    assert_non_null(s.img2);
+    float px[32], p2[32];
+    int32_t py[32];
+    int seen_fg = 0;
+    for (int sl = 0; sl < 2; sl++)
+        for (int off = 0; off < 3; off++) {
+            mk_slices_crop(&s, sl, off, 2 - off, px, py, p2);
+            int any = 0;
+            for (int q = 0; q < 32; q++)
+                any |= py[q];
+            seen_fg += any;
+            for (int q = 0; q < 32; q++) {
+                /* the label-2 voxel (k = 3) may lie in the empty slice: it reads +1 */
+                float want = py[q] ? 0.0f : -1.0f;
+                if (!any && p2[q] > 0.5f)
+                    want = 1.0f;
+                assert_float_equal(p2[q], want, 1e-6);
+                /* the CT patch is the same crop: tumour voxels read +1 there too */
+                assert_true(!py[q] || px[q] == 1.0f);
+            }
+        }
+    assert_int_equal(seen_fg, 3);
+    mk_slices_free(&s);
+    /* without paired_column nothing is loaded for it */
+    p.paired_column = NULL;
+    assert_int_equal(mk_data_load(&ctx, &p, "CT", "train", 1, 5, &s), MK_OK);
+    assert_null(s.img2);
+    mk_slices_free(&s);
+    p.paired_column = "paired_mr";
+
+    /* errors: no such column, an empty field, another grid */
+    f = fopen(man, "w");
+    fprintf(f, "id,modality,image,label,split\nc0,CT,ct.nii.gz,ct_label.nii.gz,train\n");
+    fclose(f);
+    assert_int_equal(mk_data_load(&ctx, &p, "CT", "train", 1, 5, &s), MK_ERR_FORMAT);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "column 'paired_mr'"));
+    f = fopen(man, "w");
+    fprintf(f, "id,modality,image,label,split,paired_mr\nc0,CT,ct.nii.gz,ct_label.nii.gz,train,\n");
+    fclose(f);
+    assert_int_equal(mk_data_load(&ctx, &p, "CT", "train", 1, 5, &s), MK_ERR_FORMAT);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "manifest.csv:2: column paired_mr"));
+    mk_image *im = NULL;
+    int64_t dim[3] = {4, 4, 4};
+    assert_int_equal(mk_image_new(&ctx, MK_DT_FLOAT32, 3, dim, &im), MK_OK);
+    assert_int_equal(mk_io_nifti_write(&ctx, small, im), MK_OK);
+    mk_image_free(im);
+    f = fopen(man, "w");
+    fprintf(f, "id,modality,image,label,split,paired_mr\n"
+               "c0,CT,ct.nii.gz,ct_label.nii.gz,train,small.nii.gz\n");
+    fclose(f);
+    assert_int_equal(mk_data_load(&ctx, &p, "CT", "train", 1, 5, &s), MK_ERR_GEOMETRY);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "expected the image's grid 12x10x5, got 4x4x4"));
 }
 
 /* ---------------------------------------------------------------- translator */
@@ -643,6 +729,46 @@ static void test_w_seg_i2i(void **state)
     assert_false(same_generator(r[2], r[3], tp.gen_width));
 }
 
+/* cmedl.oracle_pmri: the teacher sees the paired MR rendering, a constant input, so the
+ * translator gets only its own losses -- bit-identical to seg_to_i2i = false -- while teacher
+ * and student differ from that run (their input is another image). */
+static void test_oracle_pmri(void **state)
+{
+    (void)state;
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    char ra[600], rb[600], pa[2][700], pb[2][700];
+    sub(ra, sizeof ra, "run_oracle");
+    sub(rb, sizeof rb, "run_oracle_ref");
+    mk_stage_common c;
+    mk_translate_params tp;
+    mk_cmedl_params cp;
+    small_setup(&c, &tp, &cp, ra);
+    cp.iterations = 3;
+    cp.oracle_pmri = 1;
+    assert_int_equal(mk_stage_cmedl(&ctx, &c, &tp, &cp, NULL), MK_OK);
+    small_setup(&c, &tp, &cp, rb);
+    cp.iterations = 3;
+    cp.seg_to_i2i = 0;
+    assert_int_equal(mk_stage_cmedl(&ctx, &c, &tp, &cp, NULL), MK_OK);
+    assert_true(same_generator(ra, rb, tp.gen_width));
+    for (int k = 0; k < 2; k++) {
+        const char *n = k ? "teacher" : "student";
+        snprintf(pa[k], sizeof pa[k], "%s/models/cmedl_%s.h5", ra, n);
+        snprintf(pb[k], sizeof pb[k], "%s/models/cmedl_%s.h5", rb, n);
+        assert_false(same_weights(pa[k], pb[k], &c.unet));
+    }
+    /* the oracle replaces the pseudo-MRI the teacher learns on: no frozen-teacher mode with it */
+    char rc[600];
+    sub(rc, sizeof rc, "run_oracle_bad");
+    small_setup(&c, &tp, &cp, rc);
+    cp.iterations = 1;
+    cp.oracle_pmri = 1;
+    cp.teacher_learns_pmri = 0;
+    assert_int_equal(mk_stage_cmedl(&ctx, &c, &tp, &cp, NULL), MK_ERR_CONFIG);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "oracle_pmri"));
+}
+
 /* With lambda_hint 0 the CMEDL student gets exactly the baseline's gradients: the two stages
  * share data, seed, initial weights and CT batches, so the students must be bit-identical. */
 static void test_baseline_equals_unguided_student(void **state)
@@ -995,6 +1121,7 @@ static int setup(void **state)
     p.cases = 6;
     p.size[0] = p.size[1] = 32;
     p.size[2] = 12;
+    p.paired = 1; /* manifest column paired_mr: the oracle pseudo-MRI (an extra column for the rest) */
     mk_phantom_summary sum;
     if (mk_phantom_synth(&ctx, &p, g_phantoms, &sum) != MK_OK) {
         fprintf(stderr, "phantoms: %s\n", mk_ctx_errmsg(&ctx));
@@ -1075,6 +1202,7 @@ int main(int argc, char **argv)
         return kill_child(argv[2], argv[3]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_data_hand_volume),
+        cmocka_unit_test(test_data_paired_column),
         cmocka_unit_test(test_translator_shapes),
         cmocka_unit_test(test_hint_names),
         cmocka_unit_test(test_cmedl_tiny_run),
@@ -1090,6 +1218,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_window_weights),
         cmocka_unit_test(test_teacher_learns_pmri),
         cmocka_unit_test(test_w_seg_i2i),
+        cmocka_unit_test(test_oracle_pmri),
         cmocka_unit_test(test_tumour_contrast_loss),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
