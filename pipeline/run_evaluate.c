@@ -12,15 +12,19 @@
 #endif
 
 /* Models that `evaluate` knows how to find, in report order: the stage that trains them, their
- * report name, the U-Net file, the translator whose G maps CT first (or NULL), and the config key
- * that must be true for it to be evaluated (NULL: always). */
+ * report name, the U-Net file, the translator whose G maps CT first (or NULL), the config key
+ * that must be true for it to be evaluated (NULL: always), and the manifest column of the image
+ * it segments instead of the CT (NULL: the CT). */
 static const struct {
-    const char *stage, *name, *file, *translator, *when;
+    const char *stage, *name, *file, *translator, *when, *column;
 } MODELS[] = {
-    {"cmedl", "cmedl", "models/cmedl_student.h5", NULL, NULL},
-    {"baseline", "baseline", "models/baseline_student.h5", NULL, NULL},
+    {"cmedl", "cmedl", "models/cmedl_student.h5", NULL, NULL, NULL},
+    {"baseline", "baseline", "models/baseline_student.h5", NULL, NULL, NULL},
     {"cmedl", "pmri_teacher", "models/cmedl_teacher.h5", "models/cmedl_translator.h5",
-     "evaluate.teacher_on_pmri"},
+     "evaluate.teacher_on_pmri", NULL},
+    /* the teacher on what it learned on in the oracle run: each CT's paired MRI */
+    {"cmedl", "oracle_teacher", "models/cmedl_teacher.h5", NULL, "cmedl.oracle_pmri",
+     "paired_mr"},
 };
 enum { N_MODELS = sizeof MODELS / sizeof MODELS[0] };
 
@@ -60,6 +64,7 @@ mk_status mk_run_evaluate(mk_run_env *env)
         snprintf(paths[n], sizeof paths[n], "%s/%s", env->run_dir, MODELS[i].file);
         models[n].name = MODELS[i].name;
         models[n].model_h5 = paths[n];
+        models[n].input_column = MODELS[i].column;
         if (MODELS[i].translator) {
             snprintf(tpaths[n], sizeof tpaths[n], "%s/%s", env->run_dir, MODELS[i].translator);
             models[n].translator_h5 = tpaths[n];

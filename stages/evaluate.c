@@ -90,6 +90,19 @@ static mk_status eval_model(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
     mk_metric_opts_default(&mo);
     mo.convention = ep->convention;
     mo.tolerance_mm = ep->tolerance_mm;
+    int pcol = -1;
+    if (model->input_column) {
+        if (model->translator_h5)
+            return mk_err(ctx, MK_ERR_INVALID, "evaluate %s: input_column and a translator "
+                          "exclude each other", model->name);
+        for (int e = 0; e < m->nextra; e++)
+            if (!strcmp(m->extra_names[e], model->input_column))
+                pcol = e;
+        if (pcol < 0)
+            return mk_err(ctx, MK_ERR_FORMAT, "%s: expected a column '%s' naming each %s case's "
+                          "paired MRI for model %s (`pipeline synth --paired` writes it), found "
+                          "none", m->source, model->input_column, dp->ct_modality, model->name);
+    }
     char what[64];
     snprintf(what, sizeof what, "evaluate %s", model->name);
     for (int r = 0; r < m->nrows && st == MK_OK; r++) {
@@ -111,9 +124,30 @@ static mk_status eval_model(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
                         m->source, row->line, row->image_path, row->label_path);
             goto next;
         }
-        if ((st = mk_stage_predict_volume_via(ctx, model->model_h5, &c->unet,
-                                              model->translator_h5, model->gen_width, ct, dp,
-                                              c->threads, &mask, want_pmri ? &pmri : NULL)) != MK_OK)
+        if (pcol >= 0) {
+            mk_image *mr = NULL;
+            char mpath[4096];
+            const char *v = row->extra[pcol];
+            if (!v[0])
+                st = mk_err(ctx, MK_ERR_FORMAT, "%s:%d: column %s: expected the paired MRI of "
+                            "case '%s' (model %s), got an empty field", m->source, row->line,
+                            model->input_column, row->id, model->name);
+            else if ((st = mk_fs_join(ctx, m->dir, v, mpath, sizeof mpath)) == MK_OK &&
+                     (st = mk_io_read_image(ctx, mpath, &mr)) == MK_OK &&
+                     !mk_geom_same_grid(ct, mr, 1e-4))
+                st = mk_err(ctx, MK_ERR_GEOMETRY, "%s:%d: column %s: %s is not on the grid of "
+                            "image %s", m->source, row->line, model->input_column, mpath,
+                            row->image_path);
+            if (st == MK_OK)
+                st = mk_stage_predict_volume_mr(ctx, model->model_h5, &c->unet, mr, dp,
+                                                c->threads, &mask);
+            mk_image_free(mr);
+            if (st != MK_OK)
+                goto next;
+        } else if ((st = mk_stage_predict_volume_via(ctx, model->model_h5, &c->unet,
+                                                     model->translator_h5, model->gen_width, ct,
+                                                     dp, c->threads, &mask,
+                                                     want_pmri ? &pmri : NULL)) != MK_OK)
             goto next;
         if (want_pmri) {
             char pdir[4200], ppath[4400];

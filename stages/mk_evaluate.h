@@ -25,6 +25,11 @@ typedef struct mk_eval_model {
     const char *translator_h5; /* NULL, or a translator whose G maps the CT first (the teacher on
                                   pseudo-MRI) */
     int gen_width;             /* G's width when translator_h5 is set */
+    const char *input_column;  /* NULL: the model segments the CT; else the manifest column naming
+                                  each case's paired MRI (pipeline synth --paired), which it
+                                  segments instead (the teacher on the oracle pseudo-MRI). The
+                                  paired image must lie on the CT's grid; scored against the CT's
+                                  label. Not with translator_h5. */
 } mk_eval_model;
 
 typedef struct mk_eval_stage_params {

@@ -220,6 +220,12 @@ mk_status mk_stage_baseline(mk_ctx *ctx, const mk_stage_common *c, const mk_cmed
 mk_status mk_stage_predict_volume(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *cfg,
                                   const mk_image *ct, const mk_data_params *p, int threads,
                                   mk_image **mask_out);
+/* The same for an MRI volume (normalised as the stages normalise MRI, data.mri_norm; windows
+ * reaching outside the volume are padded with its minimum): the teacher
+ * segmenting real MRI, e.g. the paired MRI of a CT case (cmedl.oracle_pmri). */
+mk_status mk_stage_predict_volume_mr(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *cfg,
+                                     const mk_image *mr, const mk_data_params *p, int threads,
+                                     mk_image **mask_out);
 /* The same with the CT -> pseudo-MRI generator G of a translator file (models/translator.h5 or
  * models/cmedl_translator.h5, generator width gen_width) applied to each window first: the
  * teacher segmenting pseudo-MRI ("segment pMRI directly" of the CMEDL paper). translator_h5 NULL:

@@ -39,17 +39,38 @@ void mk__window_weights(int pw, int ph, int uniform, float *w)
         }
 }
 
+static mk_status predict(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *cfg,
+                         const char *translator_h5, int gen_width, const mk_image *ct, int is_ct,
+                         const mk_data_params *p, int threads, mk_image **mask_out,
+                         mk_image **via_out);
+
 mk_status mk_stage_predict_volume(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *cfg,
                                   const mk_image *ct, const mk_data_params *p, int threads,
                                   mk_image **mask_out)
 {
-    return mk_stage_predict_volume_via(ctx, model_h5, cfg, NULL, 0, ct, p, threads, mask_out, NULL);
+    return predict(ctx, model_h5, cfg, NULL, 0, ct, 1, p, threads, mask_out, NULL);
+}
+
+mk_status mk_stage_predict_volume_mr(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *cfg,
+                                     const mk_image *mr, const mk_data_params *p, int threads,
+                                     mk_image **mask_out)
+{
+    return predict(ctx, model_h5, cfg, NULL, 0, mr, 0, p, threads, mask_out, NULL);
 }
 
 mk_status mk_stage_predict_volume_via(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *cfg,
                                       const char *translator_h5, int gen_width,
                                       const mk_image *ct, const mk_data_params *p, int threads,
                                       mk_image **mask_out, mk_image **via_out)
+{
+    return predict(ctx, model_h5, cfg, translator_h5, gen_width, ct, 1, p, threads, mask_out,
+                   via_out);
+}
+
+static mk_status predict(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *cfg,
+                         const char *translator_h5, int gen_width, const mk_image *ct, int is_ct,
+                         const mk_data_params *p, int threads, mk_image **mask_out,
+                         mk_image **via_out)
 {
     *mask_out = NULL;
     if (via_out)
@@ -110,14 +131,18 @@ mk_status mk_stage_predict_volume_via(mk_ctx *ctx, const char *model_h5, const m
     else
         mk__window_weights(pw, ph, p->blend_uniform, wmap);
     if (st == MK_OK)
-        st = mk_data_normalise(ctx, p, ct, 1, vol);
+        st = mk_data_normalise(ctx, p, ct, is_ct, vol);
     if (st == MK_OK)
         st = mk_image_new_like(ctx, ct, MK_DT_UINT8, &mask);
+    float pad = -1.0f; /* CT: the window's floor; MRI: the volume's minimum */
+    for (int64_t i = 0; st == MK_OK && !is_ct && i < nv; i++)
+        if (i == 0 || vol[i] < pad)
+            pad = vol[i];
     uint8_t *mdat = mask ? mask->data : NULL;
     for (int64_t s = 0; st == MK_OK && s < dim[axis]; s++) {
         for (int a = 0; a < nu; a++)
             for (int b = 0; b < nvw; b++)
-                mk_data_cut(vol, dim, axis, s, us[a], vs[b], pw, ph, -1.0f,
+                mk_data_cut(vol, dim, axis, s, us[a], vs[b], pw, ph, pad,
                             x.data + (int64_t)(a * nvw + b) * pw * ph);
         mk_nn_graph_begin(g, 0);
         mk_nn_graph_set_no_grad(g, 1);

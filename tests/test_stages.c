@@ -22,6 +22,8 @@
 #include "io/mk_nifti.h"
 #include "models/mk_translator.h"
 #include "phantoms/mk_phantoms.h"
+#include "io/mk_manifest.h"
+#include "stages/mk_evaluate.h"
 #include "stages/mk_stages.h"
 #include "stages/stage_internal.h"
 
@@ -769,6 +771,91 @@ static void test_oracle_pmri(void **state)
     assert_non_null(strstr(mk_ctx_errmsg(&ctx), "oracle_pmri"));
 }
 
+/* The evaluate stage's input_column (the oracle teacher): each test case's mask is the model's
+ * prediction on the case's paired MRI, normalised as MRI, not on the CT; a missing column is named
+ * in the error and writes nothing. */
+static void test_evaluate_input_column(void **state)
+{
+    (void)state;
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    char ra[600], teacher[700], man[700];
+    sub(ra, sizeof ra, "run_oracle_eval");
+    mk_stage_common c;
+    mk_translate_params tp;
+    mk_cmedl_params cp;
+    small_setup(&c, &tp, &cp, ra);
+    cp.iterations = 30; /* enough for the teacher's masks to depend on its input */
+    cp.oracle_pmri = 1;
+    assert_int_equal(mk_stage_cmedl(&ctx, &c, &tp, &cp, NULL), MK_OK);
+    snprintf(teacher, sizeof teacher, "%s/models/cmedl_teacher.h5", ra);
+    mk_eval_stage_params ep = {0};
+    ep.split = "test";
+    ep.tolerance_mm = 1.0;
+    assert_int_equal(mk_metric_conv_parse(&ctx, "deepmind", &ep.convention), MK_OK);
+    ep.write_masks = 1;
+    ep.version = "test";
+    ep.command_line = "test";
+    mk_eval_model mod = {0};
+    mod.name = "oracle_teacher";
+    mod.model_h5 = teacher;
+    mod.input_column = "paired_mr";
+    mk_eval_model_summary sum;
+    if (mk_stage_evaluate(&ctx, &c, &ep, &mod, 1, &sum) != MK_OK)
+        fail_msg("%s", mk_ctx_errmsg(&ctx));
+    snprintf(man, sizeof man, "%s/manifest.csv", g_phantoms);
+    mk_manifest *m = NULL;
+    assert_int_equal(mk_manifest_read(&ctx, man, &m), MK_OK);
+    int pcol = -1, ncase = 0, differs = 0;
+    for (int e = 0; e < m->nextra; e++)
+        if (!strcmp(m->extra_names[e], "paired_mr"))
+            pcol = e;
+    assert_true(pcol >= 0);
+    for (int r = 0; r < m->nrows; r++) {
+        const mk_manifest_row *row = &m->rows[r];
+        if (strcmp(row->modality, "CT") || strcmp(row->split, "test"))
+            continue;
+        char mp[1400], wp[1400];
+        snprintf(mp, sizeof mp, "%s/%s", m->dir, row->extra[pcol]);
+        snprintf(wp, sizeof wp, "%s/masks/oracle_teacher/%s.nii.gz", ra, row->id);
+        mk_image *ct = NULL, *mr = NULL, *want = NULL, *on_ct = NULL, *got = NULL;
+        assert_int_equal(mk_io_nifti_read(&ctx, row->image_path, &ct), MK_OK);
+        assert_int_equal(mk_io_nifti_read(&ctx, mp, &mr), MK_OK);
+        assert_int_equal(mk_io_nifti_read(&ctx, wp, &got), MK_OK);
+        assert_int_equal(mk_stage_predict_volume_mr(&ctx, teacher, &c.unet, mr, &c.data, 1, &want),
+                         MK_OK);
+        assert_int_equal(mk_stage_predict_volume(&ctx, teacher, &c.unet, ct, &c.data, 1, &on_ct),
+                         MK_OK);
+        int64_t n = mk_image_nvox(ct);
+        assert_int_equal(mk_image_nvox(got), n);
+        for (int64_t i = 0; i < n; i++) {
+            assert_true(mk_image_get(got, i) == mk_image_get(want, i));
+            differs += mk_image_get(on_ct, i) != mk_image_get(want, i);
+        }
+        ncase++;
+        mk_image_free(ct);
+        mk_image_free(mr);
+        mk_image_free(want);
+        mk_image_free(on_ct);
+        mk_image_free(got);
+    }
+    mk_manifest_free(m);
+    assert_true(ncase > 0);
+    assert_int_equal(sum.cases, ncase);
+    print_message("oracle teacher: %d test cases, %d voxels differ from the teacher on CT\n", ncase,
+                  differs);
+    assert_true(differs > 0); /* the paired MRI, not the CT, was segmented */
+    /* a manifest without the column: named in the error, no report written */
+    char rb[600], rep[700];
+    sub(rb, sizeof rb, "run_oracle_eval_bad");
+    c.run_dir = rb;
+    mod.input_column = "no_such_column";
+    assert_int_equal(mk_stage_evaluate(&ctx, &c, &ep, &mod, 1, NULL), MK_ERR_FORMAT);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "no_such_column"));
+    snprintf(rep, sizeof rep, "%s/reports/oracle_teacher.h5", rb);
+    assert_int_equal(access(rep, F_OK), -1);
+}
+
 /* With lambda_hint 0 the CMEDL student gets exactly the baseline's gradients: the two stages
  * share data, seed, initial weights and CT batches, so the students must be bit-identical. */
 static void test_baseline_equals_unguided_student(void **state)
@@ -1219,6 +1306,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_teacher_learns_pmri),
         cmocka_unit_test(test_w_seg_i2i),
         cmocka_unit_test(test_oracle_pmri),
+        cmocka_unit_test(test_evaluate_input_column),
         cmocka_unit_test(test_tumour_contrast_loss),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
