@@ -82,24 +82,57 @@ static void write_hand_volume(const char *img_path, const char *lab_path)
     mk_image_free(lab);
 }
 
-static void test_data_hand_volume(void **state)
+/* A folder under the test root holding the hand volume (ct.nii.gz, ct_label.nii.gz) and a
+ * manifest.csv with the given text; dir and man (700 bytes each) receive their paths. */
+static void hand_fixture(const char *name, const char *manifest_text, char *dir, char *man)
 {
-    (void)state;
-    char dir[600], img[700], lab[700], man[700];
-    sub(dir, sizeof dir, "hand");
+    char img[800], lab[800];
     mk_ctx ctx;
     mk_ctx_init(&ctx);
+    sub(dir, 600, name);
     assert_int_equal(mk_fs_mkdirs(&ctx, dir), MK_OK);
     snprintf(img, sizeof img, "%s/ct.nii.gz", dir);
     snprintf(lab, sizeof lab, "%s/ct_label.nii.gz", dir);
-    snprintf(man, sizeof man, "%s/manifest.csv", dir);
+    snprintf(man, 700, "%s/manifest.csv", dir);
     write_hand_volume(img, lab);
     FILE *f = fopen(man, "w");
     assert_non_null(f);
-    fprintf(f, "id,modality,image,label,split,domain\n"
-               "c0,CT,ct.nii.gz,ct_label.nii.gz,train,ct\n"
-               "m0,MR,ct.nii.gz,,train,mr\n");
+    fputs(manifest_text, f);
     fclose(f);
+}
+
+/* Rewrite the manifest `man` with `text`, load `modality` rows of the train split, and expect the
+ * status `want` (MK_OK is never expected here: -1 means any error) with `msg` in the message. */
+static void expect_load_error(const char *man, const char *text, const mk_data_params *p,
+                              int need_labels, int want, const char *msg)
+{
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    FILE *f = fopen(man, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    mk_slices s;
+    mk_status st = mk_data_load(&ctx, p, "CT", "train", need_labels, 5, &s);
+    if (want < 0)
+        assert_int_not_equal(st, MK_OK);
+    else
+        assert_int_equal(st, want);
+    if (!strstr(mk_ctx_errmsg(&ctx), msg))
+        fail_msg("expected '%s' in: %s", msg, mk_ctx_errmsg(&ctx));
+}
+
+static void test_data_hand_volume(void **state)
+{
+    (void)state;
+    char dir[700], man[700];
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    hand_fixture("hand",
+                 "id,modality,image,label,split,domain\n"
+                 "c0,CT,ct.nii.gz,ct_label.nii.gz,train,ct\n"
+                 "m0,MR,ct.nii.gz,,train,mr\n",
+                 dir, man);
 
     mk_data_params p;
     mk_data_defaults(&p);
@@ -200,17 +233,11 @@ static void test_data_hand_volume(void **state)
     assert_non_null(strstr(mk_ctx_errmsg(&ctx), "column label"));
     assert_int_equal(mk_data_load(&ctx, &p, "CT", "test", 1, 5, &s), MK_ERR_NOT_FOUND);
     assert_non_null(strstr(mk_ctx_errmsg(&ctx), "split 'test'"));
-    f = fopen(man, "w");
-    fprintf(f, "id,modality,image,split\nc0,CT,ct.nii.gz,train\n");
-    fclose(f);
     /* no label column: the stage that needs labels says which row lacks one */
-    assert_int_equal(mk_data_load(&ctx, &p, "CT", "train", 1, 5, &s), MK_ERR_FORMAT);
-    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "manifest.csv:2: column label"));
-    f = fopen(man, "w");
-    fprintf(f, "id,modality,image,label,split\nc0,CT,missing.nii.gz,,train\n");
-    fclose(f);
-    assert_int_not_equal(mk_data_load(&ctx, &p, "CT", "train", 0, 5, &s), MK_OK);
-    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "manifest.csv:2: column image"));
+    expect_load_error(man, "id,modality,image,split\nc0,CT,ct.nii.gz,train\n", &p, 1,
+                      MK_ERR_FORMAT, "manifest.csv:2: column label");
+    expect_load_error(man, "id,modality,image,label,split\nc0,CT,missing.nii.gz,,train\n", &p, 0,
+                      -1, "manifest.csv:2: column image");
 }
 
 /* A paired column (cmedl.oracle_pmri): the paired image is cut with the row image's crops. Paired
@@ -219,21 +246,14 @@ static void test_data_hand_volume(void **state)
 static void test_data_paired_column(void **state)
 {
     (void)state;
-    char dir[600], img[700], lab[700], man[700], small[700];
-    sub(dir, sizeof dir, "paired");
+    char dir[700], man[700], small[800];
     mk_ctx ctx;
     mk_ctx_init(&ctx);
-    assert_int_equal(mk_fs_mkdirs(&ctx, dir), MK_OK);
-    snprintf(img, sizeof img, "%s/ct.nii.gz", dir);
-    snprintf(lab, sizeof lab, "%s/ct_label.nii.gz", dir);
-    snprintf(man, sizeof man, "%s/manifest.csv", dir);
+    hand_fixture("paired",
+                 "id,modality,image,label,split,domain,paired_mr\n"
+                 "c0,CT,ct.nii.gz,ct_label.nii.gz,train,ct,ct_label.nii.gz\n",
+                 dir, man);
     snprintf(small, sizeof small, "%s/small.nii.gz", dir);
-    write_hand_volume(img, lab);
-    FILE *f = fopen(man, "w");
-    assert_non_null(f);
-    fprintf(f, "id,modality,image,label,split,domain,paired_mr\n"
-               "c0,CT,ct.nii.gz,ct_label.nii.gz,train,ct,ct_label.nii.gz\n");
-    fclose(f);
     mk_data_params p;
     mk_data_defaults(&p);
     p.manifest = man;
@@ -276,27 +296,21 @@ static void test_data_paired_column(void **state)
     p.paired_column = "paired_mr";
 
     /* errors: no such column, an empty field, another grid */
-    f = fopen(man, "w");
-    fprintf(f, "id,modality,image,label,split\nc0,CT,ct.nii.gz,ct_label.nii.gz,train\n");
-    fclose(f);
-    assert_int_equal(mk_data_load(&ctx, &p, "CT", "train", 1, 5, &s), MK_ERR_FORMAT);
-    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "column 'paired_mr'"));
-    f = fopen(man, "w");
-    fprintf(f, "id,modality,image,label,split,paired_mr\nc0,CT,ct.nii.gz,ct_label.nii.gz,train,\n");
-    fclose(f);
-    assert_int_equal(mk_data_load(&ctx, &p, "CT", "train", 1, 5, &s), MK_ERR_FORMAT);
-    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "manifest.csv:2: column paired_mr"));
+    expect_load_error(man, "id,modality,image,label,split\nc0,CT,ct.nii.gz,ct_label.nii.gz,train\n",
+                      &p, 1, MK_ERR_FORMAT, "column 'paired_mr'");
+    expect_load_error(man,
+                      "id,modality,image,label,split,paired_mr\n"
+                      "c0,CT,ct.nii.gz,ct_label.nii.gz,train,\n",
+                      &p, 1, MK_ERR_FORMAT, "manifest.csv:2: column paired_mr");
     mk_image *im = NULL;
     int64_t dim[3] = {4, 4, 4};
     assert_int_equal(mk_image_new(&ctx, MK_DT_FLOAT32, 3, dim, &im), MK_OK);
     assert_int_equal(mk_io_nifti_write(&ctx, small, im), MK_OK);
     mk_image_free(im);
-    f = fopen(man, "w");
-    fprintf(f, "id,modality,image,label,split,paired_mr\n"
-               "c0,CT,ct.nii.gz,ct_label.nii.gz,train,small.nii.gz\n");
-    fclose(f);
-    assert_int_equal(mk_data_load(&ctx, &p, "CT", "train", 1, 5, &s), MK_ERR_GEOMETRY);
-    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "expected the image's grid 12x10x5, got 4x4x4"));
+    expect_load_error(man,
+                      "id,modality,image,label,split,paired_mr\n"
+                      "c0,CT,ct.nii.gz,ct_label.nii.gz,train,small.nii.gz\n",
+                      &p, 1, MK_ERR_GEOMETRY, "expected the image's grid 12x10x5, got 4x4x4");
 }
 
 /* ---------------------------------------------------------------- translator */
