@@ -22,7 +22,7 @@ static int count_rows(const mk_manifest *m, const char *modality, const char *sp
 
 /* When the manifest exists: every (modality, split, labelled) need of the stage must be met. */
 static mk_status check_data(mk_run_env *env, const char *stage, int need_ct_train, int need_mr_train,
-                            const char *eval_split)
+                            const char *eval_split, int need_paired)
 {
     const mk_cfg *cfg = env->cfg;
     const char *path = mk_cfg_str(cfg, "data.manifest");
@@ -52,8 +52,29 @@ static mk_status check_data(mk_run_env *env, const char *stage, int need_ct_trai
                     "%s:%d: key 'evaluate.split': manifest %s has no labelled '%s' rows in split "
                     "'%s'",
                     mk_cfg_path(cfg), mk_cfg_line(cfg, "evaluate.split"), path, ct, eval_split);
+    int has_paired = 0;
+    for (int e = 0; e < m->nextra; e++)
+        has_paired |= !strcmp(m->extra_names[e], MK_STAGE_PAIRED_MR_COLUMN);
+    if (st == MK_OK && need_paired && !has_paired)
+        st = mk_err(env->ctx, MK_ERR_CONFIG,
+                    "%s:%d: key 'cmedl.oracle_pmri': stage %s: manifest %s has no column '%s' "
+                    "(the paired MRI of each CT case; `pipeline synth --paired` or "
+                    "synth.paired = true writes it)",
+                    mk_cfg_path(cfg), mk_cfg_line(cfg, "cmedl.oracle_pmri"), stage, path,
+                    MK_STAGE_PAIRED_MR_COLUMN);
     mk_manifest_free(m);
     return st;
+}
+
+/* cmedl.oracle_pmri is on and the run trains cmedl (the oracle teacher needs paired MRI) */
+static int oracle_run(const mk_cfg *cfg)
+{
+    if (!mk_cfg_bool(cfg, "cmedl.oracle_pmri"))
+        return 0;
+    for (int k = 0; k < mk_cfg_list_len(cfg, "run.stages"); k++)
+        if (!strcmp(mk_cfg_list_str(cfg, "run.stages", k), "cmedl"))
+            return 1;
+    return 0;
 }
 
 mk_status mk_check_translate(mk_run_env *env)
@@ -61,7 +82,7 @@ mk_status mk_check_translate(mk_run_env *env)
     mk_stage_common c;
     mk_translate_params tp;
     mk_status st = mk_run_train_params(env, &c, &tp, NULL);
-    return st != MK_OK ? st : check_data(env, "translate", 0, 1, NULL);
+    return st != MK_OK ? st : check_data(env, "translate", 0, 1, NULL, 0);
 }
 
 mk_status mk_check_cmedl(mk_run_env *env)
@@ -70,7 +91,12 @@ mk_status mk_check_cmedl(mk_run_env *env)
     mk_translate_params tp;
     mk_cmedl_params cp;
     mk_status st = mk_run_train_params(env, &c, &tp, &cp);
-    return st != MK_OK ? st : check_data(env, "cmedl", 1, 1, NULL);
+    if (st == MK_OK && cp.oracle_pmri && !cp.teacher_learns_pmri)
+        st = mk_err(env->ctx, MK_ERR_CONFIG,
+                    "%s:%d: key 'cmedl.oracle_pmri': the teacher then learns on the oracle "
+                    "pseudo-MRI, which needs cmedl.teacher_learns_pmri = true",
+                    mk_cfg_path(env->cfg), mk_cfg_line(env->cfg, "cmedl.oracle_pmri"));
+    return st != MK_OK ? st : check_data(env, "cmedl", 1, 1, NULL, cp.oracle_pmri);
 }
 
 mk_status mk_check_baseline(mk_run_env *env)
@@ -78,7 +104,7 @@ mk_status mk_check_baseline(mk_run_env *env)
     mk_stage_common c;
     mk_cmedl_params cp;
     mk_status st = mk_run_train_params(env, &c, NULL, &cp);
-    return st != MK_OK ? st : check_data(env, "baseline", 1, 0, NULL);
+    return st != MK_OK ? st : check_data(env, "baseline", 1, 0, NULL, 0);
 }
 
 mk_status mk_check_evaluate(mk_run_env *env)
@@ -100,5 +126,6 @@ mk_status mk_check_evaluate(mk_run_env *env)
                       "%s:%d: key 'run.stages': 'evaluate' needs a training stage before it "
                       "(cmedl or baseline)",
                       mk_cfg_path(env->cfg), mk_cfg_line(env->cfg, "run.stages"));
-    return check_data(env, "evaluate", 0, 0, mk_cfg_str(env->cfg, "evaluate.split"));
+    return check_data(env, "evaluate", 0, 0, mk_cfg_str(env->cfg, "evaluate.split"),
+                      oracle_run(env->cfg));
 }

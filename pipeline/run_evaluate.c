@@ -24,7 +24,7 @@ static const struct {
      "evaluate.teacher_on_pmri", NULL},
     /* the teacher on what it learned on in the oracle run: each CT's paired MRI */
     {"cmedl", "oracle_teacher", "models/cmedl_teacher.h5", NULL, "cmedl.oracle_pmri",
-     "paired_mr"},
+     MK_STAGE_PAIRED_MR_COLUMN},
 };
 enum { N_MODELS = sizeof MODELS / sizeof MODELS[0] };
 

@@ -43,6 +43,10 @@ extern "C" {
 
 typedef enum mk_mri_norm { MK_MRI_ZSCORE = 0, MK_MRI_MINMAX } mk_mri_norm;
 
+/* The manifest column naming each CT case's paired MRI rendering (`pipeline synth --paired`):
+ * what cmedl.oracle_pmri trains the teacher on and the evaluate stage's oracle_teacher reads. */
+#define MK_STAGE_PAIRED_MR_COLUMN "paired_mr"
+
 typedef struct mk_data_params {
     const char *manifest;     /* CSV path (borrowed) */
     const char *ct_modality;  /* manifest modality of CT ("CT") */

@@ -227,7 +227,7 @@ static mk_status trainer_init(trainer *t)
                       "the oracle pseudo-MRI, which needs teacher_learns_pmri = true");
     mk_data_params dct = c->data;
     if (t->mode == TR_CMEDL && t->cp.oracle_pmri)
-        dct.paired_column = "paired_mr";
+        dct.paired_column = MK_STAGE_PAIRED_MR_COLUMN;
     st = mk_data_load(ctx, &dct, c->data.ct_modality, "train", t->mode != TR_TRANSLATE,
                       mk__seed(s, 100), &t->ct);
     if (st == MK_OK && t->mode != TR_BASELINE)

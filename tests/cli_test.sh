@@ -97,9 +97,13 @@ stage_cfg "$T/split.toml" '[evaluate]\nsplit = "holdout"\n'
 check "split with no cases" 2 "no labelled 'CT' rows in split 'holdout'" -- "$P" run "$T/split.toml"
 stage_cfg "$T/modality.toml" 'mri_modality = "T2"\n'
 check "modality missing from manifest" 2 "no 'T2' rows in split 'train'" -- "$P" run "$T/modality.toml"
+stage_cfg "$T/oracle.toml" '[cmedl]\noracle_pmri = true\n'
+check "oracle without a paired column" 2 "oracle.toml:7: key 'cmedl.oracle_pmri': stage cmedl: manifest $T/d/manifest.csv has no column 'paired_mr'" -- "$P" run "$T/oracle.toml"
+stage_cfg "$T/oraclef.toml" '[cmedl]\noracle_pmri = true\nteacher_learns_pmri = false\n'
+check "oracle with a frozen teacher" 2 "needs cmedl.teacher_learns_pmri = true" -- "$P" validate "$T/oraclef.toml"
 printf '[run]\nstages = ["evaluate"]\n[data]\nmanifest = "d/manifest.csv"\n' >"$T/evalonly.toml"
 check "evaluate without training" 2 "'evaluate' needs a training stage before it" -- "$P" validate "$T/evalonly.toml"
-for r in hint split modality; do
+for r in hint split modality oracle oraclef; do
     if [ -e "$T/run-$r" ]; then
         echo "FAIL $r: a run directory was written for a config that failed its checks"
         fails=$((fails + 1))
