@@ -57,6 +57,14 @@ int mk_manifest_find(const mk_manifest *m, const char *id)
     return -1;
 }
 
+int mk_manifest_extra_index(const mk_manifest *m, const char *name)
+{
+    for (int e = 0; e < m->nextra; e++)
+        if (strcmp(m->extra_names[e], name) == 0)
+            return e;
+    return -1;
+}
+
 static char *resolve(const char *dir, const char *rel)
 {
     if (!rel || !*rel)

@@ -73,6 +73,9 @@ mk_status mk_manifest_check_grid(mk_ctx *ctx, const mk_manifest *m, int row);
 /* Index of the row with this id, -1 if none. */
 int mk_manifest_find(const mk_manifest *m, const char *id);
 
+/* Index into extra_names / row->extra of the extra column with this name, -1 if none. */
+int mk_manifest_extra_index(const mk_manifest *m, const char *name);
+
 void mk_manifest_free(mk_manifest *m); /* NULL ok */
 
 #ifdef __cplusplus

@@ -52,10 +52,7 @@ static mk_status check_data(mk_run_env *env, const char *stage, int need_ct_trai
                     "%s:%d: key 'evaluate.split': manifest %s has no labelled '%s' rows in split "
                     "'%s'",
                     mk_cfg_path(cfg), mk_cfg_line(cfg, "evaluate.split"), path, ct, eval_split);
-    int has_paired = 0;
-    for (int e = 0; e < m->nextra; e++)
-        has_paired |= !strcmp(m->extra_names[e], MK_STAGE_PAIRED_MR_COLUMN);
-    if (st == MK_OK && need_paired && !has_paired)
+    if (st == MK_OK && need_paired && mk_manifest_extra_index(m, MK_STAGE_PAIRED_MR_COLUMN) < 0)
         st = mk_err(env->ctx, MK_ERR_CONFIG,
                     "%s:%d: key 'cmedl.oracle_pmri': stage %s: manifest %s has no column '%s' "
                     "(the paired MRI of each CT case; `pipeline synth --paired` or "

@@ -7,6 +7,7 @@
 #include "core/mk_fs.h"
 #include "io/mk_manifest.h"
 #include "mk_stages.h"
+#include "stage_internal.h"
 #include "nn/mk_tensor.h"
 
 void mk_data_defaults(mk_data_params *p)
@@ -184,14 +185,7 @@ static mk_status add_volume(mk_ctx *ctx, const mk_data_params *p, const mk_image
     double lo = 0, hi = 0, thr;
     mk_image_value_range(img, &lo, &hi);
     thr = is_ct ? -500.0 : lo + 0.1 * (hi - lo);
-    float pad = is_ct ? -1.0f : (float)vol[0];
-    for (int64_t i = 0; i < nv; i++)
-        if (vol[i] < pad)
-            pad = vol[i];
-    float pad2 = vol2 ? vol2[0] : 0;
-    for (int64_t i = 0; vol2 && i < nv; i++)
-        if (vol2[i] < pad2)
-            pad2 = vol2[i];
+    float pad = mk__pad_value(vol, nv, is_ct), pad2 = vol2 ? mk__pad_value(vol2, nv, 0) : 0;
     int64_t bmin[3] = {INT64_MAX, INT64_MAX, INT64_MAX}, bmax[3] = {-1, -1, -1};
     for (int64_t k = 0, i = 0; k < dim[2]; k++)
         for (int64_t j = 0; j < dim[1]; j++)
@@ -264,6 +258,15 @@ void mk_slices_crop(const mk_slices *s, int64_t i, int ox, int oy, float *x, int
 }
 
 /* Read one image of a manifest row; errors name the manifest line and column. */
+float mk__pad_value(const float *vol, int64_t n, int is_ct)
+{
+    float pad = is_ct ? -1.0f : vol[0];
+    for (int64_t i = 0; i < n; i++)
+        if (vol[i] < pad)
+            pad = vol[i];
+    return pad;
+}
+
 static mk_status read_image(mk_ctx *ctx, const char *path, const char *manifest, int line,
                             const char *field, mk_image **out)
 {
@@ -278,6 +281,30 @@ static mk_status read_image(mk_ctx *ctx, const char *path, const char *manifest,
                       "got %d dimensions", manifest, line, field, path, nd);
     }
     return MK_OK;
+}
+
+mk_status mk_data_read_paired(mk_ctx *ctx, const mk_manifest *m, const mk_manifest_row *row,
+                              int col, const mk_image *ref, mk_image **out)
+{
+    *out = NULL;
+    const char *name = m->extra_names[col], *v = row->extra[col];
+    char path[4096];
+    if (!v[0])
+        return mk_err(ctx, MK_ERR_FORMAT, "%s:%d: column %s: expected the paired image of case "
+                      "'%s', got an empty field", m->source, row->line, name, row->id);
+    mk_status st = mk_fs_join(ctx, m->dir, v, path, sizeof path);
+    if (st == MK_OK)
+        st = read_image(ctx, path, m->source, row->line, name, out);
+    if (st == MK_OK && !mk_geom_same_grid(ref, *out, 1e-4)) {
+        st = mk_err(ctx, MK_ERR_GEOMETRY, "%s:%d: column %s: %s: expected the image's grid "
+                    "%lldx%lldx%lld, got %lldx%lldx%lld (size, spacing, origin and direction must "
+                    "match %s)", m->source, row->line, name, v, (long long)ref->dim[0],
+                    (long long)ref->dim[1], (long long)ref->dim[2], (long long)(*out)->dim[0],
+                    (long long)(*out)->dim[1], (long long)(*out)->dim[2], row->image_path);
+        mk_image_free(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modality,
@@ -319,9 +346,7 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
     int is_ct = strcmp(modality, p->ct_modality) == 0;
     int pcol = -1;
     if (st == MK_OK && p->paired_column) {
-        for (int e = 0; e < m->nextra; e++)
-            if (strcmp(m->extra_names[e], p->paired_column) == 0)
-                pcol = e;
+        pcol = mk_manifest_extra_index(m, p->paired_column);
         if (pcol < 0)
             st = mk_err(ctx, MK_ERR_FORMAT, "%s: expected a column '%s' naming each %s row's "
                         "paired image (`pipeline synth --paired` writes it), found none",
@@ -334,26 +359,8 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
         st = read_image(ctx, r->image_path, p->manifest, r->line, "image", &img);
         if (st == MK_OK && with_lab)
             st = read_image(ctx, r->label_path, p->manifest, r->line, "label", &lab);
-        if (st == MK_OK && pcol >= 0) {
-            char path2[4096];
-            const char *v = r->extra[pcol];
-            if (!v[0])
-                st = mk_err(ctx, MK_ERR_FORMAT, "%s:%d: column %s: expected the paired image of "
-                            "%s case '%s', got an empty field", p->manifest, r->line,
-                            p->paired_column, modality, r->id);
-            else
-                st = mk_fs_join(ctx, m->dir, v, path2, sizeof path2);
-            if (st == MK_OK)
-                st = read_image(ctx, path2, p->manifest, r->line, p->paired_column, &img2);
-            for (int a = 0; st == MK_OK && a < 3; a++)
-                if (img2->dim[a] != img->dim[a])
-                    st = mk_err(ctx, MK_ERR_GEOMETRY, "%s:%d: column %s: %s: expected the "
-                                "image's grid %lldx%lldx%lld, got %lldx%lldx%lld", p->manifest,
-                                r->line, p->paired_column, v, (long long)img->dim[0],
-                                (long long)img->dim[1], (long long)img->dim[2],
-                                (long long)img2->dim[0], (long long)img2->dim[1],
-                                (long long)img2->dim[2]);
-        }
+        if (st == MK_OK && pcol >= 0)
+            st = mk_data_read_paired(ctx, m, r, pcol, img, &img2);
         if (st == MK_OK && lab)
             for (int a = 0; a < 3; a++)
                 if (lab->dim[a] != img->dim[a]) {

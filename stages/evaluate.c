@@ -95,9 +95,7 @@ static mk_status eval_model(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
         if (model->translator_h5)
             return mk_err(ctx, MK_ERR_INVALID, "evaluate %s: input_column and a translator "
                           "exclude each other", model->name);
-        for (int e = 0; e < m->nextra; e++)
-            if (!strcmp(m->extra_names[e], model->input_column))
-                pcol = e;
+        pcol = mk_manifest_extra_index(m, model->input_column);
         if (pcol < 0)
             return mk_err(ctx, MK_ERR_FORMAT, "%s: expected a column '%s' naming each %s case's "
                           "paired MRI for model %s (`pipeline synth --paired` writes it), found "
@@ -126,18 +124,7 @@ static mk_status eval_model(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
         }
         if (pcol >= 0) {
             mk_image *mr = NULL;
-            char mpath[4096];
-            const char *v = row->extra[pcol];
-            if (!v[0])
-                st = mk_err(ctx, MK_ERR_FORMAT, "%s:%d: column %s: expected the paired MRI of "
-                            "case '%s' (model %s), got an empty field", m->source, row->line,
-                            model->input_column, row->id, model->name);
-            else if ((st = mk_fs_join(ctx, m->dir, v, mpath, sizeof mpath)) == MK_OK &&
-                     (st = mk_io_read_image(ctx, mpath, &mr)) == MK_OK &&
-                     !mk_geom_same_grid(ct, mr, 1e-4))
-                st = mk_err(ctx, MK_ERR_GEOMETRY, "%s:%d: column %s: %s is not on the grid of "
-                            "image %s", m->source, row->line, model->input_column, mpath,
-                            row->image_path);
+            st = mk_data_read_paired(ctx, m, row, pcol, ct, &mr);
             if (st == MK_OK)
                 st = mk_stage_predict_volume_mr(ctx, model->model_h5, &c->unet, mr, dp,
                                                 c->threads, &mask);

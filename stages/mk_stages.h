@@ -33,6 +33,7 @@
 
 #include "core/mk_status.h"
 #include "io/mk_image.h"
+#include "io/mk_manifest.h"
 #include "models/mk_unet.h"
 
 #ifdef __cplusplus
@@ -85,6 +86,13 @@ typedef struct mk_slices {
     int64_t n_fg;    /* slices that contain the structure */
     int volumes;     /* volumes read */
 } mk_slices;
+
+/* The paired image of manifest row `row` (extra column `col` of m, mk_manifest_extra_index),
+ * resolved against the manifest folder. It must lie on `ref`'s grid (mk_geom_same_grid). Errors
+ * name FILE:LINE and the column: an empty field (MK_ERR_FORMAT), the read error, another grid
+ * (MK_ERR_GEOMETRY). Caller owns *out. */
+mk_status mk_data_read_paired(mk_ctx *ctx, const mk_manifest *m, const mk_manifest_row *row,
+                              int col, const mk_image *ref, mk_image **out);
 
 /* Load the slices of every manifest row with `modality` and `split`. need_labels: 1 = every row
  * must name a label file (error otherwise), 0 = labels are read when every row has one, else

@@ -134,10 +134,7 @@ static mk_status predict(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *c
         st = mk_data_normalise(ctx, p, ct, is_ct, vol);
     if (st == MK_OK)
         st = mk_image_new_like(ctx, ct, MK_DT_UINT8, &mask);
-    float pad = -1.0f; /* CT: the window's floor; MRI: the volume's minimum */
-    for (int64_t i = 0; st == MK_OK && !is_ct && i < nv; i++)
-        if (i == 0 || vol[i] < pad)
-            pad = vol[i];
+    float pad = st == MK_OK ? mk__pad_value(vol, nv, is_ct) : -1.0f;
     uint8_t *mdat = mask ? mask->data : NULL;
     for (int64_t s = 0; st == MK_OK && s < dim[axis]; s++) {
         for (int a = 0; a < nu; a++)

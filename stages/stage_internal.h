@@ -47,6 +47,10 @@ mk_status mk__run_path(mk_ctx *ctx, const char *run_dir, const char *sub, const 
  * scaled so that the central pixel(s) weigh 1. */
 void mk__window_weights(int pw, int ph, int uniform, float *w);
 
+/* The value a normalised volume is padded with outside its bounds: -1 (the CT window's floor) for
+ * CT, the volume's minimum for MRI. */
+float mk__pad_value(const float *vol, int64_t n, int is_ct);
+
 /* splitmix64 of seed and a stream number: independent seeds for each network and data stream */
 uint64_t mk__seed(uint64_t seed, uint64_t stream);
 

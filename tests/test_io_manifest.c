@@ -33,6 +33,9 @@ static void test_parse_quoting_and_roundtrip(void **state)
     assert_int_equal(m->nrows, 3);
     assert_int_equal(m->nextra, 1);
     assert_string_equal(m->extra_names[0], "note");
+    assert_int_equal(mk_manifest_extra_index(m, "note"), 0);
+    assert_int_equal(mk_manifest_extra_index(m, "label"), -1); /* a fixed column, not an extra */
+    assert_int_equal(mk_manifest_extra_index(m, "nte"), -1);
     assert_string_equal(m->rows[0].extra[0], "a, \"quoted\" note");
     assert_string_equal(m->rows[1].image, "/abs/with,comma.nii");
     assert_string_equal(m->rows[1].image_path, "/abs/with,comma.nii");
