@@ -1,9 +1,22 @@
 #!/bin/sh
-# Installs the Debian packages medkd needs, when run as root; otherwise prints the exact command.
+# Installs the Debian packages medkd needs (roles `build` and `test` of scripts/deps.list, the one
+# list), when run as root; otherwise prints the exact apt-get command and fails.
+# MK_DEPS_LIST names another list (the tests use it to show that a missing line is caught).
 set -eu
-PKGS="cmake make gcc g++ pkg-config libnifti2-dev libinsighttoolkit5-dev libtiff-dev libhdf5-dev \
-libopenblas-dev libopenmpi-dev openmpi-bin libcmocka-dev libcjson-dev libpng-dev zlib1g-dev \
-hdf5-tools libdeflate-dev python3 python3-numpy python3-nibabel python3-h5py python3-pydicom nifti-bin"
+here="$(cd "$(dirname "$0")" && pwd)"
+list="${MK_DEPS_LIST:-$here/deps.list}"
+[ -r "$list" ] || { echo "medkd: $list: cannot read the dependency list" >&2; exit 2; }
+# package | role | provides | what for   (comments and blank lines skipped)
+PKGS=$(grep -v '^[[:space:]]*#' "$list" | grep '|' | while IFS='|' read -r pkg role _rest; do
+    pkg=$(echo "$pkg" | tr -d '[:space:]'); role=$(echo "$role" | tr -d '[:space:]')
+    case "$role" in
+        build|test) echo "$pkg" ;;
+        optional) ;;
+        *) echo "medkd: $list: package '$pkg': unknown role '$role' (build, test or optional)" >&2
+           echo "!" ;;
+    esac
+done)
+case "$PKGS" in *"!"*) exit 2 ;; esac
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -13,7 +26,7 @@ done
 if [ -z "$missing" ]; then
     exit 0
 fi
-if [ "$(id -u)" -eq 0 ]; then
+if [ "$(id -u)" -eq 0 ] && [ -z "${MK_DEPS_NO_INSTALL:-}" ]; then
     echo "medkd: installing missing Debian packages:$missing"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

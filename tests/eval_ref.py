@@ -24,8 +24,8 @@ try:
     import nibabel as nib
     from scipy import ndimage
 except ImportError as e:  # pragma: no cover
-    print("SKIP: %s" % e)
-    sys.exit(77)
+    print("FAIL: %s (declared in scripts/deps.list; install with 'make deps' as root)" % e)
+    sys.exit(1)
 
 # ----------------------------------------------------------------------------- surfel areas
 

@@ -4,7 +4,7 @@
  * affines, 2D slices and dim[0]=2 images, folders with nnU-Net names and unpaired files, empty
  * predictions, both conventions). Also: the HDF5 report read back with h5py and h5dump, CSV shape,
  * and bad input (non-integral floats, mismatched grids, unreadable files, no pairs, usage) giving a
- * clear error, the right exit code and no output file. Skipped (77) without python3+nibabel+scipy. */
+ * clear error, the right exit code and no output file. Fails without python3+nibabel+scipy+h5py (declared in scripts/deps.list). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -229,8 +229,10 @@ static void test_tables_vs_python(void **state)
 int main(void)
 {
     if (system("/usr/bin/python3 -c 'import nibabel, scipy, h5py' > /dev/null 2>&1") != 0) {
-        printf("SKIP: python3 with nibabel, scipy and h5py not available\n");
-        return 77;
+        /* declared test dependencies (scripts/deps.list): missing is a failure, not a skip */
+        printf("FAIL: python3 with nibabel, scipy and h5py is missing (declared in "
+               "scripts/deps.list; install with 'make deps' as root)\n");
+        return 1;
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tables_vs_python),

@@ -37,7 +37,7 @@ static void test_info_and_convert(void **state)
 {
     (void)state;
     if (!have_bin())
-        fail_msg("a required test dependency is missing (python3 packages from scripts/install-deps.sh, or the shared/ data beside the checkout)");
+        fail_msg("the pipeline binary is missing in this build folder (build the target pipeline)");
     mk_ctx ctx;
     mk_ctx_init(&ctx);
     int64_t dim[3] = {6, 5, 4};
@@ -85,7 +85,7 @@ static void test_bad_input_exit_codes(void **state)
 {
     (void)state;
     if (!have_bin())
-        fail_msg("a required test dependency is missing (python3 packages from scripts/install-deps.sh, or the shared/ data beside the checkout)");
+        fail_msg("the pipeline binary is missing in this build folder (build the target pipeline)");
     char p[1200], q[1200], args[2600], out[16384];
     tio_path(p, sizeof p, "bad.nii");
     FILE *f = fopen(p, "wb");

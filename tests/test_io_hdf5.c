@@ -110,7 +110,8 @@ static void test_tensor_image_table_roundtrip_and_h5py(void **state)
     assert_int_equal(mk_h5_close(&ctx, f), MK_OK);
 
     /* h5py's independent view */
-    if (tio_have_py("h5py")) {
+    tio_require_py("h5py");
+    {
         const char *py =
             "import sys, h5py, numpy as np\n"
             "f = h5py.File(sys.argv[1], 'r')\n"
@@ -147,8 +148,7 @@ static void test_tensor_image_table_roundtrip_and_h5py(void **state)
 static void test_we_read_h5py(void **state)
 {
     (void)state;
-    if (!tio_have_py("h5py"))
-        fail_msg("a required test dependency is missing (python3 packages from scripts/install-deps.sh, or the shared/ data beside the checkout)");
+    tio_require_py("h5py");
     char p[1200], args[1300];
     tio_path(p, sizeof p, "py.h5");
     snprintf(args, sizeof args, "'%s'", p);

@@ -227,7 +227,7 @@ static void test_example_manifests(void **state)
     snprintf(p, sizeof p, "%s/data-manifests/real-samples.csv", src ? src : ".");
     tio_shared(shared, sizeof shared, "data/real/README.md");
     if (!tio_exists(p) || !tio_exists(shared))
-        fail_msg("a required test dependency is missing (python3 packages from scripts/install-deps.sh, or the shared/ data beside the checkout)");
+        fail_msg("%s or %s is missing (the shared/ data beside the checkout: MK_SHARED_DIR)", p, shared);
     mk_ctx ctx;
     mk_ctx_init(&ctx);
     mk_manifest *m = NULL;

@@ -166,8 +166,7 @@ static const char *PY_CHECK_OURS =
 static void test_nibabel_reads_ours(void **state)
 {
     (void)state;
-    if (!tio_have_py("nibabel"))
-        fail_msg("a required test dependency is missing (python3 packages from scripts/install-deps.sh, or the shared/ data beside the checkout)");
+    tio_require_py("nibabel");
     mk_ctx ctx;
     mk_ctx_init(&ctx);
     mk_dtype types[] = {MK_DT_UINT8, MK_DT_INT16, MK_DT_UINT16, MK_DT_INT32, MK_DT_FLOAT32,
@@ -292,8 +291,7 @@ static void check_nibabel_case(const char *file, const char *cas, mk_dtype want_
 static void test_we_read_nibabel(void **state)
 {
     (void)state;
-    if (!tio_have_py("nibabel"))
-        fail_msg("a required test dependency is missing (python3 packages from scripts/install-deps.sh, or the shared/ data beside the checkout)");
+    tio_require_py("nibabel");
     /* scl_slope 2 / inter -5 on int16 -> float32 by our rule */
     check_nibabel_case("nb_scaled.nii", "int16_scaled", MK_DT_FLOAT32, 0, 2);
     /* sform_code 0, qform_code 2: geometry from the qform */
@@ -311,8 +309,7 @@ static void test_we_read_nibabel(void **state)
 static void test_analyze_pair(void **state)
 {
     (void)state;
-    if (!tio_have_py("nibabel"))
-        fail_msg("a required test dependency is missing (python3 packages from scripts/install-deps.sh, or the shared/ data beside the checkout)");
+    tio_require_py("nibabel");
     char p[1200], args[1300];
     tio_path(p, sizeof p, "ana.hdr");
     snprintf(args, sizeof args, "'%s'", p);
@@ -343,7 +340,8 @@ static void test_nifti_tool_accepts_ours(void **state)
 {
     (void)state;
     if (access("/usr/bin/nifti_tool", X_OK) != 0)
-        fail_msg("a required test dependency is missing (python3 packages from scripts/install-deps.sh, or the shared/ data beside the checkout)");
+        fail_msg("/usr/bin/nifti_tool is missing: Debian package nifti-bin, declared in "
+                 "scripts/deps.list; install it with 'make deps' (as root)");
     mk_ctx ctx;
     mk_ctx_init(&ctx);
     /* > 4 MiB, so several gzip members: niftilib's znz must read them all */
@@ -383,7 +381,7 @@ static void test_mask_keeps_reference_header(void **state)
     char ref[1200], p[1200];
     tio_shared(ref, sizeof ref, "data/real/mri/itk_kmeans/KmeansTest_T1UCharRaw.nii.gz");
     if (!tio_exists(ref))
-        fail_msg("a required test dependency is missing (python3 packages from scripts/install-deps.sh, or the shared/ data beside the checkout)");
+        fail_msg("%s is missing: the shared/ data beside the checkout (MK_SHARED_DIR)", ref);
     mk_ctx ctx;
     mk_ctx_init(&ctx);
     mk_image *img = NULL, *mask = NULL;
@@ -596,7 +594,7 @@ static void test_real_cranium(void **state)
     tio_shared(ct, sizeof ct, "data/real/ct/cranium_ct.nii.gz");
     tio_shared(lb, sizeof lb, "data/real/ct/cranium_labels.nii.gz");
     if (!tio_exists(ct))
-        fail_msg("a required test dependency is missing (python3 packages from scripts/install-deps.sh, or the shared/ data beside the checkout)");
+        fail_msg("%s is missing: the shared/ data beside the checkout (MK_SHARED_DIR)", ct);
     mk_ctx ctx;
     mk_ctx_init(&ctx);
     mk_image *c = NULL, *l = NULL;
@@ -635,7 +633,7 @@ static void test_real_kmeans_and_colin(void **state)
     char p[1200];
     tio_shared(p, sizeof p, "data/real/mri/itk_kmeans/KmeansTest_T1UCharRaw.nii.gz");
     if (!tio_exists(p))
-        fail_msg("a required test dependency is missing (python3 packages from scripts/install-deps.sh, or the shared/ data beside the checkout)");
+        fail_msg("%s is missing: the shared/ data beside the checkout (MK_SHARED_DIR)", p);
     mk_ctx ctx;
     mk_ctx_init(&ctx);
     mk_image *img = NULL;
@@ -684,8 +682,9 @@ static void test_real_vs_nibabel(void **state)
     (void)state;
     char p[1200];
     tio_shared(p, sizeof p, "data/real/mri/gepd_brain_dicom/gepd_brain.nii.gz");
-    if (!tio_exists(p) || !tio_have_py("nibabel"))
-        fail_msg("a required test dependency is missing (python3 packages from scripts/install-deps.sh, or the shared/ data beside the checkout)");
+    tio_require_py("nibabel");
+    if (!tio_exists(p))
+        fail_msg("%s is missing: the shared/ data beside the checkout (MK_SHARED_DIR)", p);
     mk_ctx ctx;
     mk_ctx_init(&ctx);
     mk_image *img = NULL;

@@ -24,7 +24,7 @@ static void test_reorient_real_lsa(void **state)
     char p[1200];
     tio_shared(p, sizeof p, "data/real/mri/itk_kmeans/KmeansTest_T1UCharRaw.nii.gz");
     if (!tio_exists(p))
-        fail_msg("a required test dependency is missing (python3 packages from scripts/install-deps.sh, or the shared/ data beside the checkout)");
+        fail_msg("%s is missing: the shared/ data beside the checkout (MK_SHARED_DIR)", p);
     mk_ctx ctx;
     mk_ctx_init(&ctx);
     mk_image *img = NULL, *ras = NULL, *back = NULL;
@@ -70,7 +70,8 @@ static void test_reorient_real_lsa(void **state)
     assert_memory_equal(&back->nifti, &img->nifti, sizeof img->nifti);
 
     /* nibabel's canonical (RAS+) view of the same file: same affine and voxels */
-    if (tio_have_py("nibabel")) {
+    tio_require_py("nibabel");
+    {
         char out[1200], args[2600];
         assert_int_equal(mk_io_nifti_write(&ctx, tio_path(out, sizeof out, "ras.nii"), ras), MK_OK);
         snprintf(args, sizeof args, "'%s' '%s'", p, out);

@@ -58,6 +58,14 @@ static inline int tio_have_py(const char *modules)
     return system(cmd) == 0;
 }
 
+/* A declared test dependency (scripts/deps.list) that is missing fails the test, never skips it. */
+static inline void tio_require_py(const char *modules)
+{
+    if (!tio_have_py(modules))
+        fail_msg("python3 modules '%s' are missing: they are declared in scripts/deps.list; "
+                 "install them with 'make deps' (as root)", modules);
+}
+
 /* Run a python snippet with argv[1..] = args (space-separated, already quoted). 0 on success. */
 static inline int tio_py(const char *code, const char *args)
 {

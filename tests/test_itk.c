@@ -327,7 +327,7 @@ static void test_transfer_syntaxes(void **state)
     const char *dir = "/usr/lib/python3/dist-packages/pydicom/data/test_files";
     char ref_path[1200];
     snprintf(ref_path, sizeof ref_path, "%s/MR_small.dcm", dir);
-    /* python3-pydicom is a declared test dependency (scripts/install-deps.sh): missing is a failure */
+    /* python3-pydicom is a declared test dependency (scripts/deps.list): missing is a failure */
     if (access(ref_path, R_OK) != 0)
         fail_msg("%s is missing: install python3-pydicom (make deps)", ref_path);
     mk_ctx ctx;

@@ -329,7 +329,8 @@ static void test_pillow_reads_writer_output(void **state)
 {
     (void)state;
     if (!have_pillow()) {
-        fail_msg("a required test dependency is missing (python3 packages from scripts/install-deps.sh, or the shared/ data beside the checkout)");
+        fail_msg("python3 module PIL is missing: Debian package python3-pil, declared in "
+                 "scripts/deps.list; install it with 'make deps' (as root)");
         return;
     }
     char dir[1200], p[1400], raw[1400], cmd[4400];

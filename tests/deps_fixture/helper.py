@@ -1,0 +1,2 @@
+import os
+from medkd_other_mod import thing
