@@ -58,6 +58,24 @@ __attribute__((format(printf, 2, 3))) static void add_err(errs *e, const char *f
 
 /* ---- schema lookup ----------------------------------------------------------------------- */
 
+static const mk_cfg_section *g_schema;
+static int g_nschema;
+#define MK_CFG_SCHEMA g_schema
+#define MK_CFG_SCHEMA_COUNT g_nschema
+
+void mk_cfg_set_schema(const mk_cfg_section *sections, int n)
+{
+    g_schema = sections;
+    g_nschema = n;
+}
+
+const mk_cfg_section *mk_cfg_schema(int *n)
+{
+    if (n)
+        *n = g_nschema;
+    return g_schema;
+}
+
 static int section_index(const char *name)
 {
     for (int s = 0; s < MK_CFG_SCHEMA_COUNT; s++)
@@ -232,6 +250,7 @@ static const char *type_word(mk_cfg_type t)
     case MK_CFG_STRING_LIST: return "array of strings";
     case MK_CFG_INT_LIST: return "array of integers";
     case MK_CFG_FLOAT_LIST: return "array of numbers";
+    case MK_CFG_LABEL_TABLE: return "table {value = \"name\"}";
     default: return "?";
     }
 }
@@ -421,6 +440,57 @@ static int convert(const mk_cfg *cfg, errs *e, const char *where, const char *kp
                 v->nums[i] = x;
             }
         }
+        return ok;
+    }
+    case MK_CFG_LABEL_TABLE: {
+        if (tt != MK_TOML_TABLE) {
+            add_err(e, "%s: key '%s': expected %s such as {1 = \"RV\", 2 = \"MYO\"}, got %s", where,
+                    kp, type_word(k->type), got);
+            return 0;
+        }
+        int n = (int)mk_toml_table_len(tv);
+        v->n = n;
+        v->ss = calloc((size_t)n + 1, sizeof *v->ss);
+        v->nums = calloc((size_t)n + 1, sizeof *v->nums);
+        if (!v->ss || !v->nums)
+            return 0;
+        int ok = 1;
+        for (int i = 0; i < n; i++) {
+            const char *key = mk_toml_table_key(tv, (size_t)i);
+            const mk_toml_value *el = mk_toml_table_at(tv, (size_t)i);
+            char *end = NULL;
+            long x = strtol(key, &end, 10);
+            if (!*key || *end || (has_range(k) && (x < k->min || x > k->max))) {
+                range_text(k, rb, sizeof rb);
+                add_err(e, "%s: key '%s': label '%s': expected an integer label value in %s", where,
+                        kp, key, rb);
+                ok = 0;
+                continue;
+            }
+            if (mk_toml_type_of(el) != MK_TOML_STRING || !*mk_toml_string(el, NULL)) {
+                add_err(e, "%s: key '%s': label %ld: expected a non-empty name (string), got %s",
+                        where, kp, x, mk_toml_type_name(mk_toml_type_of(el)));
+                ok = 0;
+                continue;
+            }
+            v->nums[i] = (double)x;
+            v->ss[i] = xstrdup(mk_toml_string(el, NULL));
+        }
+        /* ascending by value (insertion sort: a handful of labels) */
+        for (int i = 1; ok && i < n; i++)
+            for (int j = i; j > 0 && v->nums[j - 1] > v->nums[j]; j--) {
+                double t = v->nums[j];
+                v->nums[j] = v->nums[j - 1];
+                v->nums[j - 1] = t;
+                char *ts = v->ss[j];
+                v->ss[j] = v->ss[j - 1];
+                v->ss[j - 1] = ts;
+            }
+        for (int i = 1; ok && i < n; i++)
+            if (v->nums[i] == v->nums[i - 1]) {
+                add_err(e, "%s: key '%s': label %.0f given twice", where, kp, v->nums[i]);
+                ok = 0;
+            }
         return ok;
     }
     default:
@@ -723,6 +793,91 @@ double mk_cfg_list_num(const mk_cfg *cfg, const char *key, int i)
     MK_ASSERT(v->nums && i >= 0 && i < v->n);
     return v->nums[i];
 }
+static mk_status bind_err(mk_ctx *ctx, const mk_cfg *cfg, const char *sec, const mk_cfg_key *K,
+                          const cfg_val *v, const char *what)
+{
+    if (v->line)
+        return mk_err(ctx, MK_ERR_CONFIG, "%s:%d: key '%s.%s': %s", cfg->path, v->line, sec,
+                      K->name, what);
+    return mk_err(ctx, MK_ERR_CONFIG, "%s: key '%s.%s': %s", cfg->path, sec, K->name, what);
+}
+
+mk_status mk_cfg_bind(mk_ctx *ctx, const mk_cfg *cfg, const char *section, void *obj)
+{
+    int s = section_index(section);
+    MK_ASSERT(s >= 0 && "section not in schema");
+    const mk_cfg_section *S = &MK_CFG_SCHEMA[s];
+    char *base = obj, msg[256];
+    for (int k = 0; k < S->nkeys; k++) {
+        const mk_cfg_key *K = &S->keys[k];
+        const cfg_val *v = &cfg->vals[key_base(s) + k];
+        if (K->bind == MK_BIND_NONE)
+            continue;
+        void *f = base + K->offset;
+        memset(f, 0, K->size);
+        switch (K->bind) {
+        case MK_BIND_INT: *(int *)f = (int)v->i; break;
+        case MK_BIND_FLOAT: *(float *)f = (float)v->f; break;
+        case MK_BIND_DOUBLE: *(double *)f = v->f; break;
+        case MK_BIND_BOOL: *(int *)f = v->b; break;
+        case MK_BIND_STR: *(const char **)f = v->s; break;
+        case MK_BIND_CHOICE: *(int *)f = mk_param_choice_index(K->choices, v->s); break;
+        case MK_BIND_INTS:
+        case MK_BIND_DOUBLES:
+            if (v->n != K->count) {
+                snprintf(msg, sizeof msg, "expected %d values, got %d", K->count, v->n);
+                return bind_err(ctx, cfg, section, K, v, msg);
+            }
+            for (int i = 0; i < v->n; i++) {
+                if (K->bind == MK_BIND_INTS)
+                    ((int *)f)[i] = (int)v->nums[i];
+                else
+                    ((double *)f)[i] = v->nums[i];
+            }
+            break;
+        case MK_BIND_NAMES: {
+            mk_names *nm = f;
+            if (v->n < 1 || v->n > MK_NAMES_MAX) {
+                snprintf(msg, sizeof msg, "expected 1 to %d names, got %d", MK_NAMES_MAX, v->n);
+                return bind_err(ctx, cfg, section, K, v, msg);
+            }
+            nm->n = v->n;
+            for (int i = 0; i < v->n; i++) {
+                if (strlen(v->ss[i]) >= MK_NAME_LEN) {
+                    snprintf(msg, sizeof msg, "name %d is longer than %d characters", i,
+                             MK_NAME_LEN - 1);
+                    return bind_err(ctx, cfg, section, K, v, msg);
+                }
+                snprintf(nm->v[i], MK_NAME_LEN, "%s", v->ss[i]);
+            }
+            break;
+        }
+        case MK_BIND_LABELS: {
+            mk_label_table *lt = f;
+            if (v->n > MK_LABELS_MAX) {
+                snprintf(msg, sizeof msg, "expected at most %d labels, got %d", MK_LABELS_MAX,
+                         v->n);
+                return bind_err(ctx, cfg, section, K, v, msg);
+            }
+            lt->n = v->n;
+            for (int i = 0; i < v->n; i++) {
+                lt->value[i] = (int)v->nums[i];
+                snprintf(lt->name[i], MK_NAME_LEN, "%.*s", MK_NAME_LEN - 1, v->ss[i]);
+            }
+            break;
+        }
+        case MK_BIND_NONE: break;
+        }
+    }
+    return MK_OK;
+}
+
+int mk_cfg_has_key(const mk_cfg *cfg, const char *key)
+{
+    (void)cfg;
+    return lookup(key, NULL) >= 0;
+}
+
 int mk_cfg_is_set(const mk_cfg *cfg, const char *key)
 {
     int idx = lookup(key, NULL);
@@ -820,6 +975,14 @@ static void print_val(FILE *out, const mk_cfg_key *k, const cfg_val *v)
     case MK_CFG_INT: fprintf(out, "%lld", v->i); break;
     case MK_CFG_FLOAT: print_float(out, v->f); break;
     case MK_CFG_BOOL: fputs(v->b ? "true" : "false", out); break;
+    case MK_CFG_LABEL_TABLE:
+        fputc('{', out);
+        for (int i = 0; i < v->n; i++) {
+            fprintf(out, "%s%.0f = ", i ? ", " : "", v->nums[i]);
+            print_toml_string(out, v->ss[i] ? v->ss[i] : "");
+        }
+        fputc('}', out);
+        break;
     default:
         fputc('[', out);
         for (int i = 0; i < v->n; i++) {
@@ -848,6 +1011,10 @@ void mk_cfg_print(const mk_cfg *cfg, FILE *out)
             const cfg_val *v = &cfg->vals[key_base(s) + k];
             const mk_cfg_key *K = &S->keys[k];
             int have = v->set || K->def;
+            if (K->type == MK_CFG_LABEL_TABLE && !v->set) {
+                fprintf(out, "# %s: not set\n", K->name);
+                continue;
+            }
             if (!have) {
                 fprintf(out, "# %s: not set\n", K->name);
                 continue;
@@ -863,8 +1030,9 @@ void mk_cfg_explain(FILE *out, int markdown)
 {
     if (markdown) {
         fprintf(out, "# Configuration reference\n\n"
-                     "Generated by `pipeline validate --explain --markdown` from the schema in\n"
-                     "`pipeline/config_schema.c`; a test keeps this file in step with the code.\n\n"
+                     "Generated by `pipeline validate --explain --markdown` from the parameter rows\n"
+                     "declared beside each stage and method (collected by\n"
+                     "`pipeline/config_schema.c`); a test keeps this file in step with the code.\n\n"
                      "Configs are TOML 1.0. Every setting belongs to a section. Paths resolve\n"
                      "relative to the folder of the config file. `run.stages` lists the stages to\n"
                      "run, in order; each stage reads the section of the same name.\n");

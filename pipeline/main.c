@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "mk_cli.h"
+#include "mk_runner.h"
 
 static mk_ctx *g_ctx_for_signal;
 
@@ -33,6 +34,7 @@ static void prefer_passive_openmp(char **argv)
 int main(int argc, char **argv)
 {
     prefer_passive_openmp(argv);
+    mk_pipeline_schema_install();
     mk_ctx ctx;
     mk_ctx_init(&ctx);
     int json = 0, want_help = 0;

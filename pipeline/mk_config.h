@@ -21,36 +21,24 @@
 
 #include <stdio.h>
 
+#include "../core/mk_param.h"
 #include "../core/mk_status.h"
 
-typedef enum mk_cfg_type {
-    MK_CFG_STRING = 0,
-    MK_CFG_INT,
-    MK_CFG_FLOAT,
-    MK_CFG_BOOL,
-    MK_CFG_PATH,        /* string resolved relative to the config file's folder */
-    MK_CFG_STRING_LIST, /* array of strings */
-    MK_CFG_INT_LIST,    /* array of integers */
-    MK_CFG_FLOAT_LIST,  /* array of numbers */
-    MK_CFG_TYPE_COUNT
-} mk_cfg_type;
-
-/* Key flags. */
-enum {
-    MK_CFG_REQUIRED = 1 << 0,  /* must be present */
-    MK_CFG_MUST_EXIST = 1 << 1 /* PATH: the file or folder must exist (unless produced by a stage
-                                  that runs earlier, see mk_cfg_section.produces) */
-};
-
-typedef struct mk_cfg_key {
-    const char *name;
-    mk_cfg_type type;
-    const char *def;     /* default as TOML text ("1e-3", "\"deepmind\"", "[1, 2]"), NULL = none */
-    double min, max;     /* numeric range (ints, floats, list elements); min > max: unbounded */
-    const char *choices; /* STRING / STRING_LIST: "|"-separated allowed values, NULL = any */
-    unsigned flags;
-    const char *doc;     /* one line */
-} mk_cfg_key;
+/* Keys are parameter rows (core/mk_param.h): declared once beside the struct they fill. */
+typedef mk_param_type mk_cfg_type;
+#define MK_CFG_STRING MK_PARAM_STRING
+#define MK_CFG_INT MK_PARAM_INT
+#define MK_CFG_FLOAT MK_PARAM_FLOAT
+#define MK_CFG_BOOL MK_PARAM_BOOL
+#define MK_CFG_PATH MK_PARAM_PATH
+#define MK_CFG_STRING_LIST MK_PARAM_STRING_LIST
+#define MK_CFG_INT_LIST MK_PARAM_INT_LIST
+#define MK_CFG_FLOAT_LIST MK_PARAM_FLOAT_LIST
+#define MK_CFG_LABEL_TABLE MK_PARAM_LABEL_TABLE
+#define MK_CFG_TYPE_COUNT MK_PARAM_TYPE_COUNT
+#define MK_CFG_REQUIRED MK_PARAM_REQUIRED
+#define MK_CFG_MUST_EXIST MK_PARAM_MUST_EXIST
+typedef mk_param_row mk_cfg_key;
 
 typedef struct mk_cfg_section {
     const char *name;
@@ -61,9 +49,11 @@ typedef struct mk_cfg_section {
     const char *used_by; /* another stage that also reads this section, or NULL */
 } mk_cfg_section;
 
-/* The schema (pipeline/config_schema.c). */
-extern const mk_cfg_section MK_CFG_SCHEMA[];
-extern const int MK_CFG_SCHEMA_COUNT;
+/* The schema: installed once by the layer that collects the parameter rows (the registry,
+ * pipeline/config_schema.c: mk_pipeline_schema_install) before any config is loaded. The config
+ * layer itself knows no section. The array must outlive every config. */
+void mk_cfg_set_schema(const mk_cfg_section *sections, int n);
+const mk_cfg_section *mk_cfg_schema(int *n);
 
 typedef struct mk_cfg mk_cfg;
 
@@ -84,6 +74,8 @@ int mk_cfg_bool(const mk_cfg *cfg, const char *key);
 int mk_cfg_list_len(const mk_cfg *cfg, const char *key);
 const char *mk_cfg_list_str(const mk_cfg *cfg, const char *key, int i);
 double mk_cfg_list_num(const mk_cfg *cfg, const char *key, int i);
+/* 1 if "section.key" is a key of the schema. */
+int mk_cfg_has_key(const mk_cfg *cfg, const char *key);
 /* 1 if the key was written in the file (not defaulted). */
 int mk_cfg_is_set(const mk_cfg *cfg, const char *key);
 /* 1 if the section appears in the file. */
@@ -91,6 +83,13 @@ int mk_cfg_has_section(const mk_cfg *cfg, const char *section);
 /* Line of a key in the file (0 when defaulted). */
 int mk_cfg_line(const mk_cfg *cfg, const char *key);
 const char *mk_cfg_path(const mk_cfg *cfg); /* the config file path */
+
+/* Fill the bound fields (mk_param_row.bind) of the rows of `section` into obj, from the config (its
+ * values or defaults; every row of the section must be described by `rows`, which are the
+ * schema's rows of that section). Strings are borrowed from the config. MK_ERR_CONFIG naming
+ * FILE:LINE and the key when a value does not fit its field (list length, too many or too long
+ * names, too many labels). */
+mk_status mk_cfg_bind(mk_ctx *ctx, const mk_cfg *cfg, const char *section, void *obj);
 
 /* Overrides from the command line (e.g. --seed); checked against the schema's range. */
 mk_status mk_cfg_override(mk_ctx *ctx, mk_cfg *cfg, const char *key, const char *toml_value);

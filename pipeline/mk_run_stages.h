@@ -1,20 +1,27 @@
-/* Stage adapters of `pipeline run` (rows of pipeline/run_stages.c). Each reads the validated config
- * and calls its stage with a plain parameter struct. */
+/* Stage adapters of `pipeline run` (rows of pipeline/run_stages.c). Each binds the validated
+ * config into its stage's structs (the parameter rows) and calls into stages/. */
 #ifndef MK_RUN_STAGES_H
 #define MK_RUN_STAGES_H
 
+#include "../stages/mk_method.h"
 #include "mk_runner.h"
 
 mk_status mk_run_synth(mk_run_env *env);
-mk_status mk_run_translate(mk_run_env *env);
-mk_status mk_run_cmedl(mk_run_env *env);
-mk_status mk_run_baseline(mk_run_env *env);
+/* Every method's stage (env->stage->method): bind, check, train with the shared loop. */
+mk_status mk_run_method(mk_run_env *env);
 mk_status mk_run_evaluate(mk_run_env *env);
 
-/* Pre-run checks (pipeline/run_checks.c). */
-mk_status mk_check_translate(mk_run_env *env);
-mk_status mk_check_cmedl(mk_run_env *env);
-mk_status mk_check_baseline(mk_run_env *env);
+/* Pre-run checks (pipeline/run_checks.c): the method's own rules (mk_method_check) and its data
+ * needs against the manifest; evaluate's split and models. */
+mk_status mk_check_method(mk_run_env *env);
 mk_status mk_check_evaluate(mk_run_env *env);
+
+/* The shared part of every stage from the config: [data], [model], run.checkpoint_every and
+ * run.log_every, env's seed, threads, run dir and resume. Errors name FILE:LINE and the key. */
+mk_status mk_run_common(mk_run_env *env, mk_stage_common *c);
+/* A method's config struct (cfg_size bytes) from the sections it reads. */
+mk_status mk_run_method_cfg(mk_run_env *env, const mk_method *m, void *cfg);
+/* Turn a stage error "section.key: what" into "FILE:LINE: key 'section.key': what". */
+mk_status mk_run_keyed_err(mk_run_env *env, mk_status st);
 
 #endif

@@ -16,6 +16,9 @@
 #include "../core/mk_status.h"
 #include "mk_config.h"
 
+struct mk_method;
+struct mk_stage_entry;
+
 typedef struct mk_run_env {
     mk_ctx *ctx;
     const mk_cfg *cfg;
@@ -23,6 +26,7 @@ typedef struct mk_run_env {
     long long seed;
     int threads;
     int resume;
+    const struct mk_stage_entry *stage; /* the stage being run or checked (set by the runner) */
 } mk_run_env;
 
 typedef struct mk_stage_entry {
@@ -33,11 +37,17 @@ typedef struct mk_stage_entry {
      * the manifest already exists). The runner calls every listed stage's check before the first
      * stage, and again for the stages still to come after each stage (a stage may produce data). */
     mk_status (*check)(mk_run_env *env);
+    const struct mk_method *method; /* training stages: the method (stages/mk_method.h) */
+    int produces_data;              /* 1: writes the manifest (synth) */
 } mk_stage_entry;
 
-extern const mk_stage_entry MK_STAGES[];
-extern const int MK_STAGE_COUNT;
+/* The stages of `pipeline run` (pipeline/run_stages.c): synth, one per registered method (in the
+ * registry's order), evaluate. Built from the registry. */
+const mk_stage_entry *mk_runner_stages(int *n);
 const mk_stage_entry *mk_runner_find_stage(const char *name);
+/* Install the config schema collected from the parameter rows (pipeline/config_schema.c); call
+ * before loading a config. */
+void mk_pipeline_schema_install(void);
 
 /* Check that every stage of run.stages is available in this build. */
 mk_status mk_runner_check(mk_ctx *ctx, const mk_cfg *cfg);

@@ -23,10 +23,12 @@ mk_status mk_runner_check(mk_ctx *ctx, const mk_cfg *cfg)
         const char *s = mk_cfg_list_str(cfg, "run.stages", i);
         if (!mk_runner_find_stage(s)) {
             char avail[512] = "";
-            for (int k = 0; k < MK_STAGE_COUNT; k++) {
+            int ns;
+            const mk_stage_entry *all = mk_runner_stages(&ns);
+            for (int k = 0; k < ns; k++) {
                 if (k)
                     strncat(avail, ", ", sizeof avail - strlen(avail) - 1);
-                strncat(avail, MK_STAGES[k].name, sizeof avail - strlen(avail) - 1);
+                strncat(avail, all[k].name, sizeof avail - strlen(avail) - 1);
             }
             return mk_err(ctx, MK_ERR_CONFIG,
                           "%s:%d: key 'run.stages'[%d]: stage \"%s\" is not available in this "
@@ -44,6 +46,7 @@ mk_status mk_runner_check_stages(mk_run_env *env, int from)
     for (int i = from; i < n; i++) {
         const mk_stage_entry *s = mk_runner_find_stage(mk_cfg_list_str(env->cfg, "run.stages", i));
         if (s && s->check) {
+            env->stage = s;
             mk_status st = s->check(env);
             if (st != MK_OK)
                 return st;
@@ -200,6 +203,7 @@ static mk_status run_stages(mk_run_env *env, const char *cmdline)
         }
         MK_LOG_I(ctx, "stage %d/%d %s: %s", i + 1, n, name, s->summary);
         double t0 = mk_now_s();
+        env->stage = s;
         st = s->run(env);
         if (st != MK_OK) {
             mk_err_prefix(ctx, "stage %s", name);

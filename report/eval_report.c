@@ -184,6 +184,14 @@ static void write_json(FILE *f, const mk_eval_report *rep)
     fputs(",\n  \"labels\": [", f);
     for (int j = 0; j < rep->nlabels; j++)
         fprintf(f, "%s%lld", j ? ", " : "", (long long)rep->labels[j]);
+    if (rep->label_names) {
+        fputs("],\n  \"label_names\": [", f);
+        for (int j = 0; j < rep->nlabels; j++) {
+            if (j)
+                fputs(", ", f);
+            jstr(f, rep->label_names[j]);
+        }
+    }
     fputs("],\n  \"cases\": [", f);
     for (int i = 0; i < rep->ncases; i++) {
         const mk_eval_case *c = &rep->cases[i];
@@ -370,6 +378,8 @@ mk_status mk_report_eval_h5(mk_ctx *ctx, const mk_eval_report *rep, const char *
     mk_h5w_attr_str(w, "/", "definitions", mk_eval_definition_text(rep->convention));
     mk_h5w_attr_str(w, "/", "empty_policy", mk_eval_empty_policy_text());
     mk_h5w_i64(w, "/labels", 1, &L, rep->labels);
+    if (rep->label_names)
+        mk_h5w_strings(w, "/label_names", L, rep->label_names);
     for (int i = 0; i < N; i++)
         sb[i] = rep->cases[i].id;
     mk_h5w_strings(w, "/cases/id", N, sb);

@@ -8,6 +8,11 @@
  *     mk_report_eval_csv(ctx, &rep, "r.csv");
  *     mk_report_eval_h5(ctx, &rep, "r.h5");
  *
+ * Run summary over several models (the evaluate stage's reports/summary.json and summary.md,
+ * report/summary.c): plain structs filled by the caller, per model and per structure.
+ *     mk_report_summary_json(ctx, &info, models, n, "reports/summary.json");
+ *     mk_report_summary_md(ctx, &info, models, n, "reports/summary.md");
+ *
  * Generic HDF5 writer (opaque handle):
  *     mk_h5w *w; mk_h5w_open(ctx, "x.h5", &w);
  *     mk_h5w_f64(w, "/metrics/loss", 1, dims, values);   // intermediate groups are created
@@ -61,6 +66,9 @@ typedef struct mk_eval_report {
     double percentile;
     int64_t *labels;
     int nlabels;
+    const char *const *label_names; /* NULL, or nlabels structure names (non-NULL strings) of
+                                       labels[], borrowed; written as JSON "label_names" and
+                                       HDF5 /label_names when set */
     mk_eval_case *cases;
     int ncases;
     char **unpaired_pred;      /* files without a partner */
@@ -95,6 +103,55 @@ mk_status mk_report_metric_vol(mk_ctx *ctx, const mk_image *img, const char *nam
 mk_status mk_report_eval_json(mk_ctx *ctx, const mk_eval_report *rep, const char *path);
 mk_status mk_report_eval_csv(mk_ctx *ctx, const mk_eval_report *rep, const char *path);
 mk_status mk_report_eval_h5(mk_ctx *ctx, const mk_eval_report *rep, const char *path);
+
+/* ---- run summary (reports/summary.json, reports/summary.md; docs/report-schema.md) ---- */
+#define MK_REPORT_MAX_STRUCTURES 16
+
+/* One structure (label value) of one model, over its cases. */
+typedef struct mk_report_structure_summary {
+    int64_t label;      /* label value in the masks */
+    char name[32];      /* structure name (e.g. "LV"; "label_<value>" when unnamed) */
+    int cases;
+    double dice_mean, dice_std, dice_median; /* std: sample standard deviation (n - 1) */
+    double hd95_mean, assd_mean;             /* over the cases with finite distances; NaN: none */
+    double sdice_mean;
+    double volume_ref_ml_mean, volume_pred_ml_mean;
+    int n_infinite;     /* cases with an empty prediction or reference of this structure */
+} mk_report_structure_summary;
+
+/* One model: the model-level figures are over every (case, structure) pair, so with one
+ * structure they are that structure's; with several, dice_mean is the mean of the structures'
+ * dice_mean and n_infinite the sum of theirs. */
+typedef struct mk_report_model_summary {
+    char name[32];
+    int cases;
+    int64_t params;     /* trainable parameters of the model's network (< 0: not known) */
+    double dice_mean, dice_std, dice_median;
+    double hd95_mean, assd_mean, sdice_mean; /* over the pairs with finite distances */
+    int n_infinite;     /* (case, structure) pairs with an empty prediction or reference */
+    int nstructures;
+    mk_report_structure_summary structures[MK_REPORT_MAX_STRUCTURES];
+} mk_report_model_summary;
+
+/* How the masks were made and scored (recorded in both files). */
+typedef struct mk_report_summary_info {
+    const char *split;
+    mk_metric_conv convention;
+    double tolerance_mm;
+    int blend_uniform;     /* inference windows: 1 equal weights, 0 Gaussian */
+    int largest_component; /* 1: each structure kept its largest connected component */
+} mk_report_summary_info;
+
+/* Fill s from one model's evaluation report: one structure per label of rep, in its order, named
+ * by rep->label_names (NULL or "" entries: "label_<value>"). At most MK_REPORT_MAX_STRUCTURES
+ * labels (MK_ERR_INVALID otherwise). params is copied. */
+mk_status mk_report_model_summarise(mk_ctx *ctx, const mk_eval_report *rep, const char *model,
+                                    int64_t params, mk_report_model_summary *s);
+/* Atomic writers of the run summary over n models. */
+mk_status mk_report_summary_json(mk_ctx *ctx, const mk_report_summary_info *info,
+                                 const mk_report_model_summary *models, int n, const char *path);
+mk_status mk_report_summary_md(mk_ctx *ctx, const mk_report_summary_info *info,
+                               const mk_report_model_summary *models, int n, const char *path);
 
 #ifdef __cplusplus
 }

@@ -10,18 +10,67 @@
 #include "stage_internal.h"
 #include "nn/mk_tensor.h"
 
-void mk_data_defaults(mk_data_params *p)
+/* mk_data_defaults: stages/params.c (from the [data] parameter rows) */
+
+/* ---------------------------------------------------------------- class / label mapping */
+
+mk_status mk_data_check_labels(mk_ctx *ctx, const mk_data_params *p)
 {
-    memset(p, 0, sizeof *p);
-    p->ct_modality = "CT";
-    p->mri_modality = "MR";
-    p->ct_window[0] = -200.0;
-    p->ct_window[1] = 300.0;
-    p->mri_norm = MK_MRI_ZSCORE;
-    p->slice_axis = 2;
-    p->patch[0] = p->patch[1] = 48;
-    p->label = 1;
-    p->empty_ratio = 1.0;
+    if (p->classes < 2 || p->classes > MK_MAX_CLASSES)
+        return mk_err(ctx, MK_ERR_INVALID, "data.classes: expected 2..%d classes (background "
+                      "included), got %d", MK_MAX_CLASSES, p->classes);
+    if (p->nlabels == 0) {
+        if (p->classes == 2 && (p->label < 1 || p->label > 255))
+            return mk_err(ctx, MK_ERR_INVALID, "data.label: expected a label value in 1..255, "
+                          "got %d", p->label);
+        return MK_OK;
+    }
+    if (p->nlabels != p->classes - 1)
+        return mk_err(ctx, MK_ERR_INVALID, "data.labels: expected %d label values (one per "
+                      "class after the background, classes = %d), got %d", p->classes - 1,
+                      p->classes, p->nlabels);
+    for (int j = 0; j < p->nlabels; j++) {
+        int v = p->label_values[j];
+        if (v < 1 || v > 255)
+            return mk_err(ctx, MK_ERR_INVALID, "data.labels: expected label values in 1..255 "
+                          "(0 is the background), got %d for class %d", v, j + 1);
+        if (j > 0 && v <= p->label_values[j - 1])
+            return mk_err(ctx, MK_ERR_INVALID, "data.labels: expected strictly ascending label "
+                          "values, got %d after %d", v, p->label_values[j - 1]);
+    }
+    return MK_OK;
+}
+
+int mk_data_nstructures(const mk_data_params *p)
+{
+    return p->classes > 1 ? p->classes - 1 : 0;
+}
+
+int mk_data_value_of_class(const mk_data_params *p, int c)
+{
+    if (c < 1 || c >= p->classes)
+        return 0;
+    if (p->nlabels > 0)
+        return c <= p->nlabels ? p->label_values[c - 1] : 0;
+    return p->classes == 2 ? p->label : c;
+}
+
+int mk_data_class_of_value(const mk_data_params *p, long long v)
+{
+    if (v < 1)
+        return 0;
+    for (int c = 1; c < p->classes; c++)
+        if (mk_data_value_of_class(p, c) == v)
+            return c;
+    return 0;
+}
+
+const char *mk_data_class_name(const mk_data_params *p, int c, char *buf, size_t n)
+{
+    if (c >= 1 && c <= p->nlabels && c <= MK_MAX_CLASSES && p->label_names[c - 1][0])
+        return p->label_names[c - 1];
+    snprintf(buf, n, "label_%d", mk_data_value_of_class(p, c));
+    return buf;
 }
 
 void mk_slices_free(mk_slices *s)
@@ -163,6 +212,9 @@ static int grow(growbuf *b, int64_t plane, int with_lab, int with_img2)
 static mk_status add_volume(mk_ctx *ctx, const mk_data_params *p, const mk_image *img,
                             const mk_image *lab, const mk_image *img2, int is_ct, growbuf *b)
 {
+    int32_t cls[256]; /* class of each label-file value 0..255; every other value: 0 */
+    for (int val = 0; val < 256; val++)
+        cls[val] = mk_data_class_of_value(p, val);
     int64_t nv = mk_image_nvox(img);
     const int64_t *dim = img->dim;
     int axis = p->slice_axis, u, v, pw = p->patch[0] + 2 * p->crop_jitter,
@@ -190,8 +242,10 @@ static mk_status add_volume(mk_ctx *ctx, const mk_data_params *p, const mk_image
     for (int64_t k = 0, i = 0; k < dim[2]; k++)
         for (int64_t j = 0; j < dim[1]; j++)
             for (int64_t x = 0; x < dim[0]; x++, i++) {
-                if (lv)
-                    lv[i] = (int32_t)llround(mk_image_get(lab, i)) == p->label;
+                if (lv) {
+                    long long lval = llround(mk_image_get(lab, i));
+                    lv[i] = lval >= 0 && lval < 256 ? cls[lval] : 0;
+                }
                 if (mk_image_get(img, i) > thr) {
                     int64_t c[3] = {x, j, k};
                     for (int a = 0; a < 3; a++) {
@@ -311,6 +365,9 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
                        const char *split, int need_labels, uint64_t seed, mk_slices *out)
 {
     memset(out, 0, sizeof *out);
+    mk_status lst = mk_data_check_labels(ctx, p);
+    if (lst != MK_OK)
+        return lst;
     if (p->slice_axis < 0 || p->slice_axis > 2 || p->patch[0] < 1 || p->patch[1] < 1 ||
         p->crop_jitter < 0 || p->crop_jitter > 4096)
         return mk_err(ctx, MK_ERR_INVALID, "data: slice_axis %d / patch %dx%d / crop_jitter %d "
@@ -326,14 +383,24 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
                       p->ct_train_cases > 0
                   ? p->ct_train_cases
                   : m->nrows;
-    for (int i = 0; st == MK_OK && i < m->nrows && nrows < cap; i++)
-        if (strcmp(m->rows[i].modality, modality) == 0 && strcmp(m->rows[i].split, split) == 0)
+    /* the labelled set: the first `cap` rows (without skip_unlabelled, rows without a label count
+     * and are an error with need_labels); unlabelled_rest: every row that set leaves out */
+    int skip = p->skip_unlabelled || p->unlabelled_rest, counted = 0;
+    for (int i = 0; st == MK_OK && i < m->nrows; i++) {
+        const mk_manifest_row *r = &m->rows[i];
+        if (strcmp(r->modality, modality) != 0 || strcmp(r->split, split) != 0)
+            continue;
+        int in_set = counted < cap && (!skip || r->label_path);
+        if (in_set)
+            counted++;
+        if (p->unlabelled_rest ? !in_set : in_set)
             rows[nrows++] = i;
+    }
     if (st == MK_OK && nrows == 0)
         st = mk_err(ctx, MK_ERR_NOT_FOUND, "%s: no rows with modality '%s' in split '%s'",
                     p->manifest, modality, split);
-    int with_lab = 1;
-    for (int i = 0; st == MK_OK && i < nrows; i++) {
+    int with_lab = !p->unlabelled_rest;
+    for (int i = 0; st == MK_OK && with_lab && i < nrows; i++) {
         const mk_manifest_row *r = &m->rows[rows[i]];
         if (!r->label_path) {
             if (need_labels)

@@ -2,17 +2,23 @@
  * NIfTI with each input's exact geometry, metrics through metrics/, and the reports.
  *
  * For every model and every manifest row of the CT modality in the split:
- *   masks/<model>/<id>.nii.gz     uint8 mask, geometry (qform/sform) of the input CT
- *   reports/<model>.h5|.json|.csv the evaluation report of report/ (docs/report-schema.md)
- * and over all models:
+ *   masks/<model>/<id>.nii.gz     uint8 mask, geometry (qform/sform) of the input CT, holding
+ *                                 the label value of each structure (data.labels)
+ *   reports/<model>.h5|.json|.csv the evaluation report of report/ (docs/report-schema.md), every
+ *                                 structure of the label mapping scored (labels, label_names)
+ * and over all models (written by report/summary.c, mk_report_summary_json / _md):
  *   reports/summary.json          per model: mean, std, median of dice, hd95, assd, surface dice
- *   reports/summary.md            the same as a table a radiologist can read
- * Every file is written atomically (temporary name, then rename).
+ *                                 over cases and structures, the network's parameter count, and
+ *                                 the same per structure (with mean volumes)
+ *   reports/summary.md            the same as tables a radiologist can read
+ * Every file is written atomically (temporary name, then rename). This file only computes:
+ * masks, metrics, summaries (mk_report_model_summarise).
  */
 #ifndef MK_EVALUATE_H
 #define MK_EVALUATE_H
 
 #include "metrics/mk_metrics.h"
+#include "report/mk_report.h"
 #include "stages/mk_stages.h"
 
 #ifdef __cplusplus
@@ -25,6 +31,9 @@ typedef struct mk_eval_model {
     const char *translator_h5; /* NULL, or a translator whose G maps the CT first (the teacher on
                                   pseudo-MRI) */
     int gen_width;             /* G's width when translator_h5 is set */
+    const char *modality;      /* NULL: the model segments the split's rows of data.ct_modality
+                                  (normalised as CT); else the rows of this modality (normalised
+                                  as CT when it is data.ct_modality, else as MRI) */
     const char *input_column;  /* NULL: the model segments the CT; else the manifest column naming
                                   each case's paired MRI (pipeline synth --paired), which it
                                   segments instead (the teacher on the oracle pseudo-MRI). The
@@ -37,20 +46,17 @@ typedef struct mk_eval_stage_params {
     double tolerance_mm;        /* surface Dice tolerance */
     mk_metric_conv convention;
     int write_masks;            /* 0: metrics only */
-    int largest_component;      /* 1: keep the largest connected component of each mask */
+    int largest_component;      /* 1: keep the largest connected component of each structure */
     int write_pmri;             /* 1: models with a translator also write pmri/<case>.nii.gz */
     const char *version;        /* provenance for the reports */
     const char *command_line;
 } mk_eval_stage_params;
 
-/* Per-model summary over the cases (NaN-free: infinite distances are counted, not averaged). */
-typedef struct mk_eval_model_summary {
-    char name[32];
-    int cases;
-    double dice_mean, dice_std, dice_median;
-    double hd95_mean, assd_mean, sdice_mean; /* over cases with finite values */
-    int n_infinite;                         /* cases with an empty prediction or reference */
-} mk_eval_model_summary;
+/* Per-model summary over the cases and structures (infinite distances are counted, not
+ * averaged): name, cases, dice_mean/std/median, hd95_mean, assd_mean, sdice_mean, n_infinite,
+ * params (the U-Net's trainable parameters), nstructures and structures[] (per label value).
+ * See report/mk_report.h. */
+typedef mk_report_model_summary mk_eval_model_summary;
 
 /* Evaluate `n` models. summaries (may be NULL) receives n entries. */
 mk_status mk_stage_evaluate(mk_ctx *ctx, const mk_stage_common *c, const mk_eval_stage_params *ep,

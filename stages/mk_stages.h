@@ -24,13 +24,16 @@
  * MRI zscore: (v - mean) / (3 std) clipped to [-1, 1]; MRI minmax: [min, max] -> [-1, 1]), and
  * cropped/padded to the patch, centred on the body's bounding box and shifted to contain the
  * slice's structure. Every slice with the structure is kept, plus `empty_ratio` empty body slices
- * per structure slice (chosen with the seed). Labels: 1 where label == data.label, else 0.
+ * per structure slice (chosen with the seed). Labels: class indices 0..classes-1 of the label
+ * mapping (mk_data_class_of_value; classes == 2: 1 where label == data.label, else 0).
  */
 #ifndef MK_STAGES_H
 #define MK_STAGES_H
 
+#include <stddef.h>
 #include <stdint.h>
 
+#include "core/mk_param.h"
 #include "core/mk_status.h"
 #include "io/mk_image.h"
 #include "io/mk_manifest.h"
@@ -48,6 +51,9 @@ typedef enum mk_mri_norm { MK_MRI_ZSCORE = 0, MK_MRI_MINMAX } mk_mri_norm;
  * what cmedl.oracle_pmri trains the teacher on and the evaluate stage's oracle_teacher reads. */
 #define MK_STAGE_PAIRED_MR_COLUMN "paired_mr"
 
+/* Classes of a segmentation including the background: 2 (one structure) to MK_MAX_CLASSES. */
+#define MK_MAX_CLASSES 16
+
 typedef struct mk_data_params {
     const char *manifest;     /* CSV path (borrowed) */
     const char *ct_modality;  /* manifest modality of CT ("CT") */
@@ -56,7 +62,17 @@ typedef struct mk_data_params {
     mk_mri_norm mri_norm;
     int slice_axis;           /* 0 = i, 1 = j, 2 = k */
     int patch[2];             /* patch size along the two in-plane voxel axes (lower axis first) */
-    int label;                /* label value of the structure */
+    int label;                /* label value of the structure (classes == 2, nlabels == 0) */
+    /* Classes and label mapping (multi-class segmentation). classes counts the background
+     * (default 2, at most MK_MAX_CLASSES). nlabels == 0: class 1 is `label` when classes == 2,
+     * else class c is label value c (c = 1..classes-1). nlabels > 0 (must be classes - 1):
+     * class c = j + 1 is the label-file value label_values[j], j = 0..nlabels-1, values in
+     * 1..255 strictly ascending; label_names[j] its structure name ("" = "label_<value>").
+     * Label-file values outside the mapping are background (class 0). */
+    int classes;
+    int nlabels;
+    int label_values[MK_MAX_CLASSES];
+    char label_names[MK_MAX_CLASSES][32];
     double empty_ratio;       /* empty body slices kept per structure slice (default 1) */
     int ct_train_cases;       /* > 0: only the first N CT rows of split train (label-scarce runs;
                                  the translator, teacher and student alike); 0: all */
@@ -68,6 +84,11 @@ typedef struct mk_data_params {
                                   also names an image in this extra manifest column, on the
                                   row image's grid; it is normalised as MRI and cut with the
                                   same crops into mk_slices.img2 (borrowed) */
+    int unlabelled_rest;      /* 1 (cmedl.unlabelled_hint): select instead the train rows of the
+                                 modality that the labelled set leaves out: rows without a label
+                                 and labelled rows beyond ct_train_cases; loaded without labels */
+    int skip_unlabelled;      /* 1: rows without a label are left out (not an error with
+                                 need_labels, not counted by ct_train_cases) */
     int blend_uniform;        /* sliding-window inference: 1 = plain mean of overlapping windows;
                                  0 (default) = Gaussian importance weights, sigma = patch / 8, so
                                  a pixel is decided by the windows it is central in (nnU-Net) */
@@ -75,15 +96,31 @@ typedef struct mk_data_params {
 
 void mk_data_defaults(mk_data_params *p);
 
+/* The class/label mapping of mk_data_params (classes, nlabels, label_values, label_names).
+ * mk_data_check_labels: MK_ERR_INVALID naming the field when classes is outside
+ * 2..MK_MAX_CLASSES, nlabels is neither 0 nor classes - 1, a value is outside 1..255 or the
+ * values are not strictly ascending (`label` outside 1..255 with classes == 2, nlabels == 0). */
+mk_status mk_data_check_labels(mk_ctx *ctx, const mk_data_params *p);
+/* Number of structures (foreground classes): classes - 1. */
+int mk_data_nstructures(const mk_data_params *p);
+/* Label-file value of class c (0 for c = 0, and for c outside 1..classes-1). */
+int mk_data_value_of_class(const mk_data_params *p, int c);
+/* Class of label-file value v: 1..classes-1 for the mapped values, 0 for every other value. */
+int mk_data_class_of_value(const mk_data_params *p, long long v);
+/* Structure name of class c >= 1: label_names[c - 1] when set, else "label_<value>" written
+ * into buf (n bytes); returns label_names[c - 1] or buf. */
+const char *mk_data_class_name(const mk_data_params *p, int c, char *buf, size_t n);
+
 /* A set of 2D slices, [n][1][h][w] floats with w along the lower in-plane voxel axis. */
 typedef struct mk_slices {
     int64_t n;
     int h, w;        /* patch (what a batch holds) */
     int ch, cw;      /* stored canvas: h + 2 jitter, w + 2 jitter */
     float *img;      /* n*ch*cw, owned */
-    int32_t *lab;    /* n*ch*cw labels 0/1, owned; NULL when the volumes have no labels */
+    int32_t *lab;    /* n*ch*cw class indices 0..classes-1 (mk_data_class_of_value), owned;
+                        NULL when the volumes have no labels */
     float *img2;     /* n*ch*cw paired images (mk_data_params.paired_column), owned; else NULL */
-    int64_t n_fg;    /* slices that contain the structure */
+    int64_t n_fg;    /* slices that contain a structure (any class >= 1) */
     int volumes;     /* volumes read */
 } mk_slices;
 
@@ -117,6 +154,9 @@ void mk_data_cut(const float *vol, const int64_t *dim, int axis, int64_t s, int6
 
 /* ---------------------------------------------------------------- stages */
 
+/* What every stage shares. The config sections [data] and [model] (and run.checkpoint_every,
+ * run.log_every) are bound into it by their parameter rows (stages/params.c, mk_data_section and
+ * mk_model_section of stages/mk_method.h); mk_stage_common_defaults fills the rows' defaults. */
 typedef struct mk_stage_common {
     const char *run_dir;   /* models/ and checkpoints/ go below it */
     uint64_t seed;
@@ -125,10 +165,17 @@ typedef struct mk_stage_common {
     int checkpoint_every;  /* iterations between checkpoints (>= 1) */
     int log_every;         /* iterations between loss log lines (>= 1) */
     mk_data_params data;
-    mk_unet_cfg unet;      /* teacher and student shape (dim 2, in_ch 1) */
+    mk_unet_cfg unet;      /* teacher and student shape (dim 2, in_ch 1; [model] width, depth,
+                              classes) */
+    int model_norm;        /* [model] norm: 0 batch (the only one implemented), 1 instance */
+    mk_label_table labels; /* [data] labels: structure names by label value (n = 0: not given) */
 } mk_stage_common;
 
 void mk_stage_common_defaults(mk_stage_common *c);
+/* After binding: the class <-> label-value mapping of c->data from c->unet.classes,
+ * c->data.label and c->labels (data.labels: value -> name, ascending; classes - 1 entries).
+ * MK_ERR_CONFIG naming the key on a mismatch (more labels than model.classes allows, ...). */
+mk_status mk_stage_common_finish(mk_ctx *ctx, mk_stage_common *c);
 
 typedef struct mk_translate_params {
     int iterations, batch;
@@ -151,8 +198,7 @@ typedef enum mk_train_schedule {
 typedef struct mk_cmedl_params {
     int iterations, batch;
     float lr;                        /* Adam lr of teacher and student (beta1 0.9) */
-    int n_hint;
-    char hint_layers[MK_HINT_MAX][32];
+    mk_names hint_layers;            /* feature maps tied by the hint loss (n <= MK_HINT_MAX) */
     float lambda_hint, w_seg_student, w_seg_teacher, dice_weight;
     int hint_to_teacher, seg_to_i2i;
     int teacher_init_student; /* 1: the teacher starts from the student's initial weights */
@@ -186,6 +232,12 @@ typedef struct mk_cmedl_params {
                                 replaced by the paired MR rendering of the same CT anatomy
                                 (manifest column paired_mr, `pipeline synth --paired`), an upper
                                 bound for what translation can give; G is still trained */
+    int unlabelled_hint;     /* 1 (the semi-supervised reading): the hint loss is also computed
+                                on a batch of CT slices without labels (CT train rows without a
+                                label, and labelled rows beyond data.ct_train_cases), with
+                                their pseudo-MRI through the teacher; no segmentation loss on
+                                them. 0: labelled CT only, as in the paper */
+    float lambda_hint_unlabelled; /* weight of that hint loss (with unlabelled_hint) */
 } mk_cmedl_params;
 
 void mk_cmedl_defaults(mk_cmedl_params *p);
@@ -201,6 +253,9 @@ typedef struct mk_train_stats {
     double first_loss, last_loss; /* mean main loss (student seg, or G loss for translate) over
                                    * the first / last min(50, iterations/4) iterations */
     double last_hint;        /* cmedl: mean hint loss over the last window */
+    int nterms;              /* the loss terms of the last iteration (the method's step) */
+    char term_name[12][16];
+    double term_last[12];
 } mk_train_stats;
 
 /* Check hint layer names against the U-Net's feature taps: enc0..enc<L-2>, bottleneck,
@@ -227,7 +282,9 @@ mk_status mk_stage_baseline(mk_ctx *ctx, const mk_stage_common *c, const mk_cmed
  * by slice across p->slice_axis, normalised like training, with a sliding window of p->patch
  * (stride half a patch, softmax blended with Gaussian weights, or averaged with
  * p->blend_uniform) when a slice exceeds the patch. *mask_out: uint8 mask
- * with the CT's geometry (mk_image_new_like): p->label where class 1 wins (class c > 1 -> c).
+ * with the CT's geometry (mk_image_new_like): the label value of the winning class
+ * (mk_data_value_of_class; 0 for background), argmax over the cfg->classes blended
+ * probabilities (first class on ties). cfg->classes must equal p->classes (MK_ERR_INVALID).
  * Caller owns *mask_out. */
 mk_status mk_stage_predict_volume(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *cfg,
                                   const mk_image *ct, const mk_data_params *p, int threads,
@@ -254,6 +311,10 @@ mk_status mk_stage_predict_volume_via(mk_ctx *ctx, const char *model_h5, const m
  * number of voxels cleared. */
 mk_status mk_stage_keep_largest_component(mk_ctx *ctx, mk_image *mask, int label,
                                           int64_t *removed);
+/* The same for each of the n label values in turn (every structure keeps its own largest
+ * component); *removed (may be NULL) gets the total number of voxels cleared. */
+mk_status mk_stage_keep_largest_components(mk_ctx *ctx, mk_image *mask, const int *labels, int n,
+                                           int64_t *removed);
 
 #ifdef __cplusplus
 }

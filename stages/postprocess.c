@@ -1,4 +1,5 @@
-/* Post-processing of predicted masks (see mk_stages.h). */
+/* Post-processing of predicted masks (see mk_stages.h): the largest connected component of one
+ * label, or of each label of a multi-structure mask. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,4 +79,20 @@ mk_status mk_stage_keep_largest_component(mk_ctx *ctx, mk_image *mask, int label
     free(queue);
     free(size);
     return st;
+}
+
+mk_status mk_stage_keep_largest_components(mk_ctx *ctx, mk_image *mask, const int *labels, int n,
+                                           int64_t *removed)
+{
+    if (removed)
+        *removed = 0;
+    for (int j = 0; j < n; j++) {
+        int64_t r = 0;
+        mk_status st = mk_stage_keep_largest_component(ctx, mask, labels[j], &r);
+        if (st != MK_OK)
+            return st;
+        if (removed)
+            *removed += r;
+    }
+    return MK_OK;
 }

@@ -80,6 +80,16 @@ static mk_status predict(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *c
                       ">= 2 classes");
     if (p->slice_axis < 0 || p->slice_axis > 2)
         return mk_err(ctx, MK_ERR_INVALID, "predict: slice_axis %d out of range", p->slice_axis);
+    mk_status lst = mk_data_check_labels(ctx, p);
+    if (lst != MK_OK)
+        return mk_err_prefix(ctx, "predict");
+    if (cfg->classes != p->classes)
+        return mk_err(ctx, MK_ERR_INVALID, "predict: the network has %d classes, the label "
+                      "mapping %d (data.classes / data.labels and model.classes must agree)",
+                      cfg->classes, p->classes);
+    uint8_t value[MK_MAX_CLASSES]; /* mask value of each class */
+    for (int c = 0; c < cfg->classes; c++)
+        value[c] = (uint8_t)mk_data_value_of_class(p, c);
     int div = 1 << (cfg->levels - 1), pw = p->patch[0], ph = p->patch[1], C = cfg->classes;
     if (pw < 1 || ph < 1 || pw % div || ph % div)
         return mk_err(ctx, MK_ERR_INVALID, "predict: patch %dx%d must be a multiple of %d", pw, ph,
@@ -184,7 +194,7 @@ static mk_status predict(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *c
                 cidx[u] = uu;
                 cidx[v] = vv;
                 int64_t idx = cidx[0] + dim[0] * (cidx[1] + dim[1] * cidx[2]);
-                mdat[idx] = (uint8_t)(best == 0 ? 0 : best == 1 ? p->label : best);
+                mdat[idx] = value[best];
                 if (vsum)
                     ((float *)via->data)[idx] = cnt[q] > 0 ? vsum[q] / cnt[q] : 0.0f;
             }

@@ -51,6 +51,32 @@ void mk__window_weights(int pw, int ph, int uniform, float *w);
  * CT, the volume's minimum for MRI. */
 float mk__pad_value(const float *vol, int64_t n, int is_ct);
 
+/* ---- the translator's networks and steps (stages/method_translate.c), shared with cmedl ---- */
+struct mk_loop;
+typedef struct mk__i2i {
+    int net[4];                /* loop nets G, F, D_MR, D_CT */
+    const mk_translate_params *tp;
+    mk_tensor xc, xm, fake_m, fake_c; /* [batch, 1, patch[1], patch[0]] */
+    int32_t *yc, *ym;          /* batch labels */
+} mk__i2i;
+/* G (seed stream 10), F (11), D_MR (12), D_CT (13), each with Adam (lr, beta1 of tp). */
+mk_status mk__i2i_init(struct mk_loop *L, mk__i2i *t, const mk_translate_params *tp, int batch);
+void mk__i2i_free(mk__i2i *t);
+void mk__i2i_freeze_d(struct mk_loop *L, const mk__i2i *t, int frozen);
+/* The generators' loss on this batch (LSGAN + cycle + identity) in the loop's graph; the fakes
+ * G(x_ct) and F(x_mr) into *fake_m, *fake_c. */
+mk_var *mk__i2i_gen(struct mk_loop *L, mk__i2i *t, const mk_translate_params *tp, mk_var *xc,
+                    mk_var *xm, mk_var **fake_m, mk_var **fake_c);
+/* The discriminator step on real batches and t->fake_m / fake_c (a graph of its own). */
+mk_status mk__i2i_disc(struct mk_loop *L, mk__i2i *t, double *ldisc);
+/* models/<file>: groups G, F, D_MR, D_CT (the translator format). */
+mk_status mk__i2i_save(struct mk_loop *L, const mk__i2i *t, const char *file);
+/* Load the train slices of `modality` (data seed stream data_stream) into a new loop stream
+ * named stream_name whose RNG is seed stream rng_stream. */
+mk_status mk__load_data(struct mk_loop *L, const mk_data_params *d, const char *modality,
+                        int need_labels, uint64_t data_stream, const char *stream_name,
+                        uint64_t rng_stream, int *stream);
+
 /* splitmix64 of seed and a stream number: independent seeds for each network and data stream */
 uint64_t mk__seed(uint64_t seed, uint64_t stream);
 

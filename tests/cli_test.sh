@@ -103,7 +103,14 @@ stage_cfg "$T/oraclef.toml" '[cmedl]\noracle_pmri = true\nteacher_learns_pmri = 
 check "oracle with a frozen teacher" 2 "needs cmedl.teacher_learns_pmri = true" -- "$P" validate "$T/oraclef.toml"
 printf '[run]\nstages = ["evaluate"]\n[data]\nmanifest = "d/manifest.csv"\n' >"$T/evalonly.toml"
 check "evaluate without training" 2 "'evaluate' needs a training stage before it" -- "$P" validate "$T/evalonly.toml"
-for r in hint split modality oracle oraclef; do
+# multi-class keys: data.labels must name model.classes - 1 structures, classes >= 2
+stage_cfg "$T/labels.toml" 'labels = {1 = "RV", 2 = "MYO", 3 = "LV"}\n[model]\nclasses = 3\n'
+check "labels beyond model.classes" 2 "labels.toml:6: key 'data.labels': names 3 structures but model.classes = 3 segments 2" -- "$P" run "$T/labels.toml"
+stage_cfg "$T/classes.toml" '[model]\nclasses = 1\n'
+check "classes below 2" 2 "classes.toml:7: key 'model.classes': expected an integer in [2, 16], got 1" -- "$P" run "$T/classes.toml"
+stage_cfg "$T/labelname.toml" 'labels = {1 = "RV", two = "MYO"}\n'
+check "label value not an integer" 2 "labelname.toml:6: key 'data.labels': label 'two': expected an integer label value" -- "$P" validate "$T/labelname.toml"
+for r in hint split modality oracle oraclef labels classes labelname; do
     if [ -e "$T/run-$r" ]; then
         echo "FAIL $r: a run directory was written for a config that failed its checks"
         fails=$((fails + 1))

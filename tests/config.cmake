@@ -1,4 +1,4 @@
-mk_add_test(test_config SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_config.c LIBS mk_config)
+mk_add_test(test_config SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_config.c LIBS mk_pipeline mk_config)
 # CLI behaviour of the pipeline binary (exit codes, messages, nothing written on bad configs).
 add_test(NAME cli_pipeline COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cli_test.sh
          ${CMAKE_BINARY_DIR}/pipeline ${CMAKE_SOURCE_DIR})

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "pipeline/mk_config.h"
+#include "pipeline/mk_runner.h"
 
 static char g_dir[256];
 static char g_manifest[300];
@@ -213,6 +214,7 @@ static void test_missing_file_and_folder(void **state)
 
 int main(void)
 {
+    mk_pipeline_schema_install();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_and_paths),
         cmocka_unit_test(test_int_accepted_for_float),

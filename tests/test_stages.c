@@ -398,7 +398,7 @@ static void test_hint_names(void **state)
     mk_translate_defaults(&tp);
     mk_cmedl_params cp;
     mk_cmedl_defaults(&cp);
-    snprintf(cp.hint_layers[1], 32, "prelogits");
+    snprintf(cp.hint_layers.v[1], 32, "prelogits");
     assert_int_equal(mk_stage_cmedl(&ctx, &c, &tp, &cp, NULL), MK_ERR_CONFIG);
     assert_non_null(strstr(mk_ctx_errmsg(&ctx), "valid names"));
 }
@@ -1000,6 +1000,41 @@ static void test_ct_train_cases(void **state)
     mk_slices_free(&test);
 }
 
+/* cmedl.unlabelled_hint trains: the unlabelled CT rows (beyond ct_train_cases) feed a hint term
+ * of their own (hint_unl, finite and non-zero), and the student differs from the labelled-only
+ * run's. */
+static void test_cmedl_unlabelled_hint(void **state)
+{
+    (void)state;
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    char r1[600], r2[600], a[700], b[700];
+    sub(r1, sizeof r1, "run_unl_off");
+    sub(r2, sizeof r2, "run_unl_on");
+    mk_stage_common c;
+    mk_translate_params tp;
+    mk_cmedl_params cp;
+    small_setup(&c, &tp, &cp, r1);
+    c.data.ct_train_cases = 1;
+    cp.iterations = 4;
+    mk_train_stats st;
+    assert_int_equal(mk_stage_cmedl(&ctx, &c, &tp, &cp, &st), MK_OK);
+    c.run_dir = r2;
+    cp.unlabelled_hint = 1;
+    cp.lambda_hint_unlabelled = 1.0f;
+    if (mk_stage_cmedl(&ctx, &c, &tp, &cp, &st) != MK_OK)
+        fail_msg("%s", mk_ctx_errmsg(&ctx));
+    int found = 0;
+    for (int k = 0; k < st.nterms; k++) {
+        assert_true(isfinite(st.term_last[k]));
+        found |= !strcmp(st.term_name[k], "hint_unl") && st.term_last[k] > 0;
+    }
+    assert_true(found);
+    snprintf(a, sizeof a, "%s/models/cmedl_student.h5", r1);
+    snprintf(b, sizeof b, "%s/models/cmedl_student.h5", r2);
+    assert_false(same_weights(a, b, &c.unet));
+}
+
 /* hint_where = teacher_correct on hand-made tensors: a 1x2x4x4 logit map right everywhere but
  * pixel (0,3), features at full resolution (1 channel) and at half resolution (2 channels). */
 static void test_hint_teacher_correct_mask(void **state)
@@ -1051,6 +1086,46 @@ static void test_hint_teacher_correct_mask(void **state)
 }
 
 /* hint ramp-up: lambda exp(-5 (1 - it/R)^2), then lambda */
+/* cmedl.unlabelled_hint: the labelled set (skip_unlabelled: rows without a label left out and not
+ * counted by ct_train_cases) and its complement (unlabelled_rest, loaded without labels). */
+static void test_unlabelled_rest(void **state)
+{
+    (void)state;
+    char dir[600], man[700];
+    hand_fixture("unl", "id,modality,image,label,split,domain\n"
+                        "c1,CT,ct.nii.gz,ct_label.nii.gz,train,ct\n"
+                        "c2,CT,ct.nii.gz,,train,ct\n"
+                        "c3,CT,ct.nii.gz,ct_label.nii.gz,train,ct\n"
+                        "c4,CT,ct.nii.gz,ct_label.nii.gz,train,ct\n"
+                        "t1,CT,ct.nii.gz,ct_label.nii.gz,test,ct\n",
+                 dir, man);
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    mk_data_params p;
+    mk_data_defaults(&p);
+    p.manifest = man;
+    p.patch[0] = p.patch[1] = 8;
+    mk_slices s;
+    /* without skip_unlabelled the unlabelled row is an error for a labelled load, as before */
+    assert_int_equal(mk_data_load(&ctx, &p, "CT", "train", 1, 5, &s), MK_ERR_FORMAT);
+    p.skip_unlabelled = 1;
+    p.ct_train_cases = 2; /* c1, c3 */
+    assert_int_equal(mk_data_load(&ctx, &p, "CT", "train", 1, 5, &s), MK_OK);
+    assert_int_equal(s.volumes, 2);
+    assert_non_null(s.lab);
+    mk_slices_free(&s);
+    p.skip_unlabelled = 0;
+    p.unlabelled_rest = 1; /* c2 (no label) and c4 (beyond the cap) */
+    assert_int_equal(mk_data_load(&ctx, &p, "CT", "train", 0, 5, &s), MK_OK);
+    assert_int_equal(s.volumes, 2);
+    assert_null(s.lab);
+    mk_slices_free(&s);
+    p.ct_train_cases = 0; /* every labelled row is in the labelled set: only c2 is left */
+    assert_int_equal(mk_data_load(&ctx, &p, "CT", "train", 0, 5, &s), MK_OK);
+    assert_int_equal(s.volumes, 1);
+    mk_slices_free(&s);
+}
+
 static void test_hint_rampup(void **state)
 {
     (void)state;
@@ -1311,6 +1386,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_resume_bit_identical),
         cmocka_unit_test(test_teacher_init_and_schedule),
         cmocka_unit_test(test_hint_rampup),
+        cmocka_unit_test(test_unlabelled_rest),
+        cmocka_unit_test(test_cmedl_unlabelled_hint),
         cmocka_unit_test(test_hint_teacher_correct_mask),
         cmocka_unit_test(test_pseudo_ct_pairing),
         cmocka_unit_test(test_ct_train_cases),

@@ -1,0 +1,88 @@
+/* The one adapter of every method's stage: bind the config through the parameter rows, then train
+ * with the shared loop (stages/mk_method.h). */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mk_run_stages.h"
+
+mk_status mk_run_keyed_err(mk_run_env *env, mk_status st)
+{
+    if (st == MK_OK)
+        return st;
+    const char *msg = mk_ctx_errmsg(env->ctx);
+    char key[128];
+    size_t n = 0;
+    while (n + 1 < sizeof key && (islower((unsigned char)msg[n]) || msg[n] == '_' ||
+                                  msg[n] == '.' || isdigit((unsigned char)msg[n])))
+        n++;
+    memcpy(key, msg, n);
+    key[n] = 0;
+    /* "cmedl.hint_layers[1]: ..." or "cmedl.oracle_pmri: ..." */
+    if (n == 0 || !strchr(key, '.') || !mk_cfg_has_key(env->cfg, key) ||
+        (msg[n] != ':' && msg[n] != '[' && msg[n] != ' '))
+        return st;
+    char rest[MK_ERRMSG_MAX];
+    const char *r = msg + n;
+    if (*r == ':')
+        r++;
+    while (*r == ' ')
+        r++;
+    snprintf(rest, sizeof rest, "%s", msg[n] == '[' ? msg + n : r);
+    mk_status code = env->ctx->status;
+    if (msg[n] == '[')
+        mk_err(env->ctx, code, "%s:%d: key '%s'%s", mk_cfg_path(env->cfg),
+               mk_cfg_line(env->cfg, key), key, rest);
+    else
+        mk_err(env->ctx, code, "%s:%d: key '%s': %s", mk_cfg_path(env->cfg),
+               mk_cfg_line(env->cfg, key), key, rest);
+    return code;
+}
+
+mk_status mk_run_common(mk_run_env *env, mk_stage_common *c)
+{
+    const mk_cfg *cfg = env->cfg;
+    mk_stage_common_defaults(c);
+    c->run_dir = env->run_dir;
+    c->seed = (uint64_t)env->seed;
+    c->threads = env->threads > 0 ? env->threads : 1;
+    c->resume = env->resume;
+    mk_status st = mk_cfg_bind(env->ctx, cfg, mk_run_section.name, c);
+    if (st == MK_OK)
+        st = mk_cfg_bind(env->ctx, cfg, mk_data_section.name, c);
+    if (st == MK_OK)
+        st = mk_cfg_bind(env->ctx, cfg, mk_model_section.name, c);
+    if (st == MK_OK)
+        st = mk_run_keyed_err(env, mk_stage_common_finish(env->ctx, c));
+    return st;
+}
+
+mk_status mk_run_method_cfg(mk_run_env *env, const mk_method *m, void *cfg)
+{
+    mk_method_defaults(m, cfg);
+    for (int i = 0; i < m->nuses; i++) {
+        mk_status st = mk_cfg_bind(env->ctx, env->cfg, m->uses[i].section->name,
+                                   (char *)cfg + m->uses[i].offset);
+        if (st != MK_OK)
+            return st;
+    }
+    return MK_OK;
+}
+
+mk_status mk_run_method(mk_run_env *env)
+{
+    const mk_method *m = env->stage->method;
+    mk_stage_common c;
+    mk_status st = mk_run_common(env, &c);
+    if (st != MK_OK)
+        return st;
+    void *cfg = calloc(1, m->cfg_size);
+    if (!cfg)
+        return mk_err(env->ctx, MK_ERR_NOMEM, "%s: out of memory", m->name);
+    st = mk_run_method_cfg(env, m, cfg);
+    if (st == MK_OK)
+        st = mk_method_train(env->ctx, m, &c, cfg, NULL);
+    free(cfg);
+    return st;
+}

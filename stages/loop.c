@@ -1,0 +1,458 @@
+/* The training loop every method runs on (see mk_method.h): networks, optimisers, schedules, EMA
+ * copies, data streams, checkpoints, resume, logging, progress, the finite-loss check. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/mk_fs.h"
+#include "mk_method.h"
+#include "stage_internal.h"
+
+#define MAX_NETS 12
+#define MAX_STREAMS 6
+
+typedef struct loop_net {
+    const char *name;
+    mk_net_kind kind;
+    mk_unet *unet;
+    mk_translator *tr;
+    mk_nn_params *params;
+    mk_optim *opt;
+    int has_sched;
+    mk_sched sched;
+    int ema_of; /* >= 0: an EMA copy of that net */
+    float ema_decay;
+} loop_net;
+
+typedef struct loop_stream {
+    const char *name;
+    mk_slices s;
+    mk_rng rng;
+} loop_stream;
+
+struct mk_loop {
+    mk_ctx *ctx;
+    const mk_method *m;
+    const mk_stage_common *c;
+    long long total, it;
+    loop_net net[MAX_NETS];
+    int nnet;
+    loop_stream stream[MAX_STREAMS];
+    int nstream;
+    mk_nn_graph *g;
+};
+
+void mk_terms_add(mk_terms *t, const char *name, double value, float weight)
+{
+    if (t->n >= MK_TERMS_MAX)
+        return;
+    t->name[t->n] = name;
+    t->value[t->n] = value;
+    t->weight[t->n] = weight;
+    t->n++;
+}
+
+static int add_net(mk_loop *L, const char *name, mk_net_kind kind)
+{
+    if (L->nnet >= MAX_NETS) {
+        mk_err(L->ctx, MK_ERR_INVALID, "%s: more than %d networks", L->m->name, MAX_NETS);
+        return -1;
+    }
+    loop_net *n = &L->net[L->nnet];
+    memset(n, 0, sizeof *n);
+    n->name = name;
+    n->kind = kind;
+    n->ema_of = -1;
+    return L->nnet++;
+}
+
+int mk_loop_add_unet(mk_loop *L, const char *name, const mk_unet_cfg *cfg, uint64_t seed)
+{
+    int k = add_net(L, name, MK_NET_UNET);
+    if (k < 0 || mk_unet_new(L->ctx, cfg, seed, &L->net[k].unet) != MK_OK)
+        return -1;
+    L->net[k].params = mk_unet_params(L->net[k].unet);
+    return k;
+}
+
+int mk_loop_add_translator(mk_loop *L, const char *name, mk_translator_kind kind, int width,
+                           uint64_t seed)
+{
+    int k = add_net(L, name, kind == MK_TRANSLATOR_GEN ? MK_NET_GEN : MK_NET_DISC);
+    if (k < 0 || mk_translator_new(L->ctx, kind, width, seed, &L->net[k].tr) != MK_OK)
+        return -1;
+    L->net[k].params = mk_translator_params(L->net[k].tr);
+    return k;
+}
+
+mk_status mk_loop_add_optim(mk_loop *L, int net, const mk_optim_cfg *oc, const mk_sched *sched)
+{
+    loop_net *n = &L->net[net];
+    if (!(n->opt = mk_optim_new(n->params, oc)))
+        return mk_err(L->ctx, MK_ERR_NOMEM, "%s: out of memory (optimiser)", L->m->name);
+    if (sched) {
+        n->has_sched = 1;
+        n->sched = *sched;
+    }
+    return MK_OK;
+}
+
+int mk_loop_add_ema(mk_loop *L, const char *name, int net, float decay, uint64_t seed)
+{
+    if (L->net[net].kind != MK_NET_UNET) {
+        mk_err(L->ctx, MK_ERR_INVALID, "%s: EMA copies are made of U-Nets", L->m->name);
+        return -1;
+    }
+    mk_unet_cfg cfg = *mk_unet_config(L->net[net].unet);
+    int k = mk_loop_add_unet(L, name, &cfg, seed);
+    if (k < 0 || mk_nn_params_copy(L->ctx, L->net[k].params, L->net[net].params) != MK_OK)
+        return -1;
+    L->net[k].ema_of = net;
+    L->net[k].ema_decay = decay;
+    return k;
+}
+
+int mk_loop_add_stream(mk_loop *L, const char *name, mk_slices *s, uint64_t rng_seed)
+{
+    if (L->nstream >= MAX_STREAMS) {
+        mk_err(L->ctx, MK_ERR_INVALID, "%s: more than %d data streams", L->m->name, MAX_STREAMS);
+        return -1;
+    }
+    loop_stream *d = &L->stream[L->nstream];
+    d->name = name;
+    d->s = *s;
+    memset(s, 0, sizeof *s);
+    mk_rng_seed(&d->rng, rng_seed);
+    return L->nstream++;
+}
+
+void mk_loop_batch(mk_loop *L, int stream, int batch, mk_tensor *x, int32_t *y, mk_tensor *x2)
+{
+    const mk_slices *s = &L->stream[stream].s;
+    mk_rng *r = &L->stream[stream].rng;
+    int64_t plane = (int64_t)s->h * s->w;
+    for (int b = 0; b < batch; b++) {
+        int64_t i = (int64_t)mk_rng_below(r, (uint64_t)s->n);
+        int ox = 0, oy = 0;
+        if (s->cw > s->w || s->ch > s->h) { /* random crop (no extra draws without jitter) */
+            ox = (int)mk_rng_below(r, (uint64_t)(s->cw - s->w + 1));
+            oy = (int)mk_rng_below(r, (uint64_t)(s->ch - s->h + 1));
+        }
+        mk_slices_crop(s, i, ox, oy, x->data + b * plane, s->lab && y ? y + b * plane : NULL,
+                       x2 && x2->data ? x2->data + b * plane : NULL);
+    }
+}
+
+mk_ctx *mk_loop_ctx(mk_loop *L) { return L->ctx; }
+const mk_stage_common *mk_loop_common(const mk_loop *L) { return L->c; }
+const char *mk_loop_stage(const mk_loop *L) { return L->m->name; }
+mk_nn_graph *mk_loop_graph(mk_loop *L) { return L->g; }
+long long mk_loop_iter(const mk_loop *L) { return L->it; }
+long long mk_loop_total(const mk_loop *L) { return L->total; }
+mk_nn_params *mk_loop_params(mk_loop *L, int net) { return L->net[net].params; }
+mk_unet *mk_loop_unet(mk_loop *L, int net) { return L->net[net].unet; }
+mk_translator *mk_loop_translator(mk_loop *L, int net) { return L->net[net].tr; }
+mk_slices *mk_loop_slices(mk_loop *L, int stream) { return &L->stream[stream].s; }
+
+void mk_loop_optim_step(mk_loop *L, int net)
+{
+    if (L->net[net].opt)
+        mk_optim_step(L->net[net].opt);
+}
+
+/* ---------------------------------------------------------------- files */
+
+static int group_list(mk_loop *L, const int *nets, int n, mk__ck_model *m, int with_opt)
+{
+    for (int i = 0; i < n; i++)
+        m[i] = (mk__ck_model){L->net[nets[i]].name, L->net[nets[i]].params,
+                              with_opt ? L->net[nets[i]].opt : NULL};
+    return n;
+}
+
+mk_status mk_loop_save_nets(mk_loop *L, const char *file, const char *kind, const int *nets,
+                            int n)
+{
+    char path[4200];
+    mk__ck_model m[MAX_NETS];
+    mk_status st = mk__run_path(L->ctx, L->c->run_dir, "models", file, path, sizeof path);
+    if (st == MK_OK)
+        st = mk__ckpt_save(L->ctx, path, kind, L->total, m, group_list(L, nets, n, m, 0), NULL, 0);
+    return st;
+}
+
+mk_status mk_loop_save_unet(mk_loop *L, const char *file, int net)
+{
+    char path[4200];
+    mk_status st = mk__run_path(L->ctx, L->c->run_dir, "models", file, path, sizeof path);
+    if (st == MK_OK)
+        st = mk_model_save(L->ctx, path, L->net[net].params, NULL);
+    return st;
+}
+
+mk_status mk_loop_load_nets(mk_loop *L, const char *path, const char *kind, const int *nets,
+                            int n)
+{
+    mk__ck_model m[MAX_NETS];
+    return mk__ckpt_load(L->ctx, path, kind, NULL, m, group_list(L, nets, n, m, 0), NULL, 0);
+}
+
+/* Every net (with its optimiser state), every stream's RNG and the graph's RNG. */
+static void collect(mk_loop *L, mk__ck_model *m, int *nm, mk__ck_rng *r, int *nr)
+{
+    *nm = 0;
+    for (int k = 0; k < L->nnet; k++)
+        m[(*nm)++] = (mk__ck_model){L->net[k].name, L->net[k].params, L->net[k].opt};
+    *nr = 0;
+    for (int k = 0; k < L->nstream; k++)
+        r[(*nr)++] = (mk__ck_rng){L->stream[k].name, &L->stream[k].rng};
+    r[(*nr)++] = (mk__ck_rng){"graph", mk_nn_graph_rng(L->g)};
+}
+
+static mk_status save_ckpt(mk_loop *L, const char *path, long long it)
+{
+    mk__ck_model m[MAX_NETS];
+    mk__ck_rng r[MAX_STREAMS + 1];
+    int nm, nr;
+    collect(L, m, &nm, r, &nr);
+    return mk__ckpt_save(L->ctx, path, L->m->name, it, m, nm, r, nr);
+}
+
+/* ---------------------------------------------------------------- running */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double window_mean(const double *v, long long from, long long to)
+{
+    double s = 0;
+    for (long long i = from; i < to; i++)
+        s += v[i];
+    return to > from ? s / (double)(to - from) : 0;
+}
+
+static void loop_free(mk_loop *L)
+{
+    for (int k = 0; k < L->nnet; k++) {
+        mk_optim_free(L->net[k].opt);
+        mk_unet_free(L->net[k].unet);
+        mk_translator_free(L->net[k].tr);
+    }
+    for (int k = 0; k < L->nstream; k++)
+        mk_slices_free(&L->stream[k].s);
+    mk_nn_graph_free(L->g);
+}
+
+static mk_status run(mk_loop *L, void *state, mk_train_stats *stats)
+{
+    mk_ctx *ctx = L->ctx;
+    const mk_stage_common *c = L->c;
+    const char *stage = L->m->name;
+    char ck[4200];
+    mk_status st = mk__run_path(ctx, c->run_dir, "checkpoints", "", ck, sizeof ck);
+    if (st != MK_OK)
+        return st;
+    snprintf(ck, sizeof ck, "%s/checkpoints/%s.h5", c->run_dir, stage);
+    long long it0 = 0;
+    int resumed = 0;
+    if (c->resume && mk_fs_is_file(ck)) {
+        mk__ck_model m[MAX_NETS];
+        mk__ck_rng r[MAX_STREAMS + 1];
+        int nm, nr;
+        collect(L, m, &nm, r, &nr);
+        if ((st = mk__ckpt_load(ctx, ck, stage, &it0, m, nm, r, nr)) != MK_OK)
+            return mk_err_prefix(ctx, "%s: resume", stage);
+        if (it0 > L->total)
+            return mk_err(ctx, MK_ERR_FORMAT, "%s: checkpoint at iteration %lld is past the "
+                          "configured %lld iterations", ck, it0, L->total);
+        MK_LOG_I(ctx, "%s: resuming from %s at iteration %lld/%lld", stage, ck, it0, L->total);
+        resumed = 1;
+    }
+    if (L->m->start && (st = L->m->start(L, state, resumed)) != MK_OK)
+        return st;
+    double *trace = calloc((size_t)L->total + 1, sizeof *trace);
+    double *trace_hint = calloc((size_t)L->total + 1, sizeof *trace_hint);
+    if (!trace || !trace_hint) {
+        free(trace);
+        free(trace_hint);
+        return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory (loss trace)", stage);
+    }
+    double t0 = now_s(), c0 = (double)clock() / CLOCKS_PER_SEC;
+    double sum[MK_TERMS_MAX] = {0};
+    long long nsum = 0, it = it0, w = L->total / 4 < 50 ? L->total / 4 : 50;
+    if (w < 1)
+        w = 1;
+    mk_terms T;
+    memset(&T, 0, sizeof T);
+    for (; it < L->total; it++) {
+        if (ctx->cancel) {
+            MK_LOG_W(ctx, "%s: interrupted at iteration %lld, writing %s", stage, it, ck);
+            if ((st = save_ckpt(L, ck, it)) == MK_OK)
+                st = mk_err(ctx, MK_ERR_ABORTED, "%s: interrupted at iteration %lld/%lld "
+                            "(checkpoint %s; continue with --resume)", stage, it, L->total, ck);
+            goto out;
+        }
+        L->it = it;
+        for (int k = 0; k < L->nnet; k++)
+            if (L->net[k].ema_of < 0)
+                mk_nn_params_zero_grad(L->net[k].params);
+        for (int k = 0; k < L->nnet; k++)
+            if (L->net[k].opt && L->net[k].has_sched)
+                mk_optim_set_lr(L->net[k].opt, mk_sched_lr(&L->net[k].sched, it));
+        memset(&T, 0, sizeof T);
+        if ((st = L->m->step(L, state, &T)) != MK_OK)
+            goto out;
+        for (int k = 0; k < L->nnet; k++)
+            if (L->net[k].ema_of >= 0 &&
+                (st = mk_nn_params_ema(ctx, L->net[k].params, L->net[L->net[k].ema_of].params,
+                                       L->net[k].ema_decay)) != MK_OK)
+                goto out;
+        int finite = 1;
+        for (int k = 0; k < T.n; k++)
+            finite &= isfinite(T.value[k]) != 0;
+        char detail[400] = "";
+        for (int k = 0; k < T.n; k++)
+            snprintf(detail + strlen(detail), sizeof detail - strlen(detail), "%s%s %.4g",
+                     k ? " " : "", T.name[k], T.value[k]);
+        if (!finite) {
+            st = mk_err(ctx, MK_ERR_INVALID, "%s: loss is not finite at iteration %lld (%s): "
+                        "lower the learning rate", stage, it + 1, detail);
+            goto out;
+        }
+        trace[it] = T.n > 0 ? T.value[0] : 0;
+        for (int k = 0; k < T.n; k++) {
+            sum[k] += T.value[k];
+            if (!strcmp(T.name[k], "hint"))
+                trace_hint[it] = T.value[k];
+        }
+        nsum++;
+        mk_progress(ctx, stage, it + 1, L->total, "iter", detail);
+        if ((it + 1) % c->log_every == 0 || it + 1 == L->total) {
+            double el = now_s() - t0;
+            char line[400] = "";
+            for (int k = 0; k < T.n; k++)
+                snprintf(line + strlen(line), sizeof line - strlen(line), " %s %.4f", T.name[k],
+                         sum[k] / (double)nsum);
+            MK_LOG_I(ctx, "%s: iter %lld/%lld%s (%.2f it/s)", stage, it + 1, L->total, line,
+                     (double)(it + 1 - it0) / el);
+            memset(sum, 0, sizeof sum);
+            nsum = 0;
+        }
+        if ((it + 1) % c->checkpoint_every == 0 && it + 1 < L->total &&
+            (st = save_ckpt(L, ck, it + 1)) != MK_OK)
+            goto out;
+    }
+    double el = now_s() - t0;
+    if (stats) {
+        memset(stats, 0, sizeof *stats);
+        stats->iterations = L->total;
+        stats->resumed_from = it0;
+        stats->seconds = el;
+        stats->iters_per_s = el > 0 ? (double)(L->total - it0) / el : 0;
+        long long lo = L->total - w > it0 ? L->total - w : it0;
+        stats->first_loss = window_mean(trace, it0, it0 + w < L->total ? it0 + w : L->total);
+        stats->last_loss = window_mean(trace, lo, L->total);
+        stats->last_hint = window_mean(trace_hint, lo, L->total);
+        stats->nterms = T.n < 12 ? T.n : 12;
+        for (int k = 0; k < stats->nterms; k++) {
+            snprintf(stats->term_name[k], sizeof stats->term_name[k], "%s", T.name[k]);
+            stats->term_last[k] = T.value[k];
+        }
+    }
+    double cpu = (double)clock() / CLOCKS_PER_SEC - c0;
+    if (L->total > it0)
+        MK_LOG_I(ctx, "%s: %lld iterations in %.1f s (%.2f it/s; %.1f s of CPU, %.1f ms CPU per "
+                 "iteration)", stage, L->total - it0, el,
+                 el > 0 ? (double)(L->total - it0) / el : 0.0, cpu,
+                 1e3 * cpu / (double)(L->total - it0));
+    if ((st = L->m->save(L, state)) != MK_OK)
+        goto out;
+    /* the finished state, so a resume after a crash between here and the runner's marker only
+     * re-saves the models */
+    st = save_ckpt(L, ck, L->total);
+out:
+    free(trace);
+    free(trace_hint);
+    return st;
+}
+
+void mk_method_defaults(const mk_method *m, void *cfg)
+{
+    memset(cfg, 0, m->cfg_size);
+    for (int i = 0; i < m->nuses; i++)
+        mk_param_defaults(m->uses[i].section->rows, m->uses[i].section->nrows,
+                          (char *)cfg + m->uses[i].offset);
+}
+
+mk_status mk_method_check(mk_ctx *ctx, const mk_method *m, const mk_stage_common *c,
+                          const void *cfg)
+{
+    const mk_data_params *d = &c->data;
+    if (c->unet.dim != 2 || c->unet.in_ch != 1)
+        return mk_err(ctx, MK_ERR_INVALID, "%s: the U-Net must be 2D with one input channel",
+                      m->name);
+    if (c->model_norm != 0)
+        return mk_err(ctx, MK_ERR_CONFIG, "model.norm: only \"batch\" is implemented by the "
+                      "U-Net");
+    if (!(d->ct_window[1] > d->ct_window[0]))
+        return mk_err(ctx, MK_ERR_CONFIG, "data.ct_window: expected low < high, got [%g, %g]",
+                      d->ct_window[0], d->ct_window[1]);
+    int div = 1 << (c->unet.levels - 1);
+    for (int a = 0; a < 2; a++)
+        if (d->patch[a] % div != 0 || d->patch[a] % 4 != 0)
+            return mk_err(ctx, MK_ERR_CONFIG, "data.patch: expected multiples of %d (U-Net depth "
+                          "%d and the translator), got [%d, %d]", div > 4 ? div : 4,
+                          c->unet.levels, d->patch[0], d->patch[1]);
+    mk_status st = mk_data_check_labels(ctx, d);
+    if (st != MK_OK)
+        return st;
+    return m->check ? m->check(ctx, c, cfg) : MK_OK;
+}
+
+mk_status mk_method_train(mk_ctx *ctx, const mk_method *m, const mk_stage_common *c,
+                          const void *cfg, mk_train_stats *stats)
+{
+    mk_status st = mk_method_check(ctx, m, c, cfg);
+    if (st != MK_OK)
+        return st;
+    long long total = m->iterations(cfg);
+    if (total <= 0 && m->zero_skips) {
+        MK_LOG_I(ctx, "%s: 0 iterations, nothing to do", m->name);
+        if (stats)
+            memset(stats, 0, sizeof *stats);
+        return MK_OK;
+    }
+    mk_loop L;
+    memset(&L, 0, sizeof L);
+    L.ctx = ctx;
+    L.m = m;
+    L.c = c;
+    L.total = total;
+    void *state = calloc(1, m->state_size ? m->state_size : 1);
+    if (!state)
+        return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory", m->name);
+    if (!(L.g = mk_nn_graph_new(c->threads > 0 ? c->threads : 1, mk__seed(c->seed, 32))))
+        st = mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory (graph)", m->name);
+    if (st == MK_OK)
+        st = m->init(&L, state, cfg);
+    if (st == MK_OK)
+        st = run(&L, state, stats);
+    if (m->free)
+        m->free(state);
+    free(state);
+    loop_free(&L);
+    return st;
+}
+
+mk_var *mk_method_seg_loss(mk_nn_graph *g, mk_var *logits, const int32_t *y, float dw)
+{
+    mk_var *d = mk_nn_dice_loss(g, logits, y, 1e-5f);
+    mk_var *ce = mk_nn_cross_entropy(g, logits, y, NULL, -100);
+    return mk_nn_add(g, mk_nn_scale(g, d, dw), mk_nn_scale(g, ce, 1.0f - dw));
+}
