@@ -116,6 +116,10 @@ typedef enum mk_op {
     MK_OP_ADV_BCE,
     MK_OP_GRAD_REVERSE,
     MK_OP_SUM,
+    MK_OP_SOFTMAX_MSE, /* the four below: nn/mk_nn_blocks.h */
+    MK_OP_ENTROPY,
+    MK_OP_MEL,
+    MK_OP_DICE_EX,
     MK_OP_COUNT
 } mk_op;
 

@@ -63,6 +63,11 @@ void mk__l1_backward(mk_nn_graph *g, mk_var *v);
 void mk__kl_backward(mk_nn_graph *g, mk_var *v);
 void mk__adv_ls_backward(mk_nn_graph *g, mk_var *v);
 void mk__adv_bce_backward(mk_nn_graph *g, mk_var *v);
+/* Backward functions of the shared building-block losses (mk_nn_blocks.c). */
+void mk__softmax_mse_backward(mk_nn_graph *g, mk_var *v);
+void mk__entropy_backward(mk_nn_graph *g, mk_var *v);
+void mk__mel_backward(mk_nn_graph *g, mk_var *v);
+void mk__dice_ex_backward(mk_nn_graph *g, mk_var *v);
 
 const struct mk_op_info *mk__op_info(mk_op op);
 

@@ -1174,6 +1174,10 @@ static const struct mk_op_info MK_OPS[] = {
     [MK_OP_ADV_BCE] = {"adv_bce", 1, mk__adv_bce_backward},
     [MK_OP_GRAD_REVERSE] = {"grad_reverse", 1, grad_reverse_backward},
     [MK_OP_SUM] = {"sum", 1, sum_backward},
+    [MK_OP_SOFTMAX_MSE] = {"softmax_mse", 2, mk__softmax_mse_backward},
+    [MK_OP_ENTROPY] = {"entropy", 1, mk__entropy_backward},
+    [MK_OP_MEL] = {"mean_entropy_loss", 2, mk__mel_backward},
+    [MK_OP_DICE_EX] = {"dice_ex", 1, mk__dice_ex_backward},
 };
 _Static_assert(sizeof MK_OPS / sizeof MK_OPS[0] == MK_OP_COUNT, "op table out of step with mk_op");
 

@@ -12,6 +12,7 @@
 
 #include "core/mk_fs.h"
 #include "mk_method.h"
+#include "nn/mk_nn_blocks.h"
 #include "stage_internal.h"
 
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -95,8 +96,8 @@ float mk_cmedl_hint_weight(const mk_cmedl_params *p, long long it)
 {
     if (p->hint_rampup <= 0 || it >= p->hint_rampup)
         return p->lambda_hint;
-    double x = 1.0 - (double)it / (double)p->hint_rampup;
-    return (float)((double)p->lambda_hint * exp(-5.0 * x * x));
+    return (float)((double)p->lambda_hint *
+                   mk_nn_sigmoid_rampup((double)it, (double)p->hint_rampup));
 }
 
 /* ---------------------------------------------------------------- hint layer names */

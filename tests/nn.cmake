@@ -1,6 +1,8 @@
 # nn + models: op gradients vs finite differences, engine behaviour, U-Net and checkpoints, golden
 # check of the reference U-Nets against PyTorch values (peers/golden/*.h5).
 mk_add_test(test_nn_grad SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_nn_grad.c LIBS mk_nn TIMEOUT 120)
+mk_add_test(test_nn_blocks SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_nn_blocks.c LIBS mk_nn
+            TIMEOUT 60)
 if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/test_nn.c)
   mk_add_test(test_nn SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_nn.c LIBS mk_nn mk_models TIMEOUT 120)
 endif()
