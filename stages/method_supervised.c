@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "mk_method.h"
+#include "nn/mk_nn_blocks.h"
 #include "stage_internal.h"
 
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -13,6 +14,7 @@
 typedef struct mk_supervised_params {
     int iterations, batch;
     float lr, dice_weight, ema;
+    int dice_background; /* 1: the soft Dice averages every class, background included */
     int schedule; /* mk_train_schedule */
     const char *modality;
 } P;
@@ -23,6 +25,9 @@ static const mk_param_row ROWS[] = {
     MK_P_FLOAT(P, lr, "lr", "1e-3", 0, 1, "Adam learning rate"),
     MK_P_FLOAT(P, dice_weight, "dice_weight", "0.5", 0, 1,
                "segmentation loss = w*Dice + (1-w)*CE (soft Dice over every class)"),
+    MK_P_BOOL(P, dice_background, "dice_background", "true",
+              "the soft Dice averages every class including the background (false: the "
+              "structures only, methods notes 0.2)"),
     MK_P_FLOAT(P, ema, "ema", "0.0", 0, 0.99999,
                "> 0: save the moving average of the weights with this decay"),
     MK_P_CHOICE(P, schedule, "schedule", "poly", "constant|poly|cosine",
@@ -100,7 +105,14 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
     mk_loop_batch(L, s->data, s->p->batch, &s->x, s->y, NULL);
     mk_nn_graph_begin(g, 1);
     mk_var *logits = mk_unet_forward(mk_loop_unet(L, s->net), g, mk_nn_input(g, &s->x, 0));
-    mk_var *l = mk_method_seg_loss(g, logits, s->y, s->p->dice_weight);
+    float dw = s->p->dice_weight;
+    mk_var *l = s->p->dice_background
+                    ? mk_method_seg_loss(g, logits, s->y, dw)
+                    : mk_nn_add(g, mk_nn_scale(g, mk_nn_dice_loss_ex(g, logits, s->y, 1e-5f,
+                                                                     MK_NN_DICE_NO_BACKGROUND),
+                                               dw),
+                                mk_nn_scale(g, mk_nn_cross_entropy(g, logits, s->y, NULL, -100),
+                                            1.0f - dw));
     if (mk_nn_graph_oom(g) || !l)
         return mk_err(mk_loop_ctx(L), MK_ERR_NOMEM, "supervised: out of memory in the forward "
                       "pass");
