@@ -42,7 +42,7 @@ test-asan: build-asan
 test: test-release test-asan
 
 format:
-	clang-format -i $$(git ls-files '*.c' '*.h' '*.cpp')
+	clang-format -i $$(git ls-files '*.c' '*.h' '*.cpp' | grep -v '^tests/deps_fixture/')
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

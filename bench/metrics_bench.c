@@ -35,7 +35,8 @@ static void make_sphere(uint8_t *v, double cx, double cy, double cz, double r)
         for (int y = 0; y < NY; y++)
             for (int x = 0; x < NX; x++) {
                 double dx = (x - cx) * sx, dy = (y - cy) * sy, dz = (z - cz) * sz;
-                v[(size_t)x + NX * ((size_t)y + NY * (size_t)z)] = dx * dx + dy * dy + dz * dz <= r * r;
+                v[(size_t)x + NX * ((size_t)y + NY * (size_t)z)] =
+                    dx * dx + dy * dy + dz * dz <= r * r;
             }
 }
 
@@ -111,12 +112,14 @@ int main(int argc, char **argv)
     if (slash == NULL)
         snprintf(bin, sizeof bin, "./pipeline");
 
-    printf("metrics-bench: 512x512x300 uint8 .nii.gz pair, spacing 0.8x0.8x1.5 mm, %d run(s)\n", runs);
+    printf("metrics-bench: 512x512x300 uint8 .nii.gz pair, spacing 0.8x0.8x1.5 mm, %d run(s)\n",
+           runs);
     double *t = malloc((size_t)runs * sizeof *t);
     long rss_kb = 0;
     double cpu_prev = 0, cpu_min = 1e9;
     for (int i = 0; i < runs; i++) {
-        snprintf(cmd, sizeof cmd, "'%s' --quiet eval --pred '%s' --ref '%s' > /dev/null", bin, pp, rp);
+        snprintf(cmd, sizeof cmd, "'%s' --quiet eval --pred '%s' --ref '%s' > /dev/null", bin, pp,
+                 rp);
         double t0 = now_s();
         int rc = system(cmd);
         t[i] = now_s() - t0;
@@ -128,14 +131,15 @@ int main(int argc, char **argv)
         struct rusage ru;
         getrusage(RUSAGE_CHILDREN, &ru);
         rss_kb = ru.ru_maxrss; /* max over children so far (the shell is tiny) */
-        double cpu = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
-                     1e-6 * (double)ru.ru_stime.tv_usec;
+        double cpu = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+                     (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
         if (cpu - cpu_prev < cpu_min)
             cpu_min = cpu - cpu_prev;
         cpu_prev = cpu;
     }
     qsort(t, (size_t)runs, sizeof *t, cmp_d);
-    printf("end to end (pipeline eval, reading included): wall min %.3f s, median %.3f s; CPU (user+sys) min "
+    printf("end to end (pipeline eval, reading included): wall min %.3f s, median %.3f s; CPU "
+           "(user+sys) min "
            "%.3f s; peak RSS %.1f MiB\n",
            t[0], t[runs / 2], cpu_min, (double)rss_kb / 1024.0);
     snprintf(cmd, sizeof cmd, "'%s' eval --pred '%s' --ref '%s'", bin, pp, rp);

@@ -3,14 +3,13 @@
  *
  *   build-x/nifti-bench [DIR] [--threads N] [--level L] [--nz NZ]
  *
- * A CT-like phantom (air -1000 outside an elliptic body of soft tissue with +-40 HU noise and a bone
- * ring) is generated and written as DIR/bench_in.nii.gz (not timed). Then:
- *   medkd:   mk_io_nifti_read(bench_in) + mk_io_nifti_write(bench_mk.nii.gz)
- *   nibabel: nib.load(bench_in); np.asanyarray(dataobj); nib.save(bench_nb.nii.gz)  (timed inside
- *            python, interpreter start-up excluded), if /usr/bin/python3 has nibabel.
- * Finally both outputs are read back by medkd and compared voxel for voxel and affine for affine
- * (the read of nibabel's output, a single gzip member that cannot be inflated in parallel, is timed
- * too). */
+ * A CT-like phantom (air -1000 outside an elliptic body of soft tissue with +-40 HU noise and a
+ * bone ring) is generated and written as DIR/bench_in.nii.gz (not timed). Then: medkd:
+ * mk_io_nifti_read(bench_in) + mk_io_nifti_write(bench_mk.nii.gz) nibabel: nib.load(bench_in);
+ * np.asanyarray(dataobj); nib.save(bench_nb.nii.gz)  (timed inside python, interpreter start-up
+ * excluded), if /usr/bin/python3 has nibabel. Finally both outputs are read back by medkd and
+ * compared voxel for voxel and affine for affine (the read of nibabel's output, a single gzip
+ * member that cannot be inflated in parallel, is timed too). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,7 +127,8 @@ int main(int argc, char **argv)
              "    nib.save(nib.Nifti1Image(d, img.affine, img.header), sys.argv[2])\n"
              "    t2 = time.perf_counter()\n"
              "    if best is None or t2 - t0 < best[2]: best = (t1 - t0, t2 - t1, t2 - t0)\n"
-             "print('nibabel read %%.3f s  write %%.3f s  total %%.3f s  (nibabel %%s; best of 2)' %% (best + (nib.__version__,)))\n"
+             "print('nibabel read %%.3f s  write %%.3f s  total %%.3f s  (nibabel %%s; best of 2)' "
+             "%% (best + (nib.__version__,)))\n"
              "EOF",
              in, out_nb);
     int have_nb = system("/usr/bin/python3 -c 'import nibabel' >/dev/null 2>&1") == 0;
@@ -157,7 +157,10 @@ int main(int argc, char **argv)
         mk_image_free(z);
     }
     printf("identical voxels+grid: medkd output vs input %s; medkd output vs nibabel output %s\n",
-           same_mk ? "yes" : "NO", same_nb < 0 ? "n/a" : same_nb ? "yes" : "NO");
+           same_mk ? "yes" : "NO",
+           same_nb < 0 ? "n/a"
+           : same_nb   ? "yes"
+                       : "NO");
     mk_image_free(x);
     mk_image_free(y);
     return same_mk && same_nb != 0 ? 0 : 1;

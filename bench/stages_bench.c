@@ -33,7 +33,8 @@ int main(int argc, char **argv)
         mk_translator_new(&ctx, MK_TRANSLATOR_DISC, gw, 3, &D))
         return 1;
     mk_optim_cfg oc = mk_optim_defaults(MK_OPTIM_ADAM);
-    mk_optim *ou = mk_optim_new(mk_unet_params(u), &oc), *og = mk_optim_new(mk_translator_params(G), &oc);
+    mk_optim *ou = mk_optim_new(mk_unet_params(u), &oc),
+             *og = mk_optim_new(mk_translator_params(G), &oc);
     mk_optim *od = mk_optim_new(mk_translator_params(D), &oc);
     mk_nn_graph *g = mk_nn_graph_new(threads, 1);
     int64_t ne[4] = {batch, 1, patch, patch};
@@ -76,8 +77,8 @@ int main(int argc, char **argv)
         }
         double dt = (now_s() - t0) / reps, cpu = ((double)clock() / CLOCKS_PER_SEC - c0) / reps;
         printf("%-13s batch %d patch %d width %d threads %d: %.2f ms wall, %.2f ms CPU per "
-               "fwd+bwd+adam step\n", names[which], batch, patch, which ? gw : uw, threads,
-               dt * 1e3, cpu * 1e3);
+               "fwd+bwd+adam step\n",
+               names[which], batch, patch, which ? gw : uw, threads, dt * 1e3, cpu * 1e3);
     }
     mk_tensor_free(&x);
     free(y);

@@ -140,8 +140,8 @@ void mk_console_progress(void *user, const char *what, long long done, long long
         for (int i = 0; i < width; i++)
             bar[i] = i < fill ? '#' : '.';
         bar[width] = '\0';
-        fprintf(c->out, "\r\033[K%s [%s] %lld/%lld %s  %.3g %s/s  ETA %s%s%s", what, bar, done, total,
-                unit, rate, unit, eta_s, detail ? "  " : "", detail ? detail : "");
+        fprintf(c->out, "\r\033[K%s [%s] %lld/%lld %s  %.3g %s/s  ETA %s%s%s", what, bar, done,
+                total, unit, rate, unit, eta_s, detail ? "  " : "", detail ? detail : "");
         c->bar_open = 1;
         if (finished)
             end_bar(c);

@@ -5,8 +5,8 @@
  *   - text mode: "[medkd] warn: message" lines (debug/info without the level word);
  *   - JSON mode (--log-json): one object per line {"t":..., "level":..., "msg":...} and progress as
  *     {"t":..., "progress":what, "done":n, "total":n, "unit":..., "rate":..., "eta_s":...};
- *   - progress: a redrawn bar with rate and ETA when stderr is a terminal, otherwise a plain line at
- *     most every `plain_interval_s` seconds (and always at the end).
+ *   - progress: a redrawn bar with rate and ETA when stderr is a terminal, otherwise a plain line
+ * at most every `plain_interval_s` seconds (and always at the end).
  */
 #ifndef MK_LOG_H
 #define MK_LOG_H
@@ -20,9 +20,9 @@ extern "C" {
 #endif
 
 typedef struct mk_console {
-    FILE *out;              /* stderr by default */
-    int json;               /* 1: JSON lines */
-    int tty;                /* 1: redraw progress bars in place */
+    FILE *out; /* stderr by default */
+    int json;  /* 1: JSON lines */
+    int tty;   /* 1: redraw progress bars in place */
     double plain_interval_s;
     /* progress state (one bar at a time) */
     char what[128];

@@ -73,8 +73,8 @@ typedef struct mk_names {
 
 #define MK_LABELS_MAX 64
 typedef struct mk_label_table {
-    int n;                             /* 0: not given */
-    int value[MK_LABELS_MAX];          /* ascending */
+    int n;                    /* 0: not given */
+    int value[MK_LABELS_MAX]; /* ascending */
     char name[MK_LABELS_MAX][MK_NAME_LEN];
 } mk_label_table;
 
@@ -85,7 +85,7 @@ typedef struct mk_param_row {
     double min, max;     /* numeric range (ints, floats, list elements); min > max: unbounded */
     const char *choices; /* STRING / STRING_LIST: "|"-separated allowed values, NULL = any */
     unsigned flags;
-    const char *doc;     /* one line */
+    const char *doc; /* one line */
     mk_param_bind bind;
     size_t offset, size; /* field in the struct (bind != NONE) */
     int count;           /* INTS / DOUBLES: the list's length */
@@ -104,37 +104,60 @@ int mk_param_choice_index(const char *choices, const char *value);
 #define MK__PCHK(S, f, T) (0 * sizeof(char[(sizeof(((S *)0)->f) == sizeof(T)) ? 1 : -1]))
 #define MK__PAT(S, f, T) offsetof(S, f) + MK__PCHK(S, f, T), sizeof(((S *)0)->f)
 
-#define MK_P_INT(S, f, name, def, lo, hi, doc)                                                    \
-    {name, MK_PARAM_INT, def, lo, hi, NULL, 0, doc, MK_BIND_INT, MK__PAT(S, f, int), 0, NULL}
-#define MK_P_FLOAT(S, f, name, def, lo, hi, doc)                                                  \
-    {name, MK_PARAM_FLOAT, def, lo, hi, NULL, 0, doc, MK_BIND_FLOAT, MK__PAT(S, f, float), 0, NULL}
-#define MK_P_DOUBLE(S, f, name, def, lo, hi, doc)                                                 \
-    {name, MK_PARAM_FLOAT, def, lo, hi, NULL, 0, doc, MK_BIND_DOUBLE, MK__PAT(S, f, double), 0,   \
-     NULL}
-#define MK_P_BOOL(S, f, name, def, doc)                                                           \
-    {name, MK_PARAM_BOOL, def, 1, 0, NULL, 0, doc, MK_BIND_BOOL, MK__PAT(S, f, int), 0, NULL}
+#define MK_P_INT(S, f, name, def, lo, hi, doc)                                                     \
+    {                                                                                              \
+        name, MK_PARAM_INT, def, lo, hi, NULL, 0, doc, MK_BIND_INT, MK__PAT(S, f, int), 0, NULL    \
+    }
+#define MK_P_FLOAT(S, f, name, def, lo, hi, doc)                                                   \
+    {                                                                                              \
+        name, MK_PARAM_FLOAT, def, lo, hi, NULL, 0, doc, MK_BIND_FLOAT, MK__PAT(S, f, float), 0,   \
+            NULL                                                                                   \
+    }
+#define MK_P_DOUBLE(S, f, name, def, lo, hi, doc)                                                  \
+    {                                                                                              \
+        name, MK_PARAM_FLOAT, def, lo, hi, NULL, 0, doc, MK_BIND_DOUBLE, MK__PAT(S, f, double), 0, \
+            NULL                                                                                   \
+    }
+#define MK_P_BOOL(S, f, name, def, doc)                                                            \
+    {                                                                                              \
+        name, MK_PARAM_BOOL, def, 1, 0, NULL, 0, doc, MK_BIND_BOOL, MK__PAT(S, f, int), 0, NULL    \
+    }
 /* def without quotes: MK_P_STR(S, f, "split", "test", doc) */
-#define MK_P_STR(S, f, name, def, doc)                                                            \
-    {name, MK_PARAM_STRING, "\"" def "\"", 1, 0, NULL, 0, doc, MK_BIND_STR,                       \
-     MK__PAT(S, f, const char *), 0, def}
-#define MK_P_PATH(S, f, name, flags, doc)                                                         \
-    {name, MK_PARAM_PATH, NULL, 1, 0, NULL, flags, doc, MK_BIND_STR, MK__PAT(S, f, const char *), \
-     0, NULL}
-#define MK_P_CHOICE(S, f, name, def, choices, doc)                                                \
-    {name, MK_PARAM_STRING, "\"" def "\"", 1, 0, choices, 0, doc, MK_BIND_CHOICE,                 \
-     MK__PAT(S, f, int), 0, def}
-#define MK_P_INTS(S, f, n, name, def, lo, hi, doc)                                                \
-    {name, MK_PARAM_INT_LIST, def, lo, hi, NULL, 0, doc, MK_BIND_INTS, MK__PAT(S, f, int[n]), n,  \
-     NULL}
-#define MK_P_DOUBLES(S, f, n, name, def, lo, hi, doc)                                             \
-    {name, MK_PARAM_FLOAT_LIST, def, lo, hi, NULL, 0, doc, MK_BIND_DOUBLES,                       \
-     MK__PAT(S, f, double[n]), n, NULL}
-#define MK_P_NAMES(S, f, name, def, doc)                                                          \
-    {name, MK_PARAM_STRING_LIST, def, 1, 0, NULL, 0, doc, MK_BIND_NAMES, MK__PAT(S, f, mk_names), \
-     0, NULL}
-#define MK_P_LABELS(S, f, name, doc)                                                              \
-    {name, MK_PARAM_LABEL_TABLE, NULL, 1, 255, NULL, 0, doc, MK_BIND_LABELS,                      \
-     MK__PAT(S, f, mk_label_table), 0, NULL}
+#define MK_P_STR(S, f, name, def, doc)                                                             \
+    {                                                                                              \
+        name, MK_PARAM_STRING, "\"" def "\"", 1, 0, NULL, 0, doc, MK_BIND_STR,                     \
+            MK__PAT(S, f, const char *), 0, def                                                    \
+    }
+#define MK_P_PATH(S, f, name, flags, doc)                                                          \
+    {                                                                                              \
+        name, MK_PARAM_PATH, NULL, 1, 0, NULL, flags, doc, MK_BIND_STR,                            \
+            MK__PAT(S, f, const char *), 0, NULL                                                   \
+    }
+#define MK_P_CHOICE(S, f, name, def, choices, doc)                                                 \
+    {                                                                                              \
+        name, MK_PARAM_STRING, "\"" def "\"", 1, 0, choices, 0, doc, MK_BIND_CHOICE,               \
+            MK__PAT(S, f, int), 0, def                                                             \
+    }
+#define MK_P_INTS(S, f, n, name, def, lo, hi, doc)                                                 \
+    {                                                                                              \
+        name, MK_PARAM_INT_LIST, def, lo, hi, NULL, 0, doc, MK_BIND_INTS, MK__PAT(S, f, int[n]),   \
+            n, NULL                                                                                \
+    }
+#define MK_P_DOUBLES(S, f, n, name, def, lo, hi, doc)                                              \
+    {                                                                                              \
+        name, MK_PARAM_FLOAT_LIST, def, lo, hi, NULL, 0, doc, MK_BIND_DOUBLES,                     \
+            MK__PAT(S, f, double[n]), n, NULL                                                      \
+    }
+#define MK_P_NAMES(S, f, name, def, doc)                                                           \
+    {                                                                                              \
+        name, MK_PARAM_STRING_LIST, def, 1, 0, NULL, 0, doc, MK_BIND_NAMES,                        \
+            MK__PAT(S, f, mk_names), 0, NULL                                                       \
+    }
+#define MK_P_LABELS(S, f, name, doc)                                                               \
+    {                                                                                              \
+        name, MK_PARAM_LABEL_TABLE, NULL, 1, 255, NULL, 0, doc, MK_BIND_LABELS,                    \
+            MK__PAT(S, f, mk_label_table), 0, NULL                                                 \
+    }
 
 #ifdef __cplusplus
 }

@@ -62,14 +62,14 @@ typedef void (*mk_progress_fn)(void *user, const char *what, long long done, lon
 /* The context every fallible call receives. A plain struct so it can live on the stack; it owns
  * nothing and needs no free. Not shared between threads: give each thread its own. */
 typedef struct mk_ctx {
-    mk_status status;          /* status of the last recorded error */
-    char msg[MK_ERRMSG_MAX];   /* message of the last recorded error, "" if none */
-    mk_log_fn log;             /* NULL: messages are dropped */
+    mk_status status;        /* status of the last recorded error */
+    char msg[MK_ERRMSG_MAX]; /* message of the last recorded error, "" if none */
+    mk_log_fn log;           /* NULL: messages are dropped */
     void *log_user;
-    mk_log_level log_level;    /* messages below are dropped before formatting */
-    mk_progress_fn progress;   /* NULL: progress is dropped */
+    mk_log_level log_level;  /* messages below are dropped before formatting */
+    mk_progress_fn progress; /* NULL: progress is dropped */
     void *progress_user;
-    volatile int cancel;       /* set to non-zero (e.g. from a signal handler) to request abort */
+    volatile int cancel; /* set to non-zero (e.g. from a signal handler) to request abort */
 } mk_ctx;
 
 /* Reset to no error, no sinks, level INFO. */
@@ -77,7 +77,8 @@ void mk_ctx_init(mk_ctx *ctx);
 
 /* Record an error and return `s` so callers can write `return mk_err(ctx, MK_ERR_IO, ...)`.
  * A NULL ctx is allowed (the message is dropped). */
-mk_status mk_err(mk_ctx *ctx, mk_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+mk_status mk_err(mk_ctx *ctx, mk_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 mk_status mk_verr(mk_ctx *ctx, mk_status s, const char *fmt, va_list ap);
 
 /* Prepend "prefix: " to the current message (adds context as an error travels up). Returns the
@@ -91,7 +92,8 @@ void mk_err_clear(mk_ctx *ctx);
 const char *mk_ctx_errmsg(const mk_ctx *ctx);
 
 /* Logging through the context's sink. */
-void mk_log(mk_ctx *ctx, mk_log_level level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void mk_log(mk_ctx *ctx, mk_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 #define MK_LOG_D(ctx, ...) mk_log((ctx), MK_LOG_DEBUG, __VA_ARGS__)
 #define MK_LOG_I(ctx, ...) mk_log((ctx), MK_LOG_INFO, __VA_ARGS__)
 #define MK_LOG_W(ctx, ...) mk_log((ctx), MK_LOG_WARN, __VA_ARGS__)

@@ -92,7 +92,8 @@ mk_status mk_metric_edt_sq(mk_ctx *ctx, double *f, const int64_t dim[3], const d
             free(g);
         }
         if (fail)
-            return mk_err(ctx, MK_ERR_NOMEM, "distance transform: out of memory (%lld samples per line)",
+            return mk_err(ctx, MK_ERR_NOMEM,
+                          "distance transform: out of memory (%lld samples per line)",
                           (long long)nmax);
     }
     return MK_OK;

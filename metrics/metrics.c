@@ -114,8 +114,7 @@ static int64_t row_to_i64(const void *src, mk_metric_vtype t, int64_t n, int64_t
         CONV_FLT(MK_METRIC_F32, float)
         CONV_FLT(MK_METRIC_F64, double)
 #undef CONV_FLT
-    default:
-        MK_ASSERT(0);
+    default: MK_ASSERT(0);
     }
     return -1;
 }
@@ -202,12 +201,18 @@ static vstat *vt_get(vtable *t, int64_t key)
 
 static void vs_touch(vstat *s, int64_t x, int64_t y, int64_t z)
 {
-    if (x < s->lo[0]) s->lo[0] = x;
-    if (x > s->hi[0]) s->hi[0] = x;
-    if (y < s->lo[1]) s->lo[1] = y;
-    if (y > s->hi[1]) s->hi[1] = y;
-    if (z < s->lo[2]) s->lo[2] = z;
-    if (z > s->hi[2]) s->hi[2] = z;
+    if (x < s->lo[0])
+        s->lo[0] = x;
+    if (x > s->hi[0])
+        s->hi[0] = x;
+    if (y < s->lo[1])
+        s->lo[1] = y;
+    if (y > s->hi[1])
+        s->hi[1] = y;
+    if (z < s->lo[2])
+        s->lo[2] = z;
+    if (z > s->hi[2])
+        s->hi[2] = z;
 }
 
 static int vt_merge(vtable *dst, const vtable *src)
@@ -221,8 +226,10 @@ static int vt_merge(vtable *dst, const vtable *src)
             return -1;
         for (int k = 0; k < 3; k++) {
             d->cnt[k] += s->cnt[k];
-            if (s->lo[k] < d->lo[k]) d->lo[k] = s->lo[k];
-            if (s->hi[k] > d->hi[k]) d->hi[k] = s->hi[k];
+            if (s->lo[k] < d->lo[k])
+                d->lo[k] = s->lo[k];
+            if (s->hi[k] > d->hi[k])
+                d->hi[k] = s->hi[k];
         }
     }
     return 0;
@@ -235,7 +242,8 @@ typedef struct scan_err {
 } scan_err;
 
 /* which = 0: pred box, 1: ref box (counts + bboxes); 2: intersection (cnt both). */
-static void scan(const mk_metric_vol *p, const mk_metric_vol *r, int which, vtable *out, scan_err *err)
+static void scan(const mk_metric_vol *p, const mk_metric_vol *r, int which, vtable *out,
+                 scan_err *err)
 {
     const mk_metric_vol *v = which == 1 ? r : p;
     vbox b, bp, br;
@@ -244,7 +252,8 @@ static void scan(const mk_metric_vol *p, const mk_metric_vol *r, int which, vtab
     if (which == 2) {
         for (int k = 0; k < 3; k++) {
             b.lo[k] = bp.lo[k] > br.lo[k] ? bp.lo[k] : br.lo[k];
-            int64_t hi = bp.lo[k] + bp.n[k] < br.lo[k] + br.n[k] ? bp.lo[k] + bp.n[k] : br.lo[k] + br.n[k];
+            int64_t hi =
+                bp.lo[k] + bp.n[k] < br.lo[k] + br.n[k] ? bp.lo[k] + bp.n[k] : br.lo[k] + br.n[k];
             b.n[k] = hi - b.lo[k];
             if (b.n[k] <= 0)
                 return;
@@ -299,11 +308,13 @@ static void scan(const mk_metric_vol *p, const mk_metric_vol *r, int which, vtab
                 } else {
                     const unsigned char *rowp =
                         (const unsigned char *)p->data +
-                        ((size_t)(((gz - bp.lo[2]) * bp.n[1] + (gy - bp.lo[1])) * bp.n[0] + (gx0 - bp.lo[0]))) *
+                        ((size_t)(((gz - bp.lo[2]) * bp.n[1] + (gy - bp.lo[1])) * bp.n[0] +
+                                  (gx0 - bp.lo[0]))) *
                             VT_SIZE[p->type];
                     const unsigned char *rowr =
                         (const unsigned char *)r->data +
-                        ((size_t)(((gz - br.lo[2]) * br.n[1] + (gy - br.lo[1])) * br.n[0] + (gx0 - br.lo[0]))) *
+                        ((size_t)(((gz - br.lo[2]) * br.n[1] + (gy - br.lo[1])) * br.n[0] +
+                                  (gx0 - br.lo[0]))) *
                             VT_SIZE[r->type];
                     if (bytes_zero(rowp, (size_t)nx * VT_SIZE[p->type]) ||
                         bytes_zero(rowr, (size_t)nx * VT_SIZE[r->type]))
@@ -348,20 +359,23 @@ static mk_status check_pair(mk_ctx *ctx, const mk_metric_vol *p, const mk_metric
     for (int k = 0; k < 3; k++) {
         if (p->dim[k] != r->dim[k])
             return mk_err(ctx, MK_ERR_GEOMETRY,
-                          "%s and %s: grids differ: shape %lldx%lldx%lld vs %lldx%lldx%lld", vname(p),
-                          vname(r), (long long)p->dim[0], (long long)p->dim[1], (long long)p->dim[2],
-                          (long long)r->dim[0], (long long)r->dim[1], (long long)r->dim[2]);
+                          "%s and %s: grids differ: shape %lldx%lldx%lld vs %lldx%lldx%lld",
+                          vname(p), vname(r), (long long)p->dim[0], (long long)p->dim[1],
+                          (long long)p->dim[2], (long long)r->dim[0], (long long)r->dim[1],
+                          (long long)r->dim[2]);
     }
     for (int k = 0; k < 3; k++) {
         double a = p->spacing[k], b = r->spacing[k];
         if (!(a > 0) || !(b > 0) || !isfinite(a) || !isfinite(b))
-            return mk_err(ctx, MK_ERR_GEOMETRY, "%s and %s: spacing must be positive and finite, got %g and %g",
-                          vname(p), vname(r), a, b);
+            return mk_err(ctx, MK_ERR_GEOMETRY,
+                          "%s and %s: spacing must be positive and finite, got %g and %g", vname(p),
+                          vname(r), a, b);
         if (fabs(a - b) > 1e-4 * fmax(a, b))
             return mk_err(ctx, MK_ERR_GEOMETRY,
-                          "%s and %s: grids differ: spacing %.9g,%.9g,%.9g vs %.9g,%.9g,%.9g (tolerance 1e-4 relative)",
-                          vname(p), vname(r), p->spacing[0], p->spacing[1], p->spacing[2], r->spacing[0],
-                          r->spacing[1], r->spacing[2]);
+                          "%s and %s: grids differ: spacing %.9g,%.9g,%.9g vs %.9g,%.9g,%.9g "
+                          "(tolerance 1e-4 relative)",
+                          vname(p), vname(r), p->spacing[0], p->spacing[1], p->spacing[2],
+                          r->spacing[0], r->spacing[1], r->spacing[2]);
     }
     const mk_metric_vol *vv[2] = {p, r};
     for (int i = 0; i < 2; i++) {
@@ -370,10 +384,12 @@ static mk_status check_pair(mk_ctx *ctx, const mk_metric_vol *p, const mk_metric
         if (!vv[i]->data && b.n[0] * b.n[1] * b.n[2] > 0)
             return mk_err(ctx, MK_ERR_INVALID, "%s: no voxel data", vname(vv[i]));
         if ((int)vv[i]->type < 0 || vv[i]->type >= MK_METRIC_VTYPE_COUNT)
-            return mk_err(ctx, MK_ERR_INVALID, "%s: unknown voxel type %d", vname(vv[i]), (int)vv[i]->type);
+            return mk_err(ctx, MK_ERR_INVALID, "%s: unknown voxel type %d", vname(vv[i]),
+                          (int)vv[i]->type);
         for (int k = 0; k < 3; k++)
             if (vv[i]->dim[k] < 1 || b.lo[k] < 0 || b.n[k] < 0 || b.lo[k] + b.n[k] > vv[i]->dim[k])
-                return mk_err(ctx, MK_ERR_INVALID, "%s: stored box outside the image on axis %d", vname(vv[i]), k);
+                return mk_err(ctx, MK_ERR_INVALID, "%s: stored box outside the image on axis %d",
+                              vname(vv[i]), k);
     }
     return MK_OK;
 }
@@ -388,13 +404,15 @@ static mk_status scan_all(mk_ctx *ctx, const mk_metric_vol *p, const mk_metric_v
         scan(p, r, which, t, &e);
         const mk_metric_vol *v = which == 1 ? r : p;
         if (e.kind == 1)
-            return mk_err(ctx, MK_ERR_INVALID,
-                          "%s: voxel (%lld,%lld,%lld): label value %.17g is not an integer (float label "
-                          "images must hold integral values)",
-                          vname(v), (long long)e.x, (long long)e.y, (long long)e.z, e.value);
+            return mk_err(
+                ctx, MK_ERR_INVALID,
+                "%s: voxel (%lld,%lld,%lld): label value %.17g is not an integer (float label "
+                "images must hold integral values)",
+                vname(v), (long long)e.x, (long long)e.y, (long long)e.z, e.value);
         if (e.kind == 2)
             return mk_err(ctx, MK_ERR_INVALID,
-                          "%s: more than %d distinct non-zero values: not a label image", vname(v), MAX_DISTINCT);
+                          "%s: more than %d distinct non-zero values: not a label image", vname(v),
+                          MAX_DISTINCT);
         if (e.kind == 3)
             return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory while counting labels", vname(v));
     }
@@ -471,16 +489,16 @@ static int cmp_da(const void *pa, const void *pb)
 }
 
 typedef struct geo {
-    int nd;          /* 2 or 3 */
-    int ax[3];       /* effective axis k is original axis ax[k] */
-    int64_t n[3];    /* crop size per effective axis */
-    int64_t pd[3];   /* padded size: n+2 on the nd scored axes, 1 on a dropped axis */
-    double sp[3];    /* spacing per effective axis */
+    int nd;        /* 2 or 3 */
+    int ax[3];     /* effective axis k is original axis ax[k] */
+    int64_t n[3];  /* crop size per effective axis */
+    int64_t pd[3]; /* padded size: n+2 on the nd scored axes, 1 on a dropped axis */
+    double sp[3];  /* spacing per effective axis */
 } geo;
 
 /* Reduce one direction: sorted (d, a) list -> directed statistics. */
-static void reduce_dir(da *v, int64_t n, const mk_metric_opts *o, double *hd, double *hd95, double *sum_da,
-                       double *sum_a, double *within, double *scratch)
+static void reduce_dir(da *v, int64_t n, const mk_metric_opts *o, double *hd, double *hd95,
+                       double *sum_da, double *sum_a, double *within, double *scratch)
 {
     qsort(v, (size_t)n, sizeof *v, cmp_da);
     *hd = v[n - 1].d;
@@ -518,8 +536,8 @@ static void reduce_dir(da *v, int64_t n, const mk_metric_opts *o, double *hd, do
 }
 
 /* Fill a padded binary crop of `v` == label over crop box [clo, clo+g->n) in original axes. */
-static void extract(const mk_metric_vol *v, int64_t label, const int64_t clo[3], const geo *g, uint8_t *dst,
-                    int64_t *rowbuf)
+static void extract(const mk_metric_vol *v, int64_t label, const int64_t clo[3], const geo *g,
+                    uint8_t *dst, int64_t *rowbuf)
 {
     vbox b;
     vol_box(v, &b);
@@ -547,7 +565,8 @@ static void extract(const mk_metric_vol *v, int64_t label, const int64_t clo[3],
         for (int64_t y = lo[1]; y < hi[1]; y++) {
             const unsigned char *row =
                 (const unsigned char *)v->data +
-                ((size_t)(((z - b.lo[2]) * b.n[1] + (y - b.lo[1])) * b.n[0] + (lo[0] - b.lo[0]))) * VT_SIZE[v->type];
+                ((size_t)(((z - b.lo[2]) * b.n[1] + (y - b.lo[1])) * b.n[0] + (lo[0] - b.lo[0]))) *
+                    VT_SIZE[v->type];
             (void)row_to_i64(row, v->type, hi[0] - lo[0], rowbuf, &bad);
             int64_t base = off + (y - clo[1]) * pst[1] + (z - clo[2]) * pst[2];
             for (int64_t x = lo[0]; x < hi[0]; x++)
@@ -570,8 +589,9 @@ static void corner_codes(const uint8_t *m, const geo *g, uint8_t *code)
             if (g->nd == 3) {
                 const uint8_t *r10 = r00 + p0, *r01 = r00 + p01, *r11 = r00 + p01 + p0;
                 for (int64_t i = 0; i < c0; i++)
-                    out[i] = (uint8_t)(r00[i] | r00[i + 1] << 1 | r10[i] << 2 | r10[i + 1] << 3 | r01[i] << 4 |
-                                       r01[i + 1] << 5 | r11[i] << 6 | r11[i + 1] << 7);
+                    out[i] =
+                        (uint8_t)(r00[i] | r00[i + 1] << 1 | r10[i] << 2 | r10[i + 1] << 3 |
+                                  r01[i] << 4 | r01[i + 1] << 5 | r11[i] << 6 | r11[i + 1] << 7);
             } else {
                 const uint8_t *r10 = r00 + p0;
                 for (int64_t i = 0; i < c0; i++)
@@ -603,9 +623,9 @@ static void medpy_surface(const uint8_t *m, const geo *g, uint8_t *s)
 
 /* Directed lists for one label. src/dst masks -> (d, a) for each surface element of src. */
 typedef struct label_work {
-    uint8_t *mp, *mr;     /* padded crops */
-    uint8_t *sp, *sr;     /* codes (deepmind) or surface flags (medpy) */
-    double *f;            /* EDT buffer */
+    uint8_t *mp, *mr; /* padded crops */
+    uint8_t *sp, *sr; /* codes (deepmind) or surface flags (medpy) */
+    double *f;        /* EDT buffer */
     da *lists[2];
     double *scratch;
     int64_t *rowbuf;
@@ -624,9 +644,9 @@ static void work_free(label_work *w)
     free(w->rowbuf);
 }
 
-static mk_status eval_label(mk_ctx *ctx, const mk_metric_vol *p, const mk_metric_vol *r, const vstat *sp,
-                            const vstat *sr, const vstat *sb, int64_t label, const mk_metric_opts *o,
-                            mk_metric_result *res)
+static mk_status eval_label(mk_ctx *ctx, const mk_metric_vol *p, const mk_metric_vol *r,
+                            const vstat *sp, const vstat *sr, const vstat *sb, int64_t label,
+                            const mk_metric_opts *o, mk_metric_result *res)
 {
     int64_t np = sp ? sp->cnt[0] : 0, nr = sr ? sr->cnt[1] : 0, nb = sb ? sb->cnt[2] : 0;
     double vox_ml = fabs(r->spacing[0] * r->spacing[1] * r->spacing[2]) / 1000.0;
@@ -685,8 +705,8 @@ static mk_status eval_label(mk_ctx *ctx, const mk_metric_vol *p, const mk_metric
     w.rowbuf = malloc((size_t)rowlen * sizeof *w.rowbuf);
     if (!w.mp || !w.mr || !w.sp || !w.sr || !w.f || !w.rowbuf) {
         work_free(&w);
-        return mk_err(ctx, MK_ERR_NOMEM, "label %lld: out of memory for a %lldx%lldx%lld crop", (long long)label,
-                      (long long)g.n[0], (long long)g.n[1], (long long)g.n[2]);
+        return mk_err(ctx, MK_ERR_NOMEM, "label %lld: out of memory for a %lldx%lldx%lld crop",
+                      (long long)label, (long long)g.n[0], (long long)g.n[1], (long long)g.n[2]);
     }
     extract(p, label, clo, &g, w.mp, w.rowbuf);
     extract(r, label, clo, &g, w.mr, w.rowbuf);
@@ -781,8 +801,9 @@ static mk_status eval_label(mk_ctx *ctx, const mk_metric_vol *p, const mk_metric
     return MK_OK;
 }
 
-mk_status mk_metric_eval(mk_ctx *ctx, const mk_metric_vol *pred, const mk_metric_vol *ref, const int64_t *labels,
-                         int nlabels, const mk_metric_opts *opts, mk_metric_result *out)
+mk_status mk_metric_eval(mk_ctx *ctx, const mk_metric_vol *pred, const mk_metric_vol *ref,
+                         const int64_t *labels, int nlabels, const mk_metric_opts *opts,
+                         mk_metric_result *out)
 {
     mk_metric_opts def;
     if (!opts) {
@@ -790,7 +811,8 @@ mk_status mk_metric_eval(mk_ctx *ctx, const mk_metric_vol *pred, const mk_metric
         opts = &def;
     }
     if (!(opts->tolerance_mm >= 0) || !(opts->percentile >= 0 && opts->percentile <= 100))
-        return mk_err(ctx, MK_ERR_INVALID, "metrics: tolerance must be >= 0 and percentile in [0,100]");
+        return mk_err(ctx, MK_ERR_INVALID,
+                      "metrics: tolerance must be >= 0 and percentile in [0,100]");
     vtable t = {0};
     mk_status st = scan_all(ctx, pred, ref, &t);
     if (st != MK_OK) {

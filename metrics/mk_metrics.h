@@ -64,11 +64,15 @@ typedef struct mk_metric_vol {
     int64_t dim[3];
     int64_t box_lo[3];
     int64_t box_dim[3];
-    double spacing[3];   /* mm, > 0 */
-    const char *name;    /* file name used in error messages (may be NULL) */
+    double spacing[3]; /* mm, > 0 */
+    const char *name;  /* file name used in error messages (may be NULL) */
 } mk_metric_vol;
 
-typedef enum mk_metric_conv { MK_METRIC_DEEPMIND = 0, MK_METRIC_MEDPY, MK_METRIC_CONV_COUNT } mk_metric_conv;
+typedef enum mk_metric_conv {
+    MK_METRIC_DEEPMIND = 0,
+    MK_METRIC_MEDPY,
+    MK_METRIC_CONV_COUNT
+} mk_metric_conv;
 
 /* "deepmind" / "medpy". */
 const char *mk_metric_conv_name(mk_metric_conv c);
@@ -152,11 +156,11 @@ double mk_metric_pairwise_sum(const double *x, int64_t n);
 
 /* Summary statistics of one metric over cases (values may be +inf/NaN). */
 typedef struct mk_metric_stats {
-    int64_t n;          /* cases */
-    int64_t n_finite;   /* finite values */
-    int64_t n_inf;      /* +inf or -inf */
+    int64_t n;        /* cases */
+    int64_t n_finite; /* finite values */
+    int64_t n_inf;    /* +inf or -inf */
     int64_t n_nan;
-    double mean, std;   /* over all n cases (inf propagates; NaN if any NaN) */
+    double mean, std;                /* over all n cases (inf propagates; NaN if any NaN) */
     double median, q1, q3, min, max; /* over non-NaN values, inf ordered last */
     double mean_finite, std_finite;  /* over the finite values only (NaN if none) */
 } mk_metric_stats;

@@ -196,7 +196,8 @@ static void ensure_tris(void)
 void mk_metric_surfel_areas_3d(const double spacing[3], double table[256])
 {
     ensure_tris();
-    const double f0 = spacing[1] * spacing[2], f1 = spacing[0] * spacing[2], f2 = spacing[0] * spacing[1];
+    const double f0 = spacing[1] * spacing[2], f1 = spacing[0] * spacing[2],
+                 f2 = spacing[0] * spacing[1];
     for (int c = 0; c < 256; c++) {
         double sum = 0.0;
         for (int t = 0; t < g_tris[c].n; t++) {

@@ -5,7 +5,7 @@
 #include "mk_translator.h"
 
 typedef struct tr_layer {
-    mk_param *w, *b;       /* conv / transposed conv */
+    mk_param *w, *b;        /* conv / transposed conv */
     mk_param *gamma, *beta; /* instance norm (NULL when the layer has none) */
 } tr_layer;
 
@@ -50,8 +50,10 @@ mk_status mk_translator_new(mk_ctx *ctx, mk_translator_kind kind, int width, uin
 {
     *out = NULL;
     if (kind != MK_TRANSLATOR_GEN && kind != MK_TRANSLATOR_DISC)
-        return mk_err(ctx, MK_ERR_INVALID, "translator: kind %d: expected generator or "
-                      "discriminator", (int)kind);
+        return mk_err(ctx, MK_ERR_INVALID,
+                      "translator: kind %d: expected generator or "
+                      "discriminator",
+                      (int)kind);
     if (width < 1 || width > 4096)
         return mk_err(ctx, MK_ERR_INVALID, "translator: width: expected 1..4096, got %d", width);
     mk_translator *t = calloc(1, sizeof *t);

@@ -24,12 +24,12 @@ extern "C" {
 
 typedef struct mk_conv_shape {
     int n, cin, cout;
-    int in[3];     /* D, H, W (2D: D = 1) */
-    int k[3];      /* kernel D, H, W */
+    int in[3]; /* D, H, W (2D: D = 1) */
+    int k[3];  /* kernel D, H, W */
     int stride[3];
     int pad[3];
     int dil[3];
-    int out[3];    /* filled by mk_conv_shape_finish */
+    int out[3]; /* filled by mk_conv_shape_finish */
 } mk_conv_shape;
 
 /* Computes out[] from the others; returns 0 on success, -1 if the output would be empty or a
@@ -41,8 +41,8 @@ size_t mk_conv_workspace_size(const mk_conv_shape *s, int threads);
 
 /* y = conv(x, w) (+ bias[cout] if bias != NULL). Overwrites y. ws: workspace of
  * mk_conv_workspace_size bytes (or NULL: the kernel allocates). */
-void mk_conv_fwd(const mk_conv_shape *s, const float *x, const float *w, const float *bias, float *y,
-                 void *ws, int threads);
+void mk_conv_fwd(const mk_conv_shape *s, const float *x, const float *w, const float *bias,
+                 float *y, void *ws, int threads);
 /* dx += conv^T(dy, w)  (accumulates into dx). */
 void mk_conv_bwd_data(const mk_conv_shape *s, const float *dy, const float *w, float *dx, void *ws,
                       int threads);

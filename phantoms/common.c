@@ -233,8 +233,10 @@ mk_status mk_phantom_params_check(mk_ctx *ctx, const mk_phantom_params *p)
     if (p->paired != 0 && p->paired != 1)
         return mk_err(ctx, MK_ERR_INVALID, "phantom: paired: expected 0 or 1, got %d", p->paired);
     if (p->paired && p->kind != MK_PHANTOM_LUNG)
-        return mk_err(ctx, MK_ERR_INVALID, "phantom: paired: paired renderings exist for the lung "
-                      "kind only, got %s", mk_phantom_kind_name(p->kind));
+        return mk_err(ctx, MK_ERR_INVALID,
+                      "phantom: paired: paired renderings exist for the lung "
+                      "kind only, got %s",
+                      mk_phantom_kind_name(p->kind));
     if (p->kind == MK_PHANTOM_HISTO) {
         for (int a = 0; a < 2; a++)
             if (p->size[a] < 256 || p->size[a] > 65536)
@@ -501,15 +503,19 @@ mk_status mk_phantom_volume_paired(mk_ctx *ctx, const mk_phantom_params *p, mk_p
     if (st != MK_OK)
         return st;
     if (p->kind != MK_PHANTOM_LUNG)
-        return mk_err(ctx, MK_ERR_UNSUPPORTED, "phantom: paired renderings exist for the lung "
-                      "kind only, got %s", mk_phantom_kind_name(p->kind));
+        return mk_err(ctx, MK_ERR_UNSUPPORTED,
+                      "phantom: paired renderings exist for the lung "
+                      "kind only, got %s",
+                      mk_phantom_kind_name(p->kind));
     if (index < 0)
         return mk_err(ctx, MK_ERR_INVALID, "phantom: case index must be >= 0, got %d", index);
     for (int k = 0; k < 2; k++) {
         mk_phantom_domain d = k ? render : dom;
         if (d != MK_PHANTOM_DOMAIN_CT && d != MK_PHANTOM_DOMAIN_MR)
-            return mk_err(ctx, MK_ERR_INVALID, "phantom: lung volumes have domains ct and mr, "
-                          "got %s", mk_phantom_domain_name(d));
+            return mk_err(ctx, MK_ERR_INVALID,
+                          "phantom: lung volumes have domains ct and mr, "
+                          "got %s",
+                          mk_phantom_domain_name(d));
     }
     mk_phantom_info info;
     mk_image *lab = NULL;

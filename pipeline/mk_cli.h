@@ -37,17 +37,16 @@ void mk_cli_print_overview(FILE *out);
 /* Small option scanner for verbs. Recognises "--name VALUE", "--name=VALUE" and flags.
  *   mk_args a; mk_args_init(&a, argc, argv);
  *   while (mk_args_next(&a)) {
- *       if (mk_args_is(&a, "--out")) { if (!(out = mk_args_value(&a))) return mk_args_error(&a, ctx); }
- *       else if (mk_args_positional(&a)) ...a.arg...
- *       else return mk_args_unknown(&a, ctx);
+ *       if (mk_args_is(&a, "--out")) { if (!(out = mk_args_value(&a))) return mk_args_error(&a,
+ * ctx); } else if (mk_args_positional(&a)) ...a.arg... else return mk_args_unknown(&a, ctx);
  *   }
  */
 typedef struct mk_args {
     int argc, i;
     char **argv;
-    const char *arg;     /* current argument */
+    const char *arg;          /* current argument */
     const char *inline_value; /* value after '=' or NULL */
-    char name[64];       /* option name without the value */
+    char name[64];            /* option name without the value */
     int want_value_failed;
     int only_positional; /* after "--" */
 } mk_args;
@@ -61,7 +60,9 @@ const char *mk_args_value(mk_args *a);
 mk_status mk_args_missing(mk_args *a, mk_ctx *ctx);
 mk_status mk_args_unknown(mk_args *a, mk_ctx *ctx);
 /* Parse helpers recording a usage error naming the option. */
-mk_status mk_args_int(mk_ctx *ctx, const char *opt, const char *s, long long lo, long long hi, long long *out);
-mk_status mk_args_double(mk_ctx *ctx, const char *opt, const char *s, double lo, double hi, double *out);
+mk_status mk_args_int(mk_ctx *ctx, const char *opt, const char *s, long long lo, long long hi,
+                      long long *out);
+mk_status mk_args_double(mk_ctx *ctx, const char *opt, const char *s, double lo, double hi,
+                         double *out);
 
 #endif

@@ -45,7 +45,7 @@ typedef struct mk_cfg_section {
     const char *doc;
     const mk_cfg_key *keys;
     int nkeys;
-    int is_stage; /* 1: the section configures a stage of the same name */
+    int is_stage;        /* 1: the section configures a stage of the same name */
     const char *used_by; /* another stage that also reads this section, or NULL */
 } mk_cfg_section;
 
@@ -57,8 +57,8 @@ const mk_cfg_section *mk_cfg_schema(int *n);
 
 typedef struct mk_cfg mk_cfg;
 
-/* Parse, validate and resolve a config file. On failure returns MK_ERR_CONFIG (or MK_ERR_IO when the
- * file cannot be read) with all problems in the message, one per line. */
+/* Parse, validate and resolve a config file. On failure returns MK_ERR_CONFIG (or MK_ERR_IO when
+ * the file cannot be read) with all problems in the message, one per line. */
 mk_status mk_cfg_load(mk_ctx *ctx, const char *path, mk_cfg **out);
 /* Same on an in-memory document (`path` names it in messages and anchors relative paths). */
 mk_status mk_cfg_load_buffer(mk_ctx *ctx, const char *path, const char *buf, size_t len,
@@ -67,7 +67,7 @@ void mk_cfg_free(mk_cfg *cfg);
 
 /* Accessors by "section.key". Asking for a key not in the schema, or with the wrong type, is a
  * programmer error (asserts). Values are the file's or the default. */
-const char *mk_cfg_str(const mk_cfg *cfg, const char *key);  /* STRING and PATH (resolved) */
+const char *mk_cfg_str(const mk_cfg *cfg, const char *key); /* STRING and PATH (resolved) */
 long long mk_cfg_int(const mk_cfg *cfg, const char *key);
 double mk_cfg_float(const mk_cfg *cfg, const char *key);
 int mk_cfg_bool(const mk_cfg *cfg, const char *key);

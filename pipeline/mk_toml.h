@@ -71,14 +71,15 @@ const char *mk_toml_filename(const mk_toml_doc *doc);
 
 mk_toml_type mk_toml_type_of(const mk_toml_value *v);
 const char *mk_toml_type_name(mk_toml_type t); /* "table", "array", "string", "integer", ... */
-int mk_toml_line(const mk_toml_value *v);      /* 1-based line where the value (or table) was defined */
+int mk_toml_line(const mk_toml_value *v); /* 1-based line where the value (or table) was defined */
 int mk_toml_col(const mk_toml_value *v);
 
 /* Tables: key order is insertion order. */
 size_t mk_toml_table_len(const mk_toml_value *t);
 const char *mk_toml_table_key(const mk_toml_value *t, size_t i);
 const mk_toml_value *mk_toml_table_at(const mk_toml_value *t, size_t i);
-const mk_toml_value *mk_toml_table_get(const mk_toml_value *t, const char *key); /* NULL if absent */
+const mk_toml_value *mk_toml_table_get(const mk_toml_value *t,
+                                       const char *key); /* NULL if absent */
 /* Length of key i in bytes (a quoted key may contain "\u0000"; mk_toml_table_key stops there). */
 size_t mk_toml_table_key_len(const mk_toml_value *t, size_t i);
 /* Index of `key` in t (0..len-1), or -1 if absent; use it with mk_toml_table_key_line/_col. */
@@ -95,7 +96,8 @@ const mk_toml_value *mk_toml_array_at(const mk_toml_value *a, size_t i);
 
 /* Scalars (behaviour undefined if the type does not match: check mk_toml_type_of first; this
  * implementation returns NULL / 0 in that case, and every accessor accepts NULL). */
-const char *mk_toml_string(const mk_toml_value *v, size_t *len); /* NUL-terminated; len may be NULL */
+const char *mk_toml_string(const mk_toml_value *v,
+                           size_t *len); /* NUL-terminated; len may be NULL */
 int64_t mk_toml_int(const mk_toml_value *v);
 double mk_toml_float(const mk_toml_value *v);
 int mk_toml_bool(const mk_toml_value *v);

@@ -37,9 +37,12 @@ static const mk_cfg_key SYNTH_KEYS[] = {
      "cardiac 64x64x10, histo 1024x1024"},
     {"contrast", MK_CFG_FLOAT, "1.0", 0, 100, NULL, 0,
      "hard-domain target contrast multiplier (lung: CT tumour-mediastinum HU offset)"},
-    {"noise", MK_CFG_FLOAT, "1.0", 0, 100, NULL, 0, "noise multiplier (CT HU sigma, MR Rician sigma)"},
-    {"shift", MK_CFG_FLOAT, "1.0", 0, 1, NULL, 0, "domain-shift strength (cardiac CT mapping, histo stain)"},
-    {"labelled", MK_CFG_FLOAT, "1.0", 0, 1, NULL, 0, "fraction of training cases with a label listed"},
+    {"noise", MK_CFG_FLOAT, "1.0", 0, 100, NULL, 0,
+     "noise multiplier (CT HU sigma, MR Rician sigma)"},
+    {"shift", MK_CFG_FLOAT, "1.0", 0, 1, NULL, 0,
+     "domain-shift strength (cardiac CT mapping, histo stain)"},
+    {"labelled", MK_CFG_FLOAT, "1.0", 0, 1, NULL, 0,
+     "fraction of training cases with a label listed"},
     {"hard_frac", MK_CFG_FLOAT, "0.5", 0, 1, NULL, 0,
      "lung: fraction of tumours abutting the mediastinum"},
     {"paired", MK_CFG_BOOL, "false", NR, NULL, 0,
@@ -54,7 +57,8 @@ static const mk_cfg_key EVALUATE_KEYS[] = {
      "surface-distance convention (see docs/metrics.md)"},
     {"write_masks", MK_CFG_BOOL, "true", NR, NULL, 0, "write predicted masks as NIfTI"},
     {"window_blend", MK_CFG_STRING, "\"gaussian\"", NR, "gaussian|uniform", 0,
-     "sliding-window inference: overlapping windows blended with Gaussian weights (sigma = patch/8, "
+     "sliding-window inference: overlapping windows blended with Gaussian weights (sigma = "
+     "patch/8, "
      "as nnU-Net) or a plain mean"},
     {"largest_component", MK_CFG_BOOL, "false", NR, NULL, 0,
      "keep only the largest 6-connected component of each predicted mask (every model alike)"},
@@ -90,8 +94,8 @@ void mk_pipeline_schema_install(void)
         run[nr++] = mk_run_section.rows[i];
     add("run", mk_run_section.doc, run, nr, 0);
     add(mk_data_section.name, mk_data_section.doc, mk_data_section.rows, mk_data_section.nrows, 0);
-    add(mk_model_section.name, mk_model_section.doc, mk_model_section.rows,
-        mk_model_section.nrows, 0);
+    add(mk_model_section.name, mk_model_section.doc, mk_model_section.rows, mk_model_section.nrows,
+        0);
     add("synth", "generate phantom data with exact labels", SYNTH_KEYS, N(SYNTH_KEYS), 1);
     for (int i = 0; i < MK_METHOD_COUNT; i++) {
         const mk_param_section *own = MK_METHODS[i]->uses[0].section;

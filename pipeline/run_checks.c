@@ -109,8 +109,8 @@ mk_status mk_check_evaluate(mk_run_env *env)
             if (out->column)
                 paired_key = out->when ? out->when : "run.stages";
             if (nmod < 16)
-                modality[nmod++] = out->modality_key ? mk_cfg_str(cfg, out->modality_key)
-                                                     : c.data.ct_modality;
+                modality[nmod++] =
+                    out->modality_key ? mk_cfg_str(cfg, out->modality_key) : c.data.ct_modality;
         }
     }
     if (!trained)

@@ -12,14 +12,19 @@ static int g_n;
 const mk_stage_entry *mk_runner_stages(int *n)
 {
     if (g_n == 0) {
-        g_stages[g_n++] = (mk_stage_entry){"synth", "generate phantom data with exact labels",
-                                           mk_run_synth, NULL, NULL, 1};
-        for (int i = 0; i < MK_METHOD_COUNT; i++)
-            g_stages[g_n++] = (mk_stage_entry){MK_METHODS[i]->name, MK_METHODS[i]->summary,
-                                               mk_run_method, mk_check_method, MK_METHODS[i], 0};
         g_stages[g_n++] = (mk_stage_entry){
-            "evaluate", "masks and metrics of the trained models on the evaluation split",
-            mk_run_evaluate, mk_check_evaluate, NULL, 0};
+            "synth", "generate phantom data with exact labels", mk_run_synth, NULL, NULL, 1};
+        for (int i = 0; i < MK_METHOD_COUNT; i++)
+            g_stages[g_n++] =
+                (mk_stage_entry){MK_METHODS[i]->name, MK_METHODS[i]->summary, mk_run_method,
+                                 mk_check_method,     MK_METHODS[i],          0};
+        g_stages[g_n++] =
+            (mk_stage_entry){"evaluate",
+                             "masks and metrics of the trained models on the evaluation split",
+                             mk_run_evaluate,
+                             mk_check_evaluate,
+                             NULL,
+                             0};
     }
     if (n)
         *n = g_n;

@@ -23,8 +23,9 @@ mk_status mk_run_synth(mk_run_env *env)
     int n = mk_cfg_list_len(cfg, "synth.size");
     int want_n = kind == MK_PHANTOM_HISTO ? 2 : 3;
     if (mk_cfg_is_set(cfg, "synth.size") && n != want_n)
-        return mk_err(ctx, MK_ERR_CONFIG, "%s:%d: key 'synth.size': expected %d values (%s), got %d",
-                      mk_cfg_path(cfg), mk_cfg_line(cfg, "synth.size"), want_n,
+        return mk_err(ctx, MK_ERR_CONFIG,
+                      "%s:%d: key 'synth.size': expected %d values (%s), got %d", mk_cfg_path(cfg),
+                      mk_cfg_line(cfg, "synth.size"), want_n,
                       want_n == 2 ? "width, height" : "i, j, k", n);
     if (mk_cfg_is_set(cfg, "synth.size"))
         for (int i = 0; i < n; i++)

@@ -38,8 +38,11 @@ mk_status mk_verb_validate(mk_cli *cli, int argc, char **argv)
     if (st == MK_OK)
         st = mk_runner_check(ctx, cfg);
     if (st == MK_OK) {
-        mk_run_env env = {.ctx = ctx, .cfg = cfg, .run_dir = mk_cfg_str(cfg, "run.out_dir"),
-                          .seed = mk_cfg_int(cfg, "run.seed"), .threads = 1};
+        mk_run_env env = {.ctx = ctx,
+                          .cfg = cfg,
+                          .run_dir = mk_cfg_str(cfg, "run.out_dir"),
+                          .seed = mk_cfg_int(cfg, "run.seed"),
+                          .threads = 1};
         st = mk_runner_check_stages(&env, 0);
     }
     if (st != MK_OK) {
@@ -129,8 +132,7 @@ mk_status mk_verb_run(mk_cli *cli, int argc, char **argv)
             if (!(sets[nsets] = mk_args_value(&a)))
                 return mk_args_missing(&a, ctx);
             if (++nsets == MK_RUN_MAX_SETS)
-                return mk_err(ctx, MK_ERR_USAGE, "at most %d --set options",
-                              MK_RUN_MAX_SETS - 1);
+                return mk_err(ctx, MK_ERR_USAGE, "at most %d --set options", MK_RUN_MAX_SETS - 1);
         } else if (mk_args_positional(&a) && !path)
             path = a.arg;
         else
@@ -166,8 +168,8 @@ mk_status mk_verb_run(mk_cli *cli, int argc, char **argv)
     }
     if (dry) {
         mk_cfg_print(cfg, stdout);
-        printf("\n# plan: run directory %s, seed %lld, threads %d, stages:", mk_cfg_str(cfg, "run.out_dir"),
-               mk_cfg_int(cfg, "run.seed"), nthreads);
+        printf("\n# plan: run directory %s, seed %lld, threads %d, stages:",
+               mk_cfg_str(cfg, "run.out_dir"), mk_cfg_int(cfg, "run.seed"), nthreads);
         for (int i = 0; i < mk_cfg_list_len(cfg, "run.stages"); i++)
             printf(" %s", mk_cfg_list_str(cfg, "run.stages", i));
         printf("\n");

@@ -16,7 +16,8 @@ static mk_status parse_spacing(mk_ctx *ctx, const char *s, double sp[3])
     for (int i = 0; i < 3; i++) {
         sp[i] = strtod(p, &end);
         if (end == p || !(sp[i] > 0) || !isfinite(sp[i]))
-            return mk_err(ctx, MK_ERR_USAGE, "convert: option --spacing: expected X,Y,Z in mm (> 0), got '%s'", s);
+            return mk_err(ctx, MK_ERR_USAGE,
+                          "convert: option --spacing: expected X,Y,Z in mm (> 0), got '%s'", s);
         p = end;
         if (i < 2) {
             if (*p != ',') {
@@ -24,13 +25,15 @@ static mk_status parse_spacing(mk_ctx *ctx, const char *s, double sp[3])
                     sp[1] = sp[2] = sp[0];
                     return MK_OK;
                 }
-                return mk_err(ctx, MK_ERR_USAGE, "convert: option --spacing: expected X,Y,Z in mm, got '%s'", s);
+                return mk_err(ctx, MK_ERR_USAGE,
+                              "convert: option --spacing: expected X,Y,Z in mm, got '%s'", s);
             }
             p++;
         }
     }
     if (*p)
-        return mk_err(ctx, MK_ERR_USAGE, "convert: option --spacing: expected X,Y,Z in mm, got '%s'", s);
+        return mk_err(ctx, MK_ERR_USAGE,
+                      "convert: option --spacing: expected X,Y,Z in mm, got '%s'", s);
     return MK_OK;
 }
 
@@ -59,13 +62,17 @@ mk_status mk_verb_convert(mk_cli *cli, int argc, char **argv)
         }
     }
     if (!in || !out)
-        return mk_err(ctx, MK_ERR_USAGE, "convert: expected IN and OUT (see 'pipeline help convert')");
+        return mk_err(ctx, MK_ERR_USAGE,
+                      "convert: expected IN and OUT (see 'pipeline help convert')");
     int dt = -1, ip = mk_interp_parse(interp);
     if (dtype && (dt = mk_dtype_parse(dtype)) < 0)
-        return mk_err(ctx, MK_ERR_USAGE, "convert: option --dtype: expected uint8, int8, uint16, int16, "
-                      "uint32, int32, uint64, int64, float32, float64 or rgb24, got '%s'", dtype);
+        return mk_err(ctx, MK_ERR_USAGE,
+                      "convert: option --dtype: expected uint8, int8, uint16, int16, "
+                      "uint32, int32, uint64, int64, float32, float64 or rgb24, got '%s'",
+                      dtype);
     if (ip < 0)
-        return mk_err(ctx, MK_ERR_USAGE, "convert: option --interp: expected linear, nearest or label, got '%s'",
+        return mk_err(ctx, MK_ERR_USAGE,
+                      "convert: option --interp: expected linear, nearest or label, got '%s'",
                       interp);
     double sp[3];
     if (spacing && parse_spacing(ctx, spacing, sp) != MK_OK)

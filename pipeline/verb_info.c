@@ -21,13 +21,14 @@ static void print_mat(const char *name, const double m[4][4])
 {
     printf("%s:\n", name);
     for (int r = 0; r < 4; r++)
-        printf("  [%12.6f %12.6f %12.6f %12.6f]\n", nz(m[r][0]), nz(m[r][1]), nz(m[r][2]), nz(m[r][3]));
+        printf("  [%12.6f %12.6f %12.6f %12.6f]\n", nz(m[r][0]), nz(m[r][1]), nz(m[r][2]),
+               nz(m[r][3]));
 }
 
 static const char *xform_name(int code)
 {
-    static const char *N[] = {"unknown", "scanner_anat", "aligned_anat", "talairach", "mni_152",
-                              "template_other"};
+    static const char *N[] = {"unknown",   "scanner_anat", "aligned_anat",
+                              "talairach", "mni_152",      "template_other"};
     return code >= 0 && code <= 5 ? N[code] : "invalid";
 }
 
@@ -46,13 +47,14 @@ static void print_image(const char *path, const char *format, const mk_image *im
            img->geom.spacing[2]);
     if (img->geom.tr > 0)
         printf("  (t step %.6g s)", img->geom.tr);
-    printf("\norigin:      %.6f %.6f %.6f (LPS mm)\n", nz(img->geom.origin[0]), nz(img->geom.origin[1]),
-           nz(img->geom.origin[2]));
+    printf("\norigin:      %.6f %.6f %.6f (LPS mm)\n", nz(img->geom.origin[0]),
+           nz(img->geom.origin[1]), nz(img->geom.origin[2]));
     printf("direction:   ");
     for (int i = 0; i < 9; i++)
         printf("%s%.6f", i ? " " : "", nz(img->geom.direction[i]));
     printf(" (LPS, row-major)\n");
-    printf("orientation: %s (voxel axes i,j,k point to; RAS letters as nibabel prints them)\n", code);
+    printf("orientation: %s (voxel axes i,j,k point to; RAS letters as nibabel prints them)\n",
+           code);
     double a[4][4];
     mk_geom_affine_ras(&img->geom, a);
     print_mat("affine (voxel -> RAS mm, as nibabel's img.affine)", a);
@@ -108,7 +110,8 @@ mk_status mk_verb_info(mk_cli *cli, int argc, char **argv)
             return mk_args_unknown(&a, ctx);
     }
     if (!path)
-        return mk_err(ctx, MK_ERR_USAGE, "info: expected a FILE, DICOM folder or slide (see 'pipeline help info')");
+        return mk_err(ctx, MK_ERR_USAGE,
+                      "info: expected a FILE, DICOM folder or slide (see 'pipeline help info')");
     if (!mk_fs_is_file(path) && !mk_fs_is_dir(path)) {
         /* a .img whose .hdr exists is fine; the reader reports the precise problem */
         if (!mk_io_nifti_is_path(path))
@@ -128,11 +131,14 @@ mk_status mk_verb_info(mk_cli *cli, int argc, char **argv)
                    series[i].nfiles, series[i].description);
         free(series);
         if (n > 1)
-            return mk_err(ctx, MK_ERR_INVALID, "%s: %d DICOM series in the folder; read one with "
-                          "pipeline convert after moving it to its own folder", path, n);
+            return mk_err(ctx, MK_ERR_INVALID,
+                          "%s: %d DICOM series in the folder; read one with "
+                          "pipeline convert after moving it to its own folder",
+                          path, n);
     }
     mk_image *img = NULL;
-    mk_status st = header_only ? mk_io_read_header(ctx, path, &img) : mk_io_read_image(ctx, path, &img);
+    mk_status st =
+        header_only ? mk_io_read_header(ctx, path, &img) : mk_io_read_image(ctx, path, &img);
     if (st != MK_OK)
         return st;
     print_image(path, format_of(path), img);

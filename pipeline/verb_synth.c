@@ -122,8 +122,8 @@ static mk_status load_config(mk_ctx *ctx, const char *file, mk_phantom_params *p
         }
         if (strcmp(key, "paired") == 0) {
             if (mk_toml_type_of(v) != MK_TOML_BOOL) {
-                st = mk_err(ctx, MK_ERR_CONFIG, "%s:%d: synth.paired: expected true or false",
-                            file, line);
+                st = mk_err(ctx, MK_ERR_CONFIG, "%s:%d: synth.paired: expected true or false", file,
+                            line);
                 goto done;
             }
             p->paired = mk_toml_bool(v);

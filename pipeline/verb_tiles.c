@@ -1,4 +1,5 @@
-/* `pipeline tiles SLIDE --level L --size N [--stride S] [--min-tissue F] [--mask-level M] --out DIR`
+/* `pipeline tiles SLIDE --level L --size N [--stride S] [--min-tissue F] [--mask-level M] --out
+ * DIR`
  *
  * Cuts a whole-slide TIFF into PNG patches. Patches are staged in DIR/.tiles.tmp.<pid>/ and moved
  * into DIR only when the whole grid succeeded; DIR/tiles.csv is written last through a temporary
@@ -18,7 +19,7 @@
 
 typedef struct tiles_job {
     mk_ctx *ctx;
-    const char *stage;   /* staging folder */
+    const char *stage; /* staging folder */
     FILE *csv;
     long long written;
 } tiles_job;
@@ -33,8 +34,8 @@ static mk_status on_patch(void *user, const mk_tiff_patch *p)
     mk_status st = mk_io_png_write(j->ctx, path, p->rgb, p->width, p->height, 3);
     if (st != MK_OK)
         return st;
-    if (fprintf(j->csv, "%s,%d,%" PRId64 ",%" PRId64 ",%d,%d,%.4f\n", name, p->level, p->x0, p->y0, p->width,
-                p->height, p->tissue) < 0)
+    if (fprintf(j->csv, "%s,%d,%" PRId64 ",%" PRId64 ",%d,%d,%.4f\n", name, p->level, p->x0, p->y0,
+                p->width, p->height, p->tissue) < 0)
         return mk_err(j->ctx, MK_ERR_IO, "tiles.csv: write failed: %s", strerror(errno));
     j->written++;
     return MK_OK;
@@ -72,7 +73,8 @@ static mk_status publish_stage(mk_ctx *ctx, const char *stage, const char *out)
         snprintf(a, sizeof a, "%s/%s", stage, e->d_name);
         snprintf(b, sizeof b, "%s/%s", out, e->d_name);
         if (rename(a, b) != 0)
-            st = mk_err(ctx, MK_ERR_IO, "%s: cannot move a patch into place: %s", b, strerror(errno));
+            st = mk_err(ctx, MK_ERR_IO, "%s: cannot move a patch into place: %s", b,
+                        strerror(errno));
     }
     closedir(d);
     return st;
@@ -143,7 +145,8 @@ mk_status mk_verb_tiles(mk_cli *cli, int argc, char **argv)
     remove_stage(stage);
     if (mkdir(stage, 0777) != 0) {
         mk_tiff_close(s);
-        return mk_err(ctx, MK_ERR_IO, "%s: cannot create the staging folder: %s", stage, strerror(errno));
+        return mk_err(ctx, MK_ERR_IO, "%s: cannot create the staging folder: %s", stage,
+                      strerror(errno));
     }
     if ((st = mk_fs_tmp_path(ctx, csv, csvtmp, sizeof csvtmp)) != MK_OK) {
         remove_stage(stage);
@@ -174,8 +177,10 @@ mk_status mk_verb_tiles(mk_cli *cli, int argc, char **argv)
         mk_tiff_close(s);
         return st;
     }
-    printf("%lld patches of %lldx%lld at level %lld (%lld x %lld px, downsample %.4g) written to %s\n", job.written,
-           size, size, level, (long long)info.width, (long long)info.height, info.downsample, out);
+    printf(
+        "%lld patches of %lldx%lld at level %lld (%lld x %lld px, downsample %.4g) written to %s\n",
+        job.written, size, size, level, (long long)info.width, (long long)info.height,
+        info.downsample, out);
     printf("index: %s\n", csv);
     mk_tiff_close(s);
     return MK_OK;

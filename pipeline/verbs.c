@@ -5,8 +5,9 @@
 
 #include "mk_verbs.h"
 
-#define MK_EXIT_CODES_HELP                                                                          \
-    "Exit codes: 0 success, 1 runtime failure (I/O, data, training), 2 usage or configuration error."
+#define MK_EXIT_CODES_HELP                                                                         \
+    "Exit codes: 0 success, 1 runtime failure (I/O, data, training), 2 usage or configuration "    \
+    "error."
 
 const mk_verb MK_VERBS[] = {
     {"run", "run the stages of a config (training, inference, evaluation)",
@@ -28,12 +29,14 @@ const mk_verb MK_VERBS[] = {
      "  --print        print the resolved config (defaults filled in) as TOML",
      mk_verb_validate},
     {"eval", "score predicted label images against references (dice, hd95, surface dice, ...)",
-     "eval --pred P --ref R [--labels 1,2] [--tolerance-mm T] [--convention deepmind|medpy] [--out report.h5] [--json FILE] [--csv FILE] [--resample-to-ref]",
+     "eval --pred P --ref R [--labels 1,2] [--tolerance-mm T] [--convention deepmind|medpy] [--out "
+     "report.h5] [--json FILE] [--csv FILE] [--resample-to-ref]",
      "P and R are NIfTI files, or folders paired by case id (file name without .nii/.nii.gz; an\n"
      "nnU-Net channel suffix _0000 is optional); unpaired files are listed.\n"
      "  --labels L,..       labels to score (default: every non-zero value in either image)\n"
      "  --tolerance-mm T    surface Dice tolerance in mm (default 1)\n"
-     "  --convention C      deepmind (default: corner surfaces, area weighted) or medpy (voxel surfaces)\n"
+     "  --convention C      deepmind (default: corner surfaces, area weighted) or medpy (voxel "
+     "surfaces)\n"
      "  --out FILE.h5       HDF5 report (docs/report-schema.md)\n"
      "  --json FILE         JSON report; non-finite numbers are the strings \"inf\"/\"nan\"\n"
      "  --csv FILE          one row per case and label\n"
@@ -44,24 +47,28 @@ const mk_verb MK_VERBS[] = {
      "synth --kind lung|cardiac|histo --out DIR [--cases N] [--seed S] [--size ...] [knobs]",
      "Writes images, label maps, tissue maps, manifest.csv (id, modality, image, label, split,\n"
      "domain; paths relative to it), cases.csv and synth.toml under DIR (docs/phantoms.md).\n"
-     "  --kind K        lung (CT + MR, tumour), cardiac (MR + CT, 1 RV 2 MYO 3 LV), histo (slides)\n"
+     "  --kind K        lung (CT + MR, tumour), cardiac (MR + CT, 1 RV 2 MYO 3 LV), histo "
+     "(slides)\n"
      "  --out DIR       output folder (created)\n"
      "  --cases N       cases per domain (default lung/cardiac 12, histo 4)\n"
      "  --seed S        seed; case i is the same whatever N is (default 1)\n"
-     "  --size A,B[,C]  volume voxels i,j,k (lung 64,64,24; cardiac 64,64,10) or slide W,H (1024,1024)\n"
+     "  --size A,B[,C]  volume voxels i,j,k (lung 64,64,24; cardiac 64,64,10) or slide W,H "
+     "(1024,1024)\n"
      "  --contrast X    tumour contrast multiplier on the hard domain (default 1)\n"
      "  --noise X       noise multiplier (default 1)\n"
      "  --shift X       domain-shift strength 0..1 (cardiac CT mapping, histo stain; default 1)\n"
      "  --labelled F    fraction of training cases whose label is listed (default 1)\n"
      "  --hard-frac F   lung: fraction of tumours abutting the mediastinum (default 0.5)\n"
-     "  --paired        lung: also write each CT case imaged as MR on the CT grid (*_as_mr.nii.gz,\n"
+     "  --paired        lung: also write each CT case imaged as MR on the CT grid "
+     "(*_as_mr.nii.gz,\n"
      "                  manifest column paired_mr: the oracle pseudo-MRI for cmedl.oracle_pmri)\n"
      "  --tile N --patch N   histo: TIFF tile size (128) and patch-label size (64)\n"
      "  --config FILE   read these from the [synth] table of a TOML file (options override it)",
      mk_verb_synth},
     {"tiles", "cut a whole-slide TIFF into PNG patches with a tissue filter",
      "tiles SLIDE --level L --size N [--stride S] [--min-tissue F] [--mask-level M] --out DIR",
-     "Reads level L of SLIDE (tiled or striped TIFF, pyramid as IFDs or SubIFDs), computes a tissue\n"
+     "Reads level L of SLIDE (tiled or striped TIFF, pyramid as IFDs or SubIFDs), computes a "
+     "tissue\n"
      "mask (Otsu on HSV saturation) at a low level, and writes every N x N patch of the grid with\n"
      "step S (default N) whose tissue fraction is >= F (default 0) as DIR/L<level>_x<x>_y<y>.png.\n"
      "DIR/tiles.csv lists file,level,x,y,width,height,tissue (x, y in level-0 pixels; width and\n"
@@ -70,14 +77,18 @@ const mk_verb MK_VERBS[] = {
      mk_verb_tiles},
     {"info", "describe an image: dims, spacing, orientation, affine, datatype, value range",
      "info FILE|DICOMDIR|SLIDE [--header]",
-     "FILE: .nii .nii.gz .hdr/.img (also qform/sform codes and matrices), .mha .mhd .nrrd .nhdr .dcm;\n"
-     "DICOMDIR: a folder with one DICOM series (its series are listed first); SLIDE: a TIFF (levels,\n"
-     "tile size, compression, downsample). The orientation code names where voxel axes i,j,k point\n"
+     "FILE: .nii .nii.gz .hdr/.img (also qform/sform codes and matrices), .mha .mhd .nrrd .nhdr "
+     ".dcm;\n"
+     "DICOMDIR: a folder with one DICOM series (its series are listed first); SLIDE: a TIFF "
+     "(levels,\n"
+     "tile size, compression, downsample). The orientation code names where voxel axes i,j,k "
+     "point\n"
      "(RAS letters, as nibabel's aff2axcodes); the affine maps voxel indices to RAS mm.\n"
      "  --header       NIfTI: read the header only (no value range)",
      mk_verb_info},
     {"convert", "convert an image between formats (NIfTI, MetaImage, NRRD, DICOM in, TIFF)",
-     "convert IN OUT [--dtype T] [--reorient CODE] [--spacing X,Y,Z] [--interp linear|nearest|label]",
+     "convert IN OUT [--dtype T] [--reorient CODE] [--spacing X,Y,Z] [--interp "
+     "linear|nearest|label]",
      "Reads IN (any format 'info' reads) and writes OUT by its extension (.nii .nii.gz .hdr .img\n"
      ".mha .mhd .nrrd .nhdr .tif). Geometry is kept exactly; NIfTI qform/sform are kept when the\n"
      "geometry is unchanged. OUT is written atomically (nothing is left on failure).\n"
@@ -86,7 +97,8 @@ const mk_verb MK_VERBS[] = {
      "  --spacing X,Y,Z  resample to this spacing in mm (one value: isotropic)\n"
      "  --interp M       linear (images, default), nearest or label (per-label linear, for masks)",
      mk_verb_convert},
-    {"version", "print the version and the libraries medkd was built with", "version", "", mk_verb_version},
+    {"version", "print the version and the libraries medkd was built with", "version", "",
+     mk_verb_version},
     {"help", "list the verbs, or explain one", "help [VERB]", "", mk_verb_help},
 };
 const int MK_VERB_COUNT = (int)(sizeof MK_VERBS / sizeof MK_VERBS[0]);
@@ -104,9 +116,10 @@ void mk_cli_print_verb_help(FILE *out, const mk_verb *v)
     fprintf(out, "usage: pipeline %s\n\n%s.\n", v->usage, v->summary);
     if (v->help && *v->help)
         fprintf(out, "\n%s\n", v->help);
-    fprintf(out,
-            "\nGlobal options: --quiet, --verbose, --log-json (log lines as JSON), -h/--help.\n%s\n",
-            MK_EXIT_CODES_HELP);
+    fprintf(
+        out,
+        "\nGlobal options: --quiet, --verbose, --log-json (log lines as JSON), -h/--help.\n%s\n",
+        MK_EXIT_CODES_HELP);
 }
 
 void mk_cli_print_overview(FILE *out)
@@ -129,7 +142,8 @@ mk_status mk_verb_help(mk_cli *cli, int argc, char **argv)
         return mk_err(cli->ctx, MK_ERR_USAGE, "help: expected at most one verb name");
     const mk_verb *v = mk_cli_find_verb(argv[1]);
     if (!v)
-        return mk_err(cli->ctx, MK_ERR_USAGE, "help: unknown verb '%s' (see 'pipeline help')", argv[1]);
+        return mk_err(cli->ctx, MK_ERR_USAGE, "help: unknown verb '%s' (see 'pipeline help')",
+                      argv[1]);
     mk_cli_print_verb_help(stdout, v);
     return MK_OK;
 }

@@ -9,8 +9,8 @@
 #include "mk_report.h"
 
 static const char *const METRIC_NAMES[MK_EVAL_NMETRICS] = {
-    "dice", "jaccard", "hd", "hd95", "assd", "masd", "surface_dice",
-    "voxels_pred", "voxels_ref", "volume_pred_ml", "volume_ref_ml"};
+    "dice",         "jaccard",     "hd",         "hd95",           "assd",         "masd",
+    "surface_dice", "voxels_pred", "voxels_ref", "volume_pred_ml", "volume_ref_ml"};
 
 const char *mk_eval_metric_name(int m)
 {
@@ -38,22 +38,32 @@ double mk_eval_metric_value(const mk_metric_result *r, int m)
 const char *mk_eval_definition_text(mk_metric_conv c)
 {
     if (c == MK_METRIC_MEDPY)
-        return "medpy: surface voxels = mask XOR erosion(mask, 6/4-neighbour cross, border 0); distances "
-               "between voxel centres, unweighted; hd = max of both directions; hd95 = numpy.percentile "
-               "(linear) of the union of both directed sets; assd = mean of that union; masd = mean of the "
-               "two directed means; surface_dice = fraction of surface voxels within tolerance (inclusive)";
-    return "deepmind: surfaces on the voxel-corner grid weighted by marching-cubes surfel area (3D) or "
-           "contour length (2D); exact anisotropic Euclidean distances; hd = max of both directions; hd95 "
-           "= max over directions of the area-weighted 95th percentile (cumsum/total, first >= 0.95); "
+        return "medpy: surface voxels = mask XOR erosion(mask, 6/4-neighbour cross, border 0); "
+               "distances "
+               "between voxel centres, unweighted; hd = max of both directions; hd95 = "
+               "numpy.percentile "
+               "(linear) of the union of both directed sets; assd = mean of that union; masd = "
+               "mean of the "
+               "two directed means; surface_dice = fraction of surface voxels within tolerance "
+               "(inclusive)";
+    return "deepmind: surfaces on the voxel-corner grid weighted by marching-cubes surfel area "
+           "(3D) or "
+           "contour length (2D); exact anisotropic Euclidean distances; hd = max of both "
+           "directions; hd95 "
+           "= max over directions of the area-weighted 95th percentile (cumsum/total, first >= "
+           "0.95); "
            "assd = area-weighted mean over both surfaces; masd = mean of the two directed means; "
            "surface_dice = area within tolerance (inclusive) over total area";
 }
 
 const char *mk_eval_empty_policy_text(void)
 {
-    return "both empty: dice=jaccard=surface_dice=1, distances 0; one empty: dice=jaccard=surface_dice=0, "
-           "distances inf; every case is kept in the summary: mean/std over all cases (inf propagates), "
-           "median/quartiles/min/max over all non-NaN values, mean_finite/std_finite over finite values "
+    return "both empty: dice=jaccard=surface_dice=1, distances 0; one empty: "
+           "dice=jaccard=surface_dice=0, "
+           "distances inf; every case is kept in the summary: mean/std over all cases (inf "
+           "propagates), "
+           "median/quartiles/min/max over all non-NaN values, mean_finite/std_finite over finite "
+           "values "
            "with n_finite/n_inf/n_nan counts";
 }
 
@@ -235,22 +245,26 @@ static void write_json(FILE *f, const mk_eval_report *rep)
         int64_t ec[4] = {0, 0, 0, 0};
         for (int i = 0; i < rep->ncases; i++)
             ec[rep->cases[i].res[j].empty]++;
-        fprintf(f, "%s\n      \"%lld\": {\"n_cases\": %d, \"empty\": {\"none\": %lld, \"pred\": %lld, \"ref\": %lld, "
-                   "\"both\": %lld}, \"metrics\": {",
-                j ? "," : "", (long long)rep->labels[j], rep->ncases, (long long)ec[0], (long long)ec[1],
-                (long long)ec[2], (long long)ec[3]);
+        fprintf(f,
+                "%s\n      \"%lld\": {\"n_cases\": %d, \"empty\": {\"none\": %lld, \"pred\": %lld, "
+                "\"ref\": %lld, "
+                "\"both\": %lld}, \"metrics\": {",
+                j ? "," : "", (long long)rep->labels[j], rep->ncases, (long long)ec[0],
+                (long long)ec[1], (long long)ec[2], (long long)ec[3]);
         for (int m = 0; m < MK_EVAL_NMETRICS; m++) {
             mk_metric_stats s;
             summarize(rep, j, m, &s);
             fprintf(f, "%s\n        \"%s\": {", m ? "," : "", METRIC_NAMES[m]);
-            const char *names[9] = {"mean", "std", "median", "q1", "q3", "min", "max", "mean_finite", "std_finite"};
-            double vals[9] = {s.mean, s.std, s.median, s.q1, s.q3, s.min, s.max, s.mean_finite, s.std_finite};
+            const char *names[9] = {"mean", "std", "median",      "q1",        "q3",
+                                    "min",  "max", "mean_finite", "std_finite"};
+            double vals[9] = {s.mean, s.std, s.median,      s.q1,        s.q3,
+                              s.min,  s.max, s.mean_finite, s.std_finite};
             for (int k = 0; k < 9; k++) {
                 fprintf(f, "%s\"%s\": ", k ? ", " : "", names[k]);
                 jnum(f, vals[k]);
             }
-            fprintf(f, ", \"n_finite\": %lld, \"n_inf\": %lld, \"n_nan\": %lld}", (long long)s.n_finite,
-                    (long long)s.n_inf, (long long)s.n_nan);
+            fprintf(f, ", \"n_finite\": %lld, \"n_inf\": %lld, \"n_nan\": %lld}",
+                    (long long)s.n_finite, (long long)s.n_inf, (long long)s.n_nan);
         }
         fputs("}}", f);
     }
@@ -267,7 +281,8 @@ static mk_status write_text(mk_ctx *ctx, const mk_eval_report *rep, const char *
         return st;
     FILE *f = fopen(tmp, "w");
     if (!f)
-        return mk_err(ctx, MK_ERR_IO, "%s: cannot create (directory missing or not writable?)", path);
+        return mk_err(ctx, MK_ERR_IO, "%s: cannot create (directory missing or not writable?)",
+                      path);
     fn(f, rep);
     int bad = ferror(f);
     if (fclose(f) != 0 || bad) {
@@ -314,7 +329,9 @@ static void write_csv(FILE *f, const mk_eval_report *rep)
     fputs("case_id,pred,ref,label,empty", f);
     for (int m = 0; m < MK_EVAL_NMETRICS; m++)
         fprintf(f, ",%s", METRIC_NAMES[m]);
-    fputs(",hd_ref_to_pred,hd_pred_to_ref,hd95_ref_to_pred,hd95_pred_to_ref,mean_ref_to_pred,mean_pred_to_ref\n", f);
+    fputs(",hd_ref_to_pred,hd_pred_to_ref,hd95_ref_to_pred,hd95_pred_to_ref,mean_ref_to_pred,mean_"
+          "pred_to_ref\n",
+          f);
     for (int i = 0; i < rep->ncases; i++)
         for (int j = 0; j < rep->nlabels; j++) {
             const mk_eval_case *c = &rep->cases[i];
@@ -389,7 +406,8 @@ mk_status mk_report_eval_h5(mk_ctx *ctx, const mk_eval_report *rep, const char *
     for (int i = 0; i < N; i++)
         sb[i] = rep->cases[i].ref;
     mk_h5w_strings(w, "/cases/ref", N, sb);
-    mk_h5w_strings(w, "/unpaired/pred", rep->nunpaired_pred, (const char *const *)rep->unpaired_pred);
+    mk_h5w_strings(w, "/unpaired/pred", rep->nunpaired_pred,
+                   (const char *const *)rep->unpaired_pred);
     mk_h5w_strings(w, "/unpaired/ref", rep->nunpaired_ref, (const char *const *)rep->unpaired_ref);
     const int64_t d2[2] = {N, L}, d3[3] = {N, L, 2};
     char name[128];
@@ -398,7 +416,8 @@ mk_status mk_report_eval_h5(mk_ctx *ctx, const mk_eval_report *rep, const char *
         if (m == 7 || m == 8) {
             for (int i = 0; i < N; i++)
                 for (int j = 0; j < L; j++)
-                    ibuf[i * L + j] = m == 7 ? rep->cases[i].res[j].voxels_pred : rep->cases[i].res[j].voxels_ref;
+                    ibuf[i * L + j] =
+                        m == 7 ? rep->cases[i].res[j].voxels_pred : rep->cases[i].res[j].voxels_ref;
             mk_h5w_i64(w, name, 2, d2, ibuf);
         } else {
             for (int i = 0; i < N; i++)
@@ -429,7 +448,8 @@ mk_status mk_report_eval_h5(mk_ctx *ctx, const mk_eval_report *rep, const char *
         snprintf(name, sizeof name, "/directed/%s", dn[k]);
         mk_h5w_f64(w, name, 3, d3, buf);
     }
-    mk_h5w_attr_str(w, "/directed", "axes", "case, label, direction (0 = ref_to_pred, 1 = pred_to_ref)");
+    mk_h5w_attr_str(w, "/directed", "axes",
+                    "case, label, direction (0 = ref_to_pred, 1 = pred_to_ref)");
     /* summary */
     mk_h5w_attr_i64(w, "/summary", "n_cases", N);
     mk_h5w_attr_str(w, "/summary", "empty_policy", mk_eval_empty_policy_text());
@@ -442,7 +462,8 @@ mk_status mk_report_eval_h5(mk_ctx *ctx, const mk_eval_report *rep, const char *
     const int64_t de[2] = {L, 4};
     mk_h5w_i64(w, "/summary/empty_counts", 2, de, sn);
     mk_h5w_attr_str(w, "/summary/empty_counts", "columns", "none,pred,ref,both");
-    const char *stn[9] = {"mean", "std", "median", "q1", "q3", "min", "max", "mean_finite", "std_finite"};
+    const char *stn[9] = {"mean", "std", "median",      "q1",        "q3",
+                          "min",  "max", "mean_finite", "std_finite"};
     for (int m = 0; m < MK_EVAL_NMETRICS; m++) {
         int64_t cnt[3 * 64];
         int64_t *cn = L <= 64 ? cnt : malloc((size_t)L * 3 * sizeof *cn);
@@ -453,7 +474,8 @@ mk_status mk_report_eval_h5(mk_ctx *ctx, const mk_eval_report *rep, const char *
         for (int j = 0; j < L; j++) {
             mk_metric_stats s;
             summarize(rep, j, m, &s);
-            double vals[9] = {s.mean, s.std, s.median, s.q1, s.q3, s.min, s.max, s.mean_finite, s.std_finite};
+            double vals[9] = {s.mean, s.std, s.median,      s.q1,        s.q3,
+                              s.min,  s.max, s.mean_finite, s.std_finite};
             for (int k = 0; k < 9; k++)
                 sv[k * L + j] = vals[k];
             cn[0 * L + j] = s.n_finite;

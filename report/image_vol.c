@@ -9,10 +9,10 @@ int mk_report_vtype_of(mk_dtype t, mk_metric_vtype *out)
     static const struct {
         mk_dtype d;
         mk_metric_vtype v;
-    } map[] = {{MK_DT_UINT8, MK_METRIC_U8},   {MK_DT_INT8, MK_METRIC_I8},
-               {MK_DT_UINT16, MK_METRIC_U16}, {MK_DT_INT16, MK_METRIC_I16},
-               {MK_DT_UINT32, MK_METRIC_U32}, {MK_DT_INT32, MK_METRIC_I32},
-               {MK_DT_UINT64, MK_METRIC_U64}, {MK_DT_INT64, MK_METRIC_I64},
+    } map[] = {{MK_DT_UINT8, MK_METRIC_U8},    {MK_DT_INT8, MK_METRIC_I8},
+               {MK_DT_UINT16, MK_METRIC_U16},  {MK_DT_INT16, MK_METRIC_I16},
+               {MK_DT_UINT32, MK_METRIC_U32},  {MK_DT_INT32, MK_METRIC_I32},
+               {MK_DT_UINT64, MK_METRIC_U64},  {MK_DT_INT64, MK_METRIC_I64},
                {MK_DT_FLOAT32, MK_METRIC_F32}, {MK_DT_FLOAT64, MK_METRIC_F64}};
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (map[i].d == t) {
@@ -22,8 +22,7 @@ int mk_report_vtype_of(mk_dtype t, mk_metric_vtype *out)
     return 0;
 }
 
-mk_status mk_report_metric_vol(mk_ctx *ctx, const mk_image *img, const char *name,
-                               mk_metric_vol *v)
+mk_status mk_report_metric_vol(mk_ctx *ctx, const mk_image *img, const char *name, mk_metric_vol *v)
 {
     memset(v, 0, sizeof *v);
     if (!mk_report_vtype_of(img->dtype, &v->type))

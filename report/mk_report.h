@@ -1,4 +1,5 @@
-/* medkd reports: the evaluation report (JSON, CSV, HDF5) and a small HDF5 writer other stages reuse.
+/* medkd reports: the evaluation report (JSON, CSV, HDF5) and a small HDF5 writer other stages
+ * reuse.
  *
  * Layouts are specified in docs/report-schema.md. Every writer is atomic: it writes PATH.tmp.PID
  * and renames it over PATH only when everything succeeded, so a failed run leaves no partial file.
@@ -38,8 +39,10 @@ typedef struct mk_h5w mk_h5w;
 /* Create a new file at a temporary name next to `path`. Ownership: *out until commit/abort. */
 mk_status mk_h5w_open(mk_ctx *ctx, const char *path, mk_h5w **out);
 /* Datasets (row-major, rank 1..2); groups in `name` are created as needed. */
-mk_status mk_h5w_f64(mk_h5w *w, const char *name, int rank, const int64_t *dims, const double *data);
-mk_status mk_h5w_i64(mk_h5w *w, const char *name, int rank, const int64_t *dims, const int64_t *data);
+mk_status mk_h5w_f64(mk_h5w *w, const char *name, int rank, const int64_t *dims,
+                     const double *data);
+mk_status mk_h5w_i64(mk_h5w *w, const char *name, int rank, const int64_t *dims,
+                     const int64_t *data);
 mk_status mk_h5w_i8(mk_h5w *w, const char *name, int rank, const int64_t *dims, const int8_t *data);
 /* 1-D dataset of variable-length UTF-8 strings. */
 mk_status mk_h5w_strings(mk_h5w *w, const char *name, int64_t n, const char *const *s);
@@ -54,13 +57,13 @@ void mk_h5w_abort(mk_h5w *w);
 
 /* ---- evaluation report ---- */
 typedef struct mk_eval_case {
-    char *id, *pred, *ref;    /* owned by the report */
-    mk_metric_result *res;    /* nlabels results, res[j] is labels[j] */
+    char *id, *pred, *ref; /* owned by the report */
+    mk_metric_result *res; /* nlabels results, res[j] is labels[j] */
 } mk_eval_case;
 
 typedef struct mk_eval_report {
-    const char *version;       /* medkd version */
-    const char *command_line;  /* as typed */
+    const char *version;      /* medkd version */
+    const char *command_line; /* as typed */
     mk_metric_conv convention;
     double tolerance_mm;
     double percentile;
@@ -71,11 +74,11 @@ typedef struct mk_eval_report {
                                        HDF5 /label_names when set */
     mk_eval_case *cases;
     int ncases;
-    char **unpaired_pred;      /* files without a partner */
+    char **unpaired_pred; /* files without a partner */
     int nunpaired_pred;
     char **unpaired_ref;
     int nunpaired_ref;
-    char created[32];          /* ISO 8601 UTC, filled by mk_eval_report_stamp */
+    char created[32]; /* ISO 8601 UTC, filled by mk_eval_report_stamp */
 } mk_eval_report;
 
 /* Fill rep->created with the current UTC time. */
@@ -109,14 +112,14 @@ mk_status mk_report_eval_h5(mk_ctx *ctx, const mk_eval_report *rep, const char *
 
 /* One structure (label value) of one model, over its cases. */
 typedef struct mk_report_structure_summary {
-    int64_t label;      /* label value in the masks */
-    char name[32];      /* structure name (e.g. "LV"; "label_<value>" when unnamed) */
+    int64_t label; /* label value in the masks */
+    char name[32]; /* structure name (e.g. "LV"; "label_<value>" when unnamed) */
     int cases;
     double dice_mean, dice_std, dice_median; /* std: sample standard deviation (n - 1) */
     double hd95_mean, assd_mean;             /* over the cases with finite distances; NaN: none */
     double sdice_mean;
     double volume_ref_ml_mean, volume_pred_ml_mean;
-    int n_infinite;     /* cases with an empty prediction or reference of this structure */
+    int n_infinite; /* cases with an empty prediction or reference of this structure */
 } mk_report_structure_summary;
 
 /* One model: the model-level figures are over every (case, structure) pair, so with one
@@ -125,10 +128,10 @@ typedef struct mk_report_structure_summary {
 typedef struct mk_report_model_summary {
     char name[32];
     int cases;
-    int64_t params;     /* trainable parameters of the model's network (< 0: not known) */
+    int64_t params; /* trainable parameters of the model's network (< 0: not known) */
     double dice_mean, dice_std, dice_median;
     double hd95_mean, assd_mean, sdice_mean; /* over the pairs with finite distances */
-    int n_infinite;     /* (case, structure) pairs with an empty prediction or reference */
+    int n_infinite; /* (case, structure) pairs with an empty prediction or reference */
     int nstructures;
     mk_report_structure_summary structures[MK_REPORT_MAX_STRUCTURES];
 } mk_report_model_summary;

@@ -9,7 +9,8 @@
 
 uint64_t mk__seed(uint64_t seed, uint64_t stream)
 {
-    uint64_t z = seed * 0x9E3779B97F4A7C15ull + stream * 0xD1B54A32D192ED03ull + 0x632BE59BD9B4E019ull;
+    uint64_t z =
+        seed * 0x9E3779B97F4A7C15ull + stream * 0xD1B54A32D192ED03ull + 0x632BE59BD9B4E019ull;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
@@ -123,30 +124,31 @@ mk_status mk__ckpt_save(mk_ctx *ctx, const char *path, const char *stage, long l
 }
 
 static mk_status load_body(mk_ctx *ctx, mk_h5_file *f, const char *path, const char *stage,
-                           long long *iteration, const mk__ck_model *m, int nm,
-                           const mk__ck_rng *r, int nr)
+                           long long *iteration, const mk__ck_model *m, int nm, const mk__ck_rng *r,
+                           int nr)
 {
     char dset[512], pre[256], have[64] = "";
     double it = 0;
     int got = 0;
     if (mk_h5_attr_get_str(ctx, f, "/", "stage", have, sizeof have) != MK_OK)
-        return mk_err(ctx, MK_ERR_FORMAT, "%s: not a medkd stage checkpoint (no 'stage' "
-                      "attribute)", path);
+        return mk_err(ctx, MK_ERR_FORMAT,
+                      "%s: not a medkd stage checkpoint (no 'stage' "
+                      "attribute)",
+                      path);
     if (strcmp(have, stage) != 0)
         return mk_err(ctx, MK_ERR_FORMAT, "%s: attribute stage: expected '%s', got '%s'", path,
                       stage, have);
-    if (mk_h5_attr_get_f64(ctx, f, "/", "iteration", 1, &it, &got) != MK_OK || got != 1 ||
-        it < 0 || it > 1e15)
-        return mk_err(ctx, MK_ERR_FORMAT, "%s: attribute iteration: missing or out of range",
-                      path);
+    if (mk_h5_attr_get_f64(ctx, f, "/", "iteration", 1, &it, &got) != MK_OK || got != 1 || it < 0 ||
+        it > 1e15)
+        return mk_err(ctx, MK_ERR_FORMAT, "%s: attribute iteration: missing or out of range", path);
     for (int k = 0; k < nm; k++) {
         int n = mk_nn_params_count(m[k].params);
         snprintf(pre, sizeof pre, "%s/params", m[k].name);
         for (int i = 0; i < n; i++) {
             mk_param *p = mk_nn_params_at(m[k].params, i);
             dset_path(dset, sizeof dset, pre, p->name);
-            mk_status st = read_arr(ctx, f, path, dset, MK_DT_FLOAT32,
-                                    mk_tensor_numel(&p->value), p->value.data);
+            mk_status st = read_arr(ctx, f, path, dset, MK_DT_FLOAT32, mk_tensor_numel(&p->value),
+                                    p->value.data);
             if (st != MK_OK)
                 return st;
         }
@@ -166,8 +168,8 @@ static mk_status load_body(mk_ctx *ctx, mk_h5_file *f, const char *path, const c
                     continue;
                 snprintf(pre, sizeof pre, "%s/optim/state%d", m[k].name, slot);
                 dset_path(dset, sizeof dset, pre, p->name);
-                mk_status st = read_arr(ctx, f, path, dset, MK_DT_FLOAT32,
-                                        mk_tensor_numel(&p->value), s);
+                mk_status st =
+                    read_arr(ctx, f, path, dset, MK_DT_FLOAT32, mk_tensor_numel(&p->value), s);
                 if (st != MK_OK)
                     return st;
             }

@@ -1,4 +1,5 @@
-/* Training data for the stages: manifest rows -> normalised, cropped 2D slices (see mk_stages.h). */
+/* Training data for the stages: manifest rows -> normalised, cropped 2D slices (see mk_stages.h).
+ */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,26 +18,35 @@
 mk_status mk_data_check_labels(mk_ctx *ctx, const mk_data_params *p)
 {
     if (p->classes < 2 || p->classes > MK_MAX_CLASSES)
-        return mk_err(ctx, MK_ERR_INVALID, "data.classes: expected 2..%d classes (background "
-                      "included), got %d", MK_MAX_CLASSES, p->classes);
+        return mk_err(ctx, MK_ERR_INVALID,
+                      "data.classes: expected 2..%d classes (background "
+                      "included), got %d",
+                      MK_MAX_CLASSES, p->classes);
     if (p->nlabels == 0) {
         if (p->classes == 2 && (p->label < 1 || p->label > 255))
-            return mk_err(ctx, MK_ERR_INVALID, "data.label: expected a label value in 1..255, "
-                          "got %d", p->label);
+            return mk_err(ctx, MK_ERR_INVALID,
+                          "data.label: expected a label value in 1..255, "
+                          "got %d",
+                          p->label);
         return MK_OK;
     }
     if (p->nlabels != p->classes - 1)
-        return mk_err(ctx, MK_ERR_INVALID, "data.labels: expected %d label values (one per "
-                      "class after the background, classes = %d), got %d", p->classes - 1,
-                      p->classes, p->nlabels);
+        return mk_err(ctx, MK_ERR_INVALID,
+                      "data.labels: expected %d label values (one per "
+                      "class after the background, classes = %d), got %d",
+                      p->classes - 1, p->classes, p->nlabels);
     for (int j = 0; j < p->nlabels; j++) {
         int v = p->label_values[j];
         if (v < 1 || v > 255)
-            return mk_err(ctx, MK_ERR_INVALID, "data.labels: expected label values in 1..255 "
-                          "(0 is the background), got %d for class %d", v, j + 1);
+            return mk_err(ctx, MK_ERR_INVALID,
+                          "data.labels: expected label values in 1..255 "
+                          "(0 is the background), got %d for class %d",
+                          v, j + 1);
         if (j > 0 && v <= p->label_values[j - 1])
-            return mk_err(ctx, MK_ERR_INVALID, "data.labels: expected strictly ascending label "
-                          "values, got %d after %d", v, p->label_values[j - 1]);
+            return mk_err(ctx, MK_ERR_INVALID,
+                          "data.labels: expected strictly ascending label "
+                          "values, got %d after %d",
+                          v, p->label_values[j - 1]);
     }
     return MK_OK;
 }
@@ -296,8 +306,7 @@ static mk_status add_volume(mk_ctx *ctx, const mk_data_params *p, const mk_image
     return st;
 }
 
-void mk_slices_crop(const mk_slices *s, int64_t i, int ox, int oy, float *x, int32_t *y,
-                    float *x2)
+void mk_slices_crop(const mk_slices *s, int64_t i, int ox, int oy, float *x, int32_t *y, float *x2)
 {
     MK_ASSERT(ox >= 0 && oy >= 0 && ox + s->w <= s->cw && oy + s->h <= s->ch && i >= 0 && i < s->n);
     int64_t plane = (int64_t)s->cw * s->ch;
@@ -331,8 +340,10 @@ static mk_status read_image(mk_ctx *ctx, const char *path, const char *manifest,
         int nd = (*out)->ndim;
         mk_image_free(*out);
         *out = NULL;
-        return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s:%d: column %s: %s: expected a 2D or 3D image, "
-                      "got %d dimensions", manifest, line, field, path, nd);
+        return mk_err(ctx, MK_ERR_UNSUPPORTED,
+                      "%s:%d: column %s: %s: expected a 2D or 3D image, "
+                      "got %d dimensions",
+                      manifest, line, field, path, nd);
     }
     return MK_OK;
 }
@@ -344,17 +355,21 @@ mk_status mk_data_read_paired(mk_ctx *ctx, const mk_manifest *m, const mk_manife
     const char *name = m->extra_names[col], *v = row->extra[col];
     char path[4096];
     if (!v[0])
-        return mk_err(ctx, MK_ERR_FORMAT, "%s:%d: column %s: expected the paired image of case "
-                      "'%s', got an empty field", m->source, row->line, name, row->id);
+        return mk_err(ctx, MK_ERR_FORMAT,
+                      "%s:%d: column %s: expected the paired image of case "
+                      "'%s', got an empty field",
+                      m->source, row->line, name, row->id);
     mk_status st = mk_fs_join(ctx, m->dir, v, path, sizeof path);
     if (st == MK_OK)
         st = read_image(ctx, path, m->source, row->line, name, out);
     if (st == MK_OK && !mk_geom_same_grid(ref, *out, 1e-4)) {
-        st = mk_err(ctx, MK_ERR_GEOMETRY, "%s:%d: column %s: %s: expected the image's grid "
+        st = mk_err(ctx, MK_ERR_GEOMETRY,
+                    "%s:%d: column %s: %s: expected the image's grid "
                     "%lldx%lldx%lld, got %lldx%lldx%lld (size, spacing, origin and direction must "
-                    "match %s)", m->source, row->line, name, v, (long long)ref->dim[0],
-                    (long long)ref->dim[1], (long long)ref->dim[2], (long long)(*out)->dim[0],
-                    (long long)(*out)->dim[1], (long long)(*out)->dim[2], row->image_path);
+                    "match %s)",
+                    m->source, row->line, name, v, (long long)ref->dim[0], (long long)ref->dim[1],
+                    (long long)ref->dim[2], (long long)(*out)->dim[0], (long long)(*out)->dim[1],
+                    (long long)(*out)->dim[2], row->image_path);
         mk_image_free(*out);
         *out = NULL;
     }
@@ -370,8 +385,10 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
         return lst;
     if (p->slice_axis < 0 || p->slice_axis > 2 || p->patch[0] < 1 || p->patch[1] < 1 ||
         p->crop_jitter < 0 || p->crop_jitter > 4096)
-        return mk_err(ctx, MK_ERR_INVALID, "data: slice_axis %d / patch %dx%d / crop_jitter %d "
-                      "out of range", p->slice_axis, p->patch[0], p->patch[1], p->crop_jitter);
+        return mk_err(ctx, MK_ERR_INVALID,
+                      "data: slice_axis %d / patch %dx%d / crop_jitter %d "
+                      "out of range",
+                      p->slice_axis, p->patch[0], p->patch[1], p->crop_jitter);
     mk_manifest *m = NULL;
     mk_status st = mk_manifest_read(ctx, p->manifest, &m);
     if (st != MK_OK)
@@ -404,9 +421,10 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
         const mk_manifest_row *r = &m->rows[rows[i]];
         if (!r->label_path) {
             if (need_labels)
-                st = mk_err(ctx, MK_ERR_FORMAT, "%s:%d: column label: expected a label path for "
-                            "%s case '%s', got an empty field", p->manifest, r->line, modality,
-                            r->id);
+                st = mk_err(ctx, MK_ERR_FORMAT,
+                            "%s:%d: column label: expected a label path for "
+                            "%s case '%s', got an empty field",
+                            p->manifest, r->line, modality, r->id);
             with_lab = 0;
         }
     }
@@ -415,7 +433,8 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
     if (st == MK_OK && p->paired_column) {
         pcol = mk_manifest_extra_index(m, p->paired_column);
         if (pcol < 0)
-            st = mk_err(ctx, MK_ERR_FORMAT, "%s: expected a column '%s' naming each %s row's "
+            st = mk_err(ctx, MK_ERR_FORMAT,
+                        "%s: expected a column '%s' naming each %s row's "
                         "paired image (`pipeline synth --paired` writes it), found none",
                         p->manifest, p->paired_column, modality);
     }
@@ -431,9 +450,10 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
         if (st == MK_OK && lab)
             for (int a = 0; a < 3; a++)
                 if (lab->dim[a] != img->dim[a]) {
-                    st = mk_err(ctx, MK_ERR_GEOMETRY, "%s:%d: column label: %s: expected the "
-                                "image's grid %lldx%lldx%lld, got %lldx%lldx%lld", p->manifest,
-                                r->line, r->label, (long long)img->dim[0],
+                    st = mk_err(ctx, MK_ERR_GEOMETRY,
+                                "%s:%d: column label: %s: expected the "
+                                "image's grid %lldx%lldx%lld, got %lldx%lldx%lld",
+                                p->manifest, r->line, r->label, (long long)img->dim[0],
                                 (long long)img->dim[1], (long long)img->dim[2],
                                 (long long)lab->dim[0], (long long)lab->dim[1],
                                 (long long)lab->dim[2]);

@@ -51,8 +51,8 @@ static mk_status eval_model(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
         if (!strcmp(m->rows[r].modality, mod) && !strcmp(m->rows[r].split, ep->split))
             total++;
     if (total == 0)
-        return mk_err(ctx, MK_ERR_NOT_FOUND, "%s: no %s rows in split '%s' to evaluate",
-                      m->source, mod, ep->split);
+        return mk_err(ctx, MK_ERR_NOT_FOUND, "%s: no %s rows in split '%s' to evaluate", m->source,
+                      mod, ep->split);
     /* every structure of the label mapping, in class order (ascending label values) */
     int L = mk_data_nstructures(dp), values[MK_MAX_CLASSES];
     rep->cases = calloc((size_t)total, sizeof *rep->cases);
@@ -69,13 +69,17 @@ static mk_status eval_model(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
     int pcol = -1;
     if (model->input_column) {
         if (model->translator_h5)
-            return mk_err(ctx, MK_ERR_INVALID, "evaluate %s: input_column and a translator "
-                          "exclude each other", model->name);
+            return mk_err(ctx, MK_ERR_INVALID,
+                          "evaluate %s: input_column and a translator "
+                          "exclude each other",
+                          model->name);
         pcol = mk_manifest_extra_index(m, model->input_column);
         if (pcol < 0)
-            return mk_err(ctx, MK_ERR_FORMAT, "%s: expected a column '%s' naming each %s case's "
+            return mk_err(ctx, MK_ERR_FORMAT,
+                          "%s: expected a column '%s' naming each %s case's "
                           "paired MRI for model %s (`pipeline synth --paired` writes it), found "
-                          "none", m->source, model->input_column, dp->ct_modality, model->name);
+                          "none",
+                          m->source, model->input_column, dp->ct_modality, model->name);
     }
     char what[64];
     snprintf(what, sizeof what, "evaluate %s", model->name);
@@ -84,8 +88,10 @@ static mk_status eval_model(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
         if (strcmp(row->modality, mod) || strcmp(row->split, ep->split))
             continue;
         if (!row->label_path) {
-            st = mk_err(ctx, MK_ERR_FORMAT, "%s:%d: label: the evaluation split needs a reference "
-                        "mask for case '%s'", m->source, row->line, row->id);
+            st = mk_err(ctx, MK_ERR_FORMAT,
+                        "%s:%d: label: the evaluation split needs a reference "
+                        "mask for case '%s'",
+                        m->source, row->line, row->id);
             break;
         }
         mk_image *ct = NULL, *ref = NULL, *mask = NULL, *pmri = NULL;
@@ -102,8 +108,8 @@ static mk_status eval_model(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
             mk_image *mr = NULL;
             st = mk_data_read_paired(ctx, m, row, pcol, ct, &mr);
             if (st == MK_OK)
-                st = mk_stage_predict_volume_mr(ctx, model->model_h5, &c->unet, mr, dp,
-                                                c->threads, &mask);
+                st = mk_stage_predict_volume_mr(ctx, model->model_h5, &c->unet, mr, dp, c->threads,
+                                                &mask);
             mk_image_free(mr);
             if (st != MK_OK)
                 goto next;
@@ -113,13 +119,12 @@ static mk_status eval_model(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
                             model->name, mod);
                 goto next;
             }
-            if ((st = mk_stage_predict_volume_mr(ctx, model->model_h5, &c->unet, ct, dp,
-                                                 c->threads, &mask)) != MK_OK)
+            if ((st = mk_stage_predict_volume_mr(ctx, model->model_h5, &c->unet, ct, dp, c->threads,
+                                                 &mask)) != MK_OK)
                 goto next;
-        } else if ((st = mk_stage_predict_volume_via(ctx, model->model_h5, &c->unet,
-                                                     model->translator_h5, model->gen_width, ct,
-                                                     dp, c->threads, &mask,
-                                                     want_pmri ? &pmri : NULL)) != MK_OK)
+        } else if ((st = mk_stage_predict_volume_via(
+                        ctx, model->model_h5, &c->unet, model->translator_h5, model->gen_width, ct,
+                        dp, c->threads, &mask, want_pmri ? &pmri : NULL)) != MK_OK)
             goto next;
         if (want_pmri) {
             char pdir[4200], ppath[4400];

@@ -145,16 +145,46 @@ void mk_loop_batch(mk_loop *L, int stream, int batch, mk_tensor *x, int32_t *y, 
     }
 }
 
-mk_ctx *mk_loop_ctx(mk_loop *L) { return L->ctx; }
-const mk_stage_common *mk_loop_common(const mk_loop *L) { return L->c; }
-const char *mk_loop_stage(const mk_loop *L) { return L->m->name; }
-mk_nn_graph *mk_loop_graph(mk_loop *L) { return L->g; }
-long long mk_loop_iter(const mk_loop *L) { return L->it; }
-long long mk_loop_total(const mk_loop *L) { return L->total; }
-mk_nn_params *mk_loop_params(mk_loop *L, int net) { return L->net[net].params; }
-mk_unet *mk_loop_unet(mk_loop *L, int net) { return L->net[net].unet; }
-mk_translator *mk_loop_translator(mk_loop *L, int net) { return L->net[net].tr; }
-mk_slices *mk_loop_slices(mk_loop *L, int stream) { return &L->stream[stream].s; }
+mk_ctx *mk_loop_ctx(mk_loop *L)
+{
+    return L->ctx;
+}
+const mk_stage_common *mk_loop_common(const mk_loop *L)
+{
+    return L->c;
+}
+const char *mk_loop_stage(const mk_loop *L)
+{
+    return L->m->name;
+}
+mk_nn_graph *mk_loop_graph(mk_loop *L)
+{
+    return L->g;
+}
+long long mk_loop_iter(const mk_loop *L)
+{
+    return L->it;
+}
+long long mk_loop_total(const mk_loop *L)
+{
+    return L->total;
+}
+mk_nn_params *mk_loop_params(mk_loop *L, int net)
+{
+    return L->net[net].params;
+}
+mk_unet *mk_loop_unet(mk_loop *L, int net)
+{
+    return L->net[net].unet;
+}
+mk_translator *mk_loop_translator(mk_loop *L, int net)
+{
+    return L->net[net].tr;
+}
+mk_slices *mk_loop_slices(mk_loop *L, int stream)
+{
+    return &L->stream[stream].s;
+}
 
 void mk_loop_optim_step(mk_loop *L, int net)
 {
@@ -172,8 +202,7 @@ static int group_list(mk_loop *L, const int *nets, int n, mk__ck_model *m, int w
     return n;
 }
 
-mk_status mk_loop_save_nets(mk_loop *L, const char *file, const char *kind, const int *nets,
-                            int n)
+mk_status mk_loop_save_nets(mk_loop *L, const char *file, const char *kind, const int *nets, int n)
 {
     char path[4200];
     mk__ck_model m[MAX_NETS];
@@ -192,8 +221,7 @@ mk_status mk_loop_save_unet(mk_loop *L, const char *file, int net)
     return st;
 }
 
-mk_status mk_loop_load_nets(mk_loop *L, const char *path, const char *kind, const int *nets,
-                            int n)
+mk_status mk_loop_load_nets(mk_loop *L, const char *path, const char *kind, const int *nets, int n)
 {
     mk__ck_model m[MAX_NETS];
     return mk__ckpt_load(L->ctx, path, kind, NULL, m, group_list(L, nets, n, m, 0), NULL, 0);
@@ -269,8 +297,10 @@ static mk_status run(mk_loop *L, void *state, mk_train_stats *stats)
         if ((st = mk__ckpt_load(ctx, ck, stage, &it0, m, nm, r, nr)) != MK_OK)
             return mk_err_prefix(ctx, "%s: resume", stage);
         if (it0 > L->total)
-            return mk_err(ctx, MK_ERR_FORMAT, "%s: checkpoint at iteration %lld is past the "
-                          "configured %lld iterations", ck, it0, L->total);
+            return mk_err(ctx, MK_ERR_FORMAT,
+                          "%s: checkpoint at iteration %lld is past the "
+                          "configured %lld iterations",
+                          ck, it0, L->total);
         MK_LOG_I(ctx, "%s: resuming from %s at iteration %lld/%lld", stage, ck, it0, L->total);
         resumed = 1;
     }
@@ -294,8 +324,10 @@ static mk_status run(mk_loop *L, void *state, mk_train_stats *stats)
         if (ctx->cancel) {
             MK_LOG_W(ctx, "%s: interrupted at iteration %lld, writing %s", stage, it, ck);
             if ((st = save_ckpt(L, ck, it)) == MK_OK)
-                st = mk_err(ctx, MK_ERR_ABORTED, "%s: interrupted at iteration %lld/%lld "
-                            "(checkpoint %s; continue with --resume)", stage, it, L->total, ck);
+                st = mk_err(ctx, MK_ERR_ABORTED,
+                            "%s: interrupted at iteration %lld/%lld "
+                            "(checkpoint %s; continue with --resume)",
+                            stage, it, L->total, ck);
             goto out;
         }
         L->it = it;
@@ -321,8 +353,10 @@ static mk_status run(mk_loop *L, void *state, mk_train_stats *stats)
             snprintf(detail + strlen(detail), sizeof detail - strlen(detail), "%s%s %.4g",
                      k ? " " : "", T.name[k], T.value[k]);
         if (!finite) {
-            st = mk_err(ctx, MK_ERR_INVALID, "%s: loss is not finite at iteration %lld (%s): "
-                        "lower the learning rate", stage, it + 1, detail);
+            st = mk_err(ctx, MK_ERR_INVALID,
+                        "%s: loss is not finite at iteration %lld (%s): "
+                        "lower the learning rate",
+                        stage, it + 1, detail);
             goto out;
         }
         trace[it] = T.n > 0 ? T.value[0] : 0;
@@ -367,9 +401,10 @@ static mk_status run(mk_loop *L, void *state, mk_train_stats *stats)
     }
     double cpu = (double)clock() / CLOCKS_PER_SEC - c0;
     if (L->total > it0)
-        MK_LOG_I(ctx, "%s: %lld iterations in %.1f s (%.2f it/s; %.1f s of CPU, %.1f ms CPU per "
-                 "iteration)", stage, L->total - it0, el,
-                 el > 0 ? (double)(L->total - it0) / el : 0.0, cpu,
+        MK_LOG_I(ctx,
+                 "%s: %lld iterations in %.1f s (%.2f it/s; %.1f s of CPU, %.1f ms CPU per "
+                 "iteration)",
+                 stage, L->total - it0, el, el > 0 ? (double)(L->total - it0) / el : 0.0, cpu,
                  1e3 * cpu / (double)(L->total - it0));
     if ((st = L->m->save(L, state)) != MK_OK)
         goto out;
@@ -398,7 +433,8 @@ mk_status mk_method_check(mk_ctx *ctx, const mk_method *m, const mk_stage_common
         return mk_err(ctx, MK_ERR_INVALID, "%s: the U-Net must be 2D with one input channel",
                       m->name);
     if (c->model_norm != 0)
-        return mk_err(ctx, MK_ERR_CONFIG, "model.norm: only \"batch\" is implemented by the "
+        return mk_err(ctx, MK_ERR_CONFIG,
+                      "model.norm: only \"batch\" is implemented by the "
                       "U-Net");
     if (!(d->ct_window[1] > d->ct_window[0]))
         return mk_err(ctx, MK_ERR_CONFIG, "data.ct_window: expected low < high, got [%g, %g]",
@@ -406,9 +442,10 @@ mk_status mk_method_check(mk_ctx *ctx, const mk_method *m, const mk_stage_common
     int div = 1 << (c->unet.levels - 1);
     for (int a = 0; a < 2; a++)
         if (d->patch[a] % div != 0 || d->patch[a] % 4 != 0)
-            return mk_err(ctx, MK_ERR_CONFIG, "data.patch: expected multiples of %d (U-Net depth "
-                          "%d and the translator), got [%d, %d]", div > 4 ? div : 4,
-                          c->unet.levels, d->patch[0], d->patch[1]);
+            return mk_err(ctx, MK_ERR_CONFIG,
+                          "data.patch: expected multiples of %d (U-Net depth "
+                          "%d and the translator), got [%d, %d]",
+                          div > 4 ? div : 4, c->unet.levels, d->patch[0], d->patch[1]);
     mk_status st = mk_data_check_labels(ctx, d);
     if (st != MK_OK)
         return st;

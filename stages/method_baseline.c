@@ -71,9 +71,8 @@ static mk_status init(mk_loop *L, void *sp, const void *cfgp)
     oc.lr = cp->lr;
     if ((st = mk_loop_add_optim(L, s->student, &oc, &sched)) != MK_OK)
         return st;
-    if (cp->ema > 0 &&
-        (s->ema = mk_loop_add_ema(L, "student_ema", s->student, cp->ema, mk__seed(c->seed, 21))) <
-            0)
+    if (cp->ema > 0 && (s->ema = mk_loop_add_ema(L, "student_ema", s->student, cp->ema,
+                                                 mk__seed(c->seed, 21))) < 0)
         return ctx->status;
     int64_t ne[4] = {cp->batch, 1, c->data.patch[1], c->data.patch[0]};
     if (mk_tensor_new(&s->xc, 4, ne) ||
@@ -102,7 +101,8 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
     mk_var *logits = mk_unet_forward(mk_loop_unet(L, s->student), g, mk_nn_input(g, &s->xc, 0));
     mk_var *ls = mk_method_seg_loss(g, logits, s->yc, s->cp->dice_weight);
     if (mk_nn_graph_oom(g) || !ls)
-        return mk_err(mk_loop_ctx(L), MK_ERR_NOMEM, "baseline: out of memory in the forward "
+        return mk_err(mk_loop_ctx(L), MK_ERR_NOMEM,
+                      "baseline: out of memory in the forward "
                       "pass");
     double l = mk_nn_value(ls);
     mk_nn_backward(g, mk_nn_scale(g, ls, s->cp->w_seg_student));
@@ -123,7 +123,6 @@ static void free_state(void *sp)
     mk_tensor_free(&s->xc);
     free(s->yc);
 }
-
 
 static const mk_method_use USES[] = {
     {&mk_baseline_section, 0},

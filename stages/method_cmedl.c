@@ -31,8 +31,7 @@ static const mk_param_row ROWS[] = {
                "weight of the student's segmentation loss"),
     MK_P_FLOAT(P, w_seg_teacher, "w_seg_teacher", "1.0", 0, 1e6,
                "weight of the teacher's segmentation loss (pseudo-MRI and MRI)"),
-    MK_P_FLOAT(P, dice_weight, "dice_weight", "0.5", 0, 1,
-               "segmentation loss = w*Dice + (1-w)*CE"),
+    MK_P_FLOAT(P, dice_weight, "dice_weight", "0.5", 0, 1, "segmentation loss = w*Dice + (1-w)*CE"),
     MK_P_BOOL(P, hint_to_teacher, "hint_to_teacher", "false",
               "let the hint loss update the teacher too"),
     MK_P_BOOL(P, seg_to_i2i, "seg_to_i2i", "true",
@@ -81,8 +80,7 @@ static const mk_param_row ROWS[] = {
                "lambda_hint)"),
 };
 const mk_param_section mk_cmedl_section = {
-    "cmedl", "cross-modality educed distillation: MRI teacher guides a CT student", ROWS,
-    N(ROWS)};
+    "cmedl", "cross-modality educed distillation: MRI teacher guides a CT student", ROWS, N(ROWS)};
 
 void mk_cmedl_defaults(mk_cmedl_params *p)
 {
@@ -130,9 +128,10 @@ mk_status mk_stage_hint_check(mk_ctx *ctx, int levels, int n, const char names[]
                          valid[i]);
             snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
                      levels >= 2 ? ", dec_last" : "", levels >= 3 ? ", dec_prev" : "");
-            return mk_err(ctx, MK_ERR_CONFIG, "cmedl.hint_layers[%d]: '%s' is not a feature map "
-                          "of the U-Net with %d levels; valid names: %s", k, names[k], levels,
-                          list);
+            return mk_err(ctx, MK_ERR_CONFIG,
+                          "cmedl.hint_layers[%d]: '%s' is not a feature map "
+                          "of the U-Net with %d levels; valid names: %s",
+                          k, names[k], levels, list);
         }
         if (resolved)
             snprintf(resolved[k], 32, "%s", want);
@@ -153,11 +152,11 @@ typedef struct state {
     const mk_translate_params *tp;
     const mk_cmedl_params *cp;
     mk__i2i t;
-    int ct, mr, unl; /* streams (unl: -1 without unlabelled_hint) */
+    int ct, mr, unl;           /* streams (unl: -1 without unlabelled_hint) */
     int teacher, student, ema; /* nets (ema: -1 without cmedl.ema) */
-    mk_unet *judge;  /* frozen copy of the teacher for pseudo-MRI (teacher_learns_pmri 0) */
-    mk_tensor xo;    /* the CT batch's paired MRI (oracle_pmri) */
-    mk_tensor xu;    /* unlabelled CT batch */
+    mk_unet *judge; /* frozen copy of the teacher for pseudo-MRI (teacher_learns_pmri 0) */
+    mk_tensor xo;   /* the CT batch's paired MRI (oracle_pmri) */
+    mk_tensor xu;   /* unlabelled CT batch */
     mk_tensor hint_tgt[MK_HINT_MAX]; /* masked hint targets (hint_teacher_correct) */
     mk_tensor tum_tgt;               /* pseudo-MRI target of the tumour-contrast loss */
     float mr_tumour_mean;
@@ -169,7 +168,8 @@ static mk_status check(mk_ctx *ctx, const mk_stage_common *c, const void *cfgp)
 {
     const mk_cmedl_params *cp = &((const cfg_t *)cfgp)->cp;
     if (c->unet.classes != 2 && cp->hint_teacher_correct)
-        return mk_err(ctx, MK_ERR_CONFIG, "cmedl.hint_where = \"teacher_correct\": needs "
+        return mk_err(ctx, MK_ERR_CONFIG,
+                      "cmedl.hint_where = \"teacher_correct\": needs "
                       "model.classes = 2");
     if (cp->hint_layers.n > MK_HINT_MAX)
         return mk_err(ctx, MK_ERR_CONFIG, "cmedl.hint_layers: expected 1 to %d layer names",
@@ -179,14 +179,17 @@ static mk_status check(mk_ctx *ctx, const mk_stage_common *c, const void *cfgp)
     if (st != MK_OK)
         return st;
     if (cp->oracle_pmri && !cp->teacher_learns_pmri)
-        return mk_err(ctx, MK_ERR_CONFIG, "cmedl.oracle_pmri: the teacher then learns on the "
+        return mk_err(ctx, MK_ERR_CONFIG,
+                      "cmedl.oracle_pmri: the teacher then learns on the "
                       "oracle pseudo-MRI, which needs cmedl.teacher_learns_pmri = true");
     if (!cp->teacher_learns_pmri && (!cp->seg_to_i2i || cp->hint_to_teacher))
-        return mk_err(ctx, MK_ERR_CONFIG, "cmedl.teacher_learns_pmri = false needs "
+        return mk_err(ctx, MK_ERR_CONFIG,
+                      "cmedl.teacher_learns_pmri = false needs "
                       "seg_to_i2i = true (the loss on pseudo-MRI then trains only the "
                       "translator) and hint_to_teacher = false");
     if (!cp->teacher_learns_pmri && !cp->teacher_mri_labels)
-        return mk_err(ctx, MK_ERR_CONFIG, "cmedl.teacher_learns_pmri = false: the teacher then "
+        return mk_err(ctx, MK_ERR_CONFIG,
+                      "cmedl.teacher_learns_pmri = false: the teacher then "
                       "learns on real MRI only, which needs teacher_mri_labels = true");
     return MK_OK;
 }
@@ -194,9 +197,9 @@ static mk_status check(mk_ctx *ctx, const mk_stage_common *c, const void *cfgp)
 static int needs(const mk_stage_common *c, const void *cfgp, mk_data_need *out)
 {
     const mk_cmedl_params *cp = &((const cfg_t *)cfgp)->cp;
-    out[0] = (mk_data_need){c->data.ct_modality, 1,
-                            cp->oracle_pmri ? MK_STAGE_PAIRED_MR_COLUMN : NULL,
-                            "cmedl.oracle_pmri"};
+    out[0] =
+        (mk_data_need){c->data.ct_modality, 1, cp->oracle_pmri ? MK_STAGE_PAIRED_MR_COLUMN : NULL,
+                       "cmedl.oracle_pmri"};
     out[1] = (mk_data_need){c->data.mri_modality, 0, NULL, NULL};
     return 2;
 }
@@ -227,8 +230,7 @@ static mk_status init(mk_loop *L, void *sp, const void *cfgp)
         dct.paired_column = MK_STAGE_PAIRED_MR_COLUMN;
     dct.skip_unlabelled = cp->unlabelled_hint; /* unlabelled rows feed the hint stream only */
     if ((st = mk__load_data(L, &dct, c->data.ct_modality, 1, 100, "ct", 30, &s->ct)) != MK_OK ||
-        (st = mk__load_data(L, &c->data, c->data.mri_modality, 0, 101, "mr", 31, &s->mr)) !=
-            MK_OK)
+        (st = mk__load_data(L, &c->data, c->data.mri_modality, 0, 101, "mr", 31, &s->mr)) != MK_OK)
         return st;
     if (cp->unlabelled_hint) {
         mk_data_params du = c->data;
@@ -243,7 +245,8 @@ static mk_status init(mk_loop *L, void *sp, const void *cfgp)
     mk_slices *ct = mk_loop_slices(L, s->ct), *mr = mk_loop_slices(L, s->mr);
     if (cp->lambda_tumour_i2i > 0) {
         if (!mr->lab)
-            return mk_err(ctx, MK_ERR_CONFIG, "cmedl.lambda_tumour_i2i > 0 needs a mask for every "
+            return mk_err(ctx, MK_ERR_CONFIG,
+                          "cmedl.lambda_tumour_i2i > 0 needs a mask for every "
                           "MRI training row (the target is the real MRI tumours' mean value)");
         double sum = 0;
         int64_t cnt = 0, np = mr->n * (int64_t)mr->ch * mr->cw;
@@ -253,8 +256,10 @@ static mk_status init(mk_loop *L, void *sp, const void *cfgp)
                 cnt++;
             }
         if (cnt == 0)
-            return mk_err(ctx, MK_ERR_CONFIG, "cmedl.lambda_tumour_i2i > 0: the MRI training masks "
-                          "hold no voxel of label %d", c->data.label);
+            return mk_err(ctx, MK_ERR_CONFIG,
+                          "cmedl.lambda_tumour_i2i > 0: the MRI training masks "
+                          "hold no voxel of label %d",
+                          c->data.label);
         s->mr_tumour_mean = (float)(sum / (double)cnt);
         MK_LOG_I(ctx, "cmedl: tumour-contrast target for the pseudo-MRI %.3f (%lld MRI voxels)",
                  s->mr_tumour_mean, (long long)cnt);
@@ -264,7 +269,8 @@ static mk_status init(mk_loop *L, void *sp, const void *cfgp)
         mr->lab = NULL;
     }
     if (!cp->teacher_learns_pmri && !mr->lab)
-        return mk_err(ctx, MK_ERR_CONFIG, "cmedl.teacher_learns_pmri = false: the teacher "
+        return mk_err(ctx, MK_ERR_CONFIG,
+                      "cmedl.teacher_learns_pmri = false: the teacher "
                       "then learns on real MRI only, which needs teacher_mri_labels = true "
                       "and a mask for every MRI training row");
     MK_LOG_I(ctx, "cmedl: %lld CT slices (%lld with the structure) from %d volumes",
@@ -301,8 +307,7 @@ static mk_status init(mk_loop *L, void *sp, const void *cfgp)
         (s->ema = mk_loop_add_ema(L, "student_ema", s->student, cp->ema, mk__seed(seed, 21))) < 0)
         return ctx->status;
     int64_t ne[4] = {cp->batch, 1, c->data.patch[1], c->data.patch[0]};
-    if ((ct->img2 && mk_tensor_new(&s->xo, 4, ne)) ||
-        (s->unl >= 0 && mk_tensor_new(&s->xu, 4, ne)))
+    if ((ct->img2 && mk_tensor_new(&s->xo, 4, ne)) || (s->unl >= 0 && mk_tensor_new(&s->xu, 4, ne)))
         return mk_err(ctx, MK_ERR_NOMEM, "cmedl: out of memory (batches)");
     return MK_OK;
 }
@@ -466,8 +471,7 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
     }
     if (mirror) {
         /* the student on pseudo-CT F(x_mr) (detached), against the teacher on x_mr */
-        mk_var *pl = mk_unet_forward(mk_loop_unet(L, s->student), g,
-                                     mk_nn_input(g, &t->fake_c, 0));
+        mk_var *pl = mk_unet_forward(mk_loop_unet(L, s->student), g, mk_nn_input(g, &t->fake_c, 0));
         for (int k = 0; cp->hint_pseudo_ct && k < nh; k++) {
             mk_var *s2 = mk_nn_find(g, s->hint[k]);
             MK_ASSERT(tfm[k] && s2 && s2 != tfm[k]);
@@ -488,8 +492,8 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
          * their pseudo-MRI G(x_u) are the (detached) target; no segmentation loss on them. */
         mk_loop_batch(L, s->unl, cp->batch, &s->xu, NULL, NULL);
         mk_var *xu = mk_nn_input(g, &s->xu, 0);
-        mk_var *pu = mk_nn_input(g, &mk_translator_forward(mk_loop_translator(L, t->net[0]), g,
-                                                           xu)->t, 0);
+        mk_var *pu =
+            mk_nn_input(g, &mk_translator_forward(mk_loop_translator(L, t->net[0]), g, xu)->t, 0);
         mk_var *tfu[MK_HINT_MAX] = {0}, *hu = NULL;
         mk_unet_forward(tnet, g, pu);
         for (int k = 0; k < nh; k++)

@@ -15,7 +15,7 @@ typedef struct mk_supervised_params {
     int iterations, batch;
     float lr, dice_weight, ema;
     int dice_background; /* 1: the soft Dice averages every class, background included */
-    int schedule; /* mk_train_schedule */
+    int schedule;        /* mk_train_schedule */
     const char *modality;
 } P;
 
@@ -71,9 +71,10 @@ static mk_status init(mk_loop *L, void *sp, const void *cfg)
     if (st != MK_OK)
         return st;
     const mk_slices *d = mk_loop_slices(L, s->data);
-    MK_LOG_I(ctx, "supervised: %lld %s slices (%lld with a structure) from %d volumes, %d "
-             "classes", (long long)d->n, p->modality, (long long)d->n_fg, d->volumes,
-             c->unet.classes);
+    MK_LOG_I(ctx,
+             "supervised: %lld %s slices (%lld with a structure) from %d volumes, %d "
+             "classes",
+             (long long)d->n, p->modality, (long long)d->n_fg, d->volumes, c->unet.classes);
     if ((s->net = mk_loop_add_unet(L, "student", &c->unet, mk__seed(c->seed, 21))) < 0)
         return ctx->status;
     mk_sched sched;
@@ -106,15 +107,17 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
     mk_nn_graph_begin(g, 1);
     mk_var *logits = mk_unet_forward(mk_loop_unet(L, s->net), g, mk_nn_input(g, &s->x, 0));
     float dw = s->p->dice_weight;
-    mk_var *l = s->p->dice_background
-                    ? mk_method_seg_loss(g, logits, s->y, dw)
-                    : mk_nn_add(g, mk_nn_scale(g, mk_nn_dice_loss_ex(g, logits, s->y, 1e-5f,
-                                                                     MK_NN_DICE_NO_BACKGROUND),
-                                               dw),
-                                mk_nn_scale(g, mk_nn_cross_entropy(g, logits, s->y, NULL, -100),
-                                            1.0f - dw));
+    mk_var *l =
+        s->p->dice_background
+            ? mk_method_seg_loss(g, logits, s->y, dw)
+            : mk_nn_add(
+                  g,
+                  mk_nn_scale(
+                      g, mk_nn_dice_loss_ex(g, logits, s->y, 1e-5f, MK_NN_DICE_NO_BACKGROUND), dw),
+                  mk_nn_scale(g, mk_nn_cross_entropy(g, logits, s->y, NULL, -100), 1.0f - dw));
     if (mk_nn_graph_oom(g) || !l)
-        return mk_err(mk_loop_ctx(L), MK_ERR_NOMEM, "supervised: out of memory in the forward "
+        return mk_err(mk_loop_ctx(L), MK_ERR_NOMEM,
+                      "supervised: out of memory in the forward "
                       "pass");
     mk_terms_add(terms, "loss", mk_nn_value(l), 1);
     mk_nn_backward(g, l);

@@ -42,10 +42,9 @@ mk_status mk__i2i_init(mk_loop *L, mk__i2i *t, const mk_translate_params *tp, in
 {
     const mk_stage_common *c = mk_loop_common(L);
     for (int k = 0; k < 4; k++) {
-        t->net[k] = mk_loop_add_translator(L, I2I_NAME[k],
-                                           k < 2 ? MK_TRANSLATOR_GEN : MK_TRANSLATOR_DISC,
-                                           k < 2 ? tp->gen_width : tp->disc_width,
-                                           mk__seed(c->seed, 10 + (uint64_t)k));
+        t->net[k] = mk_loop_add_translator(
+            L, I2I_NAME[k], k < 2 ? MK_TRANSLATOR_GEN : MK_TRANSLATOR_DISC,
+            k < 2 ? tp->gen_width : tp->disc_width, mk__seed(c->seed, 10 + (uint64_t)k));
         if (t->net[k] < 0)
             return mk_loop_ctx(L)->status;
     }
@@ -83,8 +82,8 @@ void mk__i2i_freeze_d(mk_loop *L, const mk__i2i *t, int frozen)
         mk_nn_params_set_frozen(mk_loop_params(L, t->net[k]), "", frozen);
 }
 
-mk_var *mk__i2i_gen(mk_loop *L, mk__i2i *t, const mk_translate_params *tp, mk_var *xc,
-                    mk_var *xm, mk_var **fake_m_out, mk_var **fake_c_out)
+mk_var *mk__i2i_gen(mk_loop *L, mk__i2i *t, const mk_translate_params *tp, mk_var *xc, mk_var *xm,
+                    mk_var **fake_m_out, mk_var **fake_c_out)
 {
     mk_nn_graph *g = mk_loop_graph(L);
     mk_translator *G = mk_loop_translator(L, t->net[0]), *F = mk_loop_translator(L, t->net[1]);
@@ -137,9 +136,9 @@ mk_status mk__i2i_save(mk_loop *L, const mk__i2i *t, const char *file)
     return mk_loop_save_nets(L, file, "translator", t->net, 4);
 }
 
-mk_status mk__load_data(mk_loop *L, const mk_data_params *d, const char *modality,
-                        int need_labels, uint64_t data_stream, const char *stream_name,
-                        uint64_t rng_stream, int *stream)
+mk_status mk__load_data(mk_loop *L, const mk_data_params *d, const char *modality, int need_labels,
+                        uint64_t data_stream, const char *stream_name, uint64_t rng_stream,
+                        int *stream)
 {
     const mk_stage_common *c = mk_loop_common(L);
     mk_slices s;
@@ -209,7 +208,8 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
     mk_var *xc = mk_nn_input(g, &t->xc, 0), *xm = mk_nn_input(g, &t->xm, 0), *fm, *fc;
     mk_var *total = mk__i2i_gen(L, t, tp, xc, xm, &fm, &fc);
     if (mk_nn_graph_oom(g) || !total)
-        return mk_err(mk_loop_ctx(L), MK_ERR_NOMEM, "translate: out of memory in the forward "
+        return mk_err(mk_loop_ctx(L), MK_ERR_NOMEM,
+                      "translate: out of memory in the forward "
                       "pass");
     double lg = mk_nn_value(total), ld = 0;
     mk_tensor_copy(&t->fake_m, &fm->t);
@@ -256,7 +256,7 @@ mk_status mk_stage_translate(mk_ctx *ctx, const mk_stage_common *c, const mk_tra
 {
     if (tp->iterations == 0) {
         MK_LOG_I(ctx, "translate: 0 iterations, nothing to do (cmedl trains the translator from "
-                 "scratch)");
+                      "scratch)");
         if (stats)
             memset(stats, 0, sizeof *stats);
         return MK_OK;

@@ -26,8 +26,8 @@ extern "C" {
 #endif
 
 typedef struct mk_eval_model {
-    const char *name;     /* "cmedl", "baseline" (folder and report names) */
-    const char *model_h5; /* trained student (mk_model_save file) */
+    const char *name;          /* "cmedl", "baseline" (folder and report names) */
+    const char *model_h5;      /* trained student (mk_model_save file) */
     const char *translator_h5; /* NULL, or a translator whose G maps the CT first (the teacher on
                                   pseudo-MRI) */
     int gen_width;             /* G's width when translator_h5 is set */
@@ -42,13 +42,13 @@ typedef struct mk_eval_model {
 } mk_eval_model;
 
 typedef struct mk_eval_stage_params {
-    const char *split;          /* manifest split to evaluate ("test") */
-    double tolerance_mm;        /* surface Dice tolerance */
+    const char *split;   /* manifest split to evaluate ("test") */
+    double tolerance_mm; /* surface Dice tolerance */
     mk_metric_conv convention;
-    int write_masks;            /* 0: metrics only */
-    int largest_component;      /* 1: keep the largest connected component of each structure */
-    int write_pmri;             /* 1: models with a translator also write pmri/<case>.nii.gz */
-    const char *version;        /* provenance for the reports */
+    int write_masks;       /* 0: metrics only */
+    int largest_component; /* 1: keep the largest connected component of each structure */
+    int write_pmri;        /* 1: models with a translator also write pmri/<case>.nii.gz */
+    const char *version;   /* provenance for the reports */
     const char *command_line;
 } mk_eval_stage_params;
 

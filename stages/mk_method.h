@@ -113,12 +113,10 @@ mk_slices *mk_loop_slices(mk_loop *L, int stream);
 void mk_loop_optim_step(mk_loop *L, int net);
 /* Save nets (parameters only) as one multi-network file run_dir/models/<file> (the translator
  * format: groups by net name), or a single U-Net in the mk_model_save format. */
-mk_status mk_loop_save_nets(mk_loop *L, const char *file, const char *kind, const int *nets,
-                            int n);
+mk_status mk_loop_save_nets(mk_loop *L, const char *file, const char *kind, const int *nets, int n);
 mk_status mk_loop_save_unet(mk_loop *L, const char *file, int net);
 /* Load nets' parameters from such a multi-network file (every group must be present). */
-mk_status mk_loop_load_nets(mk_loop *L, const char *path, const char *kind, const int *nets,
-                            int n);
+mk_status mk_loop_load_nets(mk_loop *L, const char *path, const char *kind, const int *nets, int n);
 
 /* ---------------------------------------------------------------- methods */
 
@@ -159,8 +157,8 @@ typedef struct mk_method {
     /* data needs (pre-run checks); returns how many (<= MK_NEEDS_MAX) */
     int (*needs)(const mk_stage_common *c, const void *cfg, mk_data_need *out);
     long long (*iterations)(const void *cfg);
-    int zero_skips;    /* 1: 0 iterations means the stage does nothing (translate); 0: the
-                          initial networks are still saved */
+    int zero_skips; /* 1: 0 iterations means the stage does nothing (translate); 0: the
+                       initial networks are still saved */
     mk_status (*init)(mk_loop *L, void *state, const void *cfg);
     mk_status (*start)(mk_loop *L, void *state, int resumed); /* optional */
     mk_status (*step)(mk_loop *L, void *state, mk_terms *terms);

@@ -60,9 +60,9 @@ typedef struct mk_data_params {
     const char *mri_modality; /* manifest modality of MRI ("MR") */
     double ct_window[2];      /* HU window mapped to [-1, 1] */
     mk_mri_norm mri_norm;
-    int slice_axis;           /* 0 = i, 1 = j, 2 = k */
-    int patch[2];             /* patch size along the two in-plane voxel axes (lower axis first) */
-    int label;                /* label value of the structure (classes == 2, nlabels == 0) */
+    int slice_axis; /* 0 = i, 1 = j, 2 = k */
+    int patch[2];   /* patch size along the two in-plane voxel axes (lower axis first) */
+    int label;      /* label value of the structure (classes == 2, nlabels == 0) */
     /* Classes and label mapping (multi-class segmentation). classes counts the background
      * (default 2, at most MK_MAX_CLASSES). nlabels == 0: class 1 is `label` when classes == 2,
      * else class c is label value c (c = 1..classes-1). nlabels > 0 (must be classes - 1):
@@ -73,25 +73,25 @@ typedef struct mk_data_params {
     int nlabels;
     int label_values[MK_MAX_CLASSES];
     char label_names[MK_MAX_CLASSES][32];
-    double empty_ratio;       /* empty body slices kept per structure slice (default 1) */
-    int ct_train_cases;       /* > 0: only the first N CT rows of split train (label-scarce runs;
-                                 the translator, teacher and student alike); 0: all */
-    int crop_jitter;          /* training: slices are kept with this many extra voxels on each
-                                 side of the patch, and every batch crops the patch at a random
-                                 offset in [0, 2 * jitter] per axis (augmentation; 0: the fixed
-                                 centred crop) */
+    double empty_ratio;        /* empty body slices kept per structure slice (default 1) */
+    int ct_train_cases;        /* > 0: only the first N CT rows of split train (label-scarce runs;
+                                  the translator, teacher and student alike); 0: all */
+    int crop_jitter;           /* training: slices are kept with this many extra voxels on each
+                                  side of the patch, and every batch crops the patch at a random
+                                  offset in [0, 2 * jitter] per axis (augmentation; 0: the fixed
+                                  centred crop) */
     const char *paired_column; /* non-NULL (CT training data of cmedl.oracle_pmri): every row
                                   also names an image in this extra manifest column, on the
                                   row image's grid; it is normalised as MRI and cut with the
                                   same crops into mk_slices.img2 (borrowed) */
-    int unlabelled_rest;      /* 1 (cmedl.unlabelled_hint): select instead the train rows of the
-                                 modality that the labelled set leaves out: rows without a label
-                                 and labelled rows beyond ct_train_cases; loaded without labels */
-    int skip_unlabelled;      /* 1: rows without a label are left out (not an error with
-                                 need_labels, not counted by ct_train_cases) */
-    int blend_uniform;        /* sliding-window inference: 1 = plain mean of overlapping windows;
-                                 0 (default) = Gaussian importance weights, sigma = patch / 8, so
-                                 a pixel is decided by the windows it is central in (nnU-Net) */
+    int unlabelled_rest;       /* 1 (cmedl.unlabelled_hint): select instead the train rows of the
+                                  modality that the labelled set leaves out: rows without a label
+                                  and labelled rows beyond ct_train_cases; loaded without labels */
+    int skip_unlabelled;       /* 1: rows without a label are left out (not an error with
+                                  need_labels, not counted by ct_train_cases) */
+    int blend_uniform;         /* sliding-window inference: 1 = plain mean of overlapping windows;
+                                  0 (default) = Gaussian importance weights, sigma = patch / 8, so
+                                  a pixel is decided by the windows it is central in (nnU-Net) */
 } mk_data_params;
 
 void mk_data_defaults(mk_data_params *p);
@@ -114,14 +114,14 @@ const char *mk_data_class_name(const mk_data_params *p, int c, char *buf, size_t
 /* A set of 2D slices, [n][1][h][w] floats with w along the lower in-plane voxel axis. */
 typedef struct mk_slices {
     int64_t n;
-    int h, w;        /* patch (what a batch holds) */
-    int ch, cw;      /* stored canvas: h + 2 jitter, w + 2 jitter */
-    float *img;      /* n*ch*cw, owned */
-    int32_t *lab;    /* n*ch*cw class indices 0..classes-1 (mk_data_class_of_value), owned;
-                        NULL when the volumes have no labels */
-    float *img2;     /* n*ch*cw paired images (mk_data_params.paired_column), owned; else NULL */
-    int64_t n_fg;    /* slices that contain a structure (any class >= 1) */
-    int volumes;     /* volumes read */
+    int h, w;     /* patch (what a batch holds) */
+    int ch, cw;   /* stored canvas: h + 2 jitter, w + 2 jitter */
+    float *img;   /* n*ch*cw, owned */
+    int32_t *lab; /* n*ch*cw class indices 0..classes-1 (mk_data_class_of_value), owned;
+                     NULL when the volumes have no labels */
+    float *img2;  /* n*ch*cw paired images (mk_data_params.paired_column), owned; else NULL */
+    int64_t n_fg; /* slices that contain a structure (any class >= 1) */
+    int volumes;  /* volumes read */
 } mk_slices;
 
 /* The paired image of manifest row `row` (extra column `col` of m, mk_manifest_extra_index),
@@ -147,8 +147,7 @@ mk_status mk_data_normalise(mk_ctx *ctx, const mk_data_params *p, const mk_image
  * padding outside the volume with `pad`. Helper shared by training and inference. */
 /* Copy the h x w patch at offset (ox, oy) of stored slice i into x (its labels into y and its
  * paired image into x2, each when both exist). 0 <= ox <= cw - w, 0 <= oy <= ch - h. */
-void mk_slices_crop(const mk_slices *s, int64_t i, int ox, int oy, float *x, int32_t *y,
-                    float *x2);
+void mk_slices_crop(const mk_slices *s, int64_t i, int ox, int oy, float *x, int32_t *y, float *x2);
 void mk_data_cut(const float *vol, const int64_t *dim, int axis, int64_t s, int64_t u0, int64_t v0,
                  int pw, int ph, float pad, float *out);
 
@@ -158,12 +157,12 @@ void mk_data_cut(const float *vol, const int64_t *dim, int axis, int64_t s, int6
  * run.log_every) are bound into it by their parameter rows (stages/params.c, mk_data_section and
  * mk_model_section of stages/mk_method.h); mk_stage_common_defaults fills the rows' defaults. */
 typedef struct mk_stage_common {
-    const char *run_dir;   /* models/ and checkpoints/ go below it */
+    const char *run_dir; /* models/ and checkpoints/ go below it */
     uint64_t seed;
-    int threads;           /* >= 1 */
-    int resume;            /* continue from checkpoints/<stage>.h5 when present */
-    int checkpoint_every;  /* iterations between checkpoints (>= 1) */
-    int log_every;         /* iterations between loss log lines (>= 1) */
+    int threads;          /* >= 1 */
+    int resume;           /* continue from checkpoints/<stage>.h5 when present */
+    int checkpoint_every; /* iterations between checkpoints (>= 1) */
+    int log_every;        /* iterations between loss log lines (>= 1) */
     mk_data_params data;
     mk_unet_cfg unet;      /* teacher and student shape (dim 2, in_ch 1; [model] width, depth,
                               classes) */
@@ -197,12 +196,12 @@ typedef enum mk_train_schedule {
 
 typedef struct mk_cmedl_params {
     int iterations, batch;
-    float lr;                        /* Adam lr of teacher and student (beta1 0.9) */
-    mk_names hint_layers;            /* feature maps tied by the hint loss (n <= MK_HINT_MAX) */
+    float lr;             /* Adam lr of teacher and student (beta1 0.9) */
+    mk_names hint_layers; /* feature maps tied by the hint loss (n <= MK_HINT_MAX) */
     float lambda_hint, w_seg_student, w_seg_teacher, dice_weight;
     int hint_to_teacher, seg_to_i2i;
-    int teacher_init_student; /* 1: the teacher starts from the student's initial weights */
-    int hint_rampup;          /* iterations of the sigmoid ramp-up of lambda_hint (0: none) */
+    int teacher_init_student;   /* 1: the teacher starts from the student's initial weights */
+    int hint_rampup;            /* iterations of the sigmoid ramp-up of lambda_hint (0: none) */
     mk_train_schedule schedule; /* learning rate of teacher and student */
     /* The mirror pairing (an extension, off by default): pseudo-CT F(x_mr) made from real MRI is
      * pixel-aligned with that MRI, where the teacher is on its home ground. hint_pseudo_ct adds
@@ -216,8 +215,8 @@ typedef struct mk_cmedl_params {
                                  at 1/s resolution counts when all s x s pixels under it do) */
     float ema; /* > 0: the saved student (CMEDL and baseline alike) is the exponential moving
                   average of its weights and BN statistics with this decay (Polyak averaging) */
-    int teacher_mri_labels; /* 1: the teacher also learns on real MRI with its masks (when every
-                               MRI train row has one); 0: on pseudo-MRI only */
+    int teacher_mri_labels;  /* 1: the teacher also learns on real MRI with its masks (when every
+                                MRI train row has one); 0: on pseudo-MRI only */
     int teacher_learns_pmri; /* 1: the teacher's loss on pseudo-MRI G(x_ct) with the CT mask
                                 trains the teacher (and G when seg_to_i2i); 0: it trains G only,
                                 through a frozen copy of the teacher, which itself learns on real
@@ -246,14 +245,14 @@ float mk_cmedl_hint_weight(const mk_cmedl_params *p, long long it);
 
 /* Summary of a training run (optional out-parameter of the stages). */
 typedef struct mk_train_stats {
-    long long iterations;    /* total iterations of the stage */
-    long long resumed_from;  /* iteration the run resumed at (0: fresh) */
-    double seconds;          /* wall time of the iterations run by this call */
+    long long iterations;   /* total iterations of the stage */
+    long long resumed_from; /* iteration the run resumed at (0: fresh) */
+    double seconds;         /* wall time of the iterations run by this call */
     double iters_per_s;
     double first_loss, last_loss; /* mean main loss (student seg, or G loss for translate) over
                                    * the first / last min(50, iterations/4) iterations */
-    double last_hint;        /* cmedl: mean hint loss over the last window */
-    int nterms;              /* the loss terms of the last iteration (the method's step) */
+    double last_hint;             /* cmedl: mean hint loss over the last window */
+    int nterms;                   /* the loss terms of the last iteration (the method's step) */
     char term_name[12][16];
     double term_last[12];
 } mk_train_stats;
@@ -302,15 +301,14 @@ mk_status mk_stage_predict_volume_mr(mk_ctx *ctx, const char *model_h5, const mk
  * itself, float32 in the network's [-1, 1] range with the CT's geometry, overlapping windows
  * averaged; caller owns it. */
 mk_status mk_stage_predict_volume_via(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *cfg,
-                                      const char *translator_h5, int gen_width,
-                                      const mk_image *ct, const mk_data_params *p, int threads,
-                                      mk_image **mask_out, mk_image **via_out);
+                                      const char *translator_h5, int gen_width, const mk_image *ct,
+                                      const mk_data_params *p, int threads, mk_image **mask_out,
+                                      mk_image **via_out);
 
 /* Keep only the largest 6-connected component of `label` in a uint8 mask (ties: the component
  * met first in voxel order); other voxels of `label` become 0. *removed (may be NULL) gets the
  * number of voxels cleared. */
-mk_status mk_stage_keep_largest_component(mk_ctx *ctx, mk_image *mask, int label,
-                                          int64_t *removed);
+mk_status mk_stage_keep_largest_component(mk_ctx *ctx, mk_image *mask, int label, int64_t *removed);
 /* The same for each of the n label values in turn (every structure keeps its own largest
  * component); *removed (may be NULL) gets the total number of voxels cleared. */
 mk_status mk_stage_keep_largest_components(mk_ctx *ctx, mk_image *mask, const int *labels, int n,

@@ -87,13 +87,16 @@ mk_status mk_stage_common_finish(mk_ctx *ctx, mk_stage_common *c)
 {
     int classes = c->unet.classes;
     if (classes < 2 || classes > MK_MAX_CLASSES)
-        return mk_err(ctx, MK_ERR_CONFIG, "model.classes: expected 2 to %d (background included), "
-                      "got %d", MK_MAX_CLASSES, classes);
+        return mk_err(ctx, MK_ERR_CONFIG,
+                      "model.classes: expected 2 to %d (background included), "
+                      "got %d",
+                      MK_MAX_CLASSES, classes);
     c->data.classes = classes;
     c->data.nlabels = 0;
     if (c->labels.n > 0) {
         if (c->labels.n != classes - 1)
-            return mk_err(ctx, MK_ERR_CONFIG, "data.labels: names %d structure%s but "
+            return mk_err(ctx, MK_ERR_CONFIG,
+                          "data.labels: names %d structure%s but "
                           "model.classes = %d segments %d (classes count the background)",
                           c->labels.n, c->labels.n == 1 ? "" : "s", classes, classes - 1);
         c->data.nlabels = c->labels.n;

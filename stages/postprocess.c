@@ -5,8 +5,7 @@
 
 #include "mk_stages.h"
 
-mk_status mk_stage_keep_largest_component(mk_ctx *ctx, mk_image *mask, int label,
-                                          int64_t *removed)
+mk_status mk_stage_keep_largest_component(mk_ctx *ctx, mk_image *mask, int label, int64_t *removed)
 {
     if (removed)
         *removed = 0;
@@ -47,12 +46,18 @@ mk_status mk_stage_keep_largest_component(mk_ctx *ctx, mk_image *mask, int label
             /* 6-connectivity (faces), as ITK's ConnectedComponentImageFilter by default */
             int64_t nb[6];
             int k = 0;
-            if (x > 0) nb[k++] = i - 1;
-            if (x + 1 < nx) nb[k++] = i + 1;
-            if (y > 0) nb[k++] = i - nx;
-            if (y + 1 < ny) nb[k++] = i + nx;
-            if (z > 0) nb[k++] = i - nx * ny;
-            if (z + 1 < nz) nb[k++] = i + nx * ny;
+            if (x > 0)
+                nb[k++] = i - 1;
+            if (x + 1 < nx)
+                nb[k++] = i + 1;
+            if (y > 0)
+                nb[k++] = i - nx;
+            if (y + 1 < ny)
+                nb[k++] = i + nx;
+            if (z > 0)
+                nb[k++] = i - nx * ny;
+            if (z + 1 < nz)
+                nb[k++] = i + nx * ny;
             for (int j = 0; j < k; j++)
                 if (m[nb[j]] == label && !comp[nb[j]]) {
                     comp[nb[j]] = id;

@@ -30,8 +30,9 @@ void mk__window_weights(int pw, int ph, int uniform, float *w)
     /* nnU-Net's importance map: a Gaussian centred on the window, sigma = size / 8 per axis,
      * scaled to a maximum of 1 (its corners keep about 2e-7, never 0) */
     double sx = pw / 8.0, sy = ph / 8.0, cx = (pw - 1) / 2.0, cy = (ph - 1) / 2.0;
-    double top = uniform ? 1.0 : exp(-0.5 * (pw % 2 ? 0.0 : 0.25 / (sx * sx)) -
-                                     0.5 * (ph % 2 ? 0.0 : 0.25 / (sy * sy)));
+    double top = uniform ? 1.0
+                         : exp(-0.5 * (pw % 2 ? 0.0 : 0.25 / (sx * sx)) -
+                               0.5 * (ph % 2 ? 0.0 : 0.25 / (sy * sy)));
     for (int y = 0; y < ph; y++)
         for (int x = 0; x < pw; x++) {
             double dx = (x - cx) / sx, dy = (y - cy) / sy;
@@ -59,9 +60,9 @@ mk_status mk_stage_predict_volume_mr(mk_ctx *ctx, const char *model_h5, const mk
 }
 
 mk_status mk_stage_predict_volume_via(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *cfg,
-                                      const char *translator_h5, int gen_width,
-                                      const mk_image *ct, const mk_data_params *p, int threads,
-                                      mk_image **mask_out, mk_image **via_out)
+                                      const char *translator_h5, int gen_width, const mk_image *ct,
+                                      const mk_data_params *p, int threads, mk_image **mask_out,
+                                      mk_image **via_out)
 {
     return predict(ctx, model_h5, cfg, translator_h5, gen_width, ct, 1, p, threads, mask_out,
                    via_out);
@@ -76,7 +77,8 @@ static mk_status predict(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *c
     if (via_out)
         *via_out = NULL;
     if (cfg->dim != 2 || cfg->in_ch != 1 || cfg->classes < 2)
-        return mk_err(ctx, MK_ERR_INVALID, "predict: expected a 2D U-Net with 1 input channel and "
+        return mk_err(ctx, MK_ERR_INVALID,
+                      "predict: expected a 2D U-Net with 1 input channel and "
                       ">= 2 classes");
     if (p->slice_axis < 0 || p->slice_axis > 2)
         return mk_err(ctx, MK_ERR_INVALID, "predict: slice_axis %d out of range", p->slice_axis);
@@ -84,7 +86,8 @@ static mk_status predict(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *c
     if (lst != MK_OK)
         return mk_err_prefix(ctx, "predict");
     if (cfg->classes != p->classes)
-        return mk_err(ctx, MK_ERR_INVALID, "predict: the network has %d classes, the label "
+        return mk_err(ctx, MK_ERR_INVALID,
+                      "predict: the network has %d classes, the label "
                       "mapping %d (data.classes / data.labels and model.classes must agree)",
                       cfg->classes, p->classes);
     uint8_t value[MK_MAX_CLASSES]; /* mask value of each class */
@@ -95,8 +98,10 @@ static mk_status predict(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *c
         return mk_err(ctx, MK_ERR_INVALID, "predict: patch %dx%d must be a multiple of %d", pw, ph,
                       div);
     if (ct->ndim > 3 && (ct->dim[3] > 1 || ct->dim[4] > 1))
-        return mk_err(ctx, MK_ERR_UNSUPPORTED, "predict: expected a 2D or 3D CT image, got %d "
-                      "dimensions", ct->ndim);
+        return mk_err(ctx, MK_ERR_UNSUPPORTED,
+                      "predict: expected a 2D or 3D CT image, got %d "
+                      "dimensions",
+                      ct->ndim);
     mk_unet *net = NULL;
     mk_status st = mk_unet_new(ctx, cfg, 0, &net);
     if (st != MK_OK)
@@ -131,8 +136,9 @@ static mk_status predict(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *c
     mk_nn_graph *g = mk_nn_graph_new(threads > 0 ? threads : 1, 0);
     mk_image *mask = NULL, *via = NULL;
     float *vsum = NULL;
-    if (gen && via_out && (!(vsum = malloc((size_t)(du * dv) * sizeof *vsum)) ||
-                           mk_image_new_like(ctx, ct, MK_DT_FLOAT32, &via) != MK_OK))
+    if (gen && via_out &&
+        (!(vsum = malloc((size_t)(du * dv) * sizeof *vsum)) ||
+         mk_image_new_like(ctx, ct, MK_DT_FLOAT32, &via) != MK_OK))
         st = mk_err(ctx, MK_ERR_NOMEM, "predict: out of memory (pseudo-MRI volume)");
     if (st != MK_OK)
         ;

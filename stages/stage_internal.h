@@ -16,9 +16,9 @@ void mk__hint_masked_target(const uint8_t *mask, int64_t H, int64_t W, const mk_
 
 /* One model of a multi-model checkpoint file. */
 typedef struct mk__ck_model {
-    const char *name;     /* HDF5 group */
+    const char *name; /* HDF5 group */
     mk_nn_params *params;
-    mk_optim *opt;        /* NULL: no optimiser state */
+    mk_optim *opt; /* NULL: no optimiser state */
 } mk__ck_model;
 
 typedef struct mk__ck_rng {
@@ -54,10 +54,10 @@ float mk__pad_value(const float *vol, int64_t n, int is_ct);
 /* ---- the translator's networks and steps (stages/method_translate.c), shared with cmedl ---- */
 struct mk_loop;
 typedef struct mk__i2i {
-    int net[4];                /* loop nets G, F, D_MR, D_CT */
+    int net[4]; /* loop nets G, F, D_MR, D_CT */
     const mk_translate_params *tp;
     mk_tensor xc, xm, fake_m, fake_c; /* [batch, 1, patch[1], patch[0]] */
-    int32_t *yc, *ym;          /* batch labels */
+    int32_t *yc, *ym;                 /* batch labels */
 } mk__i2i;
 /* G (seed stream 10), F (11), D_MR (12), D_CT (13), each with Adam (lr, beta1 of tp). */
 mk_status mk__i2i_init(struct mk_loop *L, mk__i2i *t, const mk_translate_params *tp, int batch);

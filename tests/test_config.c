@@ -94,9 +94,11 @@ static void test_all_schema_defaults_valid(void **state)
     /* a config listing every stage resolves every default through the same checks as user input */
     mk_ctx ctx;
     mk_cfg *cfg = NULL;
-    const char *doc = "[run]\nstages = [\"synth\", \"translate\", \"cmedl\", \"baseline\", \"evaluate\"]\n"
-                      "[data]\nmanifest = \"not-yet.csv\"\n";
-    assert_int_equal(load(doc, &cfg, &ctx), MK_OK); /* synth produces the data: no existence check */
+    const char *doc =
+        "[run]\nstages = [\"synth\", \"translate\", \"cmedl\", \"baseline\", \"evaluate\"]\n"
+        "[data]\nmanifest = \"not-yet.csv\"\n";
+    assert_int_equal(load(doc, &cfg, &ctx),
+                     MK_OK); /* synth produces the data: no existence check */
     mk_cfg_free(cfg);
 }
 
@@ -120,60 +122,86 @@ static const struct bad BAD[] = {
     {"toml syntax", "[run\nstages = []\n", {"c.toml:1:", NULL}},
     {"unterminated string", GOOD_HEAD "[model]\nnorm = \"batch\n", {"c.toml:6:", NULL}},
     {"duplicate key", GOOD_HEAD "[model]\nwidth = 8\nwidth = 9\n", {"c.toml:7:", NULL}},
-    {"unknown key with suggestion", "[run]\nstages = [\"evaluate\"]\nsede = 3\n[data]\nmanifest = \"m.csv\"\n",
+    {"unknown key with suggestion",
+     "[run]\nstages = [\"evaluate\"]\nsede = 3\n[data]\nmanifest = \"m.csv\"\n",
      {"c.toml:3: unknown key 'sede' in [run]", "did you mean 'seed'?", NULL}},
-    {"unknown key, no suggestion", GOOD_HEAD "[model]\nbanana = 1\n",
+    {"unknown key, no suggestion",
+     GOOD_HEAD "[model]\nbanana = 1\n",
      {"c.toml:6: unknown key 'banana' in [model]", NULL}},
-    {"unknown section", GOOD_HEAD "[modle]\nwidth = 8\n",
+    {"unknown section",
+     GOOD_HEAD "[modle]\nwidth = 8\n",
      {"c.toml:5: unknown section [modle]", "did you mean [model]?", NULL}},
     {"top-level key", "seed = 3\n" GOOD_HEAD, {"c.toml:1: top-level key 'seed'", NULL}},
-    {"section as value", "run = 3\n[data]\nmanifest = \"m.csv\"\n",
+    {"section as value",
+     "run = 3\n[data]\nmanifest = \"m.csv\"\n",
      {"c.toml:1: 'run' must be a section [run], got integer", NULL}},
-    {"wrong type int", GOOD_HEAD "[model]\nwidth = \"8\"\n",
+    {"wrong type int",
+     GOOD_HEAD "[model]\nwidth = \"8\"\n",
      {"c.toml:6: key 'model.width': expected integer, got string", NULL}},
-    {"float for int", GOOD_HEAD "[model]\ndepth = 3.0\n",
+    {"float for int",
+     GOOD_HEAD "[model]\ndepth = 3.0\n",
      {"c.toml:6: key 'model.depth': expected integer, got float", NULL}},
-    {"wrong type bool", GOOD_HEAD "[evaluate]\nwrite_masks = 1\n",
+    {"wrong type bool",
+     GOOD_HEAD "[evaluate]\nwrite_masks = 1\n",
      {"c.toml:6: key 'evaluate.write_masks': expected boolean", "got integer", NULL}},
     {"table defined twice", GOOD_HEAD "[run]\n", {"c.toml:5:", NULL}},
-    {"string for float", GOOD_HEAD "[evaluate]\ntolerance_mm = \"1\"\n",
+    {"string for float",
+     GOOD_HEAD "[evaluate]\ntolerance_mm = \"1\"\n",
      {"c.toml:6: key 'evaluate.tolerance_mm': expected number, got string", NULL}},
-    {"out of range int", "[run]\nstages = [\"evaluate\"]\nthreads = 1000\n[data]\nmanifest = \"m.csv\"\n",
+    {"out of range int",
+     "[run]\nstages = [\"evaluate\"]\nthreads = 1000\n[data]\nmanifest = \"m.csv\"\n",
      {"c.toml:3: key 'run.threads': expected an integer in [0, 256], got 1000", NULL}},
-    {"out of range float", GOOD_HEAD "[cmedl]\ndice_weight = 1.5\n",
+    {"out of range float",
+     GOOD_HEAD "[cmedl]\ndice_weight = 1.5\n",
      {"c.toml:6: key 'cmedl.dice_weight': expected a number in [0, 1], got 1.5", NULL}},
-    {"negative range", GOOD_HEAD "[model]\ndepth = 1\n",
+    {"negative range",
+     GOOD_HEAD "[model]\ndepth = 1\n",
      {"key 'model.depth': expected an integer in [2, 6], got 1", NULL}},
-    {"bad choice", GOOD_HEAD "[evaluate]\nconvention = \"deepmnd\"\n",
+    {"bad choice",
+     GOOD_HEAD "[evaluate]\nconvention = \"deepmnd\"\n",
      {"c.toml:6: key 'evaluate.convention': expected one of deepmind, medpy, got \"deepmnd\"",
       "did you mean \"deepmind\"?", NULL}},
-    {"bad choice far", GOOD_HEAD "[model]\nnorm = \"layer\"\n",
+    {"bad choice far",
+     GOOD_HEAD "[model]\nnorm = \"layer\"\n",
      {"key 'model.norm': expected one of batch, instance, got \"layer\"", NULL}},
     {"section defined twice", GOOD_HEAD "[data]\n", {"c.toml:5:", NULL}},
-    {"list elem wrong", "[run]\nstages = [\"evaluate\", 3]\n[data]\nmanifest = \"m.csv\"\n",
+    {"list elem wrong",
+     "[run]\nstages = [\"evaluate\", 3]\n[data]\nmanifest = \"m.csv\"\n",
      {"c.toml:2: key 'run.stages'[1]: expected string, got integer", NULL}},
-    {"list not array", "[run]\nstages = \"evaluate\"\n[data]\nmanifest = \"m.csv\"\n",
+    {"list not array",
+     "[run]\nstages = \"evaluate\"\n[data]\nmanifest = \"m.csv\"\n",
      {"c.toml:2: key 'run.stages': expected array of strings, got string", NULL}},
-    {"int list range", GOOD_HEAD "[synth]\nsize = [64, 4, 24]\n",
+    {"int list range",
+     GOOD_HEAD "[synth]\nsize = [64, 4, 24]\n",
      {"key 'synth.size'[1]: expected a value in [8, 65536], got 4", NULL}},
-    {"unknown stage", "[run]\nstages = [\"evalute\"]\n[data]\nmanifest = \"m.csv\"\n",
-     {"c.toml:2: key 'run.stages'[0]: unknown stage \"evalute\"", "did you mean \"evaluate\"?", NULL}},
-    {"not a stage", "[run]\nstages = [\"model\"]\n[data]\nmanifest = \"m.csv\"\n",
+    {"unknown stage",
+     "[run]\nstages = [\"evalute\"]\n[data]\nmanifest = \"m.csv\"\n",
+     {"c.toml:2: key 'run.stages'[0]: unknown stage \"evalute\"", "did you mean \"evaluate\"?",
+      NULL}},
+    {"not a stage",
+     "[run]\nstages = [\"model\"]\n[data]\nmanifest = \"m.csv\"\n",
      {"unknown stage \"model\"", NULL}},
-    {"missing required stages", "[data]\nmanifest = \"m.csv\"\n",
+    {"missing required stages",
+     "[data]\nmanifest = \"m.csv\"\n",
      {"missing required key 'run.stages'", "[run]", NULL}},
-    {"missing required in present section", "[run]\nstages = [\"evaluate\"]\n[data]\nct_modality = \"CT\"\n",
+    {"missing required in present section",
+     "[run]\nstages = [\"evaluate\"]\n[data]\nct_modality = \"CT\"\n",
      {"c.toml:3: missing required key 'manifest' in [data]", NULL}},
-    {"missing file", "[run]\nstages = [\"evaluate\"]\n[data]\nmanifest = \"nope.csv\"\n",
+    {"missing file",
+     "[run]\nstages = [\"evaluate\"]\n[data]\nmanifest = \"nope.csv\"\n",
      {"c.toml:4: key 'data.manifest': file or folder", "nope.csv' does not exist", NULL}},
-    {"empty path", "[run]\nstages = [\"evaluate\"]\n[data]\nmanifest = \"\"\n",
+    {"empty path",
+     "[run]\nstages = [\"evaluate\"]\n[data]\nmanifest = \"\"\n",
      {"c.toml:4: key 'data.manifest': expected a non-empty path", NULL}},
-    {"nan float", GOOD_HEAD "[evaluate]\ntolerance_mm = nan\n",
+    {"nan float",
+     GOOD_HEAD "[evaluate]\ntolerance_mm = nan\n",
      {"key 'evaluate.tolerance_mm': expected a finite number", NULL}},
-    {"inline table for key", GOOD_HEAD "[model]\nwidth = {a = 1}\n",
+    {"inline table for key",
+     GOOD_HEAD "[model]\nwidth = {a = 1}\n",
      {"key 'model.width': expected integer, got table", NULL}},
     {"invalid utf8", GOOD_HEAD "[run2]\nx = \"\xff\"\n", {"c.toml:6:", NULL}},
-    {"several problems", "[run]\nstages = [\"evaluate\"]\nsede = 1\nthreads = -1\n[data]\nmanifest = \"m.csv\"\n",
+    {"several problems",
+     "[run]\nstages = [\"evaluate\"]\nsede = 1\nthreads = -1\n[data]\nmanifest = \"m.csv\"\n",
      {"c.toml:3: unknown key 'sede'", "c.toml:4: key 'run.threads'", NULL}},
 };
 
@@ -187,7 +215,8 @@ static void test_bad_configs(void **state)
         mk_cfg *cfg = NULL;
         mk_status st = load(BAD[i].doc, &cfg, &ctx);
         if (st != MK_ERR_CONFIG || cfg != NULL) {
-            print_error("case '%s': expected MK_ERR_CONFIG, got %s\n", BAD[i].name, mk_status_str(st));
+            print_error("case '%s': expected MK_ERR_CONFIG, got %s\n", BAD[i].name,
+                        mk_status_str(st));
             fail();
         }
         for (int f = 0; f < 3 && BAD[i].frag[f]; f++) {
@@ -207,7 +236,8 @@ static void test_missing_file_and_folder(void **state)
     mk_ctx_init(&ctx);
     mk_cfg *cfg = NULL;
     assert_int_equal(mk_cfg_load(&ctx, "/nonexistent/dir/cfg.toml", &cfg), MK_ERR_CONFIG);
-    assert_string_equal(mk_ctx_errmsg(&ctx), "/nonexistent/dir/cfg.toml: config file does not exist");
+    assert_string_equal(mk_ctx_errmsg(&ctx),
+                        "/nonexistent/dir/cfg.toml: config file does not exist");
     assert_int_equal(mk_cfg_load(&ctx, g_dir, &cfg), MK_ERR_CONFIG);
     assert_non_null(strstr(mk_ctx_errmsg(&ctx), "is a folder"));
 }

@@ -181,10 +181,8 @@ static void test_atomic_commit(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_status_strings),
-        cmocka_unit_test(test_error_buffer_is_per_context),
-        cmocka_unit_test(test_log_levels),
-        cmocka_unit_test(test_console_plain_and_json),
+        cmocka_unit_test(test_status_strings), cmocka_unit_test(test_error_buffer_is_per_context),
+        cmocka_unit_test(test_log_levels),     cmocka_unit_test(test_console_plain_and_json),
         cmocka_unit_test(test_atomic_commit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,7 +4,8 @@
  * affines, 2D slices and dim[0]=2 images, folders with nnU-Net names and unpaired files, empty
  * predictions, both conventions). Also: the HDF5 report read back with h5py and h5dump, CSV shape,
  * and bad input (non-integral floats, mismatched grids, unreadable files, no pairs, usage) giving a
- * clear error, the right exit code and no output file. Fails without python3+nibabel+scipy+h5py (declared in scripts/deps.list). */
+ * clear error, the right exit code and no output file. Fails without python3+nibabel+scipy+h5py
+ * (declared in scripts/deps.list). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -90,8 +91,8 @@ static void test_scenarios_vs_reference(void **state)
         char *bar = strchr(line, '|');
         assert_non_null(bar);
         *bar = '\0';
-        int rc = sh("'%s' --quiet eval %s --json '%s/out/%s.json' > '%s/out/%s.stdout' 2>&1", g_bin, bar + 1, g_dir,
-                    line, g_dir, line);
+        int rc = sh("'%s' --quiet eval %s --json '%s/out/%s.json' > '%s/out/%s.stdout' 2>&1", g_bin,
+                    bar + 1, g_dir, line, g_dir, line);
         if (rc != 0) {
             print_error("scenario %s: exit %d\n", line, rc);
             fail();
@@ -106,12 +107,14 @@ static void test_scenarios_vs_reference(void **state)
 static void test_reports_h5_csv(void **state)
 {
     (void)state;
-    int rc = sh("'%s' --quiet eval --pred '%s/fold_p' --ref '%s/fold_r' --json '%s/rep.json' --csv '%s/rep.csv' "
+    int rc = sh("'%s' --quiet eval --pred '%s/fold_p' --ref '%s/fold_r' --json '%s/rep.json' --csv "
+                "'%s/rep.csv' "
                 "--out '%s/rep.h5' > /dev/null 2>&1",
                 g_bin, g_dir, g_dir, g_dir, g_dir, g_dir);
     assert_int_equal(rc, 0);
     assert_int_equal(sh("h5dump -H '%s/rep.h5' > /dev/null 2>&1", g_dir), 0);
-    assert_int_equal(sh("/usr/bin/python3 '%s' h5 '%s/rep.h5' '%s/rep.json'", g_py, g_dir, g_dir), 0);
+    assert_int_equal(sh("/usr/bin/python3 '%s' h5 '%s/rep.h5' '%s/rep.json'", g_py, g_dir, g_dir),
+                     0);
     char path[2048];
     snprintf(path, sizeof path, "%s/rep.csv", g_dir);
     char *csv = slurp(path);
@@ -161,7 +164,8 @@ static void test_bad_input(void **state)
     (void)state;
     bad_case("--pred bad_float.nii.gz --ref sph_r.nii.gz", 1, "bad_float.nii.gz", "not an integer");
     bad_case("--pred other_grid.nii.gz --ref sph_r.nii.gz", 1, "other_grid.nii.gz", "sph_r.nii.gz");
-    bad_case("--pred other_spacing.nii.gz --ref sph_r.nii.gz", 1, "other_spacing.nii.gz", "spacing");
+    bad_case("--pred other_spacing.nii.gz --ref sph_r.nii.gz", 1, "other_spacing.nii.gz",
+             "spacing");
     bad_case("--pred flip_grid.nii.gz --ref sph_r.nii.gz", 1, "flip_grid.nii.gz", "sph_r.nii.gz");
     bad_case("--pred garbage.nii.gz --ref sph_r.nii.gz", 1, "garbage.nii.gz", NULL);
     bad_case("--pred missing.nii.gz --ref sph_r.nii.gz", 1, "missing.nii.gz", NULL);
@@ -177,23 +181,27 @@ static void test_bad_input(void **state)
     bad_case("--pred sph_p_rev.nii.gz --ref sph_r.nii.gz", 1, "grids differ", "sph_p_rev.nii.gz");
     char out[2048];
     snprintf(out, sizeof out, "%s/resampled.json", g_dir);
-    assert_int_equal(sh("cd '%s' && '%s' --quiet eval --pred sph_p_rev.nii.gz --ref sph_r.nii.gz --resample-to-ref "
+    assert_int_equal(sh("cd '%s' && '%s' --quiet eval --pred sph_p_rev.nii.gz --ref sph_r.nii.gz "
+                        "--resample-to-ref "
                         "--json '%s' > /dev/null 2>&1",
                         g_dir, g_bin, out),
                      0);
     char path[2048];
     snprintf(path, sizeof path, "%s/out/sphere_deepmind_1.json", g_dir);
-    assert_int_equal(sh("/usr/bin/python3 -c \"import json,sys; a=json.load(open(sys.argv[1]))['cases'][0]['labels']"
+    assert_int_equal(sh("/usr/bin/python3 -c \"import json,sys; "
+                        "a=json.load(open(sys.argv[1]))['cases'][0]['labels']"
                         "['1']; b=json.load(open(sys.argv[2]))['cases'][0]['labels']['1']; "
-                        "sys.exit(0 if all(a[k]==b[k] for k in ('dice','hd','hd95','assd','surface_dice')) else 1)\" "
+                        "sys.exit(0 if all(a[k]==b[k] for k in "
+                        "('dice','hd','hd95','assd','surface_dice')) else 1)\" "
                         "'%s' '%s'",
                         out, path),
                      0);
     /* a label list naming a label present in neither file: documented both-empty result */
-    assert_int_equal(sh("cd '%s' && '%s' --quiet eval --pred sph_p.nii.gz --ref sph_r.nii.gz --labels 9 "
-                        "--json '%s' > /dev/null 2>&1",
-                        g_dir, g_bin, out),
-                     0);
+    assert_int_equal(
+        sh("cd '%s' && '%s' --quiet eval --pred sph_p.nii.gz --ref sph_r.nii.gz --labels 9 "
+           "--json '%s' > /dev/null 2>&1",
+           g_dir, g_bin, out),
+        0);
     char *js = slurp(out);
     assert_non_null(js);
     assert_non_null(strstr(js, "\"empty\": \"both\""));
@@ -219,7 +227,8 @@ static void test_tables_vs_python(void **state)
         assert_int_equal(fscanf(f, "%lf", &v), 1);
         double c = i < 256 ? t3[i] : t2[i - 256];
         if (!(fabs(c - v) <= 1e-12)) {
-            print_error("code %d (%s): C %.17g python %.17g\n", i < 256 ? i : i - 256, i < 256 ? "3D" : "2D", c, v);
+            print_error("code %d (%s): C %.17g python %.17g\n", i < 256 ? i : i - 256,
+                        i < 256 ? "3D" : "2D", c, v);
             fail();
         }
     }

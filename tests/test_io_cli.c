@@ -1,5 +1,5 @@
-/* `pipeline info` and `pipeline convert` end to end: output fields, exit codes, no partial output on
- * bad input. Skips when the pipeline binary has not been built in this build folder. */
+/* `pipeline info` and `pipeline convert` end to end: output fields, exit codes, no partial output
+ * on bad input. Skips when the pipeline binary has not been built in this build folder. */
 #include "test_io_util.h"
 
 #include <math.h>
@@ -58,7 +58,8 @@ static void test_info_and_convert(void **state)
     assert_non_null(strstr(out, "qform_code:  1"));
     assert_non_null(strstr(out, "value range: -20 .. 99"));
     /* convert to NRRD and back, then compare voxels and grid */
-    snprintf(args, sizeof args, "convert '%s' '%s' --dtype float32", p, tio_path(q, sizeof q, "c.nrrd"));
+    snprintf(args, sizeof args, "convert '%s' '%s' --dtype float32", p,
+             tio_path(q, sizeof q, "c.nrrd"));
     assert_int_equal(run(args, out, sizeof out), 0);
     char r[1200];
     snprintf(args, sizeof args, "convert '%s' '%s'", q, tio_path(r, sizeof r, "c2.nii"));

@@ -71,7 +71,8 @@ static void test_tensor_image_table_roundtrip_and_h5py(void **state)
     int rank;
     int64_t sh[MK_H5_MAX_RANK];
     void *data = NULL;
-    assert_int_equal(mk_h5_read_tensor(&ctx, f, "/weights/conv1/w", MK_DT_FLOAT64, &rank, sh, &data), MK_OK);
+    assert_int_equal(
+        mk_h5_read_tensor(&ctx, f, "/weights/conv1/w", MK_DT_FLOAT64, &rank, sh, &data), MK_OK);
     assert_int_equal(rank, 3);
     assert_int_equal(sh[0], 3);
     assert_int_equal(sh[2], 5);
@@ -133,7 +134,8 @@ static void test_tensor_image_table_roundtrip_and_h5py(void **state)
             "assert t.dtype.names == ('case_id', 'dice', 'label'), t.dtype.names\n"
             "ids = [x.decode() if isinstance(x, bytes) else x for x in t['case_id']]\n"
             "assert ids == ['c001', 'c002', 'caf\\u00e9'], ids\n"
-            "assert t['dice'][0] == 0.91 and np.isnan(t['dice'][1]) and list(t['label']) == [1, 2, 3]\n"
+            "assert t['dice'][0] == 0.91 and np.isnan(t['dice'][1]) and list(t['label']) == [1, 2, "
+            "3]\n"
             "m = f['/meta'].attrs\n"
             "assert int(m['seed']) == 42 and list(m['pair']) == [1.5, -2]\n"
             "v = m['tool_version']; v = v.decode() if isinstance(v, bytes) else v\n"
@@ -156,7 +158,8 @@ static void test_we_read_h5py(void **state)
         "import sys, h5py, numpy as np\n"
         "with h5py.File(sys.argv[1], 'w') as f:\n"
         "    x = (np.arange(2*3*4, dtype=np.float64).reshape(2, 3, 4) ** 1.5)\n"
-        "    d = f.create_dataset('g/img', data=x.astype(np.float32), chunks=(1, 3, 4), compression='gzip')\n"
+        "    d = f.create_dataset('g/img', data=x.astype(np.float32), chunks=(1, 3, 4), "
+        "compression='gzip')\n"
         "    d.attrs['axis_order'] = 'k,j,i'\n"
         "    d.attrs['spacing'] = [1.0, 2.0, 4.0]\n"
         "    d.attrs['origin'] = [-1.0, 0.0, 1.0]\n"

@@ -150,7 +150,8 @@ static void test_import_nnunet_v2_and_msd(void **state)
 {
     (void)state;
     char cmd[4096], p[1200];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s/ds/imagesTr' '%s/ds/labelsTr' '%s/ds/imagesTs'", g_tmp, g_tmp, g_tmp);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/ds/imagesTr' '%s/ds/labelsTr' '%s/ds/imagesTs'", g_tmp,
+             g_tmp, g_tmp);
     assert_int_equal(system(cmd), 0);
     tio_path(p, sizeof p, "ds/dataset.json");
     write_text(p, "{\"channel_names\": {\"0\": \"T2\", \"1\": \"ADC\"},\n"
@@ -188,7 +189,8 @@ static void test_import_nnunet_v2_and_msd(void **state)
         assert_int_equal(mk_manifest_check_grid(&ctx, m, r), MK_OK);
     /* export as CSV and read it back */
     char out[1200];
-    assert_int_equal(mk_manifest_write(&ctx, tio_path(out, sizeof out, "ds/manifest.csv"), m), MK_OK);
+    assert_int_equal(mk_manifest_write(&ctx, tio_path(out, sizeof out, "ds/manifest.csv"), m),
+                     MK_OK);
     mk_manifest *m2 = NULL;
     assert_int_equal(mk_manifest_read(&ctx, out, &m2), MK_OK);
     assert_int_equal(m2->nrows, 3);
@@ -205,7 +207,8 @@ static void test_import_nnunet_v2_and_msd(void **state)
     /* MSD layout */
     tio_path(p, sizeof p, "ds/dataset.json");
     write_text(p, "{\"name\": \"Prostate\", \"modality\": {\"0\": \"T2\", \"1\": \"ADC\"},\n"
-                  " \"training\": [{\"image\": \"./imagesTr/pro_001_0000.nii.gz\", \"label\": \"./labelsTr/pro_001.nii.gz\"}],\n"
+                  " \"training\": [{\"image\": \"./imagesTr/pro_001_0000.nii.gz\", \"label\": "
+                  "\"./labelsTr/pro_001.nii.gz\"}],\n"
                   " \"test\": [\"./imagesTs/pro_009_0000.nii.gz\"]}\n");
     assert_int_equal(mk_manifest_import_nnunet(&ctx, ds, &m), MK_OK);
     assert_int_equal(m->nrows, 2);
@@ -227,7 +230,8 @@ static void test_example_manifests(void **state)
     snprintf(p, sizeof p, "%s/data-manifests/real-samples.csv", src ? src : ".");
     tio_shared(shared, sizeof shared, "data/real/README.md");
     if (!tio_exists(p) || !tio_exists(shared))
-        fail_msg("%s or %s is missing (the shared/ data beside the checkout: MK_SHARED_DIR)", p, shared);
+        fail_msg("%s or %s is missing (the shared/ data beside the checkout: MK_SHARED_DIR)", p,
+                 shared);
     mk_ctx ctx;
     mk_ctx_init(&ctx);
     mk_manifest *m = NULL;

@@ -128,7 +128,8 @@ static void test_4d_and_nifti2(void **state)
     img->geom.tr = 2.0;
     mk_nifti_write_opts o = {.version = 2};
     char p[1200];
-    assert_int_equal(mk_io_nifti_write_ex(&ctx, tio_path(p, sizeof p, "four.nii.gz"), img, &o), MK_OK);
+    assert_int_equal(mk_io_nifti_write_ex(&ctx, tio_path(p, sizeof p, "four.nii.gz"), img, &o),
+                     MK_OK);
     unsigned char h[8];
     assert_int_equal(tio_read_gz(p, h, 8), 8);
     int32_t sz;
@@ -152,7 +153,8 @@ static const char *PY_CHECK_OURS =
     "aff = np.array([float(x) for x in sys.argv[3:19]]).reshape(4, 4)\n"
     "img = nib.load(p)\n"
     "d = np.asanyarray(img.dataobj)\n"
-    "i, j, k = np.meshgrid(np.arange(d.shape[0]), np.arange(d.shape[1]), np.arange(d.shape[2]), indexing='ij')\n"
+    "i, j, k = np.meshgrid(np.arange(d.shape[0]), np.arange(d.shape[1]), np.arange(d.shape[2]), "
+    "indexing='ij')\n"
     "v = ((i + 2*j + 3*k) % 100).astype(np.float64)\n"
     "if kind == 'float': v = v*0.25 - 3\n"
     "if kind == 'signed': v = v - 40\n"
@@ -169,8 +171,8 @@ static void test_nibabel_reads_ours(void **state)
     tio_require_py("nibabel");
     mk_ctx ctx;
     mk_ctx_init(&ctx);
-    mk_dtype types[] = {MK_DT_UINT8, MK_DT_INT16, MK_DT_UINT16, MK_DT_INT32, MK_DT_FLOAT32,
-                        MK_DT_FLOAT64, MK_DT_INT8, MK_DT_INT64};
+    mk_dtype types[] = {MK_DT_UINT8,   MK_DT_INT16,   MK_DT_UINT16, MK_DT_INT32,
+                        MK_DT_FLOAT32, MK_DT_FLOAT64, MK_DT_INT8,   MK_DT_INT64};
     for (size_t t = 0; t <= sizeof types / sizeof types[0]; t++) {
         /* the extra last case is > 4 MiB: several gzip chunks (members) in one file */
         int big = t == sizeof types / sizeof types[0];
@@ -186,7 +188,7 @@ static void test_nibabel_reads_ours(void **state)
         char code[4];
         mk_geom_orient_code(&img->geom, code);
         const char *kind = (types[t] == MK_DT_FLOAT32 || types[t] == MK_DT_FLOAT64) ? "float"
-                           : mk_dtype_name(types[t])[0] == 'i'                       ? "signed"
+                           : mk_dtype_name(types[t])[0] == 'i'                      ? "signed"
                                                                                     : "unsigned";
         int n = snprintf(args, sizeof args, "'%s' %s", p, kind);
         for (int r = 0; r < 4; r++)
@@ -205,7 +207,8 @@ static void test_nibabel_reads_ours(void **state)
 static const char *PY_WRITE =
     "import sys, numpy as np, nibabel as nib\n"
     "out, case = sys.argv[1], sys.argv[2]\n"
-    "aff = np.array([[0.8, 0.1, 0.0, -20.0], [-0.1, 0.79, 0.2, 15.5], [0.0, -0.15, 2.9, 40.0], [0, 0, 0, 1]])\n"
+    "aff = np.array([[0.8, 0.1, 0.0, -20.0], [-0.1, 0.79, 0.2, 15.5], [0.0, -0.15, 2.9, 40.0], [0, "
+    "0, 0, 1]])\n"
     "shape = (11, 8, 6)\n"
     "rng = np.random.default_rng(3)\n"
     "if case == 'int16_scaled':\n"
@@ -215,7 +218,8 @@ static const char *PY_WRITE =
     "    with open(out, 'r+b') as f:\n"
     "        f.seek(112); f.write(struct.pack('<ff', 2.0, -5.0))\n"
     "    img = nib.load(out)\n"
-    "    assert img.dataobj.slope == 2.0 and img.dataobj.inter == -5.0, (img.dataobj.slope, img.dataobj.inter)\n"
+    "    assert img.dataobj.slope == 2.0 and img.dataobj.inter == -5.0, (img.dataobj.slope, "
+    "img.dataobj.inter)\n"
     "elif case == 'uint8_qform_only':\n"
     "    raw = rng.integers(0, 255, size=shape).astype(np.uint8)\n"
     "    img = nib.Nifti1Image(raw, aff)\n"
@@ -313,10 +317,11 @@ static void test_analyze_pair(void **state)
     char p[1200], args[1300];
     tio_path(p, sizeof p, "ana.hdr");
     snprintf(args, sizeof args, "'%s'", p);
-    const char *py = "import sys, numpy as np, nibabel as nib\n"
-                     "d = (np.arange(11*8*6) % 1000).reshape(11, 8, 6, order='F').astype(np.int16)\n"
-                     "img = nib.AnalyzeImage(d, np.diag([0.5, 0.75, 2.0, 1.0]))\n"
-                     "nib.save(img, sys.argv[1])\n";
+    const char *py =
+        "import sys, numpy as np, nibabel as nib\n"
+        "d = (np.arange(11*8*6) % 1000).reshape(11, 8, 6, order='F').astype(np.int16)\n"
+        "img = nib.AnalyzeImage(d, np.diag([0.5, 0.75, 2.0, 1.0]))\n"
+        "nib.save(img, sys.argv[1])\n";
     assert_int_equal(tio_py(py, args), 0);
     mk_ctx ctx;
     mk_ctx_init(&ctx);
@@ -349,7 +354,8 @@ static void test_nifti_tool_accepts_ours(void **state)
     char p[1200], cmd[1500];
     assert_int_equal(mk_io_nifti_write(&ctx, tio_path(p, sizeof p, "tool.nii.gz"), img), MK_OK);
     snprintf(cmd, sizeof cmd,
-             "nifti_tool -check_hdr -check_nim -infiles '%s' 2>&1 | grep -c 'IS GOOD' | grep -qx 2", p);
+             "nifti_tool -check_hdr -check_nim -infiles '%s' 2>&1 | grep -c 'IS GOOD' | grep -qx 2",
+             p);
     assert_int_equal(system(cmd), 0);
     /* nifti_tool's view of the dims and codes */
     snprintf(cmd, sizeof cmd,
@@ -391,7 +397,8 @@ static void test_mask_keeps_reference_header(void **state)
         assert_int_equal(mk_image_new_like(&ctx, img, types[t], &mask), MK_OK);
         for (int64_t i = 0; i < mk_image_nvox(mask); i++)
             mk_image_set(mask, i, mk_image_get(img, i) > 100 ? 1 : 0);
-        assert_int_equal(mk_io_nifti_write(&ctx, tio_path(p, sizeof p, "mask.nii.gz"), mask), MK_OK);
+        assert_int_equal(mk_io_nifti_write(&ctx, tio_path(p, sizeof p, "mask.nii.gz"), mask),
+                         MK_OK);
         unsigned char a[348], b[348];
         assert_int_equal(tio_read_gz(ref, a, 348), 348);
         assert_int_equal(tio_read_gz(p, b, 348), 348);
@@ -431,8 +438,14 @@ static void expect_fail(const char *p, mk_status want, const char *field)
         fail_msg("message '%s' should name '%s' and '%s'", m, p, field);
 }
 
-static void patch16(const char *p, long off, int16_t v) { tio_patch(p, off, &v, 2); }
-static void patchf(const char *p, long off, float v) { tio_patch(p, off, &v, 4); }
+static void patch16(const char *p, long off, int16_t v)
+{
+    tio_patch(p, off, &v, 2);
+}
+static void patchf(const char *p, long off, float v)
+{
+    tio_patch(p, off, &v, 4);
+}
 
 static void test_bad_headers(void **state)
 {

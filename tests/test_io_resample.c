@@ -58,14 +58,16 @@ static void test_reorient_real_lsa(void **state)
                     idx[c] = (int64_t)llround(x);
                     assert_true(fabs(x - (double)idx[c]) < 1e-6);
                 }
-                assert_true(mk_image_get(ras, i + ras->dim[0] * (j + ras->dim[1] * k)) ==
-                            mk_image_get(img, idx[0] + img->dim[0] * (idx[1] + img->dim[1] * idx[2])));
+                assert_true(
+                    mk_image_get(ras, i + ras->dim[0] * (j + ras->dim[1] * k)) ==
+                    mk_image_get(img, idx[0] + img->dim[0] * (idx[1] + img->dim[1] * idx[2])));
                 checked++;
             }
     assert_true(checked > 1000);
     (void)ai;
     assert_int_equal(mk_reorient_to(&ctx, ras, img, &back), MK_OK);
-    assert_memory_equal(back->data, img->data, (size_t)mk_image_nvox(img) * mk_dtype_size(img->dtype));
+    assert_memory_equal(back->data, img->data,
+                        (size_t)mk_image_nvox(img) * mk_dtype_size(img->dtype));
     assert_memory_equal(&back->geom, &img->geom, sizeof img->geom);
     assert_memory_equal(&back->nifti, &img->nifti, sizeof img->nifti);
 
@@ -75,12 +77,13 @@ static void test_reorient_real_lsa(void **state)
         char out[1200], args[2600];
         assert_int_equal(mk_io_nifti_write(&ctx, tio_path(out, sizeof out, "ras.nii"), ras), MK_OK);
         snprintf(args, sizeof args, "'%s' '%s'", p, out);
-        const char *py = "import sys, numpy as np, nibabel as nib\n"
-                         "c = nib.as_closest_canonical(nib.load(sys.argv[1]))\n"
-                         "o = nib.load(sys.argv[2])\n"
-                         "assert c.shape == o.shape, (c.shape, o.shape)\n"
-                         "assert np.allclose(c.affine, o.affine, atol=1e-4), (c.affine, o.affine)\n"
-                         "assert np.array_equal(np.asanyarray(c.dataobj), np.asanyarray(o.dataobj))\n";
+        const char *py =
+            "import sys, numpy as np, nibabel as nib\n"
+            "c = nib.as_closest_canonical(nib.load(sys.argv[1]))\n"
+            "o = nib.load(sys.argv[2])\n"
+            "assert c.shape == o.shape, (c.shape, o.shape)\n"
+            "assert np.allclose(c.affine, o.affine, atol=1e-4), (c.affine, o.affine)\n"
+            "assert np.array_equal(np.asanyarray(c.dataobj), np.asanyarray(o.dataobj))\n";
         assert_int_equal(tio_py(py, args), 0);
     }
     mk_image_free(back);
@@ -128,7 +131,8 @@ static void test_linear_reproduces_linear_function(void **state)
                 double want = 2 * w[0] - 3 * w[1] + 0.5 * w[2] + 7;
                 double got = ((double *)out->data)[i + out->dim[0] * (j + out->dim[1] * k)];
                 if (fabs(got - want) > 1e-9)
-                    fail_msg("voxel %lld %lld %lld: %g vs %g", (long long)i, (long long)j, (long long)k, got, want);
+                    fail_msg("voxel %lld %lld %lld: %g vs %g", (long long)i, (long long)j,
+                             (long long)k, got, want);
                 n++;
             }
     assert_true(n > 1000);

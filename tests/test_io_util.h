@@ -63,7 +63,8 @@ static inline void tio_require_py(const char *modules)
 {
     if (!tio_have_py(modules))
         fail_msg("python3 modules '%s' are missing: they are declared in scripts/deps.list; "
-                 "install them with 'make deps' (as root)", modules);
+                 "install them with 'make deps' (as root)",
+                 modules);
 }
 
 /* Run a python snippet with argv[1..] = args (space-separated, already quoted). 0 on success. */

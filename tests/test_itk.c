@@ -24,7 +24,8 @@
 
 static char g_real[1024], g_tmp[1024];
 
-/* ---- helpers ---------------------------------------------------------------------------------- */
+/* ---- helpers ----------------------------------------------------------------------------------
+ */
 
 typedef struct logbuf {
     char text[8192];
@@ -106,7 +107,8 @@ static void assert_affine_near(double a[4][4], double b[4][4], double tol)
         }
 }
 
-/* ---- DICOM ------------------------------------------------------------------------------------ */
+/* ---- DICOM ------------------------------------------------------------------------------------
+ */
 
 static void test_cranium_series_matches_nifti(void **state)
 {
@@ -125,7 +127,8 @@ static void test_cranium_series_matches_nifti(void **state)
     assert_int_equal(img->dim[0], 256);
     assert_int_equal(img->dim[1], 256);
     assert_int_equal(img->dim[2], 108);
-    /* README: 0.9570312 mm in-plane, 1.5 mm slices, IPP (-122.0215, -122.0215, 1.5 k), IOP axial. */
+    /* README: 0.9570312 mm in-plane, 1.5 mm slices, IPP (-122.0215, -122.0215, 1.5 k), IOP axial.
+     */
     assert_true(fabs(img->geom.spacing[0] - 0.9570312) < 1e-6);
     assert_true(fabs(img->geom.spacing[1] - 0.9570312) < 1e-6);
     assert_true(fabs(img->geom.spacing[2] - 1.5) < 1e-9);
@@ -336,8 +339,9 @@ static void test_transfer_syntaxes(void **state)
     assert_int_equal(mk_io_itk_read(&ctx, ref_path, &ref), MK_OK);
     assert_int_equal(ref->dim[0], 64);
     assert_int_equal(ref->dim[1], 64);
-    const char *variants[] = {"MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm",
-                              "MR_small_bigendian.dcm", "MR_small_expb.dcm", "MR_small_implicit.dcm",
+    const char *variants[] = {"MR_small_RLE.dcm",          "MR_small_jpeg_ls_lossless.dcm",
+                              "MR_small_jp2klossless.dcm", "MR_small_bigendian.dcm",
+                              "MR_small_expb.dcm",         "MR_small_implicit.dcm",
                               "MR_small_padded.dcm"};
     for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
         char p[1400];
@@ -409,7 +413,8 @@ static void test_dicom_bad_input(void **state)
     assert_non_null(strstr(mk_ctx_errmsg(&ctx), "IM0001.dcm"));
 }
 
-/* ---- MetaImage / NRRD ------------------------------------------------------------------------- */
+/* ---- MetaImage / NRRD -------------------------------------------------------------------------
+ */
 
 /* Hand-written MetaImage: 4x3x2 int16, oblique direction, known origin and spacing. */
 static void test_mha_handwritten(void **state)
@@ -441,8 +446,10 @@ static void test_mha_handwritten(void **state)
     assert_int_equal(img->dim[1], 3);
     assert_int_equal(img->dim[2], 2);
     assert_memory_equal(img->data, v, sizeof v);
-    assert_true(img->geom.spacing[0] == 0.5 && img->geom.spacing[1] == 0.75 && img->geom.spacing[2] == 2.5);
-    assert_true(img->geom.origin[0] == 10.5 && img->geom.origin[1] == -20 && img->geom.origin[2] == 30.25);
+    assert_true(img->geom.spacing[0] == 0.5 && img->geom.spacing[1] == 0.75 &&
+                img->geom.spacing[2] == 2.5);
+    assert_true(img->geom.origin[0] == 10.5 && img->geom.origin[1] == -20 &&
+                img->geom.origin[2] == 30.25);
     /* Column 0 = (0,1,0), column 1 = (-1,0,0). */
     assert_true(img->geom.direction[0 * 3 + 0] == 0 && img->geom.direction[1 * 3 + 0] == 1);
     assert_true(img->geom.direction[0 * 3 + 1] == -1 && img->geom.direction[1 * 3 + 1] == 0);
@@ -474,7 +481,8 @@ static void test_nrrd_handwritten(void **state)
     assert_int_equal(mk_io_itk_read(&ctx, p, &img), MK_OK);
     assert_int_equal(img->dtype, MK_DT_FLOAT32);
     assert_memory_equal(img->data, v, sizeof v);
-    assert_true(img->geom.spacing[0] == 2 && img->geom.spacing[1] == 0.5 && img->geom.spacing[2] == 1.5);
+    assert_true(img->geom.spacing[0] == 2 && img->geom.spacing[1] == 0.5 &&
+                img->geom.spacing[2] == 1.5);
     assert_true(img->geom.origin[0] == 1 && img->geom.origin[1] == 2 && img->geom.origin[2] == 3);
     assert_true(img->geom.direction[2 * 3 + 0] == -1); /* axis 0 along -S */
     assert_true(img->geom.direction[0 * 3 + 1] == 1);  /* axis 1 along L */
@@ -539,13 +547,15 @@ static void roundtrip(const char *name, mk_dtype dt)
     assert_memory_equal(a->data, b->data, (size_t)mk_image_nvox(a) * mk_dtype_size(dt));
     for (int i = 0; i < 3; i++) {
         if (fabs(a->geom.spacing[i] - b->geom.spacing[i]) > 1e-12 * a->geom.spacing[i])
-            fail_msg("%s spacing[%d] %.17g vs %.17g", name, i, a->geom.spacing[i], b->geom.spacing[i]);
+            fail_msg("%s spacing[%d] %.17g vs %.17g", name, i, a->geom.spacing[i],
+                     b->geom.spacing[i]);
         if (fabs(a->geom.origin[i] - b->geom.origin[i]) > 1e-12 * fabs(a->geom.origin[i]))
             fail_msg("%s origin[%d] %.17g vs %.17g", name, i, a->geom.origin[i], b->geom.origin[i]);
     }
     for (int i = 0; i < 9; i++)
         if (fabs(a->geom.direction[i] - b->geom.direction[i]) > 1e-12)
-            fail_msg("%s direction[%d] %.17g vs %.17g", name, i, a->geom.direction[i], b->geom.direction[i]);
+            fail_msg("%s direction[%d] %.17g vs %.17g", name, i, a->geom.direction[i],
+                     b->geom.direction[i]);
     /* No temporary folder left behind. */
     char cmd[1600];
     snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -q tmp", dir);
@@ -557,8 +567,8 @@ static void roundtrip(const char *name, mk_dtype dt)
 static void test_roundtrips(void **state)
 {
     (void)state;
-    const mk_dtype types[] = {MK_DT_UINT8, MK_DT_INT8, MK_DT_UINT16, MK_DT_INT16, MK_DT_UINT32, MK_DT_INT32,
-                              MK_DT_FLOAT32, MK_DT_FLOAT64, MK_DT_RGB24};
+    const mk_dtype types[] = {MK_DT_UINT8, MK_DT_INT8,    MK_DT_UINT16,  MK_DT_INT16, MK_DT_UINT32,
+                              MK_DT_INT32, MK_DT_FLOAT32, MK_DT_FLOAT64, MK_DT_RGB24};
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
         roundtrip("a.mha", types[t]);
         roundtrip("a.nrrd", types[t]);

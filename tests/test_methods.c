@@ -208,9 +208,10 @@ static void run_contract(const mk_method *m)
         snprintf(model, sizeof model, "%s/%s", rd[1], out->file);
         mk_image *img = NULL, *mask = NULL;
         assert_int_equal(mk_io_nifti_read(&ctx, img_path, &img), MK_OK);
-        mk_status ps = strcmp(mod, c.data.ct_modality)
-                           ? mk_stage_predict_volume_mr(&ctx, model, &c.unet, img, &c.data, 1, &mask)
-                           : mk_stage_predict_volume(&ctx, model, &c.unet, img, &c.data, 1, &mask);
+        mk_status ps =
+            strcmp(mod, c.data.ct_modality)
+                ? mk_stage_predict_volume_mr(&ctx, model, &c.unet, img, &c.data, 1, &mask)
+                : mk_stage_predict_volume(&ctx, model, &c.unet, img, &c.data, 1, &mask);
         if (ps != MK_OK)
             fail_msg("%s: predict: %s", out->name, mk_ctx_errmsg(&ctx));
         assert_true(mk_geom_same_grid(mask, img, 1e-6));

@@ -50,7 +50,8 @@ static vol8 v8(int64_t x, int64_t y, int64_t z)
     return r;
 }
 
-static void box8(vol8 *a, int64_t x0, int64_t y0, int64_t z0, int64_t nx, int64_t ny, int64_t nz, uint8_t val)
+static void box8(vol8 *a, int64_t x0, int64_t y0, int64_t z0, int64_t nx, int64_t ny, int64_t nz,
+                 uint8_t val)
 {
     for (int64_t z = z0; z < z0 + nz; z++)
         for (int64_t y = y0; y < y0 + ny; y++)
@@ -72,8 +73,8 @@ static mk_metric_vol mv(const vol8 *a, const double sp[3], const char *name)
     return m;
 }
 
-static mk_metric_result eval1(const vol8 *p, const vol8 *r, const double sp[3], int64_t label, mk_metric_conv c,
-                              double tol)
+static mk_metric_result eval1(const vol8 *p, const vol8 *r, const double sp[3], int64_t label,
+                              mk_metric_conv c, double tol)
 {
     mk_ctx ctx;
     mk_ctx_init(&ctx);
@@ -126,7 +127,8 @@ static void test_surfel_table(void **state)
     mk_metric_surfel_areas_3d(iso, ti);
     near_abs(ti[1 + 2 + 4 + 16], 3.0 * S3 / 4.0, 1e-14, "star hexagon");
     near_abs(ti[1], S3 / 8.0, 1e-15, "iso corner");
-    near_abs(ti[1 + 8], 2 * S3 / 8.0, 1e-15, "two opposite corners of a face diagonal are separate");
+    near_abs(ti[1 + 8], 2 * S3 / 8.0, 1e-15,
+             "two opposite corners of a face diagonal are separate");
     /* zig-zag of 4: Lorensen's split is a quad of area sqrt(3)/2 in plane normal (1,1,1) plus two
      * triangles of area sqrt(2)/4: total sqrt(3)/2 + sqrt(2)/2; bits 0,1,3,7 = (0,0,0),(1,0,0),
      * (1,1,0),(1,1,1) */
@@ -285,7 +287,8 @@ static void test_nested_cubes(void **state)
     near_dist(m.assd, (80.0 + 36 * S2 + 8 * S3) / 124.0, "medpy assd");
     near_dist(m.masd, 0.5 * (1.0 + (54.0 + 36 * S2 + 8 * S3) / 98.0), "medpy masd");
     near_abs(m.surface_dice, 80.0 / 124.0, 1e-9, "medpy surface dice");
-    near_dist(m.dir_hd95[MK_METRIC_REF2PRED], S3, "medpy directed hd95 (index 0.95*97=92.15 -> sqrt3)");
+    near_dist(m.dir_hd95[MK_METRIC_REF2PRED], S3,
+              "medpy directed hd95 (index 0.95*97=92.15 -> sqrt3)");
     free(p.v);
     free(r.v);
 }
@@ -373,7 +376,8 @@ static void test_empty(void **state)
         near_abs(m.masd, 0, 0, "both masd");
         near_abs(m.surface_dice, 1, 0, "both sd");
         for (int w = 0; w < 2; w++) {
-            m = w == 0 ? eval1(&e, &f, sp, 1, (mk_metric_conv)conv, 1.0) : eval1(&f, &e, sp, 1, (mk_metric_conv)conv, 1.0);
+            m = w == 0 ? eval1(&e, &f, sp, 1, (mk_metric_conv)conv, 1.0)
+                       : eval1(&f, &e, sp, 1, (mk_metric_conv)conv, 1.0);
             assert_int_equal(m.empty, w == 0 ? MK_METRIC_EMPTY_PRED : MK_METRIC_EMPTY_REF);
             near_abs(m.dice, 0, 0, "one dice");
             near_abs(m.jaccard, 0, 0, "one jaccard");
@@ -521,7 +525,8 @@ static void test_boxed_storage(void **state)
     for (int64_t z = 0; z < bn[2]; z++)
         for (int64_t y = 0; y < bn[1]; y++)
             for (int64_t x = 0; x < bn[0]; x++)
-                bx[x + bn[0] * (y + bn[1] * z)] = p.v[(x + lo[0]) + 20 * ((y + lo[1]) + 18 * (z + lo[2]))];
+                bx[x + bn[0] * (y + bn[1] * z)] =
+                    p.v[(x + lo[0]) + 20 * ((y + lo[1]) + 18 * (z + lo[2]))];
     mk_metric_vol mp = mv(&p, sp, "p"), mr = mv(&r, sp, "r");
     mp.data = bx;
     for (int k = 0; k < 3; k++) {

@@ -268,15 +268,17 @@ static void test_lung_paired_rendering(void **state)
     small_params(&p, MK_PHANTOM_LUNG);
     for (int c = 0; c < 3; c++) {
         mk_image *ct, *lab, *tis, *mr, *same;
-        assert_int_equal(mk_phantom_volume(&g_ctx, &p, MK_PHANTOM_DOMAIN_CT, c, &ct, &lab, &tis,
-                                           NULL), MK_OK);
+        assert_int_equal(
+            mk_phantom_volume(&g_ctx, &p, MK_PHANTOM_DOMAIN_CT, c, &ct, &lab, &tis, NULL), MK_OK);
         assert_int_equal(mk_phantom_volume_paired(&g_ctx, &p, MK_PHANTOM_DOMAIN_CT,
-                                                  MK_PHANTOM_DOMAIN_CT, c, &same), MK_OK);
+                                                  MK_PHANTOM_DOMAIN_CT, c, &same),
+                         MK_OK);
         assert_int_equal(same->dtype, ct->dtype);
         assert_memory_equal(same->data, ct->data, (size_t)mk_image_nvox(ct) * sizeof(int16_t));
         mk_image_free(same);
         assert_int_equal(mk_phantom_volume_paired(&g_ctx, &p, MK_PHANTOM_DOMAIN_CT,
-                                                  MK_PHANTOM_DOMAIN_MR, c, &mr), MK_OK);
+                                                  MK_PHANTOM_DOMAIN_MR, c, &mr),
+                         MK_OK);
         assert_int_equal(mr->dtype, MK_DT_FLOAT32);
         for (int a = 0; a < 3; a++) {
             assert_int_equal(mr->dim[a], ct->dim[a]);
@@ -309,8 +311,9 @@ static void test_lung_paired_rendering(void **state)
     mk_image *x = NULL;
     mk_phantom_params q;
     small_params(&q, MK_PHANTOM_CARDIAC);
-    assert_int_equal(mk_phantom_volume_paired(&g_ctx, &q, MK_PHANTOM_DOMAIN_MR,
-                                              MK_PHANTOM_DOMAIN_CT, 0, &x), MK_ERR_UNSUPPORTED);
+    assert_int_equal(
+        mk_phantom_volume_paired(&g_ctx, &q, MK_PHANTOM_DOMAIN_MR, MK_PHANTOM_DOMAIN_CT, 0, &x),
+        MK_ERR_UNSUPPORTED);
     assert_null(x);
     assert_non_null(strstr(mk_ctx_errmsg(&g_ctx), "lung"));
     q.paired = 1;

@@ -214,7 +214,8 @@ static void test_data_hand_volume(void **state)
     assert_int_equal(mk_data_load(&ctx, &p, "CT", "train", 1, 5, &s), MK_OK);
     assert_int_equal(s.n, 1);
     assert_int_equal(s.n_fg, 1);
-    /* the crop was shifted to contain i = 9, j = 8: u0 = max(2, 9-8+1) = 2, v0 = max(3, 8-4+1) = 5 */
+    /* the crop was shifted to contain i = 9, j = 8: u0 = max(2, 9-8+1) = 2, v0 = max(3, 8-4+1) = 5
+     */
     assert_int_equal(s.lab[3 * 8 + 7], 1);
     mk_slices_free(&s);
     p.label = 1;
@@ -234,8 +235,8 @@ static void test_data_hand_volume(void **state)
     assert_int_equal(mk_data_load(&ctx, &p, "CT", "test", 1, 5, &s), MK_ERR_NOT_FOUND);
     assert_non_null(strstr(mk_ctx_errmsg(&ctx), "split 'test'"));
     /* no label column: the stage that needs labels says which row lacks one */
-    expect_load_error(man, "id,modality,image,split\nc0,CT,ct.nii.gz,train\n", &p, 1,
-                      MK_ERR_FORMAT, "manifest.csv:2: column label");
+    expect_load_error(man, "id,modality,image,split\nc0,CT,ct.nii.gz,train\n", &p, 1, MK_ERR_FORMAT,
+                      "manifest.csv:2: column label");
     expect_load_error(man, "id,modality,image,label,split\nc0,CT,missing.nii.gz,,train\n", &p, 0,
                       -1, "manifest.csv:2: column image");
 }
@@ -385,8 +386,7 @@ static void test_hint_names(void **state)
     assert_non_null(strstr(m, "cmedl.hint_layers[1]: 'prelogits'"));
     assert_non_null(strstr(m, "enc0, enc1, bottleneck, dec0, dec1, logits"));
     char bad2[1][32] = {"dec2"};
-    assert_int_equal(mk_stage_hint_check(&ctx, 3, 1, (const char(*)[32])bad2, NULL),
-                     MK_ERR_CONFIG);
+    assert_int_equal(mk_stage_hint_check(&ctx, 3, 1, (const char(*)[32])bad2, NULL), MK_ERR_CONFIG);
     assert_int_equal(mk_stage_hint_check(&ctx, 4, 1, (const char(*)[32])bad2, NULL), MK_OK);
 
     /* the stage itself refuses a bad name before loading any data */
@@ -503,8 +503,8 @@ static void test_cmedl_tiny_run(void **state)
         assert_true(((uint8_t *)mask->data)[i] <= 1);
     mk_image_free(mask);
     /* a missing model file is a clear error */
-    assert_int_not_equal(mk_stage_predict_volume(&ctx, "/nonexistent.h5", &c.unet, ct, &c.data, 1,
-                                                 &mask), MK_OK);
+    assert_int_not_equal(
+        mk_stage_predict_volume(&ctx, "/nonexistent.h5", &c.unet, ct, &c.data, 1, &mask), MK_OK);
     assert_null(mask);
     assert_non_null(strstr(mk_ctx_errmsg(&ctx), "/nonexistent.h5"));
 
@@ -516,7 +516,8 @@ static void test_cmedl_tiny_run(void **state)
     snprintf(gpath, sizeof gpath, "%s/models/cmedl_translator.h5", rd);
     mk_image *pm = NULL;
     assert_int_equal(mk_stage_predict_volume_via(&ctx, tpath, &c.unet, gpath, tp.gen_width, ct,
-                                                 &c.data, 1, &mask, &pm), MK_OK);
+                                                 &c.data, 1, &mask, &pm),
+                     MK_OK);
     assert_non_null(pm);
     assert_int_equal(pm->dtype, MK_DT_FLOAT32);
     assert_true(mk_geom_same_grid(pm, ct, 1e-9));
@@ -529,7 +530,8 @@ static void test_cmedl_tiny_run(void **state)
     whole.patch[0] = (int)ct->dim[0];
     whole.patch[1] = (int)ct->dim[1];
     assert_int_equal(mk_stage_predict_volume_via(&ctx, tpath, &c.unet, gpath, tp.gen_width, ct,
-                                                 &whole, 1, &mask, &pm), MK_OK);
+                                                 &whole, 1, &mask, &pm),
+                     MK_OK);
     mk_translator *gen = NULL;
     assert_int_equal(mk_translator_new(&ctx, MK_TRANSLATOR_GEN, tp.gen_width, 0, &gen), MK_OK);
     mk__ck_model gm = {"G", mk_translator_params(gen), NULL};
@@ -672,7 +674,8 @@ static double pmri_tumour_mean(const char *run_dir, mk_stage_common *c, int gen_
     assert_int_equal(mk_io_nifti_read(&ctx, ctp, &ct), MK_OK);
     assert_int_equal(mk_io_nifti_read(&ctx, lbp, &lab), MK_OK);
     assert_int_equal(mk_stage_predict_volume_via(&ctx, tpath, &c->unet, gpath, gen_width, ct,
-                                                 &c->data, 1, &mask, &pm), MK_OK);
+                                                 &c->data, 1, &mask, &pm),
+                     MK_OK);
     double sum = 0;
     int64_t n = 0;
     for (int64_t i = 0; i < mk_image_nvox(lab); i++)
@@ -1045,8 +1048,8 @@ static void test_hint_teacher_correct_mask(void **state)
     assert_int_equal(mk_tensor_new(&lg, 4, nl), 0);
     int32_t y[16];
     for (int i = 0; i < 16; i++) {
-        y[i] = i % 5 == 0;                 /* labels on the diagonal-ish pixels 0, 5, 10, 15 */
-        lg.data[i] = y[i] ? -1.0f : 1.0f;  /* class 0 logit */
+        y[i] = i % 5 == 0;                /* labels on the diagonal-ish pixels 0, 5, 10, 15 */
+        lg.data[i] = y[i] ? -1.0f : 1.0f; /* class 0 logit */
         lg.data[16 + i] = y[i] ? 1.0f : -1.0f;
     }
     lg.data[16 + 3] = 2.0f; /* pixel (row 0, col 3): label 0, predicted 1 -> wrong */
@@ -1092,12 +1095,13 @@ static void test_unlabelled_rest(void **state)
 {
     (void)state;
     char dir[600], man[700];
-    hand_fixture("unl", "id,modality,image,label,split,domain\n"
-                        "c1,CT,ct.nii.gz,ct_label.nii.gz,train,ct\n"
-                        "c2,CT,ct.nii.gz,,train,ct\n"
-                        "c3,CT,ct.nii.gz,ct_label.nii.gz,train,ct\n"
-                        "c4,CT,ct.nii.gz,ct_label.nii.gz,train,ct\n"
-                        "t1,CT,ct.nii.gz,ct_label.nii.gz,test,ct\n",
+    hand_fixture("unl",
+                 "id,modality,image,label,split,domain\n"
+                 "c1,CT,ct.nii.gz,ct_label.nii.gz,train,ct\n"
+                 "c2,CT,ct.nii.gz,,train,ct\n"
+                 "c3,CT,ct.nii.gz,ct_label.nii.gz,train,ct\n"
+                 "c4,CT,ct.nii.gz,ct_label.nii.gz,train,ct\n"
+                 "t1,CT,ct.nii.gz,ct_label.nii.gz,test,ct\n",
                  dir, man);
     mk_ctx ctx;
     mk_ctx_init(&ctx);
@@ -1297,7 +1301,8 @@ static int setup(void **state)
     p.cases = 6;
     p.size[0] = p.size[1] = 32;
     p.size[2] = 12;
-    p.paired = 1; /* manifest column paired_mr: the oracle pseudo-MRI (an extra column for the rest) */
+    p.paired =
+        1; /* manifest column paired_mr: the oracle pseudo-MRI (an extra column for the rest) */
     mk_phantom_summary sum;
     if (mk_phantom_synth(&ctx, &p, g_phantoms, &sum) != MK_OK) {
         fprintf(stderr, "phantoms: %s\n", mk_ctx_errmsg(&ctx));

@@ -98,7 +98,8 @@ static int have_pillow(void)
     return cached;
 }
 
-/* ---- real slides ------------------------------------------------------------------------------ */
+/* ---- real slides ------------------------------------------------------------------------------
+ */
 
 static void test_ihc_lzw_equals_png(void **state)
 {
@@ -130,12 +131,15 @@ static void test_ihc_lzw_equals_png(void **state)
     uint8_t reg[150 * 200 * 3];
     assert_int_equal(mk_tiff_read_region(&ctx, s, 0, 101, 77, 200, 150, reg), MK_OK);
     for (int y = 0; y < 150; y++)
-        assert_memory_equal(reg + (size_t)y * 200 * 3, ref + ((size_t)(77 + y) * 512 + 101) * 3, 200 * 3);
+        assert_memory_equal(reg + (size_t)y * 200 * 3, ref + ((size_t)(77 + y) * 512 + 101) * 3,
+                            200 * 3);
     assert_int_equal(mk_tiff_read_region(&ctx, s, 0, 462, 500, 100, 20, reg), MK_OK);
     for (int y = 0; y < 20; y++)
         for (int x = 0; x < 100; x++)
             for (int c = 0; c < 3; c++) {
-                uint8_t want = (462 + x < 512 && 500 + y < 512) ? ref[((size_t)(500 + y) * 512 + 462 + x) * 3 + c] : 255;
+                uint8_t want = (462 + x < 512 && 500 + y < 512)
+                                   ? ref[((size_t)(500 + y) * 512 + 462 + x) * 3 + c]
+                                   : 255;
                 assert_int_equal(reg[((size_t)y * 100 + x) * 3 + c], want);
             }
     free(all);
@@ -202,7 +206,8 @@ static void test_ihc_jpeg_pyramid(void **state)
     mk_tiff_close(s);
 }
 
-/* ---- writer round trips ----------------------------------------------------------------------- */
+/* ---- writer round trips -----------------------------------------------------------------------
+ */
 
 static uint8_t *synth(int w, int h, int spp, int seed)
 {
@@ -210,14 +215,15 @@ static uint8_t *synth(int w, int h, int spp, int seed)
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++)
             for (int c = 0; c < spp; c++) {
-                double v = 128 + 90 * sin(0.05 * x + 0.9 * c + seed) * cos(0.037 * y - 0.4 * c) + 0.1 * ((x * 7 + y * 3) % 13);
+                double v = 128 + 90 * sin(0.05 * x + 0.9 * c + seed) * cos(0.037 * y - 0.4 * c) +
+                           0.1 * ((x * 7 + y * 3) % 13);
                 p[((size_t)y * w + x) * spp + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
             }
     return p;
 }
 
-static void check_written(const char *path, const uint8_t *src, int w, int h, int spp, int lossless, int expect_levels,
-                          int subifd)
+static void check_written(const char *path, const uint8_t *src, int w, int h, int spp, int lossless,
+                          int expect_levels, int subifd)
 {
     mk_ctx ctx;
     mk_ctx_init(&ctx);
@@ -368,7 +374,8 @@ static void test_pillow_reads_writer_output(void **state)
     snprintf(p, sizeof p, "%s/x.png", dir);
     assert_int_equal(mk_io_png_write(&ctx, p, src, W, H, 3), MK_OK);
     snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 -c \"\nfrom PIL import Image\nim = Image.open('%s')\nassert im.size == (300, 200) and "
+             "/usr/bin/python3 -c \"\nfrom PIL import Image\nim = Image.open('%s')\nassert im.size "
+             "== (300, 200) and "
              "im.mode == 'RGB'\nopen('%s', 'wb').write(im.tobytes())\n\"",
              p, raw);
     assert_int_equal(system(cmd), 0);
@@ -380,7 +387,8 @@ static void test_pillow_reads_writer_output(void **state)
     free(src);
 }
 
-/* ---- tissue mask and patch grid --------------------------------------------------------------- */
+/* ---- tissue mask and patch grid ---------------------------------------------------------------
+ */
 
 /* 1024x768 slide: near-white background, a pink "tissue" rectangle [256,768) x [128,512). */
 static uint8_t *tissue_slide(int *w, int *h)
@@ -423,8 +431,8 @@ static mk_status grid_cb(void *user, const mk_tiff_patch *p)
     g->n++;
     if (p->rgb && g->ref && g->level == 0)
         for (int y = 0; y < p->height; y++)
-            if (memcmp(p->rgb + (size_t)y * p->width * 3, g->ref + ((size_t)(p->y + y) * g->ref_w + p->x) * 3,
-                       (size_t)p->width * 3))
+            if (memcmp(p->rgb + (size_t)y * p->width * 3,
+                       g->ref + ((size_t)(p->y + y) * g->ref_w + p->x) * 3, (size_t)p->width * 3))
                 g->pix_ok = 0;
     return MK_OK;
 }
@@ -452,7 +460,8 @@ static void test_tissue_mask_and_grid(void **state)
     assert_int_equal(m->level, 1); /* smallest level with a side >= 512 */
     assert_int_equal(m->width, 512);
     assert_true(m->scale_x == 2.0 && m->scale_y == 2.0);
-    /* Saturation: background ~2/255*255 ~ 2..8, tissue (190-110)/190*255 ~ 107: threshold between. */
+    /* Saturation: background ~2/255*255 ~ 2..8, tissue (190-110)/190*255 ~ 107: threshold between.
+     */
     if (!(m->threshold > 10 && m->threshold < 100))
         fail_msg("Otsu threshold %d", m->threshold);
     assert_true(mk_tiff_mask_fraction(m, 256, 128, 512, 384) == 1.0);
@@ -508,12 +517,14 @@ static void test_tissue_mask_and_grid(void **state)
     free(src);
 }
 
-/* ---- the tiles verb --------------------------------------------------------------------------- */
+/* ---- the tiles verb ---------------------------------------------------------------------------
+ */
 
 static int count_files(const char *dir, const char *suffix)
 {
     char cmd[1400];
-    snprintf(cmd, sizeof cmd, "ls -A '%s' 2>/dev/null | grep -c '%s$' > '%s/count.txt'", dir, suffix, g_tmp);
+    snprintf(cmd, sizeof cmd, "ls -A '%s' 2>/dev/null | grep -c '%s$' > '%s/count.txt'", dir,
+             suffix, g_tmp);
     int rc = system(cmd);
     (void)rc;
     snprintf(cmd, sizeof cmd, "%s/count.txt", g_tmp);
@@ -555,7 +566,8 @@ static void test_tiles_verb(void **state)
     mk_ctx_init(&ctx);
     assert_int_equal(mk_tiff_write(&ctx, slide, src, W, H, 3, &o), MK_OK);
     snprintf(out, sizeof out, "%s/patches", dir);
-    snprintf(args, sizeof args, "tiles %s --level 1 --size 64 --min-tissue 0.9 --out %s", slide, out);
+    snprintf(args, sizeof args, "tiles %s --level 1 --size 64 --min-tissue 0.9 --out %s", slide,
+             out);
     if (run_tiles(&ctx, args) != MK_OK)
         fail_msg("tiles: %s", mk_ctx_errmsg(&ctx));
     assert_int_equal(count_files(out, ".png"), 12);
@@ -574,10 +586,12 @@ static void test_tiles_verb(void **state)
         char name[128];
         int lvl, x, y, w, h;
         double t;
-        assert_int_equal(sscanf(line, "%127[^,],%d,%d,%d,%d,%d,%lf", name, &lvl, &x, &y, &w, &h, &t), 7);
+        assert_int_equal(
+            sscanf(line, "%127[^,],%d,%d,%d,%d,%d,%lf", name, &lvl, &x, &y, &w, &h, &t), 7);
         assert_int_equal(lvl, 1);
         assert_true(w == 64 && h == 64 && t == 1.0);
-        assert_true(x >= 256 && x + 128 <= 768 && y >= 128 && y + 128 <= 512 && x % 128 == 0 && y % 128 == 0);
+        assert_true(x >= 256 && x + 128 <= 768 && y >= 128 && y + 128 <= 512 && x % 128 == 0 &&
+                    y % 128 == 0);
         /* The PNG holds the level-1 region at (x/2, y/2). */
         char png[1700];
         snprintf(png, sizeof png, "%s/%s", out, name);
@@ -614,7 +628,8 @@ static void test_tiles_verb(void **state)
     free(src);
 }
 
-/* ---- bad input -------------------------------------------------------------------------------- */
+/* ---- bad input --------------------------------------------------------------------------------
+ */
 
 /* A tiled RGB file written with libtiff directly, leaving tile `skip` unwritten (offset and byte
  * count 0 in the directory). */
@@ -666,7 +681,8 @@ static void test_bad_input(void **state)
     /* Level out of range. */
     assert_int_equal(mk_tiff_read_region(&ctx, s, 0, 0, 0, 0, 5, buf), MK_ERR_INVALID);
     assert_int_equal(mk_tiff_read_region(&ctx, s, 1, 0, 0, 8, 8, buf), MK_ERR_INVALID);
-    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "level 1 out of range (the slide has levels 0..0)"));
+    assert_non_null(
+        strstr(mk_ctx_errmsg(&ctx), "level 1 out of range (the slide has levels 0..0)"));
     mk_tiff_level lv;
     assert_int_equal(mk_tiff_level_info(&ctx, s, -1, &lv), MK_ERR_INVALID);
     mk_tiff_close(s);
@@ -748,15 +764,27 @@ static void test_bad_input(void **state)
 
 /* A 64x64 gray TIFF with four 32x32 uncompressed tiles, laid out by hand (IFD first, then the
  * tile data), so a test can zero a tile's offset/byte count or cut the file inside tile data. */
-static void put16(uint8_t *b, uint16_t v) { b[0] = (uint8_t)v; b[1] = (uint8_t)(v >> 8); }
-static void put32(uint8_t *b, uint32_t v) { put16(b, (uint16_t)v); put16(b + 2, (uint16_t)(v >> 16)); }
-static uint8_t hand_px(int tile, int x, int y) { return (uint8_t)(tile * 50 + x + 2 * y); }
+static void put16(uint8_t *b, uint16_t v)
+{
+    b[0] = (uint8_t)v;
+    b[1] = (uint8_t)(v >> 8);
+}
+static void put32(uint8_t *b, uint32_t v)
+{
+    put16(b, (uint16_t)v);
+    put16(b + 2, (uint16_t)(v >> 16));
+}
+static uint8_t hand_px(int tile, int x, int y)
+{
+    return (uint8_t)(tile * 50 + x + 2 * y);
+}
 
 static size_t hand_tiff(uint8_t *b, int zero_tile)
 {
     const uint16_t tags[10] = {256, 257, 258, 259, 262, 277, 322, 323, 324, 325};
     const uint32_t vals[8] = {64, 64, 8, 1, 1, 1, 32, 32};
-    const uint32_t offs_at = 8 + 2 + 10 * 12 + 4, counts_at = offs_at + 16, data_at = counts_at + 16;
+    const uint32_t offs_at = 8 + 2 + 10 * 12 + 4, counts_at = offs_at + 16,
+                   data_at = counts_at + 16;
     memcpy(b, "II*\0", 4);
     put32(b + 4, 8);
     put16(b + 8, 10);
