@@ -118,8 +118,10 @@ mk_status mk_h5_open(mk_ctx *ctx, const char *path, mk_h5_file **out)
         return mk_err(ctx, MK_ERR_IO, "%s: cannot open: no such file", path);
     if (H5Fis_hdf5(path) <= 0) {
         H5Eclear2(H5E_DEFAULT);
-        return mk_err(ctx, MK_ERR_FORMAT, "%s: field signature: expected an HDF5 file, got another "
-                      "format or a damaged superblock", path);
+        return mk_err(ctx, MK_ERR_FORMAT,
+                      "%s: field signature: expected an HDF5 file, got another "
+                      "format or a damaged superblock",
+                      path);
     }
     mk_h5_file *f = calloc(1, sizeof *f);
     if (!f)
@@ -204,7 +206,8 @@ int mk_h5_exists(mk_h5_file *f, const char *path)
 mk_status mk_h5_group(mk_ctx *ctx, mk_h5_file *f, const char *group)
 {
     if (group[0] != '/')
-        return mk_err(ctx, MK_ERR_INVALID, "%s: %s: expected an absolute object path", f->path, group);
+        return mk_err(ctx, MK_ERR_INVALID, "%s: %s: expected an absolute object path", f->path,
+                      group);
     if (mk_h5_exists(f, group))
         return MK_OK;
     hid_t l = lcpl_intermediate();
@@ -243,15 +246,17 @@ mk_status mk_h5_write_tensor(mk_ctx *ctx, mk_h5_file *f, const char *path, mk_dt
 {
     hid_t mt = mem_type(dtype);
     if (mt < 0)
-        return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: %s: field dtype: expected a numeric type, got %s",
-                      f->path, path, mk_dtype_name(dtype));
+        return mk_err(ctx, MK_ERR_UNSUPPORTED,
+                      "%s: %s: field dtype: expected a numeric type, got %s", f->path, path,
+                      mk_dtype_name(dtype));
     if (rank < 1 || rank > MK_H5_MAX_RANK)
-        return mk_err(ctx, MK_ERR_INVALID, "%s: %s: field rank: expected 1..%d, got %d", f->path, path,
-                      MK_H5_MAX_RANK, rank);
+        return mk_err(ctx, MK_ERR_INVALID, "%s: %s: field rank: expected 1..%d, got %d", f->path,
+                      path, MK_H5_MAX_RANK, rank);
     if (!f->writing)
         return mk_err(ctx, MK_ERR_INVALID, "%s: %s: file is open read-only", f->path, path);
     if (path[0] != '/')
-        return mk_err(ctx, MK_ERR_INVALID, "%s: %s: expected an absolute object path", f->path, path);
+        return mk_err(ctx, MK_ERR_INVALID, "%s: %s: expected an absolute object path", f->path,
+                      path);
     hsize_t dims[MK_H5_MAX_RANK], chunk[MK_H5_MAX_RANK];
     for (int r = 0; r < rank; r++) {
         if (shape[r] <= 0)
@@ -316,18 +321,20 @@ static mk_status open_dataset(mk_ctx *ctx, mk_h5_file *f, const char *path, hid_
     if (r < 1 || r > MK_H5_MAX_RANK) {
         H5Sclose(sp);
         H5Dclose(*ds);
-        return mk_err(ctx, MK_ERR_FORMAT, "%s: %s: field rank: expected 1..%d, got %d", f->path, path,
-                      MK_H5_MAX_RANK, r);
+        return mk_err(ctx, MK_ERR_FORMAT, "%s: %s: field rank: expected 1..%d, got %d", f->path,
+                      path, MK_H5_MAX_RANK, r);
     }
     hsize_t d[MK_H5_MAX_RANK];
     H5Sget_simple_extent_dims(sp, d, NULL);
     H5Sclose(sp);
     int64_t n = 1;
     for (int i = 0; i < r; i++) {
-        if (d[i] > (hsize_t)MK_IMAGE_MAX_VOXELS || (d[i] && n > MK_IMAGE_MAX_VOXELS / (int64_t)d[i])) {
+        if (d[i] > (hsize_t)MK_IMAGE_MAX_VOXELS ||
+            (d[i] && n > MK_IMAGE_MAX_VOXELS / (int64_t)d[i])) {
             H5Dclose(*ds);
-            return mk_err(ctx, MK_ERR_NOMEM, "%s: %s: field shape: expected <= %lld elements, got more",
-                          f->path, path, (long long)MK_IMAGE_MAX_VOXELS);
+            return mk_err(ctx, MK_ERR_NOMEM,
+                          "%s: %s: field shape: expected <= %lld elements, got more", f->path, path,
+                          (long long)MK_IMAGE_MAX_VOXELS);
         }
         shape[i] = (int64_t)d[i];
         n *= (int64_t)d[i];
@@ -382,8 +389,8 @@ static mk_status open_obj(mk_ctx *ctx, mk_h5_file *f, const char *obj, int creat
     return MK_OK;
 }
 
-static mk_status attr_write(mk_ctx *ctx, mk_h5_file *f, const char *obj, const char *name, hid_t ftype,
-                            hid_t mtype, int n, const void *buf)
+static mk_status attr_write(mk_ctx *ctx, mk_h5_file *f, const char *obj, const char *name,
+                            hid_t ftype, hid_t mtype, int n, const void *buf)
 {
     if (!f->writing)
         return mk_err(ctx, MK_ERR_INVALID, "%s: %s: file is open read-only", f->path, obj);
@@ -447,8 +454,8 @@ static mk_status attr_open(mk_ctx *ctx, mk_h5_file *f, const char *obj, const ch
     return MK_OK;
 }
 
-mk_status mk_h5_attr_get_str(mk_ctx *ctx, mk_h5_file *f, const char *obj, const char *name, char *buf,
-                             size_t n)
+mk_status mk_h5_attr_get_str(mk_ctx *ctx, mk_h5_file *f, const char *obj, const char *name,
+                             char *buf, size_t n)
 {
     hid_t o = -1, a = -1;
     mk_status st = attr_open(ctx, f, obj, name, &o, &a);
@@ -456,8 +463,9 @@ mk_status mk_h5_attr_get_str(mk_ctx *ctx, mk_h5_file *f, const char *obj, const 
         return st;
     hid_t t = H5Aget_type(a);
     if (H5Tget_class(t) != H5T_STRING) {
-        st = mk_err(ctx, MK_ERR_FORMAT, "%s: %s: field %s: expected a string attribute, got another type",
-                    f->path, obj, name);
+        st = mk_err(ctx, MK_ERR_FORMAT,
+                    "%s: %s: field %s: expected a string attribute, got another type", f->path, obj,
+                    name);
     } else if (H5Tis_variable_str(t) > 0) {
         char *s = NULL;
         hid_t mt = H5Tcopy(H5T_C_S1);
@@ -502,8 +510,8 @@ static mk_status attr_get_num(mk_ctx *ctx, mk_h5_file *f, const char *obj, const
     H5T_class_t c = H5Tget_class(t);
     H5Tclose(t);
     if (c != H5T_INTEGER && c != H5T_FLOAT) {
-        st = mk_err(ctx, MK_ERR_FORMAT, "%s: %s: field %s: expected a numeric attribute", f->path, obj,
-                    name);
+        st = mk_err(ctx, MK_ERR_FORMAT, "%s: %s: field %s: expected a numeric attribute", f->path,
+                    obj, name);
     } else if (cnt < 0 || cnt > 1 << 20) {
         st = mk_err(ctx, MK_ERR_FORMAT, "%s: %s: field %s: bad element count", f->path, obj, name);
     } else {
@@ -547,8 +555,8 @@ mk_status mk_h5_write_image(mk_ctx *ctx, mk_h5_file *f, const char *path, const 
 {
     mk_image_assert_valid(img);
     if (img->dtype == MK_DT_RGB24)
-        return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: %s: field dtype: expected a numeric type, got rgb24",
-                      f->path, path);
+        return mk_err(ctx, MK_ERR_UNSUPPORTED,
+                      "%s: %s: field dtype: expected a numeric type, got rgb24", f->path, path);
     int64_t shape[MK_IMAGE_MAX_DIMS];
     for (int r = 0; r < img->ndim; r++)
         shape[r] = img->dim[img->ndim - 1 - r];
@@ -588,8 +596,10 @@ mk_status mk_h5_read_image(mk_ctx *ctx, mk_h5_file *f, const char *path, mk_imag
     H5Tclose(t);
     H5Dclose(ds);
     if (dt < 0)
-        return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: %s: field type: expected an integer or float "
-                      "dataset, got another type", f->path, path);
+        return mk_err(ctx, MK_ERR_UNSUPPORTED,
+                      "%s: %s: field type: expected an integer or float "
+                      "dataset, got another type",
+                      f->path, path);
     if (rank > MK_IMAGE_MAX_DIMS)
         return mk_err(ctx, MK_ERR_FORMAT, "%s: %s: field rank: expected 1..%d for an image, got %d",
                       f->path, path, MK_IMAGE_MAX_DIMS, rank);
@@ -599,13 +609,15 @@ mk_status mk_h5_read_image(mk_ctx *ctx, mk_h5_file *f, const char *path, mk_imag
         int has = o >= 0 && H5Aexists(o, "axis_order") > 0;
         if (o >= 0)
             H5Oclose(o);
-        if (has && (st = mk_h5_attr_get_str(ctx, f, path, "axis_order", order, sizeof order)) != MK_OK)
+        if (has &&
+            (st = mk_h5_attr_get_str(ctx, f, path, "axis_order", order, sizeof order)) != MK_OK)
             return st;
     }
     if (order[0] && strcmp(order, axis_order_for(rank)) != 0)
-        return mk_err(ctx, MK_ERR_UNSUPPORTED,
-                      "%s: %s: field axis_order: expected \"%s\" (C order, slowest first), got \"%s\"",
-                      f->path, path, axis_order_for(rank), order);
+        return mk_err(
+            ctx, MK_ERR_UNSUPPORTED,
+            "%s: %s: field axis_order: expected \"%s\" (C order, slowest first), got \"%s\"",
+            f->path, path, axis_order_for(rank), order);
     int64_t dim[MK_IMAGE_MAX_DIMS];
     for (int r = 0; r < rank; r++)
         dim[r] = shape[rank - 1 - r];
@@ -628,23 +640,29 @@ mk_status mk_h5_read_image(mk_ctx *ctx, mk_h5_file *f, const char *path, mk_imag
         has_di = H5Aexists(o, "direction") > 0, has_tr = H5Aexists(o, "tr") > 0,
         has_q = H5Aexists(o, "nifti_qform_code") > 0;
     H5Oclose(o);
-    if (has_sp && (st = mk_h5_attr_get_f64(ctx, f, path, "spacing", 3, img->geom.spacing, &got)) == MK_OK &&
+    if (has_sp &&
+        (st = mk_h5_attr_get_f64(ctx, f, path, "spacing", 3, img->geom.spacing, &got)) == MK_OK &&
         got != 3)
-        st = mk_err(ctx, MK_ERR_FORMAT, "%s: %s: field spacing: expected 3 values, got %d", f->path, path, got);
-    if (st == MK_OK && has_or &&
-        (st = mk_h5_attr_get_f64(ctx, f, path, "origin", 3, img->geom.origin, &got)) == MK_OK && got != 3)
-        st = mk_err(ctx, MK_ERR_FORMAT, "%s: %s: field origin: expected 3 values, got %d", f->path, path, got);
-    if (st == MK_OK && has_di &&
-        (st = mk_h5_attr_get_f64(ctx, f, path, "direction", 9, img->geom.direction, &got)) == MK_OK &&
-        got != 9)
-        st = mk_err(ctx, MK_ERR_FORMAT, "%s: %s: field direction: expected 9 values, got %d", f->path,
+        st = mk_err(ctx, MK_ERR_FORMAT, "%s: %s: field spacing: expected 3 values, got %d", f->path,
                     path, got);
+    if (st == MK_OK && has_or &&
+        (st = mk_h5_attr_get_f64(ctx, f, path, "origin", 3, img->geom.origin, &got)) == MK_OK &&
+        got != 3)
+        st = mk_err(ctx, MK_ERR_FORMAT, "%s: %s: field origin: expected 3 values, got %d", f->path,
+                    path, got);
+    if (st == MK_OK && has_di &&
+        (st = mk_h5_attr_get_f64(ctx, f, path, "direction", 9, img->geom.direction, &got)) ==
+            MK_OK &&
+        got != 9)
+        st = mk_err(ctx, MK_ERR_FORMAT, "%s: %s: field direction: expected 9 values, got %d",
+                    f->path, path, got);
     if (st == MK_OK && has_tr)
         st = mk_h5_attr_get_f64(ctx, f, path, "tr", 1, &img->geom.tr, NULL);
     for (int i = 0; st == MK_OK && i < 3; i++)
         if (!(img->geom.spacing[i] > 0) || !isfinite(img->geom.spacing[i]))
-            st = mk_err(ctx, MK_ERR_FORMAT, "%s: %s: field spacing[%d]: expected a finite value > 0, got %g",
-                        f->path, path, i, img->geom.spacing[i]);
+            st = mk_err(ctx, MK_ERR_FORMAT,
+                        "%s: %s: field spacing[%d]: expected a finite value > 0, got %g", f->path,
+                        path, i, img->geom.spacing[i]);
     if (st == MK_OK && has_q) {
         int64_t q = 0, s = 0;
         st = mk_h5_attr_get_i64(ctx, f, path, "nifti_qform_code", 1, &q, NULL);
@@ -667,7 +685,8 @@ mk_status mk_h5_read_image(mk_ctx *ctx, mk_h5_file *f, const char *path, mk_imag
 mk_status mk_h5_write_table(mk_ctx *ctx, mk_h5_file *f, const char *path, const mk_h5_table *t)
 {
     if (t->ncols < 1 || t->nrows < 0)
-        return mk_err(ctx, MK_ERR_INVALID, "%s: %s: table needs >= 1 column and >= 0 rows", f->path, path);
+        return mk_err(ctx, MK_ERR_INVALID, "%s: %s: table needs >= 1 column and >= 0 rows", f->path,
+                      path);
     if (!f->writing)
         return mk_err(ctx, MK_ERR_INVALID, "%s: %s: file is open read-only", f->path, path);
     /* every member is 8 bytes (char*, double, int64): row = 8 * ncols, no padding */
@@ -761,8 +780,8 @@ mk_status mk_h5_read_table(mk_ctx *ctx, mk_h5_file *f, const char *path, mk_h5_t
     if (rank != 1 || H5Tget_class(ft) != H5T_COMPOUND) {
         H5Tclose(ft);
         H5Dclose(ds);
-        return mk_err(ctx, MK_ERR_FORMAT, "%s: %s: field type: expected a 1-d compound table", f->path,
-                      path);
+        return mk_err(ctx, MK_ERR_FORMAT, "%s: %s: field type: expected a 1-d compound table",
+                      f->path, path);
     }
     int nc = H5Tget_nmembers(ft);
     mk_h5_table *t = calloc(1, sizeof *t);
@@ -770,7 +789,8 @@ mk_status mk_h5_read_table(mk_ctx *ctx, mk_h5_file *f, const char *path, mk_h5_t
         free(t);
         H5Tclose(ft);
         H5Dclose(ds);
-        return mk_err(ctx, MK_ERR_NOMEM, "%s: %s: out of memory (or empty compound)", f->path, path);
+        return mk_err(ctx, MK_ERR_NOMEM, "%s: %s: out of memory (or empty compound)", f->path,
+                      path);
     }
     t->ncols = nc;
     t->nrows = n;
@@ -794,8 +814,9 @@ mk_status mk_h5_read_table(mk_ctx *ctx, mk_h5_file *f, const char *path, mk_h5_t
             t->cols[c].type = MK_H5_COL_F64;
             m = H5T_NATIVE_DOUBLE;
         } else {
-            st = mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: %s: column '%s': expected string, integer or float",
-                        f->path, path, name ? name : "?");
+            st = mk_err(ctx, MK_ERR_UNSUPPORTED,
+                        "%s: %s: column '%s': expected string, integer or float", f->path, path,
+                        name ? name : "?");
             m = -1;
         }
         if (m >= 0)

@@ -38,7 +38,8 @@ int mk_dtype_parse(const char *name)
 
 int mk_dtype_is_int(mk_dtype t)
 {
-    return t != MK_DT_FLOAT32 && t != MK_DT_FLOAT64 && t != MK_DT_RGB24 && (unsigned)t < MK_DT_COUNT;
+    return t != MK_DT_FLOAT32 && t != MK_DT_FLOAT64 && t != MK_DT_RGB24 &&
+           (unsigned)t < MK_DT_COUNT;
 }
 
 int64_t mk_image_nvox(const mk_image *img)
@@ -239,7 +240,8 @@ mk_status mk_geom_from_affine_lps(mk_ctx *ctx, const double m[4][4], mk_geom *g)
         double n = sqrt(m[0][c] * m[0][c] + m[1][c] * m[1][c] + m[2][c] * m[2][c]);
         if (!(n > 0) || !isfinite(n))
             return mk_err(ctx, MK_ERR_GEOMETRY,
-                          "affine column %d: expected a finite non-zero voxel axis, got norm %g", c, n);
+                          "affine column %d: expected a finite non-zero voxel axis, got norm %g", c,
+                          n);
         g->spacing[c] = n;
         for (int r = 0; r < 3; r++)
             g->direction[r * 3 + c] = m[r][c] / n;

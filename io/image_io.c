@@ -64,8 +64,9 @@ mk_status mk_io_write_image(mk_ctx *ctx, const char *path, const mk_image *img)
         return mk_io_itk_write(ctx, path, img);
     if (is_tiff_name(path))
         return mk_io_tiff_write_image(ctx, path, img, NULL);
-    return mk_err(ctx, MK_ERR_UNSUPPORTED,
-                  "%s: field extension: expected .nii, .nii.gz, .hdr/.img, .mha, .mhd, .nrrd, .nhdr "
-                  "or .tif to write, got another name",
-                  path);
+    return mk_err(
+        ctx, MK_ERR_UNSUPPORTED,
+        "%s: field extension: expected .nii, .nii.gz, .hdr/.img, .mha, .mhd, .nrrd, .nhdr "
+        "or .tif to write, got another name",
+        path);
 }

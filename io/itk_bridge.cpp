@@ -40,7 +40,8 @@
 
 #include "mk_itk.h"
 
-namespace {
+namespace
+{
 
 using IOComp = itk::IOComponentEnum;
 using IOPix = itk::IOPixelEnum;
@@ -139,7 +140,10 @@ bool dtype_to_comp(mk_dtype t, IOComp *c, unsigned *ncomp)
     case MK_DT_INT64: *c = IOComp::LONGLONG; return true;
     case MK_DT_FLOAT32: *c = IOComp::FLOAT; return true;
     case MK_DT_FLOAT64: *c = IOComp::DOUBLE; return true;
-    case MK_DT_RGB24: *c = IOComp::UCHAR; *ncomp = 3; return true;
+    case MK_DT_RGB24:
+        *c = IOComp::UCHAR;
+        *ncomp = 3;
+        return true;
     default: return false;
     }
 }
@@ -153,10 +157,12 @@ mk_status set_geom(mk_ctx *ctx, const char *path, mk_image *img, unsigned ndim, 
     unsigned n3 = ndim < 3 ? ndim : 3;
     for (unsigned i = 0; i < n3; i++) {
         if (!std::isfinite(sp[i]) || sp[i] <= 0)
-            return mk_err(ctx, MK_ERR_FORMAT, "%s: field spacing[%u]: expected a finite value > 0, got %g",
-                          path, i, sp[i]);
+            return mk_err(ctx, MK_ERR_FORMAT,
+                          "%s: field spacing[%u]: expected a finite value > 0, got %g", path, i,
+                          sp[i]);
         if (!std::isfinite(org[i]))
-            return mk_err(ctx, MK_ERR_FORMAT, "%s: field origin[%u]: expected a finite value", path, i);
+            return mk_err(ctx, MK_ERR_FORMAT, "%s: field origin[%u]: expected a finite value", path,
+                          i);
         img->geom.spacing[i] = sp[i];
         img->geom.origin[i] = org[i];
         for (unsigned r = 0; r < n3; r++) {
@@ -189,11 +195,13 @@ mk_status check_pixel_data(mk_ctx *ctx, const std::string &path)
     std::set<gdcm::Tag> skip;
     skip.insert(tpix);
     if (!r.ReadUpToTag(tpix, skip))
-        return mk_err(ctx, MK_ERR_FORMAT, "%s: not a readable DICOM file (header parse failed)", path.c_str());
+        return mk_err(ctx, MK_ERR_FORMAT, "%s: not a readable DICOM file (header parse failed)",
+                      path.c_str());
     long long size = file_size_of(path);
     long long pos = (long long)r.GetStreamCurrentPosition();
     if (pos <= 4 || pos >= size)
-        return mk_err(ctx, MK_ERR_FORMAT, "%s: field PixelData (7FE0,0010): missing (file ends after the header)",
+        return mk_err(ctx, MK_ERR_FORMAT,
+                      "%s: field PixelData (7FE0,0010): missing (file ends after the header)",
                       path.c_str());
     FILE *f = std::fopen(path.c_str(), "rb");
     if (!f)
@@ -204,9 +212,11 @@ mk_status check_pixel_data(mk_ctx *ctx, const std::string &path)
     bool is_pix_explicit = false;
     if (!is_pix && ok && std::fseek(f, (long)(pos - 12), SEEK_SET) == 0) {
         unsigned char c[4];
-        is_pix_explicit = std::fread(c, 1, 4, f) == 4 && c[0] == 0xe0 && c[1] == 0x7f && c[2] == 0x10 && c[3] == 0x00;
+        is_pix_explicit = std::fread(c, 1, 4, f) == 4 && c[0] == 0xe0 && c[1] == 0x7f &&
+                          c[2] == 0x10 && c[3] == 0x00;
     }
-    bool big = r.GetFile().GetHeader().GetDataSetTransferSyntax() == gdcm::TransferSyntax::ExplicitVRBigEndian;
+    bool big = r.GetFile().GetHeader().GetDataSetTransferSyntax() ==
+               gdcm::TransferSyntax::ExplicitVRBigEndian;
     if (!is_pix && !is_pix_explicit) {
         std::fclose(f);
         return MK_OK; /* unusual layout (big endian tag order, ...): leave the decision to GDCM */
@@ -218,17 +228,22 @@ mk_status check_pixel_data(mk_ctx *ctx, const std::string &path)
         // Encapsulated: the sequence delimitation item (FFFE,E0DD) must be present.
         static const unsigned char delim[8] = {0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0};
         std::vector<unsigned char> tail((size_t)(size - pos));
-        if (std::fseek(f, (long)pos, SEEK_SET) != 0 || std::fread(tail.data(), 1, tail.size(), f) != tail.size() ||
+        if (std::fseek(f, (long)pos, SEEK_SET) != 0 ||
+            std::fread(tail.data(), 1, tail.size(), f) != tail.size() ||
             std::search(tail.begin(), tail.end(), delim, delim + 8) == tail.end())
             st = mk_err(ctx, MK_ERR_FORMAT,
-                        "%s: field PixelData (7FE0,0010): encapsulated pixel data is truncated (no sequence "
-                        "delimiter before the end of the file)", path.c_str());
+                        "%s: field PixelData (7FE0,0010): encapsulated pixel data is truncated (no "
+                        "sequence "
+                        "delimiter before the end of the file)",
+                        path.c_str());
     } else if (vl == 0) {
         st = mk_err(ctx, MK_ERR_FORMAT, "%s: field PixelData (7FE0,0010): empty", path.c_str());
     } else if (pos + (long long)vl > size) {
-        st = mk_err(ctx, MK_ERR_FORMAT,
-                    "%s: field PixelData (7FE0,0010): length %u bytes but only %lld bytes left in the file "
-                    "(truncated)", path.c_str(), vl, size - pos);
+        st = mk_err(
+            ctx, MK_ERR_FORMAT,
+            "%s: field PixelData (7FE0,0010): length %u bytes but only %lld bytes left in the file "
+            "(truncated)",
+            path.c_str(), vl, size - pos);
     }
     std::fclose(f);
     return st;
@@ -284,14 +299,18 @@ mk_status check_meta_size(mk_ctx *ctx, const char *path, itk::ImageIOBase *io, i
     } else {
         std::string p = path;
         size_t k = p.find_last_of('/');
-        dpath = datafile[0] == '/' || k == std::string::npos ? datafile : p.substr(0, k + 1) + datafile;
+        dpath =
+            datafile[0] == '/' || k == std::string::npos ? datafile : p.substr(0, k + 1) + datafile;
         avail = file_size_of(dpath);
         if (avail < 0)
-            return mk_err(ctx, MK_ERR_IO, "%s: field ElementDataFile: data file %s not found", path, dpath.c_str());
+            return mk_err(ctx, MK_ERR_IO, "%s: field ElementDataFile: data file %s not found", path,
+                          dpath.c_str());
     }
     long long need = compressed ? csize : (long long)nbytes;
     if (need > 0 && avail < need)
-        return mk_err(ctx, MK_ERR_FORMAT, "%s: field ElementDataFile: expected %lld bytes of %s data in %s, found %lld (truncated)",
+        return mk_err(ctx, MK_ERR_FORMAT,
+                      "%s: field ElementDataFile: expected %lld bytes of %s data in %s, found %lld "
+                      "(truncated)",
                       path, need, compressed ? "compressed" : "voxel", dpath.c_str(), avail);
     return MK_OK;
 }
@@ -337,20 +356,24 @@ mk_status check_nrrd_size(mk_ctx *ctx, const char *path, int64_t nbytes)
     long long avail;
     if (datafile.empty()) {
         if (data_off < 0)
-            return mk_err(ctx, MK_ERR_FORMAT, "%s: header not terminated by an empty line (truncated?)", path);
+            return mk_err(ctx, MK_ERR_FORMAT,
+                          "%s: header not terminated by an empty line (truncated?)", path);
         avail = file_size_of(dpath) - data_off;
     } else {
         if (datafile.find(' ') != std::string::npos || datafile.rfind("LIST", 0) == 0)
             return MK_OK; /* multi-file forms: NrrdIO decides */
         size_t k = dpath.find_last_of('/');
-        dpath = datafile[0] == '/' || k == std::string::npos ? datafile : dpath.substr(0, k + 1) + datafile;
+        dpath = datafile[0] == '/' || k == std::string::npos ? datafile
+                                                             : dpath.substr(0, k + 1) + datafile;
         avail = file_size_of(dpath);
         if (avail < 0)
             return mk_err(ctx, MK_ERR_IO, "%s: field data file: %s not found", path, dpath.c_str());
     }
     if (avail < (long long)nbytes)
-        return mk_err(ctx, MK_ERR_FORMAT, "%s: field sizes: expected %lld bytes of raw voxel data in %s, found %lld (truncated)",
-                      path, (long long)nbytes, dpath.c_str(), avail);
+        return mk_err(
+            ctx, MK_ERR_FORMAT,
+            "%s: field sizes: expected %lld bytes of raw voxel data in %s, found %lld (truncated)",
+            path, (long long)nbytes, dpath.c_str(), avail);
     return MK_OK;
 }
 
@@ -368,8 +391,8 @@ mk_status read_with_io(mk_ctx *ctx, itk::ImageIOBase *io, const char *path, mk_i
     mk_dtype dt;
     if (!comp_to_dtype(io->GetComponentType(), io->GetNumberOfComponents(), &dt))
         return mk_err(ctx, MK_ERR_UNSUPPORTED,
-                      "%s: field pixel type: expected a scalar or RGB uint8 pixel, got %u x %s", path,
-                      io->GetNumberOfComponents(),
+                      "%s: field pixel type: expected a scalar or RGB uint8 pixel, got %u x %s",
+                      path, io->GetNumberOfComponents(),
                       itk::ImageIOBase::GetComponentTypeAsString(io->GetComponentType()).c_str());
     int64_t dim[MK_IMAGE_MAX_DIMS];
     for (unsigned i = 0; i < ndim; i++) {
@@ -513,7 +536,8 @@ mk_status sort_and_check(mk_ctx *ctx, const char *dir, std::vector<std::string> 
     double iop[6];
     if (!parse_doubles(sc.GetValue(files[0].c_str(), tiop), iop, 6))
         return mk_err(ctx, MK_ERR_FORMAT,
-                      "%s: field ImageOrientationPatient (0020,0037): expected 6 numbers", files[0].c_str());
+                      "%s: field ImageOrientationPatient (0020,0037): expected 6 numbers",
+                      files[0].c_str());
     double nrm[3] = {iop[1] * iop[5] - iop[2] * iop[4], iop[2] * iop[3] - iop[0] * iop[5],
                      iop[0] * iop[4] - iop[1] * iop[3]};
     struct slice {
@@ -525,10 +549,12 @@ mk_status sort_and_check(mk_ctx *ctx, const char *dir, std::vector<std::string> 
         double ipp[3];
         if (!parse_doubles(sc.GetValue(f.c_str(), tipp), ipp, 3))
             return mk_err(ctx, MK_ERR_FORMAT,
-                          "%s: field ImagePositionPatient (0020,0032): expected 3 numbers", f.c_str());
+                          "%s: field ImagePositionPatient (0020,0032): expected 3 numbers",
+                          f.c_str());
         sl.push_back({f, ipp[0] * nrm[0] + ipp[1] * nrm[1] + ipp[2] * nrm[2]});
     }
-    std::stable_sort(sl.begin(), sl.end(), [](const slice &a, const slice &b) { return a.pos < b.pos; });
+    std::stable_sort(sl.begin(), sl.end(),
+                     [](const slice &a, const slice &b) { return a.pos < b.pos; });
     for (size_t k = 0; k < sl.size(); k++)
         files[k] = sl[k].file;
 
@@ -556,16 +582,18 @@ mk_status sort_and_check(mk_ctx *ctx, const char *dir, std::vector<std::string> 
         char buf[512];
         if (step[k] > 1.5 * median) {
             if (ngap < 5) {
-                std::snprintf(buf, sizeof buf, "%s%s (%.3f) -> %s (%.3f): step %.3f mm, about %.0f slice(s) missing",
-                              ngap ? "; " : "", base_name(sl[k].file), sl[k].pos, base_name(sl[k + 1].file),
-                              sl[k + 1].pos, step[k], std::round(step[k] / median) - 1);
+                std::snprintf(buf, sizeof buf,
+                              "%s%s (%.3f) -> %s (%.3f): step %.3f mm, about %.0f slice(s) missing",
+                              ngap ? "; " : "", base_name(sl[k].file), sl[k].pos,
+                              base_name(sl[k + 1].file), sl[k + 1].pos, step[k],
+                              std::round(step[k] / median) - 1);
                 gaps += buf;
             }
             ngap++;
         } else if (std::fabs(step[k] - mean) > tol * mean) {
             if (nnon < 5) {
-                std::snprintf(buf, sizeof buf, "%s%s -> %s: %.4f mm", nnon ? "; " : "", base_name(sl[k].file),
-                              base_name(sl[k + 1].file), step[k]);
+                std::snprintf(buf, sizeof buf, "%s%s -> %s: %.4f mm", nnon ? "; " : "",
+                              base_name(sl[k].file), base_name(sl[k + 1].file), step[k]);
                 nonuni += buf;
             }
             nnon++;
@@ -574,19 +602,22 @@ mk_status sort_and_check(mk_ctx *ctx, const char *dir, std::vector<std::string> 
     }
     if (ngap) {
         if (strict)
-            return mk_err(ctx, MK_ERR_GEOMETRY, "%s: missing slices (median step %.4f mm): %s%s", dir, median,
-                          gaps.c_str(), ngap > 5 ? "; ..." : "");
-        mk_log(ctx, MK_LOG_WARN, "%s: missing slices (median step %.4f mm): %s%s", dir, median, gaps.c_str(),
-               ngap > 5 ? "; ..." : "");
+            return mk_err(ctx, MK_ERR_GEOMETRY, "%s: missing slices (median step %.4f mm): %s%s",
+                          dir, median, gaps.c_str(), ngap > 5 ? "; ..." : "");
+        mk_log(ctx, MK_LOG_WARN, "%s: missing slices (median step %.4f mm): %s%s", dir, median,
+               gaps.c_str(), ngap > 5 ? "; ..." : "");
     }
     if (nnon) {
         if (strict)
             return mk_err(ctx, MK_ERR_GEOMETRY,
-                          "%s: non-uniform slice spacing: %d of %zu steps differ from the mean %.4f mm by more "
+                          "%s: non-uniform slice spacing: %d of %zu steps differ from the mean "
+                          "%.4f mm by more "
                           "than %.1f%% (max deviation %.4f mm): %s%s",
-                          dir, nnon, n - 1, mean, tol * 100, maxdev, nonuni.c_str(), nnon > 5 ? "; ..." : "");
+                          dir, nnon, n - 1, mean, tol * 100, maxdev, nonuni.c_str(),
+                          nnon > 5 ? "; ..." : "");
         mk_log(ctx, MK_LOG_WARN,
-               "%s: non-uniform slice spacing: %d of %zu steps differ from the mean %.4f mm by more than "
+               "%s: non-uniform slice spacing: %d of %zu steps differ from the mean %.4f mm by "
+               "more than "
                "%.1f%% (max deviation %.4f mm): %s%s; using the mean spacing",
                dir, nnon, n - 1, mean, tol * 100, maxdev, nonuni.c_str(), nnon > 5 ? "; ..." : "");
     }
@@ -594,8 +625,8 @@ mk_status sort_and_check(mk_ctx *ctx, const char *dir, std::vector<std::string> 
 }
 
 template <typename PixelT>
-mk_status read_series_t(mk_ctx *ctx, const char *dir, const std::vector<std::string> &files, mk_dtype dt,
-                        mk_image **out)
+mk_status read_series_t(mk_ctx *ctx, const char *dir, const std::vector<std::string> &files,
+                        mk_dtype dt, mk_image **out)
 {
     using ImageT = itk::Image<PixelT, 3>;
     auto reader = itk::ImageSeriesReader<ImageT>::New();
@@ -668,15 +699,18 @@ mk_status dicom_read(mk_ctx *ctx, const char *dir, const mk_dicom_opts *opts, mk
             std::string l;
             for (const auto &s : ser)
                 l += " " + s.uid;
-            return mk_err(ctx, MK_ERR_NOT_FOUND, "%s: no series with UID %s; series here:%s", dir, want, l.c_str());
+            return mk_err(ctx, MK_ERR_NOT_FOUND, "%s: no series with UID %s; series here:%s", dir,
+                          want, l.c_str());
         }
     } else if (ser.size() > 1) {
         std::string l;
         for (const auto &s : ser)
             l += "\n  " + s.uid + " (" + std::to_string(s.files.size()) + " files, " +
-                 (s.modality.empty() ? "?" : s.modality) + (s.desc.empty() ? "" : ", " + s.desc) + ")";
-        return mk_err(ctx, MK_ERR_INVALID, "%s: %zu DICOM series in this folder, choose one by UID:%s", dir,
-                      ser.size(), l.c_str());
+                 (s.modality.empty() ? "?" : s.modality) + (s.desc.empty() ? "" : ", " + s.desc) +
+                 ")";
+        return mk_err(ctx, MK_ERR_INVALID,
+                      "%s: %zu DICOM series in this folder, choose one by UID:%s", dir, ser.size(),
+                      l.c_str());
     } else {
         pick = &ser[0];
     }
@@ -705,8 +739,8 @@ mk_status dicom_read(mk_ctx *ctx, const char *dir, const mk_dicom_opts *opts, mk
     io->ReadImageInformation();
     mk_dtype dt;
     if (!comp_to_dtype(io->GetComponentType(), io->GetNumberOfComponents(), &dt))
-        return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: field pixel type: %u x %s is not supported", files[probe].c_str(),
-                      io->GetNumberOfComponents(),
+        return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: field pixel type: %u x %s is not supported",
+                      files[probe].c_str(), io->GetNumberOfComponents(),
                       itk::ImageIOBase::GetComponentTypeAsString(io->GetComponentType()).c_str());
     mk_image *img = nullptr;
     switch (dt) {
@@ -718,9 +752,12 @@ mk_status dicom_read(mk_ctx *ctx, const char *dir, const mk_dicom_opts *opts, mk
     case MK_DT_INT32: st = read_series_t<int32_t>(ctx, dir, files, dt, &img); break;
     case MK_DT_FLOAT32: st = read_series_t<float>(ctx, dir, files, dt, &img); break;
     case MK_DT_FLOAT64: st = read_series_t<double>(ctx, dir, files, dt, &img); break;
-    case MK_DT_RGB24: st = read_series_t<itk::RGBPixel<unsigned char>>(ctx, dir, files, dt, &img); break;
+    case MK_DT_RGB24:
+        st = read_series_t<itk::RGBPixel<unsigned char>>(ctx, dir, files, dt, &img);
+        break;
     default:
-        return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: field pixel type: %s is not supported for series", dir,
+        return mk_err(ctx, MK_ERR_UNSUPPORTED,
+                      "%s: field pixel type: %s is not supported for series", dir,
                       mk_dtype_name(dt));
     }
     if (st != MK_OK)
@@ -745,8 +782,8 @@ mk_status write_atomic(mk_ctx *ctx, const char *path, const mk_image *img, itk::
                       mk_dtype_name(img->dtype));
     unsigned ndim = (unsigned)img->ndim;
     if (ndim < 1 || ndim > MK_IMAGE_MAX_DIMS)
-        return mk_err(ctx, MK_ERR_INVALID, "%s: image has %u dimensions, expected 1..%d", path, ndim,
-                      MK_IMAGE_MAX_DIMS);
+        return mk_err(ctx, MK_ERR_INVALID, "%s: image has %u dimensions, expected 1..%d", path,
+                      ndim, MK_IMAGE_MAX_DIMS);
     std::string p = path, dirpart = ".", base = path;
     size_t k = p.find_last_of('/');
     if (k != std::string::npos) {
@@ -757,8 +794,8 @@ mk_status write_atomic(mk_ctx *ctx, const char *path, const mk_image *img, itk::
         return mk_err(ctx, MK_ERR_INVALID, "%s: no file name", path);
     std::string tmpdir = dirpart + "/." + base + ".tmp." + std::to_string((long)getpid());
     if (mkdir(tmpdir.c_str(), 0777) != 0)
-        return mk_err(ctx, MK_ERR_IO, "%s: cannot create temporary folder %s: %s", path, tmpdir.c_str(),
-                      std::strerror(errno));
+        return mk_err(ctx, MK_ERR_IO, "%s: cannot create temporary folder %s: %s", path,
+                      tmpdir.c_str(), std::strerror(errno));
     auto cleanup = [&]() {
         if (DIR *d = opendir(tmpdir.c_str())) {
             while (struct dirent *e = readdir(d))
@@ -772,7 +809,8 @@ mk_status write_atomic(mk_ctx *ctx, const char *path, const mk_image *img, itk::
         io->SetNumberOfDimensions(ndim);
         for (unsigned i = 0; i < ndim; i++) {
             io->SetDimensions(i, (itk::SizeValueType)img->dim[i]);
-            double sp = i < 3 ? img->geom.spacing[i] : (i == 3 && img->geom.tr > 0 ? img->geom.tr : 1.0);
+            double sp =
+                i < 3 ? img->geom.spacing[i] : (i == 3 && img->geom.tr > 0 ? img->geom.tr : 1.0);
             io->SetSpacing(i, sp);
             io->SetOrigin(i, i < 3 ? img->geom.origin[i] : 0.0);
             std::vector<double> col(ndim, 0.0);
@@ -805,13 +843,15 @@ mk_status write_atomic(mk_ctx *ctx, const char *path, const mk_image *img, itk::
         closedir(d);
     }
     // Header (the target's own name) last.
-    std::stable_partition(produced.begin(), produced.end(), [&](const std::string &s) { return s != base; });
+    std::stable_partition(produced.begin(), produced.end(),
+                          [&](const std::string &s) { return s != base; });
     for (const auto &f : produced) {
         std::string from = tmpdir + "/" + f, to = dirpart + "/" + f;
         if (std::rename(from.c_str(), to.c_str()) != 0) {
             int e = errno;
             cleanup();
-            return mk_err(ctx, MK_ERR_IO, "%s: rename %s -> %s: %s", path, from.c_str(), to.c_str(), std::strerror(e));
+            return mk_err(ctx, MK_ERR_IO, "%s: rename %s -> %s: %s", path, from.c_str(), to.c_str(),
+                          std::strerror(e));
         }
     }
     cleanup();
@@ -895,7 +935,8 @@ mk_status mk_io_itk_read(mk_ctx *ctx, const char *path, mk_image **out)
             return s;
         }
         return mk_err(ctx, MK_ERR_UNSUPPORTED,
-                      "%s: not a format of the ITK bridge (expected .mha .mhd .nrrd .nhdr .dcm or a DICOM folder)",
+                      "%s: not a format of the ITK bridge (expected .mha .mhd .nrrd .nhdr .dcm or "
+                      "a DICOM folder)",
                       path);
     });
 }
@@ -913,8 +954,8 @@ mk_status mk_io_itk_write(mk_ctx *ctx, const char *path, const mk_image *img)
             auto io = itk::NrrdImageIO::New();
             return write_atomic(ctx, path, img, io);
         }
-        return mk_err(ctx, MK_ERR_INVALID, "%s: the ITK bridge writes .mha .mhd .nrrd .nhdr, not '%s'", path,
-                      e.c_str());
+        return mk_err(ctx, MK_ERR_INVALID,
+                      "%s: the ITK bridge writes .mha .mhd .nrrd .nhdr, not '%s'", path, e.c_str());
     });
 }
 
@@ -943,7 +984,8 @@ mk_status mk_io_dicom_list_series(mk_ctx *ctx, const char *dir, mk_dicom_series 
     });
 }
 
-mk_status mk_io_dicom_read_ex(mk_ctx *ctx, const char *dir, const mk_dicom_opts *opts, mk_image **out)
+mk_status mk_io_dicom_read_ex(mk_ctx *ctx, const char *dir, const mk_dicom_opts *opts,
+                              mk_image **out)
 {
     MK_ASSERT(dir && out);
     *out = nullptr;

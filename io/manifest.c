@@ -81,7 +81,7 @@ static char *resolve(const char *dir, const char *rel)
 
 typedef struct csv {
     const char *s, *end;
-    int line;      /* line of the cursor */
+    int line; /* line of the cursor */
     const char *path;
 } csv;
 
@@ -116,7 +116,8 @@ static int csv_record(mk_ctx *ctx, csv *c, char ***fields, int *nf, int *rec_lin
         for (;;) {
             if (c->s >= c->end) {
                 if (quoted) {
-                    mk_err(ctx, MK_ERR_FORMAT, "%s:%d: field %d: expected a closing '\"', got the end of the file",
+                    mk_err(ctx, MK_ERR_FORMAT,
+                           "%s:%d: field %d: expected a closing '\"', got the end of the file",
                            c->path, *rec_line, *nf + 1);
                     goto fail;
                 }
@@ -133,7 +134,8 @@ static int csv_record(mk_ctx *ctx, csv *c, char ***fields, int *nf, int *rec_lin
                         /* only a separator or line end may follow a closing quote */
                         if (c->s < c->end && *c->s != ',' && *c->s != '\n' && *c->s != '\r') {
                             mk_err(ctx, MK_ERR_FORMAT,
-                                   "%s:%d: field %d: expected ',' or a line end after a closing quote, got '%c'",
+                                   "%s:%d: field %d: expected ',' or a line end after a closing "
+                                   "quote, got '%c'",
                                    c->path, c->line, *nf + 1, *c->s);
                             goto fail;
                         }
@@ -242,21 +244,25 @@ static mk_status validate_row(mk_ctx *ctx, const mk_manifest *m, const mk_manife
                               const char *where)
 {
     if (!*w->id)
-        return mk_err(ctx, MK_ERR_FORMAT, "%s: column id: expected a non-empty case id, got ''", where);
+        return mk_err(ctx, MK_ERR_FORMAT, "%s: column id: expected a non-empty case id, got ''",
+                      where);
     for (const char *p = w->id; *p; p++)
         if (*p == '/' || *p == '\\' || (unsigned char)*p < 32)
             return mk_err(ctx, MK_ERR_FORMAT,
-                          "%s: column id: expected no '/', '\\' or control characters, got '%s'", where,
-                          w->id);
+                          "%s: column id: expected no '/', '\\' or control characters, got '%s'",
+                          where, w->id);
     if (!*w->image)
         return mk_err(ctx, MK_ERR_FORMAT, "%s: column image: expected a path, got ''", where);
-    if (*w->split && strcmp(w->split, "train") && strcmp(w->split, "val") && strcmp(w->split, "test"))
-        return mk_err(ctx, MK_ERR_FORMAT, "%s: column split: expected train, val, test or empty, got '%s'",
-                      where, w->split);
+    if (*w->split && strcmp(w->split, "train") && strcmp(w->split, "val") &&
+        strcmp(w->split, "test"))
+        return mk_err(ctx, MK_ERR_FORMAT,
+                      "%s: column split: expected train, val, test or empty, got '%s'", where,
+                      w->split);
     for (int r = 0; r < m->nrows - 1; r++)
         if (&m->rows[r] != w && strcmp(m->rows[r].id, w->id) == 0)
-            return mk_err(ctx, MK_ERR_FORMAT, "%s: column id: expected a unique id, got '%s' (also on line %d)",
-                          where, w->id, m->rows[r].line);
+            return mk_err(ctx, MK_ERR_FORMAT,
+                          "%s: column id: expected a unique id, got '%s' (also on line %d)", where,
+                          w->id, m->rows[r].line);
     return MK_OK;
 }
 
@@ -284,8 +290,11 @@ mk_status mk_manifest_read(mk_ctx *ctx, const char *path, mk_manifest **out)
         c.s += 3;
     int rc = csv_record(ctx, &c, &f, &nf, &line);
     if (rc <= 0) {
-        st = rc < 0 ? ctx->status : mk_err(ctx, MK_ERR_FORMAT, "%s:1: header: expected the column names "
-                                           "(id,modality,image,label,split,domain), got an empty file", path);
+        st = rc < 0 ? ctx->status
+                    : mk_err(ctx, MK_ERR_FORMAT,
+                             "%s:1: header: expected the column names "
+                             "(id,modality,image,label,split,domain), got an empty file",
+                             path);
         goto fail;
     }
     ncols = nf;
@@ -304,12 +313,14 @@ mk_status mk_manifest_read(mk_ctx *ctx, const char *path, mk_manifest **out)
                 k = s;
         for (int j = 0; j < i; j++)
             if (strcmp(f[i], f[j]) == 0) {
-                st = mk_err(ctx, MK_ERR_FORMAT, "%s:%d: column %s: expected unique column names, got it twice",
-                            path, line, f[i]);
+                st = mk_err(ctx, MK_ERR_FORMAT,
+                            "%s:%d: column %s: expected unique column names, got it twice", path,
+                            line, f[i]);
                 goto fail;
             }
         if (!*f[i]) {
-            st = mk_err(ctx, MK_ERR_FORMAT, "%s:%d: column %d: expected a column name, got ''", path, line, i + 1);
+            st = mk_err(ctx, MK_ERR_FORMAT, "%s:%d: column %d: expected a column name, got ''",
+                        path, line, i + 1);
             goto fail;
         }
         if (k >= 0) {
@@ -322,8 +333,10 @@ mk_status mk_manifest_read(mk_ctx *ctx, const char *path, mk_manifest **out)
     }
     for (int s = COL_ID; s <= COL_IMAGE; s += 2)
         if (!seen[s]) {
-            st = mk_err(ctx, MK_ERR_FORMAT, "%s:%d: column %s: expected in the header (required), got "
-                        "no such column", path, line, STD_COLS[s]);
+            st = mk_err(ctx, MK_ERR_FORMAT,
+                        "%s:%d: column %s: expected in the header (required), got "
+                        "no such column",
+                        path, line, STD_COLS[s]);
             goto fail;
         }
     free_fields(f, nf);
@@ -335,8 +348,9 @@ mk_status mk_manifest_read(mk_ctx *ctx, const char *path, mk_manifest **out)
             continue;
         }
         if (nf != ncols) {
-            st = mk_err(ctx, MK_ERR_FORMAT, "%s:%d: row: expected %d fields (as the header), got %d", path,
-                        line, ncols, nf);
+            st =
+                mk_err(ctx, MK_ERR_FORMAT, "%s:%d: row: expected %d fields (as the header), got %d",
+                       path, line, ncols, nf);
             goto fail;
         }
         mk_manifest_row *w = add_row(m);
@@ -469,11 +483,13 @@ mk_status mk_manifest_check_files(mk_ctx *ctx, const mk_manifest *m)
     for (int r = 0; r < m->nrows; r++) {
         const mk_manifest_row *w = &m->rows[r];
         if (!mk_fs_is_file(w->image_path) && !mk_fs_is_dir(w->image_path))
-            return mk_err(ctx, MK_ERR_IO, "%s:%d: column image: expected an existing file, got '%s'",
-                          m->source, w->line, w->image_path);
+            return mk_err(ctx, MK_ERR_IO,
+                          "%s:%d: column image: expected an existing file, got '%s'", m->source,
+                          w->line, w->image_path);
         if (w->label_path && !mk_fs_is_file(w->label_path) && !mk_fs_is_dir(w->label_path))
-            return mk_err(ctx, MK_ERR_IO, "%s:%d: column label: expected an existing file, got '%s'",
-                          m->source, w->line, w->label_path);
+            return mk_err(ctx, MK_ERR_IO,
+                          "%s:%d: column label: expected an existing file, got '%s'", m->source,
+                          w->line, w->label_path);
     }
     return MK_OK;
 }
@@ -503,12 +519,15 @@ mk_status mk_manifest_check_grid(mk_ctx *ctx, const mk_manifest *m, int row)
         char e[200] = "", g[200] = "";
         if (a->dim[0] != b->dim[0] || a->dim[1] != b->dim[1] || a->dim[2] != b->dim[2]) {
             field = "dim";
-            snprintf(e, sizeof e, "%lldx%lldx%lld", (long long)a->dim[0], (long long)a->dim[1], (long long)a->dim[2]);
-            snprintf(g, sizeof g, "%lldx%lldx%lld", (long long)b->dim[0], (long long)b->dim[1], (long long)b->dim[2]);
+            snprintf(e, sizeof e, "%lldx%lldx%lld", (long long)a->dim[0], (long long)a->dim[1],
+                     (long long)a->dim[2]);
+            snprintf(g, sizeof g, "%lldx%lldx%lld", (long long)b->dim[0], (long long)b->dim[1],
+                     (long long)b->dim[2]);
         } else {
             int sp = 0, orr = 0;
             for (int d = 0; d < 3; d++) {
-                sp |= fabs(a->geom.spacing[d] - b->geom.spacing[d]) > 1e-4 * fmax(a->geom.spacing[d], b->geom.spacing[d]);
+                sp |= fabs(a->geom.spacing[d] - b->geom.spacing[d]) >
+                      1e-4 * fmax(a->geom.spacing[d], b->geom.spacing[d]);
                 orr |= fabs(a->geom.origin[d] - b->geom.origin[d]) > 1e-4;
             }
             const double *x = sp ? a->geom.spacing : orr ? a->geom.origin : a->geom.direction;
@@ -520,10 +539,11 @@ mk_status mk_manifest_check_grid(mk_ctx *ctx, const mk_manifest *m, int row)
                 kg += snprintf(g + kg, sizeof g - (size_t)kg, "%s%g", d ? "," : "", y[d]);
             }
         }
-        st = mk_err(ctx, MK_ERR_GEOMETRY,
-                    "%s: column label: image and label on different grids: field %s: expected %s (image "
-                    "%s), got %s (label %s)",
-                    where, field, e, w->image_path, g, w->label_path);
+        st = mk_err(
+            ctx, MK_ERR_GEOMETRY,
+            "%s: column label: image and label on different grids: field %s: expected %s (image "
+            "%s), got %s (label %s)",
+            where, field, e, w->image_path, g, w->label_path);
     }
     mk_image_free(a);
     mk_image_free(b);
@@ -628,15 +648,19 @@ static mk_status import_v2(mk_ctx *ctx, const char *root, cJSON *js, mk_manifest
             for (int c = 1; c < nch && st == MK_OK; c++) {
                 snprintf(p, sizeof p, "%s/%s_%04d%s", idir, ids[i], c, ending);
                 if (!mk_fs_is_file(p))
-                    st = mk_err(ctx, MK_ERR_FORMAT, "%s: channel %d of case %s: expected the file, got "
-                                "nothing (dataset.json lists %d channels)", p, c, ids[i], nch);
+                    st = mk_err(ctx, MK_ERR_FORMAT,
+                                "%s: channel %d of case %s: expected the file, got "
+                                "nothing (dataset.json lists %d channels)",
+                                p, c, ids[i], nch);
                 w->extra[c - 1] = xstrdup(p);
             }
             if (sets[s][1]) {
                 snprintf(p, sizeof p, "%s/%s%s", ldir, ids[i], ending);
                 if (!mk_fs_is_file(p) && st == MK_OK)
-                    st = mk_err(ctx, MK_ERR_FORMAT, "%s: label of training case %s: expected the file, "
-                                "got nothing", p, ids[i]);
+                    st = mk_err(ctx, MK_ERR_FORMAT,
+                                "%s: label of training case %s: expected the file, "
+                                "got nothing",
+                                p, ids[i]);
                 w->label_path = xstrdup(p);
                 snprintf(p, sizeof p, "%s/%s%s", sets[s][1], ids[i], ending);
                 w->label = xstrdup(p);
@@ -658,8 +682,10 @@ static mk_status import_v2(mk_ctx *ctx, const char *root, cJSON *js, mk_manifest
     for (int r = 0; r < m->nrows; r++)
         ntr += strcmp(m->rows[r].split, "train") == 0;
     if (cJSON_IsNumber(nt) && nt->valueint != ntr)
-        return mk_err(ctx, MK_ERR_FORMAT, "%s/dataset.json: field numTraining: expected %d (cases found in "
-                      "imagesTr), got %d", root, ntr, nt->valueint);
+        return mk_err(ctx, MK_ERR_FORMAT,
+                      "%s/dataset.json: field numTraining: expected %d (cases found in "
+                      "imagesTr), got %d",
+                      root, ntr, nt->valueint);
     return MK_OK;
 }
 
@@ -698,7 +724,8 @@ static mk_status import_msd(mk_ctx *ctx, const char *root, cJSON *js, mk_manifes
         if (!arr)
             continue;
         if (!cJSON_IsArray(arr))
-            return mk_err(ctx, MK_ERR_FORMAT, "%s/dataset.json: field %s: expected an array", root, keys[s]);
+            return mk_err(ctx, MK_ERR_FORMAT, "%s/dataset.json: field %s: expected an array", root,
+                          keys[s]);
         const cJSON *it;
         int idx = 0;
         cJSON_ArrayForEach(it, arr)
@@ -713,8 +740,9 @@ static mk_status import_msd(mk_ctx *ctx, const char *root, cJSON *js, mk_manifes
                 lab = cJSON_IsString(b) ? b->valuestring : NULL;
             }
             if (!img)
-                return mk_err(ctx, MK_ERR_FORMAT, "%s/dataset.json: field %s[%d].image: expected a path string",
-                              root, keys[s], idx);
+                return mk_err(ctx, MK_ERR_FORMAT,
+                              "%s/dataset.json: field %s[%d].image: expected a path string", root,
+                              keys[s], idx);
             mk_manifest_row *w = add_row(m);
             if (!w)
                 return mk_err(ctx, MK_ERR_NOMEM, "out of memory");
@@ -727,7 +755,8 @@ static mk_status import_msd(mk_ctx *ctx, const char *root, cJSON *js, mk_manifes
             w->domain = xstrdup("");
             w->image_path = resolve(root, w->image);
             w->label_path = resolve(root, w->label);
-            if (!w->extra || !w->image || !w->label || !w->id || !w->modality || !w->split || !w->domain)
+            if (!w->extra || !w->image || !w->label || !w->id || !w->modality || !w->split ||
+                !w->domain)
                 return mk_err(ctx, MK_ERR_NOMEM, "out of memory");
             idx++;
         }
@@ -754,8 +783,9 @@ mk_status mk_manifest_import_nnunet(mk_ctx *ctx, const char *dataset_dir, mk_man
             line += text[i] == '\n';
         cJSON_Delete(js);
         free(text);
-        return mk_err(ctx, MK_ERR_FORMAT, "%s:%d: expected a JSON object, got a syntax error near byte %ld",
-                      jp, line, off);
+        return mk_err(ctx, MK_ERR_FORMAT,
+                      "%s:%d: expected a JSON object, got a syntax error near byte %ld", jp, line,
+                      off);
     }
     free(text);
     mk_manifest *m = manifest_new(dataset_dir, dataset_dir);

@@ -57,9 +57,10 @@ mk_status mk_h5_group(mk_ctx *ctx, mk_h5_file *f, const char *group);
 int mk_h5_exists(mk_h5_file *f, const char *path);
 
 typedef struct mk_h5_write_opts {
-    int gzip;          /* 0..9 deflate level; 0 = none. Default (opts NULL) 4 */
-    int shuffle;       /* 1: byte shuffle before gzip (default with opts NULL: 1) */
-    int64_t chunk[MK_H5_MAX_RANK]; /* chunk shape; all 0 = automatic (about 1 MiB, last axes whole) */
+    int gzip;    /* 0..9 deflate level; 0 = none. Default (opts NULL) 4 */
+    int shuffle; /* 1: byte shuffle before gzip (default with opts NULL: 1) */
+    int64_t
+        chunk[MK_H5_MAX_RANK]; /* chunk shape; all 0 = automatic (about 1 MiB, last axes whole) */
 } mk_h5_write_opts;
 
 /* Write an n-d C-order tensor (rank 1..8) as dataset `path` (which must not exist).
@@ -93,8 +94,8 @@ mk_status mk_h5_attr_set_f64(mk_ctx *ctx, mk_h5_file *f, const char *obj, const 
 mk_status mk_h5_attr_set_i64(mk_ctx *ctx, mk_h5_file *f, const char *obj, const char *name, int n,
                              const int64_t *values);
 /* Read a string attribute into buf (size n, NUL-terminated, truncated to fit). */
-mk_status mk_h5_attr_get_str(mk_ctx *ctx, mk_h5_file *f, const char *obj, const char *name, char *buf,
-                             size_t n);
+mk_status mk_h5_attr_get_str(mk_ctx *ctx, mk_h5_file *f, const char *obj, const char *name,
+                             char *buf, size_t n);
 /* Read up to n numbers; *got (may be NULL) receives the attribute's element count. */
 mk_status mk_h5_attr_get_f64(mk_ctx *ctx, mk_h5_file *f, const char *obj, const char *name, int n,
                              double *values, int *got);
@@ -111,9 +112,9 @@ typedef enum mk_h5_col_type { MK_H5_COL_STR = 0, MK_H5_COL_F64, MK_H5_COL_I64 } 
 typedef struct mk_h5_column {
     const char *name;
     mk_h5_col_type type;
-    char **str;    /* nrows strings (NULL entries stored as "") */
-    double *f64;   /* nrows values */
-    int64_t *i64;  /* nrows values */
+    char **str;   /* nrows strings (NULL entries stored as "") */
+    double *f64;  /* nrows values */
+    int64_t *i64; /* nrows values */
 } mk_h5_column;
 
 typedef struct mk_h5_table {

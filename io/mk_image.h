@@ -8,8 +8,8 @@
  * World coordinates. `geom` holds ITK-style physical geometry in LPS millimetres:
  *     p_LPS = origin + direction * diag(spacing) * (i,j,k)
  * with `direction` row-major 3x3 of unit columns. NIfTI files additionally keep their qform/sform
- * (RAS, as stored) with their codes in `nifti`, so a mask written from a reference image carries the
- * reference's qform and sform untouched, bit for bit. Writers take a reference image's geometry
+ * (RAS, as stored) with their codes in `nifti`, so a mask written from a reference image carries
+ * the reference's qform and sform untouched, bit for bit. Writers take a reference image's geometry
  * (mk_image_new_like), never loose numbers.
  *
  * Ownership: mk_image_new* returns an image the caller owns; release with mk_image_free (NULL ok).
@@ -44,19 +44,19 @@ typedef enum mk_dtype {
     MK_DT_COUNT
 } mk_dtype;
 
-size_t mk_dtype_size(mk_dtype t);     /* bytes per voxel */
+size_t mk_dtype_size(mk_dtype t);      /* bytes per voxel */
 const char *mk_dtype_name(mk_dtype t); /* "uint8", "int16", "float32", ... */
 
 /* NIfTI-specific header fields kept for exact round trips. */
 typedef struct mk_nifti_meta {
-    int present;         /* 1 if the fields below came from (or are meant for) a NIfTI header */
+    int present; /* 1 if the fields below came from (or are meant for) a NIfTI header */
     int qform_code, sform_code;
-    double qform[4][4];  /* RAS, as stored (qto_xyz) */
-    double sform[4][4];  /* RAS, as stored (sto_xyz) */
+    double qform[4][4]; /* RAS, as stored (qto_xyz) */
+    double sform[4][4]; /* RAS, as stored (sto_xyz) */
     double qfac;
     int xyz_units, time_units;
     double toffset;
-    double pixdim[8];    /* as stored (float widened), pixdim[0] = qfac */
+    double pixdim[8]; /* as stored (float widened), pixdim[0] = qfac */
 } mk_nifti_meta;
 
 typedef struct mk_geom {
@@ -68,13 +68,13 @@ typedef struct mk_geom {
 
 typedef struct mk_image {
     mk_dtype dtype;
-    int ndim;                        /* 1..5; spatial dims beyond ndim are 1 */
-    int64_t dim[MK_IMAGE_MAX_DIMS];  /* unused trailing entries are 1 */
+    int ndim;                       /* 1..5; spatial dims beyond ndim are 1 */
+    int64_t dim[MK_IMAGE_MAX_DIMS]; /* unused trailing entries are 1 */
     mk_geom geom;
     mk_nifti_meta nifti;
     int intent_code;
     char descrip[81];
-    void *data;                      /* nvox * mk_dtype_size(dtype) bytes, owned */
+    void *data; /* nvox * mk_dtype_size(dtype) bytes, owned */
 } mk_image;
 
 /* Largest voxel count accepted from any header (validated before allocation). */
@@ -102,12 +102,12 @@ void mk_image_set(mk_image *img, int64_t idx, double v);
 void mk_geom_affine_lps(const mk_geom *g, double m[4][4]);
 /* Same in RAS (NIfTI convention: negate x and y rows). */
 void mk_geom_affine_ras(const mk_geom *g, double m[4][4]);
-/* Three-letter orientation code of the voxel axes in RAS terms as nibabel prints it ("RAS", "LPS"). */
+/* Three-letter orientation code of the voxel axes in RAS terms as nibabel prints it ("RAS", "LPS").
+ */
 void mk_geom_orient_code(const mk_geom *g, char code[4]);
 /* 1 if the grids agree: same spatial dims, spacing within rel_tol, origin/direction within
  * rel_tol*max(spacing). */
 int mk_geom_same_grid(const mk_image *a, const mk_image *b, double rel_tol);
-
 
 /* ---- additions (io core) ------------------------------------------------------------------- */
 
@@ -115,10 +115,10 @@ int mk_geom_same_grid(const mk_image *a, const mk_image *b, double rel_tol);
 int mk_dtype_parse(const char *name);
 int mk_dtype_is_int(mk_dtype t);
 
-/* Validate a shape before any allocation: 1 <= ndim <= 5, every dim > 0, product <= MK_IMAGE_MAX_VOXELS
- * without overflow. `what` names the file or object in the message ("WHAT: field dim[2]: expected
- * > 0, got -3"). *nvox (may be NULL) receives the product. Returns MK_OK, MK_ERR_FORMAT, MK_ERR_NOMEM,
- * MK_ERR_INVALID. */
+/* Validate a shape before any allocation: 1 <= ndim <= 5, every dim > 0, product <=
+ * MK_IMAGE_MAX_VOXELS without overflow. `what` names the file or object in the message ("WHAT:
+ * field dim[2]: expected > 0, got -3"). *nvox (may be NULL) receives the product. Returns MK_OK,
+ * MK_ERR_FORMAT, MK_ERR_NOMEM, MK_ERR_INVALID. */
 mk_status mk_dims_check(mk_ctx *ctx, const char *what, int ndim, const int64_t *dim, int64_t *nvox);
 
 /* Deep copy (voxels, geometry, NIfTI meta). Ownership: *out new, mk_image_free. */
@@ -126,7 +126,8 @@ mk_status mk_image_clone(mk_ctx *ctx, const mk_image *src, mk_image **out);
 
 /* The axis-order / shape invariant stated at the top of this header, asserted at every I/O
  * boundary (readers before returning, writers on entry): valid dtype, 1 <= ndim <= 5, dims >= 1,
- * dims beyond ndim equal to 1, spacing finite and > 0. A violation is a programmer error (abort). */
+ * dims beyond ndim equal to 1, spacing finite and > 0. A violation is a programmer error (abort).
+ */
 void mk__image_assert_valid(const mk_image *img, const char *file, int line);
 #define mk_image_assert_valid(img) mk__image_assert_valid((img), __FILE__, __LINE__)
 

@@ -63,7 +63,7 @@ mk_status mk_io_dicom_list_series(mk_ctx *ctx, const char *dir, mk_dicom_series 
 typedef struct mk_dicom_opts {
     const char *series_uid; /* NULL: the folder must hold exactly one series */
     double spacing_tol;     /* relative tolerance on slice spacing; 0 -> 0.01 (1 %) */
-    int strict;             /* 1: missing slices / non-uniform spacing is MK_ERR_GEOMETRY, not a warning */
+    int strict; /* 1: missing slices / non-uniform spacing is MK_ERR_GEOMETRY, not a warning */
 } mk_dicom_opts;
 
 /* Read one series of a DICOM folder into a volume.
@@ -73,7 +73,8 @@ typedef struct mk_dicom_opts {
  * (deviation > spacing_tol) are logged with MK_LOG_W naming the slices (file names and
  * positions), or fail with MK_ERR_GEOMETRY when opts->strict.
  * Ownership: as mk_io_itk_read. */
-mk_status mk_io_dicom_read_ex(mk_ctx *ctx, const char *dir, const mk_dicom_opts *opts, mk_image **out);
+mk_status mk_io_dicom_read_ex(mk_ctx *ctx, const char *dir, const mk_dicom_opts *opts,
+                              mk_image **out);
 
 /* Shorthand: mk_io_dicom_read_ex with series_uid and default tolerances (warnings, not errors). */
 mk_status mk_io_dicom_read(mk_ctx *ctx, const char *dir, const char *series_uid, mk_image **out);

@@ -37,12 +37,12 @@ typedef struct mk_manifest_row {
 } mk_manifest_row;
 
 typedef struct mk_manifest {
-    char *source;        /* the CSV file or the dataset folder */
-    char *dir;           /* folder relative paths are resolved against */
+    char *source; /* the CSV file or the dataset folder */
+    char *dir;    /* folder relative paths are resolved against */
     int nrows;
     mk_manifest_row *rows;
     int nextra;
-    char **extra_names;  /* names of the extra columns */
+    char **extra_names; /* names of the extra columns */
 } mk_manifest;
 
 /* Parse and validate a CSV manifest. Ownership: *out new, mk_manifest_free.

@@ -7,27 +7,26 @@
  * Reading (mk_io_nifti_read):
  *   1. The raw header (348 or 540 bytes, either byte order, through zlib so .gz works) is read and
  *      validated by us BEFORE niftilib sees it and before any voxel buffer is allocated:
- *      sizeof_hdr, magic, dim[0] in 1..7, dim[i] > 0, dims 6..7 == 1, the voxel-count product without
- *      overflow and <= MK_IMAGE_MAX_VOXELS, datatype supported, pixdim[1..min(ndim,3)] finite and
- *      non-zero, vox_offset finite, >= header size for .nii, and for uncompressed files
- *      vox_offset + data bytes <= file size. Messages read "FILE: field F: expected ..., got ...".
+ *      sizeof_hdr, magic, dim[0] in 1..7, dim[i] > 0, dims 6..7 == 1, the voxel-count product
+ * without overflow and <= MK_IMAGE_MAX_VOXELS, datatype supported, pixdim[1..min(ndim,3)] finite
+ * and non-zero, vox_offset finite, >= header size for .nii, and for uncompressed files vox_offset +
+ * data bytes <= file size. Messages read "FILE: field F: expected ..., got ...".
  *   2. niftilib parses the header (nifti_image_read without data; its stderr chatter is off).
  *   3. The voxels are read with zlib (gzread; plain files pass through), checking for truncation
  *      and gzip corruption, byte-swapped when the file's byte order differs from ours.
  *   Scaling: when scl_slope is finite, non-zero and (slope, inter) != (1, 0), values become
  *   raw*slope + inter computed in double and stored as float64 if the stored type is float64 or an
- *   integer type of 32 or 64 bits (float32 could not hold them exactly), else float32. Otherwise the
- *   stored type is kept. RGB24 is never scaled.
- *   Geometry rule (nibabel's get_best_affine, also ITK's for orthonormal sforms): the voxel->RAS
- *   affine is the sform if sform_code > 0, else the qform if qform_code > 0, else niftilib's
- *   "no code" qform: diag(pixdim[1..3]) with origin 0 (this last case is what ITK does; nibabel
- *   would centre the grid and flip x instead). geom (LPS) = that affine with x and y rows negated;
- *   spacing = column norms, direction = normalised columns. The stored qform/sform, their codes,
- *   qfac, pixdim and units are kept verbatim in img->nifti.
+ *   integer type of 32 or 64 bits (float32 could not hold them exactly), else float32. Otherwise
+ * the stored type is kept. RGB24 is never scaled. Geometry rule (nibabel's get_best_affine, also
+ * ITK's for orthonormal sforms): the voxel->RAS affine is the sform if sform_code > 0, else the
+ * qform if qform_code > 0, else niftilib's "no code" qform: diag(pixdim[1..3]) with origin 0 (this
+ * last case is what ITK does; nibabel would centre the grid and flip x instead). geom (LPS) = that
+ * affine with x and y rows negated; spacing = column norms, direction = normalised columns. The
+ * stored qform/sform, their codes, qfac, pixdim and units are kept verbatim in img->nifti.
  *
  * Writing (mk_io_nifti_write): NIfTI-1 when every dim fits in 16 bits, else NIfTI-2; `.nii`,
- *   `.nii.gz` (gzip level 1 like nibabel unless opts say otherwise) or a `.hdr`/`.img` pair (the name
- *   may be either). The header is built by niftilib (nifti_convert_nim2n1hdr/n2hdr) from:
+ *   `.nii.gz` (gzip level 1 like nibabel unless opts say otherwise) or a `.hdr`/`.img` pair (the
+ * name may be either). The header is built by niftilib (nifti_convert_nim2n1hdr/n2hdr) from:
  *   - img->nifti when present AND consistent with img->geom (its chosen affine equals the geom's
  *     within 1e-4 x max spacing): qform/sform codes, matrices, pixdim and qfac are written as they
  *     were read, so masks made with mk_image_new_like carry the reference's qform and sform;
@@ -60,13 +59,14 @@ mk_status mk_io_nifti_read(mk_ctx *ctx, const char *path, mk_image **out);
 mk_status mk_io_nifti_read_header(mk_ctx *ctx, const char *path, mk_image **out);
 
 typedef struct mk_nifti_write_opts {
-    int gzip_level;  /* 1..9 for .gz outputs; 0 -> 1 (nibabel's default) */
-    int version;     /* 0 auto (NIfTI-1 unless a dim exceeds 32767), 1 or 2 */
-    int threads;     /* gzip compression threads; 0 -> 2 */
+    int gzip_level; /* 1..9 for .gz outputs; 0 -> 1 (nibabel's default) */
+    int version;    /* 0 auto (NIfTI-1 unless a dim exceeds 32767), 1 or 2 */
+    int threads;    /* gzip compression threads; 0 -> 2 */
 } mk_nifti_write_opts;
 
 /* Write img (ndim 1..5, any supported dtype) to path; opts may be NULL (defaults).
- * Returns MK_OK, MK_ERR_INVALID (extension, dims over the NIfTI-1 limit with version 1), MK_ERR_IO. */
+ * Returns MK_OK, MK_ERR_INVALID (extension, dims over the NIfTI-1 limit with version 1), MK_ERR_IO.
+ */
 mk_status mk_io_nifti_write(mk_ctx *ctx, const char *path, const mk_image *img);
 mk_status mk_io_nifti_write_ex(mk_ctx *ctx, const char *path, const mk_image *img,
                                const mk_nifti_write_opts *opts);

@@ -13,15 +13,14 @@
  *   MK_INTERP_LABEL    per-label linear: each label's indicator is interpolated trilinearly and the
  *                      label with the largest weight wins (smoother than nearest, never invents a
  *                      label absent from the 8 neighbours; ties go to the smaller label)
- * Positions outside the input are clamped to the nearest edge voxel (no zero padding), so resampling
- * back to the original grid never darkens the border.
- * Memory: the output is written slab by slab (one k-slice of output at a time, each reading at most
- * the input slices it touches); besides input and output no full-size buffer is allocated, so a
- * 512x512x600 int16 CT needs its own 300 MiB plus the output, not several float copies. Cancel
- * (ctx->cancel) is checked and progress ("resample", slices) reported per slab.
- * Dimensions 4 and 5 (time, channels) are carried along: each 3-D volume is resampled alike.
- * The output keeps the input's dtype; NIfTI meta is rebuilt from the new geometry with the input's
- * qform/sform codes.
+ * Positions outside the input are clamped to the nearest edge voxel (no zero padding), so
+ * resampling back to the original grid never darkens the border. Memory: the output is written slab
+ * by slab (one k-slice of output at a time, each reading at most the input slices it touches);
+ * besides input and output no full-size buffer is allocated, so a 512x512x600 int16 CT needs its
+ * own 300 MiB plus the output, not several float copies. Cancel (ctx->cancel) is checked and
+ * progress ("resample", slices) reported per slab. Dimensions 4 and 5 (time, channels) are carried
+ * along: each 3-D volume is resampled alike. The output keeps the input's dtype; NIfTI meta is
+ * rebuilt from the new geometry with the input's qform/sform codes.
  */
 #ifndef MK_RESAMPLE_H
 #define MK_RESAMPLE_H
@@ -48,8 +47,8 @@ mk_status mk_reorient_to(mk_ctx *ctx, const mk_image *in, const mk_image *ref, m
 
 /* Resample to a new spacing (mm) keeping origin and direction: new dim = round(old dim * old
  * spacing / new spacing) (at least 1). */
-mk_status mk_resample_spacing(mk_ctx *ctx, const mk_image *in, const double spacing[3], mk_interp interp,
-                              mk_image **out);
+mk_status mk_resample_spacing(mk_ctx *ctx, const mk_image *in, const double spacing[3],
+                              mk_interp interp, mk_image **out);
 
 /* Resample onto the grid of `grid` (its dims, spacing, origin, direction; its voxels are not
  * used and may be NULL, e.g. a header read with mk_io_read_header). The output carries grid's

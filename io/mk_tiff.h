@@ -1,10 +1,11 @@
 /* medkd whole-slide TIFF: pyramidal tiled/striped TIFF reading by region, tissue mask, patch grid,
  * and a tiled pyramidal TIFF writer (libtiff). Plus a small PNG writer (libpng) for patches.
  *
- * Levels. Level 0 is the full-resolution image (the first directory that is not a reduced-resolution
- * image). The other levels are, in order of decreasing size, every further directory with the same
- * photometric layout and a smaller size (SubfileType=1 or not), and the SubIFDs of level 0 when it
- * has them. A slide with one directory has one level. downsample = level-0 width / level width.
+ * Levels. Level 0 is the full-resolution image (the first directory that is not a
+ * reduced-resolution image). The other levels are, in order of decreasing size, every further
+ * directory with the same photometric layout and a smaller size (SubfileType=1 or not), and the
+ * SubIFDs of level 0 when it has them. A slide with one directory has one level. downsample =
+ * level-0 width / level width.
  *
  * Pixels. All reads return RGB8 interleaved (R,G,B per pixel, rows top to bottom): gray is
  * replicated, palette/YCbCr/JPEG converted. A region read decodes only the tiles (or strips) it
@@ -34,15 +35,15 @@ typedef struct mk_tiff_slide mk_tiff_slide;
 
 /* Description of one level (a value, filled by mk_tiff_level_info). */
 typedef struct mk_tiff_level {
-    int64_t width, height;  /* pixels */
-    int tile_w, tile_h;     /* tile size, 0 0 for a striped level */
-    int rows_per_strip;     /* striped levels only, else 0 */
-    int samples;            /* samples per pixel (1 gray, 3 RGB, 4 RGBA) */
-    int bits;               /* bits per sample (8) */
-    int compression;        /* libtiff COMPRESSION_* value */
-    int photometric;        /* libtiff PHOTOMETRIC_* value */
-    int subifd;             /* 1 if the level is a SubIFD of level 0 */
-    double downsample;      /* level-0 width / width */
+    int64_t width, height; /* pixels */
+    int tile_w, tile_h;    /* tile size, 0 0 for a striped level */
+    int rows_per_strip;    /* striped levels only, else 0 */
+    int samples;           /* samples per pixel (1 gray, 3 RGB, 4 RGBA) */
+    int bits;              /* bits per sample (8) */
+    int compression;       /* libtiff COMPRESSION_* value */
+    int photometric;       /* libtiff PHOTOMETRIC_* value */
+    int subifd;            /* 1 if the level is a SubIFD of level 0 */
+    double downsample;     /* level-0 width / width */
 } mk_tiff_level;
 
 /* 1 if the file starts with a TIFF or BigTIFF magic ("II*\0", "MM\0*", "II+\0", "MM\0+"). */
@@ -77,41 +78,42 @@ mk_status mk_tiff_read_level(mk_ctx *ctx, mk_tiff_slide *s, int level, int64_t m
 /* Tissue mask of a low-resolution level: Otsu threshold on HSV saturation S = (max-min)/max
  * (0..255), tissue = S > threshold (and not near-black: max > 16). A value, owned by the caller. */
 typedef struct mk_tiff_mask {
-    int level;              /* level the mask was computed at */
-    int64_t width, height;  /* mask size = that level's size */
-    double scale_x, scale_y;/* level-0 pixels per mask pixel */
-    int threshold;          /* Otsu threshold on saturation (0..255) */
-    uint8_t *data;          /* width*height, 1 = tissue, 0 = background; owned */
+    int level;               /* level the mask was computed at */
+    int64_t width, height;   /* mask size = that level's size */
+    double scale_x, scale_y; /* level-0 pixels per mask pixel */
+    int threshold;           /* Otsu threshold on saturation (0..255) */
+    uint8_t *data;           /* width*height, 1 = tissue, 0 = background; owned */
 } mk_tiff_mask;
 
 /* Compute the mask at `level`, or when level < 0 at the smallest level whose larger side is
  * >= 512 px (the smallest level if none). Ownership: *out new, mk_tiff_mask_free. */
 mk_status mk_tiff_tissue_mask(mk_ctx *ctx, mk_tiff_slide *s, int level, mk_tiff_mask **out);
 void mk_tiff_mask_free(mk_tiff_mask *m); /* NULL ok */
-/* Fraction (0..1) of mask pixels that are tissue inside the level-0 rectangle [x0,x0+w0)x[y0,y0+h0). */
+/* Fraction (0..1) of mask pixels that are tissue inside the level-0 rectangle
+ * [x0,x0+w0)x[y0,y0+h0). */
 double mk_tiff_mask_fraction(const mk_tiff_mask *m, int64_t x0, int64_t y0, int64_t w0, int64_t h0);
 
 /* One patch delivered by mk_tiff_patch_grid (borrowed; valid during the callback only). */
 typedef struct mk_tiff_patch {
     int level;
-    int64_t x, y;           /* top-left in LEVEL pixels */
-    int64_t x0, y0;         /* top-left in level-0 pixels */
-    int width, height;      /* patch size in level pixels (= opts size) */
-    double tissue;          /* tissue fraction from the mask (0..1) */
-    const uint8_t *rgb;     /* width*height*3 pixels, NULL when opts.read_pixels == 0 */
-    long long index;        /* 0-based index among delivered patches */
+    int64_t x, y;       /* top-left in LEVEL pixels */
+    int64_t x0, y0;     /* top-left in level-0 pixels */
+    int width, height;  /* patch size in level pixels (= opts size) */
+    double tissue;      /* tissue fraction from the mask (0..1) */
+    const uint8_t *rgb; /* width*height*3 pixels, NULL when opts.read_pixels == 0 */
+    long long index;    /* 0-based index among delivered patches */
 } mk_tiff_patch;
 
 /* Return non-OK to stop the iteration (that status is returned by mk_tiff_patch_grid). */
 typedef mk_status (*mk_tiff_patch_fn)(void *user, const mk_tiff_patch *p);
 
 typedef struct mk_tiff_grid_opts {
-    int level;          /* level the patches are cut from */
-    int size;           /* patch side in level pixels (> 0) */
-    int stride;         /* step in level pixels; 0 -> size */
-    double min_tissue;  /* deliver only patches with tissue fraction >= this (0 keeps all) */
-    int mask_level;     /* level for the tissue mask; -1 auto (see mk_tiff_tissue_mask) */
-    int read_pixels;    /* 1: decode each delivered patch and pass rgb */
+    int level;         /* level the patches are cut from */
+    int size;          /* patch side in level pixels (> 0) */
+    int stride;        /* step in level pixels; 0 -> size */
+    double min_tissue; /* deliver only patches with tissue fraction >= this (0 keeps all) */
+    int mask_level;    /* level for the tissue mask; -1 auto (see mk_tiff_tissue_mask) */
+    int read_pixels;   /* 1: decode each delivered patch and pass rgb */
 } mk_tiff_grid_opts;
 
 /* Walk the grid of patches that lie fully inside the level (row-major, top to bottom), skip those
@@ -134,13 +136,13 @@ typedef enum mk_tiff_compression {
 int mk_tiff_compression_parse(const char *name);
 
 typedef struct mk_tiff_write_opts {
-    int tile;                  /* tile side (multiple of 16); 0 -> 256 */
-    mk_tiff_compression comp;  /* default NONE */
-    int jpeg_quality;          /* 1..100; 0 -> 90 */
-    int levels;                /* total levels incl. level 0; 0 -> halve until the larger side <= tile */
-    int subifd;                /* 1: reduced levels as SubIFDs of level 0; 0: as following IFDs */
-    int striped;               /* 1: one striped level-0 image, no pyramid (for tests/tools) */
-    int rows_per_strip;        /* striped only; 0 -> 64 */
+    int tile;                 /* tile side (multiple of 16); 0 -> 256 */
+    mk_tiff_compression comp; /* default NONE */
+    int jpeg_quality;         /* 1..100; 0 -> 90 */
+    int levels;         /* total levels incl. level 0; 0 -> halve until the larger side <= tile */
+    int subifd;         /* 1: reduced levels as SubIFDs of level 0; 0: as following IFDs */
+    int striped;        /* 1: one striped level-0 image, no pyramid (for tests/tools) */
+    int rows_per_strip; /* striped only; 0 -> 64 */
 } mk_tiff_write_opts;
 
 /* Delivers level-0 pixels: fill dst (w*h*samples bytes, rows of w*samples) with the block whose
@@ -155,8 +157,9 @@ mk_status mk_tiff_write(mk_ctx *ctx, const char *path, const uint8_t *pix, int64
 
 /* Same, pulling level-0 pixels by tile through fn (large slides): memory holds one tile row of
  * level 0 plus level 1 (a quarter of level 0). */
-mk_status mk_tiff_write_cb(mk_ctx *ctx, const char *path, int64_t width, int64_t height, int samples,
-                           mk_tiff_tile_fn fn, void *user, const mk_tiff_write_opts *opts);
+mk_status mk_tiff_write_cb(mk_ctx *ctx, const char *path, int64_t width, int64_t height,
+                           int samples, mk_tiff_tile_fn fn, void *user,
+                           const mk_tiff_write_opts *opts);
 
 /* mk_image adapters for `convert`: a 2D uint8 (gray) or RGB24 image (ndim 2, or 3 with dim[2]=1)
  * to a pyramidal TIFF; and level `level` of a TIFF to an RGB24 image (identity geometry). */

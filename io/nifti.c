@@ -46,9 +46,9 @@ static const struct {
     int nifti;
     mk_dtype mk;
 } DT_MAP[] = {
-    {DT_UINT8, MK_DT_UINT8},     {DT_INT8, MK_DT_INT8},       {DT_UINT16, MK_DT_UINT16},
-    {DT_INT16, MK_DT_INT16},     {DT_UINT32, MK_DT_UINT32},   {DT_INT32, MK_DT_INT32},
-    {DT_UINT64, MK_DT_UINT64},   {DT_INT64, MK_DT_INT64},     {DT_FLOAT32, MK_DT_FLOAT32},
+    {DT_UINT8, MK_DT_UINT8},     {DT_INT8, MK_DT_INT8},     {DT_UINT16, MK_DT_UINT16},
+    {DT_INT16, MK_DT_INT16},     {DT_UINT32, MK_DT_UINT32}, {DT_INT32, MK_DT_INT32},
+    {DT_UINT64, MK_DT_UINT64},   {DT_INT64, MK_DT_INT64},   {DT_FLOAT32, MK_DT_FLOAT32},
     {DT_FLOAT64, MK_DT_FLOAT64}, {DT_RGB24, MK_DT_RGB24},
 };
 #define DT_MAP_N ((int)(sizeof DT_MAP / sizeof DT_MAP[0]))
@@ -99,14 +99,14 @@ static void swap_bytes(void *p, size_t n)
 
 /* Read `n` bytes at `off` of the (possibly little/big endian) header buffer as a number. */
 #define RD(T, buf, off, sw) rd_##T(buf, off, sw)
-#define DEF_RD(T)                                                                                 \
-    static T rd_##T(const unsigned char *b, size_t off, int sw)                                  \
-    {                                                                                             \
-        T v;                                                                                      \
-        memcpy(&v, b + off, sizeof v);                                                            \
-        if (sw)                                                                                   \
-            swap_bytes(&v, sizeof v);                                                             \
-        return v;                                                                                 \
+#define DEF_RD(T)                                                                                  \
+    static T rd_##T(const unsigned char *b, size_t off, int sw)                                    \
+    {                                                                                              \
+        T v;                                                                                       \
+        memcpy(&v, b + off, sizeof v);                                                             \
+        if (sw)                                                                                    \
+            swap_bytes(&v, sizeof v);                                                              \
+        return v;                                                                                  \
     }
 DEF_RD(int16_t)
 DEF_RD(int32_t)
@@ -119,7 +119,8 @@ static mk_status read_gz_prefix(mk_ctx *ctx, const char *path, unsigned char *bu
 {
     gzFile g = gzopen(path, "rb");
     if (!g)
-        return mk_err(ctx, MK_ERR_IO, "%s: cannot open: %s", path, strerror(errno ? errno : ENOENT));
+        return mk_err(ctx, MK_ERR_IO, "%s: cannot open: %s", path,
+                      strerror(errno ? errno : ENOENT));
     int n = gzread(g, buf, (unsigned)want);
     if (n < 0) {
         int zerr = 0;
@@ -140,9 +141,10 @@ static mk_status parse_raw_header(mk_ctx *ctx, const char *path, const unsigned 
 {
     memset(h, 0, sizeof *h);
     if (n < 4)
-        return mk_err(ctx, MK_ERR_FORMAT,
-                      "%s: field sizeof_hdr: expected a 348- or 540-byte header, got a %zu-byte file",
-                      path, n);
+        return mk_err(
+            ctx, MK_ERR_FORMAT,
+            "%s: field sizeof_hdr: expected a 348- or 540-byte header, got a %zu-byte file", path,
+            n);
     int32_t sz = RD(int32_t, b, 0, 0), szs = RD(int32_t, b, 0, 1);
     if (sz == 348 || szs == 348) {
         h->version = 1;
@@ -228,9 +230,10 @@ static mk_status validate_raw_header(mk_ctx *ctx, const char *path, const raw_hd
                           (long long)h->dim[i]);
     for (int i = 6; i <= nd; i++)
         if (h->dim[i] != 1)
-            return mk_err(ctx, MK_ERR_UNSUPPORTED,
-                          "%s: field dim[%d]: expected 1 (medkd images have at most 5 dims), got %lld",
-                          path, i, (long long)h->dim[i]);
+            return mk_err(
+                ctx, MK_ERR_UNSUPPORTED,
+                "%s: field dim[%d]: expected 1 (medkd images have at most 5 dims), got %lld", path,
+                i, (long long)h->dim[i]);
     int ndim = nd > MK_IMAGE_MAX_DIMS ? MK_IMAGE_MAX_DIMS : (int)nd;
     int64_t d[MK_IMAGE_MAX_DIMS];
     for (int i = 0; i < ndim; i++)
@@ -240,15 +243,16 @@ static mk_status validate_raw_header(mk_ctx *ctx, const char *path, const raw_hd
         return st;
     int dt = dt_from_nifti(h->datatype);
     if (dt < 0)
-        return mk_err(ctx, MK_ERR_UNSUPPORTED,
-                      "%s: field datatype: expected one of uint8 int8 uint16 int16 uint32 int32 uint64 "
-                      "int64 float32 float64 rgb24, got %d (%s)",
-                      path, h->datatype, nifti_datatype_string(h->datatype));
+        return mk_err(
+            ctx, MK_ERR_UNSUPPORTED,
+            "%s: field datatype: expected one of uint8 int8 uint16 int16 uint32 int32 uint64 "
+            "int64 float32 float64 rgb24, got %d (%s)",
+            path, h->datatype, nifti_datatype_string(h->datatype));
     for (int i = 1; i <= (ndim < 3 ? ndim : 3); i++)
         if (!isfinite(h->pixdim[i]) || h->pixdim[i] == 0)
             return mk_err(ctx, MK_ERR_FORMAT,
-                          "%s: field pixdim[%d]: expected a finite non-zero voxel size, got %g", path,
-                          i, h->pixdim[i]);
+                          "%s: field pixdim[%d]: expected a finite non-zero voxel size, got %g",
+                          path, i, h->pixdim[i]);
     if (!isfinite(h->vox_offset) || h->vox_offset < 0 || h->vox_offset > 9007199254740992.0)
         return mk_err(ctx, MK_ERR_FORMAT,
                       "%s: field vox_offset: expected a finite offset in 0..2^53, got %g", path,
@@ -268,18 +272,20 @@ static mk_status validate_raw_header(mk_ctx *ctx, const char *path, const raw_hd
     if (h->sform_code > 0) {
         for (int i = 0; i < 12; i++)
             if (!isfinite(h->srow[i]))
-                return mk_err(ctx, MK_ERR_FORMAT,
-                              "%s: field srow_%c[%d]: expected a finite value (sform_code %d), got %g",
-                              path, "xyz"[i / 4], i % 4, h->sform_code, h->srow[i]);
+                return mk_err(
+                    ctx, MK_ERR_FORMAT,
+                    "%s: field srow_%c[%d]: expected a finite value (sform_code %d), got %g", path,
+                    "xyz"[i / 4], i % 4, h->sform_code, h->srow[i]);
         for (int c = 0; c < 3; c++) {
             double s = 0;
             for (int r = 0; r < 3; r++)
                 s += h->srow[r * 4 + c] * h->srow[r * 4 + c];
             if (s == 0)
-                return mk_err(ctx, MK_ERR_FORMAT,
-                              "%s: field srow column %d: expected a non-zero voxel axis (sform_code "
-                              "%d), got 0",
-                              path, c, h->sform_code);
+                return mk_err(
+                    ctx, MK_ERR_FORMAT,
+                    "%s: field srow column %d: expected a non-zero voxel axis (sform_code "
+                    "%d), got 0",
+                    path, c, h->sform_code);
         }
     }
     return MK_OK;
@@ -400,11 +406,13 @@ static mk_status header_path(mk_ctx *ctx, const char *path, char *buf, size_t n)
     return MK_OK;
 }
 
-static mk_status read_voxels(mk_ctx *ctx, const char *iname, int64_t offset, void *dst, size_t nbytes)
+static mk_status read_voxels(mk_ctx *ctx, const char *iname, int64_t offset, void *dst,
+                             size_t nbytes)
 {
     gzFile g = gzopen(iname, "rb");
     if (!g)
-        return mk_err(ctx, MK_ERR_IO, "%s: cannot open: %s", iname, strerror(errno ? errno : ENOENT));
+        return mk_err(ctx, MK_ERR_IO, "%s: cannot open: %s", iname,
+                      strerror(errno ? errno : ENOENT));
     gzbuffer(g, 1 << 20);
     mk_status st = MK_OK;
     if (offset > 0 && gzseek(g, (z_off_t)offset, SEEK_SET) != (z_off_t)offset) {
@@ -430,10 +438,11 @@ static mk_status read_voxels(mk_ctx *ctx, const char *iname, int64_t offset, voi
         if (n == 0) {
             int zerr = 0;
             const char *m = gzerror(g, &zerr);
-            st = mk_err(ctx, MK_ERR_FORMAT,
-                        "%s: field data: expected %zu bytes of voxels at offset %lld, got %zu (file "
-                        "truncated%s%s)",
-                        iname, nbytes, (long long)offset, done, zerr ? ": " : "", zerr ? m : "");
+            st =
+                mk_err(ctx, MK_ERR_FORMAT,
+                       "%s: field data: expected %zu bytes of voxels at offset %lld, got %zu (file "
+                       "truncated%s%s)",
+                       iname, nbytes, (long long)offset, done, zerr ? ": " : "", zerr ? m : "");
             goto done;
         }
         done += (size_t)n;
@@ -602,8 +611,8 @@ static mk_status nifti_open(mk_ctx *ctx, const char *path, int read_data, mk_ima
     int pair_name = ends_with(hname, ".hdr") || ends_with(hname, ".hdr.gz");
     if (h.version == 0 && !pair_name)
         return mk_err(ctx, MK_ERR_FORMAT,
-                      "%s: field magic: expected \"n+1\" (single-file NIfTI-1), got \"%.3s\"", hname,
-                      (const char *)buf + 344);
+                      "%s: field magic: expected \"n+1\" (single-file NIfTI-1), got \"%.3s\"",
+                      hname, (const char *)buf + 344);
     int64_t nvox = 0;
     st = validate_raw_header(ctx, hname, &h, &nvox);
     if (st != MK_OK)
@@ -615,28 +624,33 @@ static mk_status nifti_open(mk_ctx *ctx, const char *path, int read_data, mk_ima
     if (h.onefile && !is_gzip_file(hname)) {
         int64_t fs = file_size(hname);
         if ((double)fs < h.vox_offset + (double)nbytes)
-            return mk_err(ctx, MK_ERR_FORMAT,
-                          "%s: field vox_offset: expected vox_offset + %zu data bytes <= file size %lld, "
-                          "got vox_offset %.0f (file truncated or offset past the end)",
-                          hname, nbytes, (long long)fs, h.vox_offset);
+            return mk_err(
+                ctx, MK_ERR_FORMAT,
+                "%s: field vox_offset: expected vox_offset + %zu data bytes <= file size %lld, "
+                "got vox_offset %.0f (file truncated or offset past the end)",
+                hname, nbytes, (long long)fs, h.vox_offset);
     }
     nifti_image *nim = nifti_image_read(hname, 0);
     if (!nim)
-        return mk_err(ctx, MK_ERR_FORMAT, "%s: field header: expected a NIfTI/ANALYZE header niftilib "
-                      "accepts, got one it rejects", hname);
+        return mk_err(ctx, MK_ERR_FORMAT,
+                      "%s: field header: expected a NIfTI/ANALYZE header niftilib "
+                      "accepts, got one it rejects",
+                      hname);
     const char *iname = nim->iname ? nim->iname : hname;
     int64_t off = nim->iname_offset;
     if (!mk_fs_is_file(iname)) {
-        st = mk_err(ctx, MK_ERR_IO, "%s: cannot open the image file of the pair: no such file", iname);
+        st = mk_err(ctx, MK_ERR_IO, "%s: cannot open the image file of the pair: no such file",
+                    iname);
         goto fail;
     }
     if (!is_gzip_file(iname)) {
         int64_t fs = file_size(iname);
         if (fs < off + (int64_t)nbytes) {
-            st = mk_err(ctx, MK_ERR_FORMAT,
-                        "%s: field vox_offset: expected vox_offset + %zu data bytes <= file size %lld, "
-                        "got vox_offset %lld (file truncated or offset past the end)",
-                        iname, nbytes, (long long)fs, (long long)off);
+            st = mk_err(
+                ctx, MK_ERR_FORMAT,
+                "%s: field vox_offset: expected vox_offset + %zu data bytes <= file size %lld, "
+                "got vox_offset %lld (file truncated or offset past the end)",
+                iname, nbytes, (long long)fs, (long long)off);
             goto fail;
         }
     }
@@ -690,8 +704,9 @@ static mk_status nifti_open(mk_ctx *ctx, const char *path, int read_data, mk_ima
         goto fail;
     }
     if (img->ndim >= 4 && isfinite(nim->dt) && nim->dt > 0) {
-        double f = nim->time_units == NIFTI_UNITS_MSEC ? 1e-3
-                   : nim->time_units == NIFTI_UNITS_USEC ? 1e-6 : 1.0;
+        double f = nim->time_units == NIFTI_UNITS_MSEC   ? 1e-3
+                   : nim->time_units == NIFTI_UNITS_USEC ? 1e-6
+                                                         : 1.0;
         img->geom.tr = nim->dt * f;
     }
 
@@ -703,7 +718,8 @@ static mk_status nifti_open(mk_ctx *ctx, const char *path, int read_data, mk_ima
         /* the fast path decodes header + voxels into one buffer, then slides the voxels down */
         img->data = malloc(nbytes + (fast ? (size_t)off : 0) + 1);
         if (!img->data) {
-            st = mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory for %zu bytes of voxels", path, nbytes);
+            st = mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory for %zu bytes of voxels", path,
+                        nbytes);
             mk_image_free(img);
             goto fail;
         }
@@ -817,7 +833,8 @@ static void *gz_job_run(void *arg)
         if (cs > 0 && cs + MK_GZ_HDR + 8 <= 0xffffffffu) {
             size_t total = MK_GZ_HDR + cs + 8;
             unsigned char *h = j->out;
-            static const unsigned char H[16] = {0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 3, 8, 0, 'M', 'K', 4, 0};
+            static const unsigned char H[16] = {0x1f, 0x8b, 8, 4, 0,   0,   0, 0,
+                                                0,    3,    8, 0, 'M', 'K', 4, 0};
             memcpy(h, H, 16);
             put32le(h + 16, (uint32_t)total);
             put32le(h + MK_GZ_HDR + cs, (uint32_t)libdeflate_crc32(0, j->in, j->n));
@@ -869,8 +886,9 @@ static int put_le32(FILE *f, uint32_t v)
 }
 
 /* Write the concatenation of parts as gzip (or plain) to f. */
-static mk_status write_stream(mk_ctx *ctx, const char *path, FILE *f, int gz, int level, int threads,
-                              const void *head, size_t head_n, const void *data, size_t data_n)
+static mk_status write_stream(mk_ctx *ctx, const char *path, FILE *f, int gz, int level,
+                              int threads, const void *head, size_t head_n, const void *data,
+                              size_t data_n)
 {
     if (!gz) {
         if ((head_n && fwrite(head, 1, head_n, f) != head_n) ||
@@ -942,7 +960,8 @@ static mk_status write_stream(mk_ctx *ctx, const char *path, FILE *f, int gz, in
         }
         for (int i = 0; i < nj && st == MK_OK; i++) {
             if (jobs[i].err)
-                st = mk_err(ctx, MK_ERR_NOMEM, "%s: gzip compression failed (out of memory?)", path);
+                st =
+                    mk_err(ctx, MK_ERR_NOMEM, "%s: gzip compression failed (out of memory?)", path);
             else if (fwrite(jobs[i].out, 1, jobs[i].out_n, f) != jobs[i].out_n)
                 st = mk_err(ctx, MK_ERR_IO, "%s: write failed: %s", path, strerror(errno));
             crc = crc32_combine(crc, jobs[i].crc, (z_off_t)jobs[i].n);
@@ -967,8 +986,8 @@ static mk_status write_file(mk_ctx *ctx, const char *final_path, const char *tmp
     if (!f)
         return mk_err(ctx, MK_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
     setvbuf(f, NULL, _IOFBF, 1 << 20);
-    mk_status st = write_stream(ctx, final_path, f, gz, o->gzip_level, o->threads, head, head_n,
-                                data, data_n);
+    mk_status st =
+        write_stream(ctx, final_path, f, gz, o->gzip_level, o->threads, head, head_n, data, data_n);
     if (fclose(f) != 0 && st == MK_OK)
         st = mk_err(ctx, MK_ERR_IO, "%s: write failed: %s", final_path, strerror(errno));
     if (st != MK_OK)
@@ -999,10 +1018,11 @@ mk_status mk_io_nifti_write_ex(mk_ctx *ctx, const char *path, const mk_image *im
                ends_with(path, ".img.gz");
     int gz = ends_with(path, ".gz");
     if (!pair && !ends_with(path, ".nii") && !ends_with(path, ".nii.gz"))
-        return mk_err(ctx, MK_ERR_INVALID,
-                      "%s: field extension: expected .nii, .nii.gz, .hdr/.img (optionally .gz), got "
-                      "another name",
-                      path);
+        return mk_err(
+            ctx, MK_ERR_INVALID,
+            "%s: field extension: expected .nii, .nii.gz, .hdr/.img (optionally .gz), got "
+            "another name",
+            path);
     int needs2 = 0;
     for (int d = 0; d < img->ndim; d++)
         if (img->dim[d] > 32767)

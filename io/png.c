@@ -8,11 +8,13 @@
 #include "../core/mk_fs.h"
 #include "mk_tiff.h"
 
-mk_status mk_io_png_write(mk_ctx *ctx, const char *path, const uint8_t *pix, int width, int height, int samples)
+mk_status mk_io_png_write(mk_ctx *ctx, const char *path, const uint8_t *pix, int width, int height,
+                          int samples)
 {
     MK_ASSERT(path && pix);
     if (width <= 0 || height <= 0 || (samples != 1 && samples != 3))
-        return mk_err(ctx, MK_ERR_INVALID, "%s: PNG of %d x %d with %d samples: expected positive size, 1 or 3 samples",
+        return mk_err(ctx, MK_ERR_INVALID,
+                      "%s: PNG of %d x %d with %d samples: expected positive size, 1 or 3 samples",
                       path, width, height, samples);
     char tmp[4096];
     mk_status st = mk_fs_tmp_path(ctx, path, tmp, sizeof tmp);
@@ -35,7 +37,8 @@ mk_status mk_io_png_write(mk_ctx *ctx, const char *path, const uint8_t *pix, int
         ok = 0;
     if (!ok) {
         mk_fs_discard(tmp);
-        return mk_err(ctx, MK_ERR_IO, "%s: writing PNG failed: %s", path, msg[0] ? msg : strerror(errno));
+        return mk_err(ctx, MK_ERR_IO, "%s: writing PNG failed: %s", path,
+                      msg[0] ? msg : strerror(errno));
     }
     return mk_fs_commit(ctx, tmp, path);
 }
@@ -54,8 +57,8 @@ mk_status mk_io_png_read(mk_ctx *ctx, const char *path, uint8_t **pix, int *widt
     }
     if (im.width == 0 || im.height == 0 || (uint64_t)im.width * im.height > ((uint64_t)1 << 30)) {
         png_image_free(&im);
-        return mk_err(ctx, MK_ERR_FORMAT, "%s: field IHDR size %u x %u: expected 1..2^30 pixels", path, im.width,
-                      im.height);
+        return mk_err(ctx, MK_ERR_FORMAT, "%s: field IHDR size %u x %u: expected 1..2^30 pixels",
+                      path, im.width, im.height);
     }
     im.format = PNG_FORMAT_RGB;
     size_t n = PNG_IMAGE_SIZE(im);

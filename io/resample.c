@@ -26,7 +26,8 @@ static int64_t vol_count(const mk_image *img)
 static void rebuild_meta(mk_image *img, const mk_image *in)
 {
     if (in->nifti.present) {
-        mk_nifti_meta_from_geom(&img->geom, in->nifti.qform_code, in->nifti.sform_code, &img->nifti);
+        mk_nifti_meta_from_geom(&img->geom, in->nifti.qform_code, in->nifti.sform_code,
+                                &img->nifti);
         img->nifti.toffset = in->nifti.toffset;
         img->nifti.time_units = in->nifti.time_units;
         img->nifti.xyz_units = in->nifti.xyz_units ? in->nifti.xyz_units : img->nifti.xyz_units;
@@ -42,7 +43,8 @@ static mk_status parse_code(mk_ctx *ctx, const char *code, int world[3], int sig
     static const char *POS = "RAS", *NEG = "LPI";
     int used[3] = {0, 0, 0};
     if (!code || strlen(code) != 3)
-        return mk_err(ctx, MK_ERR_INVALID, "orientation code: expected 3 letters like RAS or LPS, got '%s'",
+        return mk_err(ctx, MK_ERR_INVALID,
+                      "orientation code: expected 3 letters like RAS or LPS, got '%s'",
                       code ? code : "(null)");
     for (int a = 0; a < 3; a++) {
         char ch = code[a];
@@ -50,17 +52,20 @@ static mk_status parse_code(mk_ctx *ctx, const char *code, int world[3], int sig
             ch = (char)(ch - 'a' + 'A');
         const char *p = strchr(POS, ch), *n = strchr(NEG, ch);
         if (!ch || (!p && !n))
-            return mk_err(ctx, MK_ERR_INVALID, "orientation code: expected letters R/L, A/P, S/I, got '%s'", code);
+            return mk_err(ctx, MK_ERR_INVALID,
+                          "orientation code: expected letters R/L, A/P, S/I, got '%s'", code);
         world[a] = (int)(p ? p - POS : n - NEG);
         sign[a] = p ? 1 : -1;
         if (used[world[a]]++)
-            return mk_err(ctx, MK_ERR_INVALID, "orientation code: expected each axis once, got '%s'", code);
+            return mk_err(ctx, MK_ERR_INVALID,
+                          "orientation code: expected each axis once, got '%s'", code);
     }
     return MK_OK;
 }
 
 /* out axis a takes input axis src[a], flipped when flip[a]. */
-static mk_status permute(mk_ctx *ctx, const mk_image *in, const int src[3], const int flip[3], mk_image **out)
+static mk_status permute(mk_ctx *ctx, const mk_image *in, const int src[3], const int flip[3],
+                         mk_image **out)
 {
     int64_t dim[MK_IMAGE_MAX_DIMS];
     for (int d = 0; d < MK_IMAGE_MAX_DIMS; d++)
@@ -148,7 +153,8 @@ mk_status mk_reorient_to(mk_ctx *ctx, const mk_image *in, const mk_image *ref, m
     if (!mk_geom_same_grid(*out, ref, 1e-4)) {
         mk_image_free(*out);
         *out = NULL;
-        return mk_err(ctx, MK_ERR_GEOMETRY, "reorient back: the image is not a reorientation of the "
+        return mk_err(ctx, MK_ERR_GEOMETRY,
+                      "reorient back: the image is not a reorientation of the "
                       "reference grid (dims, spacing, origin or direction differ)");
     }
     (*out)->geom = ref->geom;
@@ -161,8 +167,8 @@ mk_status mk_reorient_to(mk_ctx *ctx, const mk_image *in, const mk_image *ref, m
 static void inv4(const double m[4][4], double r[4][4])
 {
     /* affine inverse: [R t; 0 1]^-1 = [R^-1, -R^-1 t] */
-    double a = m[0][0], b = m[0][1], c = m[0][2], d = m[1][0], e = m[1][1], f = m[1][2], g = m[2][0],
-           h = m[2][1], k = m[2][2];
+    double a = m[0][0], b = m[0][1], c = m[0][2], d = m[1][0], e = m[1][1], f = m[1][2],
+           g = m[2][0], h = m[2][1], k = m[2][2];
     double det = a * (e * k - f * h) - b * (d * k - f * g) + c * (d * h - e * g);
     double R[3][3] = {{(e * k - f * h) / det, (c * h - b * k) / det, (b * f - c * e) / det},
                       {(f * g - d * k) / det, (a * k - c * g) / det, (c * d - a * f) / det},
@@ -188,8 +194,10 @@ mk_status mk_resample_like(mk_ctx *ctx, const mk_image *in, const mk_image *grid
     mk_image_assert_valid(in);
     MK_ASSERT(in->data != NULL);
     if (in->dtype == MK_DT_RGB24 && interp != MK_INTERP_NEAREST)
-        return mk_err(ctx, MK_ERR_UNSUPPORTED, "resample: rgb24 images support nearest interpolation only");
-    int64_t dim[MK_IMAGE_MAX_DIMS] = {grid->dim[0], grid->dim[1], grid->dim[2], in->dim[3], in->dim[4]};
+        return mk_err(ctx, MK_ERR_UNSUPPORTED,
+                      "resample: rgb24 images support nearest interpolation only");
+    int64_t dim[MK_IMAGE_MAX_DIMS] = {grid->dim[0], grid->dim[1], grid->dim[2], in->dim[3],
+                                      in->dim[4]};
     int ndim = in->ndim < 3 ? 3 : in->ndim;
     mk_status st = mk_image_new(ctx, in->dtype, ndim, dim, out);
     if (st != MK_OK)
@@ -210,7 +218,8 @@ mk_status mk_resample_like(mk_ctx *ctx, const mk_image *in, const mk_image *grid
     inv4(ai, ii);
     for (int r = 0; r < 3; r++)
         for (int c = 0; c < 4; c++)
-            M[r][c] = ii[r][0] * ao[0][c] + ii[r][1] * ao[1][c] + ii[r][2] * ao[2][c] + (c == 3 ? ii[r][3] : 0);
+            M[r][c] = ii[r][0] * ao[0][c] + ii[r][1] * ao[1][c] + ii[r][2] * ao[2][c] +
+                      (c == 3 ? ii[r][3] : 0);
 
     const int64_t nx = in->dim[0], ny = in->dim[1], nz = in->dim[2];
     const int64_t onx = dim[0], ony = dim[1], onz = dim[2];
@@ -232,11 +241,13 @@ mk_status mk_resample_like(mk_ctx *ctx, const mk_image *in, const mk_image *grid
                 for (int64_t i = 0; i < onx; i++, q++) {
                     double c[3];
                     for (int r = 0; r < 3; r++)
-                        c[r] = M[r][0] * (double)i + M[r][1] * (double)j + M[r][2] * (double)k + M[r][3];
+                        c[r] = M[r][0] * (double)i + M[r][1] * (double)j + M[r][2] * (double)k +
+                               M[r][3];
                     double x = clampd(c[0], (double)(nx - 1)), y = clampd(c[1], (double)(ny - 1)),
                            z = clampd(c[2], (double)(nz - 1));
                     if (interp == MK_INTERP_NEAREST) {
-                        int64_t s = (int64_t)floor(x + 0.5) + nx * ((int64_t)floor(y + 0.5) + ny * (int64_t)floor(z + 0.5));
+                        int64_t s = (int64_t)floor(x + 0.5) +
+                                    nx * ((int64_t)floor(y + 0.5) + ny * (int64_t)floor(z + 0.5));
                         memcpy((unsigned char *)dst.data + (size_t)q * es,
                                (unsigned char *)src.data + (size_t)s * es, es);
                         continue;
@@ -249,10 +260,14 @@ mk_status mk_resample_like(mk_ctx *ctx, const mk_image *in, const mk_image *grid
                                       x0 + nx * (y1 + ny * z0), x1 + nx * (y1 + ny * z0),
                                       x0 + nx * (y0 + ny * z1), x1 + nx * (y0 + ny * z1),
                                       x0 + nx * (y1 + ny * z1), x1 + nx * (y1 + ny * z1)};
-                    double w[8] = {(1 - fx) * (1 - fy) * (1 - fz), fx * (1 - fy) * (1 - fz),
-                                   (1 - fx) * fy * (1 - fz),       fx * fy * (1 - fz),
-                                   (1 - fx) * (1 - fy) * fz,       fx * (1 - fy) * fz,
-                                   (1 - fx) * fy * fz,             fx * fy * fz};
+                    double w[8] = {(1 - fx) * (1 - fy) * (1 - fz),
+                                   fx * (1 - fy) * (1 - fz),
+                                   (1 - fx) * fy * (1 - fz),
+                                   fx * fy * (1 - fz),
+                                   (1 - fx) * (1 - fy) * fz,
+                                   fx * (1 - fy) * fz,
+                                   (1 - fx) * fy * fz,
+                                   fx * fy * fz};
                     if (interp == MK_INTERP_LINEAR) {
                         double s = 0;
                         for (int n = 0; n < 8; n++)
@@ -278,7 +293,8 @@ mk_status mk_resample_like(mk_ctx *ctx, const mk_image *in, const mk_image *grid
                         }
                         int best = 0;
                         for (int m = 1; m < nl; m++)
-                            if (lw[m] > lw[best] + 1e-12 || (fabs(lw[m] - lw[best]) <= 1e-12 && lab[m] < lab[best]))
+                            if (lw[m] > lw[best] + 1e-12 ||
+                                (fabs(lw[m] - lw[best]) <= 1e-12 && lab[m] < lab[best]))
                                 best = m;
                         mk_image_set(&dst, q, lab[best]);
                     }
@@ -292,8 +308,8 @@ mk_status mk_resample_like(mk_ctx *ctx, const mk_image *in, const mk_image *grid
     return MK_OK;
 }
 
-mk_status mk_resample_spacing(mk_ctx *ctx, const mk_image *in, const double spacing[3], mk_interp interp,
-                              mk_image **out)
+mk_status mk_resample_spacing(mk_ctx *ctx, const mk_image *in, const double spacing[3],
+                              mk_interp interp, mk_image **out)
 {
     *out = NULL;
     mk_image grid;
@@ -305,8 +321,9 @@ mk_status mk_resample_spacing(mk_ctx *ctx, const mk_image *in, const double spac
         grid.dim[d] = 1;
     for (int d = 0; d < 3; d++) {
         if (!(spacing[d] > 0) || !isfinite(spacing[d]))
-            return mk_err(ctx, MK_ERR_INVALID, "resample: field spacing[%d]: expected a finite value > 0, got %g",
-                          d, spacing[d]);
+            return mk_err(ctx, MK_ERR_INVALID,
+                          "resample: field spacing[%d]: expected a finite value > 0, got %g", d,
+                          spacing[d]);
         double n = nearbyint((double)in->dim[d] * in->geom.spacing[d] / spacing[d]);
         grid.dim[d] = n < 1 ? 1 : (int64_t)n;
         grid.geom.spacing[d] = spacing[d];

@@ -36,18 +36,18 @@ typedef struct level_rec {
     uint64_t subifd_off; /* != 0: a SubIFD at this offset */
     int64_t width, height;
     int tiled;
-    int64_t bw, bh;      /* block size (tile, or width x rows_per_strip) */
+    int64_t bw, bh; /* block size (tile, or width x rows_per_strip) */
     int64_t nbx, nby;
     int spp, bps, comp, photometric, planar;
-    int fast;            /* decodable with TIFFReadEncoded* */
+    int fast; /* decodable with TIFFReadEncoded* */
     double downsample;
 } level_rec;
 
 typedef struct cache_entry {
     int level;
-    int64_t block;       /* block index, -1 = empty */
+    int64_t block; /* block index, -1 = empty */
     uint64_t stamp;
-    uint8_t *rgb;        /* bw*bh*3 */
+    uint8_t *rgb; /* bw*bh*3 */
 } cache_entry;
 
 struct mk_tiff_slide {
@@ -55,15 +55,16 @@ struct mk_tiff_slide {
     char *path;
     int nlevels;
     level_rec lv[MK_TIFF_MAX_LEVELS];
-    int cur;             /* level whose directory is current, -1 none */
+    int cur; /* level whose directory is current, -1 none */
     cache_entry cache[MK_TIFF_CACHE];
     uint64_t clock;
-    uint8_t *scratch;    /* raw decode buffer */
+    uint8_t *scratch; /* raw decode buffer */
     size_t scratch_n;
-    char err[512];       /* last libtiff error on this handle */
+    char err[512]; /* last libtiff error on this handle */
 };
 
-/* ---- libtiff message capture ------------------------------------------------------------------ */
+/* ---- libtiff message capture ------------------------------------------------------------------
+ */
 
 static int on_tiff_error(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap)
 {
@@ -112,14 +113,16 @@ int mk_tiff_is_tiff(const char *path)
     return ok;
 }
 
-/* ---- level table ------------------------------------------------------------------------------ */
+/* ---- level table ------------------------------------------------------------------------------
+ */
 
 static int set_level_dir(mk_tiff_slide *s, int level)
 {
     if (s->cur == level)
         return 1;
     const level_rec *L = &s->lv[level];
-    int ok = L->subifd_off ? TIFFSetSubDirectory(s->tif, L->subifd_off) : TIFFSetDirectory(s->tif, L->dir);
+    int ok = L->subifd_off ? TIFFSetSubDirectory(s->tif, L->subifd_off)
+                           : TIFFSetDirectory(s->tif, L->dir);
     if (!ok) {
         s->cur = -1;
         return 0;
@@ -135,9 +138,12 @@ static mk_status describe_dir(mk_ctx *ctx, mk_tiff_slide *s, level_rec *L, const
 {
     TIFF *t = s->tif;
     uint32_t w = 0, h = 0, tw = 0, th = 0, rps = 0;
-    uint16_t spp = 1, bps = 1, comp = COMPRESSION_NONE, photo = PHOTOMETRIC_MINISBLACK, planar = PLANARCONFIG_CONTIG;
-    if (!TIFFGetField(t, TIFFTAG_IMAGEWIDTH, &w) || !TIFFGetField(t, TIFFTAG_IMAGELENGTH, &h) || w == 0 || h == 0)
-        return mk_err(ctx, MK_ERR_FORMAT, "%s: %s: field ImageWidth/ImageLength: missing or zero", s->path, where);
+    uint16_t spp = 1, bps = 1, comp = COMPRESSION_NONE, photo = PHOTOMETRIC_MINISBLACK,
+             planar = PLANARCONFIG_CONTIG;
+    if (!TIFFGetField(t, TIFFTAG_IMAGEWIDTH, &w) || !TIFFGetField(t, TIFFTAG_IMAGELENGTH, &h) ||
+        w == 0 || h == 0)
+        return mk_err(ctx, MK_ERR_FORMAT, "%s: %s: field ImageWidth/ImageLength: missing or zero",
+                      s->path, where);
     TIFFGetFieldDefaulted(t, TIFFTAG_SAMPLESPERPIXEL, &spp);
     TIFFGetFieldDefaulted(t, TIFFTAG_BITSPERSAMPLE, &bps);
     TIFFGetFieldDefaulted(t, TIFFTAG_COMPRESSION, &comp);
@@ -153,8 +159,10 @@ static mk_status describe_dir(mk_ctx *ctx, mk_tiff_slide *s, level_rec *L, const
     L->planar = planar;
     L->tiled = TIFFIsTiled(t);
     if (L->tiled) {
-        if (!TIFFGetField(t, TIFFTAG_TILEWIDTH, &tw) || !TIFFGetField(t, TIFFTAG_TILELENGTH, &th) || tw == 0 || th == 0)
-            return mk_err(ctx, MK_ERR_FORMAT, "%s: %s: field TileWidth/TileLength: missing or zero", s->path, where);
+        if (!TIFFGetField(t, TIFFTAG_TILEWIDTH, &tw) || !TIFFGetField(t, TIFFTAG_TILELENGTH, &th) ||
+            tw == 0 || th == 0)
+            return mk_err(ctx, MK_ERR_FORMAT, "%s: %s: field TileWidth/TileLength: missing or zero",
+                          s->path, where);
         L->bw = tw;
         L->bh = th;
     } else {
@@ -167,11 +175,13 @@ static mk_status describe_dir(mk_ctx *ctx, mk_tiff_slide *s, level_rec *L, const
     L->nbx = (L->width + L->bw - 1) / L->bw;
     L->nby = (L->height + L->bh - 1) / L->bh;
     if (bps != 8)
-        return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: %s: field BitsPerSample: expected 8, got %u", s->path, where, bps);
+        return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: %s: field BitsPerSample: expected 8, got %u",
+                      s->path, where, bps);
     if (L->bw * L->bh * 4 > MK_TIFF_MAX_BLOCK)
-        return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: %s: %s of %lld x %lld pixels is too large to decode (limit %lld MiB)",
-                      s->path, where, L->tiled ? "tile" : "strip", (long long)L->bw, (long long)L->bh,
-                      (long long)(MK_TIFF_MAX_BLOCK >> 20));
+        return mk_err(ctx, MK_ERR_UNSUPPORTED,
+                      "%s: %s: %s of %lld x %lld pixels is too large to decode (limit %lld MiB)",
+                      s->path, where, L->tiled ? "tile" : "strip", (long long)L->bw,
+                      (long long)L->bh, (long long)(MK_TIFF_MAX_BLOCK >> 20));
     int contig = planar == PLANARCONFIG_CONTIG;
     L->fast = contig && ((photo == PHOTOMETRIC_MINISBLACK && (spp == 1 || spp == 2)) ||
                          (photo == PHOTOMETRIC_RGB && (spp == 3 || spp == 4)) ||
@@ -179,7 +189,8 @@ static mk_status describe_dir(mk_ctx *ctx, mk_tiff_slide *s, level_rec *L, const
     if (!L->fast) {
         char emsg[1024];
         if (!TIFFRGBAImageOK(t, emsg))
-            return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: %s: cannot decode to RGB: %s", s->path, where, emsg);
+            return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: %s: cannot decode to RGB: %s", s->path,
+                          where, emsg);
     }
     return MK_OK;
 }
@@ -211,7 +222,8 @@ mk_status mk_tiff_open(mk_ctx *ctx, const char *path, mk_tiff_slide **out)
     mk_status st = MK_OK;
     s->tif = open_tiff(path, "rm", s->err); /* m: no memory mapping, reads go through read(2) */
     if (!s->tif) {
-        st = mk_err(ctx, MK_ERR_FORMAT, "%s: cannot open as TIFF: %s", path, s->err[0] ? s->err : "unknown error");
+        st = mk_err(ctx, MK_ERR_FORMAT, "%s: cannot open as TIFF: %s", path,
+                    s->err[0] ? s->err : "unknown error");
         goto fail;
     }
     /* Level 0: the first directory that is not a reduced-resolution image. */
@@ -264,7 +276,8 @@ mk_status mk_tiff_open(mk_ctx *ctx, const char *path, mk_tiff_slide **out)
      * and macro images of scanner files have other aspect ratios and are skipped. */
     for (tdir_t d = (tdir_t)(base + 1); d < ndir && s->nlevels < MK_TIFF_MAX_LEVELS; d++) {
         if (!TIFFSetDirectory(s->tif, d)) {
-            st = mk_err(ctx, MK_ERR_FORMAT, "%s: cannot read directory %u: %s", path, (unsigned)d, s->err);
+            st = mk_err(ctx, MK_ERR_FORMAT, "%s: cannot read directory %u: %s", path, (unsigned)d,
+                        s->err);
             goto fail;
         }
         level_rec tmp;
@@ -275,7 +288,8 @@ mk_status mk_tiff_open(mk_ctx *ctx, const char *path, mk_tiff_slide **out)
         mk_ctx_init(&quiet);
         if (describe_dir(&quiet, s, &tmp, where) != MK_OK)
             continue;
-        double ar0 = (double)L0->width / (double)L0->height, ar = (double)tmp.width / (double)tmp.height;
+        double ar0 = (double)L0->width / (double)L0->height,
+               ar = (double)tmp.width / (double)tmp.height;
         double tolr = 0.02 + 2.0 / (double)(tmp.width < tmp.height ? tmp.width : tmp.height);
         if (tmp.width >= L0->width || fabs(ar / ar0 - 1.0) > tolr)
             continue;
@@ -318,8 +332,8 @@ const char *mk_tiff_path(const mk_tiff_slide *s)
 static mk_status check_level(mk_ctx *ctx, const mk_tiff_slide *s, int level)
 {
     if (level < 0 || level >= s->nlevels)
-        return mk_err(ctx, MK_ERR_INVALID, "%s: level %d out of range (the slide has levels 0..%d)", s->path, level,
-                      s->nlevels - 1);
+        return mk_err(ctx, MK_ERR_INVALID, "%s: level %d out of range (the slide has levels 0..%d)",
+                      s->path, level, s->nlevels - 1);
     return MK_OK;
 }
 
@@ -344,14 +358,17 @@ mk_status mk_tiff_level_info(mk_ctx *ctx, const mk_tiff_slide *s, int level, mk_
     return MK_OK;
 }
 
-/* ---- block decoding --------------------------------------------------------------------------- */
+/* ---- block decoding ---------------------------------------------------------------------------
+ */
 
-static mk_status tiff_fail(mk_ctx *ctx, mk_tiff_slide *s, int level, int64_t block, const char *what)
+static mk_status tiff_fail(mk_ctx *ctx, mk_tiff_slide *s, int level, int64_t block,
+                           const char *what)
 {
     const level_rec *L = &s->lv[level];
-    return mk_err(ctx, MK_ERR_FORMAT, "%s: level %d %s %lld (column %lld, row %lld): %s%s%s", s->path, level,
-                  L->tiled ? "tile" : "strip", (long long)block, (long long)(block % L->nbx),
-                  (long long)(block / L->nbx), what, s->err[0] ? ": " : "", s->err);
+    return mk_err(ctx, MK_ERR_FORMAT, "%s: level %d %s %lld (column %lld, row %lld): %s%s%s",
+                  s->path, level, L->tiled ? "tile" : "strip", (long long)block,
+                  (long long)(block % L->nbx), (long long)(block / L->nbx), what,
+                  s->err[0] ? ": " : "", s->err);
 }
 
 /* Decode block b of level into dst (bw*bh*3 RGB). */
@@ -363,8 +380,9 @@ static mk_status decode_block(mk_ctx *ctx, mk_tiff_slide *s, int level, int64_t 
         return tiff_fail(ctx, s, level, b, "cannot select the directory");
     TIFF *t = s->tif;
     int64_t bx = b % L->nbx, by = b / L->nbx;
-    uint32_t strile = L->tiled ? TIFFComputeTile(t, (uint32_t)(bx * L->bw), (uint32_t)(by * L->bh), 0, 0)
-                               : TIFFComputeStrip(t, (uint32_t)(by * L->bh), 0);
+    uint32_t strile = L->tiled
+                          ? TIFFComputeTile(t, (uint32_t)(bx * L->bw), (uint32_t)(by * L->bh), 0, 0)
+                          : TIFFComputeStrip(t, (uint32_t)(by * L->bh), 0);
     int err = 0;
     uint64_t off = TIFFGetStrileOffsetWithErr(t, strile, &err);
     uint64_t cnt = err ? 0 : TIFFGetStrileByteCountWithErr(t, strile, &err);
@@ -386,7 +404,8 @@ static mk_status decode_block(mk_ctx *ctx, mk_tiff_slide *s, int level, int64_t 
         tmsize_t got = L->tiled ? TIFFReadEncodedTile(t, strile, s->scratch, (tmsize_t)need)
                                 : TIFFReadEncodedStrip(t, strile, s->scratch, want);
         if (got < want)
-            return tiff_fail(ctx, s, level, b, got < 0 ? "decoding failed" : "short data (truncated file?)");
+            return tiff_fail(ctx, s, level, b,
+                             got < 0 ? "decoding failed" : "short data (truncated file?)");
         const uint8_t *p = s->scratch;
         int inv = L->photometric == PHOTOMETRIC_MINISWHITE;
         for (int64_t i = 0; i < rows * L->bw; i++, p += spp) {
@@ -459,14 +478,15 @@ static mk_status get_block(mk_ctx *ctx, mk_tiff_slide *s, int level, int64_t b, 
     return MK_OK;
 }
 
-mk_status mk_tiff_read_region(mk_ctx *ctx, mk_tiff_slide *s, int level, int64_t x, int64_t y, int w, int h,
-                              uint8_t *rgb)
+mk_status mk_tiff_read_region(mk_ctx *ctx, mk_tiff_slide *s, int level, int64_t x, int64_t y, int w,
+                              int h, uint8_t *rgb)
 {
     mk_status st = check_level(ctx, s, level);
     if (st != MK_OK)
         return st;
     if (w <= 0 || h <= 0)
-        return mk_err(ctx, MK_ERR_INVALID, "%s: region %d x %d: width and height must be > 0", s->path, w, h);
+        return mk_err(ctx, MK_ERR_INVALID, "%s: region %d x %d: width and height must be > 0",
+                      s->path, w, h);
     memset(rgb, 255, (size_t)w * (size_t)h * 3);
     const level_rec *L = &s->lv[level];
     int64_t x0 = x < 0 ? 0 : x, y0 = y < 0 ? 0 : y;
@@ -482,13 +502,14 @@ mk_status mk_tiff_read_region(mk_ctx *ctx, mk_tiff_slide *s, int level, int64_t 
             int64_t cx0 = x0 > ox ? x0 : ox, cx1 = x1 < ox + L->bw ? x1 : ox + L->bw;
             int64_t cy0 = y0 > oy ? y0 : oy, cy1 = y1 < oy + L->bh ? y1 : oy + L->bh;
             for (int64_t yy = cy0; yy < cy1; yy++)
-                memcpy(rgb + ((yy - y) * w + (cx0 - x)) * 3, blk + ((yy - oy) * L->bw + (cx0 - ox)) * 3,
-                       (size_t)(cx1 - cx0) * 3);
+                memcpy(rgb + ((yy - y) * w + (cx0 - x)) * 3,
+                       blk + ((yy - oy) * L->bw + (cx0 - ox)) * 3, (size_t)(cx1 - cx0) * 3);
         }
     return MK_OK;
 }
 
-mk_status mk_tiff_read_level(mk_ctx *ctx, mk_tiff_slide *s, int level, int64_t max_pixels, mk_image **out)
+mk_status mk_tiff_read_level(mk_ctx *ctx, mk_tiff_slide *s, int level, int64_t max_pixels,
+                             mk_image **out)
 {
     *out = NULL;
     mk_status st = check_level(ctx, s, level);
@@ -498,13 +519,15 @@ mk_status mk_tiff_read_level(mk_ctx *ctx, mk_tiff_slide *s, int level, int64_t m
     if (max_pixels <= 0)
         max_pixels = (int64_t)1 << 28;
     if (L->width * L->height > max_pixels || L->width > INT_MAX || L->height > INT_MAX)
-        return mk_err(ctx, MK_ERR_NOMEM, "%s: level %d is %lld x %lld pixels, over the limit of %lld pixels", s->path,
+        return mk_err(ctx, MK_ERR_NOMEM,
+                      "%s: level %d is %lld x %lld pixels, over the limit of %lld pixels", s->path,
                       level, (long long)L->width, (long long)L->height, (long long)max_pixels);
     int64_t dim[2] = {L->width, L->height};
     mk_image *img = NULL;
     if ((st = mk_image_new(ctx, MK_DT_RGB24, 2, dim, &img)) != MK_OK)
         return st;
-    if ((st = mk_tiff_read_region(ctx, s, level, 0, 0, (int)L->width, (int)L->height, (uint8_t *)img->data)) != MK_OK) {
+    if ((st = mk_tiff_read_region(ctx, s, level, 0, 0, (int)L->width, (int)L->height,
+                                  (uint8_t *)img->data)) != MK_OK) {
         mk_image_free(img);
         return st;
     }
@@ -512,7 +535,8 @@ mk_status mk_tiff_read_level(mk_ctx *ctx, mk_tiff_slide *s, int level, int64_t m
     return MK_OK;
 }
 
-/* ---- tissue mask ------------------------------------------------------------------------------ */
+/* ---- tissue mask ------------------------------------------------------------------------------
+ */
 
 /* Otsu's threshold on a 256-bin histogram: maximise the between-class variance
  * w0 w1 (mu0 - mu1)^2 over t, class 0 = values <= t. */
@@ -574,8 +598,10 @@ mk_status mk_tiff_tissue_mask(mk_ctx *ctx, mk_tiff_slide *s, int level, mk_tiff_
         return st;
     const level_rec *L = &s->lv[level];
     if (L->width * L->height > ((int64_t)1 << 26))
-        return mk_err(ctx, MK_ERR_NOMEM, "%s: level %d (%lld x %lld) is too large for a tissue mask; choose a lower level",
-                      s->path, level, (long long)L->width, (long long)L->height);
+        return mk_err(
+            ctx, MK_ERR_NOMEM,
+            "%s: level %d (%lld x %lld) is too large for a tissue mask; choose a lower level",
+            s->path, level, (long long)L->width, (long long)L->height);
     mk_tiff_mask *m = (mk_tiff_mask *)calloc(1, sizeof *m);
     uint8_t *row = (uint8_t *)malloc((size_t)L->width * 3 * (size_t)L->bh);
     uint8_t *sat = (uint8_t *)malloc((size_t)(L->width * L->height));
@@ -628,8 +654,10 @@ void mk_tiff_mask_free(mk_tiff_mask *m)
 double mk_tiff_mask_fraction(const mk_tiff_mask *m, int64_t x0, int64_t y0, int64_t w0, int64_t h0)
 {
     /* Mask pixel (i, j) covers level-0 [i*sx, (i+1)*sx); count those whose centre is inside. */
-    int64_t i0 = (int64_t)ceil((double)x0 / m->scale_x - 0.5), i1 = (int64_t)ceil((double)(x0 + w0) / m->scale_x - 0.5);
-    int64_t j0 = (int64_t)ceil((double)y0 / m->scale_y - 0.5), j1 = (int64_t)ceil((double)(y0 + h0) / m->scale_y - 0.5);
+    int64_t i0 = (int64_t)ceil((double)x0 / m->scale_x - 0.5),
+            i1 = (int64_t)ceil((double)(x0 + w0) / m->scale_x - 0.5);
+    int64_t j0 = (int64_t)ceil((double)y0 / m->scale_y - 0.5),
+            j1 = (int64_t)ceil((double)(y0 + h0) / m->scale_y - 0.5);
     if (i1 <= i0)
         i1 = i0 + 1; /* patch smaller than a mask pixel: use the pixel under it */
     if (j1 <= j0)
@@ -647,19 +675,22 @@ double mk_tiff_mask_fraction(const mk_tiff_mask *m, int64_t x0, int64_t y0, int6
     return (double)n / (double)((i1 - i0) * (j1 - j0));
 }
 
-/* ---- patch grid ------------------------------------------------------------------------------- */
+/* ---- patch grid -------------------------------------------------------------------------------
+ */
 
-mk_status mk_tiff_patch_grid(mk_ctx *ctx, mk_tiff_slide *s, const mk_tiff_grid_opts *opts, mk_tiff_patch_fn fn,
-                             void *user)
+mk_status mk_tiff_patch_grid(mk_ctx *ctx, mk_tiff_slide *s, const mk_tiff_grid_opts *opts,
+                             mk_tiff_patch_fn fn, void *user)
 {
     mk_status st = check_level(ctx, s, opts->level);
     if (st != MK_OK)
         return st;
     if (opts->size <= 0 || opts->stride < 0)
-        return mk_err(ctx, MK_ERR_INVALID, "%s: patch size %d / stride %d: expected size > 0 and stride >= 0", s->path,
+        return mk_err(ctx, MK_ERR_INVALID,
+                      "%s: patch size %d / stride %d: expected size > 0 and stride >= 0", s->path,
                       opts->size, opts->stride);
     if (!(opts->min_tissue >= 0 && opts->min_tissue <= 1))
-        return mk_err(ctx, MK_ERR_INVALID, "%s: min tissue %g: expected 0..1", s->path, opts->min_tissue);
+        return mk_err(ctx, MK_ERR_INVALID, "%s: min tissue %g: expected 0..1", s->path,
+                      opts->min_tissue);
     if ((int64_t)opts->size * opts->size > ((int64_t)1 << 26))
         return mk_err(ctx, MK_ERR_INVALID, "%s: patch size %d is too large", s->path, opts->size);
     const level_rec *L = &s->lv[opts->level];
@@ -668,11 +699,13 @@ mk_status mk_tiff_patch_grid(mk_ctx *ctx, mk_tiff_slide *s, const mk_tiff_grid_o
     if ((st = mk_tiff_tissue_mask(ctx, s, opts->mask_level, &mask)) != MK_OK)
         return st;
     uint8_t *pix = NULL;
-    if (opts->read_pixels && !(pix = (uint8_t *)malloc((size_t)opts->size * (size_t)opts->size * 3))) {
+    if (opts->read_pixels &&
+        !(pix = (uint8_t *)malloc((size_t)opts->size * (size_t)opts->size * 3))) {
         mk_tiff_mask_free(mask);
         return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory for a patch", s->path);
     }
-    double dx = (double)s->lv[0].width / (double)L->width, dy = (double)s->lv[0].height / (double)L->height;
+    double dx = (double)s->lv[0].width / (double)L->width,
+           dy = (double)s->lv[0].height / (double)L->height;
     long long nrows = L->height >= opts->size ? (L->height - opts->size) / stride + 1 : 0;
     long long index = 0, row = 0;
     for (int64_t y = 0; y + opts->size <= L->height && st == MK_OK; y += stride, row++) {
@@ -694,7 +727,8 @@ mk_status mk_tiff_patch_grid(mk_ctx *ctx, mk_tiff_slide *s, const mk_tiff_grid_o
             if (p.tissue < opts->min_tissue)
                 continue;
             if (pix) {
-                if ((st = mk_tiff_read_region(ctx, s, opts->level, x, y, opts->size, opts->size, pix)) != MK_OK)
+                if ((st = mk_tiff_read_region(ctx, s, opts->level, x, y, opts->size, opts->size,
+                                              pix)) != MK_OK)
                     break;
                 p.rgb = pix;
             }
@@ -709,13 +743,15 @@ mk_status mk_tiff_patch_grid(mk_ctx *ctx, mk_tiff_slide *s, const mk_tiff_grid_o
     return st;
 }
 
-/* ---- writer ----------------------------------------------------------------------------------- */
+/* ---- writer -----------------------------------------------------------------------------------
+ */
 
 int mk_tiff_compression_parse(const char *name)
 {
-    static const char *const names[MK_TIFF_COMP_COUNT] = {
-        [MK_TIFF_COMP_NONE] = "none", [MK_TIFF_COMP_LZW] = "lzw", [MK_TIFF_COMP_DEFLATE] = "deflate",
-        [MK_TIFF_COMP_JPEG] = "jpeg"};
+    static const char *const names[MK_TIFF_COMP_COUNT] = {[MK_TIFF_COMP_NONE] = "none",
+                                                          [MK_TIFF_COMP_LZW] = "lzw",
+                                                          [MK_TIFF_COMP_DEFLATE] = "deflate",
+                                                          [MK_TIFF_COMP_JPEG] = "jpeg"};
     if (!name)
         return -1;
     if (strcmp(name, "zip") == 0)
@@ -726,9 +762,11 @@ int mk_tiff_compression_parse(const char *name)
     return -1;
 }
 
-static const uint16_t TIFF_COMP_CODE[MK_TIFF_COMP_COUNT] = {
-    [MK_TIFF_COMP_NONE] = COMPRESSION_NONE, [MK_TIFF_COMP_LZW] = COMPRESSION_LZW,
-    [MK_TIFF_COMP_DEFLATE] = COMPRESSION_ADOBE_DEFLATE, [MK_TIFF_COMP_JPEG] = COMPRESSION_JPEG};
+static const uint16_t TIFF_COMP_CODE[MK_TIFF_COMP_COUNT] = {[MK_TIFF_COMP_NONE] = COMPRESSION_NONE,
+                                                            [MK_TIFF_COMP_LZW] = COMPRESSION_LZW,
+                                                            [MK_TIFF_COMP_DEFLATE] =
+                                                                COMPRESSION_ADOBE_DEFLATE,
+                                                            [MK_TIFF_COMP_JPEG] = COMPRESSION_JPEG};
 
 typedef struct wr {
     mk_ctx *ctx;
@@ -748,8 +786,10 @@ static mk_status wr_fail(wr *w, const char *what)
 static int wr_tags(wr *w, int64_t width, int64_t height, int reduced, int nsub)
 {
     TIFF *t = w->t;
-    int ok = TIFFSetField(t, TIFFTAG_IMAGEWIDTH, (uint32_t)width) && TIFFSetField(t, TIFFTAG_IMAGELENGTH, (uint32_t)height) &&
-             TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, (uint16_t)w->samples) && TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, 8) &&
+    int ok = TIFFSetField(t, TIFFTAG_IMAGEWIDTH, (uint32_t)width) &&
+             TIFFSetField(t, TIFFTAG_IMAGELENGTH, (uint32_t)height) &&
+             TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, (uint16_t)w->samples) &&
+             TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, 8) &&
              TIFFSetField(t, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG) &&
              TIFFSetField(t, TIFFTAG_COMPRESSION, TIFF_COMP_CODE[w->o.comp]) &&
              TIFFSetField(t, TIFFTAG_SUBFILETYPE, reduced ? FILETYPE_REDUCEDIMAGE : 0);
@@ -763,7 +803,8 @@ static int wr_tags(wr *w, int64_t width, int64_t height, int reduced, int nsub)
         else
             ok = ok && TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
     } else {
-        ok = TIFFSetField(t, TIFFTAG_PHOTOMETRIC, w->samples == 3 ? PHOTOMETRIC_RGB : PHOTOMETRIC_MINISBLACK);
+        ok = TIFFSetField(t, TIFFTAG_PHOTOMETRIC,
+                          w->samples == 3 ? PHOTOMETRIC_RGB : PHOTOMETRIC_MINISBLACK);
         if (w->o.comp != MK_TIFF_COMP_NONE)
             ok = ok && TIFFSetField(t, TIFFTAG_PREDICTOR, PREDICTOR_HORIZONTAL);
     }
@@ -780,8 +821,8 @@ static int wr_tags(wr *w, int64_t width, int64_t height, int reduced, int nsub)
 }
 
 /* Accumulate the 2x2 box sums of a block of level k (rows [y, y+h), full width) into level k+1. */
-static void reduce_rows(const uint8_t *src, int64_t w, int64_t y, int64_t h, int spp, uint8_t *dst, int64_t w2,
-                        int64_t hfull)
+static void reduce_rows(const uint8_t *src, int64_t w, int64_t y, int64_t h, int spp, uint8_t *dst,
+                        int64_t w2, int64_t hfull)
 {
     int64_t h2full = (hfull + 1) / 2;
     for (int64_t j2 = y / 2; j2 < (y + h + 1) / 2 && j2 < h2full; j2++) {
@@ -818,9 +859,10 @@ static mk_status write_level_buffer(wr *w, const uint8_t *buf, int64_t width, in
             memset(tile, 0, tsz);
             int64_t cw = tx + T > width ? width - tx : T, ch = ty + T > height ? height - ty : T;
             for (int64_t r = 0; r < ch; r++)
-                memcpy(tile + (size_t)r * T * w->samples, buf + ((ty + r) * width + tx) * w->samples,
-                       (size_t)cw * w->samples);
-            if (TIFFWriteEncodedTile(w->t, TIFFComputeTile(w->t, (uint32_t)tx, (uint32_t)ty, 0, 0), tile, (tmsize_t)tsz) < 0) {
+                memcpy(tile + (size_t)r * T * w->samples,
+                       buf + ((ty + r) * width + tx) * w->samples, (size_t)cw * w->samples);
+            if (TIFFWriteEncodedTile(w->t, TIFFComputeTile(w->t, (uint32_t)tx, (uint32_t)ty, 0, 0),
+                                     tile, (tmsize_t)tsz) < 0) {
                 free(tile);
                 return wr_fail(w, "writing a tile failed");
             }
@@ -900,10 +942,11 @@ static mk_status write_all(wr *w, int64_t width, int64_t height, mk_tiff_tile_fn
             memset(tile, 0, (size_t)T * T * spp);
             for (int r = 0; r < ch; r++) {
                 memcpy(tile + (size_t)r * T * spp, blk + (size_t)r * cw * spp, (size_t)cw * spp);
-                memcpy(band + ((size_t)r * width + tx) * spp, blk + (size_t)r * cw * spp, (size_t)cw * spp);
+                memcpy(band + ((size_t)r * width + tx) * spp, blk + (size_t)r * cw * spp,
+                       (size_t)cw * spp);
             }
-            if (TIFFWriteEncodedTile(w->t, TIFFComputeTile(w->t, (uint32_t)tx, (uint32_t)ty, 0, 0), tile,
-                                     (tmsize_t)((size_t)T * T * spp)) < 0)
+            if (TIFFWriteEncodedTile(w->t, TIFFComputeTile(w->t, (uint32_t)tx, (uint32_t)ty, 0, 0),
+                                     tile, (tmsize_t)((size_t)T * T * spp)) < 0)
                 st = wr_fail(w, "writing a tile failed");
         }
         if (st == MK_OK && lv1)
@@ -946,8 +989,8 @@ static mk_status write_all(wr *w, int64_t width, int64_t height, mk_tiff_tile_fn
     return st;
 }
 
-static mk_status check_write_opts(mk_ctx *ctx, const char *path, int64_t width, int64_t height, int samples,
-                                  const mk_tiff_write_opts *in, mk_tiff_write_opts *o)
+static mk_status check_write_opts(mk_ctx *ctx, const char *path, int64_t width, int64_t height,
+                                  int samples, const mk_tiff_write_opts *in, mk_tiff_write_opts *o)
 {
     memset(o, 0, sizeof *o);
     if (in)
@@ -959,27 +1002,34 @@ static mk_status check_write_opts(mk_ctx *ctx, const char *path, int64_t width, 
     if (o->rows_per_strip == 0)
         o->rows_per_strip = 64;
     if (width <= 0 || height <= 0 || width > UINT32_MAX || height > UINT32_MAX)
-        return mk_err(ctx, MK_ERR_INVALID, "%s: image size %lld x %lld: expected 1..2^32-1", path, (long long)width,
-                      (long long)height);
+        return mk_err(ctx, MK_ERR_INVALID, "%s: image size %lld x %lld: expected 1..2^32-1", path,
+                      (long long)width, (long long)height);
     if (samples != 1 && samples != 3)
-        return mk_err(ctx, MK_ERR_INVALID, "%s: %d samples per pixel: expected 1 (gray) or 3 (RGB)", path, samples);
+        return mk_err(ctx, MK_ERR_INVALID, "%s: %d samples per pixel: expected 1 (gray) or 3 (RGB)",
+                      path, samples);
     if (o->tile < 16 || o->tile % 16 || o->tile > 4096)
-        return mk_err(ctx, MK_ERR_INVALID, "%s: tile size %d: expected a multiple of 16 in 16..4096", path, o->tile);
+        return mk_err(ctx, MK_ERR_INVALID,
+                      "%s: tile size %d: expected a multiple of 16 in 16..4096", path, o->tile);
     if ((int)o->comp < 0 || o->comp >= MK_TIFF_COMP_COUNT)
         return mk_err(ctx, MK_ERR_INVALID, "%s: unknown compression %d", path, (int)o->comp);
     if (o->jpeg_quality < 1 || o->jpeg_quality > 100)
-        return mk_err(ctx, MK_ERR_INVALID, "%s: JPEG quality %d: expected 1..100", path, o->jpeg_quality);
+        return mk_err(ctx, MK_ERR_INVALID, "%s: JPEG quality %d: expected 1..100", path,
+                      o->jpeg_quality);
     if (o->levels < 0 || o->levels > MK_TIFF_MAX_LEVELS)
-        return mk_err(ctx, MK_ERR_INVALID, "%s: %d levels: expected 0..%d", path, o->levels, MK_TIFF_MAX_LEVELS);
+        return mk_err(ctx, MK_ERR_INVALID, "%s: %d levels: expected 0..%d", path, o->levels,
+                      MK_TIFF_MAX_LEVELS);
     if (o->rows_per_strip < 1)
-        return mk_err(ctx, MK_ERR_INVALID, "%s: rows per strip %d: expected >= 1", path, o->rows_per_strip);
+        return mk_err(ctx, MK_ERR_INVALID, "%s: rows per strip %d: expected >= 1", path,
+                      o->rows_per_strip);
     if (o->comp == MK_TIFF_COMP_JPEG && o->striped && o->rows_per_strip % 16)
-        return mk_err(ctx, MK_ERR_INVALID, "%s: JPEG strips need rows per strip a multiple of 16", path);
+        return mk_err(ctx, MK_ERR_INVALID, "%s: JPEG strips need rows per strip a multiple of 16",
+                      path);
     return MK_OK;
 }
 
-mk_status mk_tiff_write_cb(mk_ctx *ctx, const char *path, int64_t width, int64_t height, int samples, mk_tiff_tile_fn fn,
-                           void *user, const mk_tiff_write_opts *opts)
+mk_status mk_tiff_write_cb(mk_ctx *ctx, const char *path, int64_t width, int64_t height,
+                           int samples, mk_tiff_tile_fn fn, void *user,
+                           const mk_tiff_write_opts *opts)
 {
     wr w;
     memset(&w, 0, sizeof w);
@@ -996,7 +1046,8 @@ mk_status mk_tiff_write_cb(mk_ctx *ctx, const char *path, int64_t width, int64_t
     double raw = (double)width * (double)height * samples * 1.34;
     w.t = open_tiff(tmp, raw > 3.5e9 ? "w8" : "w", w.err);
     if (!w.t)
-        return mk_err(ctx, MK_ERR_IO, "%s: cannot create %s: %s", path, tmp, w.err[0] ? w.err : strerror(errno));
+        return mk_err(ctx, MK_ERR_IO, "%s: cannot create %s: %s", path, tmp,
+                      w.err[0] ? w.err : strerror(errno));
     st = write_all(&w, width, height, fn, user);
     TIFFClose(w.t);
     if (st != MK_OK) {
@@ -1016,32 +1067,37 @@ static mk_status buf_tile(void *user, int64_t x, int64_t y, int w, int h, uint8_
 {
     const buf_src *b = (const buf_src *)user;
     for (int r = 0; r < h; r++)
-        memcpy(dst + (size_t)r * w * b->samples, b->pix + ((y + r) * b->width + x) * b->samples, (size_t)w * b->samples);
+        memcpy(dst + (size_t)r * w * b->samples, b->pix + ((y + r) * b->width + x) * b->samples,
+               (size_t)w * b->samples);
     return MK_OK;
 }
 
-mk_status mk_tiff_write(mk_ctx *ctx, const char *path, const uint8_t *pix, int64_t width, int64_t height, int samples,
-                        const mk_tiff_write_opts *opts)
+mk_status mk_tiff_write(mk_ctx *ctx, const char *path, const uint8_t *pix, int64_t width,
+                        int64_t height, int samples, const mk_tiff_write_opts *opts)
 {
     MK_ASSERT(pix);
     buf_src b = {pix, width, samples};
     return mk_tiff_write_cb(ctx, path, width, height, samples, buf_tile, &b, opts);
 }
 
-/* ---- mk_image adapters and info --------------------------------------------------------------- */
+/* ---- mk_image adapters and info ---------------------------------------------------------------
+ */
 
-mk_status mk_io_tiff_write_image(mk_ctx *ctx, const char *path, const mk_image *img, const mk_tiff_write_opts *opts)
+mk_status mk_io_tiff_write_image(mk_ctx *ctx, const char *path, const mk_image *img,
+                                 const mk_tiff_write_opts *opts)
 {
     int samples = img->dtype == MK_DT_RGB24 ? 3 : img->dtype == MK_DT_UINT8 ? 1 : 0;
     if (!samples)
-        return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: TIFF output takes uint8 or rgb24 images, not %s", path,
+        return mk_err(ctx, MK_ERR_UNSUPPORTED,
+                      "%s: TIFF output takes uint8 or rgb24 images, not %s", path,
                       mk_dtype_name(img->dtype));
     for (int i = 2; i < img->ndim; i++)
         if (img->dim[i] != 1)
-            return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: TIFF output takes 2D images; dim[%d] is %lld", path, i,
+            return mk_err(ctx, MK_ERR_UNSUPPORTED,
+                          "%s: TIFF output takes 2D images; dim[%d] is %lld", path, i,
                           (long long)img->dim[i]);
-    return mk_tiff_write(ctx, path, (const uint8_t *)img->data, img->dim[0], img->ndim > 1 ? img->dim[1] : 1, samples,
-                         opts);
+    return mk_tiff_write(ctx, path, (const uint8_t *)img->data, img->dim[0],
+                         img->ndim > 1 ? img->dim[1] : 1, samples, opts);
 }
 
 mk_status mk_io_tiff_read_image(mk_ctx *ctx, const char *path, int level, mk_image **out)
@@ -1077,7 +1133,8 @@ mk_status mk_io_tiff_info(mk_ctx *ctx, const char *path, FILE *out)
     mk_status st = mk_tiff_open(ctx, path, &s);
     if (st != MK_OK)
         return st;
-    fprintf(out, "file:        %s\nformat:      TIFF slide, %d level%s\n", path, s->nlevels, s->nlevels == 1 ? "" : "s");
+    fprintf(out, "file:        %s\nformat:      TIFF slide, %d level%s\n", path, s->nlevels,
+            s->nlevels == 1 ? "" : "s");
     for (int i = 0; i < s->nlevels; i++) {
         const level_rec *L = &s->lv[i];
         char lay[64];
@@ -1085,9 +1142,9 @@ mk_status mk_io_tiff_info(mk_ctx *ctx, const char *path, FILE *out)
             snprintf(lay, sizeof lay, "tiles %lldx%lld", (long long)L->bw, (long long)L->bh);
         else
             snprintf(lay, sizeof lay, "strips of %lld rows", (long long)L->bh);
-        fprintf(out, "level %-2d     %lld x %lld  downsample %.4g  %s  %d sample%s  %s%s\n", i, (long long)L->width,
-                (long long)L->height, L->downsample, lay, L->spp, L->spp == 1 ? "" : "s", comp_name(L->comp),
-                L->subifd_off ? "  (SubIFD)" : "");
+        fprintf(out, "level %-2d     %lld x %lld  downsample %.4g  %s  %d sample%s  %s%s\n", i,
+                (long long)L->width, (long long)L->height, L->downsample, lay, L->spp,
+                L->spp == 1 ? "" : "s", comp_name(L->comp), L->subifd_off ? "  (SubIFD)" : "");
     }
     mk_tiff_close(s);
     return MK_OK;

@@ -19,8 +19,9 @@ mk_status mk_check_evaluate(mk_run_env *env);
 /* The shared part of every stage from the config: [data], [model], run.checkpoint_every and
  * run.log_every, env's seed, threads, run dir and resume. Errors name FILE:LINE and the key. */
 mk_status mk_run_common(mk_run_env *env, mk_stage_common *c);
-/* A method's config struct (cfg_size bytes) from the sections it reads. */
-mk_status mk_run_method_cfg(mk_run_env *env, const mk_method *m, void *cfg);
+/* The shared part (mk_run_common) and env->stage's method config struct (cfg_size bytes, from
+ * the sections it reads; caller frees *cfg, NULL on error). */
+mk_status mk_run_method_bind(mk_run_env *env, mk_stage_common *c, void **cfg);
 /* Turn a stage error "section.key: what" into "FILE:LINE: key 'section.key': what". */
 mk_status mk_run_keyed_err(mk_run_env *env, mk_status st);
 

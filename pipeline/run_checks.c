@@ -69,13 +69,8 @@ mk_status mk_check_method(mk_run_env *env)
 {
     const mk_method *m = env->stage->method;
     mk_stage_common c;
-    mk_status st = mk_run_common(env, &c);
-    if (st != MK_OK)
-        return st;
-    void *cfg = calloc(1, m->cfg_size);
-    if (!cfg)
-        return mk_err(env->ctx, MK_ERR_NOMEM, "%s: out of memory", m->name);
-    st = mk_run_method_cfg(env, m, cfg);
+    void *cfg;
+    mk_status st = mk_run_method_bind(env, &c, &cfg);
     if (st == MK_OK)
         st = mk_run_keyed_err(env, mk_method_check(env->ctx, m, &c, cfg));
     mk_data_need nd[MK_NEEDS_MAX];

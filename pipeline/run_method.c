@@ -58,31 +58,34 @@ mk_status mk_run_common(mk_run_env *env, mk_stage_common *c)
     return st;
 }
 
-mk_status mk_run_method_cfg(mk_run_env *env, const mk_method *m, void *cfg)
+mk_status mk_run_method_bind(mk_run_env *env, mk_stage_common *c, void **cfg_out)
 {
+    const mk_method *m = env->stage->method;
+    *cfg_out = NULL;
+    mk_status st = mk_run_common(env, c);
+    if (st != MK_OK)
+        return st;
+    char *cfg = calloc(1, m->cfg_size);
+    if (!cfg)
+        return mk_err(env->ctx, MK_ERR_NOMEM, "%s: out of memory", m->name);
     mk_method_defaults(m, cfg);
-    for (int i = 0; i < m->nuses; i++) {
-        mk_status st = mk_cfg_bind(env->ctx, env->cfg, m->uses[i].section->name,
-                                   (char *)cfg + m->uses[i].offset);
-        if (st != MK_OK)
-            return st;
+    for (int i = 0; i < m->nuses && st == MK_OK; i++)
+        st = mk_cfg_bind(env->ctx, env->cfg, m->uses[i].section->name, cfg + m->uses[i].offset);
+    if (st != MK_OK) {
+        free(cfg);
+        return st;
     }
+    *cfg_out = cfg;
     return MK_OK;
 }
 
 mk_status mk_run_method(mk_run_env *env)
 {
-    const mk_method *m = env->stage->method;
     mk_stage_common c;
-    mk_status st = mk_run_common(env, &c);
-    if (st != MK_OK)
-        return st;
-    void *cfg = calloc(1, m->cfg_size);
-    if (!cfg)
-        return mk_err(env->ctx, MK_ERR_NOMEM, "%s: out of memory", m->name);
-    st = mk_run_method_cfg(env, m, cfg);
+    void *cfg;
+    mk_status st = mk_run_method_bind(env, &c, &cfg);
     if (st == MK_OK)
-        st = mk_method_train(env->ctx, m, &c, cfg, NULL);
+        st = mk_method_train(env->ctx, env->stage->method, &c, cfg, NULL);
     free(cfg);
     return st;
 }

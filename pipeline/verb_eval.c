@@ -3,10 +3,11 @@
  * P and R are both files or both folders. Folders pair image files by case id: the file name
  * without .nii/.nii.gz/.hdr/.mha/.mhd/.nrrd/.nhdr (read with mk_io_read_image); a name left
  * unpaired is retried without an nnU-Net channel suffix "_0000" (4 digits). Unpaired files are
- * listed (stdout, reports) and do not stop the run; no pair at all is an error. Each image is read, cut down to the box of its non-zero voxels and the full
- * buffer released before the next read, so memory stays near one image plus the objects.
- * Grids must agree (shape, spacing to 1e-4 relative, origin/direction to 1e-4 x max spacing)
- * unless --resample-to-ref maps the prediction onto the reference grid (nearest neighbour). */
+ * listed (stdout, reports) and do not stop the run; no pair at all is an error. Each image is read,
+ * cut down to the box of its non-zero voxels and the full buffer released before the next read, so
+ * memory stays near one image plus the objects. Grids must agree (shape, spacing to 1e-4 relative,
+ * origin/direction to 1e-4 x max spacing) unless --resample-to-ref maps the prediction onto the
+ * reference grid (nearest neighbour). */
 #include <ctype.h>
 #include <dirent.h>
 #include <math.h>
@@ -60,12 +61,14 @@ static mk_status make_boxed(mk_ctx *ctx, const char *path, mk_image *img, boxed 
     out->hdr = img;
     mk_metric_vtype vt;
     if (!mk_report_vtype_of(img->dtype, &vt))
-        return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: datatype %s: expected an integer or float label image", path,
+        return mk_err(ctx, MK_ERR_UNSUPPORTED,
+                      "%s: datatype %s: expected an integer or float label image", path,
                       mk_dtype_name(img->dtype));
     for (int k = 3; k < MK_IMAGE_MAX_DIMS; k++)
         if (img->dim[k] != 1)
-            return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: dim[%d] = %lld: expected a 2D/3D label image (4th+ dims of 1)",
-                          path, k + 1, (long long)img->dim[k]);
+            return mk_err(ctx, MK_ERR_UNSUPPORTED,
+                          "%s: dim[%d] = %lld: expected a 2D/3D label image (4th+ dims of 1)", path,
+                          k + 1, (long long)img->dim[k]);
     const int64_t nx = img->dim[0], ny = img->dim[1], nz = img->dim[2];
     const size_t es = mk_dtype_size(img->dtype), rowb = (size_t)nx * es;
     int64_t lo[3] = {nx, ny, nz}, hi[3] = {-1, -1, -1};
@@ -84,17 +87,25 @@ static mk_status make_boxed(mk_ctx *ctx, const char *path, mk_image *img, boxed 
                     x0++;
                 while (!row_nonzero(row + (size_t)x1 * es, es))
                     x1--;
-                if (x0 < tlo[0]) tlo[0] = x0;
-                if (x1 > thi[0]) thi[0] = x1;
-                if (y < tlo[1]) tlo[1] = y;
-                if (y > thi[1]) thi[1] = y;
-                if (z < tlo[2]) tlo[2] = z;
-                if (z > thi[2]) thi[2] = z;
+                if (x0 < tlo[0])
+                    tlo[0] = x0;
+                if (x1 > thi[0])
+                    thi[0] = x1;
+                if (y < tlo[1])
+                    tlo[1] = y;
+                if (y > thi[1])
+                    thi[1] = y;
+                if (z < tlo[2])
+                    tlo[2] = z;
+                if (z > thi[2])
+                    thi[2] = z;
             }
 #pragma omp critical(mk_eval_box)
         for (int k = 0; k < 3; k++) {
-            if (tlo[k] < lo[k]) lo[k] = tlo[k];
-            if (thi[k] > hi[k]) hi[k] = thi[k];
+            if (tlo[k] < lo[k])
+                lo[k] = tlo[k];
+            if (thi[k] > hi[k])
+                hi[k] = thi[k];
         }
     }
     mk_metric_vol *v = &out->vol;
@@ -111,9 +122,12 @@ static mk_status make_boxed(mk_ctx *ctx, const char *path, mk_image *img, boxed 
             double pd = fabs(img->nifti.pixdim[k + 1]);
             if (!(pd > 0) || !isfinite(pd))
                 continue;
-            if (k < img->ndim && fabs(pd - img->geom.spacing[k]) > 1e-4 * fmax(pd, img->geom.spacing[k]))
-                MK_LOG_W(ctx, "%s: |pixdim[%d]| = %g disagrees with the affine's column norm %g; using pixdim", path,
-                         k + 1, pd, img->geom.spacing[k]);
+            if (k < img->ndim &&
+                fabs(pd - img->geom.spacing[k]) > 1e-4 * fmax(pd, img->geom.spacing[k]))
+                MK_LOG_W(ctx,
+                         "%s: |pixdim[%d]| = %g disagrees with the affine's column norm %g; using "
+                         "pixdim",
+                         path, k + 1, pd, img->geom.spacing[k]);
             v->spacing[k] = pd;
         }
     if (hi[0] < 0) {
@@ -138,7 +152,8 @@ static mk_status make_boxed(mk_ctx *ctx, const char *path, mk_image *img, boxed 
     for (int64_t z = 0; z < bn[2]; z++)
         for (int64_t y = 0; y < bn[1]; y++)
             memcpy(b + (size_t)(z * bn[1] + y) * (size_t)bn[0] * es,
-                   d + ((size_t)((z + lo[2]) * ny + (y + lo[1])) * (size_t)nx + (size_t)lo[0]) * es, (size_t)bn[0] * es);
+                   d + ((size_t)((z + lo[2]) * ny + (y + lo[1])) * (size_t)nx + (size_t)lo[0]) * es,
+                   (size_t)bn[0] * es);
     free(img->data);
     img->data = NULL;
     v->data = out->box;
@@ -159,7 +174,8 @@ static mk_status resample_nn(mk_ctx *ctx, const mk_image *src, const mk_image *r
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < 3; j++)
             m[i][j] = B[i][j];
-    double det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
+    double det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) -
+                 m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
                  m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
     if (!(fabs(det) > 0)) {
         mk_image_free(*out);
@@ -188,7 +204,8 @@ static mk_status resample_nn(mk_ctx *ctx, const mk_image *src, const mk_image *r
                 int64_t q[3];
                 int inside = 1;
                 for (int i = 0; i < 3; i++) {
-                    double c = M[i][0] * (double)x + M[i][1] * (double)y + M[i][2] * (double)z + M[i][3];
+                    double c =
+                        M[i][0] * (double)x + M[i][1] * (double)y + M[i][2] * (double)z + M[i][3];
                     q[i] = (int64_t)floor(c + 0.5);
                     if (q[i] < 0 || q[i] >= sd[i])
                         inside = 0;
@@ -204,7 +221,8 @@ static mk_status resample_nn(mk_ctx *ctx, const mk_image *src, const mk_image *r
 
 static int nifti_stem(const char *name, char *stem, size_t n)
 {
-    static const char *const ext[] = {".nii.gz", ".nii", ".hdr.gz", ".hdr", ".mha", ".mhd", ".nrrd", ".nhdr"};
+    static const char *const ext[] = {".nii.gz", ".nii", ".hdr.gz", ".hdr",
+                                      ".mha",    ".mhd", ".nrrd",   ".nhdr"};
     size_t l = strlen(name);
     for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++) {
         size_t e = strlen(ext[i]);
@@ -314,8 +332,8 @@ static char *join_path(const char *dir, const char *name)
     return p;
 }
 
-static mk_status make_pairs(mk_ctx *ctx, const char *pdir, const char *rdir, pair **pairs, int *npairs,
-                            mk_eval_report *rep)
+static mk_status make_pairs(mk_ctx *ctx, const char *pdir, const char *rdir, pair **pairs,
+                            int *npairs, mk_eval_report *rep)
 {
     entry *pe = NULL, *re = NULL;
     int np = 0, nr = 0;
@@ -367,10 +385,12 @@ static mk_status make_pairs(mk_ctx *ctx, const char *pdir, const char *rdir, pai
                 rep->unpaired_ref[rep->nunpaired_ref++] = join_path(rdir, re[j].name);
     }
     if (st == MK_OK && n == 0)
-        st = mk_err(ctx, MK_ERR_INVALID,
-                    "no case pairs: %s has %d image file(s) and %s has %d, with no case id in common "
-                    "(ids are file names without .nii/.nii.gz/.mha/.nrrd, nnU-Net channel suffix _0000 optional)",
-                    pdir, np, rdir, nr);
+        st = mk_err(
+            ctx, MK_ERR_INVALID,
+            "no case pairs: %s has %d image file(s) and %s has %d, with no case id in common "
+            "(ids are file names without .nii/.nii.gz/.mha/.nrrd, nnU-Net channel suffix _0000 "
+            "optional)",
+            pdir, np, rdir, nr);
     entries_free(pe, np);
     entries_free(re, nr);
     if (st != MK_OK) {
@@ -405,8 +425,9 @@ static int same_grid(const mk_image *a, const mk_image *b, char *why, size_t n)
 {
     for (int k = 0; k < 3; k++)
         if (a->dim[k] != b->dim[k]) {
-            snprintf(why, n, "shape %lldx%lldx%lld vs %lldx%lldx%lld", (long long)a->dim[0], (long long)a->dim[1],
-                     (long long)a->dim[2], (long long)b->dim[0], (long long)b->dim[1], (long long)b->dim[2]);
+            snprintf(why, n, "shape %lldx%lldx%lld vs %lldx%lldx%lld", (long long)a->dim[0],
+                     (long long)a->dim[1], (long long)a->dim[2], (long long)b->dim[0],
+                     (long long)b->dim[1], (long long)b->dim[2]);
             return 0;
         }
     double smax = 0;
@@ -414,15 +435,18 @@ static int same_grid(const mk_image *a, const mk_image *b, char *why, size_t n)
         double sa = a->geom.spacing[k], sb = b->geom.spacing[k], m = fmax(sa, sb);
         smax = fmax(smax, m);
         if (fabs(sa - sb) > 1e-4 * m) {
-            snprintf(why, n, "spacing %.9g,%.9g,%.9g vs %.9g,%.9g,%.9g mm (tolerance 1e-4 relative)", a->geom.spacing[0],
-                     a->geom.spacing[1], a->geom.spacing[2], b->geom.spacing[0], b->geom.spacing[1], b->geom.spacing[2]);
+            snprintf(why, n,
+                     "spacing %.9g,%.9g,%.9g vs %.9g,%.9g,%.9g mm (tolerance 1e-4 relative)",
+                     a->geom.spacing[0], a->geom.spacing[1], a->geom.spacing[2], b->geom.spacing[0],
+                     b->geom.spacing[1], b->geom.spacing[2]);
             return 0;
         }
     }
     for (int k = 0; k < 3; k++)
         if (fabs(a->geom.origin[k] - b->geom.origin[k]) > 1e-4 * smax) {
-            snprintf(why, n, "origin %.6g,%.6g,%.6g vs %.6g,%.6g,%.6g mm (LPS)", a->geom.origin[0], a->geom.origin[1],
-                     a->geom.origin[2], b->geom.origin[0], b->geom.origin[1], b->geom.origin[2]);
+            snprintf(why, n, "origin %.6g,%.6g,%.6g vs %.6g,%.6g,%.6g mm (LPS)", a->geom.origin[0],
+                     a->geom.origin[1], a->geom.origin[2], b->geom.origin[0], b->geom.origin[1],
+                     b->geom.origin[2]);
             return 0;
         }
     for (int k = 0; k < 9; k++)
@@ -436,8 +460,9 @@ static int same_grid(const mk_image *a, const mk_image *b, char *why, size_t n)
     return 1;
 }
 
-static mk_status eval_case(mk_ctx *ctx, const pair *pr, const int64_t *labels, int nlabels, int resample,
-                           const mk_metric_opts *o, mk_eval_case *out, int64_t **case_labels, int *ncase_labels)
+static mk_status eval_case(mk_ctx *ctx, const pair *pr, const int64_t *labels, int nlabels,
+                           int resample, const mk_metric_opts *o, mk_eval_case *out,
+                           int64_t **case_labels, int *ncase_labels)
 {
     boxed bp, br;
     memset(&bp, 0, sizeof bp);
@@ -448,10 +473,12 @@ static mk_status eval_case(mk_ctx *ctx, const pair *pr, const int64_t *labels, i
     char why[256];
     if (st == MK_OK && !same_grid(bp.hdr, br.hdr, why, sizeof why)) {
         if (!resample) {
-            st = mk_err(ctx, MK_ERR_GEOMETRY, "grids differ: pred %s vs ref %s: %s (use --resample-to-ref)", pr->pred,
+            st = mk_err(ctx, MK_ERR_GEOMETRY,
+                        "grids differ: pred %s vs ref %s: %s (use --resample-to-ref)", pr->pred,
                         pr->ref, why);
         } else {
-            MK_LOG_W(ctx, "%s: resampled onto the grid of %s (nearest neighbour): %s", pr->pred, pr->ref, why);
+            MK_LOG_W(ctx, "%s: resampled onto the grid of %s (nearest neighbour): %s", pr->pred,
+                     pr->ref, why);
             boxed_free(&bp);
             mk_image *src = NULL, *rs = NULL, *refh = NULL;
             st = mk_io_read_image(ctx, pr->pred, &src);
@@ -521,7 +548,9 @@ static mk_status parse_labels(mk_ctx *ctx, const char *s, int64_t **out, int *n)
         long long v = strtoll(p, &end, 10);
         if (end == p || (*end && *end != ',') || v == 0) {
             free(l);
-            return mk_err(ctx, MK_ERR_USAGE, "--labels: expected a comma-separated list of non-zero integers, got '%s'", s);
+            return mk_err(
+                ctx, MK_ERR_USAGE,
+                "--labels: expected a comma-separated list of non-zero integers, got '%s'", s);
         }
         for (int i = 0; i < k; i++)
             if (l[i] == v) {
@@ -638,7 +667,8 @@ mk_status mk_verb_eval(mk_cli *cli, int argc, char **argv)
             }
         } else if (mk_args_is(&a, "--tolerance-mm")) {
             const char *v = mk_args_value(&a);
-            st = v ? mk_args_double(ctx, "--tolerance-mm", v, 0.0, 1e6, &o.tolerance_mm) : mk_args_missing(&a, ctx);
+            st = v ? mk_args_double(ctx, "--tolerance-mm", v, 0.0, 1e6, &o.tolerance_mm)
+                   : mk_args_missing(&a, ctx);
         } else if (mk_args_is(&a, "--convention")) {
             const char *v = mk_args_value(&a);
             st = v ? mk_metric_conv_parse(ctx, v, &o.convention) : mk_args_missing(&a, ctx);
@@ -649,7 +679,8 @@ mk_status mk_verb_eval(mk_cli *cli, int argc, char **argv)
         }
     }
     if (st == MK_OK && (!pred || !ref))
-        st = mk_err(ctx, MK_ERR_USAGE, "eval: --pred and --ref are required (see 'pipeline help eval')");
+        st = mk_err(ctx, MK_ERR_USAGE,
+                    "eval: --pred and --ref are required (see 'pipeline help eval')");
     mk_eval_report rep;
     memset(&rep, 0, sizeof rep);
     pair *pairs = NULL;
@@ -657,7 +688,8 @@ mk_status mk_verb_eval(mk_cli *cli, int argc, char **argv)
     if (st == MK_OK) {
         int pd = mk_fs_is_dir(pred), rd = mk_fs_is_dir(ref);
         if (pd != rd) {
-            st = mk_err(ctx, MK_ERR_USAGE, "eval: --pred %s and --ref %s must both be files or both be folders", pred,
+            st = mk_err(ctx, MK_ERR_USAGE,
+                        "eval: --pred %s and --ref %s must both be files or both be folders", pred,
                         ref);
         } else if (pd) {
             st = make_pairs(ctx, pred, ref, &pairs, &npairs, &rep);
@@ -688,9 +720,11 @@ mk_status mk_verb_eval(mk_cli *cli, int argc, char **argv)
             st = mk_err(ctx, MK_ERR_NOMEM, "out of memory");
     }
     for (int i = 0; i < rep.nunpaired_pred; i++)
-        MK_LOG_W(ctx, "unpaired prediction (no reference with its case id): %s", rep.unpaired_pred[i]);
+        MK_LOG_W(ctx, "unpaired prediction (no reference with its case id): %s",
+                 rep.unpaired_pred[i]);
     for (int i = 0; i < rep.nunpaired_ref; i++)
-        MK_LOG_W(ctx, "unpaired reference (no prediction with its case id): %s", rep.unpaired_ref[i]);
+        MK_LOG_W(ctx, "unpaired reference (no prediction with its case id): %s",
+                 rep.unpaired_ref[i]);
     for (int i = 0; i < npairs && st == MK_OK; i++) {
         mk_eval_case *c = &rep.cases[i];
         c->id = pairs[i].id;
@@ -748,9 +782,11 @@ mk_status mk_verb_eval(mk_cli *cli, int argc, char **argv)
             for (int i = 0; i < rep.ncases; i++)
                 seen |= rep.cases[i].res[j].empty != MK_METRIC_EMPTY_BOTH;
             if (!seen)
-                MK_LOG_W(ctx, "label %lld is present in no prediction and no reference: scored as both-empty "
-                              "(dice 1, distances 0) in every case",
-                         (long long)rep.labels[j]);
+                MK_LOG_W(
+                    ctx,
+                    "label %lld is present in no prediction and no reference: scored as both-empty "
+                    "(dice 1, distances 0) in every case",
+                    (long long)rep.labels[j]);
         }
         if (rep.nlabels == 0)
             MK_LOG_W(ctx, "every image is all zero: no label to score");
@@ -772,14 +808,15 @@ mk_status mk_verb_eval(mk_cli *cli, int argc, char **argv)
             st = mk_report_eval_h5(ctx, &rep, out_h5);
     }
     if (st == MK_OK) {
-        printf("convention %s, tolerance %g mm, %d case(s), %d label(s)\n", mk_metric_conv_name(o.convention),
-               o.tolerance_mm, rep.ncases, rep.nlabels);
-        printf("%-24s %6s %5s %9s %9s %9s %9s %9s\n", "case", "label", "empty", "dice", "hd", "hd95", "assd",
-               "surf_dice");
+        printf("convention %s, tolerance %g mm, %d case(s), %d label(s)\n",
+               mk_metric_conv_name(o.convention), o.tolerance_mm, rep.ncases, rep.nlabels);
+        printf("%-24s %6s %5s %9s %9s %9s %9s %9s\n", "case", "label", "empty", "dice", "hd",
+               "hd95", "assd", "surf_dice");
         for (int i = 0; i < rep.ncases; i++)
             for (int j = 0; j < rep.nlabels; j++) {
                 const mk_metric_result *r = &rep.cases[i].res[j];
-                printf("%-24s %6lld %5s", rep.cases[i].id, (long long)rep.labels[j], mk_metric_empty_name(r->empty));
+                printf("%-24s %6lld %5s", rep.cases[i].id, (long long)rep.labels[j],
+                       mk_metric_empty_name(r->empty));
                 print_num(r->dice);
                 print_num(r->hd);
                 print_num(r->hd95);

@@ -38,7 +38,8 @@ mk_status mk_h5w_open(mk_ctx *ctx, const char *path, mk_h5w **out)
     w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (w->file < 0) {
         free(w);
-        return mk_err(ctx, MK_ERR_IO, "%s: cannot create HDF5 file (directory missing or not writable?)", path);
+        return mk_err(ctx, MK_ERR_IO,
+                      "%s: cannot create HDF5 file (directory missing or not writable?)", path);
     }
     *out = w;
     return MK_OK;
@@ -58,8 +59,8 @@ static hid_t lcpl(void)
     return p;
 }
 
-static mk_status write_ds(mk_h5w *w, const char *name, hid_t mtype, hid_t ftype, int rank, const int64_t *dims,
-                          const void *data)
+static mk_status write_ds(mk_h5w *w, const char *name, hid_t mtype, hid_t ftype, int rank,
+                          const int64_t *dims, const void *data)
 {
     if (w->st != MK_OK)
         return w->st;
@@ -84,7 +85,8 @@ mk_status mk_h5w_f64(mk_h5w *w, const char *name, int rank, const int64_t *dims,
     return write_ds(w, name, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, rank, dims, data);
 }
 
-mk_status mk_h5w_i64(mk_h5w *w, const char *name, int rank, const int64_t *dims, const int64_t *data)
+mk_status mk_h5w_i64(mk_h5w *w, const char *name, int rank, const int64_t *dims,
+                     const int64_t *data)
 {
     return write_ds(w, name, H5T_NATIVE_INT64, H5T_STD_I64LE, rank, dims, data);
 }

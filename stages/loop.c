@@ -493,3 +493,16 @@ mk_var *mk_method_seg_loss(mk_nn_graph *g, mk_var *logits, const int32_t *y, flo
     mk_var *ce = mk_nn_cross_entropy(g, logits, y, NULL, -100);
     return mk_nn_add(g, mk_nn_scale(g, d, dw), mk_nn_scale(g, ce, 1.0f - dw));
 }
+
+mk_sched mk_method_sched(int kind, float lr, long long total)
+{
+    mk_sched s;
+    memset(&s, 0, sizeof s);
+    s.kind = kind == MK_TRAIN_POLY     ? MK_SCHED_POLY
+             : kind == MK_TRAIN_COSINE ? MK_SCHED_COSINE
+                                       : MK_SCHED_CONSTANT;
+    s.base_lr = lr;
+    s.total_iters = total;
+    s.power = 0.9f;
+    return s;
+}

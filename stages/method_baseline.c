@@ -59,14 +59,7 @@ static mk_status init(mk_loop *L, void *sp, const void *cfgp)
              (long long)ct->n, (long long)ct->n_fg, ct->volumes);
     if ((s->student = mk_loop_add_unet(L, "student", &c->unet, mk__seed(c->seed, 21))) < 0)
         return ctx->status;
-    mk_sched sched;
-    memset(&sched, 0, sizeof sched);
-    sched.kind = cp->schedule == MK_TRAIN_POLY     ? MK_SCHED_POLY
-                 : cp->schedule == MK_TRAIN_COSINE ? MK_SCHED_COSINE
-                                                   : MK_SCHED_CONSTANT;
-    sched.base_lr = cp->lr;
-    sched.total_iters = iterations(cfg);
-    sched.power = 0.9f;
+    mk_sched sched = mk_method_sched(cp->schedule, cp->lr, iterations(cfg));
     mk_optim_cfg oc = mk_optim_defaults(MK_OPTIM_ADAM);
     oc.lr = cp->lr;
     if ((st = mk_loop_add_optim(L, s->student, &oc, &sched)) != MK_OK)

@@ -290,14 +290,7 @@ static mk_status init(mk_loop *L, void *sp, const void *cfgp)
             return st;
         mk_nn_params_set_frozen(mk_unet_params(s->judge), "", 1);
     }
-    mk_sched sched;
-    memset(&sched, 0, sizeof sched);
-    sched.kind = cp->schedule == MK_TRAIN_POLY     ? MK_SCHED_POLY
-                 : cp->schedule == MK_TRAIN_COSINE ? MK_SCHED_COSINE
-                                                   : MK_SCHED_CONSTANT;
-    sched.base_lr = cp->lr;
-    sched.total_iters = cp->iterations;
-    sched.power = 0.9f;
+    mk_sched sched = mk_method_sched(cp->schedule, cp->lr, cp->iterations);
     mk_optim_cfg oc = mk_optim_defaults(MK_OPTIM_ADAM);
     oc.lr = cp->lr;
     if ((st = mk_loop_add_optim(L, s->teacher, &oc, &sched)) != MK_OK ||

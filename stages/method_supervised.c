@@ -77,14 +77,7 @@ static mk_status init(mk_loop *L, void *sp, const void *cfg)
              (long long)d->n, p->modality, (long long)d->n_fg, d->volumes, c->unet.classes);
     if ((s->net = mk_loop_add_unet(L, "student", &c->unet, mk__seed(c->seed, 21))) < 0)
         return ctx->status;
-    mk_sched sched;
-    memset(&sched, 0, sizeof sched);
-    sched.kind = p->schedule == MK_TRAIN_POLY     ? MK_SCHED_POLY
-                 : p->schedule == MK_TRAIN_COSINE ? MK_SCHED_COSINE
-                                                  : MK_SCHED_CONSTANT;
-    sched.base_lr = p->lr;
-    sched.total_iters = p->iterations;
-    sched.power = 0.9f;
+    mk_sched sched = mk_method_sched(p->schedule, p->lr, p->iterations);
     mk_optim_cfg oc = mk_optim_defaults(MK_OPTIM_ADAM);
     oc.lr = p->lr;
     if ((st = mk_loop_add_optim(L, s->net, &oc, &sched)) != MK_OK)

@@ -189,6 +189,9 @@ mk_status mk_method_train(mk_ctx *ctx, const mk_method *m, const mk_stage_common
                           const void *cfg, mk_train_stats *stats);
 
 /* Shared pieces of the segmentation methods. */
+/* The learning-rate schedule of mk_train_schedule `kind` (poly: power 0.9) from lr over total
+ * iterations. */
+mk_sched mk_method_sched(int kind, float lr, long long total);
 /* dice_weight x soft Dice + (1 - dice_weight) x cross-entropy (labels: class indices). */
 mk_var *mk_method_seg_loss(mk_nn_graph *g, mk_var *logits, const int32_t *y, float dice_weight);
 
