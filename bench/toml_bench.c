@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "pipeline/mk_toml.h"
+#include "config/mk_toml.h"
 
 typedef struct sbuf {
     char *p;

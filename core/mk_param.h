@@ -3,7 +3,7 @@
  * A row names the config key, its TOML type, its default (as TOML text), its range or choices,
  * one line of documentation, and where the value lives in its C struct (field offset and size,
  * and how it is stored there). From the rows come
- *   - the config schema (pipeline/config_schema.c collects them per section), validation,
+ *   - the config schema (pipeline/registry_schema.c collects them per section), validation,
  *     `pipeline validate --explain` and docs/config.md;
  *   - the binder (config: mk_cfg_bind fills a struct from a loaded config);
  *   - the C defaults (mk_param_defaults below: the same default text, parsed here), so defaults

@@ -2,7 +2,7 @@
  *
  * Every library function that can fail returns an mk_status and, on failure, writes a
  * human-readable message into the caller's mk_ctx (never a global, never stderr). Only
- * pipeline/main.c maps a status to a process exit code (mk_status_exit_code).
+ * cli/main.c maps a status to a process exit code (mk_status_exit_code).
  *
  *     mk_ctx ctx;
  *     mk_ctx_init(&ctx);

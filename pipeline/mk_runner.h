@@ -14,7 +14,7 @@
 #define MK_RUNNER_H
 
 #include "../core/mk_status.h"
-#include "mk_config.h"
+#include "../config/mk_config.h"
 
 struct mk_method;
 struct mk_stage_entry;
@@ -45,7 +45,7 @@ typedef struct mk_stage_entry {
  * registry's order), evaluate. Built from the registry. */
 const mk_stage_entry *mk_runner_stages(int *n);
 const mk_stage_entry *mk_runner_find_stage(const char *name);
-/* Install the config schema collected from the parameter rows (pipeline/config_schema.c); call
+/* Install the config schema collected from the parameter rows (pipeline/registry_schema.c); call
  * before loading a config. */
 void mk_pipeline_schema_install(void);
 

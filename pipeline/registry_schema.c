@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "../stages/mk_method.h"
-#include "mk_config.h"
+#include "../config/mk_config.h"
 #include "mk_runner.h"
 
 #define NR 1, 0 /* no range */

@@ -1,6 +1,6 @@
 /* medkd stages: the training stages of `pipeline run` (translate, cmedl, baseline) and inference
- * with a trained student. Stages never see the config: the adapters in pipeline/run_<name>.c fill
- * the plain parameter structs below (see docs/stages.md for the config keys).
+ * with a trained student. Stages never see the config: the one adapter of pipeline/run_method.c
+ * binds the plain parameter structs below (see docs/stages.md for the config keys).
  *
  *     mk_stage_common c;
  *     mk_stage_common_defaults(&c);

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "pipeline/mk_config.h"
+#include "config/mk_config.h"
 #include "pipeline/mk_runner.h"
 
 static char g_dir[256];

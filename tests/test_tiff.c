@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "io/mk_tiff.h"
-#include "pipeline/mk_verbs.h"
+#include "cli/mk_verbs.h"
 
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "core/mk_status.h"
-#include "pipeline/mk_toml.h"
+#include "config/mk_toml.h"
 
 /* Parse `len` bytes of src from an exact-size copy. */
 static mk_status parse_n(mk_ctx *ctx, const char *src, size_t len, mk_toml_doc **doc)

@@ -5,7 +5,7 @@
 
 #include "../core/mk_fs.h"
 #include "../phantoms/mk_phantoms.h"
-#include "mk_toml.h"
+#include "../config/mk_toml.h"
 #include "mk_verbs.h"
 
 /* --size "64,64,24" (histo: "1024,1024"). */

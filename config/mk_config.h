@@ -1,6 +1,7 @@
 /* medkd run configuration: TOML 1.0 checked against a declarative schema.
  *
- * The schema is one table per section (pipeline/config_schema.c): key, type, default, range or
+ * The schema is one table per section (parameter rows, core/mk_param.h, collected by
+ * pipeline/registry_schema.c): key, type, default, range or
  * choices, one-line doc. From it come validation (unknown keys with a "did you mean" suggestion,
  * expected-vs-found types, ranges, choices, required keys, input paths that must exist), the
  * defaults, `pipeline validate --explain` and docs/config.md.
@@ -50,7 +51,7 @@ typedef struct mk_cfg_section {
 } mk_cfg_section;
 
 /* The schema: installed once by the layer that collects the parameter rows (the registry,
- * pipeline/config_schema.c: mk_pipeline_schema_install) before any config is loaded. The config
+ * pipeline/registry_schema.c: mk_pipeline_schema_install) before any config is loaded. The config
  * layer itself knows no section. The array must outlive every config. */
 void mk_cfg_set_schema(const mk_cfg_section *sections, int n);
 const mk_cfg_section *mk_cfg_schema(int *n);

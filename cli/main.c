@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "mk_cli.h"
-#include "mk_runner.h"
+#include "../pipeline/mk_runner.h"
 
 static mk_ctx *g_ctx_for_signal;
 

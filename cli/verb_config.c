@@ -4,8 +4,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "mk_config.h"
-#include "mk_runner.h"
+#include "../config/mk_config.h"
+#include "../pipeline/mk_runner.h"
 #include "mk_verbs.h"
 
 mk_status mk_verb_validate(mk_cli *cli, int argc, char **argv)
