@@ -693,7 +693,9 @@ mk_status mk_cfg_load_buffer(mk_ctx *ctx, const char *path, const char *buf, siz
     }
 
     /* input paths that must exist (data produced by the synth stage is exempt) */
-    int synth_makes_data = stage_listed(cfg, "synth");
+    int inputs_made = 0; /* a listed stage writes the inputs (synth) */
+    for (int s = 0; s < MK_CFG_SCHEMA_COUNT; s++)
+        inputs_made |= MK_CFG_SCHEMA[s].produces_inputs && stage_listed(cfg, MK_CFG_SCHEMA[s].name);
     for (int s = 0; s < MK_CFG_SCHEMA_COUNT; s++) {
         const mk_cfg_section *S = &MK_CFG_SCHEMA[s];
         for (int k = 0; k < S->nkeys; k++) {
@@ -701,7 +703,7 @@ mk_status mk_cfg_load_buffer(mk_ctx *ctx, const char *path, const char *buf, siz
             cfg_val *v = &cfg->vals[key_base(s) + k];
             if (K->type != MK_CFG_PATH || !(K->flags & MK_CFG_MUST_EXIST) || !v->s)
                 continue;
-            if (synth_makes_data && strcmp(S->name, "data") == 0)
+            if (inputs_made && !S->is_stage)
                 continue;
             if (S->is_stage && !stage_listed(cfg, S->name))
                 continue;

@@ -48,6 +48,8 @@ typedef struct mk_cfg_section {
     int nkeys;
     int is_stage;        /* 1: the section configures a stage of the same name */
     const char *used_by; /* another stage that also reads this section, or NULL */
+    int produces_inputs; /* 1: the stage writes the files the MUST_EXIST paths of other sections
+                            name (synth writes the data): not checked while it is listed */
 } mk_cfg_section;
 
 /* The schema: installed once by the layer that collects the parameter rows (the registry,

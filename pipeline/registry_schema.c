@@ -78,7 +78,7 @@ static int g_n;
 static void add(const char *name, const char *doc, const mk_cfg_key *keys, int n, int is_stage)
 {
     MK_ASSERT(g_n < MAX_SECTIONS);
-    g_sections[g_n++] = (mk_cfg_section){name, doc, keys, n, is_stage, NULL};
+    g_sections[g_n++] = (mk_cfg_section){name, doc, keys, n, is_stage, NULL, 0};
 }
 
 void mk_pipeline_schema_install(void)
@@ -97,6 +97,7 @@ void mk_pipeline_schema_install(void)
     add(mk_model_section.name, mk_model_section.doc, mk_model_section.rows, mk_model_section.nrows,
         0);
     add("synth", "generate phantom data with exact labels", SYNTH_KEYS, N(SYNTH_KEYS), 1);
+    g_sections[g_n - 1].produces_inputs = 1; /* it writes data.manifest and the images */
     for (int i = 0; i < MK_METHOD_COUNT; i++) {
         const mk_param_section *own = MK_METHODS[i]->uses[0].section;
         add(own->name, own->doc, own->rows, own->nrows, 1);
