@@ -17,6 +17,7 @@
 
 #include "../core/mk_fs.h"
 #include "../io/mk_image.h"
+#include "../io/mk_resample.h"
 #include "../metrics/mk_metrics.h"
 #include "../report/mk_report.h"
 #include "mk_verbs.h"
@@ -157,63 +158,6 @@ static mk_status make_boxed(mk_ctx *ctx, const char *path, mk_image *img, boxed 
     free(img->data);
     img->data = NULL;
     v->data = out->box;
-    return MK_OK;
-}
-
-/* Nearest-neighbour resampling of src onto ref's grid (world LPS coordinates). */
-static mk_status resample_nn(mk_ctx *ctx, const mk_image *src, const mk_image *ref, mk_image **out)
-{
-    mk_status st = mk_image_new_like(ctx, ref, src->dtype, out);
-    if (st != MK_OK)
-        return st;
-    double A[4][4], B[4][4];
-    mk_geom_affine_lps(&ref->geom, A);
-    mk_geom_affine_lps(&src->geom, B);
-    /* invert B's 3x3 part */
-    double m[3][3], inv[3][3];
-    for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 3; j++)
-            m[i][j] = B[i][j];
-    double det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) -
-                 m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
-                 m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
-    if (!(fabs(det) > 0)) {
-        mk_image_free(*out);
-        *out = NULL;
-        return mk_err(ctx, MK_ERR_GEOMETRY, "resample: singular affine");
-    }
-    for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 3; j++) {
-            int i1 = (j + 1) % 3, i2 = (j + 2) % 3, j1 = (i + 1) % 3, j2 = (i + 2) % 3;
-            inv[i][j] = (m[i1][j1] * m[i2][j2] - m[i1][j2] * m[i2][j1]) / det;
-        }
-    /* M = inv(B) * A : ref voxel -> src voxel */
-    double M[3][4];
-    for (int i = 0; i < 3; i++) {
-        for (int j = 0; j < 4; j++) {
-            double s = 0;
-            for (int k = 0; k < 3; k++)
-                s += inv[i][k] * (A[k][j] - (j == 3 ? B[k][3] : 0.0));
-            M[i][j] = s;
-        }
-    }
-    const int64_t *rd = ref->dim, *sd = src->dim;
-    for (int64_t z = 0; z < rd[2]; z++)
-        for (int64_t y = 0; y < rd[1]; y++)
-            for (int64_t x = 0; x < rd[0]; x++) {
-                int64_t q[3];
-                int inside = 1;
-                for (int i = 0; i < 3; i++) {
-                    double c =
-                        M[i][0] * (double)x + M[i][1] * (double)y + M[i][2] * (double)z + M[i][3];
-                    q[i] = (int64_t)floor(c + 0.5);
-                    if (q[i] < 0 || q[i] >= sd[i])
-                        inside = 0;
-                }
-                if (inside)
-                    mk_image_set(*out, x + rd[0] * (y + rd[1] * z),
-                                 mk_image_get(src, q[0] + sd[0] * (q[1] + sd[1] * q[2])));
-            }
     return MK_OK;
 }
 
@@ -421,45 +365,6 @@ static mk_status read_boxed(mk_ctx *ctx, const char *path, boxed *out)
     return st;
 }
 
-static int same_grid(const mk_image *a, const mk_image *b, char *why, size_t n)
-{
-    for (int k = 0; k < 3; k++)
-        if (a->dim[k] != b->dim[k]) {
-            snprintf(why, n, "shape %lldx%lldx%lld vs %lldx%lldx%lld", (long long)a->dim[0],
-                     (long long)a->dim[1], (long long)a->dim[2], (long long)b->dim[0],
-                     (long long)b->dim[1], (long long)b->dim[2]);
-            return 0;
-        }
-    double smax = 0;
-    for (int k = 0; k < 3; k++) {
-        double sa = a->geom.spacing[k], sb = b->geom.spacing[k], m = fmax(sa, sb);
-        smax = fmax(smax, m);
-        if (fabs(sa - sb) > 1e-4 * m) {
-            snprintf(why, n,
-                     "spacing %.9g,%.9g,%.9g vs %.9g,%.9g,%.9g mm (tolerance 1e-4 relative)",
-                     a->geom.spacing[0], a->geom.spacing[1], a->geom.spacing[2], b->geom.spacing[0],
-                     b->geom.spacing[1], b->geom.spacing[2]);
-            return 0;
-        }
-    }
-    for (int k = 0; k < 3; k++)
-        if (fabs(a->geom.origin[k] - b->geom.origin[k]) > 1e-4 * smax) {
-            snprintf(why, n, "origin %.6g,%.6g,%.6g vs %.6g,%.6g,%.6g mm (LPS)", a->geom.origin[0],
-                     a->geom.origin[1], a->geom.origin[2], b->geom.origin[0], b->geom.origin[1],
-                     b->geom.origin[2]);
-            return 0;
-        }
-    for (int k = 0; k < 9; k++)
-        if (fabs(a->geom.direction[k] - b->geom.direction[k]) > 1e-4) {
-            char ca[4], cb[4];
-            mk_geom_orient_code(&a->geom, ca);
-            mk_geom_orient_code(&b->geom, cb);
-            snprintf(why, n, "direction matrices differ (orientation %s vs %s)", ca, cb);
-            return 0;
-        }
-    return 1;
-}
-
 static mk_status eval_case(mk_ctx *ctx, const pair *pr, const int64_t *labels, int nlabels,
                            int resample, const mk_metric_opts *o, mk_eval_case *out,
                            int64_t **case_labels, int *ncase_labels)
@@ -471,7 +376,7 @@ static mk_status eval_case(mk_ctx *ctx, const pair *pr, const int64_t *labels, i
     if (st == MK_OK)
         st = read_boxed(ctx, pr->ref, &br);
     char why[256];
-    if (st == MK_OK && !same_grid(bp.hdr, br.hdr, why, sizeof why)) {
+    if (st == MK_OK && !mk_geom_grid_diff(bp.hdr, br.hdr, 1e-4, why, sizeof why)) {
         if (!resample) {
             st = mk_err(ctx, MK_ERR_GEOMETRY,
                         "grids differ: pred %s vs ref %s: %s (use --resample-to-ref)", pr->pred,
@@ -485,7 +390,7 @@ static mk_status eval_case(mk_ctx *ctx, const pair *pr, const int64_t *labels, i
             if (st == MK_OK)
                 st = mk_io_read_header(ctx, pr->ref, &refh);
             if (st == MK_OK)
-                st = resample_nn(ctx, src, refh, &rs);
+                st = mk_resample_like_ex(ctx, src, refh, MK_INTERP_NEAREST, MK_OUTSIDE_ZERO, &rs);
             mk_image_free(src);
             mk_image_free(refh);
             if (st == MK_OK) {

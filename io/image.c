@@ -2,6 +2,7 @@
 #include "mk_image.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -290,25 +291,53 @@ void mk_geom_orient_code(const mk_geom *g, char code[4])
     code[3] = '\0';
 }
 
-int mk_geom_same_grid(const mk_image *a, const mk_image *b, double rel_tol)
+int mk_geom_grid_diff(const mk_image *a, const mk_image *b, double rel_tol, char *why, size_t n)
 {
+    char dummy[8];
+    if (!why) {
+        why = dummy;
+        n = sizeof dummy;
+    }
     double smax = 0;
-    for (int d = 0; d < 3; d++) {
-        if (a->dim[d] != b->dim[d])
+    for (int d = 0; d < 3; d++)
+        if (a->dim[d] != b->dim[d]) {
+            snprintf(why, n, "shape %lldx%lldx%lld vs %lldx%lldx%lld", (long long)a->dim[0],
+                     (long long)a->dim[1], (long long)a->dim[2], (long long)b->dim[0],
+                     (long long)b->dim[1], (long long)b->dim[2]);
             return 0;
+        }
+    for (int d = 0; d < 3; d++) {
         double sa = a->geom.spacing[d], sb = b->geom.spacing[d];
         double m = fmax(sa, sb);
-        if (fabs(sa - sb) > rel_tol * m)
+        if (fabs(sa - sb) > rel_tol * m) {
+            snprintf(why, n, "spacing %.9g,%.9g,%.9g vs %.9g,%.9g,%.9g mm (tolerance %g relative)",
+                     a->geom.spacing[0], a->geom.spacing[1], a->geom.spacing[2], b->geom.spacing[0],
+                     b->geom.spacing[1], b->geom.spacing[2], rel_tol);
             return 0;
+        }
         smax = fmax(smax, m);
     }
     for (int d = 0; d < 3; d++)
-        if (fabs(a->geom.origin[d] - b->geom.origin[d]) > rel_tol * smax)
+        if (fabs(a->geom.origin[d] - b->geom.origin[d]) > rel_tol * smax) {
+            snprintf(why, n, "origin %.6g,%.6g,%.6g vs %.6g,%.6g,%.6g mm (LPS)", a->geom.origin[0],
+                     a->geom.origin[1], a->geom.origin[2], b->geom.origin[0], b->geom.origin[1],
+                     b->geom.origin[2]);
             return 0;
+        }
     for (int d = 0; d < 9; d++)
-        if (fabs(a->geom.direction[d] - b->geom.direction[d]) > rel_tol * fmax(smax, 1.0))
+        if (fabs(a->geom.direction[d] - b->geom.direction[d]) > rel_tol * fmax(smax, 1.0)) {
+            char ca[4], cb[4];
+            mk_geom_orient_code(&a->geom, ca);
+            mk_geom_orient_code(&b->geom, cb);
+            snprintf(why, n, "direction matrices differ (orientation %s vs %s)", ca, cb);
             return 0;
+        }
     return 1;
+}
+
+int mk_geom_same_grid(const mk_image *a, const mk_image *b, double rel_tol)
+{
+    return mk_geom_grid_diff(a, b, rel_tol, NULL, 0);
 }
 
 mk_status mk_image_value_range(const mk_image *img, double *lo, double *hi)

@@ -108,6 +108,9 @@ void mk_geom_orient_code(const mk_geom *g, char code[4]);
 /* 1 if the grids agree: same spatial dims, spacing within rel_tol, origin/direction within
  * rel_tol*max(spacing). */
 int mk_geom_same_grid(const mk_image *a, const mk_image *b, double rel_tol);
+/* The same rule, with the first difference described in why (n bytes; may be NULL): the one
+ * "same grid" rule of medkd (training data, evaluate, manifests, `pipeline eval`). */
+int mk_geom_grid_diff(const mk_image *a, const mk_image *b, double rel_tol, char *why, size_t n);
 
 /* ---- additions (io core) ------------------------------------------------------------------- */
 

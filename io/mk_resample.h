@@ -57,6 +57,14 @@ mk_status mk_resample_spacing(mk_ctx *ctx, const mk_image *in, const double spac
 mk_status mk_resample_like(mk_ctx *ctx, const mk_image *in, const mk_image *grid, mk_interp interp,
                            mk_image **out);
 
+/* What an output voxel whose centre falls outside the input gets: the nearest border voxel's
+ * interpolation (clamp, mk_resample_like), or 0 (zero: the input's extent is half a voxel beyond
+ * its first and last centres on each axis; for label maps, where outside means background, as
+ * `pipeline eval --resample-to-ref` uses it). */
+typedef enum mk_outside { MK_OUTSIDE_CLAMP = 0, MK_OUTSIDE_ZERO } mk_outside;
+mk_status mk_resample_like_ex(mk_ctx *ctx, const mk_image *in, const mk_image *grid,
+                              mk_interp interp, mk_outside outside, mk_image **out);
+
 #ifdef __cplusplus
 }
 #endif

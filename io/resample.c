@@ -190,6 +190,12 @@ static double clampd(double x, double hi)
 mk_status mk_resample_like(mk_ctx *ctx, const mk_image *in, const mk_image *grid, mk_interp interp,
                            mk_image **out)
 {
+    return mk_resample_like_ex(ctx, in, grid, interp, MK_OUTSIDE_CLAMP, out);
+}
+
+mk_status mk_resample_like_ex(mk_ctx *ctx, const mk_image *in, const mk_image *grid,
+                              mk_interp interp, mk_outside outside, mk_image **out)
+{
     *out = NULL;
     mk_image_assert_valid(in);
     MK_ASSERT(in->data != NULL);
@@ -243,6 +249,12 @@ mk_status mk_resample_like(mk_ctx *ctx, const mk_image *in, const mk_image *grid
                     for (int r = 0; r < 3; r++)
                         c[r] = M[r][0] * (double)i + M[r][1] * (double)j + M[r][2] * (double)k +
                                M[r][3];
+                    if (outside == MK_OUTSIDE_ZERO &&
+                        (c[0] < -0.5 || c[0] >= (double)nx - 0.5 || c[1] < -0.5 ||
+                         c[1] >= (double)ny - 0.5 || c[2] < -0.5 || c[2] >= (double)nz - 0.5)) {
+                        memset((unsigned char *)dst.data + (size_t)q * es, 0, es);
+                        continue;
+                    }
                     double x = clampd(c[0], (double)(nx - 1)), y = clampd(c[1], (double)(ny - 1)),
                            z = clampd(c[2], (double)(nz - 1));
                     if (interp == MK_INTERP_NEAREST) {
