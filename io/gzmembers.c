@@ -167,6 +167,7 @@ int mk__gz_read_fast(const char *iname, unsigned char *dst, size_t want)
  * any gzip reader decodes the file to exactly the input bytes. */
 #define GZ_CHUNK ((size_t)4 << 20)
 
+#ifdef MK_HAVE_LIBDEFLATE /* the member headers and trailers; zlib's single member needs none */
 static void put32le(unsigned char *p, uint32_t v)
 {
     p[0] = (unsigned char)v;
@@ -174,6 +175,7 @@ static void put32le(unsigned char *p, uint32_t v)
     p[2] = (unsigned char)(v >> 16);
     p[3] = (unsigned char)(v >> 24);
 }
+#endif
 
 typedef struct gz_job {
     const unsigned char *in;

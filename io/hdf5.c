@@ -241,6 +241,34 @@ static void auto_chunk(int rank, const hsize_t *dims, size_t esize, hsize_t *chu
     }
 }
 
+static mk_status check_writable(mk_ctx *ctx, const mk_h5_file *f, const char *path)
+{
+    if (!f->writing)
+        return mk_err(ctx, MK_ERR_INVALID, "%s: %s: file is open read-only", f->path, path);
+    if (path[0] != '/')
+        return mk_err(ctx, MK_ERR_INVALID, "%s: %s: expected an absolute object path", f->path,
+                      path);
+    return MK_OK;
+}
+
+/* Create dataset path of file type = memory type mt on dataspace sp with creation properties
+ * dcpl, and write its nelem values (none written when nelem is 0). */
+static mk_status create_and_write(mk_ctx *ctx, mk_h5_file *f, const char *path, hid_t mt, hid_t sp,
+                                  hid_t dcpl, const void *data, int64_t nelem)
+{
+    hid_t l = lcpl_intermediate();
+    hid_t ds = H5Dcreate2(f->fid, path, mt, sp, l, dcpl, H5P_DEFAULT);
+    mk_status st = MK_OK;
+    if (ds < 0)
+        st = h5_fail(ctx, MK_ERR_IO, f, path, "cannot create dataset (exists already?)");
+    else if (nelem > 0 && H5Dwrite(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+        st = h5_fail(ctx, MK_ERR_IO, f, path, "write failed");
+    if (ds >= 0)
+        H5Dclose(ds);
+    H5Pclose(l);
+    return st;
+}
+
 mk_status mk_h5_write_tensor(mk_ctx *ctx, mk_h5_file *f, const char *path, mk_dtype dtype, int rank,
                              const int64_t *shape, const void *data, const mk_h5_write_opts *opts)
 {
@@ -249,55 +277,82 @@ mk_status mk_h5_write_tensor(mk_ctx *ctx, mk_h5_file *f, const char *path, mk_dt
         return mk_err(ctx, MK_ERR_UNSUPPORTED,
                       "%s: %s: field dtype: expected a numeric type, got %s", f->path, path,
                       mk_dtype_name(dtype));
-    if (rank < 1 || rank > MK_H5_MAX_RANK)
-        return mk_err(ctx, MK_ERR_INVALID, "%s: %s: field rank: expected 1..%d, got %d", f->path,
-                      path, MK_H5_MAX_RANK, rank);
-    if (!f->writing)
-        return mk_err(ctx, MK_ERR_INVALID, "%s: %s: file is open read-only", f->path, path);
-    if (path[0] != '/')
-        return mk_err(ctx, MK_ERR_INVALID, "%s: %s: expected an absolute object path", f->path,
-                      path);
-    hsize_t dims[MK_H5_MAX_RANK], chunk[MK_H5_MAX_RANK];
-    for (int r = 0; r < rank; r++) {
-        if (shape[r] <= 0)
-            return mk_err(ctx, MK_ERR_INVALID, "%s: %s: field shape[%d]: expected > 0, got %lld",
-                          f->path, path, r, (long long)shape[r]);
-        dims[r] = (hsize_t)shape[r];
-    }
     mk_h5_write_opts o = {.gzip = 4, .shuffle = 1};
     if (opts)
         o = *opts;
-    int user_chunk = 0;
-    for (int r = 0; r < rank; r++)
-        user_chunk |= o.chunk[r] != 0;
-    if (user_chunk) {
-        for (int r = 0; r < rank; r++) {
-            chunk[r] = o.chunk[r] > 0 ? (hsize_t)o.chunk[r] : 1;
-            if (chunk[r] > dims[r])
-                chunk[r] = dims[r];
-        }
-    } else {
-        auto_chunk(rank, dims, mk_dtype_size(dtype), chunk);
+    /* contiguous datasets may be scalars and may have empty axes; chunked ones may not */
+    const int contiguous = o.gzip == MK_H5_CONTIGUOUS, lo = contiguous ? 0 : 1;
+    if (rank < lo || rank > MK_H5_MAX_RANK)
+        return mk_err(ctx, MK_ERR_INVALID, "%s: %s: field rank: expected %d..%d, got %d", f->path,
+                      path, lo, MK_H5_MAX_RANK, rank);
+    mk_status st = check_writable(ctx, f, path);
+    if (st != MK_OK)
+        return st;
+    hsize_t dims[MK_H5_MAX_RANK], chunk[MK_H5_MAX_RANK];
+    int64_t nelem = 1;
+    for (int r = 0; r < rank; r++) {
+        if (shape[r] < lo)
+            return mk_err(ctx, MK_ERR_INVALID, "%s: %s: field shape[%d]: expected %s, got %lld",
+                          f->path, path, r, contiguous ? ">= 0" : "> 0", (long long)shape[r]);
+        dims[r] = (hsize_t)shape[r];
+        nelem *= shape[r];
     }
-    hid_t sp = H5Screate_simple(rank, dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    H5Pset_chunk(dcpl, rank, chunk);
-    if (o.shuffle && o.gzip > 0)
-        H5Pset_shuffle(dcpl);
-    if (o.gzip > 0)
-        H5Pset_deflate(dcpl, (unsigned)(o.gzip > 9 ? 9 : o.gzip));
-    hid_t l = lcpl_intermediate();
-    hid_t ds = H5Dcreate2(f->fid, path, mt, sp, l, dcpl, H5P_DEFAULT);
-    mk_status st = MK_OK;
-    if (ds < 0)
-        st = h5_fail(ctx, MK_ERR_IO, f, path, "cannot create dataset (exists already?)");
-    else if (H5Dwrite(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-        st = h5_fail(ctx, MK_ERR_IO, f, path, "write failed");
-    if (ds >= 0)
-        H5Dclose(ds);
-    H5Pclose(l);
+    if (!contiguous) {
+        int user_chunk = 0;
+        for (int r = 0; r < rank; r++)
+            user_chunk |= o.chunk[r] != 0;
+        if (user_chunk) {
+            for (int r = 0; r < rank; r++) {
+                chunk[r] = o.chunk[r] > 0 ? (hsize_t)o.chunk[r] : 1;
+                if (chunk[r] > dims[r])
+                    chunk[r] = dims[r];
+            }
+        } else {
+            auto_chunk(rank, dims, mk_dtype_size(dtype), chunk);
+        }
+        H5Pset_chunk(dcpl, rank, chunk);
+        if (o.shuffle && o.gzip > 0)
+            H5Pset_shuffle(dcpl);
+        if (o.gzip > 0)
+            H5Pset_deflate(dcpl, (unsigned)(o.gzip > 9 ? 9 : o.gzip));
+    }
+    hid_t sp = rank == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(rank, dims, NULL);
+    st = create_and_write(ctx, f, path, mt, sp, dcpl, data, nelem);
     H5Pclose(dcpl);
     H5Sclose(sp);
+    return st;
+}
+
+static hid_t vlen_utf8(void)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    return t;
+}
+
+mk_status mk_h5_write_strings(mk_ctx *ctx, mk_h5_file *f, const char *path, int64_t n,
+                              const char *const *s)
+{
+    if (n < 0)
+        return mk_err(ctx, MK_ERR_INVALID, "%s: %s: field count: expected >= 0, got %lld", f->path,
+                      path, (long long)n);
+    mk_status st = check_writable(ctx, f, path);
+    if (st != MK_OK)
+        return st;
+    const char **v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);
+    if (!v)
+        return mk_err(ctx, MK_ERR_NOMEM, "%s: %s: out of memory", f->path, path);
+    for (int64_t i = 0; i < n; i++)
+        v[i] = s[i] ? s[i] : "";
+    hid_t t = vlen_utf8();
+    hsize_t d = (hsize_t)n;
+    hid_t sp = H5Screate_simple(1, &d, NULL);
+    st = create_and_write(ctx, f, path, t, sp, H5P_DEFAULT, v, n);
+    H5Sclose(sp);
+    H5Tclose(t);
+    free(v);
     return st;
 }
 
@@ -305,6 +360,82 @@ mk_status mk_h5_write_f32(mk_ctx *ctx, mk_h5_file *f, const char *path, int rank
                           const int64_t *shape, const float *data)
 {
     return mk_h5_write_tensor(ctx, f, path, MK_DT_FLOAT32, rank, shape, data, NULL);
+}
+
+/* Open a dataset of any rank 0..8 (0: scalar) and give its dims; *count = element count. */
+static mk_status open_any_rank(mk_ctx *ctx, mk_h5_file *f, const char *path, hid_t *ds, int *rank,
+                               hsize_t d[MK_H5_MAX_RANK], int64_t *count)
+{
+    if (!mk_h5_exists(f, path))
+        return mk_err(ctx, MK_ERR_NOT_FOUND, "%s: %s: no such dataset", f->path, path);
+    *ds = H5Dopen2(f->fid, path, H5P_DEFAULT);
+    if (*ds < 0)
+        return h5_fail(ctx, MK_ERR_FORMAT, f, path, "not a dataset");
+    hid_t sp = H5Dget_space(*ds);
+    H5S_class_t cls = H5Sget_simple_extent_type(sp);
+    int r = H5Sget_simple_extent_ndims(sp);
+    mk_status st = MK_OK;
+    if (cls == H5S_NULL)
+        st = mk_err(ctx, MK_ERR_FORMAT,
+                    "%s: %s: field shape: expected values, got a null dataspace", f->path, path);
+    else if (r < 0 || r > MK_H5_MAX_RANK)
+        st = mk_err(ctx, MK_ERR_FORMAT, "%s: %s: field rank: expected 0..%d, got %d", f->path, path,
+                    MK_H5_MAX_RANK, r);
+    else if (r > 0)
+        H5Sget_simple_extent_dims(sp, d, NULL);
+    H5Sclose(sp);
+    int64_t n = 1;
+    for (int i = 0; st == MK_OK && i < r; i++) {
+        if (d[i] > (hsize_t)INT64_MAX || (d[i] && n > INT64_MAX / (int64_t)d[i]))
+            st = mk_err(ctx, MK_ERR_FORMAT, "%s: %s: field shape: element count overflows", f->path,
+                        path);
+        n *= (int64_t)d[i];
+    }
+    if (st != MK_OK) {
+        H5Dclose(*ds);
+        return st;
+    }
+    *rank = r;
+    *count = n;
+    return MK_OK;
+}
+
+mk_status mk_h5_dataset_shape(mk_ctx *ctx, mk_h5_file *f, const char *path, int *rank,
+                              int64_t shape[MK_H5_MAX_RANK])
+{
+    hid_t ds;
+    hsize_t d[MK_H5_MAX_RANK];
+    int64_t n;
+    mk_status st = open_any_rank(ctx, f, path, &ds, rank, d, &n);
+    if (st != MK_OK)
+        return st;
+    for (int i = 0; i < *rank; i++)
+        shape[i] = (int64_t)d[i];
+    H5Dclose(ds);
+    return MK_OK;
+}
+
+mk_status mk_h5_read_into(mk_ctx *ctx, mk_h5_file *f, const char *path, mk_dtype dtype, int64_t n,
+                          void *data)
+{
+    hid_t mt = mem_type(dtype);
+    if (mt < 0)
+        return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: %s: cannot read as %s", f->path, path,
+                      mk_dtype_name(dtype));
+    hid_t ds;
+    hsize_t d[MK_H5_MAX_RANK];
+    int rank;
+    int64_t have;
+    mk_status st = open_any_rank(ctx, f, path, &ds, &rank, d, &have);
+    if (st != MK_OK)
+        return st;
+    if (have != n)
+        st = mk_err(ctx, MK_ERR_FORMAT, "%s: %s: field shape: expected %lld elements, got %lld",
+                    f->path, path, (long long)n, (long long)have);
+    else if (n > 0 && H5Dread(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+        st = h5_fail(ctx, MK_ERR_FORMAT, f, path, "read failed");
+    H5Dclose(ds);
+    return st;
 }
 
 /* Open a dataset and validate its shape. */
@@ -415,10 +546,20 @@ static mk_status attr_write(mk_ctx *ctx, mk_h5_file *f, const char *obj, const c
 mk_status mk_h5_attr_set_str(mk_ctx *ctx, mk_h5_file *f, const char *obj, const char *name,
                              const char *value)
 {
+    hid_t t = vlen_utf8();
+    mk_status st = attr_write(ctx, f, obj, name, t, t, MK_H5_SCALAR, &value);
+    H5Tclose(t);
+    return st;
+}
+
+mk_status mk_h5_attr_set_fixed_str(mk_ctx *ctx, mk_h5_file *f, const char *obj, const char *name,
+                                   const char *value)
+{
+    /* as H5LTset_attribute_string: ASCII, size strlen + 1, NUL-terminated */
     hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    mk_status st = attr_write(ctx, f, obj, name, t, t, -1, &value);
+    H5Tset_size(t, strlen(value) + 1);
+    H5Tset_strpad(t, H5T_STR_NULLTERM);
+    mk_status st = attr_write(ctx, f, obj, name, t, t, MK_H5_SCALAR, value);
     H5Tclose(t);
     return st;
 }

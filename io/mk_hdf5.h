@@ -1,5 +1,6 @@
 /* medkd HDF5 helpers (libhdf5 1.10): tensors, images with geometry, string tables, attributes,
- * groups; chunking + gzip; atomic writes. Used by reports and model checkpoints.
+ * groups; chunking + gzip; atomic writes. The one HDF5 layer of medkd: reports (report/h5w.c),
+ * model checkpoints (models/mk_checkpoint.c) and stage checkpoints (stages/ckpt.c) use it.
  *
  * Files. mk_h5_create writes to "PATH.tmp.PID" and mk_h5_close renames it into place, so a crash
  * or an error never leaves a half-written file under PATH (mk_h5_abort discards it). mk_h5_open
@@ -56,17 +57,28 @@ mk_status mk_h5_group(mk_ctx *ctx, mk_h5_file *f, const char *group);
 /* 1 if an object (group or dataset) exists at path. */
 int mk_h5_exists(mk_h5_file *f, const char *path);
 
+/* gzip = MK_H5_CONTIGUOUS: the dataset is stored contiguously (no chunks, no filters: what
+ * h5py's create_dataset and plain H5Dcreate write by default). Only such datasets may have
+ * zero-length axes or rank 0 (a scalar dataset holding one value). */
+#define MK_H5_CONTIGUOUS (-1)
+
 typedef struct mk_h5_write_opts {
-    int gzip;    /* 0..9 deflate level; 0 = none. Default (opts NULL) 4 */
+    int gzip;    /* 0..9 deflate level; 0 = none; MK_H5_CONTIGUOUS. Default (opts NULL) 4 */
     int shuffle; /* 1: byte shuffle before gzip (default with opts NULL: 1) */
     int64_t
         chunk[MK_H5_MAX_RANK]; /* chunk shape; all 0 = automatic (about 1 MiB, last axes whole) */
 } mk_h5_write_opts;
 
-/* Write an n-d C-order tensor (rank 1..8) as dataset `path` (which must not exist).
- * data holds prod(shape) values of `dtype`. Returns MK_OK, MK_ERR_INVALID, MK_ERR_IO. */
+/* Write an n-d C-order tensor (rank 1..8, or 0..8 when contiguous) as dataset `path` (which must
+ * not exist). data holds prod(shape) values of `dtype`; every axis > 0 (>= 0 when contiguous).
+ * Returns MK_OK, MK_ERR_INVALID, MK_ERR_UNSUPPORTED (dtype), MK_ERR_IO. */
 mk_status mk_h5_write_tensor(mk_ctx *ctx, mk_h5_file *f, const char *path, mk_dtype dtype, int rank,
                              const int64_t *shape, const void *data, const mk_h5_write_opts *opts);
+/* Write n (>= 0) strings as a 1-d contiguous dataset of variable-length UTF-8 strings (h5py:
+ * h5py.string_dtype()); NULL entries are stored as "". s is only read (NULL ok when n is 0).
+ * Returns MK_OK, MK_ERR_INVALID, MK_ERR_NOMEM, MK_ERR_IO. */
+mk_status mk_h5_write_strings(mk_ctx *ctx, mk_h5_file *f, const char *path, int64_t n,
+                              const char *const *s);
 /* Shorthand for float32. */
 mk_status mk_h5_write_f32(mk_ctx *ctx, mk_h5_file *f, const char *path, int rank,
                           const int64_t *shape, const float *data);
@@ -77,6 +89,17 @@ mk_status mk_h5_write_f32(mk_ctx *ctx, mk_h5_file *f, const char *path, int rank
  * MK_ERR_FORMAT, MK_ERR_NOMEM. */
 mk_status mk_h5_read_tensor(mk_ctx *ctx, mk_h5_file *f, const char *path, mk_dtype dtype, int *rank,
                             int64_t shape[MK_H5_MAX_RANK], void **data);
+/* Shape of the dataset at path without reading it: *rank (0 for a scalar dataset) and
+ * shape[0..rank-1]. No size limit is applied. Returns MK_OK, MK_ERR_NOT_FOUND, MK_ERR_FORMAT
+ * (not a dataset, rank > 8, or a null dataspace). */
+mk_status mk_h5_dataset_shape(mk_ctx *ctx, mk_h5_file *f, const char *path, int *rank,
+                              int64_t shape[MK_H5_MAX_RANK]);
+/* Read the whole dataset at path, converted to `dtype`, into the caller's buffer `data` of n
+ * values; the dataset must have exactly n elements (a scalar dataset has 1). Nothing is
+ * allocated. Returns MK_OK, MK_ERR_NOT_FOUND, MK_ERR_FORMAT (another element count, or not
+ * readable as dtype), MK_ERR_UNSUPPORTED (dtype). */
+mk_status mk_h5_read_into(mk_ctx *ctx, mk_h5_file *f, const char *path, mk_dtype dtype, int64_t n,
+                          void *data);
 
 /* Write an image with its geometry attributes (layout above). Returns as mk_h5_write_tensor. */
 mk_status mk_h5_write_image(mk_ctx *ctx, mk_h5_file *f, const char *path, const mk_image *img,
@@ -86,9 +109,18 @@ mk_status mk_h5_write_image(mk_ctx *ctx, mk_h5_file *f, const char *path, const 
  * ("k,j,i"-style) if present. Ownership: *out new, mk_image_free. */
 mk_status mk_h5_read_image(mk_ctx *ctx, mk_h5_file *f, const char *path, mk_image **out);
 
-/* Attributes on a group or dataset at obj (created if it is a missing group). Overwrites. */
+/* n for mk_h5_attr_set_f64 / _i64: one value stored as a scalar attribute (h5py reads a number,
+ * not an array of one). */
+#define MK_H5_SCALAR (-1)
+
+/* Attributes on a group or dataset at obj (created if it is a missing group). Overwrites.
+ * Strings: scalar variable-length UTF-8. Numbers: a 1-d array of n values, or MK_H5_SCALAR. */
 mk_status mk_h5_attr_set_str(mk_ctx *ctx, mk_h5_file *f, const char *obj, const char *name,
                              const char *value);
+/* A scalar fixed-length, NUL-terminated ASCII string attribute (what H5LTset_attribute_string and
+ * h5py's np.bytes_ write); mk_h5_attr_get_str reads both kinds. */
+mk_status mk_h5_attr_set_fixed_str(mk_ctx *ctx, mk_h5_file *f, const char *obj, const char *name,
+                                   const char *value);
 mk_status mk_h5_attr_set_f64(mk_ctx *ctx, mk_h5_file *f, const char *obj, const char *name, int n,
                              const double *values);
 mk_status mk_h5_attr_set_i64(mk_ctx *ctx, mk_h5_file *f, const char *obj, const char *name, int n,

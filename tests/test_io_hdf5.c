@@ -1,4 +1,5 @@
-/* HDF5 helpers: tensors, images with geometry attributes, tables, attributes, groups; read back
+/* HDF5 helpers: tensors, images with geometry attributes, tables, attributes, groups; the plain
+ * (contiguous) layout, string datasets and scalar attributes of checkpoints and reports; read back
  * by us and by h5py (independent reader), files written by h5py read by us; atomic writes; bad
  * files. */
 #include "test_io_util.h"
@@ -197,6 +198,102 @@ static void test_we_read_h5py(void **state)
     assert_int_equal(mk_h5_close(&ctx, f), MK_OK);
 }
 
+/* The plain layout (contiguous, unfiltered; scalars and empty axes), string datasets, scalar and
+ * fixed-length string attributes, shape queries and reads into the caller's buffer: what model
+ * checkpoints and reports store. Checked by us, by h5py and by h5dump's layout. */
+static void test_plain_layout_strings_scalars(void **state)
+{
+    (void)state;
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    char p[1200];
+    tio_path(p, sizeof p, "plain.h5");
+    mk_h5_file *f = NULL;
+    const mk_h5_write_opts plain = {.gzip = MK_H5_CONTIGUOUS};
+    assert_int_equal(mk_h5_create(&ctx, p, &f), MK_OK);
+    float w[6] = {1, 2, 3, 4, 5, 6.5f}, one = 7.25f;
+    int64_t s23[2] = {2, 3}, s0[2] = {0, 4};
+    assert_int_equal(mk_h5_write_tensor(&ctx, f, "/params/w", MK_DT_FLOAT32, 2, s23, w, &plain),
+                     MK_OK);
+    assert_int_equal(mk_h5_write_tensor(&ctx, f, "/params/s", MK_DT_FLOAT32, 0, NULL, &one, &plain),
+                     MK_OK);
+    assert_int_equal(mk_h5_write_tensor(&ctx, f, "/empty", MK_DT_INT64, 2, s0, NULL, &plain),
+                     MK_OK);
+    /* chunked datasets still refuse rank 0 and empty axes */
+    assert_int_equal(mk_h5_write_tensor(&ctx, f, "/bad0", MK_DT_FLOAT32, 0, NULL, &one, NULL),
+                     MK_ERR_INVALID);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "field rank: expected 1..8, got 0"));
+    assert_int_equal(mk_h5_write_tensor(&ctx, f, "/bad1", MK_DT_INT64, 2, s0, NULL, NULL),
+                     MK_ERR_INVALID);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "field shape[0]: expected > 0, got 0"));
+    const char *names[3] = {"c001", NULL, "caf\xc3\xa9"};
+    assert_int_equal(mk_h5_write_strings(&ctx, f, "/cases/id", 3, names), MK_OK);
+    assert_int_equal(mk_h5_write_strings(&ctx, f, "/cases/none", 0, NULL), MK_OK);
+    assert_int_equal(mk_h5_write_strings(&ctx, f, "/cases/id", 1, names), MK_ERR_IO);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "/cases/id"));
+    assert_int_equal(mk_h5_attr_set_fixed_str(&ctx, f, "/", "format", "medkd-checkpoint"), MK_OK);
+    double v = 1;
+    int64_t k = -3;
+    assert_int_equal(mk_h5_attr_set_f64(&ctx, f, "/", "version", MK_H5_SCALAR, &v), MK_OK);
+    assert_int_equal(mk_h5_attr_set_i64(&ctx, f, "/optim", "n", MK_H5_SCALAR, &k), MK_OK);
+    assert_int_equal(mk_h5_close(&ctx, f), MK_OK);
+
+    assert_int_equal(mk_h5_open(&ctx, p, &f), MK_OK);
+    int rank = -1;
+    int64_t sh[MK_H5_MAX_RANK];
+    assert_int_equal(mk_h5_dataset_shape(&ctx, f, "/params/w", &rank, sh), MK_OK);
+    assert_int_equal(rank, 2);
+    assert_true(sh[0] == 2 && sh[1] == 3);
+    assert_int_equal(mk_h5_dataset_shape(&ctx, f, "/params/s", &rank, sh), MK_OK);
+    assert_int_equal(rank, 0);
+    assert_int_equal(mk_h5_dataset_shape(&ctx, f, "/empty", &rank, sh), MK_OK);
+    assert_true(rank == 2 && sh[0] == 0 && sh[1] == 4);
+    assert_int_equal(mk_h5_dataset_shape(&ctx, f, "/params", &rank, sh), MK_ERR_FORMAT);
+    assert_int_equal(mk_h5_dataset_shape(&ctx, f, "/nope", &rank, sh), MK_ERR_NOT_FOUND);
+    double back[6];
+    assert_int_equal(mk_h5_read_into(&ctx, f, "/params/w", MK_DT_FLOAT64, 6, back), MK_OK);
+    assert_true(back[0] == 1 && back[5] == 6.5);
+    float s1 = 0;
+    assert_int_equal(mk_h5_read_into(&ctx, f, "/params/s", MK_DT_FLOAT32, 1, &s1), MK_OK);
+    assert_true(s1 == 7.25f);
+    assert_int_equal(mk_h5_read_into(&ctx, f, "/empty", MK_DT_INT64, 0, NULL), MK_OK);
+    assert_int_equal(mk_h5_read_into(&ctx, f, "/params/w", MK_DT_FLOAT32, 5, back), MK_ERR_FORMAT);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "expected 5 elements, got 6"));
+    assert_int_equal(mk_h5_read_into(&ctx, f, "/nope", MK_DT_FLOAT32, 1, back), MK_ERR_NOT_FOUND);
+    char sv[64];
+    assert_int_equal(mk_h5_attr_get_str(&ctx, f, "/", "format", sv, sizeof sv), MK_OK);
+    assert_string_equal(sv, "medkd-checkpoint");
+    int got = 0;
+    assert_int_equal(mk_h5_attr_get_f64(&ctx, f, "/", "version", 1, &v, &got), MK_OK);
+    assert_true(got == 1 && v == 1);
+    assert_int_equal(mk_h5_close(&ctx, f), MK_OK);
+
+    tio_require_py("h5py");
+    const char *py =
+        "import sys, h5py, numpy as np\n"
+        "f = h5py.File(sys.argv[1], 'r')\n"
+        "w = f['/params/w']\n"
+        "assert w.shape == (2, 3) and w.dtype == np.float32 and w.chunks is None\n"
+        "assert w.compression is None and not w.shuffle\n"
+        "assert w[()].tolist() == [[1, 2, 3], [4, 5, 6.5]]\n"
+        "s = f['/params/s']\n"
+        "assert s.shape == () and s[()] == np.float32(7.25)\n"
+        "assert f['/empty'].shape == (0, 4) and f['/empty'].dtype == np.int64\n"
+        "ids = [x.decode() if isinstance(x, bytes) else x for x in f['/cases/id'][()]]\n"
+        "assert ids == ['c001', '', 'caf\\u00e9'], ids\n"
+        "assert h5py.check_string_dtype(f['/cases/id'].dtype).length is None\n"
+        "assert f['/cases/none'].shape == (0,)\n"
+        "fmt = f.attrs['format']\n"
+        "assert isinstance(fmt, bytes) and fmt == b'medkd-checkpoint', repr(fmt)\n"
+        "t = f.attrs.get_id('format').get_type()\n"
+        "assert not t.is_variable_str() and t.get_size() == 17\n"
+        "assert f.attrs.get_id('version').shape == () and f.attrs['version'] == 1.0\n"
+        "assert f['/optim'].attrs['n'] == -3 and f['/optim'].attrs.get_id('n').shape == ()\n";
+    char args[1300];
+    snprintf(args, sizeof args, "'%s'", p);
+    assert_int_equal(tio_py(py, args), 0);
+}
+
 static void test_bad_files_and_abort(void **state)
 {
     (void)state;
@@ -252,6 +349,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tensor_image_table_roundtrip_and_h5py),
         cmocka_unit_test(test_we_read_h5py),
+        cmocka_unit_test(test_plain_layout_strings_scalars),
         cmocka_unit_test(test_bad_files_and_abort),
     };
     return cmocka_run_group_tests(tests, tio_setup, tio_cleanup);

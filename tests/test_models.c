@@ -1,6 +1,6 @@
 /* models: reference U-Net sizes against the peer README, state_dict names against the golden
- * files written by PyTorch, conv FLOP counts, checkpoint round trip (weights + Adam state) and
- * checkpoint errors. */
+ * files written by PyTorch, conv FLOP counts, checkpoint round trip (weights + Adam state),
+ * checkpoint errors, and dataset reads (scalar, float, int32) from the golden file. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -173,13 +173,47 @@ static void test_checkpoint_roundtrip(void **state)
     mk_unet_free(b);
 }
 
+/* mk_model_h5_read / _i32 on the PyTorch golden file (h5py wrote it): a scalar dataset reads as one
+ * element, float and int32 tensors keep their shape; errors name the file and the dataset. */
+static void test_h5_read_golden(void **state)
+{
+    (void)state;
+    char path[1024];
+    golden(2, path, sizeof path);
+    if (!mk_fs_is_file(path))
+        skip();
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    mk_tensor t;
+    assert_int_equal(mk_model_h5_read(&ctx, path, "forward/loss", &t), MK_OK);
+    assert_int_equal(t.ndim, 1);
+    assert_int_equal(t.ne[0], 1);
+    assert_true(isfinite(t.data[0]) && t.data[0] > 0);
+    mk_tensor_free(&t);
+    assert_int_equal(mk_model_h5_read(&ctx, path, "/input", &t), MK_OK);
+    assert_int_equal(t.ndim, 4);
+    assert_true(t.ne[0] == 2 && t.ne[1] == 1 && t.ne[2] == 64 && t.ne[3] == 64);
+    mk_tensor_free(&t);
+    int32_t *lab = NULL;
+    int64_t n = 0;
+    assert_int_equal(mk_model_h5_read_i32(&ctx, path, "target", &lab, &n), MK_OK);
+    assert_int_equal(n, 2 * 64 * 64);
+    for (int64_t i = 0; i < n; i++)
+        assert_true(lab[i] >= 0 && lab[i] < 4);
+    free(lab);
+    assert_int_equal(mk_model_h5_read(&ctx, path, "forward/nope", &t), MK_ERR_FORMAT);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "dataset forward/nope: missing"));
+    assert_null(t.data);
+    assert_int_equal(mk_model_h5_read_i32(&ctx, "no/such.h5", "target", &lab, &n), MK_ERR_IO);
+    assert_null(lab);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_param_counts_and_names),
-        cmocka_unit_test(test_flops),
-        cmocka_unit_test(test_init_statistics),
-        cmocka_unit_test(test_checkpoint_roundtrip),
+        cmocka_unit_test(test_param_counts_and_names), cmocka_unit_test(test_flops),
+        cmocka_unit_test(test_init_statistics),        cmocka_unit_test(test_checkpoint_roundtrip),
+        cmocka_unit_test(test_h5_read_golden),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
