@@ -192,6 +192,24 @@ void mk_loop_optim_step(mk_loop *L, int net)
         mk_optim_step(L->net[net].opt);
 }
 
+mk_status mk__load_data(mk_loop *L, const mk_data_params *d, const char *modality, int need_labels,
+                        uint64_t data_stream, const char *stream_name, uint64_t rng_stream,
+                        int *stream)
+{
+    const mk_stage_common *c = mk_loop_common(L);
+    mk_slices s;
+    memset(&s, 0, sizeof s);
+    mk_status st = mk_data_load(mk_loop_ctx(L), d, modality, "train", need_labels,
+                                mk__seed(c->seed, data_stream), &s);
+    if (st != MK_OK)
+        return mk_err_prefix(mk_loop_ctx(L), "%s: training data", mk_loop_stage(L));
+    if ((*stream = mk_loop_add_stream(L, stream_name, &s, mk__seed(c->seed, rng_stream))) < 0) {
+        mk_slices_free(&s);
+        return mk_loop_ctx(L)->status;
+    }
+    return MK_OK;
+}
+
 /* ---------------------------------------------------------------- files */
 
 static int group_list(mk_loop *L, const int *nets, int n, mk__ck_model *m, int with_opt)
@@ -393,7 +411,7 @@ static mk_status run(mk_loop *L, void *state, mk_train_stats *stats)
         stats->first_loss = window_mean(trace, it0, it0 + w < L->total ? it0 + w : L->total);
         stats->last_loss = window_mean(trace, lo, L->total);
         stats->last_hint = window_mean(trace_hint, lo, L->total);
-        stats->nterms = T.n < 12 ? T.n : 12;
+        stats->nterms = T.n;
         for (int k = 0; k < stats->nterms; k++) {
             snprintf(stats->term_name[k], sizeof stats->term_name[k], "%s", T.name[k]);
             stats->term_last[k] = T.value[k];

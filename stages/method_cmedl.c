@@ -5,7 +5,6 @@
  * lambda_hint x the hint MSE between the student's features on x_ct and the teacher's on G(x_ct);
  * one backward; Adam steps of G, F, teacher, student; then the discriminator step.
  * Writes models/cmedl_student.h5, cmedl_teacher.h5 and cmedl_translator.h5. */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -485,8 +484,10 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
          * their pseudo-MRI G(x_u) are the (detached) target; no segmentation loss on them. */
         mk_loop_batch(L, s->unl, cp->batch, &s->xu, NULL, NULL);
         mk_var *xu = mk_nn_input(g, &s->xu, 0);
-        mk_var *pu =
-            mk_nn_input(g, &mk_translator_forward(mk_loop_translator(L, t->net[0]), g, xu)->t, 0);
+        mk_var *gu = mk_translator_forward(mk_loop_translator(L, t->net[0]), g, xu);
+        if (!gu)
+            return mk_err(ctx, MK_ERR_NOMEM, "cmedl: out of memory in the forward pass");
+        mk_var *pu = mk_nn_input(g, &gu->t, 0);
         mk_var *tfu[MK_HINT_MAX] = {0}, *hu = NULL;
         mk_unet_forward(tnet, g, pu);
         for (int k = 0; k < nh; k++)

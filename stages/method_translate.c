@@ -136,24 +136,6 @@ mk_status mk__i2i_save(mk_loop *L, const mk__i2i *t, const char *file)
     return mk_loop_save_nets(L, file, "translator", t->net, 4);
 }
 
-mk_status mk__load_data(mk_loop *L, const mk_data_params *d, const char *modality, int need_labels,
-                        uint64_t data_stream, const char *stream_name, uint64_t rng_stream,
-                        int *stream)
-{
-    const mk_stage_common *c = mk_loop_common(L);
-    mk_slices s;
-    memset(&s, 0, sizeof s);
-    mk_status st = mk_data_load(mk_loop_ctx(L), d, modality, "train", need_labels,
-                                mk__seed(c->seed, data_stream), &s);
-    if (st != MK_OK)
-        return mk_err_prefix(mk_loop_ctx(L), "%s: training data", mk_loop_stage(L));
-    if ((*stream = mk_loop_add_stream(L, stream_name, &s, mk__seed(c->seed, rng_stream))) < 0) {
-        mk_slices_free(&s);
-        return mk_loop_ctx(L)->status;
-    }
-    return MK_OK;
-}
-
 /* ---------------------------------------------------------------- the method */
 
 typedef struct state {
@@ -254,12 +236,5 @@ const mk_method mk_method_translate = {
 mk_status mk_stage_translate(mk_ctx *ctx, const mk_stage_common *c, const mk_translate_params *tp,
                              mk_train_stats *stats)
 {
-    if (tp->iterations == 0) {
-        MK_LOG_I(ctx, "translate: 0 iterations, nothing to do (cmedl trains the translator from "
-                      "scratch)");
-        if (stats)
-            memset(stats, 0, sizeof *stats);
-        return MK_OK;
-    }
     return mk_method_train(ctx, &mk_method_translate, c, tp, stats);
 }

@@ -63,7 +63,6 @@ extern const mk_param_section mk_translate_section, mk_cmedl_section, mk_baselin
 
 typedef struct mk_loop mk_loop;
 
-#define MK_TERMS_MAX 12
 /* The loss terms of one step: name, value (unweighted) and the weight it entered the total with.
  * terms[0] is the method's main loss (first/last loss of mk_train_stats). */
 typedef struct mk_terms {

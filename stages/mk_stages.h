@@ -243,6 +243,9 @@ void mk_cmedl_defaults(mk_cmedl_params *p);
 /* lambda_hint at iteration it (0-based), with the ramp-up applied. */
 float mk_cmedl_hint_weight(const mk_cmedl_params *p, long long it);
 
+/* Most loss terms one step of a method returns (mk_terms, stages/mk_method.h). */
+#define MK_TERMS_MAX 12
+
 /* Summary of a training run (optional out-parameter of the stages). */
 typedef struct mk_train_stats {
     long long iterations;   /* total iterations of the stage */
@@ -253,8 +256,8 @@ typedef struct mk_train_stats {
                                    * the first / last min(50, iterations/4) iterations */
     double last_hint;             /* cmedl: mean hint loss over the last window */
     int nterms;                   /* the loss terms of the last iteration (the method's step) */
-    char term_name[12][16];
-    double term_last[12];
+    char term_name[MK_TERMS_MAX][16];
+    double term_last[MK_TERMS_MAX];
 } mk_train_stats;
 
 /* Check hint layer names against the U-Net's feature taps: enc0..enc<L-2>, bottleneck,

@@ -66,7 +66,7 @@ static void *small_cfg(const mk_method *m, int iterations)
             if (P->bind != MK_BIND_INT)
                 continue;
             if (!strcmp(P->name, "iterations"))
-                *iv = u == 0 || strcmp(s->name, "translate") != 0 ? iterations : 2;
+                *iv = iterations;
             else if (!strcmp(P->name, "batch"))
                 *iv = 2;
             else if (strstr(P->name, "width"))
