@@ -44,6 +44,11 @@ void mk_manifest_free(mk_manifest *m)
     for (int e = 0; e < m->nextra; e++)
         free(m->extra_names[e]);
     free(m->extra_names);
+    for (int l = 0; l < m->nlabels; l++)
+        free(m->label_names[l]);
+    free(m->label_names);
+    free(m->label_values);
+    free(m->name);
     free(m->source);
     free(m->dir);
     free(m);
@@ -764,11 +769,108 @@ static mk_status import_msd(mk_ctx *ctx, const char *root, cJSON *js, mk_manifes
     return MK_OK;
 }
 
-mk_status mk_manifest_import_nnunet(mk_ctx *ctx, const char *dataset_dir, mk_manifest **out)
+/* dataset.json "labels": nnU-Net v2 {"background": 0, "liver": 1} (a list value is a region of
+ * several labels: skipped), MSD / nnU-Net v1 {"0": "background", "1": "liver"}. Sorted by value. */
+static mk_status import_labels(mk_ctx *ctx, const char *jp, const cJSON *js, mk_manifest *m)
+{
+    const cJSON *lab = cJSON_GetObjectItemCaseSensitive(js, "labels");
+    if (!lab)
+        return MK_OK;
+    if (!cJSON_IsObject(lab))
+        return mk_err(ctx, MK_ERR_FORMAT, "%s: field labels: expected an object, got another type",
+                      jp);
+    int n = cJSON_GetArraySize(lab);
+    m->label_values = calloc((size_t)(n ? n : 1), sizeof *m->label_values);
+    m->label_names = calloc((size_t)(n ? n : 1), sizeof *m->label_names);
+    if (!m->label_values || !m->label_names)
+        return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory", jp);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, lab)
+    {
+        const char *name;
+        double v;
+        if (cJSON_IsNumber(it)) { /* nnU-Net v2: name -> value */
+            name = it->string;
+            v = it->valuedouble;
+        } else if (cJSON_IsString(it)) { /* MSD: "value" -> name */
+            char *end = NULL;
+            v = strtod(it->string, &end);
+            if (!*it->string || (end && *end))
+                return mk_err(ctx, MK_ERR_FORMAT,
+                              "%s: field labels.%s: expected a label value (an integer) as the "
+                              "key of an MSD label name, got '%s'",
+                              jp, it->string, it->string);
+            name = it->valuestring;
+        } else if (cJSON_IsArray(it)) {
+            continue; /* a region (several labels): not a class of its own here */
+        } else {
+            return mk_err(ctx, MK_ERR_FORMAT,
+                          "%s: field labels.%s: expected an integer label value, got another type",
+                          jp, it->string);
+        }
+        if (!(v >= 0 && v <= 255 && v == floor(v)))
+            return mk_err(ctx, MK_ERR_FORMAT,
+                          "%s: field labels.%s: expected an integer label value in 0..255, got %g",
+                          jp, it->string, v);
+        for (int l = 0; l < m->nlabels; l++)
+            if (m->label_values[l] == (int)v)
+                return mk_err(ctx, MK_ERR_FORMAT,
+                              "%s: field labels.%s: expected a value of its own, got %d (also "
+                              "label '%s')",
+                              jp, it->string, (int)v, m->label_names[l]);
+        int k = m->nlabels;
+        while (k > 0 && m->label_values[k - 1] > (int)v) { /* insertion keeps values ascending */
+            m->label_values[k] = m->label_values[k - 1];
+            m->label_names[k] = m->label_names[k - 1];
+            k--;
+        }
+        m->label_values[k] = (int)v;
+        m->nlabels++;
+        if (!(m->label_names[k] = xstrdup(name)))
+            return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory", jp);
+    }
+    return MK_OK;
+}
+
+/* The dataset's name: the folder's last component (after resolving "." and ".."), else
+ * dataset.json's "name", else "dataset". */
+static char *dataset_name(const char *root, const cJSON *js)
+{
+    char buf[4096];
+    const char *r = realpath(root, buf) ? buf : root;
+    size_t n = strlen(r);
+    while (n > 1 && r[n - 1] == '/')
+        n--;
+    size_t b = n;
+    while (b > 0 && r[b - 1] != '/')
+        b--;
+    if (n > b && !(n - b == 1 && r[b] == '.') && !(n - b == 2 && r[b] == '.' && r[b + 1] == '.'))
+        return strndup(r + b, n - b);
+    const cJSON *nm = cJSON_GetObjectItemCaseSensitive(js, "name");
+    return xstrdup(cJSON_IsString(nm) && *nm->valuestring ? nm->valuestring : "dataset");
+}
+
+mk_status mk_manifest_import_nnunet(mk_ctx *ctx, const char *dataset, mk_manifest **out)
 {
     *out = NULL;
-    char jp[4200];
-    snprintf(jp, sizeof jp, "%s/dataset.json", dataset_dir);
+    char jp[4300], root[4200];
+    /* the folder, or its dataset.json (the folder is then the file's directory) */
+    size_t dl = strlen(dataset);
+    if ((dl >= 5 && strcmp(dataset + dl - 5, ".json") == 0) || mk_fs_is_file(dataset)) {
+        snprintf(jp, sizeof jp, "%s", dataset);
+        mk_fs_dirname(dataset, root, sizeof root);
+    } else {
+        snprintf(root, sizeof root, "%s", dataset);
+        while (strlen(root) > 1 && root[strlen(root) - 1] == '/')
+            root[strlen(root) - 1] = '\0';
+        snprintf(jp, sizeof jp, "%s/dataset.json", root);
+        if (!mk_fs_is_dir(root))
+            return mk_err(ctx, MK_ERR_IO,
+                          "%s: expected an nnU-Net v2 or MSD dataset folder (or its "
+                          "dataset.json), got no such folder",
+                          dataset);
+    }
+    const char *dataset_dir = root;
     char *text = NULL;
     size_t len;
     mk_status st = mk_fs_read_all(ctx, jp, &text, &len);
@@ -793,10 +895,17 @@ mk_status mk_manifest_import_nnunet(mk_ctx *ctx, const char *dataset_dir, mk_man
         cJSON_Delete(js);
         return mk_err(ctx, MK_ERR_NOMEM, "out of memory");
     }
-    if (cJSON_GetObjectItemCaseSensitive(js, "training"))
+    if (!(m->name = dataset_name(dataset_dir, js)))
+        st = mk_err(ctx, MK_ERR_NOMEM, "out of memory");
+    else if (cJSON_GetObjectItemCaseSensitive(js, "training")) {
+        m->layout = "msd";
         st = import_msd(ctx, dataset_dir, js, m);
-    else
+    } else {
+        m->layout = "nnunet-v2";
         st = import_v2(ctx, dataset_dir, js, m);
+    }
+    if (st == MK_OK)
+        st = import_labels(ctx, jp, js, m);
     cJSON_Delete(js);
     if (st == MK_OK) {
         char where[4400];
@@ -811,4 +920,90 @@ mk_status mk_manifest_import_nnunet(mk_ctx *ctx, const char *dataset_dir, mk_man
     }
     *out = m;
     return MK_OK;
+}
+
+/* ---- case table ---------------------------------------------------------------------------- */
+
+mk_status mk_manifest_apply_table(mk_ctx *ctx, mk_manifest *m, const char *path)
+{
+    char *text = NULL;
+    size_t len = 0;
+    mk_status st = mk_fs_read_all(ctx, path, &text, &len);
+    if (st != MK_OK)
+        return st;
+    csv c = {text, text + len, 1, path};
+    if (len >= 3 && (unsigned char)text[0] == 0xEF && (unsigned char)text[1] == 0xBB &&
+        (unsigned char)text[2] == 0xBF)
+        c.s += 3;
+    char **hdr = NULL, **f = NULL;
+    int nh = 0, nf = 0, line = 0, idcol = -1;
+    int col[3] = {-1, -1, -1}; /* modality, domain, split */
+    static const char *const names[3] = {"modality", "domain", "split"};
+    int rc = csv_record(ctx, &c, &hdr, &nh, &line);
+    if (rc <= 0) {
+        st = rc < 0 ? ctx->status
+                    : mk_err(ctx, MK_ERR_FORMAT,
+                             "%s:1: header: expected the columns id and any of modality, domain, "
+                             "split, got an empty file",
+                             path);
+        goto out;
+    }
+    for (int i = 0; i < nh; i++) {
+        trim(hdr[i]);
+        if (!strcmp(hdr[i], "id"))
+            idcol = i;
+        for (int k = 0; k < 3; k++)
+            if (!strcmp(hdr[i], names[k]))
+                col[k] = i;
+    }
+    if (idcol < 0 || (col[0] < 0 && col[1] < 0 && col[2] < 0)) {
+        st = mk_err(ctx, MK_ERR_FORMAT,
+                    "%s:%d: header: expected the column id and at least one of modality, domain, "
+                    "split",
+                    path, line);
+        goto out;
+    }
+    while ((rc = csv_record(ctx, &c, &f, &nf, &line)) > 0) {
+        if (nf != nh) {
+            st = mk_err(ctx, MK_ERR_FORMAT, "%s:%d: expected %d fields like the header, got %d",
+                        path, line, nh, nf);
+            goto out;
+        }
+        trim(f[idcol]);
+        int r = mk_manifest_find(m, f[idcol]);
+        if (r < 0) {
+            st = mk_err(ctx, MK_ERR_FORMAT,
+                        "%s:%d: column id: expected a case of %s, got '%s' (no such case)", path,
+                        line, m->source, f[idcol]);
+            goto out;
+        }
+        mk_manifest_row *w = &m->rows[r];
+        char **dst[3] = {&w->modality, &w->domain, &w->split};
+        for (int k = 0; k < 3; k++) {
+            if (col[k] < 0)
+                continue;
+            trim(f[col[k]]);
+            char *v = xstrdup(f[col[k]]);
+            if (!v) {
+                st = mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory", path);
+                goto out;
+            }
+            free(*dst[k]);
+            *dst[k] = v;
+        }
+        char where[4200];
+        snprintf(where, sizeof where, "%s:%d", path, line);
+        if ((st = validate_row(ctx, m, w, where)) != MK_OK)
+            goto out;
+        free_fields(f, nf);
+        f = NULL;
+        nf = 0;
+    }
+    if (rc < 0)
+        st = ctx->status;
+out:
+    free_fields(hdr, nh);
+    free_fields(f, nf);
+    free(text);
+    return st;
 }

@@ -43,6 +43,13 @@ typedef struct mk_manifest {
     mk_manifest_row *rows;
     int nextra;
     char **extra_names; /* names of the extra columns */
+    /* Imported datasets only (mk_manifest_import_nnunet); NULL / 0 for CSV manifests: */
+    char *name;         /* the dataset folder's name ("Dataset501_Cranium", "Task04_Hippocampus") */
+    const char *layout; /* "nnunet-v2" or "msd" (static) */
+    int nlabels;        /* dataset.json "labels" with a single integer value, ascending by value
+                           (background 0 included); region entries (lists of values) are skipped */
+    int *label_values;  /* nlabels values, each 0..255 */
+    char **label_names; /* nlabels names */
 } mk_manifest;
 
 /* Parse and validate a CSV manifest. Ownership: *out new, mk_manifest_free.
@@ -55,11 +62,15 @@ mk_status mk_manifest_write(mk_ctx *ctx, const char *path, const mk_manifest *m)
 
 /* Import an nnU-Net v2 dataset folder (dataset.json with channel_names/labels/file_ending;
  * imagesTr/CASE_0000.ext, labelsTr/CASE.ext, imagesTs/CASE_0000.ext) or an MSD task folder
- * (dataset.json with "training": [{image, label}] and "test": [...]). Rows: split "train" for
- * training cases, "test" for test cases; modality = channel 0's name; further channels become
- * extra columns image_0001, image_0002, ... A training case without its label, or a channel
- * file missing, is MK_ERR_FORMAT naming the file. Ownership: *out new, mk_manifest_free. */
-mk_status mk_manifest_import_nnunet(mk_ctx *ctx, const char *dataset_dir, mk_manifest **out);
+ * (dataset.json with "training": [{image, label}] and "test": [...]). `dataset` is the folder or
+ * its dataset.json (any path ending in .json, or any regular file: the folder is its directory).
+ * Rows: split "train" for training cases, "test" for test cases; modality = channel 0's name;
+ * further channels become extra columns image_0001, image_0002, ... A training case without its
+ * label, or a channel file missing, is MK_ERR_FORMAT naming the file. The label names of
+ * dataset.json ("labels": nnU-Net v2 {"name": value}, MSD {"value": "name"}) fill nlabels,
+ * label_values and label_names; a value that is not an integer in 0..255 is MK_ERR_FORMAT naming
+ * the field. Ownership: *out new, mk_manifest_free. */
+mk_status mk_manifest_import_nnunet(mk_ctx *ctx, const char *dataset, mk_manifest **out);
 
 /* Check that every row's image (and label) file exists: MK_ERR_IO naming FILE:LINE and column. */
 mk_status mk_manifest_check_files(mk_ctx *ctx, const mk_manifest *m);
@@ -69,6 +80,11 @@ mk_status mk_manifest_check_files(mk_ctx *ctx, const mk_manifest *m);
  * without a label pass. Returns MK_OK or MK_ERR_GEOMETRY ("m.csv:4: label: grid differs from the
  * image: field spacing: expected ..., got ..."), or the read error. */
 mk_status mk_manifest_check_grid(mk_ctx *ctx, const mk_manifest *m, int row);
+
+/* Override rows' modality, domain and split from a case table: a CSV with column id and at least
+ * one of modality, domain, split (other columns ignored); each id must be a case of m. Errors name
+ * FILE:LINE and the column. */
+mk_status mk_manifest_apply_table(mk_ctx *ctx, mk_manifest *m, const char *path);
 
 /* Index of the row with this id, -1 if none. */
 int mk_manifest_find(const mk_manifest *m, const char *id);

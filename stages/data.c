@@ -7,6 +7,7 @@
 
 #include "core/mk_fs.h"
 #include "io/mk_manifest.h"
+#include "io/mk_resample.h"
 #include "mk_stages.h"
 #include "stage_internal.h"
 #include "nn/mk_tensor.h"
@@ -83,6 +84,181 @@ const char *mk_data_class_name(const mk_data_params *p, int c, char *buf, size_t
     return buf;
 }
 
+/* ---------------------------------------------------------------- geometry */
+
+int mk_data_axis(const mk_data_params *p)
+{
+    if (p->slice_axis >= 0 && p->slice_axis < 3)
+        return p->slice_axis;
+    /* axial: across S-I, coronal: across A-P, sagittal: across R-L */
+    static const char *const letters[3] = {"SI", "AP", "RL"};
+    const char *want = letters[p->slice_axis >= 3 && p->slice_axis <= 5 ? p->slice_axis - 3 : 0];
+    const char *o = p->orientation ? p->orientation : "RAS";
+    for (int a = 0; a < 3 && o[a]; a++)
+        if (o[a] == want[0] || o[a] == want[1])
+            return a;
+    return 2;
+}
+
+static int anatomical(const mk_data_params *p)
+{
+    return p->slice_axis >= 3;
+}
+
+static int resamples(const mk_data_params *p)
+{
+    return p->spacing[0] > 0 || p->spacing[1] > 0 || p->spacing[2] > 0;
+}
+
+int mk_data_transforms(const mk_data_params *p)
+{
+    return anatomical(p) || resamples(p);
+}
+
+mk_status mk_data_prepare(mk_ctx *ctx, const mk_data_params *p, const mk_image *img, int is_label,
+                          mk_image **out)
+{
+    *out = NULL;
+    mk_image *cur = NULL;
+    mk_status st = anatomical(p)
+                       ? mk_reorient(ctx, img, p->orientation ? p->orientation : "RAS", &cur)
+                       : mk_image_clone(ctx, img, &cur);
+    if (st != MK_OK)
+        return st;
+    if (resamples(p)) {
+        double sp[3];
+        int same = 1;
+        for (int a = 0; a < 3; a++) {
+            sp[a] = p->spacing[a] > 0 ? p->spacing[a] : cur->geom.spacing[a];
+            same &= fabs(sp[a] - cur->geom.spacing[a]) <= 1e-6 * cur->geom.spacing[a];
+        }
+        if (!same) {
+            mk_image *rs = NULL;
+            st = mk_resample_spacing(ctx, cur, sp, is_label ? MK_INTERP_LABEL : MK_INTERP_LINEAR,
+                                     &rs);
+            mk_image_free(cur);
+            if (st != MK_OK)
+                return st;
+            cur = rs;
+        }
+    }
+    *out = cur;
+    return MK_OK;
+}
+
+mk_status mk_data_restore(mk_ctx *ctx, const mk_data_params *p, const mk_image *work,
+                          const mk_image *orig, mk_image **out)
+{
+    *out = NULL;
+    if (!resamples(p)) /* the same voxels in another axis order: exact, orig's header */
+        return mk_reorient_to(ctx, work, orig, out);
+    /* resampled: the label of the working voxel nearest to each original voxel centre */
+    return mk_resample_like(ctx, work, orig, MK_INTERP_NEAREST, out);
+}
+
+/* ---------------------------------------------------------------- manifest */
+
+static int is_json_path(const char *path)
+{
+    size_t n = strlen(path);
+    return n >= 5 && strcmp(path + n - 5, ".json") == 0;
+}
+
+/* FNV-1a over a string: the hold-out order of a case does not depend on the row order */
+static uint64_t hash_str(uint64_t h, const char *s)
+{
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+typedef struct holdout_key {
+    uint64_t key;
+    int row;
+} holdout_key;
+
+static int cmp_key(const void *a, const void *b)
+{
+    const holdout_key *x = a, *y = b;
+    return x->key < y->key ? -1 : x->key > y->key ? 1 : x->row - y->row;
+}
+
+static mk_status hold_out(mk_ctx *ctx, const mk_data_params *p, mk_manifest *m)
+{
+    for (int r = 0; r < m->nrows; r++)
+        if (!strcmp(m->rows[r].split, "val"))
+            return MK_OK; /* the manifest has its own validation split */
+    if (!(p->val_fraction > 0))
+        return MK_OK;
+    holdout_key *k = malloc((size_t)(m->nrows + 1) * sizeof *k);
+    if (!k)
+        return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory", m->source);
+    for (int r = 0; r < m->nrows; r++) {
+        const char *mod = m->rows[r].modality;
+        int seen = 0; /* each modality once, at its first row */
+        for (int q = 0; q < r && !seen; q++)
+            seen = !strcmp(m->rows[q].modality, mod);
+        if (seen)
+            continue;
+        int n = 0;
+        for (int q = 0; q < m->nrows; q++) {
+            const mk_manifest_row *w = &m->rows[q];
+            if (!strcmp(w->modality, mod) && !strcmp(w->split, "train") && w->label_path) {
+                uint64_t h = hash_str(14695981039346656037ull ^ (uint64_t)p->split_seed, w->id);
+                k[n++] = (holdout_key){mk__seed(h, (uint64_t)p->split_seed), q};
+            }
+        }
+        int nval = (int)llround(p->val_fraction * n);
+        if (nval < 1 && n >= 2)
+            nval = 1;
+        if (nval > n - 1)
+            nval = n - 1;
+        qsort(k, (size_t)n, sizeof *k, cmp_key);
+        for (int i = 0; i < nval; i++) {
+            mk_manifest_row *w = &m->rows[k[i].row];
+            char *v = strdup("val");
+            if (!v) {
+                free(k);
+                return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory", m->source);
+            }
+            free(w->split);
+            w->split = v;
+        }
+    }
+    free(k);
+    return MK_OK;
+}
+
+mk_status mk_data_manifest(mk_ctx *ctx, const mk_data_params *p, mk_manifest **out)
+{
+    *out = NULL;
+    const char *path = p->manifest;
+    mk_status st;
+    if (!path || !path[0])
+        return mk_err(ctx, MK_ERR_INVALID, "data.manifest: expected a manifest, got none");
+    if (mk_fs_is_dir(path))
+        st = mk_manifest_import_nnunet(ctx, path, out);
+    else if (is_json_path(path)) {
+        char dir[4096];
+        mk_fs_dirname(path, dir, sizeof dir);
+        st = mk_manifest_import_nnunet(ctx, dir, out);
+    } else
+        st = mk_manifest_read(ctx, path, out);
+    if (st != MK_OK)
+        return st;
+    if (p->case_table && p->case_table[0])
+        st = mk_manifest_apply_table(ctx, *out, p->case_table);
+    if (st == MK_OK)
+        st = hold_out(ctx, p, *out);
+    if (st != MK_OK) {
+        mk_manifest_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
 void mk_slices_free(mk_slices *s)
 {
     if (!s)
@@ -90,6 +266,9 @@ void mk_slices_free(mk_slices *s)
     free(s->img);
     free(s->lab);
     free(s->img2);
+    free(s->ew);
+    free(s->eh);
+    free(s->present);
     memset(s, 0, sizeof *s);
 }
 
@@ -187,34 +366,106 @@ static int64_t crop_start(int64_t d, int p, int64_t c, int64_t fmin, int64_t fma
     return s;
 }
 
+/* Slices as they are cut, each of its own size (w x h): the centred sampler's are all the
+ * patch plus the jitter; the random sampler's are a volume's body extent (at least the patch). */
 typedef struct growbuf {
     float *img, *img2;
     int32_t *lab;
+    int64_t *off;      /* start of slice i in img/lab/img2 */
+    int32_t *sw, *sh;  /* its size */
+    float *pad, *pad2; /* the value outside the volume */
+    uint16_t *present; /* bit c: class c appears in the slice */
     uint8_t *fg;
-    int64_t n, cap;
+    int64_t n, cap, len, lcap; /* slices, and pixels held (len of lcap) */
 } growbuf;
 
+static void growbuf_free(growbuf *b)
+{
+    free(b->img);
+    free(b->img2);
+    free(b->lab);
+    free(b->off);
+    free(b->sw);
+    free(b->sh);
+    free(b->pad);
+    free(b->pad2);
+    free(b->present);
+    free(b->fg);
+    memset(b, 0, sizeof *b);
+}
+
+#define GROW(ptr, n)                                                                               \
+    do {                                                                                           \
+        void *q_ = realloc((ptr), (size_t)(n) * sizeof *(ptr));                                    \
+        if (!q_)                                                                                   \
+            return -1;                                                                             \
+        (ptr) = q_;                                                                                \
+    } while (0)
+
+/* room for one more slice of `plane` pixels */
 static int grow(growbuf *b, int64_t plane, int with_lab, int with_img2)
 {
-    if (b->n < b->cap)
-        return 0;
-    int64_t cap = b->cap ? 2 * b->cap : 64;
-    float *img = realloc(b->img, (size_t)(cap * plane) * sizeof *img);
-    if (img)
-        b->img = img;
-    float *img2 = with_img2 ? realloc(b->img2, (size_t)(cap * plane) * sizeof *img2) : b->img2;
-    if (img2)
-        b->img2 = img2;
-    int32_t *lab = with_lab ? realloc(b->lab, (size_t)(cap * plane) * sizeof *lab) : b->lab;
-    if (lab)
-        b->lab = lab;
-    uint8_t *fg = realloc(b->fg, (size_t)cap);
-    if (fg)
-        b->fg = fg;
-    if (!img || (!lab && with_lab) || (!img2 && with_img2) || !fg)
-        return -1;
-    b->cap = cap;
+    if (b->n == b->cap) {
+        int64_t cap = b->cap ? 2 * b->cap : 64;
+        GROW(b->off, cap);
+        GROW(b->sw, cap);
+        GROW(b->sh, cap);
+        GROW(b->pad, cap);
+        GROW(b->pad2, cap);
+        GROW(b->present, cap);
+        GROW(b->fg, cap);
+        b->cap = cap;
+    }
+    if (b->len + plane > b->lcap) {
+        int64_t lcap = b->lcap ? 2 * b->lcap : 64 * plane;
+        while (lcap < b->len + plane)
+            lcap *= 2;
+        GROW(b->img, lcap);
+        if (with_img2)
+            GROW(b->img2, lcap);
+        if (with_lab)
+            GROW(b->lab, lcap);
+        b->lcap = lcap;
+    }
     return 0;
+}
+
+/* Cut slice s (window at u0, v0 of pw x ph) of the normalised volume(s) into b. */
+static mk_status push_slice(mk_ctx *ctx, growbuf *b, const int64_t *dim, int axis, int64_t s,
+                            int64_t u0, int64_t v0, int pw, int ph, const float *vol,
+                            const float *vol2, const int32_t *lv, float pad, float pad2)
+{
+    int u, v;
+    plane_axes(axis, &u, &v);
+    int64_t plane = (int64_t)pw * ph;
+    if (grow(b, plane, lv != NULL, vol2 != NULL) != 0)
+        return mk_err(ctx, MK_ERR_NOMEM, "data: out of memory for slices");
+    int64_t o = b->len;
+    mk_data_cut(vol, dim, axis, s, u0, v0, pw, ph, pad, b->img + o);
+    if (vol2) /* outside the volume: the paired image's own minimum, as for MRI */
+        mk_data_cut(vol2, dim, axis, s, u0, v0, pw, ph, pad2, b->img2 + o);
+    uint16_t present = 0;
+    if (lv) {
+        int32_t *q = b->lab + o;
+        for (int y = 0; y < ph; y++)
+            for (int x = 0; x < pw; x++) {
+                int64_t uu = u0 + x, vv = v0 + y;
+                int in = uu >= 0 && uu < dim[u] && vv >= 0 && vv < dim[v];
+                int32_t c = in ? lv[vox_index(dim, axis, s, uu, vv)] : 0;
+                q[y * pw + x] = c;
+                present |= (uint16_t)(c > 0 ? 1u << c : 0);
+            }
+    }
+    b->off[b->n] = o;
+    b->sw[b->n] = pw;
+    b->sh[b->n] = ph;
+    b->pad[b->n] = pad;
+    b->pad2[b->n] = pad2;
+    b->present[b->n] = present;
+    b->fg[b->n] = present != 0;
+    b->n++;
+    b->len += plane;
+    return MK_OK;
 }
 
 /* Cut every body slice of one volume into b; img2 (the paired image, on img's grid; may be
@@ -227,8 +478,9 @@ static mk_status add_volume(mk_ctx *ctx, const mk_data_params *p, const mk_image
         cls[val] = mk_data_class_of_value(p, val);
     int64_t nv = mk_image_nvox(img);
     const int64_t *dim = img->dim;
-    int axis = p->slice_axis, u, v, pw = p->patch[0] + 2 * p->crop_jitter,
-        ph = p->patch[1] + 2 * p->crop_jitter;
+    int centred = p->sampler == MK_SAMPLER_CENTRED;
+    int axis = mk_data_axis(p), u, v, jit = centred ? p->crop_jitter : 0;
+    int pw = p->patch[0] + 2 * jit, ph = p->patch[1] + 2 * jit;
     plane_axes(axis, &u, &v);
     float *vol = malloc((size_t)nv * sizeof *vol);
     float *vol2 = img2 ? malloc((size_t)nv * sizeof *vol2) : NULL;
@@ -266,10 +518,18 @@ static mk_status add_volume(mk_ctx *ctx, const mk_data_params *p, const mk_image
                     }
                 }
             }
-    int64_t plane = (int64_t)pw * ph;
+    /* random sampler: the whole body extent of the volume (the same window on every slice),
+     * centred on it when smaller than the patch */
+    int64_t eu = bmax[u] - bmin[u] + 1, ev = bmax[v] - bmin[v] + 1;
+    int ew = (int)(eu > pw ? eu : pw), eh = (int)(ev > ph ? ev : ph);
+    int64_t ru0 = bmin[u] - (ew - eu) / 2, rv0 = bmin[v] - (eh - ev) / 2;
     for (int64_t s = 0; st == MK_OK && bmax[0] >= 0 && s < dim[axis]; s++) {
         if (s < bmin[axis] || s > bmax[axis])
             continue; /* no body in this slice */
+        if (!centred) {
+            st = push_slice(ctx, b, dim, axis, s, ru0, rv0, ew, eh, vol, vol2, lv, pad, pad2);
+            continue;
+        }
         int64_t fu0 = INT64_MAX, fu1 = -1, fv0 = INT64_MAX, fv1 = -1;
         for (int64_t vv = 0; lv && vv < dim[v]; vv++)
             for (int64_t uu = 0; uu < dim[u]; uu++)
@@ -281,24 +541,7 @@ static mk_status add_volume(mk_ctx *ctx, const mk_data_params *p, const mk_image
                 }
         int64_t u0 = crop_start(dim[u], pw, (bmin[u] + bmax[u] + 1) / 2, fu0, fu1);
         int64_t v0 = crop_start(dim[v], ph, (bmin[v] + bmax[v] + 1) / 2, fv0, fv1);
-        if (grow(b, plane, lv != NULL, vol2 != NULL) != 0) {
-            st = mk_err(ctx, MK_ERR_NOMEM, "data: out of memory for slices");
-            break;
-        }
-        mk_data_cut(vol, dim, axis, s, u0, v0, pw, ph, pad, b->img + b->n * plane);
-        if (vol2) /* outside the volume: the paired image's own minimum, as for MRI */
-            mk_data_cut(vol2, dim, axis, s, u0, v0, pw, ph, pad2, b->img2 + b->n * plane);
-        if (lv) {
-            int32_t *o = b->lab + b->n * plane;
-            for (int y = 0; y < ph; y++)
-                for (int x = 0; x < pw; x++) {
-                    int64_t uu = u0 + x, vv = v0 + y;
-                    int in = uu >= 0 && uu < dim[u] && vv >= 0 && vv < dim[v];
-                    o[y * pw + x] = in ? lv[vox_index(dim, axis, s, uu, vv)] : 0;
-                }
-        }
-        b->fg[b->n] = fu1 >= 0;
-        b->n++;
+        st = push_slice(ctx, b, dim, axis, s, u0, v0, pw, ph, vol, vol2, lv, pad, pad2);
     }
     free(vol);
     free(vol2);
@@ -383,14 +626,14 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
     mk_status lst = mk_data_check_labels(ctx, p);
     if (lst != MK_OK)
         return lst;
-    if (p->slice_axis < 0 || p->slice_axis > 2 || p->patch[0] < 1 || p->patch[1] < 1 ||
+    if (p->slice_axis < 0 || p->slice_axis > 5 || p->patch[0] < 1 || p->patch[1] < 1 ||
         p->crop_jitter < 0 || p->crop_jitter > 4096)
         return mk_err(ctx, MK_ERR_INVALID,
                       "data: slice_axis %d / patch %dx%d / crop_jitter %d "
                       "out of range",
                       p->slice_axis, p->patch[0], p->patch[1], p->crop_jitter);
     mk_manifest *m = NULL;
-    mk_status st = mk_manifest_read(ctx, p->manifest, &m);
+    mk_status st = mk_data_manifest(ctx, p, &m);
     if (st != MK_OK)
         return st;
     int *rows = malloc((size_t)(m->nrows + 1) * sizeof *rows), nrows = 0;
@@ -439,40 +682,76 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
                         p->manifest, p->paired_column, modality);
     }
     growbuf b = {0};
+    double spmin[3] = {INFINITY, INFINITY, INFINITY}, spmax[3] = {0, 0, 0};
+    char code0[4] = "", code[4];
+    int mixed = 0;
     for (int i = 0; st == MK_OK && i < nrows; i++) {
         const mk_manifest_row *r = &m->rows[rows[i]];
-        mk_image *img = NULL, *lab = NULL, *img2 = NULL;
+        mk_image *img = NULL, *lab = NULL, *img2 = NULL, *w = NULL, *wl = NULL, *w2 = NULL;
         st = read_image(ctx, r->image_path, p->manifest, r->line, "image", &img);
         if (st == MK_OK && with_lab)
             st = read_image(ctx, r->label_path, p->manifest, r->line, "label", &lab);
         if (st == MK_OK && pcol >= 0)
             st = mk_data_read_paired(ctx, m, r, pcol, img, &img2);
+        char why[256];
+        if (st == MK_OK && lab && !mk_geom_grid_diff(img, lab, 1e-4, why, sizeof why))
+            st = mk_err(ctx, MK_ERR_GEOMETRY,
+                        "%s:%d: column label: %s: expected the image's grid (%s), got another: "
+                        "%s",
+                        p->manifest, r->line, r->label, r->image, why);
+        if (st == MK_OK) {
+            mk_geom_orient_code(&img->geom, code);
+            if (!code0[0])
+                memcpy(code0, code, 4);
+            mixed |= strcmp(code, code0) != 0;
+            st = mk_data_prepare(ctx, p, img, 0, &w);
+        }
         if (st == MK_OK && lab)
-            for (int a = 0; a < 3; a++)
-                if (lab->dim[a] != img->dim[a]) {
-                    st = mk_err(ctx, MK_ERR_GEOMETRY,
-                                "%s:%d: column label: %s: expected the "
-                                "image's grid %lldx%lldx%lld, got %lldx%lldx%lld",
-                                p->manifest, r->line, r->label, (long long)img->dim[0],
-                                (long long)img->dim[1], (long long)img->dim[2],
-                                (long long)lab->dim[0], (long long)lab->dim[1],
-                                (long long)lab->dim[2]);
-                    break;
-                }
+            st = mk_data_prepare(ctx, p, lab, 1, &wl);
+        if (st == MK_OK && img2)
+            st = mk_data_prepare(ctx, p, img2, 0, &w2);
+        if (st != MK_OK)
+            mk_err_prefix(ctx, "%s:%d: case %s", p->manifest, r->line, r->id);
+        for (int a = 0; st == MK_OK && a < 3; a++) {
+            spmin[a] = fmin(spmin[a], w->geom.spacing[a]);
+            spmax[a] = fmax(spmax[a], w->geom.spacing[a]);
+        }
         if (st == MK_OK)
-            st = add_volume(ctx, p, img, lab, img2, is_ct, &b);
+            st = add_volume(ctx, p, w, wl, w2, is_ct, &b);
         mk_image_free(img);
         mk_image_free(lab);
         mk_image_free(img2);
+        mk_image_free(w);
+        mk_image_free(wl);
+        mk_image_free(w2);
         out->volumes++;
     }
     mk_manifest_free(m);
     free(rows);
+    if (st == MK_OK && mixed && !anatomical(p))
+        MK_LOG_W(ctx,
+                 "data: the %s volumes of split '%s' have different orientations (%s and others) "
+                 "and data.slice_axis is a voxel axis: their slices are cut along different "
+                 "anatomical planes (use slice_axis = \"axial\", \"coronal\" or \"sagittal\")",
+                 modality, split, code0);
+    for (int a = 0; st == MK_OK && a < 3; a++)
+        if (!resamples(p) && spmax[a] > MK_DATA_SPACING_WARN * spmin[a]) {
+            MK_LOG_W(ctx,
+                     "data: the %s volumes of split '%s' differ in spacing along axis %d "
+                     "(%.3g to %.3g mm, more than x%.2g) and data.spacing is not set: they are "
+                     "sliced at their own scales (`pipeline plan` proposes a target spacing)",
+                     modality, split, a, spmin[a], spmax[a], MK_DATA_SPACING_WARN);
+            break;
+        }
     /* selection: every structure slice, plus empty_ratio empty slices per structure slice */
-    int cw = p->patch[0] + 2 * p->crop_jitter, ch = p->patch[1] + 2 * p->crop_jitter;
-    int64_t plane = (int64_t)cw * ch, nfg = 0, nempty = 0;
-    for (int64_t i = 0; i < b.n; i++)
+    int64_t nfg = 0, nempty = 0;
+    int cw = 0, ch = 0;
+    for (int64_t i = 0; i < b.n; i++) {
         nfg += b.fg[i];
+        cw = b.sw[i] > cw ? b.sw[i] : cw;
+        ch = b.sh[i] > ch ? b.sh[i] : ch;
+    }
+    int64_t plane = (int64_t)cw * ch;
     nempty = b.n - nfg;
     int64_t keep_empty = with_lab ? (int64_t)llround(p->empty_ratio * (double)nfg) : nempty;
     if (keep_empty > nempty || (with_lab && nfg == 0))
@@ -484,6 +763,7 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
     int64_t *emp = st == MK_OK ? malloc((size_t)(nempty + 1) * sizeof *emp) : NULL;
     if (st == MK_OK && (!keep || !emp))
         st = mk_err(ctx, MK_ERR_NOMEM, "data: out of memory");
+    int random = p->sampler != MK_SAMPLER_CENTRED;
     if (st == MK_OK) {
         int64_t ne = 0;
         for (int64_t i = 0; i < b.n; i++) {
@@ -498,19 +778,54 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
         for (int64_t i = 0; i < keep_empty; i++)
             keep[emp[i]] = 1;
         int64_t n = nfg + keep_empty, o = 0;
-        out->img = malloc((size_t)(n * plane) * sizeof *out->img);
-        out->lab = with_lab ? malloc((size_t)(n * plane) * sizeof *out->lab) : NULL;
-        out->img2 = pcol >= 0 ? malloc((size_t)(n * plane) * sizeof *out->img2) : NULL;
-        if (!out->img || (with_lab && !out->lab) || (pcol >= 0 && !out->img2))
-            st = mk_err(ctx, MK_ERR_NOMEM, "data: out of memory");
+        if (plane > 0 && (double)n * (double)plane * 12.0 > 64.0 * 1024 * 1024 * 1024)
+            st = mk_err(ctx, MK_ERR_NOMEM,
+                        "data: %lld training slices of %dx%d would need more than 64 GiB (set "
+                        "data.spacing to a coarser target spacing)",
+                        (long long)n, cw, ch);
+        if (st == MK_OK) {
+            out->img = malloc((size_t)(n * plane) * sizeof *out->img);
+            out->lab = with_lab ? malloc((size_t)(n * plane) * sizeof *out->lab) : NULL;
+            out->img2 = pcol >= 0 ? malloc((size_t)(n * plane) * sizeof *out->img2) : NULL;
+            if (random) {
+                out->ew = malloc((size_t)(n + 1) * sizeof *out->ew);
+                out->eh = malloc((size_t)(n + 1) * sizeof *out->eh);
+                out->present = malloc((size_t)(n + 1) * sizeof *out->present);
+            }
+            if (!out->img || (with_lab && !out->lab) || (pcol >= 0 && !out->img2) ||
+                (random && (!out->ew || !out->eh || !out->present)))
+                st = mk_err(ctx, MK_ERR_NOMEM, "data: out of memory");
+        }
+        uint16_t all = 0;
         for (int64_t i = 0; st == MK_OK && i < b.n; i++) {
             if (!keep[i])
                 continue;
-            memcpy(out->img + o * plane, b.img + i * plane, (size_t)plane * sizeof(float));
-            if (with_lab)
-                memcpy(out->lab + o * plane, b.lab + i * plane, (size_t)plane * sizeof(int32_t));
-            if (out->img2)
-                memcpy(out->img2 + o * plane, b.img2 + i * plane, (size_t)plane * sizeof(float));
+            /* slice i at the canvas' top-left corner, padding to its right and below */
+            int sw = b.sw[i], sh = b.sh[i];
+            for (int y = 0; y < ch; y++) {
+                float *di = out->img + o * plane + (int64_t)y * cw;
+                const float *si = b.img + b.off[i] + (int64_t)y * sw;
+                for (int x = 0; x < cw; x++)
+                    di[x] = y < sh && x < sw ? si[x] : b.pad[i];
+                if (with_lab) {
+                    int32_t *dl = out->lab + o * plane + (int64_t)y * cw;
+                    const int32_t *sl = b.lab + b.off[i] + (int64_t)y * sw;
+                    for (int x = 0; x < cw; x++)
+                        dl[x] = y < sh && x < sw ? sl[x] : 0;
+                }
+                if (out->img2) {
+                    float *d2 = out->img2 + o * plane + (int64_t)y * cw;
+                    const float *s2 = b.img2 + b.off[i] + (int64_t)y * sw;
+                    for (int x = 0; x < cw; x++)
+                        d2[x] = y < sh && x < sw ? s2[x] : b.pad2[i];
+                }
+            }
+            if (random) {
+                out->ew[o] = sw;
+                out->eh[o] = sh;
+                out->present[o] = b.present[i];
+            }
+            all |= b.present[i];
             o++;
         }
         out->n = n;
@@ -519,13 +834,20 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
         out->ch = ch;
         out->cw = cw;
         out->n_fg = with_lab ? nfg : 0;
+        out->random = random;
+        out->fg_share = p->foreground_share;
+        char nb[48];
+        for (int c = 1; st == MK_OK && with_lab && c < p->classes; c++)
+            if (!(all & (1u << c)))
+                MK_LOG_W(ctx,
+                         "data: no %s training slice of split '%s' holds structure %s (label "
+                         "%d): the network cannot learn it",
+                         modality, split, mk_data_class_name(p, c, nb, sizeof nb),
+                         mk_data_value_of_class(p, c));
     }
     free(keep);
     free(emp);
-    free(b.img);
-    free(b.img2);
-    free(b.lab);
-    free(b.fg);
+    growbuf_free(&b);
     if (st != MK_OK) {
         int vols = out->volumes;
         mk_slices_free(out);

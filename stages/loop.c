@@ -128,17 +128,67 @@ int mk_loop_add_stream(mk_loop *L, const char *name, mk_slices *s, uint64_t rng_
     return L->nstream++;
 }
 
+/* A random voxel of class c in slice i's body extent: its position (x, y) (slices.present[i]
+ * says c is there). */
+static void pick_voxel(const mk_slices *s, int64_t i, int c, mk_rng *r, int *px, int *py)
+{
+    const int32_t *lab = s->lab + i * (int64_t)s->cw * s->ch;
+    int64_t cnt = 0;
+    for (int y = 0; y < s->eh[i]; y++)
+        for (int x = 0; x < s->ew[i]; x++)
+            cnt += lab[(int64_t)y * s->cw + x] == c;
+    int64_t k = cnt > 0 ? (int64_t)mk_rng_below(r, (uint64_t)cnt) : 0;
+    *px = 0;
+    *py = 0;
+    for (int y = 0; y < s->eh[i]; y++)
+        for (int x = 0; x < s->ew[i]; x++)
+            if (lab[(int64_t)y * s->cw + x] == c && k-- == 0) {
+                *px = x;
+                *py = y;
+                return;
+            }
+}
+
+static int clampi(int x, int lo, int hi)
+{
+    return x < lo ? lo : x > hi ? hi : x;
+}
+
 void mk_loop_batch(mk_loop *L, int stream, int batch, mk_tensor *x, int32_t *y, mk_tensor *x2)
 {
     const mk_slices *s = &L->stream[stream].s;
     mk_rng *r = &L->stream[stream].rng;
     int64_t plane = (int64_t)s->h * s->w;
+    /* sampler random: the last round(batch x fg_share) samples are centred on a structure voxel
+     * (nnU-Net's rule), drawn from the slices that hold one */
+    int nforced = s->random && s->lab && s->n_fg > 0 ? (int)lround(batch * s->fg_share) : 0;
     for (int b = 0; b < batch; b++) {
-        int64_t i = (int64_t)mk_rng_below(r, (uint64_t)s->n);
+        int64_t i;
         int ox = 0, oy = 0;
-        if (s->cw > s->w || s->ch > s->h) { /* random crop (no extra draws without jitter) */
-            ox = (int)mk_rng_below(r, (uint64_t)(s->cw - s->w + 1));
-            oy = (int)mk_rng_below(r, (uint64_t)(s->ch - s->h + 1));
+        if (!s->random) {
+            i = (int64_t)mk_rng_below(r, (uint64_t)s->n);
+            if (s->cw > s->w || s->ch > s->h) { /* random crop (no extra draws without jitter) */
+                ox = (int)mk_rng_below(r, (uint64_t)(s->cw - s->w + 1));
+                oy = (int)mk_rng_below(r, (uint64_t)(s->ch - s->h + 1));
+            }
+        } else if (b >= batch - nforced) {
+            /* the k-th slice holding a structure, then one of its classes, then one voxel */
+            int64_t k = (int64_t)mk_rng_below(r, (uint64_t)s->n_fg);
+            for (i = 0; i < s->n; i++)
+                if (s->present[i] && k-- == 0)
+                    break;
+            int cls[MK_MAX_CLASSES], nc = 0;
+            for (int c = 1; c < MK_MAX_CLASSES; c++)
+                if (s->present[i] & (1u << c))
+                    cls[nc++] = c;
+            int c = cls[mk_rng_below(r, (uint64_t)nc)], px, py;
+            pick_voxel(s, i, c, r, &px, &py);
+            ox = clampi(px - s->w / 2, 0, s->ew[i] - s->w);
+            oy = clampi(py - s->h / 2, 0, s->eh[i] - s->h);
+        } else {
+            i = (int64_t)mk_rng_below(r, (uint64_t)s->n);
+            ox = (int)mk_rng_below(r, (uint64_t)(s->ew[i] - s->w + 1));
+            oy = (int)mk_rng_below(r, (uint64_t)(s->eh[i] - s->h + 1));
         }
         mk_slices_crop(s, i, ox, oy, x->data + b * plane, s->lab && y ? y + b * plane : NULL,
                        x2 && x2->data ? x2->data + b * plane : NULL);

@@ -60,9 +60,24 @@ typedef struct mk_data_params {
     const char *mri_modality; /* manifest modality of MRI ("MR") */
     double ct_window[2];      /* HU window mapped to [-1, 1] */
     mk_mri_norm mri_norm;
-    int slice_axis; /* 0 = i, 1 = j, 2 = k */
-    int patch[2];   /* patch size along the two in-plane voxel axes (lower axis first) */
-    int label;      /* label value of the structure (classes == 2, nlabels == 0) */
+    int slice_axis;          /* data.slice_axis: 0 = i, 1 = j, 2 = k (voxel axes of the volume as
+                                stored), 3 = axial, 4 = coronal, 5 = sagittal (anatomical: every volume
+                                is first reoriented to `orientation`); mk_data_axis gives the voxel axis */
+    const char *orientation; /* three-letter code (RAS, LPS, ...) volumes are reoriented to before
+                                anatomical slicing (borrowed) */
+    double spacing[3];       /* target spacing in mm along the (reoriented) voxel axes; 0 keeps
+                                an axis' own spacing; images linear, labels nearest */
+    const char *case_table;  /* optional CSV (id, then any of modality, domain, split) overriding
+                                those fields of the manifest's rows by id (borrowed; NULL: none) */
+    double val_fraction;     /* share of the labelled train rows of each modality held out as
+                                split "val" (seeded with split_seed) when no row is in "val" */
+    int split_seed;
+    int sampler; /* 0 random: patches at random positions of whole slices, the share
+                    foreground_share of each batch centred on a structure voxel; 1
+                    centred: the fixed crop around the body and structure (+ jitter) */
+    double foreground_share;
+    int patch[2]; /* patch size along the two in-plane voxel axes (lower axis first) */
+    int label;    /* label value of the structure (classes == 2, nlabels == 0) */
     /* Classes and label mapping (multi-class segmentation). classes counts the background
      * (default 2, at most MK_MAX_CLASSES). nlabels == 0: class 1 is `label` when classes == 2,
      * else class c is label value c (c = 1..classes-1). nlabels > 0 (must be classes - 1):
@@ -96,6 +111,34 @@ typedef struct mk_data_params {
 
 void mk_data_defaults(mk_data_params *p);
 
+#define MK_SAMPLER_RANDOM 0
+#define MK_SAMPLER_CENTRED 1
+/* Cases whose spacing differs by more than this factor on an axis, without a target spacing,
+ * get a warning (they are sliced as they are, at their own scales). */
+#define MK_DATA_SPACING_WARN 1.5
+
+/* The voxel axis slices are cut across in a volume prepared by mk_data_prepare (0..2). */
+int mk_data_axis(const mk_data_params *p);
+/* 1 when p asks volumes to be reoriented (anatomical slice axis) or resampled (a spacing). */
+int mk_data_transforms(const mk_data_params *p);
+/* The volume training and inference work on: `img` reoriented to p->orientation (anatomical
+ * slice axes only; exact, no interpolation) and resampled to p->spacing (when set; labels with
+ * is_label: nearest, else linear). *out is a new image (a copy when nothing changes). */
+mk_status mk_data_prepare(mk_ctx *ctx, const mk_data_params *p, const mk_image *img, int is_label,
+                          mk_image **out);
+/* The inverse for a label map predicted on mk_data_prepare(orig): back onto orig's exact grid
+ * (dims, geometry, NIfTI meta): nearest resampling when p resamples, then the exact inverse
+ * permutation/flip. *out new. */
+mk_status mk_data_restore(mk_ctx *ctx, const mk_data_params *p, const mk_image *work,
+                          const mk_image *orig, mk_image **out);
+
+/* The manifest of p: a CSV file, an nnU-Net v2 or MSD dataset folder or its dataset.json
+ * (mk_manifest_import_nnunet), with p->case_table applied and, when no row is in split "val",
+ * round(val_fraction x n) of each modality's labelled train rows (at least 1 when n >= 2 and
+ * val_fraction > 0) moved to "val", chosen with split_seed (the same rows for every stage and
+ * check). Ownership: *out new, mk_manifest_free. */
+mk_status mk_data_manifest(mk_ctx *ctx, const mk_data_params *p, mk_manifest **out);
+
 /* The class/label mapping of mk_data_params (classes, nlabels, label_values, label_names).
  * mk_data_check_labels: MK_ERR_INVALID naming the field when classes is outside
  * 2..MK_MAX_CLASSES, nlabels is neither 0 nor classes - 1, a value is outside 1..255 or the
@@ -122,6 +165,15 @@ typedef struct mk_slices {
     float *img2;  /* n*ch*cw paired images (mk_data_params.paired_column), owned; else NULL */
     int64_t n_fg; /* slices that contain a structure (any class >= 1) */
     int volumes;  /* volumes read */
+    /* sampler random (mk_data_params.sampler): slice i's body extent is its ew[i] x eh[i]
+     * top-left part of the canvas (>= the patch; the rest is padding), present[i] has bit c set
+     * when class c appears in it; batches take patches at random positions of it, the share
+     * fg_share of each batch centred on a random voxel of a random class present. NULL with the
+     * centred sampler (owned). */
+    int random;
+    double fg_share;
+    int32_t *ew, *eh;
+    uint16_t *present;
 } mk_slices;
 
 /* The paired image of manifest row `row` (extra column `col` of m, mk_manifest_extra_index),

@@ -12,18 +12,44 @@ typedef mk_stage_common C;
 
 static const mk_param_row DATA_ROWS[] = {
     MK_P_PATH(C, data.manifest, "manifest", MK_PARAM_REQUIRED | MK_PARAM_MUST_EXIST,
-              "CSV manifest (id, modality, image, label, split, domain) or nnU-Net dataset folder"),
+              "CSV manifest (id, modality, image, label, split, domain), or an nnU-Net v2 / MSD "
+              "dataset folder or its dataset.json"),
     MK_P_STR(C, data.ct_modality, "ct_modality", "CT", "manifest modality of the CT images"),
     MK_P_STR(C, data.mri_modality, "mri_modality", "MR", "manifest modality of the MRI images"),
     MK_P_DOUBLES(C, data.ct_window, 2, "ct_window", "[-200.0, 300.0]", -3000, 10000,
                  "CT intensity window in HU [low, high], mapped to [-1, 1]"),
     MK_P_CHOICE(C, data.mri_norm, "mri_norm", "zscore", "zscore|minmax",
                 "MRI intensity normalisation per volume"),
-    MK_P_CHOICE(C, data.slice_axis, "slice_axis", "k", "i|j|k",
-                "voxel axis across which 2D slices are taken for training"),
+    MK_P_CHOICE(C, data.slice_axis, "slice_axis", "axial", "i|j|k|axial|coronal|sagittal",
+                "2D slices are cut across this axis: axial, coronal or sagittal (every volume "
+                "reoriented to data.orientation first), or a voxel axis i, j, k of the volumes "
+                "as stored (no reorientation)"),
+    MK_P_STR(C, data.orientation, "orientation", "RAS",
+             "orientation code volumes are reoriented to before anatomical slicing (exact "
+             "permutation and flips of the voxel axes; masks are written back on each input's "
+             "own grid)"),
+    MK_P_DOUBLES(C, data.spacing, 3, "spacing", "[0.0, 0.0, 0.0]", 0, 100,
+                 "target voxel spacing in mm along the (reoriented) axes; 0 keeps an axis' own "
+                 "spacing (images linear, labels per-label linear; predictions are resampled "
+                 "back to each input's grid)"),
+    MK_P_PATH(C, data.case_table, "case_table", 0,
+              "optional CSV with column id and any of modality, domain, split: overrides those "
+              "fields of the manifest's rows by case id (e.g. the modality of nnU-Net channels)"),
+    MK_P_DOUBLE(C, data.val_fraction, "val_fraction", "0.2", 0, 0.9,
+                "share of each modality's labelled training cases held out as the validation "
+                "split (seeded with split_seed) when the manifest puts no case in split val"),
+    MK_P_INT(C, data.split_seed, "split_seed", "12345", 0, 2147483647,
+             "seed of the validation hold-out (independent of run.seed)"),
+    MK_P_CHOICE(C, data.sampler, "sampler", "random", "random|centred",
+                "training patches: random positions on whole slices with foreground "
+                "oversampling (nnU-Net), or the fixed crop centred on the body and the "
+                "structure (with crop_jitter; the protocol of the phantom studies)"),
+    MK_P_DOUBLE(C, data.foreground_share, "foreground_share", "0.33", 0, 1,
+                "sampler random: share of each batch centred on a voxel of a structure (a "
+                "random structure present in the slice)"),
     MK_P_INT(C, data.crop_jitter, "crop_jitter", "0", 0, 4096,
-             "training augmentation: each batch crops the patch at a random offset of up to 2 x "
-             "this many voxels per axis from a slice kept this much larger on each side (0: fixed "
+             "sampler centred: each batch crops the patch at a random offset of up to 2 x this "
+             "many voxels per axis from a slice kept this much larger on each side (0: fixed "
              "centred crop)"),
     MK_P_DOUBLE(C, data.empty_ratio, "empty_ratio", "1.0", 0, 1e4,
                 "training slices without the structure kept per slice with it (labelled CT and "

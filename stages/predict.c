@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/mk_resample.h"
 #include "stage_internal.h"
 
 /* window starts covering [0, d) with windows of size p and stride p/2 (last one flush with the
@@ -80,7 +81,7 @@ static mk_status predict(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *c
         return mk_err(ctx, MK_ERR_INVALID,
                       "predict: expected a 2D U-Net with 1 input channel and "
                       ">= 2 classes");
-    if (p->slice_axis < 0 || p->slice_axis > 2)
+    if (p->slice_axis < 0 || p->slice_axis > 5)
         return mk_err(ctx, MK_ERR_INVALID, "predict: slice_axis %d out of range", p->slice_axis);
     mk_status lst = mk_data_check_labels(ctx, p);
     if (lst != MK_OK)
@@ -90,10 +91,7 @@ static mk_status predict(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *c
                       "predict: the network has %d classes, the label "
                       "mapping %d (data.classes / data.labels and model.classes must agree)",
                       cfg->classes, p->classes);
-    uint8_t value[MK_MAX_CLASSES]; /* mask value of each class */
-    for (int c = 0; c < cfg->classes; c++)
-        value[c] = (uint8_t)mk_data_value_of_class(p, c);
-    int div = 1 << (cfg->levels - 1), pw = p->patch[0], ph = p->patch[1], C = cfg->classes;
+    int div = 1 << (cfg->levels - 1), pw = p->patch[0], ph = p->patch[1];
     if (pw < 1 || ph < 1 || pw % div || ph % div)
         return mk_err(ctx, MK_ERR_INVALID, "predict: patch %dx%d must be a multiple of %d", pw, ph,
                       div);
@@ -122,8 +120,51 @@ static mk_status predict(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *c
             return mk_err_prefix(ctx, "predict: generator");
         }
     }
+    mk_image *work = NULL, *mw = NULL, *vw = NULL;
+    st = mk_data_prepare(ctx, p, ct, 0, &work);
+    if (st == MK_OK)
+        st = mk__predict_net(ctx, net, gen, work, is_ct, p, threads, &mw, via_out ? &vw : NULL);
+    mk_unet_free(net);
+    mk_translator_free(gen);
+    if (st == MK_OK)
+        st = mk_data_restore(ctx, p, mw, ct, mask_out);
+    if (st == MK_OK && vw) {
+        /* the pseudo-MRI back on the CT's grid (linear when resampled) */
+        int rs = p->spacing[0] > 0 || p->spacing[1] > 0 || p->spacing[2] > 0;
+        st = rs ? mk_resample_like(ctx, vw, ct, MK_INTERP_LINEAR, via_out)
+                : mk_reorient_to(ctx, vw, ct, via_out);
+        if (st == MK_OK)
+            snprintf((*via_out)->descrip, sizeof(*via_out)->descrip, "%s", vw->descrip);
+    }
+    mk_image_free(work);
+    mk_image_free(mw);
+    mk_image_free(vw);
+    if (st != MK_OK) {
+        mk_image_free(*mask_out);
+        *mask_out = NULL;
+        if (via_out) {
+            mk_image_free(*via_out);
+            *via_out = NULL;
+        }
+    }
+    return st;
+}
+
+mk_status mk__predict_net(mk_ctx *ctx, mk_unet *net, mk_translator *gen, const mk_image *ct,
+                          int is_ct, const mk_data_params *p, int threads, mk_image **mask_out,
+                          mk_image **via_out)
+{
+    *mask_out = NULL;
+    if (via_out)
+        *via_out = NULL;
+    const mk_unet_cfg *cfg = mk_unet_config(net);
+    uint8_t value[MK_MAX_CLASSES]; /* mask value of each class */
+    for (int c = 0; c < cfg->classes; c++)
+        value[c] = (uint8_t)mk_data_value_of_class(p, c);
+    int pw = p->patch[0], ph = p->patch[1], C = cfg->classes;
+    mk_status st = MK_OK;
     const int64_t *dim = ct->dim;
-    int axis = p->slice_axis, u = axis == 0 ? 1 : 0, v = axis == 2 ? 1 : 2;
+    int axis = mk_data_axis(p), u = axis == 0 ? 1 : 0, v = axis == 2 ? 1 : 2;
     int64_t nv = mk_image_nvox(ct), du = dim[u], dv = dim[v], us[1024], vs[1024];
     int nu = window_starts(du, pw, us, 1024), nvw = window_starts(dv, ph, vs, 1024);
     int nwin = nu * nvw;
@@ -212,8 +253,6 @@ static mk_status predict(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *c
     free(cnt);
     mk_tensor_free(&x);
     mk_nn_graph_free(g);
-    mk_unet_free(net);
-    mk_translator_free(gen);
     if (st != MK_OK) {
         mk_image_free(mask);
         mk_image_free(via);

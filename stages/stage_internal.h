@@ -80,4 +80,11 @@ mk_status mk__load_data(struct mk_loop *L, const mk_data_params *d, const char *
 /* splitmix64 of seed and a stream number: independent seeds for each network and data stream */
 uint64_t mk__seed(uint64_t seed, uint64_t stream);
 
+/* Slice-wise sliding-window segmentation with a loaded network (and generator, may be NULL) of
+ * a volume already prepared (mk_data_prepare): the mask on that volume's grid (label values),
+ * and with gen and via_out the generator's output. Caller owns both. */
+mk_status mk__predict_net(mk_ctx *ctx, mk_unet *net, mk_translator *gen, const mk_image *vol,
+                          int is_ct, const mk_data_params *p, int threads, mk_image **mask_out,
+                          mk_image **via_out);
+
 #endif

@@ -25,6 +25,16 @@
 #include "stages/mk_evaluate.h"
 #include "stages/mk_stages.h"
 
+/* These tests pin the voxel-axis slicing, the centred crop and no hold-out (the data layout
+ * they check by hand); the random sampler, anatomical slicing and the hold-out have their own
+ * tests (tests/test_data_geometry.c). */
+static void legacy_data(mk_data_params *p)
+{
+    p->slice_axis = 2;
+    p->sampler = MK_SAMPLER_CENTRED;
+    p->val_fraction = 0; /* no validation hold-out from the train rows */
+}
+
 static char g_tmp[512];
 
 static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
@@ -83,6 +93,7 @@ static void test_label_helpers(void **state)
     mk_ctx_init(&ctx);
     mk_data_params p;
     mk_data_defaults(&p);
+    legacy_data(&p);
     char buf[32];
     /* defaults: two classes, class 1 is `label` */
     assert_int_equal(p.classes, 2);
@@ -145,6 +156,7 @@ static void test_label_helpers(void **state)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         mk_data_defaults(&p);
+        legacy_data(&p);
         p.classes = bad[i].classes;
         p.nlabels = bad[i].nlabels;
         p.label_values[0] = bad[i].v0;
@@ -226,6 +238,7 @@ static void test_data_classes(void **state)
     write_hand(dir, man, sizeof man);
     mk_data_params p;
     mk_data_defaults(&p);
+    legacy_data(&p);
     p.manifest = man;
     p.patch[0] = 12; /* the whole slice: the crop is the identity */
     p.patch[1] = 10;
@@ -280,6 +293,7 @@ static void test_data_classes(void **state)
     /* two classes, label 3: class 1 where the value is 3, exactly as before */
     mk_data_params q;
     mk_data_defaults(&q);
+    legacy_data(&q);
     q.manifest = man;
     q.patch[0] = 12;
     q.patch[1] = 10;
@@ -417,6 +431,7 @@ static void test_predict_argmax(void **state)
     mk_image *ct = pattern_ct();
     mk_data_params p;
     mk_data_defaults(&p);
+    legacy_data(&p);
     int v[3] = {2, 5, 9};
     set_mapping(&p, 3, v, NULL);
     uint8_t fwd[240];

@@ -27,6 +27,16 @@
 #include "stages/mk_stages.h"
 #include "stages/stage_internal.h"
 
+/* These tests pin the voxel-axis slicing, the centred crop and no hold-out (the data layout
+ * they check by hand); the random sampler, anatomical slicing and the hold-out have their own
+ * tests (tests/test_data_geometry.c). */
+static void legacy_data(mk_data_params *p)
+{
+    p->slice_axis = 2;
+    p->sampler = MK_SAMPLER_CENTRED;
+    p->val_fraction = 0; /* no validation hold-out from the train rows */
+}
+
 static char g_tmp[512];
 static char g_phantoms[600];
 
@@ -136,6 +146,7 @@ static void test_data_hand_volume(void **state)
 
     mk_data_params p;
     mk_data_defaults(&p);
+    legacy_data(&p);
     p.manifest = man;
     p.patch[0] = 8; /* along i */
     p.patch[1] = 4; /* along j */
@@ -257,6 +268,7 @@ static void test_data_paired_column(void **state)
     snprintf(small, sizeof small, "%s/small.nii.gz", dir);
     mk_data_params p;
     mk_data_defaults(&p);
+    legacy_data(&p);
     p.manifest = man;
     p.patch[0] = 8;
     p.patch[1] = 4;
@@ -415,6 +427,7 @@ static void small_setup(mk_stage_common *c, mk_translate_params *tp, mk_cmedl_pa
     c->seed = 3;
     c->threads = 1;
     c->data.manifest = man;
+    legacy_data(&c->data);
     c->data.patch[0] = c->data.patch[1] = 16;
     c->unet.base = 4;
     c->log_every = 1000;
@@ -1107,6 +1120,7 @@ static void test_unlabelled_rest(void **state)
     mk_ctx_init(&ctx);
     mk_data_params p;
     mk_data_defaults(&p);
+    legacy_data(&p);
     p.manifest = man;
     p.patch[0] = p.patch[1] = 8;
     mk_slices s;
