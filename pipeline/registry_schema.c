@@ -51,7 +51,12 @@ static const mk_cfg_key SYNTH_KEYS[] = {
 };
 
 static const mk_cfg_key EVALUATE_KEYS[] = {
-    {"split", MK_CFG_STRING, "\"test\"", NR, NULL, 0, "manifest split to evaluate"},
+    {"split", MK_CFG_STRING, "\"auto\"", NR, "auto|test|val|train", 0,
+     "manifest split to evaluate (auto: test when it has labelled cases of the evaluated "
+     "modality, else the validation split)"},
+    {"model", MK_CFG_STRING, "\"best\"", NR, "best|last", 0,
+     "which network of a validated training stage is evaluated: the best validation score "
+     "(models/<model>_best.h5, when validation ran) or the last"},
     {"tolerance_mm", MK_CFG_FLOAT, "1.0", 0, 1e4, NULL, 0, "surface Dice tolerance in mm"},
     {"convention", MK_CFG_STRING, "\"deepmind\"", NR, "deepmind|medpy", 0,
      "surface-distance convention (see docs/metrics.md)"},

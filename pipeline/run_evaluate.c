@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../core/mk_fs.h"
 #include "../stages/mk_evaluate.h"
 #include "mk_run_stages.h"
 
@@ -48,6 +49,18 @@ mk_status mk_run_evaluate(mk_run_env *env)
                 continue;
             memset(&models[n], 0, sizeof models[n]);
             snprintf(paths[n], sizeof paths[n], "%s/%s", env->run_dir, out->file);
+            /* the validated network's best copy (mk_method.val_net, outputs[0]) */
+            if (o == 0 && s->method->val_net &&
+                !strcmp(mk_cfg_str(cfg, "evaluate.model"), "best")) {
+                char best[4200];
+                size_t len = strlen(paths[n]);
+                if (len > 3 && !strcmp(paths[n] + len - 3, ".h5"))
+                    snprintf(best, sizeof best, "%.*s_best.h5", (int)(len - 3), paths[n]);
+                if (len > 3 && mk_fs_is_file(best)) {
+                    MK_LOG_I(ctx, "evaluate %s: the best validated network, %s", out->name, best);
+                    snprintf(paths[n], sizeof paths[n], "%s", best);
+                }
+            }
             models[n].name = out->name;
             models[n].model_h5 = paths[n];
             models[n].input_column = out->column;

@@ -549,6 +549,68 @@ static mk_status add_volume(mk_ctx *ctx, const mk_data_params *p, const mk_image
     return st;
 }
 
+/* A random voxel of class c in slice i's body extent: its position (x, y) (slices.present[i]
+ * says c is there). */
+static void pick_voxel(const mk_slices *s, int64_t i, int c, mk_rng *r, int *px, int *py)
+{
+    const int32_t *lab = s->lab + i * (int64_t)s->cw * s->ch;
+    int64_t cnt = 0;
+    for (int y = 0; y < s->eh[i]; y++)
+        for (int x = 0; x < s->ew[i]; x++)
+            cnt += lab[(int64_t)y * s->cw + x] == c;
+    int64_t k = cnt > 0 ? (int64_t)mk_rng_below(r, (uint64_t)cnt) : 0;
+    *px = 0;
+    *py = 0;
+    for (int y = 0; y < s->eh[i]; y++)
+        for (int x = 0; x < s->ew[i]; x++)
+            if (lab[(int64_t)y * s->cw + x] == c && k-- == 0) {
+                *px = x;
+                *py = y;
+                return;
+            }
+}
+
+static int clampi(int x, int lo, int hi)
+{
+    return x < lo ? lo : x > hi ? hi : x;
+}
+
+void mk_slices_sample(const mk_slices *s, mk_rng *r, int b, int batch, float *x, int32_t *y,
+                      float *x2)
+{
+    int64_t i;
+    int ox = 0, oy = 0;
+    /* sampler random: the last round(batch x fg_share) samples of a batch are centred on a
+     * structure voxel (nnU-Net's rule), drawn from the slices that hold one */
+    int nforced = s->random && s->lab && s->n_fg > 0 ? (int)lround(batch * s->fg_share) : 0;
+    if (!s->random) {
+        i = (int64_t)mk_rng_below(r, (uint64_t)s->n);
+        if (s->cw > s->w || s->ch > s->h) { /* random crop (no extra draws without jitter) */
+            ox = (int)mk_rng_below(r, (uint64_t)(s->cw - s->w + 1));
+            oy = (int)mk_rng_below(r, (uint64_t)(s->ch - s->h + 1));
+        }
+    } else if (b >= batch - nforced) {
+        /* the k-th slice holding a structure, then one of its classes, then one voxel */
+        int64_t k = (int64_t)mk_rng_below(r, (uint64_t)s->n_fg);
+        for (i = 0; i < s->n - 1; i++)
+            if (s->present[i] && k-- == 0)
+                break;
+        int cls[MK_MAX_CLASSES], nc = 0;
+        for (int c = 1; c < MK_MAX_CLASSES; c++)
+            if (s->present[i] & (1u << c))
+                cls[nc++] = c;
+        int c = nc > 0 ? cls[mk_rng_below(r, (uint64_t)nc)] : 1, px, py;
+        pick_voxel(s, i, c, r, &px, &py);
+        ox = clampi(px - s->w / 2, 0, s->ew[i] - s->w);
+        oy = clampi(py - s->h / 2, 0, s->eh[i] - s->h);
+    } else {
+        i = (int64_t)mk_rng_below(r, (uint64_t)s->n);
+        ox = (int)mk_rng_below(r, (uint64_t)(s->ew[i] - s->w + 1));
+        oy = (int)mk_rng_below(r, (uint64_t)(s->eh[i] - s->h + 1));
+    }
+    mk_slices_crop(s, i, ox, oy, x, y, x2);
+}
+
 void mk_slices_crop(const mk_slices *s, int64_t i, int ox, int oy, float *x, int32_t *y, float *x2)
 {
     MK_ASSERT(ox >= 0 && oy >= 0 && ox + s->w <= s->cw && oy + s->h <= s->ch && i >= 0 && i < s->n);

@@ -41,6 +41,7 @@ static mk_status eval_model(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
     /* the rows it segments: its modality's (normalised as CT when that is the CT modality) */
     const char *mod = model->modality ? model->modality : dp->ct_modality;
     int is_ct = strcmp(mod, dp->ct_modality) == 0;
+    const char *split = mk_eval_split(m, mod, ep->split);
     mk_status st = MK_OK;
     char dir[4200], path[4400];
     snprintf(dir, sizeof dir, "%s/masks/%s", c->run_dir, model->name);
@@ -48,11 +49,16 @@ static mk_status eval_model(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
         return st;
     int total = 0;
     for (int r = 0; r < m->nrows; r++)
-        if (!strcmp(m->rows[r].modality, mod) && !strcmp(m->rows[r].split, ep->split))
+        if (!strcmp(m->rows[r].modality, mod) && !strcmp(m->rows[r].split, split))
             total++;
     if (total == 0)
         return mk_err(ctx, MK_ERR_NOT_FOUND, "%s: no %s rows in split '%s' to evaluate", m->source,
-                      mod, ep->split);
+                      mod, split);
+    if (strcmp(split, ep->split))
+        MK_LOG_I(ctx,
+                 "evaluate %s: split '%s' (evaluate.split = \"%s\": the test split has no "
+                 "labelled %s case)",
+                 model->name, split, ep->split, mod);
     /* every structure of the label mapping, in class order (ascending label values) */
     int L = mk_data_nstructures(dp), values[MK_MAX_CLASSES];
     rep->cases = calloc((size_t)total, sizeof *rep->cases);
@@ -85,7 +91,7 @@ static mk_status eval_model(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
     snprintf(what, sizeof what, "evaluate %s", model->name);
     for (int r = 0; r < m->nrows && st == MK_OK; r++) {
         const mk_manifest_row *row = &m->rows[r];
-        if (strcmp(row->modality, mod) || strcmp(row->split, ep->split))
+        if (strcmp(row->modality, mod) || strcmp(row->split, split))
             continue;
         if (!row->label_path) {
             st = mk_err(ctx, MK_ERR_FORMAT,
@@ -170,6 +176,17 @@ static mk_status eval_model(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
     return st;
 }
 
+const char *mk_eval_split(const mk_manifest *m, const char *modality, const char *split)
+{
+    if (strcmp(split, "auto"))
+        return split;
+    for (int r = 0; r < m->nrows; r++)
+        if (!strcmp(m->rows[r].split, "test") && !strcmp(m->rows[r].modality, modality) &&
+            m->rows[r].label_path)
+            return "test";
+    return "val";
+}
+
 mk_status mk_stage_evaluate(mk_ctx *ctx, const mk_stage_common *c, const mk_eval_stage_params *ep,
                             const mk_eval_model *models, int n, mk_eval_model_summary *summaries)
 {
@@ -190,7 +207,7 @@ mk_status mk_stage_evaluate(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
     for (int j = 0; j < mk_data_nstructures(&c->data); j++)
         name_of[j] = mk_data_class_name(&c->data, j + 1, names[j], sizeof names[j]);
     mk_manifest *m = NULL;
-    if ((st = mk_manifest_read(ctx, c->data.manifest, &m)) != MK_OK)
+    if ((st = mk_data_manifest(ctx, &c->data, &m)) != MK_OK)
         return st;
     char rdir[4200];
     snprintf(rdir, sizeof rdir, "%s/reports", c->run_dir);

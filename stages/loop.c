@@ -42,6 +42,10 @@ struct mk_loop {
     loop_stream stream[MAX_STREAMS];
     int nstream;
     mk_nn_graph *g;
+    mk__val *val;   /* validation (NULL: none) */
+    int val_net;    /* the network it scores */
+    char best[256]; /* its best copy under models/ */
+    long long val_every;
 };
 
 void mk_terms_add(mk_terms *t, const char *name, double value, float weight)
@@ -128,71 +132,14 @@ int mk_loop_add_stream(mk_loop *L, const char *name, mk_slices *s, uint64_t rng_
     return L->nstream++;
 }
 
-/* A random voxel of class c in slice i's body extent: its position (x, y) (slices.present[i]
- * says c is there). */
-static void pick_voxel(const mk_slices *s, int64_t i, int c, mk_rng *r, int *px, int *py)
-{
-    const int32_t *lab = s->lab + i * (int64_t)s->cw * s->ch;
-    int64_t cnt = 0;
-    for (int y = 0; y < s->eh[i]; y++)
-        for (int x = 0; x < s->ew[i]; x++)
-            cnt += lab[(int64_t)y * s->cw + x] == c;
-    int64_t k = cnt > 0 ? (int64_t)mk_rng_below(r, (uint64_t)cnt) : 0;
-    *px = 0;
-    *py = 0;
-    for (int y = 0; y < s->eh[i]; y++)
-        for (int x = 0; x < s->ew[i]; x++)
-            if (lab[(int64_t)y * s->cw + x] == c && k-- == 0) {
-                *px = x;
-                *py = y;
-                return;
-            }
-}
-
-static int clampi(int x, int lo, int hi)
-{
-    return x < lo ? lo : x > hi ? hi : x;
-}
-
 void mk_loop_batch(mk_loop *L, int stream, int batch, mk_tensor *x, int32_t *y, mk_tensor *x2)
 {
     const mk_slices *s = &L->stream[stream].s;
-    mk_rng *r = &L->stream[stream].rng;
     int64_t plane = (int64_t)s->h * s->w;
-    /* sampler random: the last round(batch x fg_share) samples are centred on a structure voxel
-     * (nnU-Net's rule), drawn from the slices that hold one */
-    int nforced = s->random && s->lab && s->n_fg > 0 ? (int)lround(batch * s->fg_share) : 0;
-    for (int b = 0; b < batch; b++) {
-        int64_t i;
-        int ox = 0, oy = 0;
-        if (!s->random) {
-            i = (int64_t)mk_rng_below(r, (uint64_t)s->n);
-            if (s->cw > s->w || s->ch > s->h) { /* random crop (no extra draws without jitter) */
-                ox = (int)mk_rng_below(r, (uint64_t)(s->cw - s->w + 1));
-                oy = (int)mk_rng_below(r, (uint64_t)(s->ch - s->h + 1));
-            }
-        } else if (b >= batch - nforced) {
-            /* the k-th slice holding a structure, then one of its classes, then one voxel */
-            int64_t k = (int64_t)mk_rng_below(r, (uint64_t)s->n_fg);
-            for (i = 0; i < s->n; i++)
-                if (s->present[i] && k-- == 0)
-                    break;
-            int cls[MK_MAX_CLASSES], nc = 0;
-            for (int c = 1; c < MK_MAX_CLASSES; c++)
-                if (s->present[i] & (1u << c))
-                    cls[nc++] = c;
-            int c = cls[mk_rng_below(r, (uint64_t)nc)], px, py;
-            pick_voxel(s, i, c, r, &px, &py);
-            ox = clampi(px - s->w / 2, 0, s->ew[i] - s->w);
-            oy = clampi(py - s->h / 2, 0, s->eh[i] - s->h);
-        } else {
-            i = (int64_t)mk_rng_below(r, (uint64_t)s->n);
-            ox = (int)mk_rng_below(r, (uint64_t)(s->ew[i] - s->w + 1));
-            oy = (int)mk_rng_below(r, (uint64_t)(s->eh[i] - s->h + 1));
-        }
-        mk_slices_crop(s, i, ox, oy, x->data + b * plane, s->lab && y ? y + b * plane : NULL,
-                       x2 && x2->data ? x2->data + b * plane : NULL);
-    }
+    for (int b = 0; b < batch; b++)
+        mk_slices_sample(s, &L->stream[stream].rng, b, batch, x->data + b * plane,
+                         s->lab && y ? y + b * plane : NULL,
+                         x2 && x2->data ? x2->data + b * plane : NULL);
 }
 
 mk_ctx *mk_loop_ctx(mk_loop *L)
@@ -343,6 +290,32 @@ static void loop_free(mk_loop *L)
     for (int k = 0; k < L->nstream; k++)
         mk_slices_free(&L->stream[k].s);
     mk_nn_graph_free(L->g);
+    mk__val_free(L->val);
+}
+
+/* Validation: the method's val_net on the val split, every val_every iterations and at the end;
+ * the best copy is models/<stem of outputs[0].file>_best.h5. */
+static mk_status val_setup(mk_loop *L, void *state, long long it0)
+{
+    const mk_stage_common *c = L->c;
+    const char *modality = NULL;
+    if (!c->validate || !L->m->val_net || L->m->noutputs < 1)
+        return MK_OK;
+    int net = L->m->val_net(L, state, &modality);
+    if (net < 0 || !modality || L->net[net].kind != MK_NET_UNET)
+        return MK_OK;
+    const char *file = L->m->outputs[0].file, *base = strrchr(file, '/');
+    base = base ? base + 1 : file;
+    size_t n = strlen(base);
+    if (n > 3 && !strcmp(base + n - 3, ".h5"))
+        n -= 3;
+    snprintf(L->best, sizeof L->best, "%.*s_best.h5", (int)n, base);
+    L->val_net = net;
+    L->val_every = c->val_every > 0 ? c->val_every : (L->total >= 10 ? L->total / 10 : 1);
+    mk_status st = mk__val_open(L->ctx, c, L->m->name, modality, &L->val);
+    if (st == MK_OK && L->val && it0 > 0)
+        st = mk__val_resume(L->val, it0);
+    return st;
 }
 
 static mk_status run(mk_loop *L, void *state, mk_train_stats *stats)
@@ -373,6 +346,8 @@ static mk_status run(mk_loop *L, void *state, mk_train_stats *stats)
         resumed = 1;
     }
     if (L->m->start && (st = L->m->start(L, state, resumed)) != MK_OK)
+        return st;
+    if ((st = val_setup(L, state, it0)) != MK_OK)
         return st;
     double *trace = calloc((size_t)L->total + 1, sizeof *trace);
     double *trace_hint = calloc((size_t)L->total + 1, sizeof *trace_hint);
@@ -446,6 +421,13 @@ static mk_status run(mk_loop *L, void *state, mk_train_stats *stats)
             memset(sum, 0, sizeof sum);
             nsum = 0;
         }
+        if (L->val && ((it + 1) % L->val_every == 0 || it + 1 == L->total)) {
+            int improved = 0;
+            if ((st = mk__val_run(L->val, L->net[L->val_net].unet, it + 1, &improved)) != MK_OK)
+                goto out;
+            if (improved && (st = mk_loop_save_unet(L, L->best, L->val_net)) != MK_OK)
+                goto out;
+        }
         if ((it + 1) % c->checkpoint_every == 0 && it + 1 < L->total &&
             (st = save_ckpt(L, ck, it + 1)) != MK_OK)
             goto out;
@@ -461,6 +443,12 @@ static mk_status run(mk_loop *L, void *state, mk_train_stats *stats)
         stats->first_loss = window_mean(trace, it0, it0 + w < L->total ? it0 + w : L->total);
         stats->last_loss = window_mean(trace, lo, L->total);
         stats->last_hint = window_mean(trace_hint, lo, L->total);
+        stats->validations = mk__val_count(L->val);
+        if (stats->validations > 0) {
+            stats->val_best = mk__val_best(L->val)->dice;
+            stats->val_best_iter = mk__val_best(L->val)->iteration;
+            stats->val_last = mk__val_last(L->val)->dice;
+        }
         stats->nterms = T.n;
         for (int k = 0; k < stats->nterms; k++) {
             snprintf(stats->term_name[k], sizeof stats->term_name[k], "%s", T.name[k]);

@@ -125,6 +125,13 @@ static const mk_method_output OUTPUTS[] = {
     {"baseline", "models/baseline_student.h5", NULL, NULL, NULL, NULL},
 };
 
+static int val_net(mk_loop *L, void *sp, const char **modality)
+{
+    state *s = sp;
+    *modality = mk_loop_common(L)->data.ct_modality;
+    return s->ema >= 0 ? s->ema : s->student;
+}
+
 const mk_method mk_method_baseline = {
     .name = "baseline",
     .summary = "the CMEDL student trained on CT alone",
@@ -141,6 +148,7 @@ const mk_method mk_method_baseline = {
     .free = free_state,
     .outputs = OUTPUTS,
     .noutputs = N(OUTPUTS),
+    .val_net = val_net,
 };
 
 mk_status mk_stage_baseline(mk_ctx *ctx, const mk_stage_common *c, const mk_cmedl_params *cp,

@@ -561,6 +561,13 @@ static const mk_method_output OUTPUTS[] = {
      "cmedl.oracle_pmri", NULL},
 };
 
+static int val_net(mk_loop *L, void *sp, const char **modality)
+{
+    state *s = sp;
+    *modality = mk_loop_common(L)->data.ct_modality;
+    return s->ema >= 0 ? s->ema : s->student;
+}
+
 const mk_method mk_method_cmedl = {
     .name = "cmedl",
     .summary = "translator + MRI teacher + CT student with hint losses",
@@ -578,6 +585,7 @@ const mk_method mk_method_cmedl = {
     .free = free_state,
     .outputs = OUTPUTS,
     .noutputs = N(OUTPUTS),
+    .val_net = val_net,
 };
 
 mk_status mk_stage_cmedl(mk_ctx *ctx, const mk_stage_common *c, const mk_translate_params *tp,

@@ -136,6 +136,14 @@ static const mk_method_output OUTPUTS[] = {
     {"supervised", "models/supervised_student.h5", NULL, NULL, NULL, "supervised.modality"},
 };
 
+static int val_net(mk_loop *L, void *sp, const char **modality)
+{
+    (void)L;
+    state *s = sp;
+    *modality = s->p->modality;
+    return s->ema >= 0 ? s->ema : s->net;
+}
+
 const mk_method mk_method_supervised = {
     .name = "supervised",
     .summary = "a plain supervised U-Net on one modality",
@@ -151,4 +159,5 @@ const mk_method mk_method_supervised = {
     .free = free_state,
     .outputs = OUTPUTS,
     .noutputs = N(OUTPUTS),
+    .val_net = val_net,
 };

@@ -56,6 +56,10 @@ typedef struct mk_eval_stage_params {
  * averaged): name, cases, dice_mean/std/median, hd95_mean, assd_mean, sdice_mean, n_infinite,
  * params (the U-Net's trainable parameters), nstructures and structures[] (per label value).
  * See report/mk_report.h. */
+/* The split evaluation scores for `split` ("auto": "test" when m has labelled rows of modality
+ * there, else "val"; any other value as it is). */
+const char *mk_eval_split(const mk_manifest *m, const char *modality, const char *split);
+
 typedef mk_report_model_summary mk_eval_model_summary;
 
 /* Evaluate `n` models. summaries (may be NULL) receives n entries. */

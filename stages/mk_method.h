@@ -165,6 +165,10 @@ typedef struct mk_method {
     void (*free)(void *state); /* optional: what init allocated besides the loop's */
     const mk_method_output *outputs;
     int noutputs;
+    /* optional: the network validated during training (run.validate) and the modality of its
+     * validation cases (normalised as CT when it is data.ct_modality); -1: none. The best
+     * validation score keeps a copy of it beside outputs[0].file (<stem>_best.h5). */
+    int (*val_net)(mk_loop *L, void *state, const char **modality);
 } mk_method;
 
 /* The registry (stages/methods.c): one row per method, in a fixed order (the enum). */

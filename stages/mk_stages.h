@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "core/mk_param.h"
+#include "core/mk_rng.h"
 #include "core/mk_status.h"
 #include "io/mk_image.h"
 #include "io/mk_manifest.h"
@@ -200,6 +201,12 @@ mk_status mk_data_normalise(mk_ctx *ctx, const mk_data_params *p, const mk_image
 /* Copy the h x w patch at offset (ox, oy) of stored slice i into x (its labels into y and its
  * paired image into x2, each when both exist). 0 <= ox <= cw - w, 0 <= oy <= ch - h. */
 void mk_slices_crop(const mk_slices *s, int64_t i, int ox, int oy, float *x, int32_t *y, float *x2);
+/* Sample b (0-based) of a batch of `batch`: a slice and a patch position drawn with r, as the
+ * sampler of s says (mk_slices.random), copied into x (h x w), y and x2 (may be NULL). With the
+ * random sampler the last round(batch x fg_share) samples are centred on a random voxel of a
+ * random class present in a random slice holding a structure (clamped to the slice's extent). */
+void mk_slices_sample(const mk_slices *s, mk_rng *r, int b, int batch, float *x, int32_t *y,
+                      float *x2);
 void mk_data_cut(const float *vol, const int64_t *dim, int axis, int64_t s, int64_t u0, int64_t v0,
                  int pw, int ph, float pad, float *out);
 
@@ -214,6 +221,9 @@ typedef struct mk_stage_common {
     int threads;          /* >= 1 */
     int resume;           /* continue from checkpoints/<stage>.h5 when present */
     int checkpoint_every; /* iterations between checkpoints (>= 1) */
+    int validate;         /* 1: score the method's val_net on the validation split during
+                             training (sliding-window Dice per structure) */
+    int val_every;        /* iterations between validations (0: ten times per run) */
     int log_every;        /* iterations between loss log lines (>= 1) */
     mk_data_params data;
     mk_unet_cfg unet;      /* teacher and student shape (dim 2, in_ch 1; [model] width, depth,
@@ -307,7 +317,10 @@ typedef struct mk_train_stats {
     double first_loss, last_loss; /* mean main loss (student seg, or G loss for translate) over
                                    * the first / last min(50, iterations/4) iterations */
     double last_hint;             /* cmedl: mean hint loss over the last window */
-    int nterms;                   /* the loss terms of the last iteration (the method's step) */
+    int validations;              /* validation scores computed (0: none) */
+    double val_best, val_last;    /* mean Dice over structures: best and last */
+    long long val_best_iter;
+    int nterms; /* the loss terms of the last iteration (the method's step) */
     char term_name[MK_TERMS_MAX][16];
     double term_last[MK_TERMS_MAX];
 } mk_train_stats;

@@ -84,6 +84,11 @@ static const mk_param_row RUN_ROWS[] = {
     MK_P_INT(C, checkpoint_every, "checkpoint_every", "200", 1, 1e9,
              "training iterations between checkpoints (resume with --resume)"),
     MK_P_INT(C, log_every, "log_every", "50", 1, 1e9, "training iterations between loss log lines"),
+    MK_P_BOOL(C, validate, "validate", "true",
+              "score the trained network on the validation split during training (Dice per "
+              "structure, sliding window; the best is kept as models/<model>_best.h5)"),
+    MK_P_INT(C, val_every, "val_every", "0", 0, 1e9,
+             "training iterations between validations (0: ten times per run)"),
 };
 const mk_param_section mk_run_section = {"run", "what to run and where", RUN_ROWS, N(RUN_ROWS)};
 

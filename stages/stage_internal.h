@@ -80,6 +80,27 @@ mk_status mk__load_data(struct mk_loop *L, const mk_data_params *d, const char *
 /* splitmix64 of seed and a stream number: independent seeds for each network and data stream */
 uint64_t mk__seed(uint64_t seed, uint64_t stream);
 
+/* Validation during training (stages/validation.c). */
+typedef struct mk__val_entry {
+    long long iteration;
+    double dice; /* mean over the structures of the mean over cases */
+    int nstruct;
+    double structure[MK_MAX_CLASSES];
+} mk__val_entry;
+typedef struct mk__val mk__val;
+/* The labelled val-split cases of `modality`, prepared; *out NULL (a warning logged) when there
+ * are none. Ownership: *out new, mk__val_free. */
+mk_status mk__val_open(mk_ctx *ctx, const mk_stage_common *c, const char *stage,
+                       const char *modality, mk__val **out);
+/* Read back checkpoints/<stage>.validation.json, keeping the entries up to iteration it0. */
+mk_status mk__val_resume(mk__val *v, long long it0);
+/* Score net at iteration it; *improved: 1 when it is the best mean Dice so far. */
+mk_status mk__val_run(mk__val *v, mk_unet *net, long long it, int *improved);
+const mk__val_entry *mk__val_best(const mk__val *v); /* NULL: none yet */
+const mk__val_entry *mk__val_last(const mk__val *v);
+int mk__val_count(const mk__val *v);
+void mk__val_free(mk__val *v);
+
 /* Slice-wise sliding-window segmentation with a loaded network (and generator, may be NULL) of
  * a volume already prepared (mk_data_prepare): the mask on that volume's grid (label values),
  * and with gen and via_out the generator's output. Caller owns both. */

@@ -15,3 +15,9 @@ if(TARGET pipeline)
            $<TARGET_FILE:pipeline> ${CMAKE_SOURCE_DIR})
   set_tests_properties(cardiac_example PROPERTIES TIMEOUT 600 LABELS no-sanitize)
 endif()
+if(TARGET mk_stages AND TARGET mk_phantoms)
+  # real-world geometry: reorientation, resampling, sampler, hold-out, dataset folders
+  mk_add_test(test_data_geometry SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_data_geometry.c
+              LIBS mk_stages mk_phantoms mk_models mk_nn mk_io TIMEOUT 300)
+  target_include_directories(test_data_geometry PRIVATE ${CMAKE_SOURCE_DIR})
+endif()
