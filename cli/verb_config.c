@@ -35,15 +35,14 @@ mk_status mk_verb_validate(mk_cli *cli, int argc, char **argv)
         return mk_err(ctx, MK_ERR_USAGE, "validate: expected a CONFIG file (or --explain)");
     mk_cfg *cfg = NULL;
     mk_status st = mk_cfg_load(ctx, path, &cfg);
-    if (st == MK_OK)
-        st = mk_runner_check(ctx, cfg);
     if (st == MK_OK) {
+        /* the checks of `pipeline run` but those of the run directory (no --out, --resume) */
         mk_run_env env = {.ctx = ctx,
                           .cfg = cfg,
                           .run_dir = mk_cfg_str(cfg, "run.out_dir"),
                           .seed = mk_cfg_int(cfg, "run.seed"),
                           .threads = 1};
-        st = mk_runner_check_stages(&env, 0);
+        st = mk_runner_precheck(&env, 0);
     }
     if (st != MK_OK) {
         mk_cfg_free(cfg);
@@ -111,12 +110,14 @@ mk_status mk_verb_run(mk_cli *cli, int argc, char **argv)
     mk_ctx *ctx = cli->ctx;
     const char *path = NULL, *out = NULL, *seed = NULL, *threads = NULL;
     const char *sets[MK_RUN_MAX_SETS];
-    int resume = 0, dry = 0, nsets = 0;
+    int resume = 0, force = 0, dry = 0, nsets = 0;
     mk_args a;
     mk_args_init(&a, argc, argv);
     while (mk_args_next(&a)) {
         if (mk_args_is(&a, "--resume"))
             resume = 1;
+        else if (mk_args_is(&a, "--force"))
+            force = 1;
         else if (mk_args_is(&a, "--dry-run"))
             dry = 1;
         else if (mk_args_is(&a, "--out")) {
@@ -153,8 +154,8 @@ mk_status mk_verb_run(mk_cli *cli, int argc, char **argv)
         st = mk_cfg_override(ctx, cfg, "run.threads", threads);
     for (int i = 0; st == MK_OK && i < nsets; i++)
         st = apply_set(ctx, cfg, sets[i]);
-    if (st == MK_OK)
-        st = mk_runner_check(ctx, cfg);
+    if (st == MK_OK && force && !resume)
+        st = mk_err(ctx, MK_ERR_USAGE, "run: --force is only meaningful with --resume");
     if (st != MK_OK) {
         if (st == MK_ERR_USAGE && (seed || threads || out || nsets))
             mk_err_prefix(ctx, "run");
@@ -166,7 +167,19 @@ mk_status mk_verb_run(mk_cli *cli, int argc, char **argv)
         long nc = sysconf(_SC_NPROCESSORS_ONLN);
         nthreads = nc > 0 ? (int)nc : 1;
     }
+    mk_run_env env = {.ctx = ctx,
+                      .cfg = cfg,
+                      .run_dir = mk_cfg_str(cfg, "run.out_dir"),
+                      .seed = mk_cfg_int(cfg, "run.seed"),
+                      .threads = nthreads,
+                      .resume = resume,
+                      .force = force};
     if (dry) {
+        /* exactly the checks of the run itself (mk_runner_run calls the same function) */
+        if ((st = mk_runner_precheck(&env, 1)) != MK_OK) {
+            mk_cfg_free(cfg);
+            return st;
+        }
         mk_cfg_print(cfg, stdout);
         printf("\n# plan: run directory %s, seed %lld, threads %d, stages:",
                mk_cfg_str(cfg, "run.out_dir"), mk_cfg_int(cfg, "run.seed"), nthreads);
@@ -181,12 +194,6 @@ mk_status mk_verb_run(mk_cli *cli, int argc, char **argv)
         strncat(cmd, " ", sizeof cmd - strlen(cmd) - 1);
         strncat(cmd, argv[i], sizeof cmd - strlen(cmd) - 1);
     }
-    mk_run_env env = {.ctx = ctx,
-                      .cfg = cfg,
-                      .run_dir = mk_cfg_str(cfg, "run.out_dir"),
-                      .seed = mk_cfg_int(cfg, "run.seed"),
-                      .threads = nthreads,
-                      .resume = resume};
     st = mk_runner_run(&env, cmd);
     mk_cfg_free(cfg);
     return st;

@@ -11,20 +11,26 @@
 
 const mk_verb MK_VERBS[] = {
     {"run", "run the stages of a config (training, inference, evaluation)",
-     "run CONFIG [--resume] [--out DIR] [--seed N] [--threads N] [--set KEY=VALUE ...] [--dry-run]",
-     "Validates CONFIG, then runs its stages in order inside the run directory.\n"
+     "run CONFIG [--resume [--force]] [--out DIR] [--seed N] [--threads N] [--set KEY=VALUE ...] "
+     "[--dry-run]",
+     "Validates CONFIG and checks the data (files, grids, label values), then runs its stages in\n"
+     "order inside the run directory.\n"
      "  --out DIR      run directory (overrides [run].out_dir)\n"
      "  --seed N       master seed (overrides [run].seed)\n"
      "  --threads N    worker threads (overrides [run].threads)\n"
      "  --set K=V      override any config key, e.g. --set cmedl.lambda_hint=0.3 (V is TOML; a\n"
      "                 bare word is a string); repeatable\n"
-     "  --resume       continue an interrupted run from its last checkpoint\n"
-     "  --dry-run      validate and print the resolved plan, write nothing",
+     "  --resume       continue an interrupted run from its last checkpoint; refused when the\n"
+     "                 config or the manifest differs from the run's (provenance.json)\n"
+     "  --force        with --resume: resume anyway (a warning, recorded in provenance.json)\n"
+     "  --dry-run      run every check the run makes, print the resolved plan, write nothing",
      mk_verb_run},
     {"validate", "check a config against the schema without running it",
      "validate CONFIG [--explain] [--print]",
      "Parses CONFIG as TOML 1.0 and checks every key against the schema: unknown keys (with a\n"
-     "'did you mean' suggestion), types, ranges, choices, required keys and input paths.\n"
+     "'did you mean' suggestion), types, ranges, choices, required keys and input paths; then\n"
+     "every check 'pipeline run' makes before it starts (the stages' rules, the manifest's rows,\n"
+     "files, grids and label values) but those of the run directory.\n"
      "  --explain      print every section and key of the schema with type, default and meaning\n"
      "  --print        print the resolved config (defaults filled in) as TOML",
      mk_verb_validate},
@@ -43,6 +49,39 @@ const mk_verb MK_VERBS[] = {
      "  --resample-to-ref   map a prediction on another grid onto the reference grid (nearest)\n"
      "Empty masks: both empty -> dice 1, distances 0; one empty -> dice 0, distances inf.",
      mk_verb_eval},
+    {"import", "write the CSV manifest of an nnU-Net v2 or MSD dataset folder",
+     "import DATASET -o MANIFEST.csv [--modality NAME]",
+     "DATASET is an nnU-Net v2 folder (dataset.json, imagesTr/CASE_0000.ext, labelsTr/CASE.ext,\n"
+     "imagesTs/CASE_0000.ext), an MSD task folder (dataset.json with training/test lists), or\n"
+     "their dataset.json. Writes one row per case (id, modality, image, label, split, domain;\n"
+     "imagesTr -> train, imagesTs -> test; channels 1.. as columns image_0001, ...), paths\n"
+     "relative to MANIFEST.csv when below its folder, atomically. Every file must exist.\n"
+     "Edit the CSV (modality, split, domain) and use it as data.manifest.\n"
+     "  -o FILE          the manifest to write (its folder is created)\n"
+     "  --modality NAME  the modality of every row (default: dataset.json's channel 0 name)\n"
+     "dataset.json's label names are printed but are not part of the CSV.",
+     mk_verb_import},
+    {"plan", "fingerprint a dataset and write a config for it (spacing, patch, batch, window)",
+     "plan DATASET -o CONFIG.toml [--method auto|supervised|cmedl] [--iterations N] [--threads "
+     "N] [--memory-gb G] [--samples N]",
+     "DATASET is a CSV manifest, an nnU-Net v2 / MSD folder or its dataset.json. Reads every case\n"
+     "once and summarises it per modality (spacing, size and orientation after reorientation to\n"
+     "RAS; foreground intensity percentiles, mean, sd; label values; foreground share and\n"
+     "extent), writes that as CONFIG.fingerprint.json (CONFIG without .toml) and a config with\n"
+     "every choice explained: axial slices in RAS (across a 2x coarser axis if there is one),\n"
+     "target spacing = median spacing, patch covering the median foreground extent, U-Net depth\n"
+     "and batch for the memory budget, CT window from the foreground percentiles or MR z-score,\n"
+     "labels (docs/plan.md).\n"
+     "'pipeline run CONFIG.toml' trains and evaluates with it as it is.\n"
+     "  -o FILE          the config to write (its folder is created)\n"
+     "  --method M       supervised (a U-Net on one modality), cmedl (CT student, MR teacher) or\n"
+     "                   auto (default: cmedl when there are labelled CT and MR rows)\n"
+     "  --iterations N   training iterations (default 1000)\n"
+     "  --threads N      cases read at a time, and [run].threads (default 0: one per core)\n"
+     "  --memory-gb G    activation memory of one training batch (default 2)\n"
+     "  --samples N      foreground voxels per modality for the percentiles (default 1000000;\n"
+     "                   more are subsampled deterministically, said in the fingerprint)",
+     mk_verb_plan},
     {"synth", "generate phantom data with exact labels (lung CT/MRI, cardiac MR/CT, histology)",
      "synth --kind lung|cardiac|histo --out DIR [--cases N] [--seed S] [--size ...] [knobs]",
      "Writes images, label maps, tissue maps, manifest.csv (id, modality, image, label, split,\n"

@@ -670,7 +670,15 @@ static mk_status import_v2(mk_ctx *ctx, const char *root, cJSON *js, mk_manifest
                 snprintf(p, sizeof p, "%s/%s%s", sets[s][1], ids[i], ending);
                 w->label = xstrdup(p);
             } else {
-                w->label = xstrdup("");
+                /* labelsTs/CASE.ext (outside nnU-Net's layout, common for scoring): when
+                 * present, the test case is labelled */
+                snprintf(p, sizeof p, "%s/labelsTs/%s%s", root, ids[i], ending);
+                if (mk_fs_is_file(p)) {
+                    w->label_path = xstrdup(p);
+                    snprintf(p, sizeof p, "labelsTs/%s%s", ids[i], ending);
+                    w->label = xstrdup(p);
+                } else
+                    w->label = xstrdup("");
             }
             for (int e = 0; e < m->nextra; e++)
                 if (!w->extra[e])

@@ -64,7 +64,9 @@ mk_status mk_manifest_write(mk_ctx *ctx, const char *path, const mk_manifest *m)
  * imagesTr/CASE_0000.ext, labelsTr/CASE.ext, imagesTs/CASE_0000.ext) or an MSD task folder
  * (dataset.json with "training": [{image, label}] and "test": [...]). `dataset` is the folder or
  * its dataset.json (any path ending in .json, or any regular file: the folder is its directory).
- * Rows: split "train" for training cases, "test" for test cases; modality = channel 0's name;
+ * Rows: split "train" for training cases, "test" for test cases (labelled when labelsTs/CASE.ext
+ * exists: outside nnU-Net's layout, a common place for test references); modality = channel 0's
+ * name;
  * further channels become extra columns image_0001, image_0002, ... A training case without its
  * label, or a channel file missing, is MK_ERR_FORMAT naming the file. The label names of
  * dataset.json ("labels": nnU-Net v2 {"name": value}, MSD {"value": "name"}) fill nlabels,

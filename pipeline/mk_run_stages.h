@@ -15,6 +15,13 @@ mk_status mk_run_evaluate(mk_run_env *env);
  * needs against the manifest; evaluate's split and models. */
 mk_status mk_check_method(mk_run_env *env);
 mk_status mk_check_evaluate(mk_run_env *env);
+/* The data itself, when the manifest exists and is final (mk_runner_data_pending): every row's
+ * files exist, every label lies on its image's grid (headers only for NIfTI), and every value of
+ * the label mapping (data.label, data.labels, or class c = value c) occurs in some label file of
+ * the labelled train rows of each modality that a training stage from env->from on learns with
+ * labels (each such label file is read once). MK_ERR_CONFIG naming the config FILE:LINE, the
+ * manifest FILE:LINE and the column or key. */
+mk_status mk_check_data(mk_run_env *env);
 
 /* The shared part of every stage from the config: [data], [model], run.checkpoint_every and
  * run.log_every, env's seed, threads, run dir and resume. Errors name FILE:LINE and the key. */

@@ -1,12 +1,15 @@
 /* Pre-run checks: everything that can be known wrong before a single iteration runs. Each
  * method's own rules (mk_method_check: the same function its stage calls) and, when the manifest
- * exists, what the method says it needs (modalities, labels, columns) and what evaluate scores. */
+ * exists, what the method says it needs (modalities, labels, columns), what evaluate scores, and
+ * the data itself (mk_check_data: files, grids, label values). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../core/mk_fs.h"
 #include "../io/mk_manifest.h"
+#include "../stages/mk_evaluate.h"
 #include "mk_run_stages.h"
 
 /* Count rows of a modality in a split (labelled: only rows with a label). */
@@ -20,29 +23,35 @@ static int count_rows(const mk_manifest *m, const char *modality, const char *sp
     return n;
 }
 
-/* The manifest, or NULL when it does not exist yet (produced by an earlier stage such as synth;
- * checked again once it exists). */
-static mk_status open_manifest(mk_run_env *env, mk_manifest **m)
+/* A data error found before the run becomes a configuration error (exit 2) prefixed with the
+ * config's FILE:LINE of data.manifest. */
+static mk_status manifest_err(mk_run_env *env)
 {
     const mk_cfg *cfg = env->cfg;
-    const char *path = mk_cfg_str(cfg, "data.manifest");
-    *m = NULL;
-    if (!mk_fs_is_file(path))
-        return MK_OK;
-    mk_status st = mk_manifest_read(env->ctx, path, m);
-    if (st != MK_OK) {
-        env->ctx->status = MK_ERR_CONFIG;
-        return mk_err_prefix(env->ctx, "%s:%d: data.manifest", mk_cfg_path(cfg),
-                             mk_cfg_line(cfg, "data.manifest"));
-    }
-    return MK_OK;
+    env->ctx->status = MK_ERR_CONFIG;
+    return mk_err_prefix(env->ctx, "%s:%d: data.manifest", mk_cfg_path(cfg),
+                         mk_cfg_line(cfg, "data.manifest"));
 }
 
-static mk_status check_needs(mk_run_env *env, const char *stage, const mk_data_need *nd, int n)
+/* The manifest as the stages will see it (mk_data_manifest: a CSV file, or an nnU-Net / MSD
+ * dataset folder or its dataset.json, with data.case_table and the seeded validation hold-out),
+ * or NULL when it does not exist yet or a stage still to run before the checked one produces it
+ * (synth: checked once it has run). */
+static mk_status open_manifest(mk_run_env *env, const mk_stage_common *c, mk_manifest **m)
+{
+    const char *path = c->data.manifest;
+    *m = NULL;
+    if (!path || (!mk_fs_is_file(path) && !mk_fs_is_dir(path)) || mk_runner_data_pending(env))
+        return MK_OK;
+    return mk_data_manifest(env->ctx, &c->data, m) == MK_OK ? MK_OK : manifest_err(env);
+}
+
+static mk_status check_needs(mk_run_env *env, const mk_stage_common *c, const char *stage,
+                             const mk_data_need *nd, int n)
 {
     const mk_cfg *cfg = env->cfg;
     mk_manifest *m = NULL;
-    mk_status st = open_manifest(env, &m);
+    mk_status st = open_manifest(env, c, &m);
     if (st != MK_OK || !m)
         return st;
     const char *path = mk_cfg_str(cfg, "data.manifest");
@@ -75,7 +84,7 @@ mk_status mk_check_method(mk_run_env *env)
         st = mk_run_keyed_err(env, mk_method_check(env->ctx, m, &c, cfg));
     mk_data_need nd[MK_NEEDS_MAX];
     if (st == MK_OK && m->needs)
-        st = check_needs(env, m->name, nd, m->needs(&c, cfg, nd));
+        st = check_needs(env, &c, m->name, nd, m->needs(&c, cfg, nd));
     free(cfg);
     return st;
 }
@@ -114,21 +123,169 @@ mk_status mk_check_evaluate(mk_run_env *env)
                       "(one that produces a model: cmedl, baseline, supervised, ...)",
                       mk_cfg_path(cfg), mk_cfg_line(cfg, "run.stages"));
     mk_manifest *m = NULL;
-    if ((st = open_manifest(env, &m)) != MK_OK || !m)
+    if ((st = open_manifest(env, &c, &m)) != MK_OK || !m)
         return st;
     const char *split = mk_cfg_str(cfg, "evaluate.split"), *path = mk_cfg_str(cfg, "data.manifest");
-    for (int i = 0; i < nmod && st == MK_OK; i++)
-        if (count_rows(m, modality[i], split, 1) == 0)
+    for (int i = 0; i < nmod && st == MK_OK; i++) {
+        const char *use = mk_eval_split(m, modality[i], split); /* "auto": test, else val */
+        if (count_rows(m, modality[i], use, 1) == 0)
             st = mk_err(env->ctx, MK_ERR_CONFIG,
                         "%s:%d: key 'evaluate.split': manifest %s has no labelled '%s' rows in "
-                        "split '%s'",
+                        "split '%s'%s",
                         mk_cfg_path(cfg), mk_cfg_line(cfg, "evaluate.split"), path, modality[i],
-                        split);
+                        use, strcmp(use, split) ? " (nor in 'test')" : "");
+    }
     if (st == MK_OK && paired_key && mk_manifest_extra_index(m, MK_STAGE_PAIRED_MR_COLUMN) < 0)
         st = mk_err(env->ctx, MK_ERR_CONFIG,
                     "%s:%d: key '%s': stage evaluate: manifest %s has no column '%s'",
                     mk_cfg_path(cfg), mk_cfg_line(cfg, paired_key), paired_key, path,
                     MK_STAGE_PAIRED_MR_COLUMN);
+    mk_manifest_free(m);
+    return st;
+}
+
+/* The label values present in the label files of the labelled train rows of one modality. */
+typedef struct label_values {
+    const char *modality;
+    int rows;          /* labelled train rows read */
+    int first_row;     /* index of the first (messages) */
+    char present[256]; /* value v in 0..255 occurs in at least one file */
+    int other;         /* values outside 0..255 (or not integers) occur */
+} label_values;
+
+static mk_status read_label_values(mk_run_env *env, const mk_manifest *m, label_values *lv)
+{
+    for (int r = 0; r < m->nrows; r++) {
+        const mk_manifest_row *w = &m->rows[r];
+        if (strcmp(w->modality, lv->modality) || strcmp(w->split, "train") || !w->label_path)
+            continue;
+        mk_image *img = NULL;
+        if (mk_io_read_image(env->ctx, w->label_path, &img) != MK_OK) {
+            if (w->line > 0)
+                mk_err_prefix(env->ctx, "%s:%d: column label", m->source, w->line);
+            else
+                mk_err_prefix(env->ctx, "%s: case %s: column label", m->source, w->id);
+            return manifest_err(env);
+        }
+        int64_t nv = mk_image_nvox(img);
+        if (img->dtype == MK_DT_UINT8) {
+            const unsigned char *d = img->data;
+            for (int64_t i = 0; i < nv; i++)
+                lv->present[d[i]] = 1;
+        } else {
+            for (int64_t i = 0; i < nv; i++) {
+                double v = mk_image_get(img, i);
+                if (v >= 0 && v <= 255 && v == floor(v))
+                    lv->present[(int)v] = 1;
+                else
+                    lv->other = 1;
+            }
+        }
+        mk_image_free(img);
+        if (lv->rows++ == 0)
+            lv->first_row = r;
+    }
+    return MK_OK;
+}
+
+/* Every value of the label mapping (data.label, data.labels, or class c = value c) occurs in some
+ * label file of the modality's labelled train rows. */
+static mk_status check_label_values(mk_run_env *env, const mk_stage_common *c,
+                                    const label_values *lv)
+{
+    const mk_cfg *cfg = env->cfg;
+    const mk_data_params *p = &c->data;
+    for (int k = 1; k < p->classes; k++) {
+        int v = mk_data_value_of_class(p, k);
+        if (v < 0 || v > 255 || lv->present[v])
+            continue;
+        char found[1024] = "";
+        size_t n = 0;
+        for (int u = 1; u < 256 && n + 16 < sizeof found; u++)
+            if (lv->present[u])
+                n += (size_t)snprintf(found + n, sizeof found - n, "%s%d", n ? ", " : "", u);
+        if (!n)
+            snprintf(found, sizeof found, "none but 0");
+        char what[256];
+        const char *key;
+        if (p->nlabels > 0) {
+            key = "data.labels";
+            char nb[48];
+            snprintf(what, sizeof what, "data.labels value %d (\"%s\")", v,
+                     mk_data_class_name(p, k, nb, sizeof nb));
+        } else if (p->classes == 2) {
+            key = "data.label";
+            snprintf(what, sizeof what, "data.label = %d", v);
+        } else {
+            key = "model.classes";
+            snprintf(what, sizeof what, "model.classes = %d (class %d is label value %d)",
+                     p->classes, k, v);
+        }
+        char where[4200];
+        if (mk_cfg_line(cfg, key) > 0)
+            snprintf(where, sizeof where, "%s:%d: ", mk_cfg_path(cfg), mk_cfg_line(cfg, key));
+        else
+            snprintf(where, sizeof where, "%s: ", mk_cfg_path(cfg));
+        return mk_err(env->ctx, MK_ERR_CONFIG,
+                      "%s%s: no label file of the %d labelled %s train row%s holds the value %d "
+                      "(values found: %s%s)",
+                      where, what, lv->rows, lv->modality, lv->rows == 1 ? "" : "s", v, found,
+                      lv->other ? "; and values outside 0..255" : "");
+    }
+    return MK_OK;
+}
+
+mk_status mk_check_data(mk_run_env *env)
+{
+    const mk_cfg *cfg = env->cfg;
+    const mk_stage_entry *saved = env->stage;
+    mk_stage_common c;
+    mk_status st = mk_run_common(env, &c);
+    if (st != MK_OK)
+        return st;
+    mk_manifest *m = NULL;
+    if ((st = open_manifest(env, &c, &m)) != MK_OK || !m)
+        return st;
+    /* every file of every row exists, and every label lies on its image's grid */
+    if (mk_manifest_check_files(env->ctx, m) != MK_OK)
+        st = manifest_err(env);
+    for (int r = 0; r < m->nrows && st == MK_OK; r++)
+        if (mk_manifest_check_grid(env->ctx, m, r) != MK_OK)
+            st = manifest_err(env);
+    /* the modalities the training stages still to run learn with labels */
+    const char *mods[16];
+    int nmods = 0;
+    int n = mk_cfg_list_len(cfg, "run.stages");
+    for (int i = env->from; i < n && st == MK_OK; i++) {
+        const mk_stage_entry *s = mk_runner_find_stage(mk_cfg_list_str(cfg, "run.stages", i));
+        if (!s || !s->method || !s->method->needs)
+            continue;
+        env->stage = s;
+        mk_stage_common sc;
+        void *mcfg = NULL;
+        mk_data_need nd[MK_NEEDS_MAX];
+        if ((st = mk_run_method_bind(env, &sc, &mcfg)) != MK_OK)
+            break;
+        int nn = s->method->needs(&sc, mcfg, nd);
+        for (int k = 0; k < nn; k++) {
+            int seen = 0;
+            for (int j = 0; j < nmods; j++)
+                seen |= !strcmp(mods[j], nd[k].modality);
+            if (nd[k].labelled && !seen && nmods < 16)
+                mods[nmods++] = nd[k].modality; /* borrowed from the config */
+        }
+        free(mcfg);
+    }
+    env->stage = saved;
+    /* every value of the label mapping occurs in some label file of those rows */
+    for (int i = 0; i < nmods && st == MK_OK; i++) {
+        label_values lv;
+        memset(&lv, 0, sizeof lv);
+        lv.modality = mods[i];
+        st = read_label_values(env, m, &lv);
+        if (st == MK_OK && lv.rows > 0)
+            st = check_label_values(env, &c, &lv);
+    }
     mk_manifest_free(m);
     return st;
 }

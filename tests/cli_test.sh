@@ -60,11 +60,15 @@ else
 fi
 printf '[run\n' >"$T/syntax.toml"
 check "toml syntax error" 2 "$T/syntax.toml:1:" -- "$P" validate "$T/syntax.toml"
+# a config that passes every pre-run check (--dry-run runs them all): its data comes from synth
 cat >"$T/ok.toml" <<'TOML'
 [run]
-stages = ["evaluate"]
+stages = ["synth", "supervised", "evaluate"]
+[synth]
+kind = "cardiac"
+out_dir = "syn"
 [data]
-manifest = "m.csv"
+manifest = "syn/manifest.csv"
 TOML
 check "explain" 0 "[evaluate]" -- "$P" validate --explain
 check "run bad seed override" 2 "run.seed" -- "$P" run "$T/ok.toml" --seed abc
@@ -93,8 +97,8 @@ stage_cfg() { # stage_cfg FILE EXTRA_TOML
 stage_cfg "$T/hint.toml" '[cmedl]\nhint_layers = ["dec_last", "decoder9"]\n'
 check "unknown hint layer" 2 "decoder9" -- "$P" run "$T/hint.toml"
 check "hint layer lists valid names" 2 "dec_last" -- "$P" validate "$T/hint.toml"
-stage_cfg "$T/split.toml" '[evaluate]\nsplit = "holdout"\n'
-check "split with no cases" 2 "no labelled 'CT' rows in split 'holdout'" -- "$P" run "$T/split.toml"
+stage_cfg "$T/split.toml" '[evaluate]\nsplit = "val"\n'
+check "split with no cases" 2 "no labelled 'CT' rows in split 'val'" -- "$P" run "$T/split.toml"
 stage_cfg "$T/modality.toml" 'mri_modality = "T2"\n'
 check "modality missing from manifest" 2 "no 'T2' rows in split 'train'" -- "$P" run "$T/modality.toml"
 stage_cfg "$T/oracle.toml" '[cmedl]\noracle_pmri = true\n'

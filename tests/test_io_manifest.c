@@ -187,6 +187,31 @@ static void test_import_nnunet_v2_and_msd(void **state)
     assert_int_equal(mk_manifest_check_files(&ctx, m), MK_OK);
     for (int r = 0; r < 3; r++)
         assert_int_equal(mk_manifest_check_grid(&ctx, m, r), MK_OK);
+    /* dataset.json's label names, the folder's name, the layout */
+    assert_string_equal(m->layout, "nnunet-v2");
+    assert_string_equal(m->name, "ds");
+    assert_int_equal(m->nlabels, 2);
+    assert_int_equal(m->label_values[0], 0);
+    assert_string_equal(m->label_names[0], "background");
+    assert_int_equal(m->label_values[1], 1);
+    assert_string_equal(m->label_names[1], "prostate");
+    {
+        /* the dataset.json path names the same dataset */
+        mk_manifest *mj = NULL;
+        char jp[1300];
+        snprintf(jp, sizeof jp, "%s/dataset.json", ds);
+        if (mk_manifest_import_nnunet(&ctx, jp, &mj) != MK_OK)
+            fail_msg("%s", mk_ctx_errmsg(&ctx));
+        assert_int_equal(mj->nrows, 3);
+        assert_string_equal(mj->rows[1].image_path, m->rows[1].image_path);
+        assert_string_equal(mj->name, "ds");
+        mk_manifest_free(mj);
+        /* a folder that does not exist: the path and what was expected */
+        snprintf(jp, sizeof jp, "%s/no-such-dataset", g_tmp);
+        assert_int_equal(mk_manifest_import_nnunet(&ctx, jp, &mj), MK_ERR_IO);
+        assert_non_null(strstr(mk_ctx_errmsg(&ctx), "no-such-dataset"));
+        assert_non_null(strstr(mk_ctx_errmsg(&ctx), "expected an nnU-Net v2 or MSD dataset"));
+    }
     /* export as CSV and read it back */
     char out[1200];
     assert_int_equal(mk_manifest_write(&ctx, tio_path(out, sizeof out, "ds/manifest.csv"), m),
@@ -206,16 +231,28 @@ static void test_import_nnunet_v2_and_msd(void **state)
 
     /* MSD layout */
     tio_path(p, sizeof p, "ds/dataset.json");
-    write_text(p, "{\"name\": \"Prostate\", \"modality\": {\"0\": \"T2\", \"1\": \"ADC\"},\n"
-                  " \"training\": [{\"image\": \"./imagesTr/pro_001_0000.nii.gz\", \"label\": "
-                  "\"./labelsTr/pro_001.nii.gz\"}],\n"
-                  " \"test\": [\"./imagesTs/pro_009_0000.nii.gz\"]}\n");
+    write_text(
+        p, "{\"name\": \"Prostate\", \"modality\": {\"0\": \"T2\", \"1\": \"ADC\"},\n"
+           " \"labels\": {\"0\": \"background\", \"2\": \"transition\", \"1\": \"peripheral\"},\n"
+           " \"training\": [{\"image\": \"./imagesTr/pro_001_0000.nii.gz\", \"label\": "
+           "\"./labelsTr/pro_001.nii.gz\"}],\n"
+           " \"test\": [\"./imagesTs/pro_009_0000.nii.gz\"]}\n");
     assert_int_equal(mk_manifest_import_nnunet(&ctx, ds, &m), MK_OK);
     assert_int_equal(m->nrows, 2);
     assert_string_equal(m->rows[0].id, "pro_001_0000");
     assert_string_equal(m->rows[0].label, "labelsTr/pro_001.nii.gz");
     assert_string_equal(m->rows[1].split, "test");
+    assert_string_equal(m->layout, "msd");
+    assert_int_equal(m->nlabels, 3); /* MSD {"value": "name"}, sorted by value */
+    assert_int_equal(m->label_values[1], 1);
+    assert_string_equal(m->label_names[1], "peripheral");
+    assert_int_equal(m->label_values[2], 2);
+    assert_string_equal(m->label_names[2], "transition");
     mk_manifest_free(m);
+    /* a label value outside 0..255 names the field */
+    write_text(p, "{\"training\": [], \"labels\": {\"background\": 0, \"tumour\": 300}}\n");
+    assert_int_equal(mk_manifest_import_nnunet(&ctx, ds, &m), MK_ERR_FORMAT);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "field labels.tumour"));
     /* broken JSON names the file and line */
     write_text(p, "{\"name\": \"x\",\n \"training\": [ ,]}\n");
     assert_int_equal(mk_manifest_import_nnunet(&ctx, ds, &m), MK_ERR_FORMAT);
