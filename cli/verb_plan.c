@@ -21,7 +21,8 @@ mk_status mk_verb_plan(mk_cli *cli, int argc, char **argv)
         const char *val = NULL;
         if (mk_args_is(&a, "-o") || mk_args_is(&a, "--out") || mk_args_is(&a, "--method") ||
             mk_args_is(&a, "--iterations") || mk_args_is(&a, "--threads") ||
-            mk_args_is(&a, "--memory-gb") || mk_args_is(&a, "--samples")) {
+            mk_args_is(&a, "--memory-gb") || mk_args_is(&a, "--samples") ||
+            mk_args_is(&a, "--time-budget") || mk_args_is(&a, "--gflops")) {
             if (!(val = mk_args_value(&a)))
                 return mk_args_missing(&a, ctx);
         }
@@ -43,6 +44,10 @@ mk_status mk_verb_plan(mk_cli *cli, int argc, char **argv)
                 o.max_samples = v;
         } else if (mk_args_is(&a, "--memory-gb")) {
             st = mk_args_double(ctx, "plan: --memory-gb", val, 0.01, 65536, &o.memory_gb);
+        } else if (mk_args_is(&a, "--time-budget")) {
+            st = mk_args_double(ctx, "plan: --time-budget", val, 0.01, 1e6, &o.time_budget_min);
+        } else if (mk_args_is(&a, "--gflops")) {
+            st = mk_args_double(ctx, "plan: --gflops", val, 1e-3, 1e9, &o.gflops);
         } else if (mk_args_positional(&a) && !dataset) {
             dataset = a.arg;
         } else {
@@ -65,10 +70,15 @@ mk_status mk_verb_plan(mk_cli *cli, int argc, char **argv)
     char fpath[4300];
     mk_plan_fingerprint_path(out, fpath, sizeof fpath);
     printf("%s: %s plan, %d structure%s, spacing %.4g x %.4g x %.4g mm, patch %d x %d, depth %d, "
-           "batch %d, %lld iterations\n",
+           "width %d, batch %d, %lld iterations\n",
            out, p.cmedl ? "cmedl" : "supervised", p.nstruct, p.nstruct == 1 ? "" : "s",
-           p.spacing[0], p.spacing[1], p.spacing[2], p.patch[0], p.patch[1], p.depth, p.batch,
-           p.iterations);
+           p.spacing[0], p.spacing[1], p.spacing[2], p.patch[0], p.patch[1], p.depth, p.width,
+           p.batch, p.iterations);
+    printf("%s: %.4g GFLOP/s (%s), %.3g s per iteration, expected run time %.3g min (budget "
+           "%.4g min%s)\n",
+           out, p.gflops, p.gflops_measured ? "measured" : "--gflops", p.sec_per_iter,
+           p.expected_s / 60.0, p.time_budget_s / 60.0,
+           p.budget_met ? "" : "; even the smallest network misses it");
     printf("%s: the dataset's fingerprint\nnext: pipeline run %s\n", fpath, out);
     if (!p.eval_has_model_key)
         MK_LOG_W(ctx, "plan: evaluate.model is not in this build's schema: written as a comment");

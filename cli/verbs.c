@@ -62,21 +62,25 @@ const mk_verb MK_VERBS[] = {
      "dataset.json's label names are printed but are not part of the CSV.",
      mk_verb_import},
     {"plan", "fingerprint a dataset and write a config for it (spacing, patch, batch, window)",
-     "plan DATASET -o CONFIG.toml [--method auto|supervised|cmedl] [--iterations N] [--threads "
-     "N] [--memory-gb G] [--samples N]",
+     "plan DATASET -o CONFIG.toml [--method auto|supervised|cmedl] [--time-budget MINUTES] "
+     "[--gflops G] [--iterations N] [--threads N] [--memory-gb G] [--samples N]",
      "DATASET is a CSV manifest, an nnU-Net v2 / MSD folder or its dataset.json. Reads every case\n"
      "once and summarises it per modality (spacing, size and orientation after reorientation to\n"
      "RAS; foreground intensity percentiles, mean, sd; label values; foreground share and\n"
      "extent), writes that as CONFIG.fingerprint.json (CONFIG without .toml) and a config with\n"
      "every choice explained: axial slices in RAS (across a 2x coarser axis if there is one),\n"
      "target spacing = median spacing, patch covering the median foreground extent, U-Net depth\n"
-     "and batch for the memory budget, CT window from the foreground percentiles or MR z-score,\n"
+     "and batch for the memory budget, then smaller (batch, width, patch) until at least 600\n"
+     "iterations fit the time budget, CT window from the foreground percentiles or MR z-score,\n"
      "labels (docs/plan.md).\n"
      "'pipeline run CONFIG.toml' trains and evaluates with it as it is.\n"
      "  -o FILE          the config to write (its folder is created)\n"
      "  --method M       supervised (a U-Net on one modality), cmedl (CT student, MR teacher) or\n"
      "                   auto (default: cmedl when there are labelled CT and MR rows)\n"
-     "  --iterations N   training iterations (default 1000)\n"
+     "  --time-budget M  minutes the whole 'pipeline run' may take on this machine (default 30)\n"
+     "  --gflops G       training GFLOP/s of this machine (default: measured, about 0.5 s; give\n"
+     "                   it for a reproducible plan)\n"
+     "  --iterations N   training iterations (default: what fits the budget, 600..4000)\n"
      "  --threads N      cases read at a time, and [run].threads (default 0: one per core)\n"
      "  --memory-gb G    activation memory of one training batch (default 2)\n"
      "  --samples N      foreground voxels per modality for the percentiles (default 1000000;\n"

@@ -3,9 +3,10 @@
  * The data decides the configuration (nnU-Net's lesson): mk_fingerprint_compute reads every case
  * of a dataset once and summarises it per modality; mk_plan_make turns that summary into the
  * choices of a training config (target spacing, patch, network depth, batch for a memory budget,
- * CT window or MRI z-score, labels); mk_plan_write does both and writes the config as TOML with
- * every choice explained in a comment, and the fingerprint as JSON beside it. docs/plan.md
- * states each rule.
+ * then a smaller network and the iterations for a compute (time) budget at the machine's measured
+ * or given GFLOP/s, CT window or MRI z-score, labels); mk_plan_write does both and writes the
+ * config as TOML with every choice explained in a comment, and the fingerprint as JSON beside it.
+ * docs/plan.md states each rule.
  *
  * Fingerprint, per modality (the manifest's modality column; rows without one are refused):
  *   cases, labelled, unlabelled, rows per split;
@@ -51,11 +52,11 @@ extern "C" {
 #define MK_PLAN_MAX_ITERS 4000    /* iterations at most */
 
 typedef struct mk_plan_opts {
-    const char *method;    /* "auto" (NULL too), "supervised" or "cmedl" */
-    long long iterations;  /* training iterations written (0: 1000) */
-    int threads;           /* fingerprint workers and [run].threads (0: one per core) */
-    double memory_gb;      /* activation memory budget of one training batch (default 2) */
-    long long max_samples; /* foreground voxels kept per modality for the percentiles (10^6) */
+    const char *method;     /* "auto" (NULL too), "supervised" or "cmedl" */
+    long long iterations;   /* training iterations written (0: from the compute budget) */
+    int threads;            /* fingerprint workers and [run].threads (0: one per core) */
+    double memory_gb;       /* activation memory budget of one training batch (default 2) */
+    long long max_samples;  /* foreground voxels kept per modality for the percentiles (10^6) */
     double time_budget_min; /* wall-clock budget of the whole `pipeline run` (default 30) */
     double gflops; /* sustained training GFLOP/s of this machine (0: mk_plan_measure_gflops) */
 } mk_plan_opts;
@@ -123,6 +124,14 @@ mk_status mk_fingerprint_compute(mk_ctx *ctx, const mk_manifest *m, const mk_pla
                                  mk_fingerprint **out);
 void mk_fingerprint_free(mk_fingerprint *fp); /* NULL ok */
 
+/* A network the compute budget tried. */
+typedef struct mk_plan_candidate {
+    int patch[2], depth, width, batch;
+    double sec_per_iter; /* training time of one iteration at mk_plan.gflops */
+    double fixed_s;      /* validations and evaluation with this network */
+    long long fit;       /* iterations that fit the budget (may be < MK_PLAN_MIN_ITERS) */
+} mk_plan_candidate;
+
 /* The choices of a config (docs/plan.md gives each rule). */
 typedef struct mk_plan {
     int cmedl;  /* 0: stages supervised, evaluate; 1: translate, cmedl, baseline, evaluate */
@@ -136,26 +145,23 @@ typedef struct mk_plan {
     double image_vox[2];  /* median image size at the target spacing (in-plane u, v) */
     int patch[2], depth, width, classes, batch;
     int patch_shrunk;        /* 1: the memory budget made the patch smaller */
-    double bytes_per_sample; /* activation-memory estimate of one patch */
+    double bytes_per_sample; /* activation-memory estimate of one patch (nnU-Net-style network) */
     double gflop_per_iter;   /* training work of one iteration, GFLOP (mk_plan_unet_work) */
     double conv_gflop_per_iter; /* of which convolutions (forward + backward = 3 x forward) */
     long long iterations;
     /* the compute budget (docs/plan.md): the candidates tried, the nnU-Net-style one first */
-    double gflops;          /* GFLOP/s used (given, or measured) */
-    int gflops_measured;    /* 1: measured by mk_plan_measure_gflops */
-    double time_budget_s;   /* the budget of the whole run */
-    double sec_per_iter;    /* training time of one iteration of the chosen candidate */
-    double fixed_s;         /* validations during training + the evaluation, estimated */
-    double expected_s;      /* iterations x sec_per_iter + fixed_s */
-    int budget_met;         /* 0: even the smallest candidate misses the budget (kept anyway) */
-    int iterations_given;   /* 1: --iterations set the count */
-    int val_cases, eval_cases, slices, windows; /* what fixed_s counts (per case: slices, windows) */
+    double gflops;        /* GFLOP/s used (given, or measured) */
+    int gflops_measured;  /* 1: measured by mk_plan_measure_gflops */
+    double time_budget_s; /* the budget of the whole run */
+    double sec_per_iter;  /* training time of one iteration of the chosen candidate */
+    double fixed_s;       /* validations during training + the evaluation, estimated */
+    double expected_s;    /* iterations x sec_per_iter + fixed_s */
+    int budget_met;       /* 0: even the smallest candidate misses the budget (kept anyway) */
+    int iterations_given; /* 1: --iterations set the count */
+    int val_cases, eval_cases, slices,
+        windows; /* what fixed_s counts (per case: slices, windows) */
     int ncand;
-    struct mk_plan_candidate {
-        int patch[2], depth, width, batch;
-        double sec_per_iter, fixed_s;
-        long long fit; /* iterations that fit the budget (may be < MK_PLAN_MIN_ITERS) */
-    } cand[MK_PLAN_MAX_CANDIDATES];
+    mk_plan_candidate cand[MK_PLAN_MAX_CANDIDATES]; /* the last one is the chosen network */
     int nstruct;
     int label_values[MK_PLAN_MAX_STRUCTURES];
     char label_names[MK_PLAN_MAX_STRUCTURES][32];
@@ -166,7 +172,9 @@ typedef struct mk_plan {
     int eval_has_model_key; /* the schema has evaluate.model */
 } mk_plan;
 
-/* Choose the plan from a fingerprint (m gives the label names of dataset.json). MK_ERR_INVALID
+/* Choose the plan from a fingerprint (m gives the label names of dataset.json); o->gflops 0:
+ * measured here (mk_plan_measure_gflops, logged), so only a given figure makes the plan
+ * reproducible. MK_ERR_INVALID
  * when there is nothing to train on (no labelled case with foreground), --method cmedl without CT
  * and MR rows; MK_ERR_UNSUPPORTED for more than 15 structures. */
 mk_status mk_plan_make(mk_ctx *ctx, const mk_manifest *m, const mk_fingerprint *fp,

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -19,6 +20,7 @@
 #include "../core/mk_fs.h"
 #include "../io/mk_image.h"
 #include "../models/mk_unet.h"
+#include "../nn/mk_optim.h"
 #include "mk_runner.h"
 
 #ifndef MK_VERSION
@@ -32,7 +34,15 @@
 #define PLAN_BATCH_MIN 2
 #define PLAN_BATCH_MAX 16
 #define PLAN_CMEDL_FACTOR 3.0 /* cmedl: teacher + student + translator per sample */
-#define PLAN_ANISO 2.0        /* an axis this much coarser than the others is sliced across */
+/* The compute budget (docs/plan.md) */
+#define PLAN_BUDGET_MIN 30.0 /* --time-budget default, minutes */
+#define PLAN_BATCH_TIME 4    /* the budget first takes the batch down to this */
+#define PLAN_WIDTH_SMALL 8   /* then the width */
+#define PLAN_PATCH_FLOOR 32  /* then halves the patch axes, not below this */
+#define PLAN_VALIDATIONS 10  /* run.val_every 0: ten validations per validated training stage */
+#define PLAN_INFER_SHARE 0.2 /* one sliding window costs this share of a training sample */
+#define PLAN_CMEDL_TIME 4.5  /* cmedl: 3 networks, the baseline (1), translate (2, a quarter) */
+#define PLAN_ANISO 2.0       /* an axis this much coarser than the others is sliced across */
 
 static const char *SLICE_NAME[3] = {"sagittal", "coronal", "axial"};
 
@@ -42,10 +52,12 @@ void mk_plan_opts_defaults(mk_plan_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->method = "auto";
-    o->iterations = 1000;
+    o->iterations = 0;
     o->threads = 0;
     o->memory_gb = 2.0;
     o->max_samples = 1000000;
+    o->time_budget_min = PLAN_BUDGET_MIN;
+    o->gflops = 0;
 }
 
 /* ---- small numerics ------------------------------------------------------------------------- */
@@ -546,14 +558,13 @@ static mk_status aggregate(mk_ctx *ctx, const mk_manifest *m, case_job *jobs, mk
 
 /* ---- the plan ------------------------------------------------------------------------------- */
 
-double mk_plan_unet_bytes(int pu, int pv, int width, int depth, int classes)
+/* Forward outputs (floats) of one sample of the U-Net on a pu x pv patch. Per level i (width
+ * w_i = width * 2^i, area A_i = pu*pv / 4^i), as models/mk_unet.c records them on the tape:
+ * encoder 2 x (conv, BN, ReLU) = 6 w_i A_i, the pooled input of the next level w_i A_(i+1);
+ * decoder (levels below the bottleneck) transposed conv w_i A_i, concat 2 w_i A_i, 2 x (conv, BN,
+ * ReLU) 6 w_i A_i; head: logits, softmax and loss 4 classes A_0; input A_0. */
+static double unet_elems(int pu, int pv, int width, int depth, int classes)
 {
-    /* Per level i (width w_i = width * 2^i, area A_i = pu*pv / 4^i), as models/mk_unet.c records
-     * them on the tape: encoder 2 x (conv, BN, ReLU) = 6 w_i A_i, the pooled input of the next
-     * level w_i A_(i+1); decoder (levels below the bottleneck) transposed conv w_i A_i, concat
-     * 2 w_i A_i, 2 x (conv, BN, ReLU) 6 w_i A_i; head: logits, softmax and loss 4 classes A_0;
-     * input A_0. Each output has a gradient of its size (x 2), plus the largest im2col buffer
-     * (3x3 over the 2 w_0 channels of the first decoder conv: 18 w_0 A_0). float32. */
     double f = 0, a0 = (double)pu * (double)pv;
     for (int i = 0; i < depth; i++) {
         double w = (double)width * (double)(1 << i), a = a0 / (double)(1 << (2 * i));
@@ -561,8 +572,122 @@ double mk_plan_unet_bytes(int pu, int pv, int width, int depth, int classes)
         if (i + 1 < depth)
             f += w * a / 4 + 9 * w * a;
     }
-    f += 4.0 * classes * a0 + a0;
-    return 4.0 * (2.0 * f + 18.0 * width * a0);
+    return f + 4.0 * classes * a0 + a0;
+}
+
+double mk_plan_unet_bytes(int pu, int pv, int width, int depth, int classes)
+{
+    /* each forward output has a gradient of its size (x 2), plus the largest im2col buffer (3x3
+     * over the 2 w_0 channels of the first decoder conv: 18 w_0 A_0); float32 */
+    double f = unet_elems(pu, pv, width, depth, classes);
+    return 4.0 * (2.0 * f + 18.0 * width * (double)pu * (double)pv);
+}
+
+static double unet_conv_gflop(int pu, int pv, int width, int depth, int classes)
+{
+    mk_unet_cfg u = mk_unet_defaults(2);
+    u.in_ch = 1;
+    u.classes = classes;
+    u.base = width;
+    u.levels = depth;
+    const int size[2] = {pv, pu};
+    return 3.0 * mk_unet_conv_flops(&u, size, NULL) / 1e9;
+}
+
+double mk_plan_unet_work(int pu, int pv, int width, int depth, int classes)
+{
+    return unet_conv_gflop(pu, pv, width, depth, classes) +
+           MK_PLAN_ELEM_FLOPS * unet_elems(pu, pv, width, depth, classes) / 1e9;
+}
+
+/* ---- the benchmark -------------------------------------------------------------------------- */
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+#define BENCH_WIDTH 8
+#define BENCH_DEPTH 4
+#define BENCH_PATCH 128
+#define BENCH_BATCH 2
+#define BENCH_CLASSES 3
+#define BENCH_WARMUP 2
+#define BENCH_SECONDS 0.3
+
+mk_status mk_plan_measure_gflops(mk_ctx *ctx, int threads, double *gflops, double *seconds)
+{
+    *gflops = 0;
+    if (threads <= 0) {
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = nc > 0 ? (int)nc : 1;
+    }
+    double t_begin = now_s();
+    mk_unet_cfg u = mk_unet_defaults(2);
+    u.in_ch = 1;
+    u.classes = BENCH_CLASSES;
+    u.base = BENCH_WIDTH;
+    u.levels = BENCH_DEPTH;
+    mk_unet *net = NULL;
+    mk_optim *opt = NULL;
+    mk_nn_graph *g = NULL;
+    mk_tensor x = {0};
+    int32_t *y = NULL;
+    const int64_t ne[4] = {BENCH_BATCH, 1, BENCH_PATCH, BENCH_PATCH};
+    const int64_t n = BENCH_BATCH * BENCH_PATCH * BENCH_PATCH;
+    mk_status st = mk_unet_new(ctx, &u, 1, &net);
+    if (st != MK_OK)
+        return mk_err_prefix(ctx, "plan: benchmark");
+    mk_optim_cfg oc = mk_optim_defaults(MK_OPTIM_ADAM);
+    if (!(opt = mk_optim_new(mk_unet_params(net), &oc)) || !(g = mk_nn_graph_new(threads, 1)) ||
+        mk_tensor_new(&x, 4, ne) != 0 || !(y = malloc((size_t)n * sizeof *y))) {
+        st = mk_err(ctx, MK_ERR_NOMEM, "plan: benchmark: out of memory");
+        goto out;
+    }
+    /* a fixed batch: a disc (class 1) in a ring (class 2) over a smooth background */
+    for (int64_t i = 0; i < n; i++) {
+        int64_t xx = i % BENCH_PATCH, yy = i / BENCH_PATCH % BENCH_PATCH;
+        double dx = (double)xx - 64, dy = (double)yy - 60, r = sqrt(dx * dx + dy * dy);
+        y[i] = r < 20 ? 1 : r < 36 ? 2 : 0;
+        x.data[i] = (float)(0.5 * y[i] + 0.1 * sin(0.3 * (double)xx) * cos(0.2 * (double)yy));
+    }
+    double start = 0, elapsed = 0;
+    int steps = 0;
+    for (int s = 0;; s++) {
+        if (s == BENCH_WARMUP)
+            start = now_s();
+        mk_nn_graph_begin(g, 1);
+        mk_var *logits = mk_unet_forward(net, g, mk_nn_input(g, &x, 0));
+        mk_var *l = mk_nn_add(g, mk_nn_scale(g, mk_nn_dice_loss(g, logits, y, 1e-5f), 0.5f),
+                              mk_nn_scale(g, mk_nn_cross_entropy(g, logits, y, NULL, -100), 0.5f));
+        if (mk_nn_graph_oom(g) || !l) {
+            st = mk_err(ctx, MK_ERR_NOMEM, "plan: benchmark: out of memory in the forward pass");
+            goto out;
+        }
+        mk_nn_params_zero_grad(mk_unet_params(net));
+        mk_nn_backward(g, l);
+        mk_optim_step(opt);
+        if (s < BENCH_WARMUP)
+            continue;
+        steps++;
+        elapsed = now_s() - start;
+        if ((elapsed >= BENCH_SECONDS && steps >= 3) || steps >= 1000)
+            break;
+    }
+    *gflops = BENCH_BATCH *
+              mk_plan_unet_work(BENCH_PATCH, BENCH_PATCH, BENCH_WIDTH, BENCH_DEPTH, BENCH_CLASSES) *
+              steps / (elapsed > 0 ? elapsed : 1e-9);
+out:
+    mk_tensor_free(&x);
+    free(y);
+    mk_nn_graph_free(g);
+    mk_optim_free(opt);
+    mk_unet_free(net);
+    if (seconds)
+        *seconds = now_s() - t_begin;
+    return st;
 }
 
 static int is_ct(const char *name)
@@ -621,6 +746,144 @@ static int floor_log2(double x)
         k++;
     }
     return k;
+}
+
+/* U-Net depth for a patch whose smaller axis is pmin: the bottleneck keeps >= 4 voxels. */
+static int depth_for(int pmin)
+{
+    int d = floor_log2(pmin / 4.0) + 1;
+    return d > PLAN_MAX_DEPTH ? PLAN_MAX_DEPTH : d < 2 ? 2 : d;
+}
+
+/* Sliding windows along an axis of d voxels (stages/predict.c: stride p/2, the last one flush
+ * with the end, one window when d <= p). */
+static int window_count(double dv, int p)
+{
+    int64_t d = (int64_t)floor(dv + 0.5), step = p / 2 > 0 ? p / 2 : 1;
+    return d <= p ? 1 : (int)((d - p + step - 1) / step) + 1;
+}
+
+/* Validations during training and the evaluation of one candidate, seconds at g GFLOP/s: every
+ * window of every slice of the cases scored costs PLAN_INFER_SHARE of a training sample. */
+static double fixed_seconds(const mk_plan *p, const mk_plan_candidate *c, double g)
+{
+    double models = p->cmedl ? 2 : 1; /* cmedl: the student and the baseline */
+    double windows = (double)window_count(p->image_vox[0], c->patch[0]) *
+                     window_count(p->image_vox[1], c->patch[1]);
+    double scored = models * (PLAN_VALIDATIONS * p->val_cases + p->eval_cases) * p->slices;
+    return scored * windows * PLAN_INFER_SHARE *
+           mk_plan_unet_work(c->patch[0], c->patch[1], c->width, c->depth, p->classes) / g;
+}
+
+/* The next smaller candidate (docs/plan.md): the batch down to PLAN_BATCH_TIME, the width to
+ * PLAN_WIDTH_SMALL, the patch axes halved (not below PLAN_PATCH_FLOOR; depth re-derived; a
+ * multiple of 2^(depth-1) and of 4), the batch down to PLAN_BATCH_MIN. 0: none is smaller. */
+static int smaller(mk_plan_candidate *c)
+{
+    if (c->batch > PLAN_BATCH_TIME) {
+        c->batch--;
+        return 1;
+    }
+    if (c->width > PLAN_WIDTH_SMALL) {
+        c->width = PLAN_WIDTH_SMALL;
+        return 1;
+    }
+    int raw[2], changed = 0;
+    for (int i = 0; i < 2; i++) {
+        raw[i] = c->patch[i];
+        if (raw[i] > PLAN_PATCH_FLOOR) {
+            raw[i] = (raw[i] + 1) / 2 > PLAN_PATCH_FLOOR ? (raw[i] + 1) / 2 : PLAN_PATCH_FLOOR;
+            changed = 1;
+        }
+    }
+    if (changed) {
+        c->depth = depth_for(raw[0] < raw[1] ? raw[0] : raw[1]);
+        int q = 1 << (c->depth - 1);
+        if (q < 4)
+            q = 4;
+        for (int i = 0; i < 2; i++)
+            c->patch[i] = (raw[i] + q - 1) / q * q;
+        return 1;
+    }
+    if (c->batch > PLAN_BATCH_MIN) {
+        c->batch--;
+        return 1;
+    }
+    return 0;
+}
+
+/* The compute budget: from the memory-planned (nnU-Net-style) candidate in p, shrink while fewer
+ * than MK_PLAN_MIN_ITERS iterations fit; set the chosen network, the iterations and the
+ * estimates. md: the trained modality (its splits give the validation and evaluation cases). */
+static mk_status compute_budget(mk_ctx *ctx, const mk_plan_opts *o, mk_plan *p,
+                                const mk_fp_modality *md)
+{
+    double g = o->gflops;
+    if (!(g > 0)) {
+        double secs = 0;
+        mk_status st = mk_plan_measure_gflops(ctx, o->threads, &g, &secs);
+        if (st != MK_OK)
+            return st;
+        p->gflops_measured = 1;
+        MK_LOG_I(ctx,
+                 "plan: this machine trains at %.1f GFLOP/s (measured in %.2f s; pass --gflops "
+                 "for a reproducible plan)",
+                 g, secs);
+    }
+    p->gflops = g;
+    p->time_budget_s = 60.0 * (o->time_budget_min > 0 ? o->time_budget_min : PLAN_BUDGET_MIN);
+    /* validation cases: the manifest's val rows, else the hold-out (stages/data.c's rule) */
+    if (p->has_val_rows) {
+        p->val_cases = md->labelled_split_rows[1];
+    } else {
+        int n = md->labelled_split_rows[0];
+        long nv = lround(PLAN_VAL_FRACTION * n);
+        if (nv < 1 && n >= 2)
+            nv = 1;
+        if (nv > n - 1)
+            nv = n - 1;
+        p->val_cases = nv > 0 ? (int)nv : 0;
+    }
+    p->eval_cases = strcmp(p->eval_split, "test") == 0 ? md->labelled_split_rows[2] : p->val_cases;
+    double tfactor = p->cmedl ? PLAN_CMEDL_TIME : 1.0;
+    mk_plan_candidate c = {{p->patch[0], p->patch[1]}, p->depth, p->width, p->batch, 0, 0, 0};
+    p->ncand = 0;
+    for (;;) {
+        c.sec_per_iter = tfactor * c.batch *
+                         mk_plan_unet_work(c.patch[0], c.patch[1], c.width, c.depth, p->classes) /
+                         g;
+        c.fixed_s = fixed_seconds(p, &c, g);
+        double fit = floor((p->time_budget_s - c.fixed_s) / c.sec_per_iter);
+        c.fit = fit < 0 ? 0 : fit > 1e15 ? (long long)1e15 : (long long)fit;
+        p->cand[p->ncand++] = c;
+        if (c.fit >= MK_PLAN_MIN_ITERS) {
+            p->budget_met = 1;
+            break;
+        }
+        if (p->ncand == MK_PLAN_MAX_CANDIDATES || !smaller(&c))
+            break; /* the smallest misses the budget too: keep it, the comments say so */
+    }
+    const mk_plan_candidate *ch = &p->cand[p->ncand - 1];
+    p->patch[0] = ch->patch[0];
+    p->patch[1] = ch->patch[1];
+    p->depth = ch->depth;
+    p->width = ch->width;
+    p->batch = ch->batch;
+    p->sec_per_iter = ch->sec_per_iter;
+    p->fixed_s = ch->fixed_s;
+    p->windows =
+        window_count(p->image_vox[0], ch->patch[0]) * window_count(p->image_vox[1], ch->patch[1]);
+    long long it = ch->fit < MK_PLAN_MIN_ITERS   ? MK_PLAN_MIN_ITERS
+                   : ch->fit > MK_PLAN_MAX_ITERS ? MK_PLAN_MAX_ITERS
+                                                 : ch->fit;
+    p->iterations_given = o->iterations > 0;
+    p->iterations = p->iterations_given ? o->iterations : it;
+    p->expected_s = (double)p->iterations * p->sec_per_iter + p->fixed_s;
+    p->gflop_per_iter = p->sec_per_iter * g;
+    p->conv_gflop_per_iter =
+        tfactor * p->batch *
+        unet_conv_gflop(p->patch[0], p->patch[1], p->width, p->depth, p->classes);
+    return MK_OK;
 }
 
 mk_status mk_plan_make(mk_ctx *ctx, const mk_manifest *m, const mk_fingerprint *fp,
@@ -706,12 +969,7 @@ mk_status mk_plan_make(mk_ctx *ctx, const mk_manifest *m, const mk_fingerprint *
             p0[i] = 8;
     }
     /* depth: bottleneck >= 4 voxels; patch a multiple of 2^(depth-1) (and of 4) */
-    int pmin = p0[0] < p0[1] ? p0[0] : p0[1];
-    p->depth = floor_log2(pmin / 4.0) + 1;
-    if (p->depth > PLAN_MAX_DEPTH)
-        p->depth = PLAN_MAX_DEPTH;
-    if (p->depth < 2)
-        p->depth = 2;
+    p->depth = depth_for(p0[0] < p0[1] ? p0[0] : p0[1]);
     int q = 1 << (p->depth - 1);
     if (q < 4)
         q = 4;
@@ -776,13 +1034,14 @@ mk_status mk_plan_make(mk_ctx *ctx, const mk_manifest *m, const mk_fingerprint *
     }
     double b = floor(budget / p->bytes_per_sample);
     p->batch = b < PLAN_BATCH_MIN ? PLAN_BATCH_MIN : b > PLAN_BATCH_MAX ? PLAN_BATCH_MAX : (int)b;
-    p->iterations = o->iterations > 0 ? o->iterations : 1000;
-    mk_unet_cfg ucfg = mk_unet_defaults(2);
-    ucfg.in_ch = 1;
-    ucfg.classes = p->classes;
-    ucfg.base = p->width;
-    ucfg.levels = p->depth;
-    p->gflop_per_iter = 3.0 * factor * p->batch * mk_unet_conv_flops(&ucfg, p->patch, NULL) / 1e9;
+    p->slices = (int)floor(img_mm[p->slice_axis] / p->spacing[p->slice_axis] + 0.5);
+    for (int k = 0; k < fp->nmod; k++)
+        if (planned(p, k))
+            p->has_val_rows |= fp->mod[k].split_rows[1] > 0;
+    p->eval_split = fp->mod[p->mod].labelled_split_rows[2] > 0 ? "test" : "val";
+    mk_status st = compute_budget(ctx, o, p, &fp->mod[p->mod]);
+    if (st != MK_OK)
+        return st;
     /* CT window: the 0.5 and 99.5 percentiles of the CT foreground (nnU-Net's CT clipping) */
     if (p->ct >= 0 && planned(p, p->ct) && isfinite(fp->mod[p->ct].fg_p005)) {
         p->has_ct_window = 1;
@@ -795,10 +1054,6 @@ mk_status mk_plan_make(mk_ctx *ctx, const mk_manifest *m, const mk_fingerprint *
                 p->ct_window[1] = p->ct_window[0] + 1;
         }
     }
-    for (int k = 0; k < fp->nmod; k++)
-        if (planned(p, k))
-            p->has_val_rows |= fp->mod[k].split_rows[1] > 0;
-    p->eval_split = fp->mod[p->mod].labelled_split_rows[2] > 0 ? "test" : "val";
     p->eval_has_model_key = schema_has("evaluate", "model", "best");
     return MK_OK;
 }
@@ -972,12 +1227,51 @@ static void print_json(FILE *f, const void *argp)
     jvec(f, p->spacing, 3);
     fprintf(f,
             ", \"slice_axis\": \"%s\", \"patch\": [%d, %d], \"depth\": %d, \"width\": %d, "
-            "\"classes\": %d, \"batch\": %d, \"bytes_per_sample\": %.0f, \"gflop_per_iteration\": "
-            "%.1f, \"memory_gb\": ",
+            "\"classes\": %d, \"batch\": %d, \"iterations\": %lld, \"iterations_given\": %s, "
+            "\"bytes_per_sample\": %.0f, \"memory_gb\": ",
             SLICE_NAME[p->slice_axis], p->patch[0], p->patch[1], p->depth, p->width, p->classes,
-            p->batch, p->bytes_per_sample, p->gflop_per_iter);
+            p->batch, p->iterations, p->iterations_given ? "true" : "false", p->bytes_per_sample);
     jnum(f, A->o->memory_gb > 0 ? A->o->memory_gb : 2.0);
-    fputs(", \"ct_window\": ", f);
+    fputs(",\n    \"compute\": {\"time_budget_min\": ", f);
+    jnum(f, p->time_budget_s / 60.0);
+    fputs(", \"gflops\": ", f);
+    jnum(f, p->gflops);
+    fprintf(f,
+            ", \"gflops_measured\": %s, \"work_model\": \"GFLOP per iteration = batch x (3 x "
+            "forward convolution GFLOP + %g x activation elements / 1e9)%s\", ",
+            p->gflops_measured ? "true" : "false", MK_PLAN_ELEM_FLOPS,
+            p->cmedl ? " x 4.5 (cmedl 3 networks, baseline 1, translate 2 for a quarter)" : "");
+    fputs("\"gflop_per_iteration\": ", f);
+    jnum(f, p->gflop_per_iter);
+    fputs(", \"conv_gflop_per_iteration\": ", f);
+    jnum(f, p->conv_gflop_per_iter);
+    fputs(", \"seconds_per_iteration\": ", f);
+    jnum(f, p->sec_per_iter);
+    fprintf(f,
+            ", \"validation_cases\": %d, \"validations\": %d, \"evaluation_cases\": %d, "
+            "\"slices_per_case\": %d, \"windows_per_slice\": %d, "
+            "\"validation_evaluation_seconds\": ",
+            p->val_cases, PLAN_VALIDATIONS, p->eval_cases, p->slices, p->windows);
+    jnum(f, p->fixed_s);
+    fputs(", \"expected_minutes\": ", f);
+    jnum(f, p->expected_s / 60.0);
+    fprintf(f,
+            ", \"budget_met\": %s, \"min_iterations\": %d, \"max_iterations\": %d,\n      "
+            "\"candidates\": [",
+            p->budget_met ? "true" : "false", MK_PLAN_MIN_ITERS, MK_PLAN_MAX_ITERS);
+    for (int i = 0; i < p->ncand; i++) {
+        const mk_plan_candidate *c = &p->cand[i];
+        fprintf(f,
+                "%s\n        {\"patch\": [%d, %d], \"depth\": %d, \"width\": %d, \"batch\": %d, "
+                "\"seconds_per_iteration\": ",
+                i ? "," : "", c->patch[0], c->patch[1], c->depth, c->width, c->batch);
+        jnum(f, c->sec_per_iter);
+        fputs(", \"validation_evaluation_seconds\": ", f);
+        jnum(f, c->fixed_s);
+        fprintf(f, ", \"iterations_fit\": %lld}", c->fit);
+    }
+    fputs("]},\n    ", f);
+    fputs("\"ct_window\": ", f);
     if (p->has_ct_window)
         jvec(f, p->ct_window, 2);
     else
@@ -1051,6 +1345,45 @@ static void tc(FILE *f, const char *fmt, ...)
     }
 }
 
+/* The compute budget's comment block: the rule, the candidates tried, the expected time. */
+static void print_budget(FILE *f, const mk_plan *p)
+{
+    tc(f,
+       "Compute budget: `pipeline run` should take at most %.4g min (--time-budget) on this "
+       "machine, which trains at %.4g GFLOP/s (%s). One iteration costs batch x (3 x the forward "
+       "convolution FLOPs + %g FLOPs per activation element)%s; 10 validations and the "
+       "evaluation cost %g of a training sample per sliding window. Starting from the "
+       "nnU-Net-style network (the rules below), the batch goes down to %d, the width to %d, "
+       "the patch halves (not below %d), the batch goes down to %d, until at least %d iterations "
+       "fit. Tried (patch, depth, width, batch: seconds per iteration, iterations that fit):",
+       p->time_budget_s / 60.0, p->gflops,
+       p->gflops_measured ? "measured by the plan's benchmark; --gflops makes the plan "
+                            "reproducible"
+                          : "--gflops",
+       MK_PLAN_ELEM_FLOPS,
+       p->cmedl ? ", x 4.5 for cmedl (3 networks, the baseline, a quarter of translate)" : "",
+       PLAN_INFER_SHARE, PLAN_BATCH_TIME, PLAN_WIDTH_SMALL, PLAN_PATCH_FLOOR, PLAN_BATCH_MIN,
+       MK_PLAN_MIN_ITERS);
+    for (int i = 0; i < p->ncand; i++) {
+        const mk_plan_candidate *c = &p->cand[i];
+        fprintf(f, "#   %dx%d, depth %d, width %d, batch %d: %.3g s, %lld%s\n", c->patch[0],
+                c->patch[1], c->depth, c->width, c->batch, c->sec_per_iter, c->fit,
+                i + 1 == p->ncand ? " <- chosen" : "");
+    }
+    if (!p->budget_met)
+        tc(f,
+           "Even the smallest network misses the budget: it is kept, with %d iterations, and the "
+           "run takes longer than the budget.",
+           MK_PLAN_MIN_ITERS);
+    tc(f,
+       "Expected time: %lld iterations x %.3g s + %.2g min of validations (%d x %d case%s of %d "
+       "slices, %d windows each) and evaluation (%d case%s) = %.3g min%s.",
+       p->iterations, p->sec_per_iter, p->fixed_s / 60.0, PLAN_VALIDATIONS, p->val_cases,
+       p->val_cases == 1 ? "" : "s", p->slices, p->windows, p->eval_cases,
+       p->eval_cases == 1 ? "" : "s", p->expected_s / 60.0,
+       p->expected_s > p->time_budget_s * (1 + 1e-9) ? " (over the budget)" : "");
+}
+
 static void print_toml(FILE *f, const void *argp)
 {
     const print_arg *A = argp;
@@ -1060,17 +1393,12 @@ static void print_toml(FILE *f, const void *argp)
     const char *mname = md->name;
     char line[1024];
     size_t L;
-    time_t now = time(NULL);
-    struct tm tmv;
-    char date[32] = "";
-    if (gmtime_r(&now, &tmv))
-        strftime(date, sizeof date, "%Y-%m-%d", &tmv);
     tc(f,
-       "medkd config planned by `pipeline plan` (medkd %s, %s) from %s. The dataset's "
-       "fingerprint, which every choice below is computed from, is %s beside this file; "
-       "docs/plan.md states each rule. Edit freely: `pipeline validate` checks the result, and "
-       "`pipeline run` trains and evaluates with it as it is.",
-       MK_VERSION, date, fp->source, A->fp_name);
+       "medkd config planned by `pipeline plan` (medkd %s) from %s. The dataset's fingerprint, "
+       "which every choice below is computed from, is %s beside this file; docs/plan.md states "
+       "each rule. Edit freely: `pipeline validate` checks the result, and `pipeline run` trains "
+       "and evaluates with it as it is.",
+       MK_VERSION, fp->source, A->fp_name);
     L = 0;
     line[0] = '\0';
     for (int k = 0; k < fp->nmod && L < sizeof line; k++)
@@ -1078,6 +1406,7 @@ static void print_toml(FILE *f, const void *argp)
             (size_t)snprintf(line + L, sizeof line - L, "%s%s %d cases (%d labelled)",
                              k ? ", " : "", fp->mod[k].name, fp->mod[k].cases, fp->mod[k].labelled);
     tc(f, "Modalities: %s.", line);
+    print_budget(f, p);
 
     fputs("\n[run]\n", f);
     tc(f, "the dataset's name");
@@ -1199,16 +1528,27 @@ static void print_toml(FILE *f, const void *argp)
               "non-CT)");
         fputs("mri_norm = \"zscore\"\n", f);
     }
-    int q = 1 << (p->depth - 1);
+    const mk_plan_candidate *c0 = &p->cand[0];
+    int q = 1 << (c0->depth - 1);
     if (q < 4)
         q = 4;
+    int halvings = 0;
+    for (int i = 1; i < p->ncand; i++)
+        halvings += p->cand[i].patch[0] != p->cand[i - 1].patch[0] ||
+                    p->cand[i].patch[1] != p->cand[i - 1].patch[1];
+    char why_small[200] = "";
+    if (halvings)
+        snprintf(why_small, sizeof why_small,
+                 "; that patch (%dx%d) is halved %d time%s for the compute budget (see the top)",
+                 c0->patch[0], c0->patch[1], halvings, halvings == 1 ? "" : "s");
     tc(f,
        "patch (%c, %c voxels at the target spacing): covers the median foreground extent "
        "(%.0f x %.0f) but at most the median image size (%.0f x %.0f), rounded to a multiple "
-       "of %d (2^(depth-1), at least 4)%s",
+       "of %d (2^(depth-1), at least 4)%s%s",
        "xyz"[p->plane[0]], "xyz"[p->plane[1]], p -> extent_vox[0], p -> extent_vox[1],
        p -> image_vox[0], p -> image_vox[1], q,
-       p -> patch_shrunk ? "; made smaller so that two patches fit the memory budget" : "");
+       p -> patch_shrunk ? "; made smaller so that two patches fit the memory budget" : "",
+       why_small);
     fprintf(f, "patch = [%d, %d]\n", p->patch[0], p->patch[1]);
     tc(f, "patches at random positions of whole slices, a third of each batch centred on a voxel "
           "of a structure (nnU-Net's foreground oversampling)");
@@ -1257,25 +1597,50 @@ static void print_toml(FILE *f, const void *argp)
     }
 
     fputs("\n[model]\n", f);
-    tc(f, "channels of the first level, doubling per level (nnU-Net's 2-D U-Net uses 32; 16 costs "
-          "a quarter of its compute on CPUs)");
+    if (p->width == c0->width)
+        tc(f, "channels of the first level, doubling per level (nnU-Net's 2-D U-Net uses 32; 16 "
+              "costs a quarter of its compute on CPUs)");
+    else
+        tc(f,
+           "channels of the first level, doubling per level: %d, %d for the compute budget (see "
+           "the top; nnU-Net's 2-D U-Net uses 32)",
+           c0->width, p->width);
     fprintf(f, "width = %d\n", p->width);
     tc(f,
-       "levels: min(%d, floor(log2(min patch / 4)) + 1), so that the bottleneck keeps >= 4 "
-       "voxels (here %dx%d)",
+       "levels: min(%d, floor(log2(min patch / 4)) + 1) of the patch before its rounding, so "
+       "that the bottleneck keeps >= 4 voxels (here %dx%d)",
        PLAN_MAX_DEPTH, p->patch[0] >> (p->depth - 1), p->patch[1] >> (p->depth - 1));
     fprintf(f, "depth = %d\n", p->depth);
     tc(f, "background + %d structure%s", p->nstruct, p->nstruct == 1 ? "" : "s");
     fprintf(f, "classes = %d\n", p->classes);
 
     double gb = A->o->memory_gb > 0 ? A->o->memory_gb : 2.0;
-    char batch_why[600];
-    snprintf(batch_why, sizeof batch_why,
-             "patches per batch: the memory budget (%.3g GiB, --memory-gb) over the estimated "
-             "activation memory of one %s patch (%.0f MiB), clamped to %d..%d; about %.0f GFLOP "
-             "of convolutions per iteration (forward and backward)",
-             gb, p->cmedl ? "cmedl (teacher + student + translator)" : "U-Net",
-             p->bytes_per_sample / 1048576.0, PLAN_BATCH_MIN, PLAN_BATCH_MAX, p->gflop_per_iter);
+    char batch_why[900], iter_why[600];
+    int n = snprintf(batch_why, sizeof batch_why,
+                     "patches per batch: the memory budget (%.3g GiB, --memory-gb) over the "
+                     "estimated activation memory of one %s patch of the nnU-Net-style network "
+                     "(%.0f MiB), clamped to %d..%d: %d",
+                     gb, p->cmedl ? "cmedl (teacher + student + translator)" : "U-Net",
+                     p->bytes_per_sample / 1048576.0, PLAN_BATCH_MIN, PLAN_BATCH_MAX, c0->batch);
+    if (p->batch != c0->batch && n > 0 && (size_t)n < sizeof batch_why)
+        snprintf(batch_why + n, sizeof batch_why - (size_t)n,
+                 ", %d for the compute budget (see the top)", p->batch);
+    if (p->iterations_given)
+        snprintf(iter_why, sizeof iter_why,
+                 "training iterations (--iterations; the compute budget alone gives %lld), about "
+                 "%.3g GFLOP (%.3g s) each",
+                 p->cand[p->ncand - 1].fit < MK_PLAN_MIN_ITERS   ? (long long)MK_PLAN_MIN_ITERS
+                 : p->cand[p->ncand - 1].fit > MK_PLAN_MAX_ITERS ? (long long)MK_PLAN_MAX_ITERS
+                                                                 : p->cand[p->ncand - 1].fit,
+                 p->gflop_per_iter, p->sec_per_iter);
+    else
+        snprintf(iter_why, sizeof iter_why,
+                 "training iterations: floor((%.4g min - %.2g min of validations and evaluation) "
+                 "/ %.3g s per iteration) = %lld, clamped to %d..%d (about %.3g GFLOP per "
+                 "iteration at %.4g GFLOP/s)",
+                 p->time_budget_s / 60.0, p->fixed_s / 60.0, p->sec_per_iter,
+                 p->cand[p->ncand - 1].fit, MK_PLAN_MIN_ITERS, MK_PLAN_MAX_ITERS, p->gflop_per_iter,
+                 p->gflops);
     if (p->cmedl) {
         long long ti = p->iterations / 4 > 0 ? p->iterations / 4 : 1;
         fputs("\n[translate]\n", f);
@@ -1285,7 +1650,7 @@ static void print_toml(FILE *f, const void *argp)
         tc(f, "%s", batch_why);
         fprintf(f, "batch = %d\n", p->batch);
         fputs("\n[cmedl]\n", f);
-        tc(f, "joint training iterations (--iterations)");
+        tc(f, "%s", iter_why);
         fprintf(f, "iterations = %lld\n", p->iterations);
         tc(f, "%s", batch_why);
         fprintf(f, "batch = %d\n", p->batch);
@@ -1300,7 +1665,7 @@ static void print_toml(FILE *f, const void *argp)
         fputs("modality = ", f);
         tstr(f, mname);
         fputc('\n', f);
-        tc(f, "training iterations (--iterations)");
+        tc(f, "%s", iter_why);
         fprintf(f, "iterations = %lld\n", p->iterations);
         tc(f, "%s", batch_why);
         fprintf(f, "batch = %d\n", p->batch);

@@ -1,5 +1,7 @@
 #include <dirent.h>
+#include <cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -112,6 +114,50 @@ static mk_status copy_file(mk_ctx *ctx, const char *src, const char *dst)
 static mk_status write_text(mk_ctx *ctx, const char *path, const char *text)
 {
     return mk_fs_write_atomic(ctx, path, text, strlen(text));
+}
+
+/* After a stage: run.json gets "stages": {NAME: {"seconds": S, "validation": {...}}}, the
+ * validation record being checkpoints/NAME.validation.json of a validated training stage. */
+static mk_status record_stage(mk_ctx *ctx, const char *dir, const char *name, double seconds)
+{
+    char path[4200], vpath[4200];
+    snprintf(path, sizeof path, "%s/run.json", dir);
+    snprintf(vpath, sizeof vpath, "%s/checkpoints/%s.validation.json", dir, name);
+    char *text = NULL;
+    size_t len = 0;
+    mk_status st = mk_fs_read_all(ctx, path, &text, &len);
+    if (st != MK_OK)
+        return st;
+    cJSON *js = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!cJSON_IsObject(js)) {
+        cJSON_Delete(js);
+        return mk_err(ctx, MK_ERR_FORMAT, "%s: expected a JSON object", path);
+    }
+    cJSON *stages = cJSON_GetObjectItemCaseSensitive(js, "stages");
+    if (!cJSON_IsObject(stages)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(js, "stages");
+        stages = cJSON_AddObjectToObject(js, "stages");
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(stages, name);
+    cJSON *e = cJSON_AddObjectToObject(stages, name);
+    if (e)
+        cJSON_AddNumberToObject(e, "seconds", round(seconds * 1e3) / 1e3);
+    if (e && mk_fs_is_file(vpath) && mk_fs_read_all(ctx, vpath, &text, &len) == MK_OK) {
+        cJSON *v = cJSON_ParseWithLength(text, len);
+        free(text);
+        if (v)
+            cJSON_AddItemToObject(e, "validation", v);
+    }
+    char *out = e ? cJSON_Print(js) : NULL;
+    cJSON_Delete(js);
+    if (!out)
+        return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory", path);
+    size_t n = strlen(out);
+    out[n] = '\n'; /* the terminator becomes the final newline */
+    st = mk_fs_write_atomic(ctx, path, out, n + 1);
+    free(out);
+    return st;
 }
 
 /* Log tee: every message also goes to run_dir/log.txt with a timestamp. */
@@ -819,7 +865,8 @@ static mk_status run_stages(mk_run_env *env, const char *cmdline)
         }
         char txt[128];
         snprintf(txt, sizeof txt, "%.3f s\n", mk_now_s() - t0);
-        if ((st = write_text(ctx, done, txt)) != MK_OK)
+        if ((st = write_text(ctx, done, txt)) != MK_OK ||
+            (st = record_stage(ctx, dir, name, mk_now_s() - t0)) != MK_OK)
             break;
         MK_LOG_I(ctx, "stage %d/%d %s: done in %.1f s", i + 1, n, name, mk_now_s() - t0);
         /* the data a stage produced is checked as soon as it exists, still before training */

@@ -5,14 +5,16 @@
 # nibabel/numpy (spacing and size along RAS, orientation codes, whole-volume and foreground
 # intensity statistics, percentiles with the documented subsampling and without it, label values,
 # foreground share and extent), the config against the planning rules, and `pipeline validate`
-# must accept it; also: a mixed-orientation copy gives the same geometry, CT + MR rows give the
-# CMEDL plan, bad data and bad usage give the documented exit codes and write nothing.
-# usage: plan_test.sh PIPELINE SOURCE_DIR SHARED_DIR   (exit 77: shared data absent, skipped)
+# must accept it; the compute budget (--time-budget, --gflops) against the rule recomputed here;
+# --gflops makes two plans byte-identical; a mixed-orientation copy gives the same geometry, CT +
+# MR rows give the CMEDL plan, bad data and bad usage give the documented exit codes and write
+# nothing.
+# usage: plan_test.sh PIPELINE SOURCE_DIR SHARED_DIR   (fails when the shared data is absent)
 set -u
 P="$1"; S="$2"; SH="$3"
 if [ ! -f "$SH/data/real/ct/cranium_ct.nii.gz" ]; then
-    echo "SKIP: $SH/data/real/ct/cranium_ct.nii.gz not found (set MK_SHARED_DIR)"
-    exit 77
+    echo "FAIL: $SH/data/real/ct/cranium_ct.nii.gz not found (the shared data; set MK_SHARED_DIR)"
+    exit 1
 fi
 D="$(mktemp -d "${TMPDIR:-/tmp}/plan-XXXXXX")"
 trap 'rm -rf "$D"' EXIT
@@ -61,16 +63,17 @@ rc=0; "$P" --quiet import "$D/nothing" -o "$D/x.csv" > "$D/e.out" 2>&1 || rc=$?
     || fail "import of a missing folder: exit $rc, $(cat "$D/e.out")"
 
 # ---- plan ------------------------------------------------------------------------------------
-"$P" --quiet plan "$DS" -o "$D/cfg/plan.toml" > "$D/plan.out" 2>&1 || { cat "$D/plan.out"; fail "plan"; }
+HUGE="--gflops 100 --time-budget 100000"  # the nnU-Net-style network is kept
+"$P" --quiet plan "$DS" -o "$D/cfg/plan.toml" $HUGE > "$D/plan.out" 2>&1 || { cat "$D/plan.out"; fail "plan"; }
 [ -f "$D/cfg/plan.toml" ] && [ -f "$D/cfg/plan.fingerprint.json" ] || fail "plan outputs missing"
 "$P" --quiet validate "$D/cfg/plan.toml" > "$D/v.out" 2>&1 || { cat "$D/v.out"; fail "validate rejects the plan"; }
 # the same plan from the imported CSV; exact percentiles with --samples large enough; the mixed
 # orientation copy
-"$P" --quiet plan "$D/m.csv" -o "$D/cfg2/plan.toml" > "$D/plan2.out" 2>&1 || { cat "$D/plan2.out"; fail "plan of the CSV"; }
+"$P" --quiet plan "$D/m.csv" -o "$D/cfg2/plan.toml" $HUGE > "$D/plan2.out" 2>&1 || { cat "$D/plan2.out"; fail "plan of the CSV"; }
 "$P" --quiet validate "$D/cfg2/plan.toml" > "$D/v.out" 2>&1 || { cat "$D/v.out"; fail "validate rejects the CSV plan"; }
-"$P" --quiet plan "$DS/dataset.json" -o "$D/cfg3/all.toml" --samples 100000000 --threads 1 \
+"$P" --quiet plan "$DS/dataset.json" -o "$D/cfg3/all.toml" --samples 100000000 --threads 1 $HUGE \
     --iterations 77 > "$D/plan3.out" 2>&1 || { cat "$D/plan3.out"; fail "plan --samples"; }
-"$P" --quiet plan "$D/data/Mixed" -o "$D/cfg4/mixed.toml" > "$D/plan4.out" 2>&1 || { cat "$D/plan4.out"; fail "plan of the mixed dataset"; }
+"$P" --quiet plan "$D/data/Mixed" -o "$D/cfg4/mixed.toml" $HUGE > "$D/plan4.out" 2>&1 || { cat "$D/plan4.out"; fail "plan of the mixed dataset"; }
 "$P" --quiet validate "$D/cfg4/mixed.toml" > "$D/v.out" 2>&1 || { cat "$D/v.out"; fail "validate rejects the mixed plan"; }
 
 /usr/bin/python3 - "$D" "$DS" <<'PY' || fail "fingerprint or config"
@@ -182,11 +185,15 @@ assert depth == min(5, int(math.floor(math.log2(min(raw) / 4))) + 1), (depth, ra
 for p, r, i in zip((pu, pv), raw, img_vox):
     assert p % q == 0 and p >= r and p < r + q and p <= round(i), (p, r, q, i)
 assert min(pu, pv) // 2 ** (depth - 1) >= 4, (pu, pv, depth)
-assert 2 <= sup["batch"] <= 16 and sup["modality"] == "CT" and sup["iterations"] == 1000, sup
+assert 2 <= sup["batch"] <= 16 and sup["modality"] == "CT" and sup["iterations"] == 4000, sup
+comp = fp["plan"]["compute"]  # the huge budget: the first candidate, 4000 iterations (the cap)
+assert len(comp["candidates"]) == 1 and comp["budget_met"] and comp["gflops"] == 100, comp
+assert comp["gflops_measured"] is False and comp["time_budget_min"] == 100000, comp
 assert ev["split"] == "val", ev  # the test slabs have no labels
 pl = fp["plan"]
 assert pl["patch"] == [pu, pv] and pl["depth"] == depth and pl["batch"] == sup["batch"], pl
 assert tomllib.load(open(os.path.join(d, "cfg3/all.toml"), "rb"))["supervised"]["iterations"] == 77
+assert json.load(open(os.path.join(d, "cfg3/all.fingerprint.json")))["plan"]["iterations_given"] is True
 assert tomllib.load(open(os.path.join(d, "cfg3/all.toml"), "rb"))["run"]["threads"] == 1
 text = open(os.path.join(d, "cfg/plan.toml")).read()
 lines = text.splitlines()
@@ -249,6 +256,127 @@ rc=0; "$P" --quiet plan "$DS" -o "$D/cm/x.toml" --method cmedl > "$D/e.out" 2>&1
 [ "$rc" = 1 ] && grep -q "expected labelled CT rows" "$D/e.out" && [ ! -e "$D/cm/x.toml" ] \
     || fail "--method cmedl on CT alone: exit $rc, $(cat "$D/e.out")"
 
+# ---- the compute budget ------------------------------------------------------------------------
+# --gflops 5 --time-budget 2: even the smallest network misses (the rule keeps it and says so);
+# --gflops 100 --time-budget 3: a network in between fits. Both recomputed here, candidate by
+# candidate, from the documented rule and FLOP model; --gflops makes the plan byte-identical.
+"$P" --quiet plan "$DS" -o "$D/bud/slow.toml" --gflops 5 --time-budget 2 > "$D/b.out" 2>&1 || { cat "$D/b.out"; fail "plan --gflops 5"; }
+cp "$D/bud/slow.toml" "$D/bud/slow1.toml"; cp "$D/bud/slow.fingerprint.json" "$D/bud/slow1.json"
+"$P" --quiet plan "$DS" -o "$D/bud/slow.toml" --gflops 5 --time-budget 2 > "$D/b.out" 2>&1 || { cat "$D/b.out"; fail "plan --gflops 5 (again)"; }
+cmp "$D/bud/slow.toml" "$D/bud/slow1.toml" || fail "--gflops: two plans differ (config)"
+cmp "$D/bud/slow.fingerprint.json" "$D/bud/slow1.json" || fail "--gflops: two plans differ (fingerprint)"
+grep -q "even the smallest network misses it" "$D/b.out" || fail "no budget warning: $(cat "$D/b.out")"
+"$P" --quiet plan "$DS" -o "$D/bud/mid.toml" --gflops 100 --time-budget 3 > "$D/b.out" 2>&1 || { cat "$D/b.out"; fail "plan --gflops 100"; }
+"$P" --quiet validate "$D/bud/mid.toml" > "$D/v.out" 2>&1 || { cat "$D/v.out"; fail "validate rejects the budget plan"; }
+"$P" --quiet plan "$DS" -o "$D/bud/meas.toml" > "$D/meas.out" 2>&1 || { cat "$D/meas.out"; fail "plan (measured GFLOP/s)"; }
+grep -q "GFLOP/s (measured)" "$D/meas.out" || fail "the measured GFLOP/s is not printed: $(cat "$D/meas.out")"
+/usr/bin/python3 - "$D" <<'PY' || fail "compute budget"
+import json, math, sys, tomllib
+d = sys.argv[1]
+
+def conv_flops(base, levels, pu, pv, classes):  # models/mk_unet.c, 2-D, 1 input channel
+    vox, c, tot = pu * pv, 1, 0.0
+    for i in range(levels):
+        w, v = base << i, vox / 4 ** i
+        tot += 2 * v * w * c * 9 + 2 * v * w * w * 9
+        c = w
+    for j in range(levels - 1):
+        lvl = levels - 2 - j
+        w, v = base << lvl, vox / 4 ** lvl
+        tot += 2 * (c * v / 4) * w * 4 + 2 * v * w * 2 * w * 9 + 2 * v * w * w * 9
+        c = w
+    return tot + 2 * vox * classes * c
+
+def elems(pu, pv, width, depth, classes):  # forward outputs of one sample
+    a0, f = pu * pv, 0.0
+    for i in range(depth):
+        w, a = width * 2 ** i, a0 / 4 ** i
+        f += 6 * w * a + ((w * a / 4 + 9 * w * a) if i + 1 < depth else 0)
+    return f + 4 * classes * a0 + a0
+
+def work(c, classes):  # GFLOP of one training sample
+    pu, pv = c["patch"]
+    return (3 * conv_flops(c["width"], c["depth"], pu, pv, classes)
+            + 300 * elems(pu, pv, c["width"], c["depth"], classes)) / 1e9
+
+def depth_for(pmin):
+    return max(2, min(5, int(math.floor(math.log2(pmin / 4))) + 1))
+
+def windows(dv, p):
+    n, step = int(math.floor(dv + 0.5)), max(1, p // 2)
+    return 1 if n <= p else -(-(n - p) // step) + 1
+
+def smaller(c):
+    c = dict(c, patch=list(c["patch"]))
+    if c["batch"] > 4:
+        c["batch"] -= 1
+    elif c["width"] > 8:
+        c["width"] = 8
+    elif max(c["patch"]) > 32:
+        raw = [max(32, (p + 1) // 2) if p > 32 else p for p in c["patch"]]
+        c["depth"] = depth_for(min(raw))
+        q = max(4, 2 ** (c["depth"] - 1))
+        c["patch"] = [-(-r // q) * q for r in raw]
+    elif c["batch"] > 2:
+        c["batch"] -= 1
+    else:
+        return None
+    return c
+
+base = tomllib.load(open(d + "/cfg/plan.toml", "rb"))  # the nnU-Net-style network (huge budget)
+fp = json.load(open(d + "/cfg/plan.fingerprint.json"))
+ct = fp["modalities"]["CT"]
+sp = base["data"]["spacing"]
+img = [ct["size_voxels"]["median"][a] * ct["spacing_mm"]["median"][a] / sp[a] for a in range(2)]
+first = {"patch": base["data"]["patch"], "depth": base["model"]["depth"],
+         "width": base["model"]["width"], "batch": base["supervised"]["batch"]}
+assert first["width"] == 16, first
+classes = base["model"]["classes"]
+for name, g, budget_min in (("slow", 5.0, 2.0), ("mid", 100.0, 3.0)):
+    cfg = tomllib.load(open("%s/bud/%s.toml" % (d, name), "rb"))
+    comp = json.load(open("%s/bud/%s.fingerprint.json" % (d, name)))["plan"]["compute"]
+    assert comp["gflops"] == g and comp["time_budget_min"] == budget_min, comp
+    # a fifth of the 4 labelled training cases is held out and evaluated (test has no labels)
+    assert (comp["validation_cases"], comp["evaluation_cases"], comp["slices_per_case"]) == (1, 1, 18), comp
+    budget, c, chain = 60 * budget_min, dict(first), []
+    while True:
+        t = c["batch"] * work(c, classes) / g
+        nw = windows(img[0], c["patch"][0]) * windows(img[1], c["patch"][1])
+        fixed = (10 * 1 + 1) * 18 * nw * 0.2 * work(c, classes) / g
+        fit = max(0, math.floor((budget - fixed) / t))
+        chain.append(dict(c, t=t, fixed=fixed, fit=fit))
+        nxt = smaller(c)
+        if fit >= 600 or nxt is None:
+            break
+        c = nxt
+    got = comp["candidates"]
+    assert len(got) == len(chain), (name, len(got), len(chain), got)
+    for a, b in zip(got, chain):
+        assert [a["patch"], a["depth"], a["width"], a["batch"]] == [b["patch"], b["depth"], b["width"], b["batch"]], (a, b)
+        assert math.isclose(a["seconds_per_iteration"], b["t"], rel_tol=1e-6), (a, b)
+        assert math.isclose(a["validation_evaluation_seconds"], b["fixed"], rel_tol=1e-6), (a, b)
+        assert a["iterations_fit"] == b["fit"], (a, b)
+    ch = chain[-1]
+    assert cfg["data"]["patch"] == ch["patch"] and cfg["model"]["depth"] == ch["depth"], (cfg, ch)
+    assert cfg["model"]["width"] == ch["width"] and cfg["supervised"]["batch"] == ch["batch"], (cfg, ch)
+    it = cfg["supervised"]["iterations"]
+    assert it == min(4000, max(600, ch["fit"])), (it, ch)
+    expected = it * ch["t"] + ch["fixed"]
+    assert math.isclose(comp["expected_minutes"] * 60, expected, rel_tol=1e-6), (comp, expected)
+    if name == "slow":  # the smallest network, over the budget, said so
+        assert smaller(ch) is None and not comp["budget_met"] and expected > budget, comp
+        assert ch["patch"] == [32, 32] and ch["width"] == 8 and ch["batch"] == 2, ch
+    else:  # a smaller network that fits
+        assert comp["budget_met"] and expected <= budget and len(chain) > 1, comp
+    text = open("%s/bud/%s.toml" % (d, name)).read()
+    assert "%g GFLOP/s (--gflops)" % g in text and "<- chosen" in text and "Expected time" in text, text
+    assert ("Even the smallest network misses the budget" in text) == (name == "slow"), text
+    print("ok: budget %s (%d candidates, patch %s width %d batch %d, %d iterations, %.2f min)"
+          % (name, len(chain), ch["patch"], ch["width"], ch["batch"], it, expected / 60))
+meas = json.load(open(d + "/bud/meas.fingerprint.json"))["plan"]["compute"]
+assert meas["gflops_measured"] is True and meas["gflops"] > 0, meas
+PY
+
 # ---- bad data and bad usage: exit codes, messages naming the file, nothing written -------------
 /usr/bin/python3 - "$D" "$DS" <<'PY' || fail "making the bad datasets"
 import os, sys
@@ -276,7 +404,7 @@ with open(d + "/aniso.csv", "w") as f:
         nib.save(nib.Nifti1Image(lab, aff), d + "/aniso%d_label.nii.gz" % i)
         f.write("a%d,CT,aniso%d.nii.gz,aniso%d_label.nii.gz,train\n" % (i, i, i))
 PY
-"$P" --quiet plan "$D/aniso.csv" -o "$D/an/a.toml" > "$D/an.out" 2>&1 || { cat "$D/an.out"; fail "plan of the anisotropic dataset"; }
+"$P" --quiet plan "$D/aniso.csv" -o "$D/an/a.toml" $HUGE > "$D/an.out" 2>&1 || { cat "$D/an.out"; fail "plan of the anisotropic dataset"; }
 "$P" --quiet validate "$D/an/a.toml" > "$D/v.out" 2>&1 || { cat "$D/v.out"; fail "validate rejects the anisotropic plan"; }
 /usr/bin/python3 - "$D" <<'PY' || fail "anisotropic plan"
 import json, math, sys, tomllib
@@ -308,6 +436,8 @@ expect 1 "column modality" plan "$D/nomod.csv"
 expect 1 "$D/nothing" plan "$D/nothing"
 expect 2 "method" plan "$DS" --method best
 expect 2 "iterations" plan "$DS" --iterations 0
+expect 2 "time-budget" plan "$DS" --time-budget 0
+expect 2 "gflops" plan "$DS" --gflops abc
 expect 2 "unknown option" plan "$DS" --bogus
 rc=0; "$P" --quiet plan "$DS" > "$D/e.out" 2>&1 || rc=$?
 [ "$rc" = 2 ] || fail "plan without -o: exit $rc, expected 2"
