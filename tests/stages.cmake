@@ -21,3 +21,9 @@ if(TARGET mk_stages AND TARGET mk_phantoms)
               LIBS mk_stages mk_phantoms mk_models mk_nn mk_io TIMEOUT 300)
   target_include_directories(test_data_geometry PRIVATE ${CMAKE_SOURCE_DIR})
 endif()
+if(TARGET pipeline)
+  # examples/real-ct.toml: the planned config on the real cranium CT, trained and evaluated
+  add_test(NAME real_ct_example COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/real_ct_example.sh
+           $<TARGET_FILE:pipeline> ${CMAKE_SOURCE_DIR} ${MK_SHARED_DIR})
+  set_tests_properties(real_ct_example PROPERTIES TIMEOUT 900 LABELS no-sanitize)
+endif()
