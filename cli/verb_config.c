@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../core/mk_fs.h"
 #include "../config/mk_config.h"
 #include "../pipeline/mk_runner.h"
 #include "mk_verbs.h"
@@ -58,25 +59,14 @@ mk_status mk_verb_validate(mk_cli *cli, int argc, char **argv)
     return MK_OK;
 }
 
-/* TOML basic string of s (for overrides). */
+/* TOML basic string of s (for overrides): TOML's escapes are JSON's. */
 static void toml_quote(const char *s, char *buf, size_t n)
 {
-    size_t k = 0;
     if (n < 3)
         return;
-    buf[k++] = '"';
-    for (const unsigned char *p = (const unsigned char *)s; *p && k + 8 < n; p++) {
-        if (*p == '"' || *p == '\\') {
-            buf[k++] = '\\';
-            buf[k++] = (char)*p;
-        } else if (*p < 0x20) {
-            k += (size_t)snprintf(buf + k, n - k, "\\u%04x", *p);
-        } else {
-            buf[k++] = (char)*p;
-        }
-    }
-    buf[k++] = '"';
-    buf[k] = '\0';
+    buf[0] = '"';
+    mk_json_escape(s, buf + 1, n - 2);
+    strcat(buf, "\"");
 }
 
 enum { MK_RUN_MAX_SETS = 65 };

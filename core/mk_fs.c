@@ -169,3 +169,46 @@ void mk_fs_dirname(const char *path, char *buf, size_t n)
         buf[k] = '\0';
     }
 }
+
+/* the escape of byte c into e (at most 7 bytes with the NUL); returns its length */
+static int json_char(unsigned char c, char e[8])
+{
+    if (c == '"' || c == '\\')
+        return snprintf(e, 8, "\\%c", c);
+    if (c == '\n')
+        return snprintf(e, 8, "\\n");
+    if (c == '\t')
+        return snprintf(e, 8, "\\t");
+    if (c < 0x20)
+        return snprintf(e, 8, "\\u%04x", c);
+    e[0] = (char)c;
+    e[1] = '\0';
+    return 1;
+}
+
+void mk_json_put(FILE *f, const char *s)
+{
+    char e[8];
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        json_char(*p, e);
+        fputs(e, f);
+    }
+    fputc('"', f);
+}
+
+void mk_json_escape(const char *s, char *buf, size_t n)
+{
+    size_t k = 0;
+    char e[8];
+    if (n == 0)
+        return;
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        size_t l = (size_t)json_char(*p, e);
+        if (k + l + 1 > n)
+            break;
+        memcpy(buf + k, e, l);
+        k += l;
+    }
+    buf[k] = '\0';
+}

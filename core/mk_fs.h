@@ -39,6 +39,13 @@ mk_status mk_fs_join(mk_ctx *ctx, const char *dir, const char *rel, char *buf, s
 /* Directory part of path ("." when none) into buf. */
 void mk_fs_dirname(const char *path, char *buf, size_t n);
 
+/* JSON strings, the one escaper of the project's JSON writers: '"' and '\\' escaped, '\n' and
+ * '\t' as \n and \t, other control characters as \u00XX, bytes >= 0x20 as they are (UTF-8 kept).
+ * mk_json_put writes the quoted string (s NULL: ""); mk_json_escape writes the body into buf
+ * (n bytes, truncated at a character boundary, always NUL-terminated). */
+void mk_json_put(FILE *f, const char *s);
+void mk_json_escape(const char *s, char *buf, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

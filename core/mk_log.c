@@ -1,3 +1,4 @@
+#include "mk_fs.h"
 #include "mk_log.h"
 
 #include <string.h>
@@ -39,21 +40,6 @@ void mk_console_attach(mk_console *c, mk_ctx *ctx)
     ctx->progress_user = c;
 }
 
-/* JSON string escaping for the log line. */
-static void put_json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 static void end_bar(mk_console *c)
 {
     if (c->bar_open) {
@@ -67,7 +53,7 @@ void mk_console_log(void *user, mk_log_level level, const char *msg)
     mk_console *c = user;
     if (c->json) {
         fprintf(c->out, "{\"t\":%.3f,\"level\":\"%s\",\"msg\":", mk_now_s(), level_word(level));
-        put_json_str(c->out, msg);
+        mk_json_put(c->out, msg);
         fputs("}\n", c->out);
     } else {
         end_bar(c);
@@ -115,13 +101,13 @@ void mk_console_progress(void *user, const char *what, long long done, long long
             return;
         c->t_last = now;
         fprintf(c->out, "{\"t\":%.3f,\"progress\":", now);
-        put_json_str(c->out, what);
+        mk_json_put(c->out, what);
         fprintf(c->out, ",\"done\":%lld,\"total\":%lld,\"unit\":", done, total);
-        put_json_str(c->out, unit);
+        mk_json_put(c->out, unit);
         fprintf(c->out, ",\"rate\":%.4g,\"eta_s\":%.1f", rate, eta);
         if (detail) {
             fputs(",\"detail\":", c->out);
-            put_json_str(c->out, detail);
+            mk_json_put(c->out, detail);
         }
         fputs("}\n", c->out);
         fflush(c->out);

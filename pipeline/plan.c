@@ -1060,22 +1060,6 @@ mk_status mk_plan_make(mk_ctx *ctx, const mk_manifest *m, const mk_fingerprint *
 
 /* ---- JSON ----------------------------------------------------------------------------------- */
 
-static void jstr(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (*c == '"' || *c == '\\')
-            fprintf(f, "\\%c", *c);
-        else if (*c == '\n')
-            fputs("\\n", f);
-        else if (*c < 0x20)
-            fprintf(f, "\\u%04x", *c);
-        else
-            fputc(*c, f);
-    }
-    fputc('"', f);
-}
-
 static void jnum(FILE *f, double v)
 {
     if (isfinite(v))
@@ -1123,9 +1107,9 @@ static void print_json(FILE *f, const void *argp)
     const mk_fingerprint *fp = A->fp;
     const mk_manifest *m = A->m;
     fputs("{\n  \"format\": \"medkd-fingerprint\",\n  \"version\": 1,\n  \"dataset\": ", f);
-    jstr(f, fp->dataset);
+    mk_json_put(f, fp->dataset);
     fputs(",\n  \"source\": ", f);
-    jstr(f, fp->source);
+    mk_json_put(f, fp->source);
     fprintf(f, ",\n  \"layout\": \"%s\",\n  \"cases\": %d,\n", fp->kind, fp->ncases);
     fputs("  \"axes\": [\"x (R-L)\", \"y (A-P)\", \"z (S-I)\"],\n", f);
     fputs("  \"axes_note\": \"spacing, size and extent are given along the RAS world axes "
@@ -1141,13 +1125,13 @@ static void print_json(FILE *f, const void *argp)
     fputs("  \"label_names\": {", f);
     for (int l = 0; m && l < m->nlabels; l++) {
         fprintf(f, "%s\"%d\": ", l ? ", " : "", m->label_values[l]);
-        jstr(f, m->label_names[l]);
+        mk_json_put(f, m->label_names[l]);
     }
     fputs("},\n  \"modalities\": {\n", f);
     for (int k = 0; k < fp->nmod; k++) {
         const mk_fp_modality *md = &fp->mod[k];
         fputs("    ", f);
-        jstr(f, md->name);
+        mk_json_put(f, md->name);
         fprintf(f,
                 ": {\n      \"cases\": %d,\n      \"labelled\": %d,\n      \"unlabelled\": %d,\n",
                 md->cases, md->labelled, md->unlabelled);
@@ -1202,11 +1186,11 @@ static void print_json(FILE *f, const void *argp)
         const mk_fp_case *c = &fp->cases[r];
         const mk_manifest_row *w = &m->rows[c->row];
         fputs("    {\"id\": ", f);
-        jstr(f, w->id);
+        mk_json_put(f, w->id);
         fputs(", \"modality\": ", f);
-        jstr(f, w->modality);
+        mk_json_put(f, w->modality);
         fputs(", \"split\": ", f);
-        jstr(f, w->split);
+        mk_json_put(f, w->split);
         fprintf(f, ", \"labelled\": %s, \"orientation\": \"%s\", \"spacing_mm\": ",
                 c->labelled ? "true" : "false", c->orient);
         jvec(f, c->spacing, 3);
@@ -1222,7 +1206,7 @@ static void print_json(FILE *f, const void *argp)
     const mk_plan *p = A->p;
     fprintf(f, "  ],\n  \"plan\": {\"method\": \"%s\", \"modality\": ",
             p->cmedl ? "cmedl" : "supervised");
-    jstr(f, fp->mod[p->mod].name);
+    mk_json_put(f, fp->mod[p->mod].name);
     fputs(", \"spacing_mm\": ", f);
     jvec(f, p->spacing, 3);
     fprintf(f,
@@ -1279,10 +1263,10 @@ static void print_json(FILE *f, const void *argp)
     fprintf(f, ", \"labels\": {");
     for (int j = 0; j < p->nstruct; j++) {
         fprintf(f, "%s\"%d\": ", j ? ", " : "", p->label_values[j]);
-        jstr(f, p->label_names[j]);
+        mk_json_put(f, p->label_names[j]);
     }
     fprintf(f, "}, \"evaluate_split\": \"%s\", \"config\": ", p->eval_split);
-    jstr(f, A->config_path);
+    mk_json_put(f, A->config_path);
     fputs("}\n}\n", f);
 }
 

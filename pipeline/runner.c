@@ -311,7 +311,8 @@ static mk_status parse_resolved(mk_ctx *ctx, const char *text, const char *base,
             nv = eq + 3;
         }
         cfg_entry e;
-        snprintf(e.key, sizeof e.key, "%s.%s", section, key);
+        if ((size_t)snprintf(e.key, sizeof e.key, "%s.%s", section, key) >= sizeof e.key)
+            continue; /* no key of the schema is that long */
         int free_key = 0;
         for (int i = 0; i < MK_NRESUME_FREE; i++)
             free_key |= !strcmp(e.key, RESUME_FREE_KEYS[i]);
@@ -531,23 +532,6 @@ static mk_status data_hash(mk_run_env *env, uint64_t *h, int *have)
     return MK_OK;
 }
 
-/* JSON string body of s (quotes and backslashes escaped, control characters as \u00XX). */
-static void json_escape(const char *s, char *buf, size_t n)
-{
-    size_t k = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p && k + 8 < n; p++) {
-        if (*p == '"' || *p == '\\') {
-            buf[k++] = '\\';
-            buf[k++] = (char)*p;
-        } else if (*p < 0x20) {
-            k += (size_t)snprintf(buf + k, n - k, "\\u%04x", *p);
-        } else {
-            buf[k++] = (char)*p;
-        }
-    }
-    buf[k] = '\0';
-}
-
 /* The string value of "name": "..." in our own provenance.json (unescaped); 0 when absent or
  * null. */
 static int json_field(const char *text, const char *name, char *buf, size_t n)
@@ -624,8 +608,8 @@ static mk_status write_provenance(mk_run_env *env, const char *forced)
         hash_text(mh, mhs + 1, sizeof mhs - 2);
         strcat(mhs, "\"");
     }
-    json_escape(cwd, ecwd, sizeof ecwd);
-    json_escape(manifest ? manifest : "", eman, sizeof eman);
+    mk_json_escape(cwd, ecwd, sizeof ecwd);
+    mk_json_escape(manifest ? manifest : "", eman, sizeof eman);
     size_t k = (size_t)snprintf(
         out, cap, "{\n  \"config_hash\": \"%s\",\n  \"config_hash_excludes\": [", chs);
     for (int i = 0; i < MK_NRESUME_FREE; i++)
@@ -650,7 +634,7 @@ static mk_status write_provenance(mk_run_env *env, const char *forced)
         gmtime_r(&t, &tmv);
         char ts[64], ewhat[2 * MK_ERRMSG_MAX + 8];
         strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-        json_escape(forced, ewhat, sizeof ewhat);
+        mk_json_escape(forced, ewhat, sizeof ewhat);
         k += (size_t)snprintf(out + k, cap - k, "%s\n    {\"time\": \"%s\", \"what\": \"%s\"}",
                               nforced++ ? "," : "", ts, ewhat);
     }

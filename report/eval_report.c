@@ -119,24 +119,6 @@ typedef struct jw {
     FILE *f;
 } jw;
 
-static void jstr(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p == '\n')
-            fputs("\\n", f);
-        else if (*p == '\t')
-            fputs("\\t", f);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 static void jnum(FILE *f, double v)
 {
     if (isnan(v))
@@ -170,7 +152,7 @@ static void jstrlist(FILE *f, char **s, int n)
     for (int i = 0; i < n; i++) {
         if (i)
             fputs(", ", f);
-        jstr(f, s[i]);
+        mk_json_put(f, s[i]);
     }
     fputc(']', f);
 }
@@ -178,19 +160,19 @@ static void jstrlist(FILE *f, char **s, int n)
 static void write_json(FILE *f, const mk_eval_report *rep)
 {
     fputs("{\n  \"convention\": ", f);
-    jstr(f, mk_metric_conv_name(rep->convention));
+    mk_json_put(f, mk_metric_conv_name(rep->convention));
     fputs(",\n  \"tolerance_mm\": ", f);
     jnum(f, rep->tolerance_mm);
     fputs(",\n  \"percentile\": ", f);
     jnum(f, rep->percentile);
     fputs(",\n  \"definitions\": ", f);
-    jstr(f, mk_eval_definition_text(rep->convention));
+    mk_json_put(f, mk_eval_definition_text(rep->convention));
     fputs(",\n  \"version\": ", f);
-    jstr(f, rep->version);
+    mk_json_put(f, rep->version);
     fputs(",\n  \"command_line\": ", f);
-    jstr(f, rep->command_line);
+    mk_json_put(f, rep->command_line);
     fputs(",\n  \"created\": ", f);
-    jstr(f, rep->created);
+    mk_json_put(f, rep->created);
     fputs(",\n  \"labels\": [", f);
     for (int j = 0; j < rep->nlabels; j++)
         fprintf(f, "%s%lld", j ? ", " : "", (long long)rep->labels[j]);
@@ -199,18 +181,18 @@ static void write_json(FILE *f, const mk_eval_report *rep)
         for (int j = 0; j < rep->nlabels; j++) {
             if (j)
                 fputs(", ", f);
-            jstr(f, rep->label_names[j]);
+            mk_json_put(f, rep->label_names[j]);
         }
     }
     fputs("],\n  \"cases\": [", f);
     for (int i = 0; i < rep->ncases; i++) {
         const mk_eval_case *c = &rep->cases[i];
         fputs(i ? ",\n    {\"id\": " : "\n    {\"id\": ", f);
-        jstr(f, c->id);
+        mk_json_put(f, c->id);
         fputs(", \"pred\": ", f);
-        jstr(f, c->pred);
+        mk_json_put(f, c->pred);
         fputs(", \"ref\": ", f);
-        jstr(f, c->ref);
+        mk_json_put(f, c->ref);
         fputs(", \"labels\": {", f);
         for (int j = 0; j < rep->nlabels; j++) {
             const mk_metric_result *r = &c->res[j];
@@ -223,7 +205,7 @@ static void write_json(FILE *f, const mk_eval_report *rep)
                     jnum(f, mk_eval_metric_value(r, m));
             }
             fputs(", \"empty\": ", f);
-            jstr(f, mk_metric_empty_name(r->empty));
+            mk_json_put(f, mk_metric_empty_name(r->empty));
             fprintf(f, ", \"ndim\": %d, \"directed\": {\"ref_to_pred\": ", r->ndim);
             jdirected(f, r, MK_METRIC_REF2PRED);
             fputs(", \"pred_to_ref\": ", f);
@@ -239,7 +221,7 @@ static void write_json(FILE *f, const mk_eval_report *rep)
     jstrlist(f, rep->unpaired_ref, rep->nunpaired_ref);
     fputs("},\n  \"summary\": {\n    \"n_cases\": ", f);
     fprintf(f, "%d,\n    \"empty_policy\": ", rep->ncases);
-    jstr(f, mk_eval_empty_policy_text());
+    mk_json_put(f, mk_eval_empty_policy_text());
     fputs(",\n    \"labels\": {", f);
     for (int j = 0; j < rep->nlabels; j++) {
         int64_t ec[4] = {0, 0, 0, 0};

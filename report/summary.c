@@ -104,20 +104,6 @@ mk_status mk_report_model_summarise(mk_ctx *ctx, const mk_eval_report *rep, cons
 
 /* ---------------------------------------------------------------- JSON */
 
-static void jstr(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 /* "key": value with 6 decimals, or the string "nan" / "inf" */
 static void jnum(FILE *f, const char *key, double v)
 {
@@ -141,7 +127,7 @@ static void print_json(FILE *f, const void *arg)
     const summary_args *a = arg;
     const mk_report_summary_info *in = a->info;
     fputs("{\"split\": ", f);
-    jstr(f, in->split);
+    mk_json_put(f, in->split);
     fprintf(f,
             ", \"convention\": \"%s\", \"tolerance_mm\": %.17g, \"window_blend\": \"%s\", "
             "\"largest_component\": %s, \"models\": [",
@@ -150,7 +136,7 @@ static void print_json(FILE *f, const void *arg)
     for (int i = 0; i < a->n; i++) {
         const mk_report_model_summary *s = &a->m[i];
         fputs(i ? ",\n  {\"name\": " : "\n  {\"name\": ", f);
-        jstr(f, s->name);
+        mk_json_put(f, s->name);
         fprintf(f, ", \"cases\": %d, ", s->cases);
         jnum(f, "dice_mean", s->dice_mean);
         fputs(", ", f);
@@ -172,7 +158,7 @@ static void print_json(FILE *f, const void *arg)
         for (int j = 0; j < s->nstructures; j++) {
             const mk_report_structure_summary *t = &s->structures[j];
             fprintf(f, "%s\n    {\"label\": %lld, \"name\": ", j ? "," : "", (long long)t->label);
-            jstr(f, t->name);
+            mk_json_put(f, t->name);
             fprintf(f, ", \"cases\": %d, ", t->cases);
             jnum(f, "dice_mean", t->dice_mean);
             fputs(", ", f);

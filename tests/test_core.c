@@ -178,12 +178,37 @@ static void test_atomic_commit(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* The one JSON string escaper: every JSON writer of the project goes through it. */
+static void test_json_escape(void **state)
+{
+    (void)state;
+    char buf[64];
+    mk_json_escape("a\"b\\c\nd\te\x01 \xc3\xa9", buf, sizeof buf);
+    assert_string_equal(buf, "a\\\"b\\\\c\\nd\\te\\u0001 \xc3\xa9");
+    /* truncation never splits an escape */
+    mk_json_escape("ab\"cd", buf, 4);
+    assert_string_equal(buf, "ab");
+    mk_json_escape("ab\"cd", buf, 5);
+    assert_string_equal(buf, "ab\\\"");
+    mk_json_escape(NULL, buf, sizeof buf);
+    assert_string_equal(buf, "");
+    char *mem = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&mem, &len);
+    assert_non_null(f);
+    mk_json_put(f, "x\"\x1f");
+    mk_json_put(f, NULL);
+    fclose(f);
+    assert_string_equal(mem, "\"x\\\"\\u001f\"\"\"");
+    free(mem);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_strings), cmocka_unit_test(test_error_buffer_is_per_context),
         cmocka_unit_test(test_log_levels),     cmocka_unit_test(test_console_plain_and_json),
-        cmocka_unit_test(test_atomic_commit),
+        cmocka_unit_test(test_atomic_commit),  cmocka_unit_test(test_json_escape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
