@@ -9,6 +9,7 @@
 #include "../io/mk_itk.h"
 #include "../io/mk_nifti.h"
 #include "../io/mk_tiff.h"
+#include "../stages/mk_infer.h"
 #include "mk_verbs.h"
 
 /* -0 prints as 0 */
@@ -94,6 +95,47 @@ static const char *format_of(const char *p)
     return dot ? dot + 1 : "itk";
 }
 
+/* A model file: what inference reads from it (stages/mk_infer.h), checked by loading it. */
+static mk_status model_info(mk_ctx *ctx, const char *path)
+{
+    mk_infer_model *m = NULL;
+    mk_status st = mk_infer_model_load(ctx, path, &m);
+    if (st != MK_OK)
+        return st;
+    const mk_data_params *p = &m->data;
+    static const char *const axes[6] = {"i", "j", "k", "axial", "coronal", "sagittal"};
+    printf("file:         %s\n", path);
+    printf("format:       medkd model (%s %s, medkd %s)\n", m->method, m->role, m->version);
+    printf("network:      2-D U-Net, width %d, depth %d, %d classes, %lld parameters\n",
+           m->cfg.base, m->cfg.levels, m->cfg.classes,
+           (long long)mk_nn_params_numel(mk_unet_params(m->net)));
+    if (m->is_ct)
+        printf("input:        %s, CT window [%g, %g] HU -> [-1, 1]\n", m->modality, p->ct_window[0],
+               p->ct_window[1]);
+    else
+        printf("input:        %s, %s per volume\n", m->modality,
+               p->mri_norm == MK_MRI_MINMAX ? "min-max" : "z-score");
+    printf("geometry:     %s slices", axes[p->slice_axis]);
+    if (p->slice_axis >= 3)
+        printf(" after reorientation to %s", m->orientation);
+    if (p->spacing[0] > 0 || p->spacing[1] > 0 || p->spacing[2] > 0)
+        printf(", resampled to [%g, %g, %g] mm", p->spacing[0], p->spacing[1], p->spacing[2]);
+    printf("\npatch:        %d x %d, windows step %g, %s blending\n", p->patch[0], p->patch[1],
+           p->window_step, p->blend_uniform ? "uniform" : "Gaussian");
+    printf("labels:      ");
+    for (int c = 1; c < p->classes; c++) {
+        char nb[48];
+        printf(" %d = %s%s", mk_data_value_of_class(p, c), mk_data_class_name(p, c, nb, sizeof nb),
+               c + 1 < p->classes ? "," : "");
+    }
+    printf("\npostprocess:  %s\n",
+           m->largest_component ? "largest component per structure" : "none");
+    printf("config hash:  %s\nmodel hash:   %s\n", m->config_hash[0] ? m->config_hash : "-",
+           m->model_hash);
+    mk_infer_model_free(m);
+    return MK_OK;
+}
+
 mk_status mk_verb_info(mk_cli *cli, int argc, char **argv)
 {
     mk_ctx *ctx = cli->ctx;
@@ -120,6 +162,9 @@ mk_status mk_verb_info(mk_cli *cli, int argc, char **argv)
     if (mk_fs_is_file(path) && mk_tiff_is_tiff(path)) {
         return mk_io_tiff_info(ctx, path, stdout);
     }
+    size_t pl = strlen(path);
+    if (mk_fs_is_file(path) && pl > 3 && !strcmp(path + pl - 3, ".h5"))
+        return model_info(ctx, path);
     if (mk_fs_is_dir(path)) {
         mk_dicom_series *series = NULL;
         int n = 0;

@@ -98,6 +98,52 @@ mk_status mk_model_save(mk_ctx *ctx, const char *path, mk_nn_params *params, mk_
     return mk_h5_close(ctx, f);
 }
 
+mk_status mk_model_save_info(mk_ctx *ctx, const char *path, mk_nn_params *params, mk_optim *opt,
+                             const char *attr, const char *text)
+{
+    mk_h5_file *f = NULL;
+    mk_status st = mk_h5_create(ctx, path, &f);
+    if (st != MK_OK)
+        return st;
+    st = save_body(ctx, f, params, opt);
+    if (st == MK_OK && attr && text)
+        st = mk_h5_attr_set_str(ctx, f, "/", attr, text);
+    if (st != MK_OK) {
+        mk_h5_abort(f);
+        return st;
+    }
+    return mk_h5_close(ctx, f);
+}
+
+static mk_status open_ro(mk_ctx *ctx, const char *path, mk_h5_file **f);
+
+mk_status mk_model_read_info(mk_ctx *ctx, const char *path, const char *attr, char **text)
+{
+    *text = NULL;
+    mk_h5_file *f = NULL;
+    mk_status st = open_ro(ctx, path, &f);
+    if (st != MK_OK)
+        return st;
+    size_t cap = (size_t)1 << 20;
+    char *buf = malloc(cap);
+    if (!buf) {
+        mk_h5_close(ctx, f);
+        return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory", path);
+    }
+    mk_ctx quiet;
+    mk_ctx_init(&quiet);
+    if (mk_h5_attr_get_str(&quiet, f, "/", attr, buf, cap) != MK_OK) {
+        free(buf);
+        mk_h5_close(ctx, f);
+        return mk_err(ctx, MK_ERR_FORMAT,
+                      "%s: expected a model file with the attribute '%s' (what inference needs: "
+                      "written by the training stages since medkd 0.1), got none",
+                      path, attr);
+    }
+    *text = buf;
+    return mk_h5_close(ctx, f);
+}
+
 static mk_status open_ro(mk_ctx *ctx, const char *path, mk_h5_file **f)
 {
     mk_status st = mk_h5_open(ctx, path, f);

@@ -67,6 +67,13 @@ double mk_unet_conv_flops(const mk_unet_cfg *cfg, const int *size, double *first
 
 /* Save parameters (+ optimiser state when opt != NULL) atomically to path. */
 mk_status mk_model_save(mk_ctx *ctx, const char *path, mk_nn_params *params, mk_optim *opt);
+/* The same with one more string attribute `attr` = text on the root group (a description such as
+ * the inference metadata of stages/mk_infer.h; attr NULL: none). */
+mk_status mk_model_save_info(mk_ctx *ctx, const char *path, mk_nn_params *params, mk_optim *opt,
+                             const char *attr, const char *text);
+/* Read that attribute (at most 1 MiB) into *text (caller frees); MK_ERR_FORMAT naming the file
+ * when it has none, MK_ERR_IO when the file is missing. */
+mk_status mk_model_read_info(mk_ctx *ctx, const char *path, const char *attr, char **text);
 /* Load every parameter/buffer of the store from group `group` ("params" for checkpoints and golden
  * files) and, when opt != NULL and the file has /optim, the optimiser state. Every dataset must
  * exist with the store's shape; errors name the file and dataset. */

@@ -38,6 +38,7 @@ typedef struct mk_run_env {
     const struct mk_stage_entry *stage; /* the stage being run or checked (set by the runner) */
     int stage_index;                    /* checks: index of `stage` in run.stages */
     int from;                           /* checks: the first stage of run.stages still to run */
+    char config_hash[40]; /* the resolved config's hash (provenance.json), set at the run's start */
 } mk_run_env;
 
 typedef struct mk_stage_entry {

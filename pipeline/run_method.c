@@ -7,6 +7,10 @@
 
 #include "mk_run_stages.h"
 
+#ifndef MK_VERSION
+#define MK_VERSION "unknown"
+#endif
+
 mk_status mk_run_keyed_err(mk_run_env *env, mk_status st)
 {
     if (st == MK_OK)
@@ -55,6 +59,11 @@ mk_status mk_run_common(mk_run_env *env, mk_stage_common *c)
         st = mk_cfg_bind(env->ctx, cfg, mk_model_section.name, c);
     if (st == MK_OK)
         st = mk_run_keyed_err(env, mk_stage_common_finish(env->ctx, c));
+    /* what evaluation applies, recorded in every saved model (stages/mk_infer.h) */
+    c->data.blend_uniform = !strcmp(mk_cfg_str(cfg, "evaluate.window_blend"), "uniform");
+    c->largest_component = mk_cfg_bool(cfg, "evaluate.largest_component");
+    c->version = MK_VERSION;
+    c->config_hash = env->config_hash;
     return st;
 }
 

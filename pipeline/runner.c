@@ -603,6 +603,7 @@ static mk_status write_provenance(mk_run_env *env, const char *forced)
     }
     char chs[32], mhs[40] = "null", ecwd[2 * PATH_MAX + 8], eman[8400];
     hash_text(ch, chs, sizeof chs);
+    snprintf(env->config_hash, sizeof env->config_hash, "%s", chs); /* saved models record it */
     if (have_m) {
         mhs[0] = '"';
         hash_text(mh, mhs + 1, sizeof mhs - 2);

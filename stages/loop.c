@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "core/mk_fs.h"
+#include "mk_infer.h"
 #include "mk_method.h"
 #include "stage_internal.h"
 
@@ -45,6 +46,7 @@ struct mk_loop {
     mk__val *val;   /* validation (NULL: none) */
     int val_net;    /* the network it scores */
     char best[256]; /* its best copy under models/ */
+    const char *val_modality;
     long long val_every;
 };
 
@@ -227,12 +229,24 @@ mk_status mk_loop_save_nets(mk_loop *L, const char *file, const char *kind, cons
     return st;
 }
 
-mk_status mk_loop_save_unet(mk_loop *L, const char *file, int net)
+mk_status mk_loop_save_unet(mk_loop *L, const char *file, int net, const char *modality,
+                            const char *role)
 {
     char path[4200];
-    mk_status st = mk__run_path(L->ctx, L->c->run_dir, "models", file, path, sizeof path);
+    const mk_stage_common *c = L->c;
+    mk_model_info info = {L->m->name,
+                          role,
+                          modality,
+                          c->version ? c->version : "unknown",
+                          c->config_hash ? c->config_hash : "",
+                          c->largest_component};
+    char *text = mk_model_info_json(mk_unet_config(L->net[net].unet), &c->data, &info);
+    if (!text)
+        return mk_err(L->ctx, MK_ERR_NOMEM, "%s: out of memory", L->m->name);
+    mk_status st = mk__run_path(L->ctx, c->run_dir, "models", file, path, sizeof path);
     if (st == MK_OK)
-        st = mk_model_save(L->ctx, path, L->net[net].params, NULL);
+        st = mk_model_save_info(L->ctx, path, L->net[net].params, NULL, MK_INFER_ATTR, text);
+    free(text);
     return st;
 }
 
@@ -311,6 +325,7 @@ static mk_status val_setup(mk_loop *L, void *state, long long it0)
         n -= 3;
     snprintf(L->best, sizeof L->best, "%.*s_best.h5", (int)n, base);
     L->val_net = net;
+    L->val_modality = modality;
     L->val_every = c->val_every > 0 ? c->val_every : (L->total >= 10 ? L->total / 10 : 1);
     mk_status st = mk__val_open(L->ctx, c, L->m->name, modality, &L->val);
     if (st == MK_OK && L->val && it0 > 0)
@@ -425,7 +440,8 @@ static mk_status run(mk_loop *L, void *state, mk_train_stats *stats)
             int improved = 0;
             if ((st = mk__val_run(L->val, L->net[L->val_net].unet, it + 1, &improved)) != MK_OK)
                 goto out;
-            if (improved && (st = mk_loop_save_unet(L, L->best, L->val_net)) != MK_OK)
+            if (improved && (st = mk_loop_save_unet(L, L->best, L->val_net, L->val_modality,
+                                                    "student")) != MK_OK)
                 goto out;
         }
         if ((it + 1) % c->checkpoint_every == 0 && it + 1 < L->total &&

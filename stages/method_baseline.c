@@ -107,7 +107,8 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
 static mk_status save(mk_loop *L, void *sp)
 {
     state *s = sp;
-    return mk_loop_save_unet(L, "baseline_student.h5", s->ema >= 0 ? s->ema : s->student);
+    return mk_loop_save_unet(L, "baseline_student.h5", s->ema >= 0 ? s->ema : s->student,
+                             mk_loop_common(L)->data.ct_modality, "student");
 }
 
 static void free_state(void *sp)

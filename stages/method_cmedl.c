@@ -527,9 +527,10 @@ static mk_status save(mk_loop *L, void *sp)
 {
     state *s = sp;
     mk_status st;
-    if ((st = mk_loop_save_unet(L, "cmedl_student.h5", s->ema >= 0 ? s->ema : s->student)) !=
-            MK_OK ||
-        (st = mk_loop_save_unet(L, "cmedl_teacher.h5", s->teacher)) != MK_OK)
+    if ((st = mk_loop_save_unet(L, "cmedl_student.h5", s->ema >= 0 ? s->ema : s->student,
+                                mk_loop_common(L)->data.ct_modality, "student")) != MK_OK ||
+        (st = mk_loop_save_unet(L, "cmedl_teacher.h5", s->teacher,
+                                mk_loop_common(L)->data.mri_modality, "teacher")) != MK_OK)
         return st;
     return mk__i2i_save(L, &s->t, "cmedl_translator.h5");
 }

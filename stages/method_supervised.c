@@ -121,7 +121,8 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
 static mk_status save(mk_loop *L, void *sp)
 {
     state *s = sp;
-    return mk_loop_save_unet(L, "supervised_student.h5", s->ema >= 0 ? s->ema : s->net);
+    return mk_loop_save_unet(L, "supervised_student.h5", s->ema >= 0 ? s->ema : s->net,
+                             s->p->modality, "student");
 }
 
 static void free_state(void *sp)

@@ -113,7 +113,11 @@ void mk_loop_optim_step(mk_loop *L, int net);
 /* Save nets (parameters only) as one multi-network file run_dir/models/<file> (the translator
  * format: groups by net name), or a single U-Net in the mk_model_save format. */
 mk_status mk_loop_save_nets(mk_loop *L, const char *file, const char *kind, const int *nets, int n);
-mk_status mk_loop_save_unet(mk_loop *L, const char *file, int net);
+/* A U-Net for inference: its weights and its description (stages/mk_infer.h: the data
+ * parameters of the run, the method's name, `role` ("student", "teacher") and the `modality`
+ * of its inputs). */
+mk_status mk_loop_save_unet(mk_loop *L, const char *file, int net, const char *modality,
+                            const char *role);
 /* Load nets' parameters from such a multi-network file (every group must be present). */
 mk_status mk_loop_load_nets(mk_loop *L, const char *path, const char *kind, const int *nets, int n);
 

@@ -105,6 +105,10 @@ typedef struct mk_data_params {
                                   and labelled rows beyond ct_train_cases; loaded without labels */
     int skip_unlabelled;       /* 1: rows without a label are left out (not an error with
                                   need_labels, not counted by ct_train_cases) */
+    double window_step;        /* sliding-window inference: window step as a fraction of the patch
+                                  (nnU-Net placement; 0 = 0.5) */
+    int tta;                   /* sliding-window inference: 1 = average over the 4 mirrorings of
+                                  each window (not with a generator) */
     int blend_uniform;         /* sliding-window inference: 1 = plain mean of overlapping windows;
                                   0 (default) = Gaussian importance weights, sigma = patch / 8, so
                                   a pixel is decided by the windows it is central in (nnU-Net) */
@@ -226,10 +230,14 @@ typedef struct mk_stage_common {
     int val_every;        /* iterations between validations (0: ten times per run) */
     int log_every;        /* iterations between loss log lines (>= 1) */
     mk_data_params data;
-    mk_unet_cfg unet;      /* teacher and student shape (dim 2, in_ch 1; [model] width, depth,
-                              classes) */
-    int model_norm;        /* [model] norm: 0 batch (the only one implemented), 1 instance */
-    mk_label_table labels; /* [data] labels: structure names by label value (n = 0: not given) */
+    mk_unet_cfg unet; /* teacher and student shape (dim 2, in_ch 1; [model] width, depth,
+                         classes) */
+    int model_norm;   /* [model] norm: 0 batch (the only one implemented), 1 instance */
+    /* written into every saved model's description (stages/mk_infer.h; set by the adapter) */
+    const char *version;     /* medkd version (NULL: "unknown") */
+    const char *config_hash; /* of the resolved config (NULL: "") */
+    int largest_component;   /* evaluate.largest_component: the model's post-processing */
+    mk_label_table labels;   /* [data] labels: structure names by label value (n = 0: not given) */
 } mk_stage_common;
 
 void mk_stage_common_defaults(mk_stage_common *c);

@@ -7,23 +7,24 @@
 #include "io/mk_resample.h"
 #include "stage_internal.h"
 
-/* window starts covering [0, d) with windows of size p and stride p/2 (last one flush with the
- * end); d < p gives one window starting at (d - p) / 2 (padded). Returns the count. */
-static int window_starts(int64_t d, int p, int64_t *out, int max)
+/* Window starts covering [0, d) with windows of size p placed as nnU-Net places them: n =
+ * ceil((d - p) / (step x p)) + 1 windows spread evenly from 0 to d - p (the last flush with the
+ * end, positions rounded half to even as numpy does; step 0.5 gives at least half a window of
+ * overlap); d <= p gives one window starting at (d - p) / 2 (padded). Returns the count (at most
+ * max). */
+int mk__window_starts(int64_t d, int p, double step, int64_t *out, int max)
 {
     if (d <= p) {
         out[0] = (d - p) / 2;
         return 1;
     }
-    int n = 0, step = p / 2 > 0 ? p / 2 : 1;
-    for (int64_t s = 0;; s += step) {
-        if (s + p >= d || n == max - 1) {
-            out[n++] = d - p;
-            break;
-        }
-        out[n++] = s;
-    }
-    return n;
+    double stride = step * p >= 1 ? step * p : 1;
+    int64_t n = (int64_t)ceil((double)(d - p) / stride) + 1;
+    if (n > max)
+        n = max;
+    for (int64_t i = 0; i < n; i++)
+        out[i] = n > 1 ? (int64_t)nearbyint((double)i * (double)(d - p) / (double)(n - 1)) : 0;
+    return (int)n;
 }
 
 void mk__window_weights(int pw, int ph, int uniform, float *w)
@@ -38,6 +39,23 @@ void mk__window_weights(int pw, int ph, int uniform, float *w)
         for (int x = 0; x < pw; x++) {
             double dx = (x - cx) / sx, dy = (y - cy) / sy;
             w[y * pw + x] = uniform ? 1.0f : (float)(exp(-0.5 * (dx * dx + dy * dy)) / top);
+        }
+}
+
+/* Mirror a w x h window in place along x (fu) and/or y (fv). */
+static void mirror(float *win, int w, int h, int fu, int fv)
+{
+    for (int y = 0; fu && y < h; y++)
+        for (int x = 0; x < w / 2; x++) {
+            float t = win[y * w + x];
+            win[y * w + x] = win[y * w + w - 1 - x];
+            win[y * w + w - 1 - x] = t;
+        }
+    for (int y = 0; fv && y < h / 2; y++)
+        for (int x = 0; x < w; x++) {
+            float t = win[y * w + x];
+            win[y * w + x] = win[(h - 1 - y) * w + x];
+            win[(h - 1 - y) * w + x] = t;
         }
 }
 
@@ -166,7 +184,10 @@ mk_status mk__predict_net(mk_ctx *ctx, mk_unet *net, mk_translator *gen, const m
     const int64_t *dim = ct->dim;
     int axis = mk_data_axis(p), u = axis == 0 ? 1 : 0, v = axis == 2 ? 1 : 2;
     int64_t nv = mk_image_nvox(ct), du = dim[u], dv = dim[v], us[1024], vs[1024];
-    int nu = window_starts(du, pw, us, 1024), nvw = window_starts(dv, ph, vs, 1024);
+    double step = p->window_step > 0 && p->window_step <= 1 ? p->window_step : 0.5;
+    int nu = mk__window_starts(du, pw, step, us, 1024),
+        nvw = mk__window_starts(dv, ph, step, vs, 1024);
+    int passes = p->tta && !gen ? 4 : 1; /* mirroring: none, u, v, both */
     int nwin = nu * nvw;
     float *vol = malloc((size_t)nv * sizeof *vol);
     float *wmap = malloc((size_t)pw * (size_t)ph * sizeof *wmap);
@@ -194,42 +215,51 @@ mk_status mk__predict_net(mk_ctx *ctx, mk_unet *net, mk_translator *gen, const m
     float pad = st == MK_OK ? mk__pad_value(vol, nv, is_ct) : -1.0f;
     uint8_t *mdat = mask ? mask->data : NULL;
     for (int64_t s = 0; st == MK_OK && s < dim[axis]; s++) {
-        for (int a = 0; a < nu; a++)
-            for (int b = 0; b < nvw; b++)
-                mk_data_cut(vol, dim, axis, s, us[a], vs[b], pw, ph, pad,
-                            x.data + (int64_t)(a * nvw + b) * pw * ph);
-        mk_nn_graph_begin(g, 0);
-        mk_nn_graph_set_no_grad(g, 1);
-        mk_var *in = mk_nn_input(g, &x, 0);
-        if (gen)
-            in = mk_translator_forward(gen, g, in);
-        if (vsum && in && !mk_nn_graph_oom(g))
-            memset(vsum, 0, (size_t)(du * dv) * sizeof *vsum);
-        mk_var *pr = mk_nn_softmax(g, mk_unet_forward(net, g, in));
-        if (!pr || mk_nn_graph_oom(g)) {
-            st = mk_err(ctx, MK_ERR_NOMEM, "predict: out of memory in the forward pass");
-            break;
-        }
         memset(prob, 0, (size_t)(du * dv * C) * sizeof *prob);
         memset(cnt, 0, (size_t)(du * dv) * sizeof *cnt);
-        for (int a = 0; a < nu; a++)
-            for (int b = 0; b < nvw; b++) {
-                const float *o = pr->t.data + (int64_t)(a * nvw + b) * C * pw * ph;
-                for (int y = 0; y < ph; y++)
-                    for (int xx = 0; xx < pw; xx++) {
-                        int64_t uu = us[a] + xx, vv = vs[b] + y;
-                        if (uu < 0 || uu >= du || vv < 0 || vv >= dv)
-                            continue;
-                        int64_t q = vv * du + uu;
-                        float wt = wmap[y * pw + xx];
-                        cnt[q] += wt;
-                        if (vsum)
-                            vsum[q] +=
-                                wt * in->t.data[(int64_t)(a * nvw + b) * pw * ph + y * pw + xx];
-                        for (int c = 0; c < C; c++)
-                            prob[q * C + c] += wt * o[(int64_t)c * pw * ph + y * pw + xx];
-                    }
+        for (int f = 0; f < passes && st == MK_OK; f++) {
+            int fu = f & 1, fv = (f >> 1) & 1;
+            for (int a = 0; a < nu; a++)
+                for (int b = 0; b < nvw; b++) {
+                    float *w = x.data + (int64_t)(a * nvw + b) * pw * ph;
+                    mk_data_cut(vol, dim, axis, s, us[a], vs[b], pw, ph, pad, w);
+                    mirror(w, pw, ph, fu, fv);
+                }
+            mk_nn_graph_begin(g, 0);
+            mk_nn_graph_set_no_grad(g, 1);
+            mk_var *in = mk_nn_input(g, &x, 0);
+            if (gen)
+                in = mk_translator_forward(gen, g, in);
+            if (vsum && in && !mk_nn_graph_oom(g))
+                memset(vsum, 0, (size_t)(du * dv) * sizeof *vsum);
+            mk_var *pr = mk_nn_softmax(g, mk_unet_forward(net, g, in));
+            if (!pr || mk_nn_graph_oom(g)) {
+                st = mk_err(ctx, MK_ERR_NOMEM, "predict: out of memory in the forward pass");
+                break;
             }
+            for (int a = 0; a < nu; a++)
+                for (int b = 0; b < nvw; b++) {
+                    const float *o = pr->t.data + (int64_t)(a * nvw + b) * C * pw * ph;
+                    for (int y = 0; y < ph; y++)
+                        for (int xx = 0; xx < pw; xx++) {
+                            int64_t uu = us[a] + xx, vv = vs[b] + y;
+                            if (uu < 0 || uu >= du || vv < 0 || vv >= dv)
+                                continue;
+                            int64_t q = vv * du + uu;
+                            float wt = wmap[y * pw + xx];
+                            /* the network saw the window mirrored: read it back mirrored */
+                            int64_t r =
+                                (int64_t)(fv ? ph - 1 - y : y) * pw + (fu ? pw - 1 - xx : xx);
+                            cnt[q] += wt;
+                            if (vsum)
+                                vsum[q] += wt * in->t.data[(int64_t)(a * nvw + b) * pw * ph + r];
+                            for (int c = 0; c < C; c++)
+                                prob[q * C + c] += wt * o[(int64_t)c * pw * ph + r];
+                        }
+                }
+        }
+        if (st != MK_OK)
+            break;
         for (int64_t vv = 0; vv < dv; vv++)
             for (int64_t uu = 0; uu < du; uu++) {
                 int64_t q = vv * du + uu, best = 0;

@@ -80,6 +80,11 @@ mk_status mk__load_data(struct mk_loop *L, const mk_data_params *d, const char *
 /* splitmix64 of seed and a stream number: independent seeds for each network and data stream */
 uint64_t mk__seed(uint64_t seed, uint64_t stream);
 
+/* Sliding-window starts along an axis of d voxels for windows of p (stages/predict.c): nnU-Net's
+ * placement, n = ceil((d - p) / (step p)) + 1 windows evenly from 0 to d - p; one centred window
+ * when d <= p. Returns n (at most max). */
+int mk__window_starts(int64_t d, int p, double step, int64_t *out, int max);
+
 /* Validation during training (stages/validation.c). */
 typedef struct mk__val_entry {
     long long iteration;

@@ -27,3 +27,9 @@ if(TARGET pipeline)
            $<TARGET_FILE:pipeline> ${CMAKE_SOURCE_DIR} ${MK_SHARED_DIR})
   set_tests_properties(real_ct_example PROPERTIES TIMEOUT 900 LABELS no-sanitize)
 endif()
+if(TARGET mk_stages)
+  # inference: the self-describing model file, window placement, mirroring, exact grids
+  mk_add_test(test_infer SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_infer.c
+              LIBS mk_stages mk_models mk_nn mk_io TIMEOUT 300)
+  target_include_directories(test_infer PRIVATE ${CMAKE_SOURCE_DIR})
+endif()
