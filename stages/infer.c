@@ -350,7 +350,8 @@ mk_status mk_infer_volume(mk_ctx *ctx, const mk_infer_model *m, const mk_infer_o
     mk_status st = mk_data_prepare(ctx, &p, img, 0, &work);
     double t1 = now_s();
     if (st == MK_OK)
-        st = mk__predict_net(ctx, m->net, NULL, work, m->is_ct, &p, o->threads, &mw, NULL);
+        st = mk__predict_net(ctx, m->net, NULL, work, m->is_ct, &p, o->threads, &mw, NULL,
+                             &tt.forward);
     double t2 = now_s();
     mk_image_free(work);
     if (st == MK_OK)

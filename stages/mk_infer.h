@@ -83,6 +83,8 @@ void mk_infer_opts_default(mk_infer_opts *o); /* step 0.5, no TTA, 1 thread, pos
  * the caller adds read and write). */
 typedef struct mk_infer_times {
     double read, preprocess, network, postprocess, write;
+    double forward; /* of network: the forward passes alone (the rest is cutting windows,
+                       normalising and blending) */
 } mk_infer_times;
 
 /* Segment one volume: prepared as in training (reoriented, resampled, normalised), slice-wise

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "io/mk_resample.h"
 #include "stage_internal.h"
@@ -141,7 +142,8 @@ static mk_status predict(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *c
     mk_image *work = NULL, *mw = NULL, *vw = NULL;
     st = mk_data_prepare(ctx, p, ct, 0, &work);
     if (st == MK_OK)
-        st = mk__predict_net(ctx, net, gen, work, is_ct, p, threads, &mw, via_out ? &vw : NULL);
+        st = mk__predict_net(ctx, net, gen, work, is_ct, p, threads, &mw, via_out ? &vw : NULL,
+                             NULL);
     mk_unet_free(net);
     mk_translator_free(gen);
     if (st == MK_OK)
@@ -168,10 +170,18 @@ static mk_status predict(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *c
     return st;
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 mk_status mk__predict_net(mk_ctx *ctx, mk_unet *net, mk_translator *gen, const mk_image *ct,
                           int is_ct, const mk_data_params *p, int threads, mk_image **mask_out,
-                          mk_image **via_out)
+                          mk_image **via_out, double *forward_s)
 {
+    double fwd = 0;
     *mask_out = NULL;
     if (via_out)
         *via_out = NULL;
@@ -225,6 +235,7 @@ mk_status mk__predict_net(mk_ctx *ctx, mk_unet *net, mk_translator *gen, const m
                     mk_data_cut(vol, dim, axis, s, us[a], vs[b], pw, ph, pad, w);
                     mirror(w, pw, ph, fu, fv);
                 }
+            double tf = now_s();
             mk_nn_graph_begin(g, 0);
             mk_nn_graph_set_no_grad(g, 1);
             mk_var *in = mk_nn_input(g, &x, 0);
@@ -233,6 +244,7 @@ mk_status mk__predict_net(mk_ctx *ctx, mk_unet *net, mk_translator *gen, const m
             if (vsum && in && !mk_nn_graph_oom(g))
                 memset(vsum, 0, (size_t)(du * dv) * sizeof *vsum);
             mk_var *pr = mk_nn_softmax(g, mk_unet_forward(net, g, in));
+            fwd += now_s() - tf;
             if (!pr || mk_nn_graph_oom(g)) {
                 st = mk_err(ctx, MK_ERR_NOMEM, "predict: out of memory in the forward pass");
                 break;
@@ -283,6 +295,8 @@ mk_status mk__predict_net(mk_ctx *ctx, mk_unet *net, mk_translator *gen, const m
     free(cnt);
     mk_tensor_free(&x);
     mk_nn_graph_free(g);
+    if (forward_s)
+        *forward_s = fwd;
     if (st != MK_OK) {
         mk_image_free(mask);
         mk_image_free(via);

@@ -108,9 +108,10 @@ void mk__val_free(mk__val *v);
 
 /* Slice-wise sliding-window segmentation with a loaded network (and generator, may be NULL) of
  * a volume already prepared (mk_data_prepare): the mask on that volume's grid (label values),
- * and with gen and via_out the generator's output. Caller owns both. */
+ * and with gen and via_out the generator's output. Caller owns both. *forward_s (may be NULL):
+ * the seconds spent in the networks' forward passes alone. */
 mk_status mk__predict_net(mk_ctx *ctx, mk_unet *net, mk_translator *gen, const mk_image *vol,
                           int is_ct, const mk_data_params *p, int threads, mk_image **mask_out,
-                          mk_image **via_out);
+                          mk_image **via_out, double *forward_s);
 
 #endif

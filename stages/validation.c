@@ -236,7 +236,8 @@ mk_status mk__val_run(mk__val *v, mk_unet *net, long long it, int *improved)
     mk_status st = MK_OK;
     for (int i = 0; i < v->n && st == MK_OK; i++) {
         mk_image *mask = NULL;
-        st = mk__predict_net(ctx, net, NULL, v->img[i], v->is_ct, p, v->c->threads, &mask, NULL);
+        st = mk__predict_net(ctx, net, NULL, v->img[i], v->is_ct, p, v->c->threads, &mask, NULL,
+                             NULL);
         if (st != MK_OK) {
             mk_err_prefix(ctx, "%s: validation case %s", v->stage, v->ids[i]);
             break;
