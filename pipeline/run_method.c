@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/mk_fs.h"
+#include "../io/mk_manifest.h"
 #include "mk_run_stages.h"
 
 #ifndef MK_VERSION
@@ -44,6 +46,33 @@ mk_status mk_run_keyed_err(mk_run_env *env, mk_status st)
     return code;
 }
 
+/* Without data.labels, a dataset folder's dataset.json names the structures: when it lists
+ * exactly model.classes - 1 foreground labels (value > 0), they become the label table. */
+static void dataset_label_names(mk_stage_common *c)
+{
+    const char *path = c->data.manifest;
+    size_t n = path ? strlen(path) : 0;
+    if (c->labels.n > 0 || !path ||
+        !(mk_fs_is_dir(path) || (n > 5 && !strcmp(path + n - 5, ".json"))))
+        return;
+    mk_ctx quiet;
+    mk_ctx_init(&quiet);
+    mk_manifest *m = NULL;
+    if (mk_manifest_import_nnunet(&quiet, path, &m) != MK_OK)
+        return; /* the data checks report it */
+    mk_label_table t;
+    memset(&t, 0, sizeof t);
+    for (int i = 0; i < m->nlabels && t.n < MK_LABELS_MAX; i++)
+        if (m->label_values[i] > 0) {
+            t.value[t.n] = m->label_values[i];
+            snprintf(t.name[t.n], sizeof t.name[t.n], "%s", m->label_names[i]);
+            t.n++;
+        }
+    if (t.n == c->unet.classes - 1)
+        c->labels = t;
+    mk_manifest_free(m);
+}
+
 mk_status mk_run_common(mk_run_env *env, mk_stage_common *c)
 {
     const mk_cfg *cfg = env->cfg;
@@ -57,6 +86,8 @@ mk_status mk_run_common(mk_run_env *env, mk_stage_common *c)
         st = mk_cfg_bind(env->ctx, cfg, mk_data_section.name, c);
     if (st == MK_OK)
         st = mk_cfg_bind(env->ctx, cfg, mk_model_section.name, c);
+    if (st == MK_OK)
+        dataset_label_names(c);
     if (st == MK_OK)
         st = mk_run_keyed_err(env, mk_stage_common_finish(env->ctx, c));
     /* what evaluation applies, recorded in every saved model (stages/mk_infer.h) */

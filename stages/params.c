@@ -62,8 +62,9 @@ static const mk_param_row DATA_ROWS[] = {
              "label value of the structure to segment (model.classes = 2 and no data.labels)"),
     MK_P_LABELS(C, labels, "labels",
                 "structures by label value, e.g. {1 = \"RV\", 2 = \"MYO\", 3 = \"LV\"}: class c is "
-                "the c-th value in ascending order; model.classes - 1 entries (unset: class c = "
-                "value c, or data.label with 2 classes)"),
+                "the c-th value in ascending order; model.classes - 1 entries (unset: the names of "
+                "a dataset folder's dataset.json when it lists model.classes - 1 structures, else "
+                "class c = value c, or data.label with 2 classes)"),
 };
 const mk_param_section mk_data_section = {"data", "the dataset", DATA_ROWS, N(DATA_ROWS)};
 

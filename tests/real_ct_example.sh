@@ -89,10 +89,11 @@ for n in names:
     assert np.array_equal(a[n][()], b[n][()]), n
 print("mixed orientations %s: the same model (%d arrays equal)" % (codes, len(names)))
 PY
-# 5. the defaults alone (no plan): before the random sampler and axial slicing, a baseline with the
-#    default patch and sampling trained to a low loss and predicted empty masks (Dice 0.000)
+# 5. the defaults alone (no plan, no data.labels: dataset.json names the structures): before the
+#    random sampler and axial slicing, a baseline with the default patch and sampling trained to a
+#    low loss and predicted empty masks (Dice 0.000)
 printf '%s\n' '[run]' 'stages = ["supervised", "evaluate"]' 'threads = 2' '[data]' \
-    'manifest = "runs/real-ct-data/Dataset501_Cranium"' 'labels = {1 = "soft_tissue", 2 = "bone"}' \
+    'manifest = "runs/real-ct-data/Dataset501_Cranium"' \
     '[model]' 'classes = 3' '[supervised]' 'modality = "CT"' 'iterations = 300' > "$D/defaults.toml"
 "$P" --quiet run "$D/defaults.toml" --out "$D/run_defaults" > "$D/d.log" 2>&1 || { cat "$D/d.log"; fail "defaults run"; }
 "$PY" - "$D" <<'PY' || fail "the defaults do not train a useful model on the real CT"
@@ -100,6 +101,7 @@ import json, os, sys
 s = json.load(open(os.path.join(sys.argv[1], "run_defaults/reports/summary.json")))
 st = s["models"][0]["structures"]
 assert all(x["cases"] == 2 and x["dice_mean"] > 0.9 for x in st), st
+assert [x["name"] for x in st] == ["soft_tissue", "bone"], st  # named by dataset.json
 print("defaults, 300 iterations: Dice %s" % ", ".join("%s %.3f" % (x["name"], x["dice_mean"]) for x in st))
 PY
 echo "real_ct_example: ok"
