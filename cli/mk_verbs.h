@@ -12,6 +12,7 @@ mk_status mk_verb_help(mk_cli *cli, int argc, char **argv);
 mk_status mk_verb_info(mk_cli *cli, int argc, char **argv);
 mk_status mk_verb_convert(mk_cli *cli, int argc, char **argv);
 mk_status mk_verb_eval(mk_cli *cli, int argc, char **argv);
+mk_status mk_verb_infer(mk_cli *cli, int argc, char **argv);
 mk_status mk_verb_synth(mk_cli *cli, int argc, char **argv);
 mk_status mk_verb_import(mk_cli *cli, int argc, char **argv);
 mk_status mk_verb_plan(mk_cli *cli, int argc, char **argv);

@@ -49,6 +49,42 @@ const mk_verb MK_VERBS[] = {
      "  --resample-to-ref   map a prediction on another grid onto the reference grid (nearest)\n"
      "Empty masks: both empty -> dice 1, distances 0; one empty -> dice 0, distances inf.",
      mk_verb_eval},
+    {"infer", "segment a folder, DICOM series, manifest or file of volumes with a trained model",
+     "infer -m MODEL -i INPUT -o OUTDIR [--step F] [--tta] [--no-postprocess] [--threads N] "
+     "[--continue] [--shard i/N] [--fail-fast]",
+     "Loads MODEL once and writes one mask per case, OUTDIR/<case>.nii.gz (uint8 label values,\n"
+     "uint16 past 255), on the input's exact grid (dims, affine, qform/sform codes; checked, a\n"
+     "difference fails the case). Slice-wise sliding windows as the model was evaluated.\n"
+     "  -m MODEL      a model file (models/*.h5 of a run), or a run directory: the first model of\n"
+     "                its run.stages, models/<model>_best.h5 when present (evaluate.model =\n"
+     "                \"best\"), else models/<model>.h5; without config.resolved.toml the only\n"
+     "                models/*_student_best.h5, then *_student.h5\n"
+     "  -i INPUT      a folder (.nii .nii.gz .hdr .mha .mhd .nrrd .nhdr files; nnU-Net suffix\n"
+     "                _0000 dropped from the case id, channels _0001.. skipped; DICOM files of\n"
+     "                the folder and of its sub-folders, one case per series), a CSV manifest\n"
+     "                (its rows: id, image; a modality other than the model's fails the row) or\n"
+     "                one image file. Cases run sorted by id; duplicate ids stop before any run.\n"
+     "  -o OUTDIR     the masks, OUTDIR/infer.json (per case: status, error, seconds read /\n"
+     "                preprocess / network / postprocess / write; failures, peak RSS, wall time)\n"
+     "                and completion records OUTDIR/.medkd-infer/<case>.json\n"
+     "  --step F      window step as a fraction of the patch, (0, 1] (default: the model's, 0.5 as "
+     "nnU-Net)\n"
+     "  --tta         average over mirrored inputs (about x4 the network time)\n"
+     "  --no-postprocess  skip the model's post-processing (largest component)\n"
+     "  --threads N   worker threads (default 0: one per core)\n"
+     "  --continue    skip a case whose completion record matches: same input (path, size, mtime;\n"
+     "                DICOM: the folder's files), model hash, step/tta/postprocess, and the mask\n"
+     "                file's checksum; anything else (a mask truncated by a crash) is redone\n"
+     "  --shard i/N   only cases i, i+N, i+2N, ... of the sorted list (0 <= i < N); summary\n"
+     "                OUTDIR/infer.<i>of<N>.json. Without it, a Slurm array job's\n"
+     "                SLURM_ARRAY_TASK_ID/_COUNT/_MIN (0- or 1-based) choose the shard\n"
+     "  --fail-fast   stop at the first failed case (default: report it and go on)\n"
+     "Every file is written to a temporary name and renamed; temporary files of interrupted runs\n"
+     "are removed at start. A failed case leaves no mask. Then: pipeline eval --pred OUTDIR --ref\n"
+     "LABELS scores the masks.\n"
+     "Exit codes: 0 every case ok or skipped, 1 a case failed (all listed: file: reason), 2 usage\n"
+     "(options, missing -m/-i/-o, bad shard).",
+     mk_verb_infer},
     {"import", "write the CSV manifest of an nnU-Net v2 or MSD dataset folder",
      "import DATASET -o MANIFEST.csv [--modality NAME]",
      "DATASET is an nnU-Net v2 folder (dataset.json, imagesTr/CASE_0000.ext, labelsTr/CASE.ext,\n"

@@ -305,7 +305,7 @@ mk_status mk_infer_model_load(mk_ctx *ctx, const char *path, mk_infer_model **ou
 void mk_infer_opts_default(mk_infer_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->step = 0.5;
+    o->step = 0; /* the model's (inference.step, 0.5 unless the evaluation used another) */
     o->threads = 1;
     o->postprocess = 1;
 }
@@ -339,11 +339,12 @@ mk_status mk_infer_volume(mk_ctx *ctx, const mk_infer_model *m, const mk_infer_o
     if (img->ndim > 3 && (img->dim[3] > 1 || img->dim[4] > 1))
         return mk_err(ctx, MK_ERR_UNSUPPORTED, "expected a 2D or 3D image, got %d dimensions",
                       img->ndim);
-    if (!(o->step > 0 && o->step <= 1))
+    if (!(o->step >= 0 && o->step <= 1))
         return mk_err(ctx, MK_ERR_INVALID,
-                      "step: expected a fraction of the patch in (0, 1], got %g", o->step);
+                      "step: expected a fraction of the patch in (0, 1] (0: the model's), got %g",
+                      o->step);
     mk_data_params p = m->data;
-    p.window_step = o->step;
+    p.window_step = o->step > 0 ? o->step : m->data.window_step;
     p.tta = o->tta;
     double t0 = now_s();
     mk_image *work = NULL, *mw = NULL;

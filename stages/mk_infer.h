@@ -77,7 +77,8 @@ typedef struct mk_infer_opts {
     int threads;     /* >= 1 */
     int postprocess; /* 1: the model's post-processing (largest component), 0: none */
 } mk_infer_opts;
-void mk_infer_opts_default(mk_infer_opts *o); /* step 0.5, no TTA, 1 thread, post-processing */
+void mk_infer_opts_default(
+    mk_infer_opts *o); /* the model's step, no TTA, 1 thread, post-processing */
 
 /* Seconds spent per phase of one case (mk_infer_volume fills preprocess, network, postprocess;
  * the caller adds read and write). */

@@ -387,7 +387,7 @@ static void test_volume_matches_evaluate(void **state)
     assert_int_equal(mk_infer_check_geometry(&ctx, img, a), MK_ERR_GEOMETRY);
     assert_non_null(strstr(mk_ctx_errmsg(&ctx), "sform_code"));
     /* a bad step */
-    o.step = 0;
+    o.step = -0.5;
     mk_image *c = NULL;
     assert_int_equal(mk_infer_volume(&ctx, m, &o, img, &c, NULL), MK_ERR_INVALID);
     mk_image_free(a);
