@@ -274,44 +274,58 @@ void mk_slices_free(mk_slices *s)
 
 /* ---------------------------------------------------------------- volumes */
 
-mk_status mk_data_normalise(mk_ctx *ctx, const mk_data_params *p, const mk_image *img, int is_ct,
-                            float *out)
+mk_status mk__norm_init(mk_ctx *ctx, const mk_data_params *p, const mk_image *img, int is_ct,
+                        mk__norm *n)
 {
-    int64_t n = mk_image_nvox(img);
+    memset(n, 0, sizeof *n);
+    n->is_ct = is_ct;
     if (is_ct) {
-        double lo = p->ct_window[0], hi = p->ct_window[1];
-        if (!(hi > lo))
+        n->lo = p->ct_window[0];
+        n->hi = p->ct_window[1];
+        if (!(n->hi > n->lo))
             return mk_err(ctx, MK_ERR_INVALID, "data.ct_window: expected low < high, got [%g, %g]",
-                          lo, hi);
-        for (int64_t i = 0; i < n; i++) {
-            double v = (mk_image_get(img, i) - lo) / (hi - lo) * 2.0 - 1.0;
-            out[i] = (float)(v < -1 ? -1 : v > 1 ? 1 : v);
-        }
+                          n->lo, n->hi);
         return MK_OK;
     }
-    double a = 0, b = 0;
+    int64_t nv = mk_image_nvox(img);
     if (p->mri_norm == MK_MRI_MINMAX) {
         double lo, hi;
         mk_image_value_range(img, &lo, &hi);
-        a = hi > lo ? 2.0 / (hi - lo) : 0;
-        b = -1.0 - lo * a;
+        n->a = hi > lo ? 2.0 / (hi - lo) : 0;
+        n->b = -1.0 - lo * n->a;
     } else {
         double s = 0, s2 = 0;
-        for (int64_t i = 0; i < n; i++) {
+        for (int64_t i = 0; i < nv; i++) {
             double v = mk_image_get(img, i);
             s += v;
             s2 += v * v;
         }
-        double mean = s / (double)n, var = s2 / (double)n - mean * mean;
+        double mean = s / (double)nv, var = s2 / (double)nv - mean * mean;
         double sd = var > 0 ? sqrt(var) : 0;
-        a = sd > 0 ? 1.0 / (3.0 * sd) : 0;
-        b = -mean * a;
-    }
-    for (int64_t i = 0; i < n; i++) {
-        double v = mk_image_get(img, i) * a + b;
-        out[i] = (float)(v < -1 ? -1 : v > 1 ? 1 : v);
+        n->a = sd > 0 ? 1.0 / (3.0 * sd) : 0;
+        n->b = -mean * n->a;
     }
     return MK_OK;
+}
+
+mk_status mk_data_normalise(mk_ctx *ctx, const mk_data_params *p, const mk_image *img, int is_ct,
+                            float *out)
+{
+    mk__norm n;
+    mk_status st = mk__norm_init(ctx, p, img, is_ct, &n);
+    int64_t nv = mk_image_nvox(img);
+    for (int64_t i = 0; st == MK_OK && i < nv; i++)
+        out[i] = mk__norm_apply(&n, mk_image_get(img, i));
+    return st;
+}
+
+float mk__norm_pad(const mk__norm *n, const mk_image *img)
+{
+    if (n->is_ct)
+        return -1.0f; /* the window maps everything to [-1, 1]: -1 is the minimum's place */
+    double lo, hi;    /* MRI: the volume's minimum, normalised (the map is non-decreasing) */
+    mk_image_value_range(img, &lo, &hi);
+    return mk__norm_apply(n, lo);
 }
 
 /* in-plane axes (u lower, v higher) of slicing axis a */
@@ -343,6 +357,23 @@ void mk_data_cut(const float *vol, const int64_t *dim, int axis, int64_t s, int6
             int64_t uu = u0 + x;
             int in = uu >= 0 && uu < dim[u] && vv >= 0 && vv < dim[v];
             out[(int64_t)y * pw + x] = in ? vol[vox_index(dim, axis, s, uu, vv)] : pad;
+        }
+    }
+}
+
+void mk__cut_image(const mk_image *img, const mk__norm *n, int axis, int64_t s, int64_t u0,
+                   int64_t v0, int pw, int ph, float pad, float *out)
+{
+    int u, v;
+    plane_axes(axis, &u, &v);
+    const int64_t *dim = img->dim;
+    for (int y = 0; y < ph; y++) {
+        int64_t vv = v0 + y;
+        for (int x = 0; x < pw; x++) {
+            int64_t uu = u0 + x;
+            int in = uu >= 0 && uu < dim[u] && vv >= 0 && vv < dim[v];
+            out[(int64_t)y * pw + x] =
+                in ? mk__norm_apply(n, mk_image_get(img, vox_index(dim, axis, s, uu, vv))) : pad;
         }
     }
 }

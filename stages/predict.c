@@ -193,13 +193,12 @@ mk_status mk__predict_net(mk_ctx *ctx, mk_unet *net, mk_translator *gen, const m
     mk_status st = MK_OK;
     const int64_t *dim = ct->dim;
     int axis = mk_data_axis(p), u = axis == 0 ? 1 : 0, v = axis == 2 ? 1 : 2;
-    int64_t nv = mk_image_nvox(ct), du = dim[u], dv = dim[v], us[1024], vs[1024];
+    int64_t du = dim[u], dv = dim[v], us[1024], vs[1024];
     double step = p->window_step > 0 && p->window_step <= 1 ? p->window_step : 0.5;
     int nu = mk__window_starts(du, pw, step, us, 1024),
         nvw = mk__window_starts(dv, ph, step, vs, 1024);
     int passes = p->tta && !gen ? 4 : 1; /* mirroring: none, u, v, both */
     int nwin = nu * nvw;
-    float *vol = malloc((size_t)nv * sizeof *vol);
     float *wmap = malloc((size_t)pw * (size_t)ph * sizeof *wmap);
     float *prob = malloc((size_t)(du * dv * C) * sizeof *prob);
     float *cnt = malloc((size_t)(du * dv) * sizeof *cnt);
@@ -214,15 +213,21 @@ mk_status mk__predict_net(mk_ctx *ctx, mk_unet *net, mk_translator *gen, const m
         st = mk_err(ctx, MK_ERR_NOMEM, "predict: out of memory (pseudo-MRI volume)");
     if (st != MK_OK)
         ;
-    else if (!vol || !wmap || !prob || !cnt || !g || mk_tensor_new(&x, 4, xne) != 0)
+    else if (!wmap || !prob || !cnt || !g || mk_tensor_new(&x, 4, xne) != 0)
         st = mk_err(ctx, MK_ERR_NOMEM, "predict: out of memory");
     else
         mk__window_weights(pw, ph, p->blend_uniform, wmap);
+    /* normalised voxel by voxel as windows are cut: no float copy of the volume */
+    mk__norm norm;
     if (st == MK_OK)
-        st = mk_data_normalise(ctx, p, ct, is_ct, vol);
+        st = mk__norm_init(ctx, p, ct, is_ct, &norm);
     if (st == MK_OK)
         st = mk_image_new_like(ctx, ct, MK_DT_UINT8, &mask);
-    float pad = st == MK_OK ? mk__pad_value(vol, nv, is_ct) : -1.0f;
+    float pad = st == MK_OK ? mk__norm_pad(&norm, ct) : -1.0f;
+    /* recycling node buffers keeps only the live set of a forward (not when the generator's output
+     * is read back after it) */
+    if (g && !vsum)
+        mk_nn_graph_set_recycle(g, 1);
     uint8_t *mdat = mask ? mask->data : NULL;
     for (int64_t s = 0; st == MK_OK && s < dim[axis]; s++) {
         memset(prob, 0, (size_t)(du * dv * C) * sizeof *prob);
@@ -232,7 +237,7 @@ mk_status mk__predict_net(mk_ctx *ctx, mk_unet *net, mk_translator *gen, const m
             for (int a = 0; a < nu; a++)
                 for (int b = 0; b < nvw; b++) {
                     float *w = x.data + (int64_t)(a * nvw + b) * pw * ph;
-                    mk_data_cut(vol, dim, axis, s, us[a], vs[b], pw, ph, pad, w);
+                    mk__cut_image(ct, &norm, axis, s, us[a], vs[b], pw, ph, pad, w);
                     mirror(w, pw, ph, fu, fv);
                 }
             double tf = now_s();
@@ -288,7 +293,6 @@ mk_status mk__predict_net(mk_ctx *ctx, mk_unet *net, mk_translator *gen, const m
                     ((float *)via->data)[idx] = cnt[q] > 0 ? vsum[q] / cnt[q] : 0.0f;
             }
     }
-    free(vol);
     free(wmap);
     free(vsum);
     free(prob);

@@ -51,6 +51,27 @@ void mk__window_weights(int pw, int ph, int uniform, float *w);
  * CT, the volume's minimum for MRI. */
 float mk__pad_value(const float *vol, int64_t n, int is_ct);
 
+/* The normalisation of one volume (mk_data_normalise), applied voxel by voxel so inference need not
+ * keep a float copy of the volume: CT (x - lo) / (hi - lo) x 2 - 1, MRI x a + b, clipped to
+ * [-1, 1] (the same arithmetic as mk_data_normalise, bit for bit). */
+typedef struct mk__norm {
+    int is_ct;
+    double lo, hi, a, b;
+} mk__norm;
+mk_status mk__norm_init(mk_ctx *ctx, const mk_data_params *p, const mk_image *img, int is_ct,
+                        mk__norm *n);
+static inline float mk__norm_apply(const mk__norm *n, double x)
+{
+    double v = n->is_ct ? (x - n->lo) / (n->hi - n->lo) * 2.0 - 1.0 : x * n->a + n->b;
+    return (float)(v < -1 ? -1 : v > 1 ? 1 : v);
+}
+/* mk_data_cut from the image itself, normalising each voxel read (the same values as cutting the
+ * mk_data_normalise'd volume). */
+void mk__cut_image(const mk_image *img, const mk__norm *n, int axis, int64_t s, int64_t u0,
+                   int64_t v0, int pw, int ph, float pad, float *out);
+/* The padding value outside the volume, as mk__pad_value gives it for the normalised volume. */
+float mk__norm_pad(const mk__norm *n, const mk_image *img);
+
 /* ---- the translator's networks and steps (stages/method_translate.c), shared with cmedl ---- */
 struct mk_loop;
 typedef struct mk__i2i {
