@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "test_tmp.h"
+
 #include "core/mk_fs.h"
 #include "io/mk_nifti.h"
 #include "io/mk_resample.h"
@@ -26,14 +28,6 @@
 #include "stages/mk_stages.h"
 
 static char g_tmp[512];
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
 
 /* log capture: the warnings of the last call */
 static char g_log[8192];
@@ -642,16 +636,13 @@ static void test_warnings(void **state)
 static int setup(void **state)
 {
     (void)state;
-    const char *bd = getenv("MK_BUILD_DIR");
-    snprintf(g_tmp, sizeof g_tmp, "%s/geometry-test-XXXXXX", bd ? bd : "/tmp");
-    return mkdtemp(g_tmp) ? 0 : -1;
+    return mk_test_tmp_make(g_tmp, sizeof g_tmp, "geometry");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    if (!getenv("MK_KEEP_TMP"))
-        nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    mk_test_tmp_remove(g_tmp);
     return 0;
 }
 

@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "test_tmp.h"
+
 #include "core/mk_fs.h"
 #include "io/mk_resample.h"
 #include "models/mk_unet.h"
@@ -26,14 +28,6 @@
 #include "stages/stage_internal.h"
 
 static char g_tmp[512];
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
 
 static mk_unet_cfg small_cfg(void)
 {
@@ -402,16 +396,13 @@ static void test_volume_matches_evaluate(void **state)
 static int setup(void **state)
 {
     (void)state;
-    const char *bd = getenv("MK_BUILD_DIR");
-    snprintf(g_tmp, sizeof g_tmp, "%s/infer-test-XXXXXX", bd ? bd : "/tmp");
-    return mkdtemp(g_tmp) ? 0 : -1;
+    return mk_test_tmp_make(g_tmp, sizeof g_tmp, "infer");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    if (!getenv("MK_KEEP_TMP"))
-        nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    mk_test_tmp_remove(g_tmp);
     return 0;
 }
 

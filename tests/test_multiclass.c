@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "test_tmp.h"
 #include <cJSON.h>
 
 #include "core/mk_fs.h"
@@ -36,14 +38,6 @@ static void legacy_data(mk_data_params *p)
 }
 
 static char g_tmp[512];
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
 
 static void sub(char *buf, size_t n, const char *name)
 {
@@ -832,16 +826,13 @@ static void test_evaluate_structures(void **state)
 static int setup(void **state)
 {
     (void)state;
-    const char *bd = getenv("MK_BUILD_DIR");
-    snprintf(g_tmp, sizeof g_tmp, "%s/multiclass-test-XXXXXX", bd ? bd : "/tmp");
-    return mkdtemp(g_tmp) ? 0 : -1;
+    return mk_test_tmp_make(g_tmp, sizeof g_tmp, "multiclass");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    if (!getenv("MK_KEEP_TMP"))
-        nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    mk_test_tmp_remove(g_tmp);
     return 0;
 }
 

@@ -1,0 +1,37 @@
+/* The scratch folder of a cmocka test group: made under $MK_BUILD_DIR (else /tmp) at setup,
+ * removed at teardown unless MK_KEEP_TMP is set. One copy for the stage-level tests.
+ *
+ *     static char g_tmp[512];
+ *     static int setup(void **s) { (void)s; return mk_test_tmp_make(g_tmp, sizeof g_tmp, "infer");
+ * } static int teardown(void **s) { (void)s; mk_test_tmp_remove(g_tmp); return 0; }
+ */
+#ifndef MK_TEST_TMP_H
+#define MK_TEST_TMP_H
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int mk_test_rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+/* dir (n bytes) = a new folder <build>/<name>-test-XXXXXX; 0 on success, -1 otherwise */
+static inline int mk_test_tmp_make(char *dir, size_t n, const char *name)
+{
+    const char *bd = getenv("MK_BUILD_DIR");
+    snprintf(dir, n, "%s/%s-test-XXXXXX", bd ? bd : "/tmp", name);
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static inline void mk_test_tmp_remove(const char *dir)
+{
+    if (!getenv("MK_KEEP_TMP"))
+        nftw(dir, mk_test_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+#endif
