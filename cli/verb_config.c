@@ -132,7 +132,8 @@ mk_status mk_verb_run(mk_cli *cli, int argc, char **argv)
     if (!path)
         return mk_err(ctx, MK_ERR_USAGE, "run: expected a CONFIG file (see 'pipeline help run')");
     mk_cfg *cfg = NULL;
-    mk_status st = mk_cfg_load(ctx, path, &cfg);
+    /* input paths are checked after the overrides: --set may point them elsewhere */
+    mk_status st = mk_cfg_load_ex(ctx, path, MK_CFG_LOAD_DEFER_PATHS, &cfg);
     char q[4200];
     if (st == MK_OK && out) {
         toml_quote(out, q, sizeof q);
@@ -144,6 +145,8 @@ mk_status mk_verb_run(mk_cli *cli, int argc, char **argv)
         st = mk_cfg_override(ctx, cfg, "run.threads", threads);
     for (int i = 0; st == MK_OK && i < nsets; i++)
         st = apply_set(ctx, cfg, sets[i]);
+    if (st == MK_OK)
+        st = mk_cfg_check_paths(ctx, cfg);
     if (st == MK_OK && force && !resume)
         st = mk_err(ctx, MK_ERR_USAGE, "run: --force is only meaningful with --resume");
     if (st != MK_OK) {

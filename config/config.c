@@ -546,7 +546,50 @@ static int stage_listed(const mk_cfg *cfg, const char *stage)
     return 0;
 }
 
-mk_status mk_cfg_load_buffer(mk_ctx *ctx, const char *path, const char *buf, size_t len,
+/* input paths that must exist (data produced by the synth stage is exempt) */
+static void check_paths(const mk_cfg *cfg, const char *path, errs *e)
+{
+    int inputs_made = 0; /* a listed stage writes the inputs (synth) */
+    for (int s = 0; s < MK_CFG_SCHEMA_COUNT; s++)
+        inputs_made |= MK_CFG_SCHEMA[s].produces_inputs && stage_listed(cfg, MK_CFG_SCHEMA[s].name);
+    for (int s = 0; s < MK_CFG_SCHEMA_COUNT; s++) {
+        const mk_cfg_section *S = &MK_CFG_SCHEMA[s];
+        for (int k = 0; k < S->nkeys; k++) {
+            const mk_cfg_key *K = &S->keys[k];
+            const cfg_val *v = &cfg->vals[key_base(s) + k];
+            if (K->type != MK_CFG_PATH || !(K->flags & MK_CFG_MUST_EXIST) || !v->s)
+                continue;
+            if (inputs_made && !S->is_stage)
+                continue;
+            if (S->is_stage && !stage_listed(cfg, S->name))
+                continue;
+            if (!mk_fs_is_file(v->s) && !mk_fs_is_dir(v->s)) {
+                if (v->line)
+                    add_err(e,
+                            "%s:%d: key '%s.%s': file or folder '%s' does not exist (paths are "
+                            "relative to the config file)",
+                            path, v->line, S->name, K->name, v->s);
+                else
+                    add_err(e, "%s: key '%s.%s' (default): file or folder '%s' does not exist",
+                            path, S->name, K->name, v->s);
+            }
+        }
+    }
+}
+
+mk_status mk_cfg_check_paths(mk_ctx *ctx, const mk_cfg *cfg)
+{
+    errs e;
+    memset(&e, 0, sizeof e);
+    check_paths(cfg, cfg->path, &e);
+    if (e.n == 0)
+        return MK_OK;
+    if (e.n > MAX_ERRORS)
+        add_err(&e, "... and %d more problems", e.n - MAX_ERRORS);
+    return mk_err(ctx, MK_ERR_CONFIG, "%s", e.buf);
+}
+
+static mk_status load_buffer(mk_ctx *ctx, const char *path, const char *buf, size_t len, int flags,
                              mk_cfg **out)
 {
     *out = NULL;
@@ -692,33 +735,8 @@ mk_status mk_cfg_load_buffer(mk_ctx *ctx, const char *path, const char *buf, siz
                          MK_CFG_SCHEMA[s].name);
     }
 
-    /* input paths that must exist (data produced by the synth stage is exempt) */
-    int inputs_made = 0; /* a listed stage writes the inputs (synth) */
-    for (int s = 0; s < MK_CFG_SCHEMA_COUNT; s++)
-        inputs_made |= MK_CFG_SCHEMA[s].produces_inputs && stage_listed(cfg, MK_CFG_SCHEMA[s].name);
-    for (int s = 0; s < MK_CFG_SCHEMA_COUNT; s++) {
-        const mk_cfg_section *S = &MK_CFG_SCHEMA[s];
-        for (int k = 0; k < S->nkeys; k++) {
-            const mk_cfg_key *K = &S->keys[k];
-            cfg_val *v = &cfg->vals[key_base(s) + k];
-            if (K->type != MK_CFG_PATH || !(K->flags & MK_CFG_MUST_EXIST) || !v->s)
-                continue;
-            if (inputs_made && !S->is_stage)
-                continue;
-            if (S->is_stage && !stage_listed(cfg, S->name))
-                continue;
-            if (!mk_fs_is_file(v->s) && !mk_fs_is_dir(v->s)) {
-                if (v->line)
-                    add_err(&e,
-                            "%s:%d: key '%s.%s': file or folder '%s' does not exist (paths are "
-                            "relative to the config file)",
-                            path, v->line, S->name, K->name, v->s);
-                else
-                    add_err(&e, "%s: key '%s.%s' (default): file or folder '%s' does not exist",
-                            path, S->name, K->name, v->s);
-            }
-        }
-    }
+    if (!(flags & MK_CFG_LOAD_DEFER_PATHS))
+        check_paths(cfg, path, &e);
 
     if (e.n > 0) {
         if (e.n > MAX_ERRORS)
@@ -731,7 +749,18 @@ mk_status mk_cfg_load_buffer(mk_ctx *ctx, const char *path, const char *buf, siz
     return MK_OK;
 }
 
+mk_status mk_cfg_load_buffer(mk_ctx *ctx, const char *path, const char *buf, size_t len,
+                             mk_cfg **out)
+{
+    return load_buffer(ctx, path, buf, len, 0, out);
+}
+
 mk_status mk_cfg_load(mk_ctx *ctx, const char *path, mk_cfg **out)
+{
+    return mk_cfg_load_ex(ctx, path, 0, out);
+}
+
+mk_status mk_cfg_load_ex(mk_ctx *ctx, const char *path, int flags, mk_cfg **out)
 {
     *out = NULL;
     if (mk_fs_is_dir(path))
@@ -745,7 +774,7 @@ mk_status mk_cfg_load(mk_ctx *ctx, const char *path, mk_cfg **out)
         ctx->status = MK_ERR_CONFIG;
         return MK_ERR_CONFIG;
     }
-    st = mk_cfg_load_buffer(ctx, path, buf, len, out);
+    st = load_buffer(ctx, path, buf, len, flags, out);
     free(buf);
     return st;
 }

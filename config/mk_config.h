@@ -66,6 +66,14 @@ mk_status mk_cfg_load(mk_ctx *ctx, const char *path, mk_cfg **out);
 /* Same on an in-memory document (`path` names it in messages and anchors relative paths). */
 mk_status mk_cfg_load_buffer(mk_ctx *ctx, const char *path, const char *buf, size_t len,
                              mk_cfg **out);
+/* mk_cfg_load with flags: MK_CFG_LOAD_DEFER_PATHS leaves out the check that input paths exist,
+ * for callers that override keys first (`pipeline run --set`); they call mk_cfg_check_paths
+ * after the overrides. */
+#define MK_CFG_LOAD_DEFER_PATHS 1
+mk_status mk_cfg_load_ex(mk_ctx *ctx, const char *path, int flags, mk_cfg **out);
+/* The existence check of input paths (keys flagged must-exist; data a listed stage produces is
+ * exempt): MK_ERR_CONFIG with every missing path, FILE:LINE and key. */
+mk_status mk_cfg_check_paths(mk_ctx *ctx, const mk_cfg *cfg);
 void mk_cfg_free(mk_cfg *cfg);
 
 /* Accessors by "section.key". Asking for a key not in the schema, or with the wrong type, is a

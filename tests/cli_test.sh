@@ -99,6 +99,14 @@ check "unknown hint layer" 2 "decoder9" -- "$P" run "$T/hint.toml"
 check "hint layer lists valid names" 2 "dec_last" -- "$P" validate "$T/hint.toml"
 stage_cfg "$T/split.toml" '[evaluate]\nsplit = "val"\n'
 check "split with no cases" 2 "no labelled 'CT' rows in split 'val'" -- "$P" run "$T/split.toml"
+# input paths are checked after --set: an override can point a missing manifest elsewhere
+printf '[run]\nstages = ["supervised"]\nout_dir = "run-moved"\n[data]\nmanifest = "moved/manifest.csv"\n' >"$T/moved.toml"
+check "missing manifest" 2 "moved.toml:5: key 'data.manifest': file or folder" -- "$P" run "$T/moved.toml" --dry-run
+out=$("$P" run "$T/moved.toml" --dry-run --set data.manifest="$T/d/manifest.csv" 2>&1)
+if grep -qF "does not exist (paths are relative" <<<"$out"; then
+    echo "FAIL --set manifest: the file's own missing path was checked before the override: $out"
+    fails=$((fails + 1))
+fi
 stage_cfg "$T/modality.toml" 'mri_modality = "T2"\n'
 check "modality missing from manifest" 2 "no 'T2' rows in split 'train'" -- "$P" run "$T/modality.toml"
 stage_cfg "$T/oracle.toml" '[cmedl]\noracle_pmri = true\n'
