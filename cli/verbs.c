@@ -154,8 +154,9 @@ const mk_verb MK_VERBS[] = {
      "height in level-L pixels). Nothing is left in DIR if the run fails.\n"
      "  --mask-level M  level for the tissue mask (default: smallest level with a side >= 512)",
      mk_verb_tiles},
-    {"info", "describe an image: dims, spacing, orientation, affine, datatype, value range",
-     "info FILE|DICOMDIR|SLIDE [--header]",
+    {"info",
+     "describe an image (dims, spacing, orientation, affine, datatype, value range) or a model",
+     "info FILE|DICOMDIR|SLIDE|MODEL.h5 [--header]",
      "FILE: .nii .nii.gz .hdr/.img (also qform/sform codes and matrices), .mha .mhd .nrrd .nhdr "
      ".dcm;\n"
      "DICOMDIR: a folder with one DICOM series (its series are listed first); SLIDE: a TIFF "
@@ -163,6 +164,8 @@ const mk_verb MK_VERBS[] = {
      "tile size, compression, downsample). The orientation code names where voxel axes i,j,k "
      "point\n"
      "(RAS letters, as nibabel's aff2axcodes); the affine maps voxel indices to RAS mm.\n"
+     "MODEL.h5: a trained model's description (network, normalisation, slice axis, orientation,\n"
+     "spacing, patch, labels, blending, post-processing, medkd version, config and model hash).\n"
      "  --header       NIfTI: read the header only (no value range)",
      mk_verb_info},
     {"convert", "convert an image between formats (NIfTI, MetaImage, NRRD, DICOM in, TIFF)",

@@ -35,6 +35,21 @@ T=(--threads 2)
     { cat "$D/run.log"; fail "training the model"; }
 M="$D/run/models/supervised_student_best.h5"
 [ -f "$M" ] || fail "no $M"
+# the model describes itself: pipeline info prints it, h5py reads the same attribute
+"$P" info "$M" > "$D/info.txt" 2>&1 || { cat "$D/info.txt"; fail "pipeline info MODEL"; }
+grep -q "format:       medkd model (supervised student" "$D/info.txt" &&
+    grep -q "labels:       1 = soft_tissue, 2 = bone" "$D/info.txt" &&
+    grep -q "patch:        64 x 64" "$D/info.txt" || { cat "$D/info.txt"; fail "pipeline info MODEL: content"; }
+"$PY" - "$M" "$D/run/provenance.json" <<'PY' || fail "the model's description (h5py)"
+import json, sys
+import h5py
+d = json.loads(h5py.File(sys.argv[1], "r").attrs["medkd_inference"])
+p = json.load(open(sys.argv[2]))
+assert d["format"] == "medkd-model" and d["network"]["depth"] == 3, d
+assert d["input"]["modality"] == "CT" and d["geometry"]["slice_axis"] == "axial", d
+assert d["patch"] == [64, 64] and [l["name"] for l in d["labels"]] == ["soft_tissue", "bone"], d
+assert d["config_hash"] == p["config_hash"], (d["config_hash"], p["config_hash"])
+PY
 
 # 1. geometry
 mkdir -p "$D/geo"
