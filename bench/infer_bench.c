@@ -45,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/mk_log.h"
 #include "core/mk_rng.h"
 #include "io/mk_image.h"
 #include "models/mk_unet.h"
@@ -59,13 +60,6 @@ typedef struct opts {
     int threads, slices, json, keep, largest, breakdown, compare;
     const char *dir, *peer;
 } opts;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static double peak_rss_mib(void)
 {
@@ -259,17 +253,17 @@ static mk_status run_breakdown(mk_ctx *ctx, const mk_infer_model *m, const mk_im
     mk_data_params p = m->data;
     mk_image *work = NULL, *wmask = NULL, *back = NULL;
     float *vol = NULL, *win = NULL;
-    double t0 = now_s();
+    double t0 = mk_now_s();
     mk_status st = mk_data_prepare(ctx, &p, img, 0, &work);
-    b->prepare = now_s() - t0;
+    b->prepare = mk_now_s() - t0;
     int64_t nv = mk_image_nvox(img);
     if (st == MK_OK && (!(vol = malloc((size_t)nv * sizeof *vol)) ||
                         !(win = malloc((size_t)p.patch[0] * (size_t)p.patch[1] * sizeof *win))))
         st = mk_err(ctx, MK_ERR_NOMEM, "breakdown: out of memory");
     if (st == MK_OK) {
-        t0 = now_s();
+        t0 = mk_now_s();
         st = mk_data_normalise(ctx, &p, work, m->is_ct, vol);
-        b->normalise = now_s() - t0;
+        b->normalise = mk_now_s() - t0;
     }
     if (st == MK_OK) {
         /* the windows as mk_infer_volume cuts them: one per slice here (patch = slice), placed
@@ -278,10 +272,10 @@ static mk_status run_breakdown(mk_ctx *ctx, const mk_infer_model *m, const mk_im
         int64_t du = work->dim[u], dv = work->dim[v];
         int64_t u0 = du <= p.patch[0] ? (du - p.patch[0]) / 2 : 0;
         int64_t v0 = dv <= p.patch[1] ? (dv - p.patch[1]) / 2 : 0;
-        t0 = now_s();
+        t0 = mk_now_s();
         for (int64_t s = 0; s < work->dim[axis]; s++)
             mk_data_cut(vol, work->dim, axis, s, u0, v0, p.patch[0], p.patch[1], -1.0f, win);
-        b->cut = now_s() - t0;
+        b->cut = mk_now_s() - t0;
     }
     free(vol);
     free(win);
@@ -289,17 +283,17 @@ static mk_status run_breakdown(mk_ctx *ctx, const mk_infer_model *m, const mk_im
     if (st == MK_OK)
         st = mk_data_prepare(ctx, &p, mask, 1, &wmask);
     if (st == MK_OK) {
-        t0 = now_s();
+        t0 = mk_now_s();
         st = mk_data_restore(ctx, &p, wmask, img, &back);
-        b->restore = now_s() - t0;
+        b->restore = mk_now_s() - t0;
     }
     if (st == MK_OK && largest) {
         int values[MK_MAX_CLASSES];
         for (int c = 1; c < p.classes; c++)
             values[c - 1] = mk_data_value_of_class(&p, c);
-        t0 = now_s();
+        t0 = mk_now_s();
         st = mk_stage_keep_largest_components(ctx, back, values, p.classes - 1, NULL);
-        b->postprocess = now_s() - t0;
+        b->postprocess = mk_now_s() - t0;
     }
     mk_image_free(work);
     mk_image_free(wmask);
@@ -431,14 +425,14 @@ int main(int argc, char **argv)
     snprintf(out, sizeof out, "%s/ct_mask.nii.gz", dir);
 
     /* set-up, not timed */
-    double ts = now_s();
+    double ts = mk_now_s();
     mk_image *ct = NULL;
     if (make_ct(&ctx, o.slices, &ct) != MK_OK || mk_io_write_image(&ctx, in, ct) != MK_OK)
         return die(&ctx, "set-up (CT volume)");
     mk_image_free(ct);
     if (make_model(&ctx, model, o.largest) != MK_OK)
         return die(&ctx, "set-up (model)");
-    double setup_s = now_s() - ts, setup_peak = peak_rss_mib();
+    double setup_s = mk_now_s() - ts, setup_peak = peak_rss_mib();
     int reset = reset_peak_rss();
     double base_rss = peak_rss_mib(); /* after the reset: the current RSS */
 
@@ -447,22 +441,22 @@ int main(int argc, char **argv)
     memset(&t, 0, sizeof t);
     mk_image *img = NULL, *mask = NULL;
     mk_infer_model *m = NULL;
-    double t0 = now_s();
+    double t0 = mk_now_s();
     if (mk_io_read_image(&ctx, in, &img) != MK_OK)
         return die(&ctx, "read");
-    double t1 = now_s();
+    double t1 = mk_now_s();
     if (mk_infer_model_load(&ctx, model, &m) != MK_OK)
         return die(&ctx, "model load");
-    double t2 = now_s();
+    double t2 = mk_now_s();
     mk_infer_opts io;
     mk_infer_opts_default(&io);
     io.threads = o.threads;
     if (mk_infer_volume(&ctx, m, &io, img, &mask, &t) != MK_OK)
         return die(&ctx, "infer");
-    double t3 = now_s();
+    double t3 = mk_now_s();
     if (mk_io_write_image(&ctx, out, mask) != MK_OK)
         return die(&ctx, "write");
-    double t4 = now_s();
+    double t4 = mk_now_s();
     double peak = peak_rss_mib();
     t.read = t1 - t0;
     t.write = t4 - t3;

@@ -60,17 +60,6 @@
 
 /* ---------------------------------------------------------------- small helpers */
 
-static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-#define FNV_OFFSET 14695981039346656037ULL
-
 /* FNV-1a 64 of a file's bytes; 0 on success, -1 when it cannot be read. */
 static int file_fnv(const char *path, uint64_t *out)
 {
@@ -83,10 +72,10 @@ static int file_fnv(const char *path, uint64_t *out)
         free(buf);
         return -1;
     }
-    uint64_t h = FNV_OFFSET;
+    uint64_t h = MK_FNV1A_OFFSET;
     size_t n;
     while ((n = fread(buf, 1, CHUNK, f)) > 0)
-        h = fnv1a(h, buf, n);
+        h = mk_fnv1a(h, buf, n);
     int bad = ferror(f);
     fclose(f);
     free(buf);
@@ -674,7 +663,7 @@ static mk_status input_ident(mk_ctx *ctx, const icase *c, ident *id)
         mk_status st = list_names(ctx, id->path, &names, &n);
         if (st != MK_OK)
             return st;
-        uint64_t h = FNV_OFFSET;
+        uint64_t h = MK_FNV1A_OFFSET;
         for (int i = 0; i < n; i++) {
             char *p = join2(id->path, names[i]);
             struct stat fb;
@@ -682,7 +671,7 @@ static mk_status input_ident(mk_ctx *ctx, const icase *c, ident *id)
                 char line[64];
                 int k = snprintf(line, sizeof line, "\n%lld\n%lld\n", (long long)fb.st_size,
                                  mtime_ns(&fb));
-                h = fnv1a(fnv1a(h, names[i], strlen(names[i])), line, (size_t)k);
+                h = mk_fnv1a(mk_fnv1a(h, names[i], strlen(names[i])), line, (size_t)k);
                 id->nfiles++;
             }
             free(p);

@@ -212,3 +212,13 @@ void mk_json_escape(const char *s, char *buf, size_t n)
     }
     buf[k] = '\0';
 }
+
+uint64_t mk_fnv1a(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}

@@ -7,6 +7,7 @@
 #define MK_FS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "mk_status.h"
@@ -44,6 +45,11 @@ void mk_fs_dirname(const char *path, char *buf, size_t n);
  * mk_json_put writes the quoted string (s NULL: ""); mk_json_escape writes the body into buf
  * (n bytes, truncated at a character boundary, always NUL-terminated). */
 void mk_json_put(FILE *f, const char *s);
+
+/* FNV-1a, 64 bits, over n bytes, continuing from h (start with MK_FNV1A_OFFSET): the one content
+ * hash of the project (resume provenance, model and mask checksums, the hold-out order). */
+#define MK_FNV1A_OFFSET 14695981039346656037ULL
+uint64_t mk_fnv1a(uint64_t h, const void *data, size_t n);
 void mk_json_escape(const char *s, char *buf, size_t n);
 
 #ifdef __cplusplus

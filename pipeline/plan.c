@@ -18,6 +18,7 @@
 
 #include "../config/mk_config.h"
 #include "../core/mk_fs.h"
+#include "../core/mk_log.h"
 #include "../io/mk_image.h"
 #include "../models/mk_unet.h"
 #include "../nn/mk_optim.h"
@@ -602,13 +603,6 @@ double mk_plan_unet_work(int pu, int pv, int width, int depth, int classes)
 
 /* ---- the benchmark -------------------------------------------------------------------------- */
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 #define BENCH_WIDTH 8
 #define BENCH_DEPTH 4
 #define BENCH_PATCH 128
@@ -624,7 +618,7 @@ mk_status mk_plan_measure_gflops(mk_ctx *ctx, int threads, double *gflops, doubl
         long nc = sysconf(_SC_NPROCESSORS_ONLN);
         threads = nc > 0 ? (int)nc : 1;
     }
-    double t_begin = now_s();
+    double t_begin = mk_now_s();
     mk_unet_cfg u = mk_unet_defaults(2);
     u.in_ch = 1;
     u.classes = BENCH_CLASSES;
@@ -657,7 +651,7 @@ mk_status mk_plan_measure_gflops(mk_ctx *ctx, int threads, double *gflops, doubl
     int steps = 0;
     for (int s = 0;; s++) {
         if (s == BENCH_WARMUP)
-            start = now_s();
+            start = mk_now_s();
         mk_nn_graph_begin(g, 1);
         mk_var *logits = mk_unet_forward(net, g, mk_nn_input(g, &x, 0));
         mk_var *l = mk_nn_add(g, mk_nn_scale(g, mk_nn_dice_loss(g, logits, y, 1e-5f), 0.5f),
@@ -672,7 +666,7 @@ mk_status mk_plan_measure_gflops(mk_ctx *ctx, int threads, double *gflops, doubl
         if (s < BENCH_WARMUP)
             continue;
         steps++;
-        elapsed = now_s() - start;
+        elapsed = mk_now_s() - start;
         if ((elapsed >= BENCH_SECONDS && steps >= 3) || steps >= 1000)
             break;
     }
@@ -686,7 +680,7 @@ out:
     mk_optim_free(opt);
     mk_unet_free(net);
     if (seconds)
-        *seconds = now_s() - t_begin;
+        *seconds = mk_now_s() - t_begin;
     return st;
 }
 

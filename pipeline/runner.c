@@ -201,19 +201,6 @@ static const char *const RESUME_FREE_KEYS[] = {"run.out_dir", "run.threads", "ru
                                                "run.checkpoint_every"};
 #define MK_NRESUME_FREE ((int)(sizeof RESUME_FREE_KEYS / sizeof RESUME_FREE_KEYS[0]))
 
-/* FNV-1a, 64 bits. */
-#define MK_FNV_OFFSET 0xcbf29ce484222325ULL
-#define MK_FNV_PRIME 0x100000001b3ULL
-static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= MK_FNV_PRIME;
-    }
-    return h;
-}
-
 /* One key of a resolved config: "section.key" and its value as printed (paths absolute). */
 typedef struct cfg_entry {
     char key[160];
@@ -339,12 +326,12 @@ static mk_status parse_resolved(mk_ctx *ctx, const char *text, const char *base,
 
 static uint64_t entries_hash(const cfg_entries *c)
 {
-    uint64_t h = MK_FNV_OFFSET;
+    uint64_t h = MK_FNV1A_OFFSET;
     for (int i = 0; i < c->n; i++) {
-        h = fnv1a(h, c->e[i].key, strlen(c->e[i].key));
-        h = fnv1a(h, " = ", 3);
-        h = fnv1a(h, c->e[i].val, strlen(c->e[i].val));
-        h = fnv1a(h, "\n", 1);
+        h = mk_fnv1a(h, c->e[i].key, strlen(c->e[i].key));
+        h = mk_fnv1a(h, " = ", 3);
+        h = mk_fnv1a(h, c->e[i].val, strlen(c->e[i].val));
+        h = mk_fnv1a(h, "\n", 1);
     }
     return h;
 }
@@ -463,7 +450,7 @@ static int list_stamps(const char *dir, const char *rel, int depth, file_stamp *
 static mk_status manifest_hash(mk_ctx *ctx, const char *path, uint64_t *h, int *have)
 {
     *have = 0;
-    *h = MK_FNV_OFFSET;
+    *h = MK_FNV1A_OFFSET;
     if (!path)
         return MK_OK;
     size_t n = strlen(path);
@@ -480,7 +467,7 @@ static mk_status manifest_hash(mk_ctx *ctx, const char *path, uint64_t *h, int *
     if (!*dir) {
         if ((st = mk_fs_read_all(ctx, path, &buf, &len)) != MK_OK)
             return st;
-        *h = fnv1a(*h, buf, len);
+        *h = mk_fnv1a(*h, buf, len);
         free(buf);
         *have = 1;
         return MK_OK;
@@ -490,7 +477,7 @@ static mk_status manifest_hash(mk_ctx *ctx, const char *path, uint64_t *h, int *
     if (mk_fs_is_file(json)) {
         if ((st = mk_fs_read_all(ctx, json, &buf, &len)) != MK_OK)
             return st;
-        *h = fnv1a(*h, buf, len);
+        *h = mk_fnv1a(*h, buf, len);
         free(buf);
     }
     file_stamp *v = NULL;
@@ -499,8 +486,8 @@ static mk_status manifest_hash(mk_ctx *ctx, const char *path, uint64_t *h, int *
     if (rc == 0) {
         qsort(v, (size_t)nv, sizeof *v, stamp_cmp);
         for (int i = 0; i < nv; i++) {
-            *h = fnv1a(*h, v[i].line, strlen(v[i].line));
-            *h = fnv1a(*h, "\n", 1);
+            *h = mk_fnv1a(*h, v[i].line, strlen(v[i].line));
+            *h = mk_fnv1a(*h, "\n", 1);
         }
     }
     for (int i = 0; i < nv; i++)
@@ -527,7 +514,7 @@ static mk_status data_hash(mk_run_env *env, uint64_t *h, int *have)
     size_t len = 0;
     if ((st = mk_fs_read_all(env->ctx, table, &buf, &len)) != MK_OK)
         return st;
-    *h = fnv1a(fnv1a(*h, "\ncase_table\n", 12), buf, len);
+    *h = mk_fnv1a(mk_fnv1a(*h, "\ncase_table\n", 12), buf, len);
     free(buf);
     return MK_OK;
 }

@@ -164,16 +164,6 @@ static int is_json_path(const char *path)
     return n >= 5 && strcmp(path + n - 5, ".json") == 0;
 }
 
-/* FNV-1a over a string: the hold-out order of a case does not depend on the row order */
-static uint64_t hash_str(uint64_t h, const char *s)
-{
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 typedef struct holdout_key {
     uint64_t key;
     int row;
@@ -206,7 +196,9 @@ static mk_status hold_out(mk_ctx *ctx, const mk_data_params *p, mk_manifest *m)
         for (int q = 0; q < m->nrows; q++) {
             const mk_manifest_row *w = &m->rows[q];
             if (!strcmp(w->modality, mod) && !strcmp(w->split, "train") && w->label_path) {
-                uint64_t h = hash_str(14695981039346656037ull ^ (uint64_t)p->split_seed, w->id);
+                /* by the id's hash: the choice does not depend on the row order */
+                uint64_t h =
+                    mk_fnv1a(MK_FNV1A_OFFSET ^ (uint64_t)p->split_seed, w->id, strlen(w->id));
                 k[n++] = (holdout_key){mk__seed(h, (uint64_t)p->split_seed), q};
             }
         }

@@ -8,18 +8,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/mk_log.h"
 #include "core/mk_fs.h"
 #include "mk_infer.h"
 #include "stage_internal.h"
 
 static const char *const AXIS_NAMES[6] = {"i", "j", "k", "axial", "coronal", "sagittal"};
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static cJSON *num_array(const double *v, int n)
 {
@@ -286,11 +280,7 @@ mk_status mk_infer_model_load(mk_ctx *ctx, const char *path, mk_infer_model **ou
     char *bytes = NULL;
     size_t len = 0;
     if (st == MK_OK && (st = mk_fs_read_all(ctx, path, &bytes, &len)) == MK_OK) {
-        uint64_t h = 14695981039346656037ull;
-        for (size_t i = 0; i < len; i++) {
-            h ^= (unsigned char)bytes[i];
-            h *= 1099511628211ull;
-        }
+        uint64_t h = mk_fnv1a(MK_FNV1A_OFFSET, bytes, len);
         snprintf(m->model_hash, sizeof m->model_hash, "fnv1a64:%016llx", (unsigned long long)h);
         free(bytes);
     }
@@ -346,14 +336,14 @@ mk_status mk_infer_volume(mk_ctx *ctx, const mk_infer_model *m, const mk_infer_o
     mk_data_params p = m->data;
     p.window_step = o->step > 0 ? o->step : m->data.window_step;
     p.tta = o->tta;
-    double t0 = now_s();
+    double t0 = mk_now_s();
     mk_image *work = NULL, *mw = NULL;
     mk_status st = mk_data_prepare(ctx, &p, img, 0, &work);
-    double t1 = now_s();
+    double t1 = mk_now_s();
     if (st == MK_OK)
         st = mk__predict_net(ctx, m->net, NULL, work, m->is_ct, &p, o->threads, &mw, NULL,
                              &tt.forward);
-    double t2 = now_s();
+    double t2 = mk_now_s();
     mk_image_free(work);
     if (st == MK_OK)
         st = mk_data_restore(ctx, &p, mw, img, mask);
@@ -366,7 +356,7 @@ mk_status mk_infer_volume(mk_ctx *ctx, const mk_infer_model *m, const mk_infer_o
     }
     if (st == MK_OK)
         st = mk_infer_check_geometry(ctx, img, *mask);
-    double t3 = now_s();
+    double t3 = mk_now_s();
     tt.preprocess = t1 - t0;
     tt.network = t2 - t1;
     tt.postprocess = t3 - t2;

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/mk_log.h"
 #include "core/mk_fs.h"
 #include "mk_infer.h"
 #include "mk_method.h"
@@ -279,13 +280,6 @@ static mk_status save_ckpt(mk_loop *L, const char *path, long long it)
 
 /* ---------------------------------------------------------------- running */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static double window_mean(const double *v, long long from, long long to)
 {
     double s = 0;
@@ -371,7 +365,7 @@ static mk_status run(mk_loop *L, void *state, mk_train_stats *stats)
         free(trace_hint);
         return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory (loss trace)", stage);
     }
-    double t0 = now_s(), c0 = (double)clock() / CLOCKS_PER_SEC;
+    double t0 = mk_now_s(), c0 = (double)clock() / CLOCKS_PER_SEC;
     double sum[MK_TERMS_MAX] = {0};
     long long nsum = 0, it = it0, w = L->total / 4 < 50 ? L->total / 4 : 50;
     if (w < 1)
@@ -426,7 +420,7 @@ static mk_status run(mk_loop *L, void *state, mk_train_stats *stats)
         nsum++;
         mk_progress(ctx, stage, it + 1, L->total, "iter", detail);
         if ((it + 1) % c->log_every == 0 || it + 1 == L->total) {
-            double el = now_s() - t0;
+            double el = mk_now_s() - t0;
             char line[400] = "";
             for (int k = 0; k < T.n; k++)
                 snprintf(line + strlen(line), sizeof line - strlen(line), " %s %.4f", T.name[k],
@@ -448,7 +442,7 @@ static mk_status run(mk_loop *L, void *state, mk_train_stats *stats)
             (st = save_ckpt(L, ck, it + 1)) != MK_OK)
             goto out;
     }
-    double el = now_s() - t0;
+    double el = mk_now_s() - t0;
     if (stats) {
         memset(stats, 0, sizeof *stats);
         stats->iterations = L->total;

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/mk_log.h"
 #include "io/mk_resample.h"
 #include "stage_internal.h"
 
@@ -170,13 +171,6 @@ static mk_status predict(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *c
     return st;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 mk_status mk__predict_net(mk_ctx *ctx, mk_unet *net, mk_translator *gen, const mk_image *ct,
                           int is_ct, const mk_data_params *p, int threads, mk_image **mask_out,
                           mk_image **via_out, double *forward_s)
@@ -240,7 +234,7 @@ mk_status mk__predict_net(mk_ctx *ctx, mk_unet *net, mk_translator *gen, const m
                     mk__cut_image(ct, &norm, axis, s, us[a], vs[b], pw, ph, pad, w);
                     mirror(w, pw, ph, fu, fv);
                 }
-            double tf = now_s();
+            double tf = mk_now_s();
             mk_nn_graph_begin(g, 0);
             mk_nn_graph_set_no_grad(g, 1);
             mk_var *in = mk_nn_input(g, &x, 0);
@@ -249,7 +243,7 @@ mk_status mk__predict_net(mk_ctx *ctx, mk_unet *net, mk_translator *gen, const m
             if (vsum && in && !mk_nn_graph_oom(g))
                 memset(vsum, 0, (size_t)(du * dv) * sizeof *vsum);
             mk_var *pr = mk_nn_softmax(g, mk_unet_forward(net, g, in));
-            fwd += now_s() - tf;
+            fwd += mk_now_s() - tf;
             if (!pr || mk_nn_graph_oom(g)) {
                 st = mk_err(ctx, MK_ERR_NOMEM, "predict: out of memory in the forward pass");
                 break;
