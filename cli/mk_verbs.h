@@ -16,5 +16,6 @@ mk_status mk_verb_infer(mk_cli *cli, int argc, char **argv);
 mk_status mk_verb_synth(mk_cli *cli, int argc, char **argv);
 mk_status mk_verb_import(mk_cli *cli, int argc, char **argv);
 mk_status mk_verb_plan(mk_cli *cli, int argc, char **argv);
+mk_status mk_verb_report(mk_cli *cli, int argc, char **argv);
 
 #endif

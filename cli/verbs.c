@@ -49,6 +49,27 @@ const mk_verb MK_VERBS[] = {
      "  --resample-to-ref   map a prediction on another grid onto the reference grid (nearest)\n"
      "Empty masks: both empty -> dice 1, distances 0; one empty -> dice 0, distances inf.",
      mk_verb_eval},
+    {"report", "the HTML report for radiologists over evaluations (plots, panels, paired tests)",
+     "report INPUT... [-o REPORT.html] [--name NAME ...] [--json FILE] [--images DIR] [--window "
+     "LOW,HIGH|auto] [--worst N] [--best N] [--bootstrap B] [--seed N] [--title TEXT]",
+     "INPUT: a run directory (its reports/<model>.json for every model of reports/summary.json;\n"
+     "default output RUN/reports/report.html) or evaluation reports of 'pipeline eval --json'\n"
+     "(one model each, named after the file; several are compared case by case). Writes one\n"
+     "self-contained HTML file (inline SVG plots, PNG panels drawn with cairo, no network):\n"
+     "summaries with bootstrap 95 % intervals, box plots, volumes and Bland-Altman agreement,\n"
+     "paired comparison of every pair of models (mean Dice difference with bootstrap CI,\n"
+     "Wilcoxon signed-rank p, Holm over structures), per-case tables, panels of the worst and\n"
+     "best cases, and the excluded cases. Definitions: docs/report.md.\n"
+     "  -o FILE         the page (written atomically)\n"
+     "  --name NAME     the model names, one per model in order (default: file names)\n"
+     "  --json FILE     the summary and the comparisons as JSON (summary.json's layout)\n"
+     "  --images DIR    images to draw under the contours, matched by case id (<id>.nii.gz or\n"
+     "                  <id>_0000.nii.gz), for reports that do not record them\n"
+     "  --window L,H    grey window of the panels (default: -160,240 = W400/L40 for CT\n"
+     "                  reports, else auto: each image's 0.5-99.5 percentiles)\n"
+     "  --worst N       panels of the N worst cases per model (default 3); --best N (default 1)\n"
+     "  --bootstrap B   resamples of the intervals (default 2000); --seed N (default 20261202)",
+     mk_verb_report},
     {"infer", "segment a folder, DICOM series, manifest or file of volumes with a trained model",
      "infer -m MODEL -i INPUT -o OUTDIR [--step F] [--tta] [--no-postprocess] [--threads N] "
      "[--continue] [--shard i/N] [--fail-fast]",

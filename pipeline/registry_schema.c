@@ -72,6 +72,17 @@ static const mk_cfg_key EVALUATE_KEYS[] = {
     {"write_pmri", MK_CFG_BOOL, "false", NR, NULL, 0,
      "with teacher_on_pmri: also write each CT's pseudo-MRI (the CMEDL generator's output, "
      "float32 in [-1, 1], the CT's geometry) as pmri/<case>.nii.gz"},
+    {"report", MK_CFG_BOOL, "true", NR, NULL, 0,
+     "write reports/report.html, the self-contained page for radiologists (docs/report.md)"},
+    {"report_window", MK_CFG_FLOAT_LIST, "[-160.0, 240.0]", -1e5, 1e5, NULL, 0,
+     "grey window [low, high] of the report's CT image panels (default W400/L40, soft tissue); "
+     "other modalities use each image's 0.5-99.5 percentiles"},
+    {"report_worst", MK_CFG_INT, "3", 0, 1000, NULL, 0,
+     "image panels in the report per model: the N worst cases by mean Dice (and the best one "
+     "when N > 0)"},
+    {"bootstrap", MK_CFG_INT, "2000", 100, 1000000, NULL, 0,
+     "bootstrap resamples of the report's 95 % confidence intervals and paired comparisons "
+     "(fixed seed)"},
 };
 
 /* The schema: [run], the shared sections, [synth], one section per registered method (its own

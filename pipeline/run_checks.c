@@ -96,6 +96,12 @@ mk_status mk_check_evaluate(mk_run_env *env)
     mk_status st = mk_run_common(env, &c);
     if (st != MK_OK)
         return st;
+    if (mk_cfg_list_len(cfg, "evaluate.report_window") != 2 ||
+        !(mk_cfg_list_num(cfg, "evaluate.report_window", 0) <
+          mk_cfg_list_num(cfg, "evaluate.report_window", 1)))
+        return mk_err(env->ctx, MK_ERR_CONFIG,
+                      "%s:%d: key 'evaluate.report_window': expected [low, high] with low < high",
+                      mk_cfg_path(cfg), mk_cfg_line(cfg, "evaluate.report_window"));
     /* the models evaluate will score: the outputs of the training stages before it */
     int trained = 0;
     const char *paired_key = NULL;

@@ -35,6 +35,12 @@ mk_status mk_run_evaluate(mk_run_env *env)
     ep.write_pmri = mk_cfg_bool(cfg, "evaluate.write_pmri");
     ep.version = MK_VERSION;
     ep.command_line = "pipeline run";
+    ep.config_hash = env->config_hash[0] ? env->config_hash : NULL;
+    ep.report_html = mk_cfg_bool(cfg, "evaluate.report");
+    ep.report_window[0] = mk_cfg_list_num(cfg, "evaluate.report_window", 0);
+    ep.report_window[1] = mk_cfg_list_num(cfg, "evaluate.report_window", 1);
+    ep.report_worst = (int)mk_cfg_int(cfg, "evaluate.report_worst");
+    ep.bootstrap = (int)mk_cfg_int(cfg, "evaluate.bootstrap");
 
     mk_eval_model models[MAX_MODELS];
     char paths[MAX_MODELS][4200], tpaths[MAX_MODELS][4200];

@@ -6,7 +6,7 @@
 #include <time.h>
 
 #include "../core/mk_fs.h"
-#include "mk_report.h"
+#include "report_internal.h"
 
 static const char *const METRIC_NAMES[MK_EVAL_NMETRICS] = {
     "dice",         "jaccard",     "hd",         "hd95",           "assd",         "masd",
@@ -82,8 +82,23 @@ void mk_eval_report_clear(mk_eval_report *rep)
         free(rep->cases[i].pred);
         free(rep->cases[i].ref);
         free(rep->cases[i].res);
+        free(rep->cases[i].image);
     }
     free(rep->cases);
+    char **own[] = {&rep->split,       &rep->config_hash,   &rep->data,
+                    &rep->model_file,  &rep->modality,      &rep->window_blend,
+                    &rep->postprocess, &rep->version_owned, &rep->command_line_owned};
+    for (size_t k = 0; k < sizeof own / sizeof own[0]; k++) {
+        free(*own[k]);
+        *own[k] = NULL;
+    }
+    if (rep->names_owned) {
+        for (int j = 0; j < rep->nlabels; j++)
+            free(rep->names_owned[j]);
+        free(rep->names_owned);
+        rep->names_owned = NULL;
+        rep->label_names = NULL;
+    }
     for (int i = 0; i < rep->nunpaired_pred; i++)
         free(rep->unpaired_pred[i]);
     for (int i = 0; i < rep->nunpaired_ref; i++)
@@ -97,6 +112,30 @@ void mk_eval_report_clear(mk_eval_report *rep)
     rep->nunpaired_pred = rep->nunpaired_ref = 0;
     rep->labels = NULL;
     rep->nlabels = 0;
+}
+
+/* The run fields, in the order JSON "run" and the HDF5 run_<name> attributes list them. */
+#define MK__NRUN 7
+static const char *const RUN_FIELDS[MK__NRUN] = {
+    "split", "config_hash", "data", "model_file", "modality", "window_blend", "postprocess"};
+
+static const char *run_field(const mk_eval_report *rep, int k)
+{
+    const char *v[MK__NRUN] = {rep->split,    rep->config_hash,  rep->data,       rep->model_file,
+                               rep->modality, rep->window_blend, rep->postprocess};
+    return k >= 0 && k < MK__NRUN ? v[k] : NULL;
+}
+
+const char *mk__eval_run_field_name(int k)
+{
+    return k >= 0 && k < MK__NRUN ? RUN_FIELDS[k] : NULL;
+}
+
+char **mk__eval_run_field(mk_eval_report *rep, int k)
+{
+    char **v[MK__NRUN] = {&rep->split,    &rep->config_hash,  &rep->data,       &rep->model_file,
+                          &rep->modality, &rep->window_blend, &rep->postprocess};
+    return k >= 0 && k < MK__NRUN ? v[k] : NULL;
 }
 
 /* per-label summary of one metric */
@@ -173,6 +212,17 @@ static void write_json(FILE *f, const mk_eval_report *rep)
     mk_json_put(f, rep->command_line);
     fputs(",\n  \"created\": ", f);
     mk_json_put(f, rep->created);
+    fputs(",\n  \"run\": {", f);
+    int first = 1;
+    for (int k = 0; k < MK__NRUN; k++) {
+        const char *v = run_field(rep, k);
+        if (!v)
+            continue;
+        fprintf(f, "%s\"%s\": ", first ? "" : ", ", RUN_FIELDS[k]);
+        mk_json_put(f, v);
+        first = 0;
+    }
+    fputs("}", f);
     fputs(",\n  \"labels\": [", f);
     for (int j = 0; j < rep->nlabels; j++)
         fprintf(f, "%s%lld", j ? ", " : "", (long long)rep->labels[j]);
@@ -193,6 +243,10 @@ static void write_json(FILE *f, const mk_eval_report *rep)
         mk_json_put(f, c->pred);
         fputs(", \"ref\": ", f);
         mk_json_put(f, c->ref);
+        if (c->image) {
+            fputs(", \"image\": ", f);
+            mk_json_put(f, c->image);
+        }
         fputs(", \"labels\": {", f);
         for (int j = 0; j < rep->nlabels; j++) {
             const mk_metric_result *r = &c->res[j];
@@ -367,6 +421,7 @@ mk_status mk_report_eval_h5(mk_ctx *ctx, const mk_eval_report *rep, const char *
         st = mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory", path);
         goto out;
     }
+    char name[128];
     mk_h5w_attr_str(w, "/", "schema", "medkd-eval-report/1");
     mk_h5w_attr_str(w, "/", "version", rep->version ? rep->version : "");
     mk_h5w_attr_str(w, "/", "command_line", rep->command_line ? rep->command_line : "");
@@ -376,6 +431,11 @@ mk_status mk_report_eval_h5(mk_ctx *ctx, const mk_eval_report *rep, const char *
     mk_h5w_attr_str(w, "/", "created", rep->created);
     mk_h5w_attr_str(w, "/", "definitions", mk_eval_definition_text(rep->convention));
     mk_h5w_attr_str(w, "/", "empty_policy", mk_eval_empty_policy_text());
+    for (int k = 0; k < MK__NRUN; k++)
+        if (run_field(rep, k)) {
+            snprintf(name, sizeof name, "run_%s", RUN_FIELDS[k]);
+            mk_h5w_attr_str(w, "/", name, run_field(rep, k));
+        }
     mk_h5w_i64(w, "/labels", 1, &L, rep->labels);
     if (rep->label_names)
         mk_h5w_strings(w, "/label_names", L, rep->label_names);
@@ -388,11 +448,18 @@ mk_status mk_report_eval_h5(mk_ctx *ctx, const mk_eval_report *rep, const char *
     for (int i = 0; i < N; i++)
         sb[i] = rep->cases[i].ref;
     mk_h5w_strings(w, "/cases/ref", N, sb);
+    int any_image = 0;
+    for (int i = 0; i < N; i++)
+        any_image |= rep->cases[i].image != NULL;
+    if (any_image) {
+        for (int i = 0; i < N; i++)
+            sb[i] = rep->cases[i].image ? rep->cases[i].image : "";
+        mk_h5w_strings(w, "/cases/image", N, sb);
+    }
     mk_h5w_strings(w, "/unpaired/pred", rep->nunpaired_pred,
                    (const char *const *)rep->unpaired_pred);
     mk_h5w_strings(w, "/unpaired/ref", rep->nunpaired_ref, (const char *const *)rep->unpaired_ref);
     const int64_t d2[2] = {N, L}, d3[3] = {N, L, 2};
-    char name[128];
     for (int m = 0; m < MK_EVAL_NMETRICS; m++) {
         snprintf(name, sizeof name, "/metrics/%s", METRIC_NAMES[m]);
         if (m == 7 || m == 8) {

@@ -24,6 +24,7 @@
 #define MK_REPORT_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "../core/mk_status.h"
 #include "../io/mk_image.h"
@@ -58,6 +59,9 @@ void mk_h5w_abort(mk_h5w *w);
 /* ---- evaluation report ---- */
 typedef struct mk_eval_case {
     char *id, *pred, *ref; /* owned by the report */
+    char *image;           /* owned; NULL: not known. The image the prediction was made from
+                              (the evaluate stage records it; the HTML report draws it under the
+                              contours) */
     mk_metric_result *res; /* nlabels results, res[j] is labels[j] */
 } mk_eval_case;
 
@@ -79,6 +83,17 @@ typedef struct mk_eval_report {
     char **unpaired_ref;
     int nunpaired_ref;
     char created[32]; /* ISO 8601 UTC, filled by mk_eval_report_stamp */
+    /* What was evaluated and how (owned, NULL when not known; the evaluate stage sets them):
+     * JSON "run": {...}, HDF5 root attributes run_<name>. */
+    char *split;        /* manifest split ("test") */
+    char *config_hash;  /* the run's config hash (provenance.json) */
+    char *data;         /* the dataset (data.manifest) */
+    char *model_file;   /* the network evaluated (models/<model>.h5) */
+    char *modality;     /* modality of the segmented images ("CT") */
+    char *window_blend; /* "gaussian" | "uniform" */
+    char *postprocess;  /* "none" | "largest_component" */
+    char **names_owned; /* label names read back by mk_report_eval_read (label_names points here) */
+    char *version_owned, *command_line_owned; /* the same for version and command_line */
 } mk_eval_report;
 
 /* Fill rep->created with the current UTC time. */
@@ -106,6 +121,13 @@ mk_status mk_report_metric_vol(mk_ctx *ctx, const mk_image *img, const char *nam
 mk_status mk_report_eval_json(mk_ctx *ctx, const mk_eval_report *rep, const char *path);
 mk_status mk_report_eval_csv(mk_ctx *ctx, const mk_eval_report *rep, const char *path);
 mk_status mk_report_eval_h5(mk_ctx *ctx, const mk_eval_report *rep, const char *path);
+
+/* Read an evaluation report written by mk_report_eval_json (`pipeline eval --json`, the evaluate
+ * stage's reports/<model>.json) back into *rep (zeroed first; mk_eval_report_clear frees it):
+ * cases, labels, label names, per-case metrics (directed figures included), unpaired files, the
+ * run fields and the convention. Errors name the file and the field: MK_ERR_IO, MK_ERR_FORMAT
+ * ("cases[3].labels.2.dice: expected a number or \"inf\"/\"nan\""). */
+mk_status mk_report_eval_read(mk_ctx *ctx, const char *path, mk_eval_report *rep);
 
 /* ---- run summary (reports/summary.json, reports/summary.md; docs/report-schema.md) ---- */
 #define MK_REPORT_MAX_STRUCTURES 16
@@ -143,6 +165,9 @@ typedef struct mk_report_summary_info {
     double tolerance_mm;
     int blend_uniform;     /* inference windows: 1 equal weights, 0 Gaussian */
     int largest_component; /* 1: each structure kept its largest connected component */
+    const struct mk_report_comparison *cmp; /* paired comparisons (mk_report_compare) written as
+                                               "comparisons"; NULL / 0: an empty list */
+    int ncmp;
 } mk_report_summary_info;
 
 /* Fill s from one model's evaluation report: one structure per label of rep, in its order, named
@@ -155,6 +180,65 @@ mk_status mk_report_summary_json(mk_ctx *ctx, const mk_report_summary_info *info
                                  const mk_report_model_summary *models, int n, const char *path);
 mk_status mk_report_summary_md(mk_ctx *ctx, const mk_report_summary_info *info,
                                const mk_report_model_summary *models, int n, const char *path);
+
+/* ---- paired comparison of models (report/compare.c; docs/report.md) ---- */
+/* One structure of one pair of models scored on the same cases: the per-case Dice difference
+ * d = dice(a) - dice(b) over the cases both reports have (matched by case id; the structure
+ * matched by label value). */
+typedef struct mk_report_comparison {
+    char a[32], b[32]; /* model names */
+    int64_t label;
+    char structure[32];
+    int n;                  /* paired cases */
+    int n_excluded;         /* cases of a or b not in the other */
+    double mean_diff;       /* mean of d */
+    double ci95[2];         /* percentile bootstrap interval of the mean of d (B resamples, seed) */
+    double wilcoxon_p;      /* two-sided signed-rank p (zeros dropped); NaN when every d is 0 */
+    int exact;              /* 1: exact null distribution, 0: normal approximation */
+    int n_zero;             /* zero differences (ties of the pair) */
+    double p_holm;          /* Holm-adjusted over the structures of this pair */
+    int wins, ties, losses; /* d > 0, d == 0, d < 0 */
+} mk_report_comparison;
+
+typedef struct mk_report_model {
+    const char *name;          /* "cmedl" */
+    const mk_eval_report *rep; /* borrowed */
+} mk_report_model;
+
+/* Every pair (i < j) of the n models, every structure both have: *out (malloc'd, caller frees)
+ * of *nout entries, in pair order then label order. B bootstrap resamples with seed. Pairs with
+ * no case in common are left out (none is an error). */
+mk_status mk_report_compare(mk_ctx *ctx, const mk_report_model *models, int n, int B, uint64_t seed,
+                            mk_report_comparison **out, int *nout);
+
+/* ---- the HTML report (report/html.c; docs/report.md) ---- */
+typedef struct mk_report_html_opts {
+    const char *title;       /* NULL: "Segmentation evaluation" */
+    const char *version;     /* medkd version */
+    const char *source;      /* what was evaluated: the run directory or the report files */
+    double window[2];        /* grey window of the image panels */
+    int window_auto;         /* 1: each image's 0.5..99.5 percentiles instead */
+    const char *window_text; /* how the window was chosen, stated in the page (NULL: derived) */
+    int worst, best;         /* image panels per model: the worst and best cases (mean Dice) */
+    int bootstrap;           /* B (e.g. 2000) */
+    uint64_t seed;           /* bootstrap seed */
+    const char *images_dir;  /* NULL, or a folder of images matched by case id for cases whose
+                                report has no image path */
+} mk_report_html_opts;
+
+void mk_report_html_opts_default(mk_report_html_opts *o);
+
+/* Write the self-contained HTML page over n models' reports (at least one) to path (atomically):
+ * summaries with bootstrap intervals, box plots, volumes with Bland-Altman agreement, the paired
+ * comparisons cmp[0..ncmp-1] (from mk_report_compare), sortable per-case tables, image panels of
+ * the worst and best cases (images that cannot be read are listed in the appendix, not an
+ * error), the appendix of excluded cases and the disclaimer. */
+mk_status mk_report_html(mk_ctx *ctx, const mk_report_html_opts *o, const mk_report_model *models,
+                         int n, const mk_report_comparison *cmp, int ncmp, const char *path);
+
+/* The comparisons as the JSON array of reports/summary.json ("comparisons": [...]); printed to f.
+ */
+void mk_report_comparisons_json(FILE *f, const mk_report_comparison *cmp, int n);
 
 #ifdef __cplusplus
 }

@@ -179,7 +179,9 @@ static void print_json(FILE *f, const void *arg)
         }
         fputs(s->nstructures ? "\n  ]}" : "]}", f);
     }
-    fputs("\n]}\n", f);
+    fputs("\n], \"comparisons\": ", f);
+    mk_report_comparisons_json(f, in->cmp, in->ncmp);
+    fputs("}\n", f);
 }
 
 mk_status mk_report_summary_json(mk_ctx *ctx, const mk_report_summary_info *info,

@@ -9,3 +9,5 @@ OUT="runs/cmedl-demo-$(date -u +%Y%m%d-%H%M%S)"
 echo
 echo "Run directory: $OUT (masks/, pmri/, reports/*.h5|json|csv, log.txt)"
 cat "$OUT/reports/summary.md"
+echo
+echo "Report for radiologists: $OUT/reports/report.html (open it in a browser)"

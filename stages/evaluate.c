@@ -154,9 +154,10 @@ static mk_status eval_model(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
         ec->id = dup(row->id);
         ec->pred = dup(ep->write_masks ? path : "(not written)");
         ec->ref = dup(row->label_path);
+        ec->image = dup(row->image_path);
         ec->res = calloc((size_t)L, sizeof *ec->res);
         rep->ncases++;
-        if (!ec->id || !ec->pred || !ec->ref || !ec->res) {
+        if (!ec->id || !ec->pred || !ec->ref || !ec->image || !ec->res) {
             st = mk_err(ctx, MK_ERR_NOMEM, "out of memory");
             goto next;
         }
@@ -216,11 +217,15 @@ mk_status mk_stage_evaluate(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
         return st;
     }
     mk_eval_model_summary *sum = calloc((size_t)n, sizeof *sum);
-    if (!sum) {
+    mk_eval_report *reps = calloc((size_t)n, sizeof *reps);
+    if (!sum || !reps) {
+        free(sum);
+        free(reps);
         mk_manifest_free(m);
         return mk_err(ctx, MK_ERR_NOMEM, "out of memory");
     }
     for (int i = 0; i < n && st == MK_OK; i++) {
+        mk_eval_report *rp = &reps[i];
         mk_eval_report rep;
         memset(&rep, 0, sizeof rep);
         rep.version = ep->version;
@@ -230,8 +235,19 @@ mk_status mk_stage_evaluate(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
         rep.percentile = 95.0;
         rep.label_names = name_of;
         mk_eval_report_stamp(&rep);
+        const char *blend = c->data.blend_uniform ? "uniform" : "gaussian";
+        const char *post =
+            ep->largest_component ? "largest connected component per structure" : "none";
+        const char *mod = models[i].modality ? models[i].modality : c->data.ct_modality;
+        if ((ep->config_hash && !(rep.config_hash = dup(ep->config_hash))) ||
+            !(rep.split = dup(mk_eval_split(m, mod, ep->split))) ||
+            !(rep.data = dup(c->data.manifest)) || !(rep.model_file = dup(models[i].model_h5)) ||
+            !(rep.modality = dup(models[i].input_column ? models[i].input_column : mod)) ||
+            !(rep.window_blend = dup(blend)) || !(rep.postprocess = dup(post)))
+            st = mk_err(ctx, MK_ERR_NOMEM, "out of memory");
         int64_t params = -1;
-        st = model_params(ctx, &c->unet, &models[i], &params);
+        if (st == MK_OK)
+            st = model_params(ctx, &c->unet, &models[i], &params);
         if (st == MK_OK)
             st = eval_model(ctx, c, ep, m, &models[i], &rep);
         char path[4400];
@@ -262,10 +278,28 @@ mk_status mk_stage_evaluate(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
                          t->hd95_mean);
             }
         }
-        mk_eval_report_clear(&rep);
+        *rp = rep; /* kept for the comparisons and the page */
     }
-    mk_report_summary_info info = {ep->split, ep->convention, ep->tolerance_mm,
-                                   c->data.blend_uniform, ep->largest_component};
+    mk_report_model *rm = calloc((size_t)n, sizeof *rm);
+    mk_report_comparison *cmp = NULL;
+    int ncmp = 0;
+    if (st == MK_OK && !rm)
+        st = mk_err(ctx, MK_ERR_NOMEM, "out of memory");
+    for (int i = 0; st == MK_OK && i < n; i++)
+        rm[i] = (mk_report_model){models[i].name, &reps[i]};
+    int B = ep->bootstrap > 0 ? ep->bootstrap : 2000;
+    mk_report_html_opts ho;
+    mk_report_html_opts_default(&ho);
+    ho.bootstrap = B;
+    if (st == MK_OK)
+        st = mk_report_compare(ctx, rm, n, B, ho.seed, &cmp, &ncmp);
+    mk_report_summary_info info = {ep->split,
+                                   ep->convention,
+                                   ep->tolerance_mm,
+                                   c->data.blend_uniform,
+                                   ep->largest_component,
+                                   cmp,
+                                   ncmp};
     char path[4400];
     if (st == MK_OK) {
         snprintf(path, sizeof path, "%s/summary.json", rdir);
@@ -275,8 +309,33 @@ mk_status mk_stage_evaluate(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
         snprintf(path, sizeof path, "%s/summary.md", rdir);
         st = mk_report_summary_md(ctx, &info, sum, n, path);
     }
+    if (st == MK_OK && ep->report_html) {
+        snprintf(path, sizeof path, "%s/report.html", rdir);
+        ho.version = ep->version;
+        ho.source = c->run_dir;
+        ho.title = "Segmentation evaluation";
+        ho.worst = ep->report_worst;
+        ho.best = ep->report_worst > 0 ? 1 : 0;
+        /* CT at the configured window; any other modality at each image's percentiles */
+        int ct = !strcmp(reps[0].modality ? reps[0].modality : "", c->data.ct_modality);
+        ho.window_auto = !ct;
+        ho.window[0] = ep->report_window[0];
+        ho.window[1] = ep->report_window[1];
+        if (ct && !(ho.window[0] < ho.window[1])) {
+            ho.window[0] = -160;
+            ho.window[1] = 240;
+        }
+        st = mk_report_html(ctx, &ho, rm, n, cmp, ncmp, path);
+        if (st == MK_OK)
+            MK_LOG_I(ctx, "report: %s", path);
+    }
     if (st == MK_OK && summaries)
         memcpy(summaries, sum, sizeof *sum * (size_t)n);
+    for (int i = 0; i < n; i++)
+        mk_eval_report_clear(&reps[i]);
+    free(reps);
+    free(rm);
+    free(cmp);
     free(sum);
     mk_manifest_free(m);
     return st;

@@ -11,6 +11,10 @@
  *                                 over cases and structures, the network's parameter count, and
  *                                 the same per structure (with mean volumes)
  *   reports/summary.md            the same as tables a radiologist can read
+ *   reports/report.html           the page for radiologists (report/html.c, when
+ *                                 ep->report_html): summaries, plots, paired comparisons of
+ *                                 every pair of models (also in summary.json "comparisons"),
+ *                                 per-case tables and image panels of the worst cases
  * Every file is written atomically (temporary name, then rename). This file only computes:
  * masks, metrics, summaries (mk_report_model_summarise).
  */
@@ -50,6 +54,11 @@ typedef struct mk_eval_stage_params {
     int write_pmri;        /* 1: models with a translator also write pmri/<case>.nii.gz */
     const char *version;   /* provenance for the reports */
     const char *command_line;
+    const char *config_hash; /* NULL or the run's config hash (recorded in the reports) */
+    int report_html;         /* 1: also reports/report.html (mk_report_html) */
+    double report_window[2]; /* CT panels' grey window (MRI: each image's percentiles) */
+    int report_worst;        /* image panels of the N worst cases (and the best one) per model */
+    int bootstrap;           /* bootstrap resamples of the intervals and comparisons */
 } mk_eval_stage_params;
 
 /* Per-model summary over the cases and structures (infinite distances are counted, not

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # examples/cardiac-baseline.toml end to end: three structures (RV, MYO, LV) from the cardiac
 # phantoms, a supervised U-Net; per-structure figures in summary.json / summary.md, masks with
-# all three labels on each input's grid (nibabel). usage: cardiac_example.sh PIPELINE SOURCE_DIR
+# all three labels on each input's grid (nibabel); reports/report.html in headless Chromium. usage: cardiac_example.sh PIPELINE SOURCE_DIR
 set -u
 P="$1"; S="$2"
 D="$(mktemp -d "${TMPDIR:-/tmp}/cardiac-XXXXXX")"
@@ -40,3 +40,13 @@ for f in masks:
     assert v == {0, 1, 2, 3}, (f, v)
 print("ok: %d masks, Dice RV %.3f MYO %.3f LV %.3f" % ((len(masks),) + tuple(x["dice_mean"] for x in st)))
 PY
+# the evaluate stage's page for radiologists (issue 18) in a real browser: one model, its test
+# cases, three worst + one best panel; and `pipeline report RUN` makes the same page again
+n=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["models"][0]["cases"])' \
+    "$D/run/reports/summary.json")
+w=$(( n < 3 ? n : 3 )); b=$(( n - w > 0 ? 1 : 0 ))
+/usr/bin/python3 "$S/tests/report_browser.py" "$D/run/reports/report.html" --models 1 --cases "$n" \
+    --panels $(( w + b )) || fail "report.html in the browser"
+grep -q '<b>RV</b>' "$D/run/reports/report.html" || fail "report.html: no structure names"
+"$P" --quiet report "$D/run" -o "$D/again.html" > /dev/null || fail "pipeline report RUN"
+grep -c '<img ' "$D/again.html" | grep -qx $(( w + b )) || fail "pipeline report RUN: panels"

@@ -875,6 +875,49 @@ static void test_evaluate_input_column(void **state)
     print_message("oracle teacher: %d test cases, %d voxels differ from the teacher on CT\n", ncase,
                   differs);
     assert_true(differs > 0); /* the paired MRI, not the CT, was segmented */
+    /* two models on the same cases: summary.json's comparisons, report.html with the panels of
+     * the worst and the best case of each (their images recorded in the reports) */
+    char rt[600], path[800];
+    sub(rt, sizeof rt, "run_two_models");
+    c.run_dir = rt;
+    mk_eval_model two[2] = {mod, {0}};
+    two[1].name = "teacher_on_ct";
+    two[1].model_h5 = teacher;
+    ep.report_html = 1;
+    ep.report_window[0] = -160;
+    ep.report_window[1] = 240;
+    ep.report_worst = 1;
+    ep.bootstrap = 500;
+    if (mk_stage_evaluate(&ctx, &c, &ep, two, 2, NULL) != MK_OK)
+        fail_msg("%s", mk_ctx_errmsg(&ctx));
+    char *text = NULL;
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/reports/summary.json", rt);
+    assert_int_equal(mk_fs_read_all(&ctx, path, &text, &len), MK_OK);
+    char want[200];
+    snprintf(want, sizeof want,
+             "\"comparisons\": [\n  {\"a\": \"oracle_teacher\", \"b\": \"teacher_on_ct\", "
+             "\"metric\": \"dice\", \"structure\": 1");
+    if (!strstr(text, want))
+        fail_msg("no comparison in %s:\n%s", path, text);
+    snprintf(want, sizeof want, "\"n\": %d, \"n_excluded\": 0", ncase);
+    assert_non_null(strstr(text, want));
+    free(text);
+    snprintf(path, sizeof path, "%s/reports/teacher_on_ct.json", rt);
+    assert_int_equal(mk_fs_read_all(&ctx, path, &text, &len), MK_OK);
+    assert_non_null(strstr(text, "\"image\": "));
+    assert_non_null(strstr(text, "\"run\": {\"split\": \"test\""));
+    free(text);
+    snprintf(path, sizeof path, "%s/reports/report.html", rt);
+    assert_int_equal(mk_fs_read_all(&ctx, path, &text, &len), MK_OK);
+    int imgs = 0;
+    for (const char *q = text; (q = strstr(q, "<img ")); q++)
+        imgs++;
+    assert_int_equal(imgs, 2 * (ncase >= 2 ? 2 : 1));
+    assert_non_null(strstr(text, "oracle_teacher</td><td class=\"l\">teacher_on_ct"));
+    assert_null(strstr(text, "image not found"));
+    free(text);
+    ep.report_html = 0;
     /* a manifest without the column: named in the error, no report written */
     char rb[600], rep[700];
     sub(rb, sizeof rb, "run_oracle_eval_bad");
