@@ -268,9 +268,11 @@ mk_var *mk_nn_dice_loss(mk_nn_graph *g, mk_var *logits, const int32_t *labels, f
 /* mean((a - b)^2) and mean(|a - b|); gradients flow to both sides if they require grad. */
 mk_var *mk_nn_mse(mk_nn_graph *g, mk_var *a, mk_var *b);
 mk_var *mk_nn_l1(mk_nn_graph *g, mk_var *a, mk_var *b);
-/* Distillation KL with temperature T (a scalar node, may require grad: CTKD):
- *   T^2 / M * sum_pos sum_c p_t (log p_t - log p_s),  p_s = softmax(s/T), p_t = softmax(t/T)
- * over the channel axis, M = number of positions (N * spatial). Gradients for s, t and T. */
+/* Distillation KL with temperature T (may require grad: CTKD):
+ *   1 / M * sum_pos T^2 sum_c p_t (log p_t - log p_s),  p_s = softmax(s/T), p_t = softmax(t/T)
+ * over the channel axis, M = number of positions (N * spatial). T is a [1] node (one temperature)
+ * or a node of N elements (one per sample, CTKD's instance-wise temperature: sample i's
+ * positions use T[i] and its T[i]^2 factor). Gradients for s, t and T. */
 mk_var *mk_nn_kl_div(mk_nn_graph *g, mk_var *student, mk_var *teacher, mk_var *temperature);
 /* Adversarial losses on discriminator outputs d against a constant target (1 real, 0 fake):
  * least squares mean((d - target)^2) and BCE-with-logits mean(softplus(d) - target * d). */

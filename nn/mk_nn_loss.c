@@ -311,27 +311,31 @@ mk_var *mk_nn_kl_div(mk_nn_graph *g, mk_var *student, mk_var *teacher, mk_var *t
 {
     if (!student || !teacher || !temperature)
         return NULL;
-    MK_ASSERT(mk_tensor_same_shape(&student->t, &teacher->t) && mk__numel(temperature) == 1);
+    int64_t n, c, sp[3];
+    mk__dims(student, &n, &c, sp);
+    int64_t nT = mk__numel(temperature);
+    MK_ASSERT(mk_tensor_same_shape(&student->t, &teacher->t) && (nT == 1 || nT == n));
     mk_var *in[3] = {student, teacher, temperature};
     mk_var *v = scalar_node(g, MK_OP_KL_DIV, 3, in);
     if (!v)
         return NULL;
-    int64_t n, c, sp[3];
-    mk__dims(student, &n, &c, sp);
     int64_t S = sp[0] * sp[1] * sp[2];
-    double T = temperature->t.data[0], iT = 1.0 / T;
     double tot = 0;
-    for (int64_t i = 0; i < n; i++)
+    for (int64_t i = 0; i < n; i++) {
+        /* one temperature for the batch, or one per sample (CTKD instance-wise) */
+        double T = temperature->t.data[nT == 1 ? 0 : i], iT = 1.0 / T, ti = 0;
         for (int64_t s = 0; s < S; s++) {
             const float *zs = student->t.data + i * c * S + s;
             const float *zt = teacher->t.data + i * c * S + s;
             double ls = lse(zs, c, S, iT), lt = lse(zt, c, S, iT);
             for (int64_t k = 0; k < c; k++) {
                 double lpt = zt[k * S] * iT - lt, lps = zs[k * S] * iT - ls;
-                tot += exp(lpt) * (lpt - lps);
+                ti += exp(lpt) * (lpt - lps);
             }
         }
-    v->t.data[0] = (float)(T * T * tot / (double)(n * S));
+        tot += T * T * ti;
+    }
+    v->t.data[0] = (float)(tot / (double)(n * S));
     return v;
 }
 
@@ -345,13 +349,14 @@ void mk__kl_backward(mk_nn_graph *g, mk_var *v)
         return;
     int64_t n, c, sp[3];
     mk__dims(st, &n, &c, sp);
-    int64_t S = sp[0] * sp[1] * sp[2];
-    double M = (double)(n * S);
-    double T = tv->t.data[0], iT = 1.0 / T, up = v->grad[0];
-    double ksum = 0, cross = 0; /* sum K_pos, sum_c((p_s-p_t) s + p_t (lpt-lps-K) t) */
+    int64_t S = sp[0] * sp[1] * sp[2], nT = mk__numel(tv);
+    double M = (double)(n * S), up = v->grad[0];
     double lps[64], lpt[64];
     MK_ASSERT(c <= 64);
-    for (int64_t i = 0; i < n; i++)
+    double gT = 0; /* the shared temperature's gradient, summed over the samples */
+    for (int64_t i = 0; i < n; i++) {
+        double T = tv->t.data[nT == 1 ? 0 : i], iT = 1.0 / T;
+        double ksum = 0, cross = 0; /* sum K_pos, sum_c((p_s-p_t) s + p_t (lpt-lps-K) t) */
         for (int64_t s = 0; s < S; s++) {
             int64_t o = i * c * S + s;
             const float *zs = st->t.data + o, *zt = te->t.data + o;
@@ -373,8 +378,14 @@ void mk__kl_backward(mk_nn_graph *g, mk_var *v)
                 cross += gs * zs[k * S] + gt * zt[k * S];
             }
         }
-    if (dT)
-        dT[0] += (float)(up * (2.0 * T * ksum / M - cross / M));
+        double gi = up * (2.0 * T * ksum / M - cross / M);
+        if (dT && nT == 1)
+            gT += gi;
+        else if (dT)
+            dT[i] += (float)gi;
+    }
+    if (dT && nT == 1)
+        dT[0] += (float)gT;
 }
 
 /* ---------------------------------------------------------------- adversarial */

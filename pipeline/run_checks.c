@@ -62,6 +62,14 @@ static mk_status check_needs(mk_run_env *env, const mk_stage_common *c, const ch
                         "come from data.ct_modality, data.mri_modality or the stage's own "
                         "modality key)",
                         stage, path, nd[i].labelled ? "labelled " : "", nd[i].modality);
+        else if (nd[i].unlabelled && count_rows(m, nd[i].modality, "train", 0) ==
+                                         count_rows(m, nd[i].modality, "train", 1))
+            st = mk_err(env->ctx, MK_ERR_CONFIG,
+                        "%s:%d: key '%s': stage %s: manifest %s has no unlabelled '%s' rows in "
+                        "split 'train' (every training case has a label): the co-teacher learns "
+                        "from the unlabelled share; leave some cases unlabelled or set %s = 0",
+                        mk_cfg_path(cfg), mk_cfg_line(cfg, nd[i].key), nd[i].key, stage, path,
+                        nd[i].modality, nd[i].key);
         else if (nd[i].column && mk_manifest_extra_index(m, nd[i].column) < 0)
             st = mk_err(env->ctx, MK_ERR_CONFIG,
                         "%s:%d: key '%s': stage %s: manifest %s has no column '%s' (the paired "
@@ -80,6 +88,24 @@ mk_status mk_check_method(mk_run_env *env)
     mk_stage_common c;
     void *cfg;
     mk_status st = mk_run_method_bind(env, &c, &cfg);
+    const char *after = st == MK_OK && m->after ? m->after(cfg) : NULL;
+    if (after) {
+        /* the stage whose models this method reads must run before it */
+        const mk_cfg *rc = env->cfg;
+        int me = -1, dep = -1;
+        for (int k = 0; k < mk_cfg_list_len(rc, "run.stages"); k++) {
+            const char *nm = mk_cfg_list_str(rc, "run.stages", k);
+            if (!strcmp(nm, m->name) && me < 0)
+                me = k;
+            if (!strcmp(nm, after) && dep < 0)
+                dep = k;
+        }
+        if (dep < 0 || dep > me)
+            st = mk_err(env->ctx, MK_ERR_CONFIG,
+                        "%s:%d: key 'run.stages': stage '%s' needs stage '%s' before it (it "
+                        "reads the models that stage trains)",
+                        mk_cfg_path(rc), mk_cfg_line(rc, "run.stages"), m->name, after);
+    }
     if (st == MK_OK)
         st = mk_run_keyed_err(env, mk_method_check(env->ctx, m, &c, cfg));
     mk_data_need nd[MK_NEEDS_MAX];

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/mk_fs.h"
+#include "stages/mk_infer.h"
 #include "io/mk_manifest.h"
 #include "report/mk_report.h"
 
@@ -23,7 +24,11 @@ static mk_status model_params(mk_ctx *ctx, const mk_unet_cfg *cfg, const mk_eval
                               int64_t *out)
 {
     mk_unet *net = NULL;
-    mk_status st = mk_unet_new(ctx, cfg, 0, &net);
+    mk_unet_cfg own = *cfg; /* the shape the file describes, when it does */
+    int described = 0;
+    mk_status st = mk_infer_model_shape(ctx, model->model_h5, &own, &described);
+    if (st == MK_OK)
+        st = mk_unet_new(ctx, &own, 0, &net);
     if (st == MK_OK &&
         (st = mk_model_load(ctx, model->model_h5, "params", mk_unet_params(net), NULL)) == MK_OK)
         *out = mk_nn_params_numel(mk_unet_params(net));

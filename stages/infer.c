@@ -292,6 +292,40 @@ mk_status mk_infer_model_load(mk_ctx *ctx, const char *path, mk_infer_model **ou
     return MK_OK;
 }
 
+mk_status mk_infer_model_shape(mk_ctx *ctx, const char *path, mk_unet_cfg *cfg, int *described)
+{
+    *described = 0;
+    char *text = NULL;
+    mk_ctx quiet;
+    mk_ctx_init(&quiet);
+    if (!mk_fs_is_file(path))
+        return mk_err(ctx, MK_ERR_NOT_FOUND, "%s: no such model file", path);
+    if (mk_model_read_info(&quiet, path, MK_INFER_ATTR, &text) != MK_OK)
+        return MK_OK; /* no description: the caller's shape */
+    cJSON *js = cJSON_Parse(text);
+    free(text);
+    const cJSON *net = cJSON_IsObject(js) ? cJSON_GetObjectItemCaseSensitive(js, "network") : NULL;
+    const char *keys[4] = {"width", "depth", "classes", "in_channels"};
+    int *dst[4] = {&cfg->base, &cfg->levels, &cfg->classes, &cfg->in_ch}, val[4];
+    const int lo[4] = {1, 1, 2, 1}, hi[4] = {4096, 12, MK_MAX_CLASSES, 64};
+    for (int k = 0; k < 4; k++) {
+        const cJSON *v = net ? cJSON_GetObjectItemCaseSensitive(net, keys[k]) : NULL;
+        if (!cJSON_IsNumber(v) || v->valuedouble != (int)v->valuedouble || v->valuedouble < lo[k] ||
+            v->valuedouble > hi[k]) {
+            cJSON_Delete(js);
+            return mk_err(ctx, MK_ERR_FORMAT,
+                          "%s: attribute %s: field network.%s: expected an integer in [%d, %d]",
+                          path, MK_INFER_ATTR, keys[k], lo[k], hi[k]);
+        }
+        val[k] = v->valueint;
+    }
+    cJSON_Delete(js);
+    for (int k = 0; k < 4; k++)
+        *dst[k] = val[k];
+    *described = 1;
+    return MK_OK;
+}
+
 void mk_infer_opts_default(mk_infer_opts *o)
 {
     memset(o, 0, sizeof *o);

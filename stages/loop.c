@@ -94,6 +94,17 @@ int mk_loop_add_translator(mk_loop *L, const char *name, mk_translator_kind kind
     return k;
 }
 
+int mk_loop_add_params(mk_loop *L, const char *name, mk_nn_params *p)
+{
+    int k = add_net(L, name, MK_NET_PARAMS);
+    if (k < 0) {
+        mk_nn_params_free(p);
+        return -1;
+    }
+    L->net[k].params = p;
+    return k;
+}
+
 mk_status mk_loop_add_optim(mk_loop *L, int net, const mk_optim_cfg *oc, const mk_sched *sched)
 {
     loop_net *n = &L->net[net];
@@ -294,6 +305,8 @@ static void loop_free(mk_loop *L)
         mk_optim_free(L->net[k].opt);
         mk_unet_free(L->net[k].unet);
         mk_translator_free(L->net[k].tr);
+        if (L->net[k].kind == MK_NET_PARAMS)
+            mk_nn_params_free(L->net[k].params);
     }
     for (int k = 0; k < L->nstream; k++)
         mk_slices_free(&L->stream[k].s);

@@ -198,8 +198,8 @@ static int needs(const mk_stage_common *c, const void *cfgp, mk_data_need *out)
     const mk_cmedl_params *cp = &((const cfg_t *)cfgp)->cp;
     out[0] =
         (mk_data_need){c->data.ct_modality, 1, cp->oracle_pmri ? MK_STAGE_PAIRED_MR_COLUMN : NULL,
-                       "cmedl.oracle_pmri"};
-    out[1] = (mk_data_need){c->data.mri_modality, 0, NULL, NULL};
+                       "cmedl.oracle_pmri", 0};
+    out[1] = (mk_data_need){c->data.mri_modality, 0, NULL, NULL, 0};
     return 2;
 }
 

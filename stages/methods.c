@@ -6,13 +6,16 @@
 #include "mk_method.h"
 
 extern const mk_method mk_method_translate, mk_method_cmedl, mk_method_baseline,
-    mk_method_supervised;
+    mk_method_supervised, mk_method_coteach_teacher, mk_method_coteach, mk_method_coteach_tiny;
 
 const mk_method *const MK_METHODS[] = {
     [MK_METHOD_TRANSLATE] = &mk_method_translate,
     [MK_METHOD_CMEDL] = &mk_method_cmedl,
     [MK_METHOD_BASELINE] = &mk_method_baseline,
     [MK_METHOD_SUPERVISED] = &mk_method_supervised,
+    [MK_METHOD_COTEACH_TEACHER] = &mk_method_coteach_teacher,
+    [MK_METHOD_COTEACH] = &mk_method_coteach,
+    [MK_METHOD_COTEACH_TINY] = &mk_method_coteach_tiny,
 };
 /* the header declares MK_METHODS[MK_METHOD_COUNT]: a missing row is a conflicting type */
 _Static_assert(sizeof MK_METHODS / sizeof MK_METHODS[0] == MK_METHOD_COUNT,

@@ -70,6 +70,12 @@ typedef struct mk_infer_model {
  * weights (shape) is the weight loader's error. Ownership: *out new, mk_infer_model_free. */
 mk_status mk_infer_model_load(mk_ctx *ctx, const char *path, mk_infer_model **out);
 void mk_infer_model_free(mk_infer_model *m); /* NULL ok */
+/* The network shape a model file describes (its MK_INFER_ATTR attribute): width, depth, classes
+ * and input channels into *cfg (the rest of *cfg kept). *described = 0 and *cfg untouched when the
+ * file has no description (files older than the attribute); a description that is not valid is
+ * MK_ERR_FORMAT naming the file and the field. So networks of different shapes in one run (a
+ * large teacher, a tiny student) are each rebuilt as they were trained. */
+mk_status mk_infer_model_shape(mk_ctx *ctx, const char *path, mk_unet_cfg *cfg, int *described);
 
 typedef struct mk_infer_opts {
     double step;     /* window step as a fraction of the patch (nnU-Net: 0.5), in (0, 1] */

@@ -57,7 +57,7 @@ extern const mk_param_section mk_run_section;
 /* The methods' own sections (read by other methods too: cmedl reads [translate], baseline
  * reads [cmedl]). */
 extern const mk_param_section mk_translate_section, mk_cmedl_section, mk_baseline_section,
-    mk_supervised_section;
+    mk_supervised_section, mk_coteach_section, mk_coteach_teacher_section, mk_coteach_tiny_section;
 
 /* ---------------------------------------------------------------- the loop */
 
@@ -75,7 +75,7 @@ typedef struct mk_terms {
 /* Append a term (ignored past MK_TERMS_MAX). */
 void mk_terms_add(mk_terms *t, const char *name, double value, float weight);
 
-typedef enum mk_net_kind { MK_NET_UNET = 0, MK_NET_GEN, MK_NET_DISC } mk_net_kind;
+typedef enum mk_net_kind { MK_NET_UNET = 0, MK_NET_GEN, MK_NET_DISC, MK_NET_PARAMS } mk_net_kind;
 
 /* Networks, by index in the loop (returned by the add functions; -1 on error, message in ctx).
  * name: the checkpoint group (unique). seed: its initialisation stream (mk__seed of the run
@@ -83,6 +83,10 @@ typedef enum mk_net_kind { MK_NET_UNET = 0, MK_NET_GEN, MK_NET_DISC } mk_net_kin
 int mk_loop_add_unet(mk_loop *L, const char *name, const mk_unet_cfg *cfg, uint64_t seed);
 int mk_loop_add_translator(mk_loop *L, const char *name, mk_translator_kind kind, int width,
                            uint64_t seed);
+/* A bare parameter store as a network of the loop (e.g. CTKD's learnable temperature, or its
+ * instance-wise MLP): checkpointed, resumed and optimised like the others. The loop takes
+ * ownership of p (also on failure). Returns its index. */
+int mk_loop_add_params(mk_loop *L, const char *name, mk_nn_params *p);
 /* An Adam (or other) optimiser for net; sched (may be NULL: oc->lr throughout) sets its learning
  * rate before every step. */
 mk_status mk_loop_add_optim(mk_loop *L, int net, const mk_optim_cfg *oc, const mk_sched *sched);
@@ -129,7 +133,9 @@ typedef struct mk_data_need {
     const char *modality;
     int labelled;
     const char *column;
-    const char *key; /* the config key that asked for the column (messages) */
+    const char *key; /* the config key that asked for the column, or for unlabelled rows */
+    int unlabelled;  /* 1: at least one train row of the modality must have no label (the
+                        unlabelled share a semi-supervised method learns from) */
 } mk_data_need;
 #define MK_NEEDS_MAX 4
 
@@ -173,6 +179,10 @@ typedef struct mk_method {
      * validation cases (normalised as CT when it is data.ct_modality); -1: none. The best
      * validation score keeps a copy of it beside outputs[0].file (<stem>_best.h5). */
     int (*val_net)(mk_loop *L, void *state, const char **modality);
+    /* optional: the stage that must come earlier in run.stages with this config (its models are
+     * this method's inputs, e.g. coteach's large teacher), or NULL; the pre-run check says so
+     * before anything runs */
+    const char *(*after)(const void *cfg);
 } mk_method;
 
 /* The registry (stages/methods.c): one row per method, in a fixed order (the enum). */
@@ -181,6 +191,9 @@ typedef enum mk_method_id {
     MK_METHOD_CMEDL,
     MK_METHOD_BASELINE,
     MK_METHOD_SUPERVISED,
+    MK_METHOD_COTEACH_TEACHER,
+    MK_METHOD_COTEACH,
+    MK_METHOD_COTEACH_TINY,
     MK_METHOD_COUNT
 } mk_method_id;
 extern const mk_method *const MK_METHODS[MK_METHOD_COUNT];

@@ -7,6 +7,7 @@
 
 #include "core/mk_log.h"
 #include "io/mk_resample.h"
+#include "mk_infer.h"
 #include "stage_internal.h"
 
 /* Window starts covering [0, d) with windows of size p placed as nnU-Net places them: n =
@@ -97,6 +98,13 @@ static mk_status predict(mk_ctx *ctx, const char *model_h5, const mk_unet_cfg *c
     *mask_out = NULL;
     if (via_out)
         *via_out = NULL;
+    /* the shape the file describes (a large teacher and a tiny student in one run) */
+    mk_unet_cfg own = *cfg;
+    int described = 0;
+    mk_status sst = mk_infer_model_shape(ctx, model_h5, &own, &described);
+    if (sst != MK_OK)
+        return mk_err_prefix(ctx, "predict");
+    cfg = &own;
     if (cfg->dim != 2 || cfg->in_ch != 1 || cfg->classes < 2)
         return mk_err(ctx, MK_ERR_INVALID,
                       "predict: expected a 2D U-Net with 1 input channel and "

@@ -98,6 +98,44 @@ mk_status mk__load_data(struct mk_loop *L, const mk_data_params *d, const char *
                         int need_labels, uint64_t data_stream, const char *stream_name,
                         uint64_t rng_stream, int *stream);
 
+/* ---- ACT-Net (stages/method_coteach*.c): the parameters the three stages share ---- */
+typedef struct mk_coteach_teacher_params {
+    int iterations, batch;
+    float lr;
+    int width, depth;
+    float dice_weight;
+    int schedule;
+} mk_coteach_teacher_params;
+
+enum { MK_COTEACH_KD_KL = 0, MK_COTEACH_KD_SOFTMAX_MSE = 1 };
+enum { MK_COTEACH_T_FIXED = 0, MK_COTEACH_T_GLOBAL = 1, MK_COTEACH_T_INSTANCE = 2 };
+
+typedef struct mk_coteach_params {
+    int iterations, batch, unlabelled_batch;
+    float lr;
+    int schedule;
+    int width, depth; /* the tiny student (and its co-teacher) */
+    float dice_weight;
+    float w_kd, w_co;     /* weights of the teacher and co-teacher paths (0: off) */
+    float rampup;         /* share of the iterations of both weights' sigmoid ramp-up */
+    int kd_loss;          /* MK_COTEACH_KD_* of the teacher path */
+    int temperature;      /* MK_COTEACH_T_* */
+    float t_fixed;        /* the fixed temperature */
+    float t_start, t_end; /* CTKD: T = t_start + t_end * sigmoid(.) */
+    float ctkd_ramp;      /* share of the iterations over which CTKD's lambda goes 0 -> -1 */
+    int mlp_hidden;       /* instance-wise temperature: hidden units of the MLP */
+    float ema;            /* co-teacher EMA decay */
+    int ema_pretrain;     /* iterations over which the co-teacher copies the student */
+    float noise_sigma, noise_clip; /* the co-teacher's input noise */
+    const char *modality;
+    const char *teacher_model; /* NULL / "": models/coteach_teacher.h5 of the run */
+} mk_coteach_params;
+
+/* The labelled train slices of `modality` (rows without a label skipped) as the loop stream
+ * "labelled": data seed stream 100, RNG stream 30 (the same batches in every coteach stage). */
+mk_status mk__coteach_labelled(struct mk_loop *L, const mk_data_params *d, const char *modality,
+                               int *stream);
+
 /* splitmix64 of seed and a stream number: independent seeds for each network and data stream */
 uint64_t mk__seed(uint64_t seed, uint64_t stream);
 

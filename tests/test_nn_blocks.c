@@ -593,6 +593,23 @@ static void test_kd_kl(void **state)
         mk_nn_value(mk_nn_kd_kl(g, input4(g, 1, 2, 1, 2, ss, 0), input4(g, 1, 2, 1, 2, st, 0), T2,
                                 MK_NN_KD_BATCHMEAN)),
         0.5232481437645479f, 1e-6);
+    /* a temperature per sample (CTKD instance-wise): sample 0 as above at T 2, sample 1 with
+     * identical logits (KL 0 whatever its T 5): the mean over the 2 samples is half of 0.5232 */
+    {
+        const float sb[4] = {0, 0, 0.4f, -1}, tb[4] = {0, 2.1972246f, 0.4f, -1}, tv[2] = {2, 5};
+        int64_t ne[2] = {2, 2}, n2 = 2;
+        mk_tensor a, b, tt2;
+        mk_tensor_set_shape(&a, 2, ne);
+        mk_tensor_set_shape(&b, 2, ne);
+        mk_tensor_set_shape(&tt2, 1, &n2);
+        a.data = (float *)sb;
+        b.data = (float *)tb;
+        tt2.data = (float *)tv;
+        a.view_of = b.view_of = tt2.view_of = NULL;
+        assert_float_equal(mk_nn_value(mk_nn_kd_kl(g, mk_nn_input(g, &a, 0), mk_nn_input(g, &b, 0),
+                                                   mk_nn_input(g, &tt2, 0), MK_NN_KD_PER_PIXEL)),
+                           0.26162407188227393f, 1e-6);
+    }
     /* random tensors: both reductions against the reference */
     float x[2 * 4 * 3 * 2], y[2 * 4 * 3 * 2];
     fill_normal(x, 48, 3.0);

@@ -452,6 +452,16 @@ static void test_losses(void **state)
                   b_kl,
                   1};
     gradcheck(&kl);
+    /* one temperature per sample (CTKD instance-wise): T [3] for a batch of 3 */
+    gc_case kli = {"kl_div with a temperature per sample",
+                   3,
+                   {4, 4, 1},
+                   {SH4(3, 4, 3, 2), SH4(3, 4, 3, 2), {3}},
+                   {1, 1, 1},
+                   {0, 0, 3},
+                   b_kl,
+                   1};
+    gradcheck(&kli);
     gc_case ls = {"adv least squares", 1, {4}, {SH4(2, 1, 3, 3)}, {1}, {0}, b_adv_ls, 1};
     gradcheck(&ls);
     gc_case bce = {"adv bce", 1, {4}, {SH4(2, 1, 3, 3)}, {1}, {0}, b_adv_bce, 1};
