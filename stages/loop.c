@@ -10,6 +10,7 @@
 #include "core/mk_fs.h"
 #include "mk_infer.h"
 #include "mk_method.h"
+#include "nn/mk_nn_blocks.h"
 #include "stage_internal.h"
 
 #define MAX_NETS 12
@@ -571,6 +572,31 @@ mk_var *mk_method_seg_loss(mk_nn_graph *g, mk_var *logits, const int32_t *y, flo
     mk_var *d = mk_nn_dice_loss(g, logits, y, 1e-5f);
     mk_var *ce = mk_nn_cross_entropy(g, logits, y, NULL, -100);
     return mk_nn_add(g, mk_nn_scale(g, d, dw), mk_nn_scale(g, ce, 1.0f - dw));
+}
+
+mk_status mk_method_supervised_step(mk_loop *L, int stream, int net, int batch, mk_tensor *x,
+                                    int32_t *y, float dice_weight, int dice_background,
+                                    const char *term, mk_terms *terms)
+{
+    mk_nn_graph *g = mk_loop_graph(L);
+    mk_loop_batch(L, stream, batch, x, y, NULL);
+    mk_nn_graph_begin(g, 1);
+    mk_var *logits = mk_unet_forward(mk_loop_unet(L, net), g, mk_nn_input(g, x, 0));
+    float dw = dice_weight;
+    mk_var *l =
+        dice_background
+            ? mk_method_seg_loss(g, logits, y, dw)
+            : mk_nn_add(
+                  g,
+                  mk_nn_scale(g, mk_nn_dice_loss_ex(g, logits, y, 1e-5f, MK_NN_DICE_NO_BACKGROUND),
+                              dw),
+                  mk_nn_scale(g, mk_nn_cross_entropy(g, logits, y, NULL, -100), 1.0f - dw));
+    if (mk_nn_graph_oom(g) || !l)
+        return mk_err(L->ctx, MK_ERR_NOMEM, "%s: out of memory in the forward pass", L->m->name);
+    mk_terms_add(terms, term, mk_nn_value(l), 1);
+    mk_nn_backward(g, l);
+    mk_loop_optim_step(L, net);
+    return MK_OK;
 }
 
 mk_sched mk_method_sched(int kind, float lr, long long total)

@@ -51,7 +51,7 @@ static const mk_param_row ROWS[] = {
              "unlabelled slices per batch (used by the consistency paths)"),
     MK_P_FLOAT(P, lr, "lr", "1e-3", 0, 1, "Adam learning rate of the student"),
     MK_P_CHOICE(P, schedule, "schedule", "poly", "constant|poly|cosine", "learning-rate schedule"),
-    MK_P_INT(P, width, "width", "2", 1, 512, "channels of the tiny student's first level"),
+    MK_P_INT(P, width, "width", "4", 1, 512, "channels of the tiny student's first level"),
     MK_P_INT(P, depth, "depth", "3", 2, 6, "resolution levels of the tiny student"),
     MK_P_FLOAT(P, dice_weight, "dice_weight", "0.5", 0, 1,
                "L_seg = w*Dice + (1-w)*CE on the labelled batch"),

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "mk_method.h"
-#include "nn/mk_nn_blocks.h"
 #include "stage_internal.h"
 
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -19,7 +18,7 @@ static const mk_param_row ROWS[] = {
     MK_P_FLOAT(mk_coteach_teacher_params, lr, "lr", "1e-3", 0, 1, "Adam learning rate"),
     MK_P_INT(mk_coteach_teacher_params, width, "width", "16", 1, 512,
              "channels of the teacher's first level (doubling per level)"),
-    MK_P_INT(mk_coteach_teacher_params, depth, "depth", "4", 2, 6,
+    MK_P_INT(mk_coteach_teacher_params, depth, "depth", "5", 2, 6,
              "resolution levels of the teacher"),
     MK_P_FLOAT(mk_coteach_teacher_params, dice_weight, "dice_weight", "0.5", 0, 1,
                "segmentation loss = w*Dice + (1-w)*CE (the group's 0.5 Dice + 0.5 CE)"),
@@ -99,18 +98,8 @@ static mk_status init(mk_loop *L, void *sp, const void *cfgp)
 static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
 {
     state *s = sp;
-    mk_nn_graph *g = mk_loop_graph(L);
-    mk_loop_batch(L, s->data, s->cfg->tp.batch, &s->x, s->y, NULL);
-    mk_nn_graph_begin(g, 1);
-    mk_var *logits = mk_unet_forward(mk_loop_unet(L, s->net), g, mk_nn_input(g, &s->x, 0));
-    mk_var *l = mk_method_seg_loss(g, logits, s->y, s->cfg->tp.dice_weight);
-    if (mk_nn_graph_oom(g) || !l)
-        return mk_err(mk_loop_ctx(L), MK_ERR_NOMEM,
-                      "coteach_teacher: out of memory in the forward pass");
-    mk_terms_add(terms, "seg", mk_nn_value(l), 1);
-    mk_nn_backward(g, l);
-    mk_loop_optim_step(L, s->net);
-    return MK_OK;
+    return mk_method_supervised_step(L, s->data, s->net, s->cfg->tp.batch, &s->x, s->y,
+                                     s->cfg->tp.dice_weight, 1, "seg", terms);
 }
 
 static mk_status save(mk_loop *L, void *sp)

@@ -79,18 +79,8 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
 {
     state *s = sp;
     const mk_coteach_params *p = &s->cfg->cp;
-    mk_nn_graph *g = mk_loop_graph(L);
-    mk_loop_batch(L, s->lab, p->batch, &s->x, s->y, NULL);
-    mk_nn_graph_begin(g, 1);
-    mk_var *z = mk_unet_forward(mk_loop_unet(L, s->net), g, mk_nn_input(g, &s->x, 0));
-    mk_var *l = mk_method_seg_loss(g, z, s->y, p->dice_weight);
-    if (mk_nn_graph_oom(g) || !l)
-        return mk_err(mk_loop_ctx(L), MK_ERR_NOMEM,
-                      "coteach_tiny: out of memory in the forward pass");
-    mk_terms_add(terms, "seg", mk_nn_value(l), 1);
-    mk_nn_backward(g, l);
-    mk_loop_optim_step(L, s->net);
-    return MK_OK;
+    return mk_method_supervised_step(L, s->lab, s->net, p->batch, &s->x, s->y, p->dice_weight, 1,
+                                     "seg", terms);
 }
 
 static mk_status save(mk_loop *L, void *sp)

@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "mk_method.h"
-#include "nn/mk_nn_blocks.h"
 #include "stage_internal.h"
 
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -95,27 +94,8 @@ static mk_status init(mk_loop *L, void *sp, const void *cfg)
 static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
 {
     state *s = sp;
-    mk_nn_graph *g = mk_loop_graph(L);
-    mk_loop_batch(L, s->data, s->p->batch, &s->x, s->y, NULL);
-    mk_nn_graph_begin(g, 1);
-    mk_var *logits = mk_unet_forward(mk_loop_unet(L, s->net), g, mk_nn_input(g, &s->x, 0));
-    float dw = s->p->dice_weight;
-    mk_var *l =
-        s->p->dice_background
-            ? mk_method_seg_loss(g, logits, s->y, dw)
-            : mk_nn_add(
-                  g,
-                  mk_nn_scale(
-                      g, mk_nn_dice_loss_ex(g, logits, s->y, 1e-5f, MK_NN_DICE_NO_BACKGROUND), dw),
-                  mk_nn_scale(g, mk_nn_cross_entropy(g, logits, s->y, NULL, -100), 1.0f - dw));
-    if (mk_nn_graph_oom(g) || !l)
-        return mk_err(mk_loop_ctx(L), MK_ERR_NOMEM,
-                      "supervised: out of memory in the forward "
-                      "pass");
-    mk_terms_add(terms, "loss", mk_nn_value(l), 1);
-    mk_nn_backward(g, l);
-    mk_loop_optim_step(L, s->net);
-    return MK_OK;
+    return mk_method_supervised_step(L, s->data, s->net, s->p->batch, &s->x, s->y,
+                                     s->p->dice_weight, s->p->dice_background, "loss", terms);
 }
 
 static mk_status save(mk_loop *L, void *sp)

@@ -212,6 +212,13 @@ mk_status mk_method_train(mk_ctx *ctx, const mk_method *m, const mk_stage_common
 /* The learning-rate schedule of mk_train_schedule `kind` (poly: power 0.9) from lr over total
  * iterations. */
 mk_sched mk_method_sched(int kind, float lr, long long total);
+/* One supervised step (the supervised methods share it): a batch of `batch` slices of `stream`
+ * into x [batch, 1, h, w] and y, net's forward in training mode, mk_method_seg_loss (with
+ * dice_background 0 the soft Dice averages the structures only), backward, net's optimiser step;
+ * the loss is the term `term`. */
+mk_status mk_method_supervised_step(mk_loop *L, int stream, int net, int batch, mk_tensor *x,
+                                    int32_t *y, float dice_weight, int dice_background,
+                                    const char *term, mk_terms *terms);
 /* dice_weight x soft Dice + (1 - dice_weight) x cross-entropy (labels: class indices). */
 mk_var *mk_method_seg_loss(mk_nn_graph *g, mk_var *logits, const int32_t *y, float dice_weight);
 

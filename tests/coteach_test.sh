@@ -27,7 +27,7 @@ expect "t_start 0" "coteach.t_start" "${full[@]}" --set coteach.w_co=0 --set cot
 expect "softmax-MSE with a learnable T" "coteach.temperature" "${full[@]}" --set coteach.w_co=0 \
     --set coteach.kd_loss=softmax_mse
 # a student larger than the teacher: a warning, not an error (dry run)
-"$P" run "$D/c.toml" --out "$D/dry" "${full[@]}" --set coteach.w_co=0 --set coteach.width=64 \
+"$P" run "$D/c.toml" --out "$D/dry" "${full[@]}" --set coteach.w_co=0 --set coteach.width=128 \
     --dry-run > "$D/dry.log" 2>&1 || { cat "$D/dry.log"; fail "dry run with a large student"; }
 grep -q "is not smaller than the teacher" "$D/dry.log" || { cat "$D/dry.log"; fail "no warning"; }
 # the example, short
