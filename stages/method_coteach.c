@@ -23,8 +23,8 @@
  *     statistics per batch); the consistency terms average both batches by their sizes;
  *   - instance-wise temperature: the MLP's input is concat(mean over pixels of the teacher's and
  *     of the student's logits) of each slice, detached (the MLP learns only through T), 2C ->
- *     mlp_hidden (ReLU) -> 1, then GRL and t_start + t_end sigmoid(.); its last bias starts at 1, so
- *     a slice whose hidden units are silent starts at the global T0 = 1 + 20 sigmoid(1);
+ *     mlp_hidden (ReLU) -> 1, then GRL and t_start + t_end sigmoid(.); its last bias starts at 1,
+ * so a slice whose hidden units are silent starts at the global T0 = 1 + 20 sigmoid(1);
  *   - the temperature parameters are a network of the loop ("temperature"), with their own Adam
  *     at the student's learning rate and schedule (CTKD puts theta in the student's optimiser).
  * Every path can be switched off (w_kd = 0, w_co = 0) so the ablations of the study are configs;
