@@ -315,21 +315,6 @@ static void test_temperature(void **s)
     free(cfg);
 }
 
-/* A learnable temperature resumes exactly: 4 iterations straight = 2 + cancel + resume. */
-static int g_cancel_at;
-static mk_ctx *g_cancel_ctx;
-static void cancel_progress(void *user, const char *what, long long done, long long total,
-                            const char *unit, const char *detail)
-{
-    (void)user;
-    (void)what;
-    (void)total;
-    (void)unit;
-    (void)detail;
-    if (done == g_cancel_at)
-        g_cancel_ctx->cancel = 1;
-}
-
 static void test_resume_temperature(void **s)
 {
     (void)s;
@@ -349,10 +334,7 @@ static void test_resume_temperature(void **s)
         train("coteach", &c, cfg);
         common(&c, kind == MK_COTEACH_T_GLOBAL ? "r_killed_g" : "r_killed_i", b, sizeof b);
         mk_ctx cc;
-        mk_ctx_init(&cc);
-        cc.progress = cancel_progress;
-        g_cancel_at = 2;
-        g_cancel_ctx = &cc;
+        mk_test_cancelling(&cc, 2);
         assert_int_equal(mk_method_train(&cc, mk_method_find("coteach"), &c, cfg, NULL),
                          MK_ERR_ABORTED);
         c.resume = 1;

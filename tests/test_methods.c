@@ -24,6 +24,7 @@
 #include "io/mk_nifti.h"
 #include "phantoms/mk_phantoms.h"
 #include "stages/mk_method.h"
+#include "test_tmp.h"
 
 static char g_tmp[512], g_man[700], g_man_u[700];
 
@@ -74,20 +75,6 @@ static void *small_cfg(const mk_method *m, int iterations)
         }
     }
     return cfg;
-}
-
-static int g_cancel_at;
-static mk_ctx *g_cancel_ctx;
-static void cancel_progress(void *user, const char *what, long long done, long long total,
-                            const char *unit, const char *detail)
-{
-    (void)user;
-    (void)what;
-    (void)total;
-    (void)unit;
-    (void)detail;
-    if (done == g_cancel_at)
-        g_cancel_ctx->cancel = 1;
 }
 
 /* The files a method writes under models/: its outputs, or for translate its translator. */
@@ -205,10 +192,7 @@ static void run_contract(const mk_method *m)
     COMMON(1);
     assert_int_equal(mk_method_train(&ctx, m, &c, cfg, NULL), MK_OK);
     mk_ctx cc;
-    mk_ctx_init(&cc);
-    cc.progress = cancel_progress;
-    g_cancel_at = 2;
-    g_cancel_ctx = &cc;
+    mk_test_cancelling(&cc, 2);
     COMMON(2);
     assert_int_equal(mk_method_train(&cc, m, &c, cfg, NULL), MK_ERR_ABORTED);
     char ck[900];

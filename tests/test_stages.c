@@ -25,6 +25,7 @@
 #include "io/mk_manifest.h"
 #include "stages/mk_evaluate.h"
 #include "stages/mk_stages.h"
+#include "test_tmp.h"
 #include "stages/stage_internal.h"
 
 /* These tests pin the voxel-axis slicing, the centred crop and no hold-out (the data layout
@@ -1260,21 +1261,6 @@ static void kill_progress(void *user, const char *what, long long done, long lon
         raise(SIGKILL);
 }
 
-static int g_cancel_at;
-static mk_ctx *g_cancel_ctx;
-
-static void cancel_progress(void *user, const char *what, long long done, long long total,
-                            const char *unit, const char *detail)
-{
-    (void)user;
-    (void)what;
-    (void)total;
-    (void)unit;
-    (void)detail;
-    if (done == g_cancel_at)
-        g_cancel_ctx->cancel = 1;
-}
-
 static void test_resume_bit_identical(void **state)
 {
     (void)state;
@@ -1327,10 +1313,7 @@ static void test_resume_bit_identical(void **state)
     c.run_dir = rc;
     assert_int_equal(mk_stage_baseline(&ctx, &c, &cp, 7, NULL), MK_OK);
     mk_ctx cc;
-    mk_ctx_init(&cc);
-    cc.progress = cancel_progress;
-    g_cancel_at = 3;
-    g_cancel_ctx = &cc;
+    mk_test_cancelling(&cc, 3);
     c.run_dir = rd;
     assert_int_equal(mk_stage_baseline(&cc, &c, &cp, 7, NULL), MK_ERR_ABORTED);
     assert_non_null(strstr(mk_ctx_errmsg(&cc), "--resume"));
@@ -1422,10 +1405,7 @@ static void test_student_ema(void **state)
     assert_true(same_weights(p[0], p[1], &c.unet));
     assert_false(same_weights(p[2], p[3], &c.unet));
     mk_ctx cc;
-    mk_ctx_init(&cc);
-    cc.progress = cancel_progress;
-    g_cancel_at = 3;
-    g_cancel_ctx = &cc;
+    mk_test_cancelling(&cc, 3);
     c.run_dir = r[4];
     cp.ema = 0.9f;
     assert_int_equal(mk_stage_baseline(&cc, &c, &cp, 0, NULL), MK_ERR_ABORTED);

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "core/mk_status.h"
+
 static int mk_test_rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;
@@ -32,6 +34,32 @@ static inline void mk_test_tmp_remove(const char *dir)
 {
     if (!getenv("MK_KEEP_TMP"))
         nftw(dir, mk_test_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A context that cancels itself, as SIGINT / SIGTERM do (mk_ctx.cancel), once a stage's progress
+ * reports `at` units done: mk_test_cancelling(&cc, 2); mk_method_train(&cc, ...) ==
+ * MK_ERR_ABORTED. One cancelling context at a time. */
+static int mk_test_cancel_at_;
+static mk_ctx *mk_test_cancel_ctx_;
+
+static inline void mk_test_cancel_cb(void *user, const char *what, long long done, long long total,
+                                     const char *unit, const char *detail)
+{
+    (void)user;
+    (void)what;
+    (void)total;
+    (void)unit;
+    (void)detail;
+    if (done == mk_test_cancel_at_)
+        mk_test_cancel_ctx_->cancel = 1;
+}
+
+static inline void mk_test_cancelling(mk_ctx *cc, int at)
+{
+    mk_ctx_init(cc);
+    cc->progress = mk_test_cancel_cb;
+    mk_test_cancel_at_ = at;
+    mk_test_cancel_ctx_ = cc;
 }
 
 #endif
