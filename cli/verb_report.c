@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../core/mk_fs.h"
+#include "../config/mk_toml.h"
 #include "../core/mk_log.h"
 #include "../report/mk_report.h"
 #include "mk_verbs.h"
@@ -66,6 +67,50 @@ static mk_status run_models(mk_ctx *ctx, const char *dir, char names[][32], int 
     return MK_OK;
 }
 
+/* A number of a TOML value (integer or float). */
+static int toml_num(const mk_toml_value *v, double *out)
+{
+    if (v && mk_toml_type_of(v) == MK_TOML_INTEGER)
+        *out = (double)mk_toml_int(v);
+    else if (v && mk_toml_type_of(v) == MK_TOML_FLOAT)
+        *out = mk_toml_float(v);
+    else
+        return 0;
+    return 1;
+}
+
+/* The page's settings of a run (its config.resolved.toml: evaluate.report_window, report_worst,
+ * bootstrap), so `pipeline report RUN` draws the page the evaluate stage drew. Each missing or
+ * unreadable one keeps its default. */
+static void run_settings(const char *dir, mk_report_html_opts *o, int *window_set)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.resolved.toml", dir);
+    if (!mk_fs_is_file(path))
+        return;
+    mk_ctx quiet;
+    mk_ctx_init(&quiet);
+    mk_toml_doc *doc = NULL;
+    if (mk_toml_parse_file(&quiet, path, &doc) != MK_OK)
+        return;
+    const mk_toml_value *ev = mk_toml_table_get(mk_toml_root(doc), "evaluate");
+    const mk_toml_value *w = ev ? mk_toml_table_get(ev, "report_window") : NULL;
+    double lo, hi, v;
+    if (w && mk_toml_type_of(w) == MK_TOML_ARRAY && mk_toml_array_len(w) == 2 &&
+        toml_num(mk_toml_array_at(w, 0), &lo) && toml_num(mk_toml_array_at(w, 1), &hi) && lo < hi) {
+        o->window[0] = lo;
+        o->window[1] = hi;
+        *window_set = 2; /* the run's: for CT reports (others stay auto) */
+    }
+    if (ev && toml_num(mk_toml_table_get(ev, "report_worst"), &v) && v >= 0 && v <= 1000) {
+        o->worst = (int)v;
+        o->best = o->worst > 0 ? 1 : 0;
+    }
+    if (ev && toml_num(mk_toml_table_get(ev, "bootstrap"), &v) && v >= 100 && v <= 1e6)
+        o->bootstrap = (int)v;
+    mk_toml_free(doc);
+}
+
 static void stem_of(const char *path, char *buf, size_t n)
 {
     const char *b = strrchr(path, '/');
@@ -108,6 +153,12 @@ mk_status mk_verb_report(mk_cli *cli, int argc, char **argv)
     mk_report_html_opts_default(&o);
     o.version = MK_VERSION;
     mk_status st = MK_OK;
+    /* a run directory's own page settings first (the options below override them) */
+    for (int k = 1; k < argc; k++)
+        if (argv[k][0] != '-' && mk_fs_is_dir(argv[k]) && (k == 1 || argv[k - 1][0] != '-')) {
+            run_settings(argv[k], &o, &window_set);
+            break;
+        }
     mk_args a;
     mk_args_init(&a, argc, argv);
     while (st == MK_OK && mk_args_next(&a)) {
@@ -257,7 +308,7 @@ mk_status mk_verb_report(mk_cli *cli, int argc, char **argv)
     for (int i = 0; i < n; i++)
         rm[i] = (mk_report_model){L[i].name, &L[i].rep};
     /* the panels' window: CT reports at W400/L40 (or --window), anything else auto */
-    if (st == MK_OK && !window_set) {
+    if (st == MK_OK && window_set != 1) {
         const char *mod = L[0].rep.modality;
         o.window_auto = !(mod && (!strcmp(mod, "CT") || !strcmp(mod, "ct")));
     }

@@ -52,8 +52,9 @@ const mk_verb MK_VERBS[] = {
     {"report", "the HTML report for radiologists over evaluations (plots, panels, paired tests)",
      "report INPUT... [-o REPORT.html] [--name NAME ...] [--json FILE] [--images DIR] [--window "
      "LOW,HIGH|auto] [--worst N] [--best N] [--bootstrap B] [--seed N] [--title TEXT]",
-     "INPUT: a run directory (its reports/<model>.json for every model of reports/summary.json;\n"
-     "default output RUN/reports/report.html) or evaluation reports of 'pipeline eval --json'\n"
+     "INPUT: a run directory (its reports/<model>.json for every model of reports/summary.json,\n"
+     "its evaluate.report_window / report_worst / bootstrap; default output\n"
+     "RUN/reports/report.html) or evaluation reports of 'pipeline eval --json'\n"
      "(one model each, named after the file; several are compared case by case). Writes one\n"
      "self-contained HTML file (inline SVG plots, PNG panels drawn with cairo, no network):\n"
      "summaries with bootstrap 95 % intervals, box plots, volumes and Bland-Altman agreement,\n"

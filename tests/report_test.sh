@@ -135,6 +135,20 @@ PY
 $PY "$S/tests/report_browser.py" "$D/out/report.html" --models 2 --cases 8 --panels 8 \
     --screenshot "$B/report_screenshot.png" || fail "browser check"
 
+# a run directory: its models from reports/summary.json, its page settings from
+# config.resolved.toml ([evaluate] report_worst, bootstrap), options overriding them
+R="$D/run"
+mkdir -p "$R/reports"
+cp "$D/A.json" "$R/reports/eroded.json"
+cp "$D/B.json" "$R/reports/shifted.json"
+cp "$D/out/summary.json" "$R/reports/summary.json"
+printf '[evaluate]\nreport_worst = 1\nbootstrap = 500\nreport_window = [-100.0, 100.0]\n' > "$R/config.resolved.toml"
+"$P" --quiet report "$R" --images "$D/img" > /dev/null 2>&1 || fail "report RUN"
+[ "$(grep -o '<img ' "$R/reports/report.html" | wc -l)" -eq 4 ] || fail "report RUN: expected 2 x (1 worst + 1 best) panels"
+grep -q "B = 500 resamples" "$R/reports/report.html" || fail "report RUN: the run's bootstrap"
+"$P" --quiet report "$R" --images "$D/img" --worst 2 > /dev/null 2>&1 || fail "report RUN --worst 2"
+[ "$(grep -o '<img ' "$R/reports/report.html" | wc -l)" -eq 6 ] || fail "report RUN --worst 2: expected 6 panels"
+
 # bad input: a clear error, non-zero exit, the earlier report untouched
 cp "$D/out/report.html" "$D/keep.html"
 expect_fail() {
