@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "../core/mk_fs.h"
-#include "mk_report.h"
+#include "report_internal.h"
 #include "mk_stats.h"
 
 static int find_label(const mk_eval_report *r, int64_t label)
@@ -22,14 +22,6 @@ static int find_case(const mk_eval_report *r, const char *id)
         if (!strcmp(r->cases[i].id, id))
             return i;
     return -1;
-}
-
-static void structure_name(const mk_eval_report *r, int j, char *buf, size_t n)
-{
-    if (r->label_names && r->label_names[j] && r->label_names[j][0])
-        snprintf(buf, n, "%s", r->label_names[j]);
-    else
-        snprintf(buf, n, "label_%lld", (long long)r->labels[j]);
 }
 
 mk_status mk_report_compare(mk_ctx *ctx, const mk_report_model *models, int n, int B, uint64_t seed,
@@ -85,7 +77,7 @@ mk_status mk_report_compare(mk_ctx *ctx, const mk_report_model *models, int n, i
                 snprintf(r->a, sizeof r->a, "%s", models[i].name);
                 snprintf(r->b, sizeof r->b, "%s", models[k].name);
                 r->label = A->labels[j];
-                structure_name(A, j, r->structure, sizeof r->structure);
+                mk__eval_structure_name(A, j, r->structure, sizeof r->structure);
                 r->n = np;
                 r->n_excluded = (A->ncases - np) + (Bv->ncases - np);
                 double sum = 0;

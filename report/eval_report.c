@@ -119,13 +119,6 @@ void mk_eval_report_clear(mk_eval_report *rep)
 static const char *const RUN_FIELDS[MK__NRUN] = {
     "split", "config_hash", "data", "model_file", "modality", "window_blend", "postprocess"};
 
-static const char *run_field(const mk_eval_report *rep, int k)
-{
-    const char *v[MK__NRUN] = {rep->split,    rep->config_hash,  rep->data,       rep->model_file,
-                               rep->modality, rep->window_blend, rep->postprocess};
-    return k >= 0 && k < MK__NRUN ? v[k] : NULL;
-}
-
 const char *mk__eval_run_field_name(int k)
 {
     return k >= 0 && k < MK__NRUN ? RUN_FIELDS[k] : NULL;
@@ -136,6 +129,21 @@ char **mk__eval_run_field(mk_eval_report *rep, int k)
     char **v[MK__NRUN] = {&rep->split,    &rep->config_hash,  &rep->data,       &rep->model_file,
                           &rep->modality, &rep->window_blend, &rep->postprocess};
     return k >= 0 && k < MK__NRUN ? v[k] : NULL;
+}
+
+/* the value of run field k (the writers only read it) */
+static const char *run_field(const mk_eval_report *rep, int k)
+{
+    char **v = mk__eval_run_field((mk_eval_report *)rep, k);
+    return v ? *v : NULL;
+}
+
+void mk__eval_structure_name(const mk_eval_report *rep, int j, char *buf, size_t n)
+{
+    if (rep->label_names && rep->label_names[j] && rep->label_names[j][0])
+        snprintf(buf, n, "%s", rep->label_names[j]);
+    else
+        snprintf(buf, n, "label_%lld", (long long)rep->labels[j]);
 }
 
 /* per-label summary of one metric */

@@ -12,7 +12,7 @@
 
 #include "../core/mk_fs.h"
 #include "mk_panel.h"
-#include "mk_report.h"
+#include "report_internal.h"
 #include "mk_stats.h"
 
 #define MAX_STRUCT 64
@@ -100,14 +100,6 @@ static void base64(FILE *f, const unsigned char *p, size_t n)
         fputc(B64[(v >> 6) & 63], f);
         fputc('=', f);
     }
-}
-
-static void struct_name(const mk_eval_report *r, int j, char *buf, size_t n)
-{
-    if (r->label_names && r->label_names[j] && r->label_names[j][0])
-        snprintf(buf, n, "%s", r->label_names[j]);
-    else
-        snprintf(buf, n, "label %lld", (long long)r->labels[j]);
 }
 
 static double case_mean_dice(const mk_eval_report *r, int i)
@@ -470,7 +462,7 @@ static void ba_plot(FILE *f, const page *pg, int i, int j)
     ymax += py;
     axis ay = {ymin, ymax, bottom, top}, ax = {xmin, xmax, left, right};
     char sn[64];
-    struct_name(r, j, sn, sizeof sn);
+    mk__eval_structure_name(r, j, sn, sizeof sn);
     fprintf(f,
             "<svg class=\"plot\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\" "
             "aria-label=\"Bland-Altman\">\n",
@@ -614,7 +606,7 @@ static void print_header(FILE *f, const page *pg)
     fputs("</td></tr>\n<tr><th class=\"l\">structures</th><td>", f);
     for (int j = 0; j < r0->nlabels; j++) {
         char sn[64];
-        struct_name(r0, j, sn, sizeof sn);
+        mk__eval_structure_name(r0, j, sn, sizeof sn);
         fprintf(f, "%s", j ? ", " : "");
         esc(f, sn);
         fprintf(f, " (label %lld)", (long long)r0->labels[j]);
@@ -706,7 +698,7 @@ static void print_summary(FILE *f, const page *pg)
               f);
         for (int j = 0; j < r->nlabels; j++) {
             char sn[64];
-            struct_name(r, j, sn, sizeof sn);
+            mk__eval_structure_name(r, j, sn, sizeof sn);
             for (int k = 0; k < NSUM; k++) {
                 const metric_sum *s = &md->sum[j * NSUM + k];
                 fputs("<tr>", f);
@@ -776,7 +768,7 @@ static void label_title(FILE *f, const page *pg, int64_t label)
         for (int j = 0; j < R(pg, i)->nlabels; j++)
             if (R(pg, i)->labels[j] == label) {
                 char sn[64];
-                struct_name(R(pg, i), j, sn, sizeof sn);
+                mk__eval_structure_name(R(pg, i), j, sn, sizeof sn);
                 esc(f, sn);
                 fprintf(f, " (label %lld)", (long long)label);
                 return;
@@ -821,7 +813,7 @@ static void print_volumes(FILE *f, const page *pg)
             double nn = r->ncases > 0 ? r->ncases : NAN;
             const mk_stats_agreement *ba = &pg->md[i].ba[j];
             char sn[64];
-            struct_name(r, j, sn, sizeof sn);
+            mk__eval_structure_name(r, j, sn, sizeof sn);
             fputs("<tr><td class=\"l\">", f);
             esc(f, pg->m[i].name);
             fputs("</td><td class=\"l\">", f);
@@ -852,7 +844,7 @@ static void print_volumes(FILE *f, const page *pg)
         const mk_eval_report *r = R(pg, i);
         for (int j = 0; j < r->nlabels; j++) {
             char sn[64];
-            struct_name(r, j, sn, sizeof sn);
+            mk__eval_structure_name(r, j, sn, sizeof sn);
             fputs("<figure>", f);
             ba_plot(f, pg, i, j);
             fputs("<figcaption>", f);
@@ -931,7 +923,7 @@ static void print_cases(FILE *f, const page *pg)
         if (two) {
             for (int j = 0; j < r->nlabels; j++) {
                 char sn[64];
-                struct_name(r, j, sn, sizeof sn);
+                mk__eval_structure_name(r, j, sn, sizeof sn);
                 fprintf(f, "<th class=\"group\" colspan=\"%d\">", ncol);
                 esc(f, sn);
                 fputs("</th>", f);
@@ -991,7 +983,7 @@ static void print_cases(FILE *f, const page *pg)
                 if (!w)
                     continue;
                 char sn[64];
-                struct_name(r, j, sn, sizeof sn);
+                mk__eval_structure_name(r, j, sn, sizeof sn);
                 fputs(first ? "" : "; ", f);
                 esc(f, sn);
                 fprintf(f, ": %s", w);
@@ -1032,7 +1024,7 @@ static void print_panels(FILE *f, const page *pg)
             fputs(": ", f);
             for (int j = 0; j < r->nlabels; j++) {
                 char sn[64];
-                struct_name(r, j, sn, sizeof sn);
+                mk__eval_structure_name(r, j, sn, sizeof sn);
                 fputs(j ? ", " : "", f);
                 esc(f, sn);
                 fputs(" Dice ", f);
@@ -1077,7 +1069,7 @@ static void print_appendix(FILE *f, const page *pg)
                 if (e == MK_METRIC_EMPTY_NONE)
                     continue;
                 char sn[64];
-                struct_name(r, j, sn, sizeof sn);
+                mk__eval_structure_name(r, j, sn, sizeof sn);
                 fputs("<tr><td class=\"l\">", f);
                 esc(f, pg->m[i].name);
                 fputs("</td><td class=\"l\">", f);

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "../core/mk_fs.h"
-#include "mk_report.h"
+#include "report_internal.h"
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -86,11 +86,7 @@ mk_status mk_report_model_summarise(mk_ctx *ctx, const mk_eval_report *rep, cons
         for (int i = 0; i < N; i++)
             acc_add(&one, &rep->cases[i].res[j]);
         t->label = rep->labels[j];
-        const char *nm = rep->label_names ? rep->label_names[j] : NULL;
-        if (nm && nm[0])
-            snprintf(t->name, sizeof t->name, "%s", nm);
-        else
-            snprintf(t->name, sizeof t->name, "label_%lld", (long long)t->label);
+        mk__eval_structure_name(rep, j, t->name, sizeof t->name);
         t->cases = N;
         acc_finish(&one, &t->dice_mean, &t->dice_std, &t->dice_median, &t->hd95_mean, &t->assd_mean,
                    &t->sdice_mean);

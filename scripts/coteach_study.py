@@ -73,15 +73,11 @@ def load(path):
         return json.load(f)
 
 
-def fnum(v):
-    return float(v) if not isinstance(v, str) else float(v.replace("inf", "inf"))
-
-
 def per_case(args, seed, runname, model):
     rep = load(os.path.join(args.root, f"seed-{seed}", runname, "reports", model + ".json"))
     out = {}
     for c in rep["cases"]:
-        out[c["id"]] = {int(k): (fnum(v["dice"]), fnum(v["hd95"])) for k, v in c["labels"].items()}
+        out[c["id"]] = {int(k): (float(v["dice"]), float(v["hd95"])) for k, v in c["labels"].items()}
     return rep.get("label_names"), [int(x) for x in rep["labels"]], out
 
 

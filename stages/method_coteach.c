@@ -358,8 +358,10 @@ static mk_var *pooled(mk_nn_graph *g, state *s, const mk_tensor *zt, const mk_va
 {
     int64_t n = zt->ne[0], C = zt->ne[1], S = zt->ne[2] * zt->ne[3];
     int64_t ne[4] = {n, 2 * C, 1, 1};
-    mk_tensor_free(&s->pool);
-    if (mk_tensor_new(&s->pool, 4, ne) != 0)
+    /* one buffer for both batches (mk_nn_input copies it into the graph) */
+    if (s->pool.data && s->pool.ne[0] != n)
+        mk_tensor_free(&s->pool);
+    if (!s->pool.data && mk_tensor_new(&s->pool, 4, ne) != 0)
         return NULL;
     for (int64_t i = 0; i < n; i++)
         for (int64_t k = 0; k < C; k++) {
@@ -438,6 +440,9 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
     mk_var *sl = mk_unet_forward(stu, g, mk_nn_input(g, &s->xl, 0));
     mk_var *su = use_u ? mk_unet_forward(stu, g, mk_nn_input(g, &s->xu, 0)) : NULL;
     mk_var *seg = mk_method_seg_loss(g, sl, s->yl, p->dice_weight);
+    if (!seg)
+        return mk_err(ctx, MK_ERR_NOMEM, "coteach: out of memory in the forward pass");
+    mk_terms_add(terms, "seg", mk_nn_value(seg), 1); /* terms[0]: the stage's main loss */
     mk_var *total = seg;
     double fl = (double)p->batch, fu = use_u ? (double)p->unlabelled_batch : 0;
     float al = (float)(fl / (fl + fu)), au = (float)(fu / (fl + fu));
@@ -493,14 +498,8 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
         mk_terms_add(terms, "co", mk_nn_value(con), wco);
         total = mk_nn_add(g, total, mk_nn_scale(g, con, wco));
     }
-    if (mk_nn_graph_oom(g) || !seg || !total)
+    if (mk_nn_graph_oom(g) || !total)
         return mk_err(ctx, MK_ERR_NOMEM, "coteach: out of memory in the forward pass");
-    /* terms[0]: the student's segmentation loss (the main loss of the stage) */
-    mk_terms t0 = *terms;
-    memset(terms, 0, sizeof *terms);
-    mk_terms_add(terms, "seg", mk_nn_value(seg), 1);
-    for (int k = 0; k < t0.n; k++)
-        mk_terms_add(terms, t0.name[k], t0.value[k], t0.weight[k]);
     if (s->teacher >= 0 && p->kd_loss == MK_COTEACH_KD_KL)
         mk_terms_add(terms, "T", tval, 0);
     mk_nn_backward(g, total);
