@@ -45,11 +45,15 @@ typedef struct mk_translator mk_translator;
  * Returns MK_OK, MK_ERR_INVALID (bad kind/width), MK_ERR_NOMEM. */
 mk_status mk_translator_new(mk_ctx *ctx, mk_translator_kind kind, int width, uint64_t seed,
                             mk_translator **out);
+/* The same with in_ch input channels (a discriminator of feature or probability maps, e.g.
+ * LE-UDA's; generators take 1). */
+mk_status mk_translator_new_in(mk_ctx *ctx, mk_translator_kind kind, int in_ch, int width,
+                               uint64_t seed, mk_translator **out);
 void mk_translator_free(mk_translator *t);
 /* Borrowed parameter store (valid until mk_translator_free). */
 mk_nn_params *mk_translator_params(mk_translator *t);
 mk_translator_kind mk_translator_kind_of(const mk_translator *t);
-/* Records the forward pass of x [N, 1, H, W] on g (H, W even). NULL on OOM (or NULL x). */
+/* Records the forward pass of x [N, in_ch, H, W] on g (H, W even). NULL on OOM (or NULL x). */
 mk_var *mk_translator_forward(mk_translator *t, mk_nn_graph *g, mk_var *x);
 
 #ifdef __cplusplus

@@ -13,7 +13,7 @@ typedef struct tr_layer {
 
 struct mk_translator {
     mk_translator_kind kind;
-    int width;
+    int width, in_ch;
     mk_nn_params *params;
     tr_layer l[TR_MAX_LAYERS];
 };
@@ -48,6 +48,12 @@ static int add_layer(mk_translator *t, mk_rng *r, tr_layer *L, const char *name,
 mk_status mk_translator_new(mk_ctx *ctx, mk_translator_kind kind, int width, uint64_t seed,
                             mk_translator **out)
 {
+    return mk_translator_new_in(ctx, kind, 1, width, seed, out);
+}
+
+mk_status mk_translator_new_in(mk_ctx *ctx, mk_translator_kind kind, int in_ch, int width,
+                               uint64_t seed, mk_translator **out)
+{
     *out = NULL;
     if (kind != MK_TRANSLATOR_GEN && kind != MK_TRANSLATOR_DISC)
         return mk_err(ctx, MK_ERR_INVALID,
@@ -56,6 +62,11 @@ mk_status mk_translator_new(mk_ctx *ctx, mk_translator_kind kind, int width, uin
                       (int)kind);
     if (width < 1 || width > 4096)
         return mk_err(ctx, MK_ERR_INVALID, "translator: width: expected 1..4096, got %d", width);
+    if (in_ch < 1 || in_ch > 4096 || (kind == MK_TRANSLATOR_GEN && in_ch != 1))
+        return mk_err(ctx, MK_ERR_INVALID,
+                      "translator: input channels: expected 1 (generator) or 1..4096 "
+                      "(discriminator), got %d",
+                      in_ch);
     mk_translator *t = calloc(1, sizeof *t);
     if (!t || !(t->params = mk_nn_params_new())) {
         free(t);
@@ -63,6 +74,7 @@ mk_status mk_translator_new(mk_ctx *ctx, mk_translator_kind kind, int width, uin
     }
     t->kind = kind;
     t->width = width;
+    t->in_ch = in_ch;
     mk_rng r;
     mk_rng_seed(&r, seed);
     int w = width, e = 0;
@@ -75,7 +87,7 @@ mk_status mk_translator_new(mk_ctx *ctx, mk_translator_kind kind, int width, uin
         e |= add_layer(t, &r, &t->l[4], "up", 2 * w, w, 2, w, w);
         e |= add_layer(t, &r, &t->l[5], "out", 1, w, 3, 0, 1);
     } else {
-        e |= add_layer(t, &r, &t->l[0], "d0", w, 1, 4, 0, w);
+        e |= add_layer(t, &r, &t->l[0], "d0", w, in_ch, 4, 0, w);
         e |= add_layer(t, &r, &t->l[1], "d1", 2 * w, w, 4, 2 * w, 2 * w);
         e |= add_layer(t, &r, &t->l[2], "d2", 1, 2 * w, 3, 0, 1);
     }
@@ -120,7 +132,7 @@ mk_var *mk_translator_forward(mk_translator *t, mk_nn_graph *g, mk_var *x)
 {
     if (!x)
         return NULL;
-    MK_ASSERT(x->t.ndim == 4 && x->t.ne[1] == 1);
+    MK_ASSERT(x->t.ndim == 4 && x->t.ne[1] == t->in_ch);
     const tr_layer *L = t->l;
     if (t->kind == MK_TRANSLATOR_DISC) {
         mk_var *y = mk_nn_leaky_relu(g, conv(g, x, &L[0], 2, 1), 0.2f);

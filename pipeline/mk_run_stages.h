@@ -29,6 +29,9 @@ mk_status mk_run_common(mk_run_env *env, mk_stage_common *c);
 /* The shared part (mk_run_common) and env->stage's method config struct (cfg_size bytes, from
  * the sections it reads; caller frees *cfg, NULL on error). */
 mk_status mk_run_method_bind(mk_run_env *env, mk_stage_common *c, void **cfg);
+/* 1 when a method output is evaluated with this config: no `when`, or its boolean key true ("!key":
+ * false). */
+int mk_run_output_on(const mk_cfg *cfg, const mk_method_output *out);
 /* Turn a stage error "section.key: what" into "FILE:LINE: key 'section.key': what". */
 mk_status mk_run_keyed_err(mk_run_env *env, mk_status st);
 

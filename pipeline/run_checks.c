@@ -70,6 +70,14 @@ static mk_status check_needs(mk_run_env *env, const mk_stage_common *c, const ch
                         "from the unlabelled share; leave some cases unlabelled or set %s = 0",
                         mk_cfg_path(cfg), mk_cfg_line(cfg, nd[i].key), nd[i].key, stage, path,
                         nd[i].modality, nd[i].key);
+        else if (nd[i].min_labelled > 1 &&
+                 count_rows(m, nd[i].modality, "train", 1) < nd[i].min_labelled)
+            st = mk_err(env->ctx, MK_ERR_CONFIG,
+                        "%s:%d: key '%s': stage %s: asks for %d labelled '%s' training volumes, "
+                        "manifest %s has %d (rows of split 'train' with a label)",
+                        mk_cfg_path(cfg), mk_cfg_line(cfg, nd[i].key), nd[i].key, stage,
+                        nd[i].min_labelled, nd[i].modality, path,
+                        count_rows(m, nd[i].modality, "train", 1));
         else if (nd[i].column && mk_manifest_extra_index(m, nd[i].column) < 0)
             st = mk_err(env->ctx, MK_ERR_CONFIG,
                         "%s:%d: key '%s': stage %s: manifest %s has no column '%s' (the paired "
@@ -139,11 +147,11 @@ mk_status mk_check_evaluate(mk_run_env *env)
             break;
         for (int o = 0; s && s->method && o < s->method->noutputs; o++) {
             const mk_method_output *out = &s->method->outputs[o];
-            if (out->when && !mk_cfg_bool(cfg, out->when))
+            if (!mk_run_output_on(cfg, out))
                 continue;
             trained = 1;
             if (out->column)
-                paired_key = out->when ? out->when : "run.stages";
+                paired_key = out->when && out->when[0] != '!' ? out->when : "run.stages";
             if (nmod < 16)
                 modality[nmod++] =
                     out->modality_key ? mk_cfg_str(cfg, out->modality_key) : c.data.ct_modality;

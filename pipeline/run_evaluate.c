@@ -51,7 +51,7 @@ mk_status mk_run_evaluate(mk_run_env *env)
             break;
         for (int o = 0; s && s->method && o < s->method->noutputs && n < MAX_MODELS; o++) {
             const mk_method_output *out = &s->method->outputs[o];
-            if (out->when && !mk_cfg_bool(cfg, out->when))
+            if (!mk_run_output_on(cfg, out))
                 continue;
             memset(&models[n], 0, sizeof models[n]);
             snprintf(paths[n], sizeof paths[n], "%s/%s", env->run_dir, out->file);

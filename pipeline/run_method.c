@@ -13,6 +13,13 @@
 #define MK_VERSION "unknown"
 #endif
 
+int mk_run_output_on(const mk_cfg *cfg, const mk_method_output *out)
+{
+    if (!out->when)
+        return 1;
+    return out->when[0] == '!' ? !mk_cfg_bool(cfg, out->when + 1) : mk_cfg_bool(cfg, out->when);
+}
+
 mk_status mk_run_keyed_err(mk_run_env *env, mk_status st)
 {
     if (st == MK_OK)

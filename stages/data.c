@@ -598,8 +598,8 @@ static int clampi(int x, int lo, int hi)
     return x < lo ? lo : x > hi ? hi : x;
 }
 
-void mk_slices_sample(const mk_slices *s, mk_rng *r, int b, int batch, float *x, int32_t *y,
-                      float *x2)
+void mk_slices_pick(const mk_slices *s, mk_rng *r, int b, int batch, int64_t *slice, int *oxp,
+                    int *oyp)
 {
     int64_t i;
     int ox = 0, oy = 0;
@@ -631,7 +631,28 @@ void mk_slices_sample(const mk_slices *s, mk_rng *r, int b, int batch, float *x,
         ox = (int)mk_rng_below(r, (uint64_t)(s->ew[i] - s->w + 1));
         oy = (int)mk_rng_below(r, (uint64_t)(s->eh[i] - s->h + 1));
     }
+    *slice = i;
+    *oxp = ox;
+    *oyp = oy;
+}
+
+void mk_slices_sample(const mk_slices *s, mk_rng *r, int b, int batch, float *x, int32_t *y,
+                      float *x2)
+{
+    int64_t i;
+    int ox, oy;
+    mk_slices_pick(s, r, b, batch, &i, &ox, &oy);
     mk_slices_crop(s, i, ox, oy, x, y, x2);
+}
+
+void mk_slices_crop_plane(const mk_slices *s, const float *canvas, int64_t i, int ox, int oy,
+                          float *out)
+{
+    MK_ASSERT(ox >= 0 && oy >= 0 && ox + s->w <= s->cw && oy + s->h <= s->ch && i >= 0 && i < s->n);
+    int64_t plane = (int64_t)s->cw * s->ch;
+    for (int r = 0; r < s->h; r++)
+        memcpy(out + (int64_t)r * s->w, canvas + i * plane + (int64_t)(oy + r) * s->cw + ox,
+               (size_t)s->w * sizeof *out);
 }
 
 void mk_slices_crop(const mk_slices *s, int64_t i, int ox, int oy, float *x, int32_t *y, float *x2)
@@ -724,7 +745,8 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
     int *rows = malloc((size_t)(m->nrows + 1) * sizeof *rows), nrows = 0;
     if (!rows)
         st = mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory", p->manifest);
-    int cap = strcmp(modality, p->ct_modality) == 0 && strcmp(split, "train") == 0 &&
+    int cap = strcmp(split, "train") == 0 && p->train_cap > 0 ? p->train_cap
+              : strcmp(modality, p->ct_modality) == 0 && strcmp(split, "train") == 0 &&
                       p->ct_train_cases > 0
                   ? p->ct_train_cases
                   : m->nrows;
@@ -744,7 +766,7 @@ mk_status mk_data_load(mk_ctx *ctx, const mk_data_params *p, const char *modalit
     if (st == MK_OK && nrows == 0)
         st = mk_err(ctx, MK_ERR_NOT_FOUND, "%s: no rows with modality '%s' in split '%s'",
                     p->manifest, modality, split);
-    int with_lab = !p->unlabelled_rest;
+    int with_lab = !p->unlabelled_rest && !p->no_labels;
     for (int i = 0; st == MK_OK && with_lab && i < nrows; i++) {
         const mk_manifest_row *r = &m->rows[rows[i]];
         if (!r->label_path) {

@@ -95,6 +95,16 @@ int mk_loop_add_translator(mk_loop *L, const char *name, mk_translator_kind kind
     return k;
 }
 
+int mk_loop_add_disc(mk_loop *L, const char *name, int in_ch, int width, uint64_t seed)
+{
+    int k = add_net(L, name, MK_NET_DISC);
+    if (k < 0 || mk_translator_new_in(L->ctx, MK_TRANSLATOR_DISC, in_ch, width, seed,
+                                      &L->net[k].tr) != MK_OK)
+        return -1;
+    L->net[k].params = mk_translator_params(L->net[k].tr);
+    return k;
+}
+
 int mk_loop_add_params(mk_loop *L, const char *name, mk_nn_params *p)
 {
     int k = add_net(L, name, MK_NET_PARAMS);
@@ -155,6 +165,26 @@ void mk_loop_batch(mk_loop *L, int stream, int batch, mk_tensor *x, int32_t *y, 
         mk_slices_sample(s, &L->stream[stream].rng, b, batch, x->data + b * plane,
                          s->lab && y ? y + b * plane : NULL,
                          x2 && x2->data ? x2->data + b * plane : NULL);
+}
+
+void mk_loop_batch_aligned(mk_loop *L, int stream, int batch, mk_tensor *x, int32_t *y,
+                           const float *const *planes, int nplanes, mk_tensor *out)
+{
+    const mk_slices *s = &L->stream[stream].s;
+    int64_t plane = (int64_t)s->h * s->w;
+    for (int b = 0; b < batch; b++) {
+        int64_t i;
+        int ox, oy;
+        mk_slices_pick(s, &L->stream[stream].rng, b, batch, &i, &ox, &oy);
+        mk_slices_crop(s, i, ox, oy, x->data + b * plane, s->lab && y ? y + b * plane : NULL, NULL);
+        for (int k = 0; k < nplanes; k++)
+            mk_slices_crop_plane(s, planes[k], i, ox, oy, out[k].data + b * plane);
+    }
+}
+
+mk_rng *mk_loop_stream_rng(mk_loop *L, int stream)
+{
+    return &L->stream[stream].rng;
 }
 
 mk_ctx *mk_loop_ctx(mk_loop *L)

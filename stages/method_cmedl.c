@@ -99,8 +99,8 @@ float mk_cmedl_hint_weight(const mk_cmedl_params *p, long long it)
 
 /* ---------------------------------------------------------------- hint layer names */
 
-mk_status mk_stage_hint_check(mk_ctx *ctx, int levels, int n, const char names[][32],
-                              char resolved[][32])
+mk_status mk_stage_hint_check(mk_ctx *ctx, const char *key, int levels, int n,
+                              const char names[][32], char resolved[][32])
 {
     char valid[64][32];
     int nv = 0;
@@ -128,15 +128,15 @@ mk_status mk_stage_hint_check(mk_ctx *ctx, int levels, int n, const char names[]
             snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
                      levels >= 2 ? ", dec_last" : "", levels >= 3 ? ", dec_prev" : "");
             return mk_err(ctx, MK_ERR_CONFIG,
-                          "cmedl.hint_layers[%d]: '%s' is not a feature map "
+                          "%s[%d]: '%s' is not a feature map "
                           "of the U-Net with %d levels; valid names: %s",
-                          k, names[k], levels, list);
+                          key, k, names[k], levels, list);
         }
         if (resolved)
             snprintf(resolved[k], 32, "%s", want);
     }
     if (n < 1)
-        return mk_err(ctx, MK_ERR_CONFIG, "cmedl.hint_layers: expected at least one layer name");
+        return mk_err(ctx, MK_ERR_CONFIG, "%s: expected at least one layer name", key);
     return MK_OK;
 }
 
@@ -173,7 +173,7 @@ static mk_status check(mk_ctx *ctx, const mk_stage_common *c, const void *cfgp)
     if (cp->hint_layers.n > MK_HINT_MAX)
         return mk_err(ctx, MK_ERR_CONFIG, "cmedl.hint_layers: expected 1 to %d layer names",
                       MK_HINT_MAX);
-    mk_status st = mk_stage_hint_check(ctx, c->unet.levels, cp->hint_layers.n,
+    mk_status st = mk_stage_hint_check(ctx, "cmedl.hint_layers", c->unet.levels, cp->hint_layers.n,
                                        (const char(*)[32])cp->hint_layers.v, NULL);
     if (st != MK_OK)
         return st;
@@ -198,8 +198,8 @@ static int needs(const mk_stage_common *c, const void *cfgp, mk_data_need *out)
     const mk_cmedl_params *cp = &((const cfg_t *)cfgp)->cp;
     out[0] =
         (mk_data_need){c->data.ct_modality, 1, cp->oracle_pmri ? MK_STAGE_PAIRED_MR_COLUMN : NULL,
-                       "cmedl.oracle_pmri", 0};
-    out[1] = (mk_data_need){c->data.mri_modality, 0, NULL, NULL, 0};
+                       "cmedl.oracle_pmri", 0, 0};
+    out[1] = (mk_data_need){c->data.mri_modality, 0, NULL, NULL, 0, 0};
     return 2;
 }
 
@@ -220,7 +220,7 @@ static mk_status init(mk_loop *L, void *sp, const void *cfgp)
     s->cp = cp;
     s->unl = -1;
     s->ema = -1;
-    mk_status st = mk_stage_hint_check(ctx, c->unet.levels, cp->hint_layers.n,
+    mk_status st = mk_stage_hint_check(ctx, "cmedl.hint_layers", c->unet.levels, cp->hint_layers.n,
                                        (const char(*)[32])cp->hint_layers.v, s->hint);
     if (st != MK_OK)
         return st;

@@ -123,9 +123,9 @@ static int needs(const mk_stage_common *c, const void *cfgp, mk_data_need *out)
 {
     (void)c;
     const cfg_t *cfg = cfgp;
-    out[0] = (mk_data_need){cfg->cp.modality, 1, NULL, NULL, 0};
+    out[0] = (mk_data_need){cfg->cp.modality, 1, NULL, NULL, 0, 0};
     if (cfg->cp.w_co > 0)
-        out[1] = (mk_data_need){cfg->cp.modality, 0, NULL, "coteach.w_co", 1};
+        out[1] = (mk_data_need){cfg->cp.modality, 0, NULL, "coteach.w_co", 1, 0};
     return cfg->cp.w_co > 0 ? 2 : 1;
 }
 

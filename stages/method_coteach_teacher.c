@@ -45,7 +45,7 @@ static int needs(const mk_stage_common *c, const void *cfgp, mk_data_need *out)
     (void)c;
     const cfg_t *cfg = cfgp;
     /* at least one labelled row (the others are the student's unlabelled share) */
-    out[0] = (mk_data_need){cfg->cp.modality, 1, NULL, NULL, 0};
+    out[0] = (mk_data_need){cfg->cp.modality, 1, NULL, NULL, 0, 0};
     return 1;
 }
 

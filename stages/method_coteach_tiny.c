@@ -34,7 +34,7 @@ typedef struct state {
 static int needs(const mk_stage_common *c, const void *cfgp, mk_data_need *out)
 {
     (void)c;
-    out[0] = (mk_data_need){((const cfg_t *)cfgp)->cp.modality, 1, NULL, NULL, 0};
+    out[0] = (mk_data_need){((const cfg_t *)cfgp)->cp.modality, 1, NULL, NULL, 0, 0};
     return 1;
 }
 

@@ -49,7 +49,7 @@ typedef struct state {
 static int needs(const mk_stage_common *c, const void *cfg, mk_data_need *out)
 {
     (void)c;
-    out[0] = (mk_data_need){((const P *)cfg)->modality, 1, NULL, NULL, 0};
+    out[0] = (mk_data_need){((const P *)cfg)->modality, 1, NULL, NULL, 0, 0};
     return 1;
 }
 

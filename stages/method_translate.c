@@ -147,7 +147,7 @@ typedef struct state {
 static int needs(const mk_stage_common *c, const void *cfg, mk_data_need *out)
 {
     (void)cfg;
-    out[0] = (mk_data_need){c->data.mri_modality, 0, NULL, NULL, 0};
+    out[0] = (mk_data_need){c->data.mri_modality, 0, NULL, NULL, 0, 0};
     return 1;
 }
 

@@ -6,7 +6,8 @@
 #include "mk_method.h"
 
 extern const mk_method mk_method_translate, mk_method_cmedl, mk_method_baseline,
-    mk_method_supervised, mk_method_coteach_teacher, mk_method_coteach, mk_method_coteach_tiny;
+    mk_method_supervised, mk_method_coteach_teacher, mk_method_coteach, mk_method_coteach_tiny,
+    mk_method_leuda, mk_method_leuda_source;
 
 const mk_method *const MK_METHODS[] = {
     [MK_METHOD_TRANSLATE] = &mk_method_translate,
@@ -16,6 +17,8 @@ const mk_method *const MK_METHODS[] = {
     [MK_METHOD_COTEACH_TEACHER] = &mk_method_coteach_teacher,
     [MK_METHOD_COTEACH] = &mk_method_coteach,
     [MK_METHOD_COTEACH_TINY] = &mk_method_coteach_tiny,
+    [MK_METHOD_LEUDA] = &mk_method_leuda,
+    [MK_METHOD_LEUDA_SOURCE] = &mk_method_leuda_source,
 };
 /* the header declares MK_METHODS[MK_METHOD_COUNT]: a missing row is a conflicting type */
 _Static_assert(sizeof MK_METHODS / sizeof MK_METHODS[0] == MK_METHOD_COUNT,

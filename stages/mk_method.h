@@ -57,7 +57,8 @@ extern const mk_param_section mk_run_section;
 /* The methods' own sections (read by other methods too: cmedl reads [translate], baseline
  * reads [cmedl]). */
 extern const mk_param_section mk_translate_section, mk_cmedl_section, mk_baseline_section,
-    mk_supervised_section, mk_coteach_section, mk_coteach_teacher_section, mk_coteach_tiny_section;
+    mk_supervised_section, mk_coteach_section, mk_coteach_teacher_section, mk_coteach_tiny_section,
+    mk_leuda_section, mk_leuda_source_section;
 
 /* ---------------------------------------------------------------- the loop */
 
@@ -83,6 +84,8 @@ typedef enum mk_net_kind { MK_NET_UNET = 0, MK_NET_GEN, MK_NET_DISC, MK_NET_PARA
 int mk_loop_add_unet(mk_loop *L, const char *name, const mk_unet_cfg *cfg, uint64_t seed);
 int mk_loop_add_translator(mk_loop *L, const char *name, mk_translator_kind kind, int width,
                            uint64_t seed);
+/* A PatchGAN discriminator (models/mk_translator.h) of in_ch-channel maps. */
+int mk_loop_add_disc(mk_loop *L, const char *name, int in_ch, int width, uint64_t seed);
 /* A bare parameter store as a network of the loop (e.g. CTKD's learnable temperature, or its
  * instance-wise MLP): checkpointed, resumed and optimised like the others. The loop takes
  * ownership of p (also on failure). Returns its index. */
@@ -101,6 +104,14 @@ int mk_loop_add_stream(mk_loop *L, const char *name, mk_slices *s, uint64_t rng_
 /* A batch of `batch` random slices (random crop with crop_jitter) of a stream into x [B,1,h,w],
  * labels y (when the stream has labels) and the paired images x2 (may be NULL). */
 void mk_loop_batch(mk_loop *L, int stream, int batch, mk_tensor *x, int32_t *y, mk_tensor *x2);
+/* The same draws as mk_loop_batch, and the same crops of nplanes image sets aligned with the
+ * stream's slices (planes[k]: n x ch x cw canvases, e.g. translations of its images, owned by
+ * the caller) into out[k] [B,1,h,w]: the slices of every set keep their origin's index. */
+void mk_loop_batch_aligned(mk_loop *L, int stream, int batch, mk_tensor *x, int32_t *y,
+                           const float *const *planes, int nplanes, mk_tensor *out);
+/* The stream's RNG (checkpointed with it): draws a method ties to the stream's batches, such as
+ * their augmentation. */
+mk_rng *mk_loop_stream_rng(mk_loop *L, int stream);
 
 mk_ctx *mk_loop_ctx(mk_loop *L);
 const mk_stage_common *mk_loop_common(const mk_loop *L);
@@ -136,6 +147,7 @@ typedef struct mk_data_need {
     const char *key; /* the config key that asked for the column, or for unlabelled rows */
     int unlabelled;  /* 1: at least one train row of the modality must have no label (the
                         unlabelled share a semi-supervised method learns from) */
+    int min_labelled; /* > 1: at least this many labelled train rows (`key` asks for them) */
 } mk_data_need;
 #define MK_NEEDS_MAX 4
 
@@ -143,7 +155,7 @@ typedef struct mk_data_need {
  * and what it segments: the evaluation split's rows of the modality named by the config key
  * `modality_key` (NULL: data.ct_modality), as they are, through a translator's G first
  * (translator file), or the image of a manifest column instead (normalised as MRI); `when`: a
- * boolean config key that must be true for it to be evaluated (NULL: always). Every output is
+ * boolean config key that must be true for it to be evaluated ("!key": false; NULL: always). Every output is
  * scored with the segmentation metrics of every structure. */
 typedef struct mk_method_output {
     const char *name;
@@ -194,6 +206,8 @@ typedef enum mk_method_id {
     MK_METHOD_COTEACH_TEACHER,
     MK_METHOD_COTEACH,
     MK_METHOD_COTEACH_TINY,
+    MK_METHOD_LEUDA,
+    MK_METHOD_LEUDA_SOURCE,
     MK_METHOD_COUNT
 } mk_method_id;
 extern const mk_method *const MK_METHODS[MK_METHOD_COUNT];

@@ -105,6 +105,12 @@ typedef struct mk_data_params {
                                   and labelled rows beyond ct_train_cases; loaded without labels */
     int skip_unlabelled;       /* 1: rows without a label are left out (not an error with
                                   need_labels, not counted by ct_train_cases) */
+    int no_labels;             /* 1 (set by methods): label files are not read (LE-UDA's target
+                                  domain: its masks exist only for scoring) */
+    int train_cap;             /* > 0 (set by methods, e.g. leuda.source_volumes): only the first
+                                  N train rows of the modality loaded, whatever the modality
+                                  (overrides ct_train_cases; with skip_unlabelled the first N
+                                  labelled rows) */
     double window_step;        /* sliding-window inference: window step as a fraction of the patch
                                   (nnU-Net placement; 0 = 0.5) */
     int tta;                   /* sliding-window inference: 1 = average over the 4 mirrorings of
@@ -211,6 +217,13 @@ void mk_slices_crop(const mk_slices *s, int64_t i, int ox, int oy, float *x, int
  * random class present in a random slice holding a structure (clamped to the slice's extent). */
 void mk_slices_sample(const mk_slices *s, mk_rng *r, int b, int batch, float *x, int32_t *y,
                       float *x2);
+/* What mk_slices_sample draws (the same draws from r): the slice and the patch offset. */
+void mk_slices_pick(const mk_slices *s, mk_rng *r, int b, int batch, int64_t *slice, int *ox,
+                    int *oy);
+/* The h x w patch at (ox, oy) of slice i of `canvas`, an image set aligned with s (n x ch x cw,
+ * e.g. the translations of s->img), into out. */
+void mk_slices_crop_plane(const mk_slices *s, const float *canvas, int64_t i, int ox, int oy,
+                          float *out);
 void mk_data_cut(const float *vol, const int64_t *dim, int axis, int64_t s, int64_t u0, int64_t v0,
                  int pw, int ph, float pad, float *out);
 
@@ -335,9 +348,10 @@ typedef struct mk_train_stats {
 
 /* Check hint layer names against the U-Net's feature taps: enc0..enc<L-2>, bottleneck,
  * dec0..dec<L-2>, logits, and the aliases dec_last (= dec<L-2>) and dec_prev (= dec<L-3>).
- * MK_ERR_CONFIG listing the valid names otherwise. resolved (may be NULL) gets canonical names. */
-mk_status mk_stage_hint_check(mk_ctx *ctx, int levels, int n, const char names[][32],
-                              char resolved[][32]);
+ * MK_ERR_CONFIG naming `key` (the config key, "cmedl.hint_layers") and listing the valid names
+ * otherwise. resolved (may be NULL) gets canonical names. */
+mk_status mk_stage_hint_check(mk_ctx *ctx, const char *key, int levels, int n,
+                              const char names[][32], char resolved[][32]);
 
 /* Unpaired CT->MRI translation alone. Writes models/translator.h5. */
 mk_status mk_stage_translate(mk_ctx *ctx, const mk_stage_common *c, const mk_translate_params *tp,

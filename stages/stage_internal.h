@@ -136,6 +136,75 @@ typedef struct mk_coteach_params {
 mk_status mk__coteach_labelled(struct mk_loop *L, const mk_data_params *d, const char *modality,
                                int *stream);
 
+/* ---- random affine augmentation of 2D slices (stages/augment.c) ---- */
+/* out(p) = in(c + A (p - c)) for pixel centres p of an h x w slice, c its centre: A = R(-angle) /
+ * scale, a rotation by `angle` radians and a zoom by `scale` (> 1 enlarges). */
+typedef struct mk__affine {
+    double a[4]; /* row-major 2x2: x_in - cx = a0 (x - cx) + a1 (y - cy), y_in - cy = a2 .. + a3 .. */
+} mk__affine;
+/* scale uniform in [1 - dscale, 1 + dscale], angle uniform in [-deg, deg] degrees (two draws). */
+mk__affine mk__affine_draw(mk_rng *r, double dscale, double deg);
+mk__affine mk__affine_make(double scale, double angle_rad);
+/* Bilinear (images) or nearest (labels) resampling; source positions outside the slice take the
+ * nearest edge pixel. in and out must not overlap. */
+void mk__affine_image(const mk__affine *A, int h, int w, const float *in, float *out);
+void mk__affine_labels(const mk__affine *A, int h, int w, const int32_t *in, int32_t *out);
+
+/* ---- LE-UDA (stages/method_leuda*.c): parameters and the supervised source part ---- */
+typedef struct mk_leuda_params {
+    int iterations, batch, unlabelled_batch;
+    float lr;
+    int schedule;
+    float warmup, rampup; /* shares of the iterations */
+    float dice_weight;
+    float w_kd, w_con, w_adv;
+    int adversarial, wo_source, wo_target;
+    float ema;
+    int ema_pretrain;
+    float noise_sigma, noise_clip;
+    int augment;
+    float aug_scale, aug_rotate;
+    const char *adv_feature;
+    float adv_lr;
+    int adv_width;
+    int source_volumes;
+    const char *translator_model; /* NULL / "": models/translator.h5 of the run */
+} mk_leuda_params;
+
+/* What leuda and its source-only baseline share: the frozen translator (G: target -> source,
+ * F: source -> target), the labelled source slices x^s with their cycle reconstructions
+ * x^{s->t->s} = G(F(x^s)) (same index, same mask), the student and its supervised loss. */
+typedef struct mk__leuda_src {
+    const mk_leuda_params *p;
+    mk_translator *G, *F;
+    char translator[4200]; /* the file they were read from */
+    int lab;               /* loop stream of the labelled source slices */
+    float *cyc;            /* x^{s->t->s} of every stored slice (the stream's canvas) */
+    int student;
+    mk_tensor xl, xc, tmp;
+    int32_t *yl, *ytmp;
+} mk__leuda_src;
+/* The translator file (leuda.translator_model or the translate stage's models/translator.h5). */
+void mk__leuda_translator_path(const mk_stage_common *c, const mk_leuda_params *p, char *buf,
+                               size_t n);
+/* Translator, labelled stream (data seed stream 100, RNG stream 30), cycle images, student U-Net
+ * (seed stream 50) with its Adam and schedule (linear warm-up over `warmup`). */
+mk_status mk__leuda_src_init(struct mk_loop *L, mk__leuda_src *s, const mk_leuda_params *p,
+                             const mk_translate_params *tp);
+/* The images of every stored slice of sl (its n x ch x cw canvases `in`) through gen into out
+ * (eval mode, batches of 16; an odd size is padded by one copied row / column and cropped). */
+mk_status mk__leuda_translate(struct mk_loop *L, mk_translator *gen, const mk_slices *sl,
+                              const float *in, float *out);
+/* One labelled batch (x^s and x^{s->t->s}, the same random affine per slice drawn from the
+ * stream's RNG) and the student's loss sum seg(x^s) + seg(x^{s->t->s}) in the loop's graph
+ * (begun by the caller). NULL on OOM. */
+mk_var *mk__leuda_src_seg(struct mk_loop *L, mk__leuda_src *s);
+/* Augment slice b of x (and the same slice of every extra tensor, and labels y) with affine A. */
+void mk__leuda_augment(mk__leuda_src *s, const mk__affine *A, int b, mk_tensor *x, int32_t *y);
+/* models/<file> (the student) and models/leuda_translator.h5 (G and F of the translator used). */
+mk_status mk__leuda_src_save(struct mk_loop *L, mk__leuda_src *s, const char *file);
+void mk__leuda_src_free(mk__leuda_src *s);
+
 /* splitmix64 of seed and a stream number: independent seeds for each network and data stream */
 uint64_t mk__seed(uint64_t seed, uint64_t stream);
 
