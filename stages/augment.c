@@ -55,7 +55,8 @@ void mk__affine_labels(const mk__affine *A, int h, int w, const int32_t *in, int
         for (int x = 0; x < w; x++) {
             double sx, sy;
             source(A, h, w, x, y, &sx, &sy);
-            int ix = clampi((int)floor(sx + 0.5), 0, w - 1), iy = clampi((int)floor(sy + 0.5), 0, h - 1);
+            int ix = clampi((int)floor(sx + 0.5), 0, w - 1),
+                iy = clampi((int)floor(sy + 0.5), 0, h - 1);
             out[y * w + x] = in[iy * w + ix];
         }
 }

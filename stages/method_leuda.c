@@ -6,16 +6,15 @@
  * stage (frozen; G: CT -> MR = target -> source, F: MR -> CT) gives the six pixel-aligned sets
  * of §3.2, computed once at the start for every stored training slice and kept beside it (same
  * index, so every batch draws a slice and its translations together):
- *   x^s, x^{s->t} = F(x^s), x^{s->t->s} = G(F(x^s));  x^t, x^{t->s} = G(x^t), x^{t->s->t} = F(G(x^t)).
- * A student U-Net and two EMA teachers of it (intra-domain and inter-domain). Per iteration
- *   L = L_seg + w_kd(t) L_kd + w_con(t) L_con + w_adv(t) (L_adv^intra + L_adv^inter)
- *   L_seg   seg(x^s) + seg(x^{s->t->s}) on a labelled batch, the same mask (w Dice + (1-w) CE);
- *   L_kd    intra consistency: mean softmax-MSE of student(x) and intra teacher(x + noise), x in
- *           {x^s, x^{t->s}} of the unlabelled batches;
- *   L_con   inter consistency: mean MEL over the pairs (student input, inter teacher input)
- *           (x^s, x^{s->t}), (x^{s->t->s}, x^{s->t}), (x^{t->s}, x^t), (x^{t->s}, x^{t->s->t});
- *   L_adv   LE-UDA's feature alignment: at two sites (the feature map leuda.adv_feature and the
- *           output probabilities) a PatchGAN discriminator per teacher tells the teacher's maps
+ *   x^s, x^{s->t} = F(x^s), x^{s->t->s} = G(F(x^s));  x^t, x^{t->s} = G(x^t), x^{t->s->t} =
+ * F(G(x^t)). A student U-Net and two EMA teachers of it (intra-domain and inter-domain). Per
+ * iteration L = L_seg + w_kd(t) L_kd + w_con(t) L_con + w_adv(t) (L_adv^intra + L_adv^inter) L_seg
+ * seg(x^s) + seg(x^{s->t->s}) on a labelled batch, the same mask (w Dice + (1-w) CE); L_kd    intra
+ * consistency: mean softmax-MSE of student(x) and intra teacher(x + noise), x in {x^s, x^{t->s}} of
+ * the unlabelled batches; L_con   inter consistency: mean MEL over the pairs (student input, inter
+ * teacher input) (x^s, x^{s->t}), (x^{s->t->s}, x^{s->t}), (x^{t->s}, x^t), (x^{t->s},
+ * x^{t->s->t}); L_adv   LE-UDA's feature alignment: at two sites (the feature map leuda.adv_feature
+ * and the output probabilities) a PatchGAN discriminator per teacher tells the teacher's maps
  *           (label 1) from the student's (0) with LSGAN losses; the student minimises
  *           (D(f_S) - 1)^2. Intra: student vs intra teacher on {x^s, x^{t->s}}; inter: student on
  *           {x^s, x^{s->t->s}, x^{t->s}} vs inter teacher on {x^{s->t}, x^t, x^{t->s->t}}. The
@@ -98,8 +97,9 @@ static const mk_param_row ROWS[] = {
               "this run (the translate stage before leuda)"),
 };
 const mk_param_section mk_leuda_section = {
-    "leuda", "LE-UDA: MR -> CT domain adaptation with few source labels (self-ensembling + "
-             "adversarial feature alignment)",
+    "leuda",
+    "LE-UDA: MR -> CT domain adaptation with few source labels (self-ensembling + "
+    "adversarial feature alignment)",
     ROWS, N(ROWS)};
 
 typedef struct cfg_t {
@@ -117,20 +117,18 @@ void mk__leuda_translator_path(const mk_stage_common *c, const P *p, char *buf, 
         snprintf(buf, n, "%s/models/translator.h5", c->run_dir);
 }
 
-mk_status mk__leuda_translate(mk_loop *L, mk_translator *gen, const mk_slices *sl, const float *in,
-                              float *out)
+mk_status mk__leuda_translate(mk_ctx *ctx, mk_nn_graph *g, mk_translator *gen, int64_t n,
+                              int64_t ch, int64_t cw, const float *in, float *out)
 {
-    mk_ctx *ctx = mk_loop_ctx(L);
-    mk_nn_graph *g = mk_loop_graph(L);
     /* the generator needs even sizes: an odd canvas gets one more row / column (a copy of the
      * last), cropped off again */
-    int64_t ch = sl->ch, cw = sl->cw, eh = ch + ch % 2, ew = cw + cw % 2;
-    for (int64_t i0 = 0; i0 < sl->n; i0 += 16) {
-        int64_t nb = sl->n - i0 < 16 ? sl->n - i0 : 16;
+    int64_t eh = ch + ch % 2, ew = cw + cw % 2;
+    for (int64_t i0 = 0; i0 < n; i0 += 16) {
+        int64_t nb = n - i0 < 16 ? n - i0 : 16;
         int64_t ne[4] = {nb, 1, eh, ew};
         mk_tensor x = {0};
         if (mk_tensor_new(&x, 4, ne) != 0)
-            return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory (translations)", mk_loop_stage(L));
+            return mk_err(ctx, MK_ERR_NOMEM, "leuda: out of memory (translations)");
         for (int64_t b = 0; b < nb; b++)
             for (int64_t y = 0; y < eh; y++)
                 for (int64_t q = 0; q < ew; q++)
@@ -142,7 +140,7 @@ mk_status mk__leuda_translate(mk_loop *L, mk_translator *gen, const mk_slices *s
         mk_nn_graph_set_no_grad(g, ng);
         mk_tensor_free(&x);
         if (!v || mk_nn_graph_oom(g))
-            return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory (translations)", mk_loop_stage(L));
+            return mk_err(ctx, MK_ERR_NOMEM, "leuda: out of memory (translations)");
         for (int64_t b = 0; b < nb; b++)
             for (int64_t y = 0; y < ch; y++)
                 memcpy(out + ((i0 + b) * ch + y) * cw, v->t.data + (b * eh + y) * ew,
@@ -169,8 +167,9 @@ static mk_status load_translator(mk_loop *L, mk__leuda_src *s, const mk_translat
     mk__ck_model m[2] = {{"G", mk_translator_params(s->G), NULL},
                          {"F", mk_translator_params(s->F), NULL}};
     if ((st = mk__ckpt_load(ctx, s->translator, "translator", NULL, m, 2, NULL, 0)) != MK_OK)
-        return mk_err_prefix(ctx, "%s: translator %s (translate.gen_width must be the one it was "
-                                  "trained with)",
+        return mk_err_prefix(ctx,
+                             "%s: translator %s (translate.gen_width must be the one it was "
+                             "trained with)",
                              mk_loop_stage(L), s->translator);
     MK_LOG_I(ctx, "%s: translator (frozen) from %s", mk_loop_stage(L), s->translator);
     return MK_OK;
@@ -207,9 +206,9 @@ mk_status mk__leuda_src_init(mk_loop *L, mk__leuda_src *s, const P *p,
         free(tmp);
         return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory (cycle images)", mk_loop_stage(L));
     }
-    st = mk__leuda_translate(L, s->F, sl, sl->img, tmp);
+    st = mk__leuda_translate(ctx, mk_loop_graph(L), s->F, sl->n, sl->ch, sl->cw, sl->img, tmp);
     if (st == MK_OK)
-        st = mk__leuda_translate(L, s->G, sl, tmp, s->cyc);
+        st = mk__leuda_translate(ctx, mk_loop_graph(L), s->G, sl->n, sl->ch, sl->cw, tmp, s->cyc);
     free(tmp);
     if (st != MK_OK)
         return st;
@@ -263,8 +262,8 @@ mk_var *mk__leuda_src_seg(mk_loop *L, mk__leuda_src *s)
     mk_loop_batch_aligned(L, s->lab, p->batch, &s->xl, s->yl, planes, 1, &s->xc);
     if (p->augment)
         for (int b = 0; b < p->batch; b++) {
-            mk__affine A = mk__affine_draw(mk_loop_stream_rng(L, s->lab), p->aug_scale,
-                                           p->aug_rotate);
+            mk__affine A =
+                mk__affine_draw(mk_loop_stream_rng(L, s->lab), p->aug_scale, p->aug_rotate);
             mk__leuda_augment(s, &A, b, &s->xl, s->yl);
             augment_slice(s, &A, b, &s->xc);
         }
@@ -321,11 +320,11 @@ typedef struct maps {
 typedef struct state {
     mk__leuda_src src;
     const P *p;
-    int src_u, tgt_u;         /* streams */
-    float *aux[4];            /* x^{s->t}, x^{s->t->s} of src_u; x^{t->s}, x^{t->s->t} of tgt_u */
-    int intra, inter;         /* teachers (-1: off) */
+    int src_u, tgt_u;           /* streams */
+    float *aux[4];              /* x^{s->t}, x^{s->t->s} of src_u; x^{t->s}, x^{t->s->t} of tgt_u */
+    int intra, inter;           /* teachers (-1: off) */
     int d_intra[2], d_inter[2]; /* discriminators per site (-1: off) */
-    char feat[32];            /* the resolved feature name */
+    char feat[32];              /* the resolved feature name */
     mk_tensor x[NSETS], noisy[NSETS];
     maps keep;
 } state;
@@ -352,8 +351,8 @@ static mk_status check(mk_ctx *ctx, const mk_stage_common *c, const void *cfgp)
 static int needs(const mk_stage_common *c, const void *cfgp, mk_data_need *out)
 {
     const P *p = &((const cfg_t *)cfgp)->p;
-    out[0] = (mk_data_need){c->data.mri_modality, 1, NULL, "leuda.source_volumes", 0,
-                            p->source_volumes};
+    out[0] =
+        (mk_data_need){c->data.mri_modality, 1, NULL, "leuda.source_volumes", 0, p->source_volumes};
     out[1] = (mk_data_need){c->data.ct_modality, 0, NULL, NULL, 0, 0};
     return 2;
 }
@@ -379,11 +378,12 @@ static mk_status unlabelled(mk_loop *L, const char *modality, uint64_t data_stre
     size_t np = (size_t)(sl->n * sl->ch * sl->cw);
     if (!(aux[0] = malloc(np * sizeof *aux[0])) || !(aux[1] = malloc(np * sizeof *aux[1])))
         return mk_err(mk_loop_ctx(L), MK_ERR_NOMEM, "leuda: out of memory (translations)");
-    if ((st = mk__leuda_translate(L, a, sl, sl->img, aux[0])) != MK_OK ||
-        (st = mk__leuda_translate(L, b, sl, aux[0], aux[1])) != MK_OK)
+    mk_ctx *ctx = mk_loop_ctx(L);
+    mk_nn_graph *g = mk_loop_graph(L);
+    if ((st = mk__leuda_translate(ctx, g, a, sl->n, sl->ch, sl->cw, sl->img, aux[0])) != MK_OK ||
+        (st = mk__leuda_translate(ctx, g, b, sl->n, sl->ch, sl->cw, aux[0], aux[1])) != MK_OK)
         return st;
-    MK_LOG_I(mk_loop_ctx(L), "leuda: %lld unlabelled %s slices from %d volumes, with their "
-             "translations",
+    MK_LOG_I(ctx, "leuda: %lld unlabelled %s slices from %d volumes, with their translations",
              (long long)sl->n, modality, sl->volumes);
     return MK_OK;
 }
@@ -419,17 +419,17 @@ static mk_status init(mk_loop *L, void *sp, const void *cfgp)
     mk_status st = mk__leuda_src_init(L, &s->src, p, &cfg->tp);
     if (st != MK_OK)
         return st;
-    if ((st = unlabelled(L, c->data.mri_modality, 101, "source", 31, s->src.F, s->src.G,
-                         &s->src_u, &s->aux[0])) != MK_OK ||
-        (st = unlabelled(L, c->data.ct_modality, 102, "target", 32, s->src.G, s->src.F,
-                         &s->tgt_u, &s->aux[2])) != MK_OK)
+    if ((st = unlabelled(L, c->data.mri_modality, 101, "source", 31, s->src.F, s->src.G, &s->src_u,
+                         &s->aux[0])) != MK_OK ||
+        (st = unlabelled(L, c->data.ct_modality, 102, "target", 32, s->src.G, s->src.F, &s->tgt_u,
+                         &s->aux[2])) != MK_OK)
         return st;
     /* the teachers start as the student (the same initialisation stream) */
-    if (!p->wo_source && (s->intra = mk_loop_add_unet(L, "intra_teacher", &c->unet,
-                                                      mk__seed(c->seed, 50))) < 0)
+    if (!p->wo_source &&
+        (s->intra = mk_loop_add_unet(L, "intra_teacher", &c->unet, mk__seed(c->seed, 50))) < 0)
         return ctx->status;
-    if (!p->wo_target && (s->inter = mk_loop_add_unet(L, "inter_teacher", &c->unet,
-                                                      mk__seed(c->seed, 50))) < 0)
+    if (!p->wo_target &&
+        (s->inter = mk_loop_add_unet(L, "inter_teacher", &c->unet, mk__seed(c->seed, 50))) < 0)
         return ctx->status;
     int64_t h = c->data.patch[1], w = c->data.patch[0];
     if (p->adversarial && (s->intra >= 0 || s->inter >= 0)) {
@@ -443,7 +443,7 @@ static mk_status init(mk_loop *L, void *sp, const void *cfgp)
         if (fch < 1)
             return mk_err(ctx, MK_ERR_NOMEM, "leuda: out of memory (feature shape)");
         static const char *const DN[2][2] = {{"D_intra_feat", "D_intra_out"},
-                                              {"D_inter_feat", "D_inter_out"}};
+                                             {"D_inter_feat", "D_inter_out"}};
         mk_optim_cfg oc = mk_optim_defaults(MK_OPTIM_ADAM);
         oc.lr = p->adv_lr;
         oc.beta1 = 0.5f;
@@ -575,8 +575,9 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
         mk_nn_graph_set_no_grad(g, ng);
         if (s->intra >= 0) {
             /* x^s and x^{t->s}: STU[0] and STU[2] */
-            mk_var *kd = mk_nn_scale(g, mk_nn_add(g, mk_nn_softmax_mse(g, zs[0], zi[0]),
-                                                  mk_nn_softmax_mse(g, zs[2], zi[1])),
+            mk_var *kd = mk_nn_scale(g,
+                                     mk_nn_add(g, mk_nn_softmax_mse(g, zs[0], zi[0]),
+                                               mk_nn_softmax_mse(g, zs[2], zi[1])),
                                      0.5f);
             if (!kd)
                 return mk_err(ctx, MK_ERR_NOMEM, "leuda: out of memory (intra consistency)");
@@ -638,8 +639,9 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
                 for (int k = 0; k < n; k++) {
                     mk_tensor *real = t == 0 ? &s->keep.intra[site][k] : &s->keep.inter[site][k];
                     mk_tensor *fake = &s->keep.stu[site][t == 0 ? (k == 0 ? 0 : 2) : k];
-                    mk_var *e = mk_nn_lsgan_d(g, mk_translator_forward(D, g, mk_nn_input(g, real, 0)),
-                                              mk_translator_forward(D, g, mk_nn_input(g, fake, 0)));
+                    mk_var *e =
+                        mk_nn_lsgan_d(g, mk_translator_forward(D, g, mk_nn_input(g, real, 0)),
+                                      mk_translator_forward(D, g, mk_nn_input(g, fake, 0)));
                     l = l ? mk_nn_add(g, l, e) : e;
                 }
                 l = mk_nn_scale(g, l, 1.0f / (float)n);

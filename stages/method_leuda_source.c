@@ -35,8 +35,8 @@ typedef struct state {
 static int needs(const mk_stage_common *c, const void *cfgp, mk_data_need *out)
 {
     const mk_leuda_params *p = &((const cfg_t *)cfgp)->p;
-    out[0] = (mk_data_need){c->data.mri_modality, 1, NULL, "leuda.source_volumes", 0,
-                            p->source_volumes};
+    out[0] =
+        (mk_data_need){c->data.mri_modality, 1, NULL, "leuda.source_volumes", 0, p->source_volumes};
     return 1;
 }
 

@@ -144,9 +144,9 @@ typedef struct mk_data_need {
     const char *modality;
     int labelled;
     const char *column;
-    const char *key; /* the config key that asked for the column, or for unlabelled rows */
-    int unlabelled;  /* 1: at least one train row of the modality must have no label (the
-                        unlabelled share a semi-supervised method learns from) */
+    const char *key;  /* the config key that asked for the column, or for unlabelled rows */
+    int unlabelled;   /* 1: at least one train row of the modality must have no label (the
+                         unlabelled share a semi-supervised method learns from) */
     int min_labelled; /* > 1: at least this many labelled train rows (`key` asks for them) */
 } mk_data_need;
 #define MK_NEEDS_MAX 4
@@ -155,8 +155,8 @@ typedef struct mk_data_need {
  * and what it segments: the evaluation split's rows of the modality named by the config key
  * `modality_key` (NULL: data.ct_modality), as they are, through a translator's G first
  * (translator file), or the image of a manifest column instead (normalised as MRI); `when`: a
- * boolean config key that must be true for it to be evaluated ("!key": false; NULL: always). Every output is
- * scored with the segmentation metrics of every structure. */
+ * boolean config key that must be true for it to be evaluated ("!key": false; NULL: always). Every
+ * output is scored with the segmentation metrics of every structure. */
 typedef struct mk_method_output {
     const char *name;
     const char *file;

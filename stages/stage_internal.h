@@ -140,7 +140,8 @@ mk_status mk__coteach_labelled(struct mk_loop *L, const mk_data_params *d, const
 /* out(p) = in(c + A (p - c)) for pixel centres p of an h x w slice, c its centre: A = R(-angle) /
  * scale, a rotation by `angle` radians and a zoom by `scale` (> 1 enlarges). */
 typedef struct mk__affine {
-    double a[4]; /* row-major 2x2: x_in - cx = a0 (x - cx) + a1 (y - cy), y_in - cy = a2 .. + a3 .. */
+    double
+        a[4]; /* row-major 2x2: x_in - cx = a0 (x - cx) + a1 (y - cy), y_in - cy = a2 .. + a3 .. */
 } mk__affine;
 /* scale uniform in [1 - dscale, 1 + dscale], angle uniform in [-deg, deg] degrees (two draws). */
 mk__affine mk__affine_draw(mk_rng *r, double dscale, double deg);
@@ -191,10 +192,11 @@ void mk__leuda_translator_path(const mk_stage_common *c, const mk_leuda_params *
  * (seed stream 50) with its Adam and schedule (linear warm-up over `warmup`). */
 mk_status mk__leuda_src_init(struct mk_loop *L, mk__leuda_src *s, const mk_leuda_params *p,
                              const mk_translate_params *tp);
-/* The images of every stored slice of sl (its n x ch x cw canvases `in`) through gen into out
- * (eval mode, batches of 16; an odd size is padded by one copied row / column and cropped). */
-mk_status mk__leuda_translate(struct mk_loop *L, mk_translator *gen, const mk_slices *sl,
-                              const float *in, float *out);
+/* n images of ch x cw (`in`, contiguous) through gen into out, in graph g (eval mode, no
+ * gradient, batches of 16; an odd size is padded by a copy of the last row / column, cropped
+ * off again). */
+mk_status mk__leuda_translate(mk_ctx *ctx, mk_nn_graph *g, mk_translator *gen, int64_t n,
+                              int64_t ch, int64_t cw, const float *in, float *out);
 /* One labelled batch (x^s and x^{s->t->s}, the same random affine per slice drawn from the
  * stream's RNG) and the student's loss sum seg(x^s) + seg(x^{s->t->s}) in the loop's graph
  * (begun by the caller). NULL on OOM. */

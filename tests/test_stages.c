@@ -389,18 +389,24 @@ static void test_hint_names(void **state)
     mk_ctx ctx;
     mk_ctx_init(&ctx);
     char names[3][32] = {"dec_prev", "dec_last", "bottleneck"}, res[3][32];
-    assert_int_equal(mk_stage_hint_check(&ctx, "cmedl.hint_layers", 3, 3, (const char(*)[32])names, res), MK_OK);
+    assert_int_equal(
+        mk_stage_hint_check(&ctx, "cmedl.hint_layers", 3, 3, (const char(*)[32])names, res), MK_OK);
     assert_string_equal(res[0], "dec0");
     assert_string_equal(res[1], "dec1");
     assert_string_equal(res[2], "bottleneck");
     char bad[2][32] = {"dec1", "prelogits"};
-    assert_int_equal(mk_stage_hint_check(&ctx, "cmedl.hint_layers", 3, 2, (const char(*)[32])bad, NULL), MK_ERR_CONFIG);
+    assert_int_equal(
+        mk_stage_hint_check(&ctx, "cmedl.hint_layers", 3, 2, (const char(*)[32])bad, NULL),
+        MK_ERR_CONFIG);
     const char *m = mk_ctx_errmsg(&ctx);
     assert_non_null(strstr(m, "cmedl.hint_layers[1]: 'prelogits'"));
     assert_non_null(strstr(m, "enc0, enc1, bottleneck, dec0, dec1, logits"));
     char bad2[1][32] = {"dec2"};
-    assert_int_equal(mk_stage_hint_check(&ctx, "cmedl.hint_layers", 3, 1, (const char(*)[32])bad2, NULL), MK_ERR_CONFIG);
-    assert_int_equal(mk_stage_hint_check(&ctx, "cmedl.hint_layers", 4, 1, (const char(*)[32])bad2, NULL), MK_OK);
+    assert_int_equal(
+        mk_stage_hint_check(&ctx, "cmedl.hint_layers", 3, 1, (const char(*)[32])bad2, NULL),
+        MK_ERR_CONFIG);
+    assert_int_equal(
+        mk_stage_hint_check(&ctx, "cmedl.hint_layers", 4, 1, (const char(*)[32])bad2, NULL), MK_OK);
 
     /* the stage itself refuses a bad name before loading any data */
     mk_stage_common c;

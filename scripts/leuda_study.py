@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""The LE-UDA seed study (issue 20): examples/leuda.toml over several seeds.
+
+    scripts/leuda_study.py [--seeds 1 2 3 4 5] [--jobs 2] [--threads 1] [--tag leuda]
+                           [--summarise-only]
+
+Per seed, runs/study/TAG/seed-S/:
+  base/       the example as it is: translate, the source-only baseline (leuda_source) and LE-UDA
+  mtuda/      MT-UDA-style: leuda.adversarial = false
+  wo_source/  LE-UDA without the intra-domain teacher (leuda.wo_source = true)
+  wo_target/  LE-UDA without the inter-domain teacher (leuda.wo_target = true)
+  target/     the target-supervised upper bound: `supervised` on CT with the labels of all 20 CT
+              training volumes (a copy of the manifest with them filled in; used only here)
+The variants reuse base's translator (leuda.translator_model), so every arm of a seed sees the
+same translated sets, the same initial student weights and the same labelled batches. Every
+model is scored on the 6 CT test volumes translated to fake MR (the authors' protocol) and as
+they are (raw CT). Finished runs are reused. Prints (and writes runs/study/TAG/study.md) per arm
+and structure the Dice and ASSD (mean over test cases, then mean +- sd over seeds) and paired
+comparisons over the (seed, case) pairs (mean difference, t CI, Wilcoxon signed-rank with scipy,
+wins/losses).
+"""
+import argparse
+import concurrent.futures as cf
+import csv
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "examples", "leuda.toml")
+DATA = os.path.join(ROOT, "demo-data-leuda")
+VARIANTS = {
+    "mtuda": ["leuda.adversarial=false"],
+    "wo_source": ["leuda.wo_source=true"],
+    "wo_target": ["leuda.wo_target=true"],
+}
+# arm -> (run, model on fake MR, model on raw CT)
+ARMS = [
+    ("source-only", "base", "leuda_source", "leuda_source_ct"),
+    ("MT-UDA-style", "mtuda", "leuda", "leuda_ct"),
+    ("LE-UDA", "base", "leuda", "leuda_ct"),
+    ("LE-UDA wo_source", "wo_source", "leuda", "leuda_ct"),
+    ("LE-UDA wo_target", "wo_target", "leuda", "leuda_ct"),
+    ("LE-UDA intra teacher", "base", "leuda_intra", "leuda_intra_ct"),
+    ("LE-UDA inter teacher", "base", "leuda_inter", "leuda_inter_ct"),
+    ("target-supervised bound", "target", None, "supervised"),
+]
+COMPARISONS = [
+    ("LE-UDA", "MT-UDA-style"),
+    ("MT-UDA-style", "source-only"),
+    ("LE-UDA", "source-only"),
+    ("LE-UDA wo_source", "LE-UDA"),
+    ("LE-UDA wo_target", "LE-UDA"),
+    ("LE-UDA inter teacher", "LE-UDA"),
+    ("target-supervised bound", "LE-UDA"),
+]
+
+
+def target_manifest(args):
+    """The manifest with every CT training row's label filled in (absolute paths)."""
+    src = os.path.join(DATA, "manifest.csv")
+    dst = os.path.join(args.root, "manifest_target_labels.csv")
+    with open(src) as f:
+        rows = list(csv.DictReader(f))
+    fields = list(rows[0].keys())
+    for r in rows:
+        for k in ("image", "label"):
+            if r[k]:
+                r[k] = os.path.join(DATA, r[k])
+        if r["modality"] == "CT" and r["split"] == "train" and not r["label"]:
+            r["label"] = r["image"].replace(".nii.gz", "_label.nii.gz")
+    with open(dst + ".tmp", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(dst + ".tmp", dst)
+    return dst
+
+
+def run(args, seed, name):
+    out = os.path.join(args.root, f"seed-{seed}", name)
+    if os.path.exists(os.path.join(out, "reports", "summary.json")):
+        return f"seed {seed} {name}: reused"
+    cmd = [args.pipeline, "--quiet", "run", CONFIG, "--seed", str(seed), "--threads",
+           str(args.threads), "--out", out]
+    if name == "target":
+        cmd += ["--set", 'run.stages=["supervised", "evaluate"]',
+                "--set", f"data.manifest={args.target_manifest}",
+                "--set", "supervised.modality=CT", "--set", "supervised.iterations=1500",
+                "--set", "supervised.batch=8", "--set", "supervised.lr=2e-3",
+                "--set", "supervised.schedule=constant"]
+    elif name != "base":
+        tr = os.path.join(args.root, f"seed-{seed}", "base", "models", "translator.h5")
+        cmd += ["--set", 'run.stages=["leuda", "evaluate"]',
+                "--set", f"leuda.translator_model={tr}"]
+        for s in VARIANTS[name]:
+            cmd += ["--set", s]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"seed {seed} {name}: exit {r.returncode}\n{r.stderr[-3000:]}")
+    return f"seed {seed} {name}: done"
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def per_case(args, seed, runname, model):
+    rep = load(os.path.join(args.root, f"seed-{seed}", runname, "reports", model + ".json"))
+    out = {}
+    for c in rep["cases"]:
+        out[c["id"]] = {int(k): (float(v["dice"]), float(v["assd"]))
+                        for k, v in c["labels"].items()}
+    return rep.get("label_names"), [int(x) for x in rep["labels"]], out
+
+
+def msd(vals, fmt="{:.3f}"):
+    vals = [v for v in vals if math.isfinite(v)]
+    if not vals:
+        return "–"
+    if len(vals) == 1:
+        return fmt.format(vals[0])
+    return fmt.format(statistics.mean(vals)) + " ± " + fmt.format(statistics.stdev(vals))
+
+
+def summarise(args):
+    from scipy import stats
+    lines = []
+    seeds = args.seeds
+    names, labels, _ = per_case(args, seeds[0], "base", "leuda")
+    names = names or [f"label_{v}" for v in labels]
+    data = {}  # (arm, protocol) -> seed -> case -> label -> (dice, assd)
+    for arm, runname, fake, raw in ARMS:
+        for proto, model in (("fake MR", fake), ("raw CT", raw)):
+            if model:
+                data[(arm, proto)] = {s: per_case(args, s, runname, model)[2] for s in seeds}
+    ncases = len(next(iter(data.values()))[seeds[0]])
+    lines.append(f"Seeds {seeds}; {ncases} CT test cases per seed.\n")
+    head = "| arm | test images | " + " | ".join(f"Dice {n}" for n in names) + \
+        " | Dice mean | " + " | ".join(f"ASSD {n} mm" for n in names) + " |"
+    lines.append(head)
+    lines.append("|" + "---|" * (3 + 2 * len(names)))
+    for key in data:
+        arm, proto = key
+        row = [arm, proto]
+        for lab in labels:
+            row.append(msd([statistics.mean(cs[c][lab][0] for c in cs)
+                            for cs in (data[key][s] for s in seeds)]))
+        row.append(msd([statistics.mean(statistics.mean(cs[c][lab][0] for lab in labels)
+                                        for c in cs) for cs in (data[key][s] for s in seeds)]))
+        for lab in labels:
+            vals = []
+            for s in seeds:
+                cs = data[key][s]
+                fin = [cs[c][lab][1] for c in cs if math.isfinite(cs[c][lab][1])]
+                vals.append(statistics.mean(fin) if fin else float("nan"))
+            row.append(msd(vals, "{:.2f}"))
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("\nDice: mean over the test cases, then mean ± sd over seeds. ASSD: mean over "
+                 "the cases with both masks non-empty. fake MR: the CT test volumes translated "
+                 "by the translator's G (the authors' protocol); raw CT: as they are.\n")
+
+    def diffs(a, b, proto):
+        d = []
+        for s in seeds:
+            for c in data[(a, proto)][s]:
+                da = statistics.mean(data[(a, proto)][s][c][lab][0] for lab in labels)
+                db = statistics.mean(data[(b, proto)][s][c][lab][0] for lab in labels)
+                d.append(da - db)
+        return d
+    lines.append("| a | b | test images | pairs | mean Dice a − b | 95 % CI (t) | Wilcoxon p | "
+                 "wins / losses |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for a, b in COMPARISONS:
+        for proto in ("fake MR", "raw CT"):
+            if (a, proto) not in data or (b, proto) not in data:
+                continue
+            d = diffs(a, b, proto)
+            n = len(d)
+            m = statistics.mean(d)
+            sd = statistics.stdev(d) if n > 1 else float("nan")
+            h = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n) if n > 1 else float("nan")
+            p = stats.wilcoxon(d, zero_method="wilcox").pvalue if any(d) else float("nan")
+            w = sum(x > 0 for x in d)
+            lo = sum(x < 0 for x in d)
+            lines.append(f"| {a} | {b} | {proto} | {n} | {m:+.4f} | {m - h:+.4f} to "
+                         f"{m + h:+.4f} | {p:.3g} | {w} / {lo} |")
+    lines.append("\nPairs: (seed, test case), the Dice averaged over the three structures; "
+                 "Wilcoxon signed-rank (scipy, zeros dropped).\n")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(args.root, "study.md"), "w") as f:
+        f.write(text)
+    print(text)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--tag", default="leuda")
+    ap.add_argument("--pipeline", default=os.path.join(ROOT, "build", "pipeline"))
+    ap.add_argument("--summarise-only", action="store_true")
+    args = ap.parse_args()
+    args.root = os.path.join(ROOT, "runs", "study", args.tag)
+    os.makedirs(args.root, exist_ok=True)
+    if not args.summarise_only:
+        # the phantoms once (every run reads the same folder), then the base runs (they train
+        # the translators the variants reuse), then the variants and the bound
+        subprocess.run([args.pipeline, "--quiet", "run", CONFIG, "--set", 'run.stages=["synth"]',
+                        "--out", os.path.join(args.root, "synth")], check=True)
+        args.target_manifest = target_manifest(args)
+        with cf.ThreadPoolExecutor(args.jobs) as ex:
+            for msg in ex.map(lambda s: run(args, s, "base"), args.seeds):
+                print(msg, flush=True)
+            jobs = [(s, v) for s in args.seeds for v in list(VARIANTS) + ["target"]]
+            for msg in ex.map(lambda sv: run(args, sv[0], sv[1]), jobs):
+                print(msg, flush=True)
+    summarise(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
