@@ -85,9 +85,10 @@ void mk_eval_report_clear(mk_eval_report *rep)
         free(rep->cases[i].image);
     }
     free(rep->cases);
-    char **own[] = {&rep->split,       &rep->config_hash,   &rep->data,
-                    &rep->model_file,  &rep->modality,      &rep->window_blend,
-                    &rep->postprocess, &rep->version_owned, &rep->command_line_owned};
+    char **own[] = {
+        &rep->split,         &rep->config_hash,       &rep->data,        &rep->model_file,
+        &rep->modality,      &rep->window_blend,      &rep->postprocess, &rep->translator,
+        &rep->version_owned, &rep->command_line_owned};
     for (size_t k = 0; k < sizeof own / sizeof own[0]; k++) {
         free(*own[k]);
         *own[k] = NULL;
@@ -115,9 +116,10 @@ void mk_eval_report_clear(mk_eval_report *rep)
 }
 
 /* The run fields, in the order JSON "run" and the HDF5 run_<name> attributes list them. */
-#define MK__NRUN 7
-static const char *const RUN_FIELDS[MK__NRUN] = {
-    "split", "config_hash", "data", "model_file", "modality", "window_blend", "postprocess"};
+#define MK__NRUN 8
+static const char *const RUN_FIELDS[MK__NRUN] = {"split",       "config_hash", "data",
+                                                 "model_file",  "modality",    "window_blend",
+                                                 "postprocess", "translator"};
 
 const char *mk__eval_run_field_name(int k)
 {
@@ -126,8 +128,8 @@ const char *mk__eval_run_field_name(int k)
 
 char **mk__eval_run_field(mk_eval_report *rep, int k)
 {
-    char **v[MK__NRUN] = {&rep->split,    &rep->config_hash,  &rep->data,       &rep->model_file,
-                          &rep->modality, &rep->window_blend, &rep->postprocess};
+    char **v[MK__NRUN] = {&rep->split,    &rep->config_hash,  &rep->data,        &rep->model_file,
+                          &rep->modality, &rep->window_blend, &rep->postprocess, &rep->translator};
     return k >= 0 && k < MK__NRUN ? v[k] : NULL;
 }
 

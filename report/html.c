@@ -600,6 +600,11 @@ static void print_header(FILE *f, const page *pg)
             esc(f, R(pg, i)->model_file);
             fputs("</code>", f);
         }
+        if (R(pg, i)->translator) {
+            fputs(", on the images translated by G of <code>", f);
+            esc(f, R(pg, i)->translator);
+            fputs("</code>", f);
+        }
         fputs(", evaluated ", f);
         esc(f, R(pg, i)->created);
     }

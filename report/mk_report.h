@@ -92,6 +92,8 @@ typedef struct mk_eval_report {
     char *modality;     /* modality of the segmented images ("CT") */
     char *window_blend; /* "gaussian" | "uniform" */
     char *postprocess;  /* "none" | "largest_component" */
+    char *translator;   /* the images went through this translator's G first (e.g. the target
+                           domain's test images as fake MR, LE-UDA's protocol); NULL: as stored */
     char **names_owned; /* label names read back by mk_report_eval_read (label_names points here) */
     char *version_owned, *command_line_owned; /* the same for version and command_line */
 } mk_eval_report;
@@ -150,7 +152,8 @@ typedef struct mk_report_structure_summary {
 typedef struct mk_report_model_summary {
     char name[32];
     int cases;
-    int64_t params; /* trainable parameters of the model's network (< 0: not known) */
+    int64_t params;       /* trainable parameters of the model's network (< 0: not known) */
+    char translator[512]; /* rep->translator ("": the images as stored) */
     double dice_mean, dice_std, dice_median;
     double hd95_mean, assd_mean, sdice_mean; /* over the pairs with finite distances */
     int n_infinite; /* (case, structure) pairs with an empty prediction or reference */

@@ -65,6 +65,7 @@ mk_status mk_report_model_summarise(mk_ctx *ctx, const mk_eval_report *rep, cons
 {
     memset(s, 0, sizeof *s);
     snprintf(s->name, sizeof s->name, "%s", model);
+    snprintf(s->translator, sizeof s->translator, "%s", rep->translator ? rep->translator : "");
     s->params = params;
     s->cases = rep->ncases;
     if (rep->nlabels < 0 || rep->nlabels > MK_REPORT_MAX_STRUCTURES)
@@ -150,6 +151,11 @@ static void print_json(FILE *f, const void *arg)
             fprintf(f, "%lld", (long long)s->params);
         else
             fputs("null", f);
+        fputs(", \"translator\": ", f);
+        if (s->translator[0])
+            mk_json_put(f, s->translator);
+        else
+            fputs("null", f);
         fputs(", \"structures\": [", f);
         for (int j = 0; j < s->nstructures; j++) {
             const mk_report_structure_summary *t = &s->structures[j];
@@ -223,6 +229,15 @@ static void print_md(FILE *f, const void *arg)
         else
             fputs("? |\n", f);
     }
+    int via = 0;
+    for (int i = 0; i < a->n; i++)
+        if (a->m[i].translator[0]) {
+            fprintf(f, "%s%s", via ? ", " : "\nSegmented after translation (G of the translator): ",
+                    a->m[i].name);
+            via = 1;
+        }
+    if (via)
+        fputs(". The other models segmented the images as stored.\n", f);
     for (int i = 0; i < a->n; i++) {
         const mk_report_model_summary *s = &a->m[i];
         fprintf(f,

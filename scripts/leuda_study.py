@@ -127,6 +127,46 @@ def msd(vals, fmt="{:.3f}"):
     return fmt.format(statistics.mean(vals)) + " ± " + fmt.format(statistics.stdev(vals))
 
 
+def translation_check(args, names, labels):
+    """Mean intensity per class of the images the segmenters see (the pipeline's normalisation:
+    MRI (x - mean) / (3 sd) clipped to [-1, 1]): real MR test volumes, and the fake MR that each
+    seed's translator G makes of the CT test volumes (evaluate.write_pmri)."""
+    import nibabel as nib
+    import numpy as np
+    with open(os.path.join(DATA, "manifest.csv")) as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == "test"]
+
+    def per_class(img, lab):
+        return [float(img[lab == c].mean()) for c in [0] + labels]
+
+    def label_of(r):
+        return np.asarray(nib.load(os.path.join(DATA, r["image"].replace(".nii.gz", "_label.nii.gz"))).dataobj)
+    real = []
+    for r in rows:
+        if r["modality"] == "MR":
+            x = np.asarray(nib.load(os.path.join(DATA, r["image"])).dataobj).astype(np.float64)
+            z = np.clip((x - x.mean()) / (3 * x.std()), -1, 1)
+            real.append(per_class(z, label_of(r)))
+    fake = {}
+    for s in args.seeds:
+        v = []
+        for r in rows:
+            if r["modality"] == "CT":
+                p = os.path.join(args.root, f"seed-{s}", "base", "pmri", r["id"] + ".nii.gz")
+                v.append(per_class(np.asarray(nib.load(p).dataobj), label_of(r)))
+        fake[s] = np.mean(v, axis=0)
+    out = ["| mean normalised intensity | background | " + " | ".join(names) + " |",
+           "|---|" + "---|" * (1 + len(names))]
+    out.append("| real MR (test) | " + " | ".join(f"{v:.3f}" for v in np.mean(real, axis=0)) + " |")
+    fk = np.array([fake[s] for s in args.seeds])
+    out.append("| fake MR = G(CT test), mean ± sd over seeds | " + " | ".join(
+        f"{m:.3f} ± {d:.3f}" for m, d in zip(fk.mean(axis=0), fk.std(axis=0, ddof=1) if
+                                              len(args.seeds) > 1 else 0 * fk.mean(axis=0))) + " |")
+    out.append("\nThe segmenters learn the real MR contrast; a structure whose fake-MR intensity is "
+               "far from its real-MR one is mistaken for its neighbours.\n")
+    return out
+
+
 def summarise(args):
     from scipy import stats
     lines = []
@@ -191,6 +231,7 @@ def summarise(args):
                          f"{m + h:+.4f} | {p:.3g} | {w} / {lo} |")
     lines.append("\nPairs: (seed, test case), the Dice averaged over the three structures; "
                  "Wilcoxon signed-rank (scipy, zeros dropped).\n")
+    lines += translation_check(args, names, labels)
     text = "\n".join(lines) + "\n"
     with open(os.path.join(args.root, "study.md"), "w") as f:
         f.write(text)

@@ -248,7 +248,8 @@ mk_status mk_stage_evaluate(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
             !(rep.split = dup(mk_eval_split(m, mod, ep->split))) ||
             !(rep.data = dup(c->data.manifest)) || !(rep.model_file = dup(models[i].model_h5)) ||
             !(rep.modality = dup(models[i].input_column ? models[i].input_column : mod)) ||
-            !(rep.window_blend = dup(blend)) || !(rep.postprocess = dup(post)))
+            !(rep.window_blend = dup(blend)) || !(rep.postprocess = dup(post)) ||
+            (models[i].translator_h5 && !(rep.translator = dup(models[i].translator_h5))))
             st = mk_err(ctx, MK_ERR_NOMEM, "out of memory");
         int64_t params = -1;
         if (st == MK_OK)

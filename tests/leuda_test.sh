@@ -51,6 +51,14 @@ assert names == ["leuda_source", "leuda_source_ct", "leuda", "leuda_ct", "leuda_
 for m in s["models"]:
     assert [x["name"] for x in m["structures"]] == ["RV", "MYO", "LV"], m
     assert m["cases"] == 6, m
+# which images each model segmented: through the run's translator, or as stored
+tr = {m["name"]: m["translator"] for m in s["models"]}
+assert all(tr[n].endswith("models/leuda_translator.h5") for n in names if not n.endswith("_ct")), tr
+assert all(tr[n] is None for n in names if n.endswith("_ct")), tr
+md = open(os.path.join(d, "reports/summary.md")).read()
+assert "Segmented after translation (G of the translator): leuda_source, leuda, leuda_intra, leuda_inter." in md
+html = open(os.path.join(d, "reports/report.html")).read()
+assert "on the images translated by G of" in html
 # the fake-MR and raw-CT scores of one network differ (different inputs)
 dm = {m["name"]: m["dice_mean"] for m in s["models"]}
 assert dm["leuda"] != dm["leuda_ct"], dm
