@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """The LE-UDA seed study (issue 20): examples/leuda.toml over several seeds.
 
     scripts/leuda_study.py [--seeds 1 2 3 4 5] [--jobs 2] [--threads 1] [--tag leuda]

@@ -29,42 +29,25 @@
 #include "phantoms/mk_phantoms.h"
 #include "stages/mk_method.h"
 #include "stages/stage_internal.h"
+#include "test_nets.h"
 #include "test_tmp.h"
 
 static char g_tmp[512], g_man[700];
-static mk_unet *g_nets[64];
-static int g_nnets;
 
 static int setup(void **s)
 {
     (void)s;
     if (mk_test_tmp_make(g_tmp, sizeof g_tmp, "coteach") != 0)
         return -1;
-    char ph[600];
-    snprintf(ph, sizeof ph, "%s/phantoms", g_tmp);
-    snprintf(g_man, sizeof g_man, "%s/manifest.csv", ph);
-    mk_ctx ctx;
-    mk_ctx_init(&ctx);
-    mk_phantom_params p;
-    mk_phantom_params_default(&p, MK_PHANTOM_CARDIAC);
-    p.seed = 3;
-    p.cases = 10;
-    p.size[0] = p.size[1] = 32;
-    p.size[2] = 4;
-    p.labelled = 0.3;
-    mk_phantom_summary sum;
-    if (mk_phantom_synth(&ctx, &p, ph, &sum) != MK_OK) {
-        fprintf(stderr, "phantoms: %s\n", mk_ctx_errmsg(&ctx));
+    if (mk_test_cardiac(g_tmp, 3, 10, 0.3, g_man, sizeof g_man) != 0)
         return -1;
-    }
     return 0;
 }
 
 static int teardown(void **s)
 {
     (void)s;
-    for (int i = 0; i < g_nnets; i++)
-        mk_unet_free(g_nets[i]);
+    mk_test_nets_free();
     mk_test_tmp_remove(g_tmp);
     return 0;
 }
@@ -125,34 +108,9 @@ static void train(const char *method, const mk_stage_common *c, void *cfg)
 /* A U-Net of this shape with the weights of a model file (freed at teardown). */
 static mk_nn_params *load_unet(const char *path, int width, int depth)
 {
-    mk_ctx ctx;
-    mk_ctx_init(&ctx);
-    mk_unet_cfg uc = mk_unet_defaults(2);
-    uc.in_ch = 1;
-    uc.classes = 4;
-    uc.base = width;
-    uc.levels = depth;
-    mk_unet *u = NULL;
-    assert_int_equal(mk_unet_new(&ctx, &uc, 0, &u), MK_OK);
-    if (mk_model_load(&ctx, path, "params", mk_unet_params(u), NULL) != MK_OK)
-        fail_msg("%s", mk_ctx_errmsg(&ctx));
-    assert_true(g_nnets < 64);
-    g_nets[g_nnets++] = u;
-    return mk_unet_params(u);
-}
-
-static double max_abs_diff(mk_nn_params *a, mk_nn_params *b, int buffers)
-{
-    double m = 0;
-    assert_int_equal(mk_nn_params_count(a), mk_nn_params_count(b));
-    for (int i = 0; i < mk_nn_params_count(a); i++) {
-        mk_param *x = mk_nn_params_at(a, i), *y = mk_nn_params_at(b, i);
-        if (x->is_buffer && !buffers)
-            continue;
-        for (int64_t k = 0; k < mk_tensor_numel(&x->value); k++)
-            m = fmax(m, fabs((double)x->value.data[k] - y->value.data[k]));
-    }
-    return m;
+    mk_nn_params *p = mk_test_load_unet(path, width, depth);
+    assert_non_null(p);
+    return p;
 }
 
 static void test_paths_off_is_tiny(void **s)
@@ -171,7 +129,7 @@ static void test_paths_off_is_tiny(void **s)
     snprintf(pb, sizeof pb, "%s/models/coteach_tiny.h5", b);
     mk_nn_params *x = load_unet(pa, cfg->cp.width, cfg->cp.depth);
     mk_nn_params *y = load_unet(pb, cfg->cp.width, cfg->cp.depth);
-    assert_true(max_abs_diff(x, y, 1) == 0.0);
+    assert_true(mk_test_params_diff(x, y, 1) == 0.0);
     /* and the paths change it */
     common(&c, "on", a, sizeof a);
     void *tcfg = cfg_of("coteach_teacher", 6);
@@ -180,7 +138,7 @@ static void test_paths_off_is_tiny(void **s)
     on->cp.rampup = 0; /* full weights from the first step */
     train("coteach", &c, on);
     snprintf(pa, sizeof pa, "%s/models/coteach_student.h5", a);
-    assert_true(max_abs_diff(load_unet(pa, on->cp.width, on->cp.depth), y, 0) > 0);
+    assert_true(mk_test_params_diff(load_unet(pa, on->cp.width, on->cp.depth), y, 0) > 0);
     free(cfg);
     free(tc);
     free(tcfg);
@@ -201,7 +159,7 @@ static void test_coteacher_ema(void **s)
     snprintf(ps, sizeof ps, "%s/models/coteach_student.h5", d);
     snprintf(pc, sizeof pc, "%s/models/coteach_coteacher.h5", d);
     int w = cfg->cp.width, dp = cfg->cp.depth;
-    assert_true(max_abs_diff(load_unet(ps, w, dp), load_unet(pc, w, dp), 0) == 0.0);
+    assert_true(mk_test_params_diff(load_unet(ps, w, dp), load_unet(pc, w, dp), 0) == 0.0);
     /* pretrain 0, one iteration: alpha = min(1 - 1/2, 0.99) = 0.5 of the initial weights */
     common(&c, "ema_half", d, sizeof d);
     cfg->cp.ema_pretrain = 0;
@@ -237,7 +195,7 @@ static void test_coteacher_ema(void **s)
     if (worst > 1e-7)
         fail_msg("co-teacher differs from 0.5 init + 0.5 student by %g (from the student %g, "
                  "from the initial weights %g)",
-                 worst, max_abs_diff(co, st, 0), max_abs_diff(co, i0, 0));
+                 worst, mk_test_params_diff(co, st, 0), mk_test_params_diff(co, i0, 0));
     mk_unet_free(init);
     free(cfg);
 }

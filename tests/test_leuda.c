@@ -31,11 +31,10 @@
 #include "phantoms/mk_phantoms.h"
 #include "stages/mk_method.h"
 #include "stages/stage_internal.h"
+#include "test_nets.h"
 #include "test_tmp.h"
 
 static char g_tmp[512], g_man[700], g_tr[800];
-static mk_unet *g_nets[64];
-static int g_nnets;
 
 typedef struct {
     mk_leuda_params p;
@@ -115,24 +114,11 @@ static int setup(void **s)
     (void)s;
     if (mk_test_tmp_make(g_tmp, sizeof g_tmp, "leuda") != 0)
         return -1;
-    char ph[600];
-    snprintf(ph, sizeof ph, "%s/phantoms", g_tmp);
-    snprintf(g_man, sizeof g_man, "%s/manifest.csv", ph);
+    if (mk_test_cardiac(g_tmp, 3, 10, 0.5, g_man, sizeof g_man) != 0)
+        return -1;
+    /* one translator for every run */
     mk_ctx ctx;
     mk_ctx_init(&ctx);
-    mk_phantom_params p;
-    mk_phantom_params_default(&p, MK_PHANTOM_CARDIAC);
-    p.seed = 3;
-    p.cases = 10;
-    p.size[0] = p.size[1] = 32;
-    p.size[2] = 4;
-    p.labelled = 0.5;
-    mk_phantom_summary sum;
-    if (mk_phantom_synth(&ctx, &p, ph, &sum) != MK_OK) {
-        fprintf(stderr, "phantoms: %s\n", mk_ctx_errmsg(&ctx));
-        return -1;
-    }
-    /* one translator for every run */
     mk_stage_common c;
     char dir[700];
     common(&c, "translate", dir, sizeof dir);
@@ -149,8 +135,7 @@ static int setup(void **s)
 static int teardown(void **s)
 {
     (void)s;
-    for (int i = 0; i < g_nnets; i++)
-        mk_unet_free(g_nets[i]);
+    mk_test_nets_free();
     mk_test_tmp_remove(g_tmp);
     return 0;
 }
@@ -305,43 +290,18 @@ static void test_translate(void **s)
 
 /* ---------------------------------------------------------------- the method */
 
-static mk_nn_params *load_unet(const char *path)
+static mk_nn_params *load_unet(const char *path, int width, int depth)
 {
-    mk_ctx ctx;
-    mk_ctx_init(&ctx);
-    mk_unet_cfg uc = mk_unet_defaults(2);
-    uc.in_ch = 1;
-    uc.classes = 4;
-    uc.base = 4;
-    uc.levels = 3;
-    mk_unet *u = NULL;
-    assert_int_equal(mk_unet_new(&ctx, &uc, 0, &u), MK_OK);
-    if (mk_model_load(&ctx, path, "params", mk_unet_params(u), NULL) != MK_OK)
-        fail_msg("%s", mk_ctx_errmsg(&ctx));
-    assert_true(g_nnets < 64);
-    g_nets[g_nnets++] = u;
-    return mk_unet_params(u);
-}
-
-static double max_abs_diff(mk_nn_params *a, mk_nn_params *b, int buffers)
-{
-    double m = 0;
-    assert_int_equal(mk_nn_params_count(a), mk_nn_params_count(b));
-    for (int i = 0; i < mk_nn_params_count(a); i++) {
-        mk_param *x = mk_nn_params_at(a, i), *y = mk_nn_params_at(b, i);
-        if (x->is_buffer && !buffers)
-            continue;
-        for (int64_t k = 0; k < mk_tensor_numel(&x->value); k++)
-            m = fmax(m, fabs((double)x->value.data[k] - y->value.data[k]));
-    }
-    return m;
+    mk_nn_params *p = mk_test_load_unet(path, width, depth);
+    assert_non_null(p);
+    return p;
 }
 
 static mk_nn_params *model(const char *dir, const char *file)
 {
     char p[900];
     snprintf(p, sizeof p, "%s/models/%s", dir, file);
-    return load_unet(p);
+    return load_unet(p, 4, 3);
 }
 
 static int has_term(const mk_train_stats *st, const char *name)
@@ -370,16 +330,16 @@ static void test_warmup_is_source_only(void **s)
     sc->p.warmup = 1.0f; /* the same learning-rate warm-up */
     train("leuda_source", &c, sc, NULL);
     mk_nn_params *x = model(a, "leuda_student.h5"), *y = model(b, "leuda_source.h5");
-    assert_true(max_abs_diff(x, y, 0) == 0.0);
+    assert_true(mk_test_params_diff(x, y, 0) == 0.0);
     /* the running statistics differ: leuda's student also saw the unlabelled slices */
-    assert_true(max_abs_diff(x, y, 1) > 0.0);
+    assert_true(mk_test_params_diff(x, y, 1) > 0.0);
     /* once they count, the student moves away */
     common(&c, "count", d, sizeof d);
     leuda_cfg *on = cfg_of("leuda", 5);
     on->p.warmup = 0;
     on->p.rampup = 0;
     train("leuda", &c, on, NULL);
-    assert_true(max_abs_diff(model(d, "leuda_student.h5"), y, 0) > 0.0);
+    assert_true(mk_test_params_diff(model(d, "leuda_student.h5"), y, 0) > 0.0);
     /* leuda_source's own iterations key: 0 takes leuda's */
     const mk_method *m = mk_method_find("leuda_source");
     assert_int_equal(m->iterations(sc), 5);
@@ -399,8 +359,10 @@ static void test_warmup_is_source_only(void **s)
                           {"F", mk_translator_params(t[3]), NULL}};
     assert_int_equal(mk__ckpt_load(&ctx, g_tr, "translator", NULL, m0, 2, NULL, 0), MK_OK);
     assert_int_equal(mk__ckpt_load(&ctx, wp, "translator", NULL, m1, 2, NULL, 0), MK_OK);
-    assert_true(max_abs_diff(mk_translator_params(t[0]), mk_translator_params(t[2]), 1) == 0);
-    assert_true(max_abs_diff(mk_translator_params(t[1]), mk_translator_params(t[3]), 1) == 0);
+    assert_true(mk_test_params_diff(mk_translator_params(t[0]), mk_translator_params(t[2]), 1) ==
+                0);
+    assert_true(mk_test_params_diff(mk_translator_params(t[1]), mk_translator_params(t[3]), 1) ==
+                0);
     for (int k = 0; k < 4; k++)
         mk_translator_free(t[k]);
     free(cfg);
@@ -419,14 +381,15 @@ static void test_teachers_and_switches(void **s)
     cfg->p.ema_pretrain = 5;
     train("leuda", &c, cfg, NULL);
     mk_nn_params *stu = model(d, "leuda_student.h5");
-    assert_true(max_abs_diff(model(d, "leuda_intra.h5"), stu, 0) == 0.0);
-    assert_true(max_abs_diff(model(d, "leuda_inter.h5"), stu, 0) == 0.0);
+    assert_true(mk_test_params_diff(model(d, "leuda_intra.h5"), stu, 0) == 0.0);
+    assert_true(mk_test_params_diff(model(d, "leuda_inter.h5"), stu, 0) == 0.0);
     /* after it they average (and differ from the student) */
     common(&c, "avg", d, sizeof d);
     cfg->p.ema_pretrain = 1;
     cfg->p.iterations = 4;
     train("leuda", &c, cfg, NULL);
-    assert_true(max_abs_diff(model(d, "leuda_intra.h5"), model(d, "leuda_student.h5"), 0) > 0);
+    assert_true(mk_test_params_diff(model(d, "leuda_intra.h5"), model(d, "leuda_student.h5"), 0) >
+                0);
     /* the switches */
     struct {
         const char *name;
