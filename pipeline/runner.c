@@ -43,6 +43,14 @@ mk_status mk_runner_check(mk_ctx *ctx, const mk_cfg *cfg)
                           mk_cfg_path(cfg), mk_cfg_line(cfg, "run.stages"), i, s,
                           *avail ? avail : "none");
         }
+        /* a stage's models, checkpoint and done-marker are named after it: twice would train
+         * the second over the first (or skip it on --resume) */
+        for (int k = 0; k < i; k++)
+            if (!strcmp(mk_cfg_list_str(cfg, "run.stages", k), s))
+                return mk_err(ctx, MK_ERR_CONFIG,
+                              "%s:%d: key 'run.stages'[%d]: stage \"%s\" is already listed at "
+                              "[%d] (a stage runs once per run)",
+                              mk_cfg_path(cfg), mk_cfg_line(cfg, "run.stages"), i, s, k);
     }
     return MK_OK;
 }
@@ -652,8 +660,18 @@ static mk_status check_run_dir(mk_run_env *env, char *forced, size_t nforced)
     char resolved[4200], prov_path[4200], cwd[PATH_MAX];
     snprintf(resolved, sizeof resolved, "%s/config.resolved.toml", dir);
     snprintf(prov_path, sizeof prov_path, "%s/provenance.json", dir);
-    if (!holds || !mk_fs_is_file(resolved))
-        return MK_OK; /* nothing ran there yet: a new run */
+    if (!holds)
+        return MK_OK; /* nothing there yet: a new run */
+    char stages[4200], copied[4200];
+    snprintf(stages, sizeof stages, "%s/stages", dir);
+    snprintf(copied, sizeof copied, "%s/config.toml", dir);
+    if (!mk_fs_is_file(resolved) && mk_fs_is_dir(stages) && mk_fs_is_file(copied))
+        return MK_OK; /* a run stopped before its resolved config was written: start it anew */
+    if (!mk_fs_is_file(resolved))
+        return mk_err(ctx, MK_ERR_USAGE,
+                      "--resume: '%s' is not a run directory (no config.resolved.toml) and is not "
+                      "empty: give the run's directory, or an empty or new one for a new run",
+                      dir);
     if (!getcwd(cwd, sizeof cwd))
         snprintf(cwd, sizeof cwd, ".");
     char *prov = NULL, *old_text = NULL;

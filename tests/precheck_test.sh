@@ -161,5 +161,18 @@ grep -q 'warning --resume --force' run-ok/log.txt && ok || fail "log.txt does no
 check "resume after --force" 0 "" -- "$P" --quiet run ok.toml --resume
 grep -c '"time": ' run-ok/provenance.json | grep -qx 1 && ok || fail "provenance.json lost or doubled the forced resume"
 
+# --resume on a folder that holds something other than a run: refused, nothing written there
+mkdir -p notarun && echo "keep me" > notarun/notes.txt
+check "resume, not a run directory" 2 "--resume: 'notarun' is not a run directory (no config.resolved.toml) and is not empty" -- \
+    "$P" run ok.toml --resume --out notarun
+[ "$(ls notarun)" = "notes.txt" ] && ok || fail "a refused resume wrote into notarun: $(ls notarun)"
+# an empty folder is a new run
+mkdir -p emptydir
+check "resume, empty directory" 0 "" -- "$P" --quiet run ok.toml --resume --out emptydir --dry-run
+# a stage listed twice
+check "duplicated stage" 2 "is already listed at [0] (a stage runs once per run)" -- \
+    "$P" run ok.toml --out dup --set 'run.stages=["supervised", "supervised", "evaluate"]'
+absent "duplicated stage" dup
+
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]
