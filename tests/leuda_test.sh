@@ -73,8 +73,8 @@ for f in ("leuda_student.h5", "leuda_intra.h5", "leuda_inter.h5", "leuda_source.
           "leuda_translator.h5"):
     assert os.path.exists(os.path.join(d, "models", f)), f
 assert os.path.exists(os.path.join(d, "reports/report.html"))
-w = json.load(open(os.path.join(wo, "reports/summary.json")))
-wn = [m["name"] for m in w["models"]]
+sw = json.load(open(os.path.join(wo, "reports/summary.json")))
+wn = [m["name"] for m in sw["models"]]
 assert wn == ["leuda", "leuda_ct", "leuda_inter", "leuda_inter_ct"], wn
 assert not os.path.exists(os.path.join(wo, "models", "leuda_intra.h5"))
 print("ok: Dice (fake MR / raw CT) source-only %.3f / %.3f, LE-UDA %.3f / %.3f" % (
