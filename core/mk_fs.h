@@ -1,8 +1,25 @@
 /* medkd core: file helpers shared by every writer.
  *
- * Atomic output: write to `PATH.tmp.<pid>` obtained from mk_fs_tmp_path, then mk_fs_commit renames
- * it over PATH (same directory, so rename(2) is atomic). On failure call mk_fs_discard so no half
- * written file is ever left under the final name. */
+ * Atomic output: write to the temporary named by mk_fs_tmp_path, then mk_fs_commit moves it into
+ * place. On failure call mk_fs_discard so no half written file is ever left under the final name.
+ * mk_fs_write_atomic(_printed) do the three steps for bytes in memory. What PATH is decides where
+ * the bytes go (checked with lstat by mk_fs_tmp_path and again by mk_fs_commit):
+ *   - absent or a regular file: the temporary is `PATH.tmp.<pid>` (same directory, so rename(2)
+ *     is atomic) and is renamed over PATH;
+ *   - a symlink to a regular file: the same on the file it resolves to (realpath), so the target
+ *     is replaced atomically and the link stays a link;
+ *   - a FIFO or a character device (/dev/null, a tty), or a symlink to one: never renamed over;
+ *     it is opened for writing (no create, no truncate) and the bytes are written into it (a FIFO
+ *     waits for its reader); writers' temporaries go to a private mkstemp file in $TMPDIR (or /tmp)
+ *     that mk_fs_commit copies in and removes;
+ *   - "-", /dev/stdout, /dev/stderr, /dev/fd/N and /proc/self/fd/N: the open descriptor (1, 2, N)
+ *     itself, written where it stands after stdio's buffer is flushed (what `>` or a pipe gave
+ *     the process), through the same private temporary;
+ *   - anything else (a directory, a block device, a socket, a symlink to one of those, a symlink
+ *     that resolves to nothing) is refused with MK_ERR_IO and "PATH: not a regular file (a
+ *     directory): refusing to replace it; ..."; nothing is created or replaced.
+ * Only the regular-file cases are atomic: a stream receives its bytes once the output is complete
+ * but can see a partial write if writing fails half way. */
 #ifndef MK_FS_H
 #define MK_FS_H
 
@@ -16,16 +33,23 @@
 extern "C" {
 #endif
 
-/* Writes "PATH.tmp.PID" into buf (size n). Returns MK_ERR_INVALID if it does not fit. */
+/* Writes the temporary's name for path into buf (size n): "PATH.tmp.PID", "REAL.tmp.PID" for a
+ * symlink to the regular file REAL, a new private file for a stream (rule above). Returns
+ * MK_ERR_INVALID if it does not fit, MK_ERR_IO for a target that is refused. */
 mk_status mk_fs_tmp_path(mk_ctx *ctx, const char *path, char *buf, size_t n);
-/* rename(tmp, path); on failure removes tmp and records an error naming path. */
+/* Moves the finished tmp into place by the rule above (rename, or copy into a stream); tmp is
+ * gone afterwards either way. Errors name path. */
 mk_status mk_fs_commit(mk_ctx *ctx, const char *tmp, const char *path);
-/* Write `len` bytes to path atomically (temp file, then rename); errors name path. */
+/* Write `len` bytes to path atomically (temp file, then rename; streams written directly);
+ * errors name path. */
 mk_status mk_fs_write_atomic(mk_ctx *ctx, const char *path, const void *data, size_t len);
 /* The same for text made by a printer: print(out, arg) writes into a memory stream, which is then
  * written atomically to path. */
 mk_status mk_fs_write_atomic_printed(mk_ctx *ctx, const char *path,
                                      void (*print)(FILE *out, const void *arg), const void *arg);
+/* 1 if an output named path goes to standard output by the rule above ("-", /dev/stdout,
+ * /dev/fd/1, /proc/self/fd/1), so a command can keep its own printing off that stream. */
+int mk_fs_is_stdout(const char *path);
 /* unlink(tmp), ignoring errors. */
 void mk_fs_discard(const char *tmp);
 /* mkdir -p. */

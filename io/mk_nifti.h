@@ -7,16 +7,23 @@
  * Reading (mk_io_nifti_read):
  *   1. The raw header (348 or 540 bytes, either byte order, through zlib so .gz works) is read and
  *      validated by us BEFORE niftilib sees it and before any voxel buffer is allocated:
- *      sizeof_hdr, magic, dim[0] in 1..7, dim[i] > 0, dims 6..7 == 1, the voxel-count product
- * without overflow and <= MK_IMAGE_MAX_VOXELS, datatype supported, pixdim[1..min(ndim,3)] finite
- * and non-zero, vox_offset finite, >= header size for .nii, and for uncompressed files vox_offset +
- * data bytes <= file size. Messages read "FILE: field F: expected ..., got ...".
+ *      sizeof_hdr, magic, dim[0] in 1..5 (6 and 7 are refused with MK_ERR_UNSUPPORTED: an mk_image
+ *      holds 5 dims and none is dropped silently), dim[i] > 0, the voxel-count product without
+ *      overflow and <= MK_IMAGE_MAX_VOXELS, datatype supported, pixdim[1..min(ndim,3)] finite and
+ *      non-zero, vox_offset an integer, >= header size for .nii, <= INT_MAX for NIfTI-1/ANALYZE
+ *      (niftilib casts the float to int) and for gzip data (its uncompressed size is unknown), and
+ *      for uncompressed files vox_offset + data bytes <= file size; the header's own offset is the
+ *      one used (niftilib's must agree). scl_slope not +-inf, scl_inter finite when the slope
+ *      applies (0 or NaN slope: no scaling, NaN being nibabel's "unset"). Messages read "FILE:
+ *      field F: expected ..., got ...".
  *   2. niftilib parses the header (nifti_image_read without data; its stderr chatter is off).
  *   3. The voxels are read with zlib (gzread; plain files pass through), checking for truncation
- *      and gzip corruption, byte-swapped when the file's byte order differs from ours.
+ *      and gzip corruption (a stream that ends at or before vox_offset names vox_offset),
+ *      byte-swapped when the file's byte order differs from ours.
  *   Scaling: when scl_slope is finite, non-zero and (slope, inter) != (1, 0), values become
  *   raw*slope + inter computed in double and stored as float64 if the stored type is float64 or an
- *   integer type of 32 or 64 bits (float32 could not hold them exactly), else float32. Otherwise
+ *   integer type of 32 or 64 bits (float32 could not hold them exactly), else float32; a finite raw
+ *   value whose scaled value is not finite in that type is refused (field scl_slope). Otherwise
  * the stored type is kept. RGB24 is never scaled. Geometry rule (nibabel's get_best_affine, also
  * ITK's for orthonormal sforms): the voxel->RAS affine is the sform if sform_code > 0, else the
  * qform if qform_code > 0, else niftilib's "no code" qform: diag(pixdim[1..3]) with origin 0 (this

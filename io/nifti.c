@@ -4,6 +4,7 @@
 #include "mk_nifti.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -227,13 +228,13 @@ static mk_status validate_raw_header(mk_ctx *ctx, const char *path, const raw_hd
         if (h->dim[i] <= 0)
             return mk_err(ctx, MK_ERR_FORMAT, "%s: field dim[%d]: expected > 0, got %lld", path, i,
                           (long long)h->dim[i]);
-    for (int i = 6; i <= nd; i++)
-        if (h->dim[i] != 1)
-            return mk_err(
-                ctx, MK_ERR_UNSUPPORTED,
-                "%s: field dim[%d]: expected 1 (medkd images have at most 5 dims), got %lld", path,
-                i, (long long)h->dim[i]);
-    int ndim = nd > MK_IMAGE_MAX_DIMS ? MK_IMAGE_MAX_DIMS : (int)nd;
+    /* dims 6..7 would be dropped (even of size 1, the image would come back with fewer dims) */
+    if (nd > MK_IMAGE_MAX_DIMS)
+        return mk_err(ctx, MK_ERR_UNSUPPORTED,
+                      "%s: field dim[0]: expected 1..%d (medkd images have at most %d dims), got "
+                      "%lld",
+                      path, MK_IMAGE_MAX_DIMS, MK_IMAGE_MAX_DIMS, (long long)nd);
+    int ndim = (int)nd;
     int64_t d[MK_IMAGE_MAX_DIMS];
     for (int i = 0; i < ndim; i++)
         d[i] = h->dim[i + 1];
@@ -258,8 +259,24 @@ static mk_status validate_raw_header(mk_ctx *ctx, const char *path, const raw_hd
                       h->vox_offset);
     if (h->onefile && h->vox_offset < (double)h->hsize)
         return mk_err(ctx, MK_ERR_FORMAT,
-                      "%s: field vox_offset: expected >= %zu (the header size), got %g", path,
+                      "%s: field vox_offset: expected >= %zu (the header size), got %.17g", path,
                       h->hsize, h->vox_offset);
+    /* NIfTI-1/ANALYZE store a float that niftilib converts with (int): a fraction would be cut and
+     * 2^31 or more becomes garbage that it clamps to the header size (issue 23) */
+    if (h->vox_offset != floor(h->vox_offset) || (h->version < 2 && h->vox_offset > INT_MAX))
+        return mk_err(ctx, MK_ERR_FORMAT,
+                      "%s: field vox_offset: expected an integer byte offset in %zu..%d, got %.17g",
+                      path, h->onefile ? h->hsize : (size_t)0, INT_MAX, h->vox_offset);
+    /* scl_slope 0 or NaN means no scaling (NaN is what nibabel writes when unset) */
+    if (isinf(h->scl_slope))
+        return mk_err(ctx, MK_ERR_FORMAT,
+                      "%s: field scl_slope: expected a finite value (0 or NaN for no scaling), "
+                      "got %g",
+                      path, h->scl_slope);
+    if (isfinite(h->scl_slope) && h->scl_slope != 0 && !isfinite(h->scl_inter))
+        return mk_err(ctx, MK_ERR_FORMAT,
+                      "%s: field scl_inter: expected a finite value with scl_slope %g, got %g",
+                      path, h->scl_slope, h->scl_inter);
     if (h->qform_code > 0)
         for (int i = 0; i < 6; i++)
             if (!isfinite(h->quat[i]))
@@ -434,6 +451,16 @@ static mk_status read_voxels(mk_ctx *ctx, const char *iname, int64_t offset, voi
                         iname, nbytes, done, m ? m : "?");
             goto done;
         }
+        if (n == 0 && done == 0 && offset > 0) {
+            int zerr = 0;
+            const char *m = gzerror(g, &zerr);
+            st = mk_err(ctx, MK_ERR_FORMAT,
+                        "%s: field vox_offset: expected %zu bytes of voxels from vox_offset %lld, "
+                        "got none (the data ends before the offset: file truncated or offset past "
+                        "the end%s%s)",
+                        iname, nbytes, (long long)offset, zerr ? "; " : "", zerr ? m : "");
+            goto done;
+        }
         if (n == 0) {
             int zerr = 0;
             const char *m = gzerror(g, &zerr);
@@ -501,10 +528,26 @@ static mk_status nifti_open(mk_ctx *ctx, const char *path, int read_data, mk_ima
                       "accepts, got one it rejects",
                       hname);
     const char *iname = nim->iname ? nim->iname : hname;
-    int64_t off = nim->iname_offset;
+    /* the offset is the header's own (validated above), never a value niftilib made up */
+    int64_t off = (int64_t)h.vox_offset;
+    if (nim->iname_offset != off) {
+        st = mk_err(ctx, MK_ERR_FORMAT,
+                    "%s: field vox_offset: expected niftilib to read the header's %lld, got %lld",
+                    hname, (long long)off, (long long)nim->iname_offset);
+        goto fail;
+    }
     if (!mk_fs_is_file(iname)) {
         st = mk_err(ctx, MK_ERR_IO, "%s: cannot open the image file of the pair: no such file",
                     iname);
+        goto fail;
+    }
+    /* the uncompressed size of a .gz is not known without inflating it all: no offset past what
+     * an int holds (the voxels read after it must then be complete, checked by the readers) */
+    if (is_gzip_file(iname) && off > INT_MAX) {
+        st = mk_err(ctx, MK_ERR_FORMAT,
+                    "%s: field vox_offset: expected an integer byte offset in %zu..%d for a gzip "
+                    "file, got %lld",
+                    hname, h.onefile ? h.hsize : (size_t)0, INT_MAX, (long long)off);
         goto fail;
     }
     if (!is_gzip_file(iname)) {
@@ -525,7 +568,7 @@ static mk_status nifti_open(mk_ctx *ctx, const char *path, int read_data, mk_ima
         goto fail;
     }
     img->dtype = dt;
-    img->ndim = h.dim[0] > MK_IMAGE_MAX_DIMS ? MK_IMAGE_MAX_DIMS : (int)h.dim[0];
+    img->ndim = (int)h.dim[0]; /* 1..MK_IMAGE_MAX_DIMS, checked by validate_raw_header */
     for (int d = 0; d < MK_IMAGE_MAX_DIMS; d++)
         img->dim[d] = d < img->ndim ? h.dim[d + 1] : 1;
 
@@ -602,9 +645,9 @@ static mk_status nifti_open(mk_ctx *ctx, const char *path, int read_data, mk_ima
         }
         if (nim->byteorder != nifti_short_order() && nim->swapsize > 1)
             nifti_swap_Nbytes(nvox, nim->swapsize, img->data);
-        double sl = nim->scl_slope, in = nim->scl_inter;
-        if (!isfinite(in))
-            in = 0;
+        /* the header's values: a non-finite slope is "no scaling", an infinite one or a
+         * non-finite intercept with a slope were refused by validate_raw_header */
+        double sl = h.scl_slope, in = h.scl_inter;
         if (isfinite(sl) && sl != 0 && !(sl == 1 && in == 0) && dt != MK_DT_RGB24) {
             int wide = dt == MK_DT_FLOAT64 || dt == MK_DT_INT32 || dt == MK_DT_UINT32 ||
                        dt == MK_DT_INT64 || dt == MK_DT_UINT64;
@@ -616,11 +659,23 @@ static mk_status nifti_open(mk_ctx *ctx, const char *path, int read_data, mk_ima
                 goto fail;
             }
             for (int64_t i = 0; i < nvox; i++) {
-                double v = mk_image_get(img, i) * sl + in;
+                double raw = mk_image_get(img, i), v = raw * sl + in;
                 if (wide)
                     ((double *)nd)[i] = v;
                 else
                     ((float *)nd)[i] = (float)v;
+                /* NaN/inf stored in a float file stay as they are; made by the scaling: refused */
+                if (isfinite(raw) && !isfinite(wide ? v : (double)(float)v)) {
+                    st = mk_err(ctx, MK_ERR_FORMAT,
+                                "%s: field scl_slope: expected raw * scl_slope + scl_inter to be "
+                                "finite in %s, got %g at voxel %lld (raw %g, scl_slope %g, "
+                                "scl_inter %g)",
+                                hname, wide ? "float64" : "float32", wide ? v : (double)(float)v,
+                                (long long)i, raw, sl, in);
+                    free(nd);
+                    mk_image_free(img);
+                    goto fail;
+                }
             }
             free(img->data);
             img->data = nd;

@@ -5,9 +5,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/mk_fs.h"
@@ -178,6 +182,292 @@ static void test_atomic_commit(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* ---- atomic output onto targets that are not regular files (issue 23, D7) ------------------- */
+
+static char *slurp_file(const char *path, size_t *n)
+{
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    char *data = NULL;
+    assert_int_equal(mk_fs_read_all(&ctx, path, &data, n), MK_OK);
+    return data;
+}
+
+static int count_entries(const char *dir)
+{
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | wc -l", dir);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (p) {
+        if (fscanf(p, "%d", &n) != 1)
+            n = -1;
+        pclose(p);
+    }
+    return n;
+}
+
+/* A symlink to a regular file: the file it points at is replaced atomically, the link stays. */
+static void test_atomic_write_through_symlink(void **state)
+{
+    (void)state;
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    char dir[] = "/tmp/mk_test_core_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char sub[512], target[600], link[600], tmp[4352];
+    snprintf(sub, sizeof sub, "%s/real", dir);
+    assert_int_equal(mk_fs_mkdirs(&ctx, sub), MK_OK);
+    snprintf(target, sizeof target, "%s/real/out.csv", dir);
+    snprintf(link, sizeof link, "%s/out.csv", dir);
+    assert_int_equal(mk_fs_write_atomic(&ctx, target, "old\n", 4), MK_OK);
+    assert_int_equal(symlink("real/out.csv", link), 0);
+
+    assert_int_equal(mk_fs_write_atomic(&ctx, link, "new\n", 4), MK_OK);
+    struct stat ls;
+    assert_int_equal(lstat(link, &ls), 0);
+    assert_true(S_ISLNK(ls.st_mode));
+    size_t n;
+    char *data = slurp_file(target, &n);
+    assert_string_equal(data, "new\n");
+    free(data);
+
+    /* the writers' path (temporary beside the file pointed at, then commit) does the same */
+    assert_int_equal(mk_fs_tmp_path(&ctx, link, tmp, sizeof tmp), MK_OK);
+    assert_non_null(strstr(tmp, "/real/out.csv.tmp."));
+    FILE *f = fopen(tmp, "w");
+    assert_non_null(f);
+    fputs("newer\n", f);
+    fclose(f);
+    assert_int_equal(mk_fs_commit(&ctx, tmp, link), MK_OK);
+    assert_int_equal(lstat(link, &ls), 0);
+    assert_true(S_ISLNK(ls.st_mode));
+    data = slurp_file(target, &n);
+    assert_string_equal(data, "newer\n");
+    free(data);
+    /* the printer variant too, and no temporary is left anywhere */
+    assert_int_equal(mk_fs_write_atomic_printed(&ctx, link, print_lines, "s"), MK_OK);
+    assert_int_equal(lstat(link, &ls), 0);
+    assert_true(S_ISLNK(ls.st_mode));
+    data = slurp_file(target, &n);
+    assert_string_equal(data, "line 1 s\nline 2 s\n");
+    free(data);
+    assert_int_equal(count_entries(dir), 2);
+    assert_int_equal(count_entries(sub), 1);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+typedef struct fifo_reader {
+    int fd;
+    char *buf;
+    size_t n, cap;
+} fifo_reader;
+
+/* Reads the FIFO to its end (all writers closed). */
+static void *fifo_read_all(void *arg)
+{
+    fifo_reader *r = arg;
+    for (;;) {
+        if (r->n == r->cap) {
+            r->cap = r->cap ? r->cap * 2 : 4096;
+            r->buf = realloc(r->buf, r->cap + 1);
+            if (!r->buf)
+                break;
+        }
+        ssize_t k = read(r->fd, r->buf + r->n, r->cap - r->n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        r->n += (size_t)k;
+    }
+    close(r->fd);
+    return NULL;
+}
+
+/* Write to a FIFO through one of the API's entries (0 whole buffer, 1 temporary + commit) while a
+ * reader thread drains it; returns what the reader got. The test keeps a writer end open itself
+ * until the call returns so that the reader never blocks forever, whatever the code under test
+ * does with the path. */
+static char *write_to_fifo(const char *fifo, int how, const char *data, size_t len, size_t *got,
+                           mk_status *st)
+{
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    int keep = open(fifo, O_RDWR);
+    assert_true(keep >= 0);
+    fifo_reader r = {open(fifo, O_RDONLY), NULL, 0, 0}; /* does not block: keep is a writer */
+    assert_true(r.fd >= 0);
+    pthread_t tid;
+    assert_int_equal(pthread_create(&tid, NULL, fifo_read_all, &r), 0);
+    if (how == 0) {
+        *st = mk_fs_write_atomic(&ctx, fifo, data, len);
+    } else {
+        char tmp[4352];
+        *st = mk_fs_tmp_path(&ctx, fifo, tmp, sizeof tmp);
+        if (*st == MK_OK) {
+            FILE *f = fopen(tmp, "wb");
+            assert_non_null(f);
+            assert_int_equal(fwrite(data, 1, len, f), len);
+            fclose(f);
+            *st = mk_fs_commit(&ctx, tmp, fifo);
+            assert_false(mk_fs_is_file(tmp));
+        }
+    }
+    if (*st != MK_OK)
+        print_error("%s\n", mk_ctx_errmsg(&ctx));
+    close(keep);
+    pthread_join(tid, NULL);
+    *got = r.n;
+    return r.buf;
+}
+
+/* A FIFO gets the bytes written into it and stays a FIFO (no temporary renamed over it). */
+static void test_atomic_write_to_fifo(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/mk_test_core_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char fifo[600];
+    snprintf(fifo, sizeof fifo, "%s/pipe", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    /* larger than a pipe's buffer, so the writer must wait for the reader */
+    size_t len = 300000;
+    char *data = malloc(len);
+    assert_non_null(data);
+    for (size_t i = 0; i < len; i++)
+        data[i] = (char)('a' + i % 23);
+    for (int how = 0; how < 2; how++) {
+        size_t got = 0;
+        mk_status st;
+        char *buf = write_to_fifo(fifo, how, data, len, &got, &st);
+        assert_int_equal(st, MK_OK);
+        assert_int_equal(got, len);
+        assert_memory_equal(buf, data, len);
+        free(buf);
+        struct stat ls;
+        assert_int_equal(lstat(fifo, &ls), 0);
+        assert_true(S_ISFIFO(ls.st_mode));
+        assert_int_equal(count_entries(dir), 1);
+    }
+    free(data);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* A directory, a symlink to one and a dangling symlink are refused, named, and left as they are. */
+static void test_atomic_write_refuses_non_regular(void **state)
+{
+    (void)state;
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    char dir[] = "/tmp/mk_test_core_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char d[600], l[600], dl[600], tmp[4352];
+    snprintf(d, sizeof d, "%s/adir", dir);
+    snprintf(l, sizeof l, "%s/tolink", dir);
+    snprintf(dl, sizeof dl, "%s/dangling", dir);
+    assert_int_equal(mkdir(d, 0777), 0);
+    assert_int_equal(symlink("adir", l), 0);
+    assert_int_equal(symlink("nothing-here", dl), 0);
+    const char *targets[3] = {d, l, dl};
+    for (int t = 0; t < 3; t++) {
+        const char *p = targets[t];
+        mk_err_clear(&ctx);
+        assert_int_not_equal(mk_fs_write_atomic(&ctx, p, "x\n", 2), MK_OK);
+        const char *m = mk_ctx_errmsg(&ctx);
+        if (!strstr(m, p) || !strstr(m, "not a regular file"))
+            fail_msg("%s: message '%s' should name the path and say 'not a regular file'", p, m);
+        assert_int_not_equal(mk_fs_write_atomic_printed(&ctx, p, print_lines, "x"), MK_OK);
+        assert_non_null(strstr(mk_ctx_errmsg(&ctx), "not a regular file"));
+        /* the writers' entry refuses before anything is written */
+        assert_int_not_equal(mk_fs_tmp_path(&ctx, p, tmp, sizeof tmp), MK_OK);
+        assert_non_null(strstr(mk_ctx_errmsg(&ctx), "not a regular file"));
+    }
+    /* commit re-checks: a temporary made while the path was free is not renamed over a directory
+     * that appeared since, and is removed */
+    char late[600];
+    snprintf(late, sizeof late, "%s/late", dir);
+    assert_int_equal(mk_fs_tmp_path(&ctx, late, tmp, sizeof tmp), MK_OK);
+    FILE *f = fopen(tmp, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(symlink("adir", late), 0);
+    assert_int_not_equal(mk_fs_commit(&ctx, tmp, late), MK_OK);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "not a regular file"));
+    assert_false(mk_fs_is_file(tmp));
+    struct stat ls;
+    assert_int_equal(lstat(d, &ls), 0);
+    assert_true(S_ISDIR(ls.st_mode));
+    assert_int_equal(lstat(l, &ls), 0);
+    assert_true(S_ISLNK(ls.st_mode));
+    assert_int_equal(lstat(dl, &ls), 0);
+    assert_true(S_ISLNK(ls.st_mode));
+    assert_int_equal(lstat(late, &ls), 0);
+    assert_true(S_ISLNK(ls.st_mode));
+    assert_int_equal(count_entries(d), 0);
+    assert_int_equal(count_entries(dir), 4);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* "-" is standard output, and /dev/fd/N the open descriptor N: bytes are written to the
+ * descriptor where it stands (after what was printed before), no file is created or replaced. */
+static void test_atomic_write_to_stdout(void **state)
+{
+    (void)state;
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    char dir[] = "/tmp/mk_test_core_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char cap[600], cwd[4096], fdname[64], tmp[4352];
+    snprintf(cap, sizeof cap, "%s/captured", dir);
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(dir), 0); /* a file named "-" would land here */
+    fflush(stdout);
+    int saved = dup(1);
+    assert_true(saved >= 0);
+    int fd = open(cap, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(dup2(fd, 1), 1);
+    printf("table\n"); /* buffered: must come out before the report */
+    mk_status s1 = mk_fs_write_atomic(&ctx, "-", "a,b\n", 4);
+    mk_status s2 = mk_fs_write_atomic_printed(&ctx, "-", print_lines, "p");
+    mk_status s3 = mk_fs_tmp_path(&ctx, "-", tmp, sizeof tmp);
+    if (s3 == MK_OK) {
+        FILE *f = fopen(tmp, "w");
+        if (f) {
+            fputs("via tmp\n", f);
+            fclose(f);
+        }
+        s3 = mk_fs_commit(&ctx, tmp, "-");
+    }
+    snprintf(fdname, sizeof fdname, "/dev/fd/%d", fd);
+    mk_status s4 = mk_fs_write_atomic(&ctx, fdname, "fd\n", 3);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    close(fd);
+    assert_int_equal(chdir(cwd), 0);
+    assert_int_equal(s1, MK_OK);
+    assert_int_equal(s2, MK_OK);
+    assert_int_equal(s3, MK_OK);
+    assert_int_equal(s4, MK_OK);
+    size_t n;
+    char *data = slurp_file(cap, &n);
+    assert_string_equal(data, "table\na,b\nline 1 p\nline 2 p\nvia tmp\nfd\n");
+    free(data);
+    assert_false(mk_fs_is_file(tmp));
+    assert_int_equal(count_entries(dir), 1); /* only "captured": no "-" */
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* The one JSON string escaper: every JSON writer of the project goes through it. */
 static void test_json_escape(void **state)
 {
@@ -206,9 +496,16 @@ static void test_json_escape(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_status_strings), cmocka_unit_test(test_error_buffer_is_per_context),
-        cmocka_unit_test(test_log_levels),     cmocka_unit_test(test_console_plain_and_json),
-        cmocka_unit_test(test_atomic_commit),  cmocka_unit_test(test_json_escape),
+        cmocka_unit_test(test_status_strings),
+        cmocka_unit_test(test_error_buffer_is_per_context),
+        cmocka_unit_test(test_log_levels),
+        cmocka_unit_test(test_console_plain_and_json),
+        cmocka_unit_test(test_atomic_commit),
+        cmocka_unit_test(test_json_escape),
+        cmocka_unit_test(test_atomic_write_through_symlink),
+        cmocka_unit_test(test_atomic_write_to_fifo),
+        cmocka_unit_test(test_atomic_write_refuses_non_regular),
+        cmocka_unit_test(test_atomic_write_to_stdout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -583,6 +583,231 @@ static void test_bad_gzip(void **state)
     }
 }
 
+/* ---- issue 23: vox_offset, dim[0] and scaling checks ------------------------------------------
+ */
+
+/* Patch n bytes at off of the uncompressed content of a .gz file and compress it again, so the
+ * gzip stream stays valid and only the header field changes. */
+static void patch_gz(const char *p, long off, const void *bytes, size_t n)
+{
+    gzFile g = gzopen(p, "rb");
+    assert_non_null(g);
+    size_t cap = 1 << 20, len = 0;
+    unsigned char *buf = malloc(cap);
+    assert_non_null(buf);
+    int k;
+    while ((k = gzread(g, buf + len, (unsigned)(cap - len))) > 0) {
+        len += (size_t)k;
+        if (len == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            assert_non_null(buf);
+        }
+    }
+    assert_true(k == 0);
+    gzclose(g);
+    assert_true((size_t)off + n <= len);
+    memcpy(buf + off, bytes, n);
+    g = gzopen(p, "wb6");
+    assert_non_null(g);
+    assert_int_equal(gzwrite(g, buf, (unsigned)len), (int)len);
+    assert_int_equal(gzclose(g), Z_OK);
+    free(buf);
+}
+
+/* expect_fail, and the message also holds each of the NULL-terminated words */
+static void expect_fail_says(const char *p, mk_status want, const char *field, ...)
+{
+    expect_fail(p, want, field);
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    mk_image *img = NULL;
+    assert_int_not_equal(mk_io_nifti_read(&ctx, p, &img), MK_OK);
+    const char *m = mk_ctx_errmsg(&ctx);
+    va_list ap;
+    va_start(ap, field);
+    for (const char *w = va_arg(ap, const char *); w; w = va_arg(ap, const char *))
+        if (!strstr(m, w))
+            fail_msg("message '%s' should say '%s'", m, w);
+    va_end(ap);
+}
+
+static void expect_reads(const char *p)
+{
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    mk_image *img = NULL;
+    if (mk_io_nifti_read(&ctx, p, &img) != MK_OK)
+        fail_msg("%s: %s", p, mk_ctx_errmsg(&ctx));
+    mk_image_free(img);
+}
+
+/* vox_offset >= 2^31 in a .nii.gz used to be cast to int by niftilib, clamped to 348 and read from
+ * there with exit 0; now the header's own value is checked (integer, >= header size, fits). */
+static void test_vox_offset_checked(void **state)
+{
+    (void)state;
+    char p[1200], q[1200], p2[1200];
+    tio_path(p, sizeof p, "off.nii.gz");
+    tio_path(q, sizeof q, "off.nii");
+    tio_path(p2, sizeof p2, "off2.nii.gz");
+    float off = 352.0f;
+    /* the re-compression alone keeps the file readable */
+    write_valid(p);
+    patch_gz(p, 108, &off, 4);
+    expect_reads(p);
+
+    off = 3e9f;
+    write_valid(p);
+    patch_gz(p, 108, &off, 4);
+    expect_fail_says(p, MK_ERR_FORMAT, "field vox_offset", "3000000000", "expected", NULL);
+    write_valid(q);
+    patchf(q, 108, 3e9f);
+    expect_fail_says(q, MK_ERR_FORMAT, "field vox_offset", "3000000000", "expected", NULL);
+    /* not an integer: niftilib would truncate it to 352 */
+    off = 352.5f;
+    write_valid(p);
+    patch_gz(p, 108, &off, 4);
+    expect_fail_says(p, MK_ERR_FORMAT, "field vox_offset", "352.5", "integer", NULL);
+    /* a fitting offset past the end of the compressed data: the short read is caught */
+    off = 4096.0f;
+    write_valid(p);
+    patch_gz(p, 108, &off, 4);
+    expect_fail_says(p, MK_ERR_FORMAT, "vox_offset", "4096", NULL);
+    /* NIfTI-2 (int64 vox_offset at byte 168), compressed: refused past 2^31 - 1 as well */
+    {
+        mk_ctx ctx;
+        mk_ctx_init(&ctx);
+        mk_image *img = make_image(MK_DT_UINT8, 4, 4, 4);
+        mk_nifti_write_opts o = {.version = 2};
+        assert_int_equal(mk_io_nifti_write_ex(&ctx, p2, img, &o), MK_OK);
+        mk_image_free(img);
+        int64_t big = 3000000000LL;
+        patch_gz(p2, 168, &big, 8);
+        expect_fail_says(p2, MK_ERR_FORMAT, "field vox_offset", "3000000000", "expected", NULL);
+    }
+    /* the header-only read refuses it too */
+    off = 3e9f;
+    write_valid(p);
+    patch_gz(p, 108, &off, 4);
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    mk_image *img = NULL;
+    assert_int_equal(mk_io_nifti_read_header(&ctx, p, &img), MK_ERR_FORMAT);
+    assert_null(img);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "field vox_offset"));
+}
+
+/* dim[0] = 6 or 7 (trailing dims of size 1) used to be read as 5 dims; medkd images hold at most
+ * 5, so such a header is refused by name rather than losing a dimension. */
+static void test_dim0_above_5_refused(void **state)
+{
+    (void)state;
+    char p[1200];
+    tio_path(p, sizeof p, "dim6.nii");
+    for (int16_t nd = 6; nd <= 7; nd++) {
+        write_valid(p);
+        patch16(p, 40, nd);
+        char got[16];
+        snprintf(got, sizeof got, "got %d", nd);
+        expect_fail_says(p, MK_ERR_UNSUPPORTED, "field dim[0]", got, "5", NULL);
+        mk_ctx ctx;
+        mk_ctx_init(&ctx);
+        mk_image *img = NULL;
+        assert_int_equal(mk_io_nifti_read_header(&ctx, p, &img), MK_ERR_UNSUPPORTED);
+        assert_null(img);
+    }
+    /* 5 dims still read */
+    write_valid(p);
+    patch16(p, 40, 5);
+    expect_reads(p);
+}
+
+/* scl_slope 3e38 on int16 used to give inf voxels silently; an infinite slope or a NaN intercept
+ * with a valid slope was ignored. NaN or 0 slope stays "no scaling" (nibabel's unset value). */
+static void test_scaling_non_finite_refused(void **state)
+{
+    (void)state;
+    char p[1200];
+    tio_path(p, sizeof p, "scl.nii");
+    write_valid(p);
+    patchf(p, 112, 3e38f);
+    expect_fail_says(p, MK_ERR_FORMAT, "field scl_slope", "finite", NULL);
+    write_valid(p);
+    patchf(p, 112, INFINITY);
+    expect_fail_says(p, MK_ERR_FORMAT, "field scl_slope", "inf", NULL);
+    write_valid(p);
+    patchf(p, 112, 2.0f);
+    patchf(p, 116, NAN);
+    expect_fail_says(p, MK_ERR_FORMAT, "field scl_inter", "nan", NULL);
+    write_valid(p);
+    patchf(p, 112, 1.0f);
+    patchf(p, 116, -INFINITY);
+    expect_fail_says(p, MK_ERR_FORMAT, "field scl_inter", "inf", NULL);
+    /* finite scaling that overflows float32 through the intercept */
+    write_valid(p);
+    patchf(p, 112, 1e38f);
+    patchf(p, 116, 3e38f);
+    expect_fail_says(p, MK_ERR_FORMAT, "field scl_slope", "finite", NULL);
+    /* no scaling: NaN slope (with a NaN intercept), slope 0 */
+    write_valid(p);
+    patchf(p, 112, NAN);
+    patchf(p, 116, NAN);
+    expect_reads(p);
+    write_valid(p);
+    patchf(p, 112, 0.0f);
+    patchf(p, 116, INFINITY);
+    expect_reads(p);
+    /* ordinary scaling still works */
+    write_valid(p);
+    patchf(p, 112, 2.0f);
+    patchf(p, 116, -5.0f);
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    mk_image *img = NULL;
+    assert_int_equal(mk_io_nifti_read(&ctx, p, &img), MK_OK);
+    assert_int_equal(img->dtype, MK_DT_FLOAT32);
+    assert_true(fabs(mk_image_get(img, 0) - (formula(MK_DT_INT16, 0, 0, 0) * 2 - 5)) < 1e-6);
+    mk_image_free(img);
+}
+
+/* The writers go through core/mk_fs.h: a symlink to a file is written through, not replaced. */
+static void test_write_through_symlink(void **state)
+{
+    (void)state;
+    char p[1200], l[1200];
+    tio_path(p, sizeof p, "linked_target.nii.gz");
+    tio_path(l, sizeof l, "linked.nii.gz");
+    write_valid(p);
+    assert_int_equal(symlink("linked_target.nii.gz", l), 0);
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    mk_image *img = make_image(MK_DT_UINT8, 3, 2, 2);
+    assert_int_equal(mk_io_nifti_write(&ctx, l, img), MK_OK);
+    mk_image_free(img);
+    struct stat ls;
+    assert_int_equal(lstat(l, &ls), 0);
+    assert_true(S_ISLNK(ls.st_mode));
+    img = NULL;
+    assert_int_equal(mk_io_nifti_read(&ctx, p, &img), MK_OK);
+    assert_int_equal(img->dtype, MK_DT_UINT8);
+    assert_int_equal(img->dim[0], 3);
+    mk_image_free(img);
+    /* a directory under an image name is refused, not replaced */
+    char d[1200];
+    tio_path(d, sizeof d, "adir.nii");
+    assert_int_equal(mkdir(d, 0777), 0);
+    img = make_image(MK_DT_UINT8, 3, 2, 2);
+    assert_int_not_equal(mk_io_nifti_write(&ctx, d, img), MK_OK);
+    mk_image_free(img);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "not a regular file"));
+    assert_int_equal(lstat(d, &ls), 0);
+    assert_true(S_ISDIR(ls.st_mode));
+    unlink(l);
+    unlink(p);
+    rmdir(d);
+}
+
 static void test_write_errors_leave_nothing(void **state)
 {
     (void)state;
@@ -736,6 +961,10 @@ int main(void)
         cmocka_unit_test(test_bad_headers),
         cmocka_unit_test(test_bad_gzip),
         cmocka_unit_test(test_write_errors_leave_nothing),
+        cmocka_unit_test(test_vox_offset_checked),
+        cmocka_unit_test(test_dim0_above_5_refused),
+        cmocka_unit_test(test_scaling_non_finite_refused),
+        cmocka_unit_test(test_write_through_symlink),
         cmocka_unit_test(test_real_cranium),
         cmocka_unit_test(test_real_kmeans_and_colin),
         cmocka_unit_test(test_real_vs_nibabel),
