@@ -7,7 +7,11 @@
  * cut down to the box of its non-zero voxels and the full buffer released before the next read, so
  * memory stays near one image plus the objects. Grids must agree (shape, spacing to 1e-4 relative,
  * origin/direction to 1e-4 x max spacing) unless --resample-to-ref maps the prediction onto the
- * reference grid (nearest neighbour). */
+ * reference grid (nearest neighbour).
+ *
+ * Outputs (--out, --json, --csv) go through the atomic writers of core/mk_fs.h: "-" (or
+ * /dev/stdout) is standard output, and then the table normally printed there is left out so that
+ * the stream holds the report alone; at most one output may go there. */
 #include <ctype.h>
 #include <dirent.h>
 #include <math.h>
@@ -25,6 +29,11 @@
 #ifndef MK_VERSION
 #define MK_VERSION "unknown"
 #endif
+
+/* Default --max-labels: the label values a mask may hold (1..255, docs/config.md data.labels),
+ * far above any atlas in use (AAL3: 170, TotalSegmentator: 117) and far below the thousands of
+ * values of an intensity image. */
+#define MK_EVAL_MAX_LABELS 255
 
 /* An image reduced to its non-zero box: header kept (geometry), voxels only inside the box. */
 typedef struct boxed {
@@ -353,28 +362,76 @@ static mk_status make_pairs(mk_ctx *ctx, const char *pdir, const char *rdir, pai
 
 /* ---------------------------------------------------------------- one case */
 
-static mk_status read_boxed(mk_ctx *ctx, const char *path, boxed *out)
+/* What makes an image a label map (--max-labels, --force). */
+typedef struct label_check {
+    long long max_labels; /* distinct non-zero values allowed */
+    int force;            /* 1: more are only a warning */
+} label_check;
+
+/* Refuse an image that is no label map before anything is scored: non-integral values (an
+ * intensity image or a probability map) always, more distinct non-zero values than
+ * lc->max_labels unless lc->force. */
+static mk_status check_label_map(mk_ctx *ctx, const char *path, const mk_metric_vol *v,
+                                 const label_check *lc)
+{
+    mk_metric_census c;
+    mk_status st = mk_metric_label_census(ctx, v, &c);
+    if (st != MK_OK)
+        return st;
+    const int many = c.n_distinct > lc->max_labels;
+    char cnt[64];
+    if (c.n_distinct > MK_METRIC_MAX_DISTINCT)
+        snprintf(cnt, sizeof cnt, "more than %d distinct non-zero values", MK_METRIC_MAX_DISTINCT);
+    else
+        snprintf(cnt, sizeof cnt, "%lld distinct non-zero value%s", (long long)c.n_distinct,
+                 c.n_distinct == 1 ? "" : "s");
+    if (!c.n_nonint) {
+        if (!many)
+            return MK_OK;
+        if (lc->force) {
+            MK_LOG_W(ctx, "%s: %s, more than --max-labels %lld: scored anyway (--force)", path, cnt,
+                     lc->max_labels);
+            return MK_OK;
+        }
+        return mk_err(ctx, MK_ERR_INVALID,
+                      "%s: not a label map: %s (expected at most %lld integer labels; "
+                      "--max-labels N raises the limit, --force scores anyway)",
+                      path, cnt, lc->max_labels);
+    }
+    return mk_err(ctx, MK_ERR_INVALID,
+                  "%s: not a label map: %s, non-integer values present in %lld voxel%s (voxel "
+                  "(%lld,%lld,%lld) = %.9g is not an integer) (expected at most %lld integer "
+                  "labels: an intensity image or a probability map cannot be scored%s)",
+                  path, cnt, (long long)c.n_nonint, c.n_nonint == 1 ? "" : "s",
+                  (long long)c.bad_voxel[0], (long long)c.bad_voxel[1], (long long)c.bad_voxel[2],
+                  c.bad_value, lc->max_labels,
+                  lc->force ? ", also with --force" : "; threshold or argmax it first");
+}
+
+static mk_status read_boxed(mk_ctx *ctx, const char *path, const label_check *lc, boxed *out)
 {
     mk_image *img = NULL;
     mk_status st = mk_io_read_image(ctx, path, &img);
     if (st != MK_OK)
         return st;
     st = make_boxed(ctx, path, img, out);
+    if (st == MK_OK)
+        st = check_label_map(ctx, path, &out->vol, lc);
     if (st != MK_OK)
         boxed_free(out);
     return st;
 }
 
 static mk_status eval_case(mk_ctx *ctx, const pair *pr, const int64_t *labels, int nlabels,
-                           int resample, const mk_metric_opts *o, mk_eval_case *out,
-                           int64_t **case_labels, int *ncase_labels)
+                           int resample, const label_check *lc, const mk_metric_opts *o,
+                           mk_eval_case *out, int64_t **case_labels, int *ncase_labels)
 {
     boxed bp, br;
     memset(&bp, 0, sizeof bp);
     memset(&br, 0, sizeof br);
-    mk_status st = read_boxed(ctx, pr->pred, &bp);
+    mk_status st = read_boxed(ctx, pr->pred, lc, &bp);
     if (st == MK_OK)
-        st = read_boxed(ctx, pr->ref, &br);
+        st = read_boxed(ctx, pr->ref, lc, &br);
     char why[256];
     if (st == MK_OK && !mk_geom_grid_diff(bp.hdr, br.hdr, 1e-4, why, sizeof why)) {
         if (!resample) {
@@ -544,10 +601,13 @@ mk_status mk_verb_eval(mk_cli *cli, int argc, char **argv)
 {
     mk_ctx *ctx = cli->ctx;
     const char *pred = NULL, *ref = NULL, *out_h5 = NULL, *out_json = NULL, *out_csv = NULL;
+    const char *names_file = NULL;
     int64_t *labels = NULL;
     int nlabels = 0, resample = 0;
     mk_metric_opts o;
     mk_metric_opts_default(&o);
+    o.both_empty = MK_METRIC_BOTH_NAN; /* nnU-Net's rule (docs/metrics.md) */
+    label_check lc = {MK_EVAL_MAX_LABELS, 0};
     mk_status st = MK_OK;
     mk_args a;
     mk_args_init(&a, argc, argv);
@@ -577,6 +637,18 @@ mk_status mk_verb_eval(mk_cli *cli, int argc, char **argv)
         } else if (mk_args_is(&a, "--convention")) {
             const char *v = mk_args_value(&a);
             st = v ? mk_metric_conv_parse(ctx, v, &o.convention) : mk_args_missing(&a, ctx);
+        } else if (mk_args_is(&a, "--label-names")) {
+            if (!(names_file = mk_args_value(&a)))
+                st = mk_args_missing(&a, ctx);
+        } else if (mk_args_is(&a, "--both-empty")) {
+            const char *v = mk_args_value(&a);
+            st = v ? mk_metric_both_empty_parse(ctx, v, &o.both_empty) : mk_args_missing(&a, ctx);
+        } else if (mk_args_is(&a, "--max-labels")) {
+            const char *v = mk_args_value(&a);
+            st = v ? mk_args_int(ctx, "--max-labels", v, 1, MK_METRIC_MAX_DISTINCT, &lc.max_labels)
+                   : mk_args_missing(&a, ctx);
+        } else if (mk_args_is(&a, "--force")) {
+            lc.force = 1;
         } else if (mk_args_is(&a, "--resample-to-ref")) {
             resample = 1;
         } else {
@@ -586,8 +658,18 @@ mk_status mk_verb_eval(mk_cli *cli, int argc, char **argv)
     if (st == MK_OK && (!pred || !ref))
         st = mk_err(ctx, MK_ERR_USAGE,
                     "eval: --pred and --ref are required (see 'pipeline help eval')");
+    int to_stdout = mk_fs_is_stdout(out_h5) + mk_fs_is_stdout(out_json) + mk_fs_is_stdout(out_csv);
+    if (st == MK_OK && to_stdout > 1)
+        st = mk_err(ctx, MK_ERR_USAGE,
+                    "eval: only one of --out, --json and --csv may be '-' (standard output)");
     mk_eval_report rep;
     memset(&rep, 0, sizeof rep);
+    /* the names file first: a malformed one fails before any image is read */
+    mk_report_label_names ln;
+    memset(&ln, 0, sizeof ln);
+    char **lnames = NULL;
+    if (st == MK_OK && names_file)
+        st = mk_report_label_names_read(ctx, names_file, &ln);
     pair *pairs = NULL;
     int npairs = 0;
     if (st == MK_OK) {
@@ -638,7 +720,7 @@ mk_status mk_verb_eval(mk_cli *cli, int argc, char **argv)
         pairs[i].id = pairs[i].pred = pairs[i].ref = NULL;
         rep.ncases = i + 1;
         pair cur = {c->id, c->pred, c->ref};
-        st = eval_case(ctx, &cur, labels, nlabels, resample, &o, c, &clabs[i], &nclabs[i]);
+        st = eval_case(ctx, &cur, labels, nlabels, resample, &lc, &o, c, &clabs[i], &nclabs[i]);
         mk_progress(ctx, "eval", i + 1, npairs, "case", c->id);
     }
     /* the report's label set: --labels, or the union over cases; absent labels are both-empty */
@@ -671,6 +753,7 @@ mk_status mk_verb_eval(mk_cli *cli, int argc, char **argv)
             }
             for (int j = 0; j < nu; j++) {
                 mk_metric_result_empty(&full[j], u[j], MK_METRIC_EMPTY_BOTH);
+                mk_metric_result_both_empty(&full[j], o.both_empty);
                 for (int k = 0; k < nclabs[i]; k++)
                     if (clabs[i][k] == u[j])
                         full[j] = rep.cases[i].res[k];
@@ -687,14 +770,45 @@ mk_status mk_verb_eval(mk_cli *cli, int argc, char **argv)
             for (int i = 0; i < rep.ncases; i++)
                 seen |= rep.cases[i].res[j].empty != MK_METRIC_EMPTY_BOTH;
             if (!seen)
-                MK_LOG_W(
-                    ctx,
-                    "label %lld is present in no prediction and no reference: scored as both-empty "
-                    "(dice 1, distances 0) in every case",
-                    (long long)rep.labels[j]);
+                MK_LOG_W(ctx,
+                         "label %lld is present in no prediction and no reference: scored as "
+                         "both-empty (%s) in every case",
+                         (long long)rep.labels[j],
+                         o.both_empty == MK_METRIC_BOTH_NAN
+                             ? "NaN, left out of the summaries: --both-empty nan"
+                             : "dice 1, distances 0: --both-empty one");
         }
         if (rep.nlabels == 0)
             MK_LOG_W(ctx, "every image is all zero: no label to score");
+    }
+    /* structure names: the file's, "label_<value>" (the evaluate stage's rule) for the others */
+    if (st == MK_OK && names_file) {
+        lnames = calloc((size_t)(rep.nlabels > 0 ? rep.nlabels : 1), sizeof *lnames);
+        char missing[256] = "";
+        size_t mw = 0;
+        int nmissing = 0;
+        for (int j = 0; j < rep.nlabels && lnames; j++) {
+            const char *nm = mk_report_label_names_find(&ln, rep.labels[j]);
+            char def[32];
+            if (!nm) {
+                snprintf(def, sizeof def, "label_%lld", (long long)rep.labels[j]);
+                if (nmissing < 8)
+                    mw += (size_t)snprintf(missing + mw, sizeof missing - mw, "%s%lld",
+                                           nmissing ? ", " : "", (long long)rep.labels[j]);
+                else if (nmissing == 8)
+                    mw += (size_t)snprintf(missing + mw, sizeof missing - mw, ", ...");
+                nmissing++;
+            }
+            if (!(lnames[j] = strdup(nm ? nm : def)))
+                st = mk_err(ctx, MK_ERR_NOMEM, "out of memory");
+        }
+        if (!lnames)
+            st = mk_err(ctx, MK_ERR_NOMEM, "out of memory");
+        if (st == MK_OK && nmissing)
+            MK_LOG_W(ctx, "%s names no structure for %d scored label(s) (%s): named label_<value>",
+                     names_file, nmissing, missing);
+        if (st == MK_OK)
+            rep.label_names = (const char *const *)lnames;
     }
     char *cmd = NULL;
     if (st == MK_OK) {
@@ -704,6 +818,7 @@ mk_status mk_verb_eval(mk_cli *cli, int argc, char **argv)
         rep.convention = o.convention;
         rep.tolerance_mm = o.tolerance_mm;
         rep.percentile = o.percentile;
+        rep.both_empty = o.both_empty;
         mk_eval_report_stamp(&rep);
         if (out_json)
             st = mk_report_eval_json(ctx, &rep, out_json);
@@ -712,11 +827,11 @@ mk_status mk_verb_eval(mk_cli *cli, int argc, char **argv)
         if (st == MK_OK && out_h5)
             st = mk_report_eval_h5(ctx, &rep, out_h5);
     }
-    if (st == MK_OK) {
+    if (st == MK_OK && !to_stdout) {
         printf("convention %s, tolerance %g mm, %d case(s), %d label(s)\n",
                mk_metric_conv_name(o.convention), o.tolerance_mm, rep.ncases, rep.nlabels);
-        printf("%-24s %6s %5s %9s %9s %9s %9s %9s\n", "case", "label", "empty", "dice", "hd",
-               "hd95", "assd", "surf_dice");
+        printf("%-24s %6s %5s %9s %9s %9s %9s %9s%s\n", "case", "label", "empty", "dice", "hd",
+               "hd95", "assd", "surf_dice", rep.label_names ? "  name" : "");
         for (int i = 0; i < rep.ncases; i++)
             for (int j = 0; j < rep.nlabels; j++) {
                 const mk_metric_result *r = &rep.cases[i].res[j];
@@ -727,8 +842,33 @@ mk_status mk_verb_eval(mk_cli *cli, int argc, char **argv)
                 print_num(r->hd95);
                 print_num(r->assd);
                 print_num(r->surface_dice);
+                if (rep.label_names)
+                    printf("  %s", rep.label_names[j]);
                 printf("\n");
             }
+        /* per label over the cases: means skip the both-empty pairs of --both-empty nan */
+        printf("means per label (both-empty cases: %s)\n",
+               o.both_empty == MK_METRIC_BOTH_NAN ? "NaN, left out (--both-empty nan)"
+                                                  : "dice 1, distances 0 (--both-empty one)");
+        for (int j = 0; j < rep.nlabels; j++) {
+            char over[64];
+            snprintf(over, sizeof over, "mean of %d/%d cases",
+                     rep.ncases - mk_eval_excluded(&rep, j), rep.ncases);
+            printf("%-24s %6lld %5s", over, (long long)rep.labels[j], "");
+            const int ms[5] = {0, 2, 3, 4, 6}; /* dice, hd, hd95, assd, surface_dice */
+            double *v = malloc(sizeof *v * (size_t)(rep.ncases > 0 ? rep.ncases : 1));
+            for (int k = 0; k < 5; k++) {
+                mk_metric_stats sm;
+                for (int i = 0; i < rep.ncases && v; i++)
+                    v[i] = mk_eval_metric_value(&rep.cases[i].res[j], ms[k]);
+                mk_metric_stats_compute(v, v ? rep.ncases : 0, &sm);
+                print_num(sm.mean);
+            }
+            free(v);
+            if (rep.label_names)
+                printf("  %s", rep.label_names[j]);
+            printf("\n");
+        }
         for (int i = 0; i < rep.nunpaired_pred; i++)
             printf("unpaired pred: %s\n", rep.unpaired_pred[i]);
         for (int i = 0; i < rep.nunpaired_ref; i++)
@@ -744,6 +884,10 @@ mk_status mk_verb_eval(mk_cli *cli, int argc, char **argv)
     free(pairs);
     free(clabs);
     free(nclabs);
+    for (int j = 0; lnames && j < rep.nlabels; j++)
+        free(lnames[j]);
+    free(lnames);
+    mk_report_label_names_clear(&ln);
     free(cmd);
     free(labels);
     mk_eval_report_clear(&rep);

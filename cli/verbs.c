@@ -36,7 +36,8 @@ const mk_verb MK_VERBS[] = {
      mk_verb_validate},
     {"eval", "score predicted label images against references (dice, hd95, surface dice, ...)",
      "eval --pred P --ref R [--labels 1,2] [--tolerance-mm T] [--convention deepmind|medpy] [--out "
-     "report.h5] [--json FILE] [--csv FILE] [--resample-to-ref]",
+     "report.h5] [--json FILE] [--csv FILE] [--resample-to-ref] [--both-empty nan|one] "
+     "[--label-names FILE] [--max-labels N] [--force]",
      "P and R are NIfTI files, or folders paired by case id (file name without .nii/.nii.gz; an\n"
      "nnU-Net channel suffix _0000 is optional); unpaired files are listed.\n"
      "  --labels L,..       labels to score (default: every non-zero value in either image)\n"
@@ -46,8 +47,19 @@ const mk_verb MK_VERBS[] = {
      "  --out FILE.h5       HDF5 report (docs/report-schema.md)\n"
      "  --json FILE         JSON report; non-finite numbers are the strings \"inf\"/\"nan\"\n"
      "  --csv FILE          one row per case and label\n"
+     "                      (FILE '-' or /dev/stdout: written to standard output, the table\n"
+     "                      is then not printed there)\n"
      "  --resample-to-ref   map a prediction on another grid onto the reference grid (nearest)\n"
-     "Empty masks: both empty -> dice 1, distances 0; one empty -> dice 0, distances inf.",
+     "  --both-empty P      a label in neither mask of a case: nan (default, nnU-Net: every score\n"
+     "                      NaN, left out of every mean/sd/median and counted as excluded) or one\n"
+     "                      (dice 1, distances 0, in the means)\n"
+     "  --label-names FILE  structure names: an nnU-Net dataset.json (\"labels\"), a CSV\n"
+     "                      value,name, or \"VALUE NAME [...]\" lines (AAL .txt, FreeSurfer LUT)\n"
+     "  --max-labels N      refuse an image with more than N distinct non-zero values (default\n"
+     "                      255): an intensity image is no label map; non-integer values are\n"
+     "                      always refused\n"
+     "  --force             score an image over --max-labels anyway (with a warning)\n"
+     "Empty masks: one empty -> dice 0, distances inf; both empty -> see --both-empty.",
      mk_verb_eval},
     {"report", "the HTML report for radiologists over evaluations (plots, panels, paired tests)",
      "report INPUT... [-o REPORT.html] [--name NAME ...] [--json FILE] [--images DIR] [--window "

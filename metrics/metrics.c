@@ -15,11 +15,12 @@
 
 #include "mk_metrics.h"
 
-#define MAX_DISTINCT 65535
+#define MAX_DISTINCT MK_METRIC_MAX_DISTINCT
 
 static const size_t VT_SIZE[MK_METRIC_VTYPE_COUNT] = {1, 1, 2, 2, 4, 4, 8, 8, 4, 8};
 static const char *const CONV_NAMES[MK_METRIC_CONV_COUNT] = {"deepmind", "medpy"};
 static const char *const EMPTY_NAMES[4] = {"none", "pred", "ref", "both"};
+static const char *const BOTH_NAMES[MK_METRIC_BOTH_COUNT] = {"one", "nan"};
 
 const char *mk_metric_conv_name(mk_metric_conv c)
 {
@@ -41,11 +42,30 @@ const char *mk_metric_empty_name(mk_metric_empty e)
     return (e >= 0 && e <= MK_METRIC_EMPTY_BOTH) ? EMPTY_NAMES[e] : "?";
 }
 
+const char *mk_metric_both_empty_name(mk_metric_both_empty p)
+{
+    return (p >= 0 && p < MK_METRIC_BOTH_COUNT) ? BOTH_NAMES[p] : "?";
+}
+
+mk_status mk_metric_both_empty_parse(mk_ctx *ctx, const char *s, mk_metric_both_empty *out)
+{
+    for (int i = 0; i < MK_METRIC_BOTH_COUNT; i++)
+        if (strcmp(s, BOTH_NAMES[i]) == 0) {
+            *out = (mk_metric_both_empty)i;
+            return MK_OK;
+        }
+    return mk_err(ctx, MK_ERR_USAGE,
+                  "--both-empty: expected nan (nnU-Net: undefined, left out of the summaries) or "
+                  "one (dice 1, distances 0), got '%s'",
+                  s);
+}
+
 void mk_metric_opts_default(mk_metric_opts *o)
 {
     o->convention = MK_METRIC_DEEPMIND;
     o->tolerance_mm = 1.0;
     o->percentile = 95.0;
+    o->both_empty = MK_METRIC_BOTH_ONE;
 }
 
 /* ---------------------------------------------------------------- volume access */
@@ -452,6 +472,169 @@ mk_status mk_metric_find_labels(mk_ctx *ctx, const mk_metric_vol *pred, const mk
     return MK_OK;
 }
 
+/* ---------------------------------------------------------------- label census */
+
+/* A set of int64 keys (open addressing) that stops growing past MAX_DISTINCT keys. */
+typedef struct kset {
+    int64_t *key;
+    unsigned char *used;
+    int64_t cap, n;
+    int full; /* more than MAX_DISTINCT keys were offered */
+} kset;
+
+static int kset_add(kset *t, int64_t key)
+{
+    if (t->full)
+        return 0;
+    if (t->n * 2 >= t->cap) {
+        int64_t nc = t->cap ? t->cap * 2 : 1024;
+        int64_t *nk = malloc((size_t)nc * sizeof *nk);
+        unsigned char *nu = calloc((size_t)nc, 1);
+        if (!nk || !nu) {
+            free(nk);
+            free(nu);
+            return -1;
+        }
+        for (int64_t i = 0; i < t->cap; i++)
+            if (t->used[i]) {
+                uint64_t h = hash64(t->key[i]) & (uint64_t)(nc - 1);
+                while (nu[h])
+                    h = (h + 1) & (uint64_t)(nc - 1);
+                nu[h] = 1;
+                nk[h] = t->key[i];
+            }
+        free(t->key);
+        free(t->used);
+        t->key = nk;
+        t->used = nu;
+        t->cap = nc;
+    }
+    uint64_t h = hash64(key) & (uint64_t)(t->cap - 1);
+    while (t->used[h] && t->key[h] != key)
+        h = (h + 1) & (uint64_t)(t->cap - 1);
+    if (!t->used[h]) {
+        if (t->n == MAX_DISTINCT) {
+            t->full = 1;
+            return 0;
+        }
+        t->used[h] = 1;
+        t->key[h] = key;
+        t->n++;
+    }
+    return 0;
+}
+
+mk_status mk_metric_label_census(mk_ctx *ctx, const mk_metric_vol *v, mk_metric_census *out)
+{
+    memset(out, 0, sizeof *out);
+    out->bad_voxel[0] = out->bad_voxel[1] = out->bad_voxel[2] = -1;
+    if ((int)v->type < 0 || v->type >= MK_METRIC_VTYPE_COUNT)
+        return mk_err(ctx, MK_ERR_INVALID, "%s: unknown voxel type %d", vname(v), (int)v->type);
+    vbox b;
+    vol_box(v, &b);
+    const int64_t nx = b.n[0], nrows = b.n[1] * b.n[2];
+    if (!v->data || nx <= 0 || nrows <= 0)
+        return MK_OK;
+    const size_t es = VT_SIZE[v->type];
+    /* 8/16-bit values: a table indexed by the stored bits; wider ones: a key set */
+    const int small = es <= 2;
+    unsigned char *seen = small ? calloc(es == 1 ? 256 : 65536, 1) : NULL;
+    kset set = {0};
+    if (small && !seen)
+        return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory while counting values", vname(v));
+    int nomem = 0;
+    for (int64_t row = 0; row < nrows && !nomem; row++) {
+        const unsigned char *p = (const unsigned char *)v->data + (size_t)row * (size_t)nx * es;
+        if (bytes_zero(p, (size_t)nx * es))
+            continue;
+        for (int64_t x = 0; x < nx && !nomem; x++, p += es) {
+            int64_t key = 0;
+            int bad = 0;
+            double dv = 0;
+            switch (v->type) {
+            case MK_METRIC_U8:
+            case MK_METRIC_I8:
+                if (*p)
+                    seen[*p] = 1;
+                continue;
+            case MK_METRIC_U16:
+            case MK_METRIC_I16: {
+                uint16_t w;
+                memcpy(&w, p, 2);
+                if (w)
+                    seen[w] = 1;
+                continue;
+            }
+            case MK_METRIC_U32: {
+                uint32_t w;
+                memcpy(&w, p, 4);
+                key = w;
+                break;
+            }
+            case MK_METRIC_I32: {
+                int32_t w;
+                memcpy(&w, p, 4);
+                key = w;
+                break;
+            }
+            case MK_METRIC_U64:
+            case MK_METRIC_I64: {
+                uint64_t w;
+                memcpy(&w, p, 8);
+                key = (int64_t)w;
+                bad = v->type == MK_METRIC_U64 && w > (uint64_t)INT64_MAX;
+                dv = v->type == MK_METRIC_U64 ? (double)w : (double)(int64_t)w;
+                break;
+            }
+            default: {
+                if (v->type == MK_METRIC_F32) {
+                    float w;
+                    memcpy(&w, p, 4);
+                    dv = w;
+                } else {
+                    memcpy(&dv, p, 8);
+                }
+                if (dv == 0.0)
+                    continue; /* also -0.0 */
+                bad = !(dv == floor(dv)) || fabs(dv) > 9007199254740992.0;
+                if (isnan(dv))
+                    key = INT64_MIN; /* every NaN is one value */
+                else
+                    memcpy(&key, &dv, 8);
+                break;
+            }
+            }
+            if (key == 0 && v->type != MK_METRIC_F32 && v->type != MK_METRIC_F64)
+                continue;
+            if (bad) {
+                if (out->n_nonint++ == 0) {
+                    int64_t r = row;
+                    out->bad_voxel[0] = b.lo[0] + x;
+                    out->bad_voxel[1] = b.lo[1] + r % b.n[1];
+                    out->bad_voxel[2] = b.lo[2] + r / b.n[1];
+                    out->bad_value = dv;
+                }
+            }
+            if (kset_add(&set, key) != 0)
+                nomem = 1;
+        }
+    }
+    if (small) {
+        int64_t n = 0;
+        for (int i = 0; i < (es == 1 ? 256 : 65536); i++)
+            n += seen[i];
+        out->n_distinct = n;
+    } else {
+        out->n_distinct = set.full ? MAX_DISTINCT + 1 : set.n;
+    }
+    free(seen);
+    free(set.key);
+    free(set.used);
+    if (nomem)
+        return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory while counting values", vname(v));
+    return MK_OK;
+}
+
 /* ---------------------------------------------------------------- one label */
 
 void mk_metric_result_empty(mk_metric_result *r, int64_t label, mk_metric_empty e)
@@ -474,6 +657,16 @@ void mk_metric_result_empty(mk_metric_result *r, int64_t label, mk_metric_empty 
         r->dir_hd[d] = r->dir_hd95[d] = r->dir_mean[d] = v;
         r->surface_within[d] = 0.0;
     }
+}
+
+void mk_metric_result_both_empty(mk_metric_result *r, mk_metric_both_empty p)
+{
+    if (r->empty != MK_METRIC_EMPTY_BOTH || p != MK_METRIC_BOTH_NAN)
+        return;
+    r->dice = r->jaccard = r->surface_dice = NAN;
+    r->hd = r->hd95 = r->assd = r->masd = NAN;
+    for (int d = 0; d < 2; d++)
+        r->dir_hd[d] = r->dir_hd95[d] = r->dir_mean[d] = NAN;
 }
 
 typedef struct da {
@@ -672,6 +865,7 @@ static mk_status eval_label(mk_ctx *ctx, const mk_metric_vol *p, const mk_metric
     res->voxels_both = nb;
     res->volume_pred_ml = (double)np * vox_ml;
     res->volume_ref_ml = (double)nr * vox_ml;
+    mk_metric_result_both_empty(res, o->both_empty);
     if (e != MK_METRIC_EMPTY_NONE)
         return MK_OK;
     res->dice = 2.0 * (double)nb / (double)(np + nr);
@@ -810,9 +1004,11 @@ mk_status mk_metric_eval(mk_ctx *ctx, const mk_metric_vol *pred, const mk_metric
         mk_metric_opts_default(&def);
         opts = &def;
     }
-    if (!(opts->tolerance_mm >= 0) || !(opts->percentile >= 0 && opts->percentile <= 100))
+    if (!(opts->tolerance_mm >= 0) || !(opts->percentile >= 0 && opts->percentile <= 100) ||
+        (int)opts->both_empty < 0 || opts->both_empty >= MK_METRIC_BOTH_COUNT)
         return mk_err(ctx, MK_ERR_INVALID,
-                      "metrics: tolerance must be >= 0 and percentile in [0,100]");
+                      "metrics: tolerance must be >= 0, percentile in [0,100] and the both-empty "
+                      "policy one or nan");
     vtable t = {0};
     mk_status st = scan_all(ctx, pred, ref, &t);
     if (st != MK_OK) {

@@ -11,8 +11,10 @@
  *     distances between voxel centres, unweighted; hd95 = linear percentile of the union of both
  *     directed distance sets (numpy.percentile), assd = mean of that union.
  *
- * Empty masks (both conventions): both empty -> dice = jaccard = surface_dice = 1, distances 0;
- * one empty -> dice = jaccard = surface_dice = 0, distances +inf.
+ * Empty masks (both conventions): one empty -> dice = jaccard = surface_dice = 0, distances +inf.
+ * Both empty (the label is in neither mask) follows mk_metric_opts.both_empty: MK_METRIC_BOTH_ONE
+ * (the default of this library: dice = jaccard = surface_dice = 1, distances 0) or
+ * MK_METRIC_BOTH_NAN (nnU-Net: every score NaN, so summaries leave the pair out).
  *
  * Axes of length 1 are dropped: a (X,Y,1) volume is scored in 2D (contours). Volumes in ml always
  * use all three spacings.
@@ -89,10 +91,25 @@ typedef enum mk_metric_empty {
 /* "none", "pred", "ref", "both". */
 const char *mk_metric_empty_name(mk_metric_empty e);
 
+/* What a label absent from both masks of a case scores. */
+typedef enum mk_metric_both_empty {
+    MK_METRIC_BOTH_ONE = 0, /* dice = jaccard = surface_dice = 1, distances 0 (DeepMind's
+                               surface-distance); the pair counts in every summary */
+    MK_METRIC_BOTH_NAN,     /* dice, jaccard, surface_dice and every distance NaN (nnU-Net): the
+                               pair is left out of every summary and counted as excluded */
+    MK_METRIC_BOTH_COUNT
+} mk_metric_both_empty;
+
+/* "one" / "nan". */
+const char *mk_metric_both_empty_name(mk_metric_both_empty p);
+/* Parse a name; returns MK_ERR_USAGE naming --both-empty on an unknown value. */
+mk_status mk_metric_both_empty_parse(mk_ctx *ctx, const char *s, mk_metric_both_empty *out);
+
 typedef struct mk_metric_opts {
-    mk_metric_conv convention; /* default MK_METRIC_DEEPMIND */
-    double tolerance_mm;       /* surface Dice tolerance, default 1.0 */
-    double percentile;         /* robust Hausdorff percentile, default 95 */
+    mk_metric_conv convention;       /* default MK_METRIC_DEEPMIND */
+    double tolerance_mm;             /* surface Dice tolerance, default 1.0 */
+    double percentile;               /* robust Hausdorff percentile, default 95 */
+    mk_metric_both_empty both_empty; /* default MK_METRIC_BOTH_ONE (`pipeline eval`: nan) */
 } mk_metric_opts;
 
 void mk_metric_opts_default(mk_metric_opts *o);
@@ -117,20 +134,42 @@ typedef struct mk_metric_result {
 
 /* Every non-zero value present in either volume, sorted ascending; caller frees *labels.
  * Errors: mismatched dims, non-integral float values (naming the volume and voxel),
- * more than 65535 distinct values. */
+ * more than MK_METRIC_MAX_DISTINCT distinct values. */
 mk_status mk_metric_find_labels(mk_ctx *ctx, const mk_metric_vol *pred, const mk_metric_vol *ref,
                                 int64_t **labels, int *nlabels);
 
 /* Score `nlabels` labels; out[i] receives label labels[i]. A label absent from both volumes gets
- * the both-empty result. Spacing is taken from ref (pred's must agree to 1e-4 relative).
- * Returns MK_ERR_GEOMETRY on mismatched dims/spacing, MK_ERR_INVALID on non-integral float labels,
- * MK_ERR_NOMEM on allocation failure. */
+ * the both-empty result of opts->both_empty. Spacing is taken from ref (pred's must agree to 1e-4
+ * relative). Returns MK_ERR_GEOMETRY on mismatched dims/spacing, MK_ERR_INVALID on non-integral
+ * float labels, MK_ERR_NOMEM on allocation failure. */
 mk_status mk_metric_eval(mk_ctx *ctx, const mk_metric_vol *pred, const mk_metric_vol *ref,
                          const int64_t *labels, int nlabels, const mk_metric_opts *opts,
                          mk_metric_result *out);
 
-/* Fill `r` with the empty-mask convention for `e` (EMPTY_BOTH or one-empty) and zero counts. */
+/* Fill `r` with the empty-mask convention for `e` (EMPTY_BOTH or one-empty) and zero counts.
+ * EMPTY_BOTH gets the MK_METRIC_BOTH_ONE scores; mk_metric_result_both_empty applies a policy. */
 void mk_metric_result_empty(mk_metric_result *r, int64_t label, mk_metric_empty e);
+
+/* Apply policy `p` to a result: when r->empty is EMPTY_BOTH and p is MK_METRIC_BOTH_NAN, dice,
+ * jaccard, surface_dice, hd, hd95, assd, masd and the directed hd/hd95/mean become NaN (counts,
+ * volumes and surfaces stay 0). Any other result is left as it is. */
+void mk_metric_result_both_empty(mk_metric_result *r, mk_metric_both_empty p);
+
+/* What one image holds, to tell a label map from an intensity image or a probability map. */
+typedef struct mk_metric_census {
+    int64_t n_distinct;   /* distinct non-zero values; MK_METRIC_MAX_DISTINCT + 1 means "more" */
+    int64_t n_nonint;     /* voxels whose value is no integral label (a fraction, NaN, inf, beyond
+                             +-2^53, or a uint64 above INT64_MAX) */
+    int64_t bad_voxel[3]; /* the first of them in storage order (x fastest); -1 when none */
+    double bad_value;
+} mk_metric_census;
+
+#define MK_METRIC_MAX_DISTINCT 65535
+
+/* Count the distinct non-zero values and the non-integral voxels of `v` (its stored box; the
+ * rest is 0). Distinct values are counted as stored (a float image's 0.25 and 0.5 are two), up
+ * to MK_METRIC_MAX_DISTINCT. One pass, no allocation for 8/16-bit types. MK_ERR_NOMEM. */
+mk_status mk_metric_label_census(mk_ctx *ctx, const mk_metric_vol *v, mk_metric_census *out);
 
 /* ---- building blocks (exposed for tests and other modules) ---- */
 
@@ -154,14 +193,16 @@ double mk_metric_percentile_sorted(const double *x, int64_t n, double q);
 /* numpy.sum's pairwise summation. */
 double mk_metric_pairwise_sum(const double *x, int64_t n);
 
-/* Summary statistics of one metric over cases (values may be +inf/NaN). */
+/* Summary statistics of one metric over cases (values may be +inf/NaN). NaN marks a value that
+ * is not defined (a both-empty pair under MK_METRIC_BOTH_NAN): it is left out of every figure
+ * and counted in n_nan. */
 typedef struct mk_metric_stats {
     int64_t n;        /* cases */
     int64_t n_finite; /* finite values */
     int64_t n_inf;    /* +inf or -inf */
-    int64_t n_nan;
-    double mean, std;                /* over all n cases (inf propagates; NaN if any NaN) */
-    double median, q1, q3, min, max; /* over non-NaN values, inf ordered last */
+    int64_t n_nan;    /* left out of every figure below */
+    double mean, std; /* over the n - n_nan non-NaN values (inf propagates); NaN if there is none */
+    double median, q1, q3, min, max; /* over the non-NaN values, inf ordered last */
     double mean_finite, std_finite;  /* over the finite values only (NaN if none) */
 } mk_metric_stats;
 

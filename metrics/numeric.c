@@ -104,8 +104,9 @@ void mk_metric_stats_compute(const double *values, int64_t n, mk_metric_stats *o
             fin[nf++] = v;
     }
     o->n_finite = nf;
-    if (o->n_nan == 0) {
-        /* numpy.mean / numpy.std (ddof 0) over all cases */
+    if (ns > 0) {
+        /* numpy.nanmean / numpy.nanstd (ddof 0): NaN marks an undefined value (a both-empty
+         * pair under the nan policy), left out */
         double sum = mk_metric_pairwise_sum(s, ns);
         o->mean = sum / (double)ns;
         if (isinf(o->mean)) {

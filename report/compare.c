@@ -78,24 +78,31 @@ mk_status mk_report_compare(mk_ctx *ctx, const mk_report_model *models, int n, i
                 snprintf(r->b, sizeof r->b, "%s", models[k].name);
                 r->label = A->labels[j];
                 mk__eval_structure_name(A, j, r->structure, sizeof r->structure);
-                r->n = np;
                 r->n_excluded = (A->ncases - np) + (Bv->ncases - np);
+                /* a NaN Dice (both-empty under the "nan" policy) leaves the pair out */
                 double sum = 0;
+                int nd = 0;
                 for (int q = 0; q < np; q++) {
-                    d[q] = A->cases[ca[q]].res[j].dice - Bv->cases[pair[q]].res[jb].dice;
-                    sum += d[q];
-                    if (d[q] > 0)
+                    double x = A->cases[ca[q]].res[j].dice - Bv->cases[pair[q]].res[jb].dice;
+                    if (isnan(x)) {
+                        r->n_nan++;
+                        continue;
+                    }
+                    d[nd++] = x;
+                    sum += x;
+                    if (x > 0)
                         r->wins++;
-                    else if (d[q] < 0)
+                    else if (x < 0)
                         r->losses++;
                     else
                         r->ties++;
                 }
-                r->mean_diff = sum / np;
-                st = mk_stats_bootstrap_mean_ci(ctx, d, np, B, seed, 0.95, r->ci95);
+                r->n = nd;
+                r->mean_diff = nd ? sum / nd : NAN;
+                st = mk_stats_bootstrap_mean_ci(ctx, d, nd, B, seed, 0.95, r->ci95);
                 mk_stats_wilcoxon w;
                 if (st == MK_OK)
-                    st = mk_stats_wilcoxon_test(ctx, d, np, &w);
+                    st = mk_stats_wilcoxon_test(ctx, d, nd, &w);
                 if (st != MK_OK)
                     break;
                 r->wilcoxon_p = w.p;
@@ -144,7 +151,8 @@ void mk_report_comparisons_json(FILE *f, const mk_report_comparison *cmp, int n)
         mk_json_put(f, c->b);
         fprintf(f, ", \"metric\": \"dice\", \"structure\": %lld, \"name\": ", (long long)c->label);
         mk_json_put(f, c->structure);
-        fprintf(f, ", \"n\": %d, \"n_excluded\": %d, \"mean_diff\": ", c->n, c->n_excluded);
+        fprintf(f, ", \"n\": %d, \"n_excluded\": %d, \"n_nan\": %d, \"mean_diff\": ", c->n,
+                c->n_excluded, c->n_nan);
         jnum(f, c->mean_diff);
         fputs(", \"ci95\": [", f);
         jnum(f, c->ci95[0]);

@@ -181,6 +181,12 @@ static mk_status parse(const reader *r, const cJSON *root, mk_eval_report *rep)
     const cJSON *pc = cJSON_GetObjectItemCaseSensitive(root, "percentile");
     if (!pc || !get_num(pc, &rep->percentile))
         rep->percentile = 95.0;
+    /* absent from reports older than the option: they scored both-empty pairs as one */
+    const cJSON *be = cJSON_GetObjectItemCaseSensitive(root, "both_empty");
+    rep->both_empty = MK_METRIC_BOTH_ONE;
+    if (be && (!cJSON_IsString(be) ||
+               mk_metric_both_empty_parse(NULL, be->valuestring, &rep->both_empty) != MK_OK))
+        return bad(r, "both_empty", "\"nan\" or \"one\"");
     if ((st = str_field(r, root, "version", "", 0, &rep->version_owned)) != MK_OK ||
         (st = str_field(r, root, "command_line", "", 0, &rep->command_line_owned)) != MK_OK)
         return st;

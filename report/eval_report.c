@@ -56,8 +56,14 @@ const char *mk_eval_definition_text(mk_metric_conv c)
            "surface_dice = area within tolerance (inclusive) over total area";
 }
 
-const char *mk_eval_empty_policy_text(void)
+const char *mk_eval_empty_policy_text(mk_metric_both_empty p)
 {
+    if (p == MK_METRIC_BOTH_NAN)
+        return "both empty (the label in neither mask): every score NaN (nnU-Net), left out of "
+               "every summary figure and counted in n_excluded (and n_nan); one empty: "
+               "dice=jaccard=surface_dice=0, distances inf; mean/std over the non-NaN cases (inf "
+               "propagates), median/quartiles/min/max over the non-NaN values, "
+               "mean_finite/std_finite over the finite values, with n_finite/n_inf/n_nan counts";
     return "both empty: dice=jaccard=surface_dice=1, distances 0; one empty: "
            "dice=jaccard=surface_dice=0, "
            "distances inf; every case is kept in the summary: mean/std over all cases (inf "
@@ -65,6 +71,14 @@ const char *mk_eval_empty_policy_text(void)
            "median/quartiles/min/max over all non-NaN values, mean_finite/std_finite over finite "
            "values "
            "with n_finite/n_inf/n_nan counts";
+}
+
+int mk_eval_excluded(const mk_eval_report *rep, int j)
+{
+    int k = 0;
+    for (int i = 0; i < rep->ncases; i++)
+        k += rep->cases[i].res[j].empty == MK_METRIC_EMPTY_BOTH && isnan(rep->cases[i].res[j].dice);
+    return k;
 }
 
 void mk_eval_report_stamp(mk_eval_report *rep)
@@ -214,6 +228,8 @@ static void write_json(FILE *f, const mk_eval_report *rep)
     jnum(f, rep->tolerance_mm);
     fputs(",\n  \"percentile\": ", f);
     jnum(f, rep->percentile);
+    fputs(",\n  \"both_empty\": ", f);
+    mk_json_put(f, mk_metric_both_empty_name(rep->both_empty));
     fputs(",\n  \"definitions\": ", f);
     mk_json_put(f, mk_eval_definition_text(rep->convention));
     fputs(",\n  \"version\": ", f);
@@ -285,18 +301,23 @@ static void write_json(FILE *f, const mk_eval_report *rep)
     jstrlist(f, rep->unpaired_ref, rep->nunpaired_ref);
     fputs("},\n  \"summary\": {\n    \"n_cases\": ", f);
     fprintf(f, "%d,\n    \"empty_policy\": ", rep->ncases);
-    mk_json_put(f, mk_eval_empty_policy_text());
+    mk_json_put(f, mk_eval_empty_policy_text(rep->both_empty));
     fputs(",\n    \"labels\": {", f);
     for (int j = 0; j < rep->nlabels; j++) {
         int64_t ec[4] = {0, 0, 0, 0};
         for (int i = 0; i < rep->ncases; i++)
             ec[rep->cases[i].res[j].empty]++;
+        fprintf(f, "%s\n      \"%lld\": {", j ? "," : "", (long long)rep->labels[j]);
+        if (rep->label_names) {
+            fputs("\"name\": ", f);
+            mk_json_put(f, rep->label_names[j]);
+            fputs(", ", f);
+        }
         fprintf(f,
-                "%s\n      \"%lld\": {\"n_cases\": %d, \"empty\": {\"none\": %lld, \"pred\": %lld, "
-                "\"ref\": %lld, "
-                "\"both\": %lld}, \"metrics\": {",
-                j ? "," : "", (long long)rep->labels[j], rep->ncases, (long long)ec[0],
-                (long long)ec[1], (long long)ec[2], (long long)ec[3]);
+                "\"n_cases\": %d, \"n_excluded\": %d, \"empty\": {\"none\": %lld, \"pred\": "
+                "%lld, \"ref\": %lld, \"both\": %lld}, \"metrics\": {",
+                rep->ncases, mk_eval_excluded(rep, j), (long long)ec[0], (long long)ec[1],
+                (long long)ec[2], (long long)ec[3]);
         for (int m = 0; m < MK_EVAL_NMETRICS; m++) {
             mk_metric_stats s;
             summarize(rep, j, m, &s);
@@ -376,7 +397,7 @@ static void write_csv(FILE *f, const mk_eval_report *rep)
     for (int m = 0; m < MK_EVAL_NMETRICS; m++)
         fprintf(f, ",%s", METRIC_NAMES[m]);
     fputs(",hd_ref_to_pred,hd_pred_to_ref,hd95_ref_to_pred,hd95_pred_to_ref,mean_ref_to_pred,mean_"
-          "pred_to_ref\n",
+          "pred_to_ref,label_name\n",
           f);
     for (int i = 0; i < rep->ncases; i++)
         for (int j = 0; j < rep->nlabels; j++) {
@@ -402,6 +423,9 @@ static void write_csv(FILE *f, const mk_eval_report *rep)
                 fputc(',', f);
                 cnum(f, dv[k][MK_METRIC_PRED2REF]);
             }
+            fputc(',', f);
+            if (rep->label_names)
+                cfield(f, rep->label_names[j]);
             fputc('\n', f);
         }
 }
@@ -420,7 +444,7 @@ mk_status mk_report_eval_h5(mk_ctx *ctx, const mk_eval_report *rep, const char *
     if (st != MK_OK)
         return st;
     const int64_t N = rep->ncases, L = rep->nlabels;
-    size_t cells = (size_t)(N * L > 0 ? N * L : 1);
+    size_t cells = (size_t)((N > 1 ? N : 1) * (L > 0 ? L : 1)); /* also >= L: /summary/n_excluded */
     double *buf = malloc(cells * 2 * sizeof *buf);
     int64_t *ibuf = malloc(cells * sizeof *ibuf);
     int8_t *ebuf = malloc(cells);
@@ -440,7 +464,8 @@ mk_status mk_report_eval_h5(mk_ctx *ctx, const mk_eval_report *rep, const char *
     mk_h5w_attr_f64(w, "/", "percentile", rep->percentile);
     mk_h5w_attr_str(w, "/", "created", rep->created);
     mk_h5w_attr_str(w, "/", "definitions", mk_eval_definition_text(rep->convention));
-    mk_h5w_attr_str(w, "/", "empty_policy", mk_eval_empty_policy_text());
+    mk_h5w_attr_str(w, "/", "empty_policy", mk_eval_empty_policy_text(rep->both_empty));
+    mk_h5w_attr_str(w, "/", "both_empty", mk_metric_both_empty_name(rep->both_empty));
     for (int k = 0; k < MK__NRUN; k++)
         if (run_field(rep, k)) {
             snprintf(name, sizeof name, "run_%s", RUN_FIELDS[k]);
@@ -511,7 +536,7 @@ mk_status mk_report_eval_h5(mk_ctx *ctx, const mk_eval_report *rep, const char *
                     "case, label, direction (0 = ref_to_pred, 1 = pred_to_ref)");
     /* summary */
     mk_h5w_attr_i64(w, "/summary", "n_cases", N);
-    mk_h5w_attr_str(w, "/summary", "empty_policy", mk_eval_empty_policy_text());
+    mk_h5w_attr_str(w, "/summary", "empty_policy", mk_eval_empty_policy_text(rep->both_empty));
     for (int j = 0; j < L; j++) {
         for (int e = 0; e < 4; e++)
             sn[j * 4 + e] = 0;
@@ -521,6 +546,9 @@ mk_status mk_report_eval_h5(mk_ctx *ctx, const mk_eval_report *rep, const char *
     const int64_t de[2] = {L, 4};
     mk_h5w_i64(w, "/summary/empty_counts", 2, de, sn);
     mk_h5w_attr_str(w, "/summary/empty_counts", "columns", "none,pred,ref,both");
+    for (int j = 0; j < L; j++)
+        ibuf[j] = mk_eval_excluded(rep, j);
+    mk_h5w_i64(w, "/summary/n_excluded", 1, &L, ibuf);
     const char *stn[9] = {"mean", "std", "median",      "q1",        "q3",
                           "min",  "max", "mean_finite", "std_finite"};
     for (int m = 0; m < MK_EVAL_NMETRICS; m++) {

@@ -102,12 +102,17 @@ static void base64(FILE *f, const unsigned char *p, size_t n)
     }
 }
 
+/* mean Dice of case i over its structures with a Dice (NaN: both-empty under "nan", left out) */
 static double case_mean_dice(const mk_eval_report *r, int i)
 {
     double s = 0;
+    int n = 0;
     for (int j = 0; j < r->nlabels; j++)
-        s += r->cases[i].res[j].dice;
-    return r->nlabels ? s / r->nlabels : NAN;
+        if (!isnan(r->cases[i].res[j].dice)) {
+            s += r->cases[i].res[j].dice;
+            n++;
+        }
+    return n ? s / n : NAN;
 }
 
 /* ------------------------------------------------------------------ prepared data */
@@ -174,10 +179,12 @@ static int cmp_worst(const void *a, const void *b, void *arg)
     const mk_eval_report *r = arg;
     int x = *(const int *)a, y = *(const int *)b;
     double dx = case_mean_dice(r, x), dy = case_mean_dice(r, y);
+    /* no structure to score (every one both-empty, "nan"): nothing missed, so after the best
+     * (where the "one" policy's Dice 1 puts it) */
     if (isnan(dx))
-        dx = -1;
+        dx = 2;
     if (isnan(dy))
-        dy = -1;
+        dy = 2;
     if (dx != dy)
         return dx < dy ? -1 : 1;
     return strcmp(r->cases[x].id, r->cases[y].id);
@@ -648,7 +655,7 @@ static void print_conventions(FILE *f, const page *pg)
                     pg->m[i].name, mk_metric_conv_name(R(pg, i)->convention),
                     R(pg, i)->tolerance_mm);
     fputs("<tr><th class=\"l\">empty masks</th><td>", f);
-    esc(f, mk_eval_empty_policy_text());
+    esc(f, mk_eval_empty_policy_text(r0->both_empty));
     fputs(". In this page: means of distances are over the cases where both masks are "
           "non-empty (the others are counted as missed / false positive); every case is in the "
           "tables and the appendix.</td></tr>\n",

@@ -71,6 +71,8 @@ typedef struct mk_eval_report {
     mk_metric_conv convention;
     double tolerance_mm;
     double percentile;
+    mk_metric_both_empty both_empty; /* how the both-empty pairs were scored (0: "one", the
+                                        evaluate stage's; `pipeline eval`'s default: "nan") */
     int64_t *labels;
     int nlabels;
     const char *const *label_names; /* NULL, or nlabels structure names (non-NULL strings) of
@@ -110,7 +112,33 @@ double mk_eval_metric_value(const mk_metric_result *r, int m);
 
 /* The fixed text the reports carry about the definitions used. */
 const char *mk_eval_definition_text(mk_metric_conv c);
-const char *mk_eval_empty_policy_text(void);
+const char *mk_eval_empty_policy_text(mk_metric_both_empty p);
+/* Pairs of label j left out of the summaries: cases whose result is both-empty with a NaN Dice
+ * (the "nan" policy). */
+int mk_eval_excluded(const mk_eval_report *rep, int j);
+
+/* ---- structure names (`pipeline eval --label-names FILE`) ---- */
+typedef struct mk_report_label_names {
+    int n;
+    int64_t *values; /* ascending, distinct */
+    char **names;    /* non-empty */
+} mk_report_label_names;
+
+/* Read structure names for label values from
+ *   - an nnU-Net dataset.json (name ending .json): "labels": {"background": 0, "liver": 1}, or
+ *     the MSD form {"0": "background", "1": "liver"}; a region label (a list of values) is
+ *     refused;
+ *   - a CSV (name ending .csv): columns value and name (a header naming them, in any order with
+ *     other columns, or no header: value,name first);
+ *   - anything else: whitespace-separated lines "VALUE NAME [other columns]" (AAL's .txt,
+ *     FreeSurfer's LUT), '#' comments and blank lines skipped.
+ * Values are integers (0 included: the background, never scored), each named once. Errors name
+ * FILE:LINE: MK_ERR_IO, MK_ERR_FORMAT, MK_ERR_NOMEM (and *out is left empty). Ownership: *out,
+ * freed with mk_report_label_names_clear (which accepts an empty one). */
+mk_status mk_report_label_names_read(mk_ctx *ctx, const char *path, mk_report_label_names *out);
+/* The name of `value`, or NULL. Borrowed from ln. */
+const char *mk_report_label_names_find(const mk_report_label_names *ln, int64_t value);
+void mk_report_label_names_clear(mk_report_label_names *ln);
 
 /* ---- images as metric volumes ---- */
 /* The metric value type of an image datatype; 0 for types that cannot hold labels (RGB24). */
@@ -144,6 +172,8 @@ typedef struct mk_report_structure_summary {
     double sdice_mean;
     double volume_ref_ml_mean, volume_pred_ml_mean;
     int n_infinite; /* cases with an empty prediction or reference of this structure */
+    int n_excluded; /* both-empty cases left out of the Dice/distance figures (NaN Dice: the
+                       "nan" policy); the volume means are over every case */
 } mk_report_structure_summary;
 
 /* One model: the model-level figures are over every (case, structure) pair, so with one
@@ -157,6 +187,7 @@ typedef struct mk_report_model_summary {
     double dice_mean, dice_std, dice_median;
     double hd95_mean, assd_mean, sdice_mean; /* over the pairs with finite distances */
     int n_infinite; /* (case, structure) pairs with an empty prediction or reference */
+    int n_excluded; /* (case, structure) pairs left out as both-empty (NaN Dice) */
     int nstructures;
     mk_report_structure_summary structures[MK_REPORT_MAX_STRUCTURES];
 } mk_report_model_summary;
@@ -192,8 +223,9 @@ typedef struct mk_report_comparison {
     char a[32], b[32]; /* model names */
     int64_t label;
     char structure[32];
-    int n;                  /* paired cases */
+    int n;                  /* paired cases with a Dice in both */
     int n_excluded;         /* cases of a or b not in the other */
+    int n_nan;              /* paired cases left out: a NaN Dice in a or b (both-empty, "nan") */
     double mean_diff;       /* mean of d */
     double ci95[2];         /* percentile bootstrap interval of the mean of d (B resamples, seed) */
     double wilcoxon_p;      /* two-sided signed-rank p (zeros dropped); NaN when every d is 0 */

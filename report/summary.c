@@ -15,15 +15,22 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Accumulated figures of a set of (case, structure) results. */
+/* Accumulated figures of a set of (case, structure) results. A NaN Dice (a both-empty pair under
+ * the "nan" policy) is left out of every figure but the volumes and counted in nex. */
 typedef struct acc {
     double *dice; /* every Dice value, for the median (NULL: out of memory, median NaN) */
-    int n, nf, ninf;
+    int n, nf, ninf, nex;
     double sum, sum2, h, a, sd, vref, vpred;
 } acc;
 
 static void acc_add(acc *s, const mk_metric_result *r)
 {
+    s->vref += r->volume_ref_ml;
+    s->vpred += r->volume_pred_ml;
+    if (isnan(r->dice)) {
+        s->nex++;
+        return;
+    }
     if (s->dice)
         s->dice[s->n] = r->dice;
     s->n++;
@@ -37,8 +44,6 @@ static void acc_add(acc *s, const mk_metric_result *r)
         s->ninf++;
     }
     s->sd += r->surface_dice;
-    s->vref += r->volume_ref_ml;
-    s->vpred += r->volume_pred_ml;
 }
 
 /* mean, sample sd, median of the Dice values; distance means over the finite pairs */
@@ -81,6 +86,7 @@ mk_status mk_report_model_summarise(mk_ctx *ctx, const mk_eval_report *rep, cons
     acc_finish(&all, &s->dice_mean, &s->dice_std, &s->dice_median, &s->hd95_mean, &s->assd_mean,
                &s->sdice_mean);
     s->n_infinite = all.ninf;
+    s->n_excluded = all.nex;
     for (int j = 0; j < L; j++) {
         mk_report_structure_summary *t = &s->structures[j];
         acc one = {.dice = buf ? buf + N * L : NULL};
@@ -94,6 +100,7 @@ mk_status mk_report_model_summarise(mk_ctx *ctx, const mk_eval_report *rep, cons
         t->volume_ref_ml_mean = N ? one.vref / N : NAN;
         t->volume_pred_ml_mean = N ? one.vpred / N : NAN;
         t->n_infinite = one.ninf;
+        t->n_excluded = one.nex;
     }
     free(buf);
     return MK_OK;
@@ -146,7 +153,10 @@ static void print_json(FILE *f, const void *arg)
         jnum(f, "assd_mean_mm", s->assd_mean);
         fputs(", ", f);
         jnum(f, "surface_dice_mean", s->sdice_mean);
-        fprintf(f, ", \"cases_with_infinite_distance\": %d, \"params\": ", s->n_infinite);
+        fprintf(f,
+                ", \"cases_with_infinite_distance\": %d, \"both_empty_excluded\": %d, "
+                "\"params\": ",
+                s->n_infinite, s->n_excluded);
         if (s->params >= 0)
             fprintf(f, "%lld", (long long)s->params);
         else
@@ -177,7 +187,8 @@ static void print_json(FILE *f, const void *arg)
             jnum(f, "volume_ref_ml_mean", t->volume_ref_ml_mean);
             fputs(", ", f);
             jnum(f, "volume_pred_ml_mean", t->volume_pred_ml_mean);
-            fprintf(f, ", \"cases_with_infinite_distance\": %d}", t->n_infinite);
+            fprintf(f, ", \"cases_with_infinite_distance\": %d, \"both_empty_excluded\": %d}",
+                    t->n_infinite, t->n_excluded);
         }
         fputs(s->nstructures ? "\n  ]}" : "]}", f);
     }
@@ -238,6 +249,19 @@ static void print_md(FILE *f, const void *arg)
         }
     if (via)
         fputs(". The other models segmented the images as stored.\n", f);
+    int excl = 0;
+    for (int i = 0; i < a->n; i++)
+        if (a->m[i].n_excluded) {
+            fprintf(f, "%s%s %d",
+                    excl ? ", "
+                         : "\nLeft out of the Dice, HD95, ASSD and surface Dice figures as "
+                           "both-empty (the structure in neither mask: NaN, nnU-Net's rule), "
+                           "(case, structure) pairs: ",
+                    a->m[i].name, a->m[i].n_excluded);
+            excl = 1;
+        }
+    if (excl)
+        fputs(".\n", f);
     for (int i = 0; i < a->n; i++) {
         const mk_report_model_summary *s = &a->m[i];
         fprintf(f,
@@ -253,6 +277,14 @@ static void print_md(FILE *f, const void *arg)
                     t->name, (long long)t->label, t->cases, t->dice_mean, t->dice_std,
                     t->dice_median, t->hd95_mean, t->assd_mean, t->sdice_mean,
                     t->volume_ref_ml_mean, t->volume_pred_ml_mean, t->n_infinite);
+        }
+        if (s->n_excluded) {
+            fputs("\nLeft out as both-empty (NaN):", f);
+            for (int j = 0, k = 0; j < s->nstructures; j++)
+                if (s->structures[j].n_excluded)
+                    fprintf(f, "%s %s %d case(s)", k++ ? "," : "", s->structures[j].name,
+                            s->structures[j].n_excluded);
+            fputs(".\n", f);
         }
     }
     fprintf(f, "\nPer-case values: reports/<model>.csv (spreadsheets), reports/<model>.h5 (h5py), "

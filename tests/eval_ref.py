@@ -182,7 +182,8 @@ def _dm_hd(d, a, pct):
     return d[min(idx, len(d) - 1)]
 
 
-def reference(pred, ref, spacing, tol, conv, pct=95.0):
+def reference(pred, ref, spacing, tol, conv, pct=95.0, both="nan"):
+    """both: the both-empty policy, "nan" (nnU-Net: every score undefined) or "one" (DeepMind)"""
     pred = pred.astype(bool)
     ref = ref.astype(bool)
     vox_ml = abs(spacing[0] * spacing[1] * spacing[2]) / 1000.0
@@ -190,7 +191,9 @@ def reference(pred, ref, spacing, tol, conv, pct=95.0):
     r["volume_pred_ml"] = r["voxels_pred"] * vox_ml
     r["volume_ref_ml"] = r["voxels_ref"] * vox_ml
     if not pred.any() and not ref.any():
-        r.update(dice=1.0, jaccard=1.0, hd=0.0, hd95=0.0, assd=0.0, masd=0.0, surface_dice=1.0, empty="both")
+        v = 1.0 if both == "one" else math.nan
+        d = 0.0 if both == "one" else math.nan
+        r.update(dice=v, jaccard=v, hd=d, hd95=d, assd=d, masd=d, surface_dice=v, empty="both")
         return r
     if not pred.any() or not ref.any():
         r.update(dice=0.0, jaccard=0.0, hd=math.inf, hd95=math.inf, assd=math.inf, masd=math.inf,
@@ -325,12 +328,37 @@ def gen(d):
     with open(f"{d}/fold_p/plans.json", "w") as f:
         f.write("{}")
     sc.append(("folders", f"--pred {d}/fold_p --ref {d}/fold_r", "fold", 1.0, "deepmind"))
+    # 7 both-empty pairs (issue 23): label 2 in neither mask of case b2, only in the reference of
+    # b3; label 1 everywhere. Under "nan" b2's label 2 is left out of every summary figure, under
+    # "one" it scores 1; label 1 must not depend on the policy.
+    os.makedirs(f"{d}/be_p", exist_ok=True)
+    os.makedirs(f"{d}/be_r", exist_ok=True)
+    for k, (p2, r2) in enumerate([(True, True), (False, False), (False, True), (True, True)]):
+        bp = np.zeros(shape, np.uint8)
+        br = np.zeros(shape, np.uint8)
+        bp[_ball(shape, (10 + k, 12, 11), 5.0, sp)] = 1
+        br[_ball(shape, (11, 12, 11), 5.0 + 0.3 * k, sp)] = 1
+        if p2:
+            bp[22:28, 18:25, 6:12 + k] = 2
+        if r2:
+            br[23:29, 18:24, 6:12] = 2
+        _save(f"{d}/be_p/b{k + 1}.nii.gz", bp, aff, np.uint8)
+        _save(f"{d}/be_r/b{k + 1}.nii.gz", br, aff, np.uint8)
+    sc.append(("bothempty_default", f"--pred {d}/be_p --ref {d}/be_r --labels 1,2,7", "be", 1.0,
+               "deepmind", "nan"))
+    sc.append(("bothempty_nan", f"--pred {d}/be_p --ref {d}/be_r --both-empty nan --convention medpy",
+               "be", 1.0, "medpy", "nan"))
+    sc.append(("bothempty_one", f"--pred {d}/be_p --ref {d}/be_r --both-empty one", "be", 1.0,
+               "deepmind", "one"))
+    sc.append(("multilabel_one", f"--pred {d}/ml_p.nii --ref {d}/ml_r.nii --labels 1,2,3,5 "
+               f"--both-empty one", "ml", 1.0, "deepmind", "one"))
 
     with open(f"{d}/scenarios.txt", "w") as f:
         for name, args, *_ in sc:
             f.write(f"{name}|{args}\n")
     with open(f"{d}/scenarios.json", "w") as f:
-        json.dump([{"name": n, "fix": fx, "tol": t, "conv": c} for n, _, fx, t, c in sc], f)
+        json.dump([{"name": n, "fix": fx, "tol": t, "conv": c, "both": (rest or ["nan"])[0]}
+                   for n, _, fx, t, c, *rest in sc], f)
 
     # bad inputs
     bad = np.zeros(shape, np.float32)
@@ -348,6 +376,14 @@ def gen(d):
     _save(f"{d}/sph_p_rev.nii.gz", p[::-1, :, :], fa, np.uint8)
     with open(f"{d}/garbage.nii.gz", "wb") as f:
         f.write(b"this is not a nifti file" * 10)
+    # not label maps (issue 23): an int16 "CT" with 300 distinct non-zero values, a float "MR"
+    # with fractions everywhere, and a float image of integral labels (a label map, accepted)
+    ct = (np.arange(np.prod(shape)).reshape(shape) * 7919 % 301).astype(np.int16)
+    _save(f"{d}/ct_int16.nii.gz", ct, aff, np.int16)
+    rng = np.random.default_rng(3)
+    _save(f"{d}/mr_float.nii.gz", rng.normal(300.0, 80.0, shape).astype(np.float32), aff, np.float32)
+    lab255 = (np.arange(np.prod(shape)).reshape(shape) % 256).astype(np.float32)
+    _save(f"{d}/lab255_float.nii.gz", lab255, aff, np.float32)
     os.makedirs(f"{d}/nopair_p", exist_ok=True)
     os.makedirs(f"{d}/nopair_r", exist_ok=True)
     _save(f"{d}/nopair_p/a.nii.gz", p, aff, np.uint8)
@@ -392,7 +428,8 @@ def check(d):
             pa, spacing = _load(case["pred"])
             ra, _ = _load(case["ref"])
             for lab, got in case["labels"].items():
-                want = reference(pa == int(lab), ra == int(lab), spacing, s["tol"], s["conv"])
+                want = reference(pa == int(lab), ra == int(lab), spacing, s["tol"], s["conv"],
+                                 both=s["both"])
                 for k, kind in KIND.items():
                     nval += 1
                     if not _close(got[k], want[k], kind):
@@ -419,13 +456,103 @@ def check(d):
             if not _close(summ["metrics"]["dice"]["mean"], float(np.mean(dices)), "dist"):
                 print("folders: dice mean")
                 bad += 1
-        if s["name"] == "multilabel_deepmind":
+        if s["name"] in ("multilabel_deepmind", "multilabel_one"):
             lab5 = out["cases"][0]["labels"]["5"]
-            if lab5["empty"] != "both" or lab5["dice"] != 1.0:
-                print("label 5 should be both-empty", lab5)
+            want5 = 1.0 if s["both"] == "one" else "nan"
+            if lab5["empty"] != "both" or lab5["dice"] != want5:
+                print(s["name"], "label 5 should be both-empty with dice", want5, lab5)
                 bad += 1
+        bad += check_summary(s, out)
+        if s["fix"] == "be":
+            bad += check_both_empty(d, s, out)
     print(f"checked {nval} values in {len(scen)} scenarios, {bad} mismatches")
     return 1 if bad else 0
+
+
+def _f(x):
+    return float(x) if isinstance(x, str) else x
+
+
+def check_summary(s, out):
+    """every summary figure against numpy's nan-functions over the per-case values: NaN (a
+    both-empty pair under "nan") is left out of each, and counted in n_excluded / n_nan"""
+    bad = 0
+    if out.get("both_empty") != s["both"]:
+        print(s["name"], "both_empty", out.get("both_empty"), "want", s["both"])
+        bad += 1
+    for lab in out["labels"]:
+        summ = out["summary"]["labels"][str(lab)]
+        res = [c["labels"][str(lab)] for c in out["cases"]]
+        excl = sum(1 for r in res if r["empty"] == "both" and s["both"] == "nan")
+        if summ["n_excluded"] != excl:
+            print(s["name"], lab, "n_excluded", summ["n_excluded"], "want", excl)
+            bad += 1
+        for m in ("dice", "jaccard", "surface_dice", "hd95", "assd", "volume_ref_ml"):
+            v = np.array([_f(r[m]) for r in res], float)
+            got = summ["metrics"][m]
+            keep = v[~np.isnan(v)]
+            if got["n_nan"] != int(np.isnan(v).sum()):
+                print(s["name"], lab, m, "n_nan", got["n_nan"])
+                bad += 1
+            if m in ("hd95", "assd"):
+                want = {"mean": np.mean(keep) if len(keep) else math.nan}
+            else:  # never infinite: every figure
+                with np.errstate(all="ignore"):
+                    want = {"mean": np.nanmean(v) if len(keep) else math.nan,
+                            "std": np.nanstd(v) if len(keep) else math.nan,
+                            "median": np.nanmedian(v) if len(keep) else math.nan,
+                            "q1": np.nanpercentile(v, 25) if len(keep) else math.nan,
+                            "q3": np.nanpercentile(v, 75) if len(keep) else math.nan,
+                            "min": np.nanmin(v) if len(keep) else math.nan,
+                            "max": np.nanmax(v) if len(keep) else math.nan}
+            for k, w in want.items():
+                if not _close(_f(got[k]), float(w), "dist"):
+                    print(s["name"], "label", lab, m, k, "got", got[k], "want", w)
+                    bad += 1
+    return bad
+
+
+def check_both_empty(d, s, out):
+    """the be fixture: label 1 does not depend on the policy; label 2 of b2 (and 7 everywhere)
+    is the both-empty pair"""
+    bad = 0
+    lab2 = {c["id"]: c["labels"]["2"] for c in out["cases"]}
+    if lab2["b2"]["empty"] != "both" or lab2["b3"]["empty"] != "pred":
+        print(s["name"], "be: empty states", lab2)
+        bad += 1
+    want = 1.0 if s["both"] == "one" else "nan"
+    if lab2["b2"]["dice"] != want or lab2["b2"]["hd95"] != (0.0 if s["both"] == "one" else "nan"):
+        print(s["name"], "be: b2 label 2", lab2["b2"])
+        bad += 1
+    if lab2["b3"]["dice"] != 0.0 or lab2["b3"]["hd95"] != "inf":
+        print(s["name"], "be: b3 label 2 (one empty: unchanged)", lab2["b3"])
+        bad += 1
+    summ = out["summary"]["labels"]["2"]
+    if summ["empty"]["both"] != 1 or summ["n_excluded"] != (1 if s["both"] == "nan" else 0):
+        print(s["name"], "be: summary counts", summ["empty"], summ["n_excluded"])
+        bad += 1
+    # the dice mean over 3 of the 4 cases under nan, over all 4 under one
+    dices = [_f(lab2[k]["dice"]) for k in ("b1", "b2", "b3", "b4")]
+    use = dices if s["both"] == "one" else [dices[0], dices[2], dices[3]]
+    if not _close(_f(summ["metrics"]["dice"]["mean"]), float(np.mean(use)), "dist"):
+        print(s["name"], "be: dice mean", summ["metrics"]["dice"]["mean"], np.mean(use))
+        bad += 1
+    if "7" in out["summary"]["labels"]:
+        s7 = out["summary"]["labels"]["7"]
+        if s["both"] == "nan" and (s7["n_excluded"] != 4 or s7["metrics"]["dice"]["mean"] != "nan"):
+            print(s["name"], "be: label 7 in no mask", s7)
+            bad += 1
+    # label 1 is the same under every policy and convention-independent parts agree
+    other = "bothempty_one" if s["name"] != "bothempty_one" else "bothempty_default"
+    p = os.path.join(d, "out", other + ".json")
+    if os.path.exists(p) and s["conv"] == "deepmind":
+        o2 = json.load(open(p))
+        a = [c["labels"]["1"] for c in out["cases"]]
+        b = [c["labels"]["1"] for c in o2["cases"]]
+        if a != b or out["summary"]["labels"]["1"] != o2["summary"]["labels"]["1"]:
+            print(s["name"], "be: label 1 differs between the policies")
+            bad += 1
+    return bad
 
 
 def check_h5(h5path, jsonpath):
@@ -433,7 +560,8 @@ def check_h5(h5path, jsonpath):
     out = json.load(open(jsonpath))
     bad = 0
     with h5py.File(h5path, "r") as f:
-        for a in ("version", "command_line", "convention", "tolerance_mm", "created", "schema", "empty_policy"):
+        for a in ("version", "command_line", "convention", "tolerance_mm", "created", "schema", "empty_policy",
+                  "both_empty"):
             if a not in f.attrs:
                 print("missing attribute", a)
                 bad += 1
@@ -468,6 +596,24 @@ def check_h5(h5path, jsonpath):
                 bad += 1
         if f["directed/hd"].shape != (len(ids), len(labels), 2):
             bad += 1
+        if f.attrs.get("both_empty") not in (out["both_empty"], out["both_empty"].encode()):
+            print("h5 both_empty", f.attrs.get("both_empty"))
+            bad += 1
+        nex = [int(x) for x in f["summary/n_excluded"][()]]
+        if nex != [out["summary"]["labels"][str(lab)]["n_excluded"] for lab in out["labels"]]:
+            print("h5 summary/n_excluded", nex)
+            bad += 1
+        mean = f["summary/dice/mean"][()]
+        for j, lab in enumerate(out["labels"]):
+            w = _f(out["summary"]["labels"][str(lab)]["metrics"]["dice"]["mean"])
+            if not (float(mean[j]) == w or (math.isnan(mean[j]) and math.isnan(w))):
+                print("h5 summary/dice/mean", mean[j], w)
+                bad += 1
+        if "label_names" in out:
+            names = [x.decode() if isinstance(x, bytes) else x for x in f["label_names"][()]]
+            if names != out["label_names"]:
+                print("h5 label_names", names, out["label_names"])
+                bad += 1
     print(f"h5 check: {bad} problems")
     return 1 if bad else 0
 

@@ -140,6 +140,64 @@ static void test_reports_h5_csv(void **state)
                      0);
 }
 
+/* "-" is standard output for --csv/--json/--out (issue 23, D7): the report alone goes there,
+ * byte for byte what a file gets, nothing named "-" is created; one output at most; a folder as
+ * the output is refused and left as it is. */
+static void test_report_to_stdout(void **state)
+{
+    (void)state;
+    const char *fold = "--pred fold_p --ref fold_r";
+    assert_int_equal(
+        sh("cd '%s' && '%s' --quiet eval %s --csv file.csv > /dev/null 2>&1", g_dir, g_bin, fold),
+        0);
+    assert_int_equal(sh("cd '%s' && '%s' --quiet eval %s --csv - > stdout.csv 2> stdout.log", g_dir,
+                        g_bin, fold),
+                     0);
+    char path[2048];
+    snprintf(path, sizeof path, "%s/file.csv", g_dir);
+    char *want = slurp(path);
+    snprintf(path, sizeof path, "%s/stdout.csv", g_dir);
+    char *got = slurp(path);
+    assert_non_null(want);
+    assert_non_null(got);
+    assert_string_equal(got, want);
+    free(want);
+    free(got);
+    snprintf(path, sizeof path, "%s/-", g_dir);
+    assert_false(exists(path));
+    /* the JSON report on stdout parses as the whole stream */
+    assert_int_equal(
+        sh("cd '%s' && '%s' --quiet eval %s --json - 2>/dev/null | /usr/bin/python3 -c "
+           "\"import json,sys; json.load(sys.stdin)\"",
+           g_dir, g_bin, fold),
+        0);
+    assert_false(exists(path));
+    /* two reports on one stream: a usage error */
+    assert_int_equal(
+        sh("cd '%s' && '%s' --quiet eval %s --json - --csv - > both.log 2>&1", g_dir, g_bin, fold),
+        2);
+    snprintf(path, sizeof path, "%s/both.log", g_dir);
+    char *msg = slurp(path);
+    assert_non_null(msg);
+    assert_non_null(strstr(msg, "standard output"));
+    free(msg);
+    /* a folder under the output name */
+    assert_int_equal(sh("cd '%s' && mkdir -p outdir.csv && '%s' --quiet eval %s --csv outdir.csv > "
+                        "dir.log 2>&1",
+                        g_dir, g_bin, fold),
+                     1);
+    snprintf(path, sizeof path, "%s/dir.log", g_dir);
+    msg = slurp(path);
+    assert_non_null(msg);
+    if (!strstr(msg, "outdir.csv: not a regular file"))
+        fail_msg("message '%s' should say 'outdir.csv: not a regular file'", msg);
+    free(msg);
+    struct stat st;
+    snprintf(path, sizeof path, "%s/outdir.csv", g_dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+}
+
 /* bad input: exit code, message naming the files, no output file */
 static void bad_case(const char *args, int want_rc, const char *want1, const char *want2)
 {
@@ -235,6 +293,212 @@ static void test_tables_vs_python(void **state)
     fclose(f);
 }
 
+/* Run `pipeline eval ARGS` in the fixture folder; its exit code, and its output in *log (caller
+ * frees). */
+static int eval_run(const char *args, char **log)
+{
+    char path[2048];
+    snprintf(path, sizeof path, "%s/run.log", g_dir);
+    int rc = sh("cd '%s' && '%s' eval %s > run.log 2>&1", g_dir, g_bin, args);
+    *log = slurp(path);
+    assert_non_null(*log);
+    return rc;
+}
+
+static void want_in(const char *text, const char *what, const char *args)
+{
+    if (!strstr(text, what))
+        fail_msg("eval %s: output lacks '%s':\n%s", args, what, text);
+}
+
+/* Issue 23: an intensity image is no label map. An int16 "CT" with 300 distinct values and a
+ * float "MR" given as --pred (or --ref) are refused before anything is scored (exit 1, the file
+ * and what was found in the message, no report); --max-labels raises the limit and --force
+ * scores anyway, but never non-integer values; 255 integral labels in a float image pass. */
+static void test_not_a_label_map(void **state)
+{
+    (void)state;
+    bad_case("--pred ct_int16.nii.gz --ref sph_r.nii.gz", 1,
+             "ct_int16.nii.gz: not a label map: 300 distinct non-zero values",
+             "expected at most 255 integer labels; --max-labels");
+    bad_case("--pred sph_p.nii.gz --ref ct_int16.nii.gz", 1, "ct_int16.nii.gz: not a label map",
+             "--force scores anyway");
+    bad_case("--pred mr_float.nii.gz --ref sph_r.nii.gz", 1, "mr_float.nii.gz: not a label map: ",
+             "distinct non-zero values, non-integer values present in 22440 voxels (voxel "
+             "(0,0,0) = ");
+    bad_case("--pred mr_float.nii.gz --ref sph_r.nii.gz --force", 1, "non-integer values present",
+             "also with --force");
+    bad_case("--pred bad_float.nii.gz --ref sph_r.nii.gz", 1,
+             "bad_float.nii.gz: not a label map: 1 distinct non-zero value, non-integer", NULL);
+    bad_case("--pred ct_int16.nii.gz --ref sph_r.nii.gz --max-labels 299", 1, "300 distinct", NULL);
+    bad_case("--pred sph_p.nii.gz --ref sph_r.nii.gz --max-labels 0", 2, "--max-labels", NULL);
+    bad_case("--pred sph_p.nii.gz --ref sph_r.nii.gz --max-labels 70000", 2, "--max-labels", NULL);
+    /* a folder: the bad case is named, nothing is written */
+    assert_int_equal(sh("cd '%s' && rm -rf img_p && mkdir img_p && cp fold_p/case_001.nii.gz "
+                        "img_p/ && cp ct_int16.nii.gz img_p/case_002.nii.gz",
+                        g_dir),
+                     0);
+    bad_case("--pred img_p --ref fold_r", 1, "img_p/case_002.nii.gz: not a label map", NULL);
+    char *log = NULL;
+    const char *args = "--pred ct_int16.nii.gz --ref sph_r.nii.gz --max-labels 300 --json ok.json";
+    assert_int_equal(eval_run(args, &log), 0);
+    free(log);
+    args = "--pred ct_int16.nii.gz --ref sph_r.nii.gz --force --json ok.json";
+    assert_int_equal(eval_run(args, &log), 0);
+    want_in(log, "scored anyway (--force)", args);
+    free(log);
+    args = "--pred lab255_float.nii.gz --ref lab255_float.nii.gz --json ok.json";
+    assert_int_equal(eval_run(args, &log), 0);
+    want_in(log, "255 label(s)", args);
+    free(log);
+    args = "--help";
+    assert_int_equal(eval_run(args, &log), 0);
+    want_in(log, "--max-labels N", args);
+    want_in(log, "--both-empty P", args);
+    want_in(log, "--label-names FILE", args);
+    want_in(log, "--force", args);
+    free(log);
+}
+
+/* Issue 23: a label in neither mask of a case is NaN and left out of every summary by default
+ * (nnU-Net); --both-empty one keeps the old rule. The per-case values and the summaries of both
+ * policies are checked against numpy in eval_ref.py (scenarios bothempty_*); here the CSV, the
+ * HDF5 report, the console summary and the option's errors. */
+static void test_both_empty_reports(void **state)
+{
+    (void)state;
+    char *log = NULL;
+    const char *args = "--pred be_p --ref be_r --csv be.csv --out be.h5 --json be.json";
+    assert_int_equal(eval_run(args, &log), 0);
+    want_in(log, "means per label (both-empty cases: NaN, left out (--both-empty nan))", args);
+    char row[128];
+    snprintf(row, sizeof row, "%-24s %6d", "mean of 3/4 cases", 2); /* label 2: b2 left out */
+    want_in(log, row, args);
+    free(log);
+    assert_int_equal(sh("/usr/bin/python3 '%s' h5 '%s/be.h5' '%s/be.json'", g_py, g_dir, g_dir), 0);
+    char path[2048];
+    snprintf(path, sizeof path, "%s/be.csv", g_dir);
+    char *csv = slurp(path);
+    assert_non_null(csv);
+    want_in(csv, ",2,both,nan,nan,nan,nan,nan,nan,nan,0,0,0,0,nan,nan,nan,nan,nan,nan,", args);
+    want_in(csv, "mean_pred_to_ref,label_name\n", args);
+    free(csv);
+    args = "--pred be_p --ref be_r --both-empty one --csv be1.csv";
+    assert_int_equal(eval_run(args, &log), 0);
+    want_in(log, "(both-empty cases: dice 1, distances 0 (--both-empty one))", args);
+    snprintf(row, sizeof row, "%-24s %6d", "mean of 4/4 cases", 2);
+    want_in(log, row, args);
+    free(log);
+    snprintf(path, sizeof path, "%s/be1.csv", g_dir);
+    csv = slurp(path);
+    assert_non_null(csv);
+    want_in(csv, ",2,both,1,1,0,0,0,0,1,0,0,0,0,0,0,0,0,0,0,", args);
+    free(csv);
+    bad_case("--pred be_p --ref be_r --both-empty zero", 2, "--both-empty", "zero");
+    bad_case("--pred be_p --ref be_r --both-empty", 2, "--both-empty", NULL);
+}
+
+static void write_text(const char *name, const char *text)
+{
+    char path[2048];
+    snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Issue 23: --label-names from an AAL-style .txt, an nnU-Net dataset.json and a CSV: the names
+ * in the JSON (label_names, summary), CSV, HDF5 (/label_names) and console outputs; labels the
+ * file does not name are label_<value> with a warning. Malformed files: exit 1, FILE:LINE and
+ * what is wrong, no report. */
+static void test_label_names(void **state)
+{
+    (void)state;
+    write_text("aal.txt", "# AAL-style\n1 Precentral_L 2001\n\n2\tPrecentral_R\t2002\n"
+                          "3 Frontal_Sup_L 2101\n4 Frontal_Sup_R 2102\n");
+    write_text("dataset.json", "{\n  \"name\": \"x\",\n  \"labels\": {\n    \"background\": 0,\n"
+                               "    \"liver\": 1,\n    \"spleen\": 2,\n    \"kidney\": 3\n  },\n"
+                               "  \"numTraining\": 2\n}\n");
+    write_text("names.csv", "value,name,colour\r\n1,\"Left, ventricle\",red\r\n2,MYO,green\r\n"
+                            "3,RV,blue\r\n");
+    write_text("partial.csv", "2,MYO\n1,LV\n");
+    const char *file[4] = {"aal.txt", "dataset.json", "names.csv", "partial.csv"};
+    const char *want[4] = {"[\"Precentral_L\", \"Precentral_R\", \"Frontal_Sup_L\"]",
+                           "[\"liver\", \"spleen\", \"kidney\"]",
+                           "[\"Left, ventricle\", \"MYO\", \"RV\"]",
+                           "[\"LV\", \"MYO\", \"label_3\"]"};
+    const char *csvrow[4] = {",Precentral_L\n", ",liver\n", ",\"Left, ventricle\"\n", ",label_3\n"};
+    const char *row1[4] = {"  Precentral_L\n", "  liver\n", "  Left, ventricle\n", "  LV\n"};
+    for (int k = 0; k < 4; k++) {
+        char args[1024], path[2048];
+        snprintf(args, sizeof args,
+                 "--pred ml_p.nii --ref ml_r.nii --label-names %s --json ln.json --csv ln.csv "
+                 "--out ln.h5",
+                 file[k]);
+        char *log = NULL;
+        assert_int_equal(eval_run(args, &log), 0);
+        want_in(log, "  name\n", args);
+        want_in(log, row1[k], args); /* label 1's rows in the table */
+        if (k == 3)
+            want_in(log, "names no structure for 1 scored label(s) (3): named label_<value>", args);
+        free(log);
+        snprintf(path, sizeof path, "%s/ln.json", g_dir);
+        char *js = slurp(path);
+        assert_non_null(js);
+        char key[256];
+        snprintf(key, sizeof key, "\"label_names\": %s", want[k]);
+        want_in(js, key, args);
+        want_in(js, "\"1\": {\"name\": ", args);
+        free(js);
+        snprintf(path, sizeof path, "%s/ln.csv", g_dir);
+        char *csv = slurp(path);
+        assert_non_null(csv);
+        want_in(csv, csvrow[k], args);
+        free(csv);
+        assert_int_equal(
+            sh("/usr/bin/python3 '%s' h5 '%s/ln.h5' '%s/ln.json' > /dev/null", g_py, g_dir, g_dir),
+            0);
+    }
+    /* malformed: one per format, and the common errors */
+    write_text("bad.txt", "1 Precentral_L 2001\nx Precentral_R 2002\n");
+    bad_case("--pred ml_p.nii --ref ml_r.nii --label-names bad.txt", 1,
+             "bad.txt:2:", "integer VALUE");
+    write_text("lonely.txt", "1 Precentral_L\n\n7\n");
+    bad_case("--pred ml_p.nii --ref ml_r.nii --label-names lonely.txt", 1,
+             "lonely.txt:3:", "the value 7 alone");
+    write_text("twice.txt", "1 A\n2 B\n1 C\n");
+    bad_case("--pred ml_p.nii --ref ml_r.nii --label-names twice.txt", 1,
+             "twice.txt:3:", "named twice ('C', and 'A' on line 1)");
+    write_text("regions.json", "{\n  \"labels\": {\n    \"background\": 0,\n"
+                               "    \"whole_tumor\": [1, 2, 3],\n    \"enhancing\": 3\n  }\n}\n");
+    bad_case("--pred ml_p.nii --ref ml_r.nii --label-names regions.json", 1,
+             "regions.json:4: labels.\"whole_tumor\" is a region (the list of values [1, 2, 3])",
+             NULL);
+    write_text("syntax.json", "{\n  \"labels\": {\n    \"liver\": 1,\n    \"spleen\" 2\n  }\n}\n");
+    bad_case("--pred ml_p.nii --ref ml_r.nii --label-names syntax.json", 1,
+             "syntax.json:4:", "not valid JSON");
+    write_text("frac.json", "{\"labels\": {\"background\": 0,\n \"liver\": 1.5}}\n");
+    bad_case("--pred ml_p.nii --ref ml_r.nii --label-names frac.json", 1,
+             "frac.json:2:", "integer label value, got 1.5");
+    write_text("nolabels.json", "{\"name\": \"x\"}\n");
+    bad_case("--pred ml_p.nii --ref ml_r.nii --label-names nolabels.json", 1,
+             "nolabels.json:1:", "\"labels\"");
+    write_text("bad.csv", "value,name\n1,LV\ntwo,MYO\n");
+    bad_case("--pred ml_p.nii --ref ml_r.nii --label-names bad.csv", 1,
+             "bad.csv:3:", "column 1 (value)");
+    write_text("short.csv", "name,value\nLV,1\nMYO\n");
+    bad_case("--pred ml_p.nii --ref ml_r.nii --label-names short.csv", 1,
+             "short.csv:3:", "at least 2 columns");
+    write_text("quote.csv", "1,\"LV\n");
+    bad_case("--pred ml_p.nii --ref ml_r.nii --label-names quote.csv", 1,
+             "quote.csv:1:", "unterminated");
+    write_text("empty.txt", "# nothing\n");
+    bad_case("--pred ml_p.nii --ref ml_r.nii --label-names empty.txt", 1, "empty.txt",
+             "no label names");
+    bad_case("--pred ml_p.nii --ref ml_r.nii --label-names absent.txt", 1, "absent.txt", NULL);
+}
+
 int main(void)
 {
     if (system("/usr/bin/python3 -c 'import nibabel, scipy, h5py' > /dev/null 2>&1") != 0) {
@@ -244,10 +508,10 @@ int main(void)
         return 1;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tables_vs_python),
-        cmocka_unit_test(test_scenarios_vs_reference),
-        cmocka_unit_test(test_reports_h5_csv),
-        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_tables_vs_python),   cmocka_unit_test(test_scenarios_vs_reference),
+        cmocka_unit_test(test_reports_h5_csv),     cmocka_unit_test(test_report_to_stdout),
+        cmocka_unit_test(test_bad_input),          cmocka_unit_test(test_not_a_label_map),
+        cmocka_unit_test(test_both_empty_reports), cmocka_unit_test(test_label_names),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -397,6 +397,143 @@ static void test_empty(void **state)
     free(f.v);
 }
 
+/* The both-empty policy: MK_METRIC_BOTH_ONE (default) scores 1 / 0, MK_METRIC_BOTH_NAN makes
+ * every score NaN; results of labels present in either mask do not depend on it. */
+static void test_both_empty_policy(void **state)
+{
+    (void)state;
+    const double sp[3] = {0.9, 1.1, 1.3};
+    vol8 p = v8(12, 10, 8), r = v8(12, 10, 8);
+    box8(&p, 2, 2, 2, 3, 3, 3, 1);
+    box8(&r, 3, 2, 2, 3, 3, 3, 1);
+    box8(&r, 8, 6, 5, 2, 2, 2, 2); /* only in ref */
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    mk_metric_vol mp = mv(&p, sp, "p"), mr = mv(&r, sp, "r");
+    const int64_t labels[3] = {1, 2, 5}; /* 5: in neither */
+    mk_metric_result one[3], nan3[3];
+    for (int conv = 0; conv < 2; conv++) {
+        mk_metric_opts o;
+        mk_metric_opts_default(&o);
+        assert_int_equal(o.both_empty, MK_METRIC_BOTH_ONE);
+        o.convention = (mk_metric_conv)conv;
+        assert_int_equal(mk_metric_eval(&ctx, &mp, &mr, labels, 3, &o, one), MK_OK);
+        o.both_empty = MK_METRIC_BOTH_NAN;
+        assert_int_equal(mk_metric_eval(&ctx, &mp, &mr, labels, 3, &o, nan3), MK_OK);
+        assert_int_equal(one[2].empty, MK_METRIC_EMPTY_BOTH);
+        near_abs(one[2].dice, 1, 0, "one: dice");
+        near_abs(one[2].hd95, 0, 0, "one: hd95");
+        assert_int_equal(nan3[2].empty, MK_METRIC_EMPTY_BOTH);
+        assert_true(isnan(nan3[2].dice) && isnan(nan3[2].jaccard) && isnan(nan3[2].surface_dice));
+        assert_true(isnan(nan3[2].hd) && isnan(nan3[2].hd95) && isnan(nan3[2].assd) &&
+                    isnan(nan3[2].masd));
+        assert_true(isnan(nan3[2].dir_hd[0]) && isnan(nan3[2].dir_mean[1]));
+        assert_int_equal(nan3[2].voxels_pred, 0);
+        near_abs(nan3[2].volume_ref_ml, 0, 0, "nan: volume");
+        /* present in at least one mask: bit-identical under both policies */
+        for (int j = 0; j < 2; j++)
+            assert_memory_equal(&one[j], &nan3[j], sizeof one[j]);
+    }
+    mk_metric_result r1;
+    mk_metric_result_empty(&r1, 4, MK_METRIC_EMPTY_PRED);
+    mk_metric_result_both_empty(&r1, MK_METRIC_BOTH_NAN); /* not both-empty: unchanged */
+    near_abs(r1.dice, 0, 0, "one-empty dice under nan");
+    assert_true(isinf(r1.hd95));
+    mk_metric_both_empty pol;
+    assert_int_equal(mk_metric_both_empty_parse(&ctx, "nan", &pol), MK_OK);
+    assert_int_equal(pol, MK_METRIC_BOTH_NAN);
+    assert_int_equal(mk_metric_both_empty_parse(&ctx, "zero", &pol), MK_ERR_USAGE);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "--both-empty"));
+    assert_string_equal(mk_metric_both_empty_name(MK_METRIC_BOTH_ONE), "one");
+    free(p.v);
+    free(r.v);
+}
+
+/* The census of an image: distinct non-zero values and non-integral voxels, every value type. */
+static void test_label_census(void **state)
+{
+    (void)state;
+    const double sp[3] = {1, 1, 1};
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    mk_metric_census c;
+    /* uint8 with 3 labels */
+    vol8 a = v8(7, 6, 5);
+    box8(&a, 1, 1, 1, 2, 2, 2, 1);
+    box8(&a, 4, 1, 1, 2, 2, 2, 2);
+    box8(&a, 1, 4, 3, 1, 1, 1, 255);
+    mk_metric_vol m = mv(&a, sp, "a");
+    assert_int_equal(mk_metric_label_census(&ctx, &m, &c), MK_OK);
+    assert_int_equal(c.n_distinct, 3);
+    assert_int_equal(c.n_nonint, 0);
+    assert_int_equal(c.bad_voxel[0], -1);
+    /* int16 "CT": 3000 distinct values, negative ones included, in a stored box */
+    const int64_t n = 20 * 15 * 10;
+    int16_t *ct = calloc((size_t)n, sizeof *ct);
+    for (int64_t i = 0; i < n; i++)
+        ct[i] = (int16_t)(i % 3000 - 1000);
+    m.type = MK_METRIC_I16;
+    m.data = ct;
+    m.dim[0] = 40, m.dim[1] = 30, m.dim[2] = 20;
+    m.box_lo[0] = 5, m.box_lo[1] = 5, m.box_lo[2] = 5;
+    m.box_dim[0] = 20, m.box_dim[1] = 15, m.box_dim[2] = 10;
+    assert_int_equal(mk_metric_label_census(&ctx, &m, &c), MK_OK);
+    assert_int_equal(c.n_distinct, 2999); /* 0 is background */
+    assert_int_equal(c.n_nonint, 0);
+    /* int32 and uint64 through the key set: 70000 distinct values are "more than 65535" */
+    int32_t *i32 = calloc(70000, sizeof *i32);
+    for (int i = 0; i < 70000; i++)
+        i32[i] = i % 2 ? i : -i;
+    mk_metric_vol w = {.type = MK_METRIC_I32, .data = i32, .dim = {70000, 1, 1}, .name = "w"};
+    assert_int_equal(mk_metric_label_census(&ctx, &w, &c), MK_OK);
+    assert_int_equal(c.n_distinct, MK_METRIC_MAX_DISTINCT + 1);
+    for (int i = 0; i < 70000; i++)
+        i32[i] = i % 7;
+    assert_int_equal(mk_metric_label_census(&ctx, &w, &c), MK_OK);
+    assert_int_equal(c.n_distinct, 6);
+    uint64_t u64[4] = {0, 3, 3, UINT64_MAX};
+    mk_metric_vol u = {.type = MK_METRIC_U64, .data = u64, .dim = {4, 1, 1}, .name = "u"};
+    assert_int_equal(mk_metric_label_census(&ctx, &u, &c), MK_OK);
+    assert_int_equal(c.n_distinct, 2);
+    assert_int_equal(c.n_nonint, 1);
+    assert_int_equal(c.bad_voxel[0], 3);
+    /* float: integral labels, then an intensity image (fractions, NaN) */
+    float *f = calloc(60, sizeof *f);
+    f[3] = 2.0f, f[7] = 2.0f, f[9] = -1.0f;
+    mk_metric_vol fv = {.type = MK_METRIC_F32, .data = f, .dim = {5, 4, 3}, .name = "f"};
+    assert_int_equal(mk_metric_label_census(&ctx, &fv, &c), MK_OK);
+    assert_int_equal(c.n_distinct, 2);
+    assert_int_equal(c.n_nonint, 0);
+    for (int i = 0; i < 60; i++)
+        f[i] = (float)i * 0.25f; /* f[0] = 0: background */
+    f[59] = NAN;
+    assert_int_equal(mk_metric_label_census(&ctx, &fv, &c), MK_OK);
+    assert_int_equal(c.n_distinct, 59);
+    assert_int_equal(c.n_nonint, 44 + 1); /* 0.25..14.5: 58 values, 14 integral; and NaN */
+    assert_int_equal(c.bad_voxel[0], 1);
+    assert_int_equal(c.bad_voxel[1], 0);
+    assert_int_equal(c.bad_voxel[2], 0);
+    near_abs(c.bad_value, 0.25, 0, "first non-integral value");
+    double *d = calloc(8, sizeof *d);
+    d[5] = 1e300;
+    mk_metric_vol dv = {.type = MK_METRIC_F64, .data = d, .dim = {2, 2, 2}, .name = "d"};
+    assert_int_equal(mk_metric_label_census(&ctx, &dv, &c), MK_OK);
+    assert_int_equal(c.n_nonint, 1); /* beyond 2^53 */
+    assert_int_equal(c.bad_voxel[0], 1);
+    assert_int_equal(c.bad_voxel[1], 0);
+    assert_int_equal(c.bad_voxel[2], 1);
+    /* an all-zero (empty box) image */
+    mk_metric_vol z = {
+        .type = MK_METRIC_U8, .data = NULL, .dim = {4, 4, 4}, .box_dim = {1, 0, 0}, .name = "z"};
+    assert_int_equal(mk_metric_label_census(&ctx, &z, &c), MK_OK);
+    assert_int_equal(c.n_distinct, 0);
+    free(a.v);
+    free(ct);
+    free(i32);
+    free(f);
+    free(d);
+}
+
 /* Two labels in one volume score like separate volumes; labels absent from both are both-empty;
  * find_labels lists every non-zero value of either volume. */
 static void test_multilabel(void **state)
@@ -576,9 +713,26 @@ static void test_numeric_helpers(void **state)
     assert_int_equal(s.n_finite, 3);
     assert_int_equal(s.n_inf, 1);
     assert_int_equal(s.n_nan, 1);
-    assert_true(isnan(s.mean));
+    assert_true(isinf(s.mean)); /* NaN left out, inf propagates */
     near_abs(s.mean_finite, 3.5 / 3.0, 1e-15, "mean finite");
     near_abs(s.median, 1.5, 1e-15, "median over non-NaN");
+    /* NaN (undefined: both-empty under the nan policy) is left out of mean and std as well, as
+     * numpy.nanmean / nanstd do */
+    const double vn[4] = {NAN, 0.5, 1.0, 2.0};
+    mk_metric_stats_compute(vn, 4, &s);
+    assert_int_equal(s.n, 4);
+    assert_int_equal(s.n_nan, 1);
+    near_abs(s.mean, 3.5 / 3.0, 1e-15, "mean without NaN");
+    near_abs(s.std,
+             sqrt(((0.5 - 3.5 / 3) * (0.5 - 3.5 / 3) + (1 - 3.5 / 3) * (1 - 3.5 / 3) +
+                   (2 - 3.5 / 3) * (2 - 3.5 / 3)) /
+                  3),
+             1e-15, "std without NaN");
+    near_abs(s.median, 1.0, 0, "median without NaN");
+    const double all_nan[2] = {NAN, NAN};
+    mk_metric_stats_compute(all_nan, 2, &s);
+    assert_int_equal(s.n_nan, 2);
+    assert_true(isnan(s.mean) && isnan(s.std) && isnan(s.median));
     const double w[4] = {1, 2, 3, 4};
     mk_metric_stats_compute(w, 4, &s);
     near_abs(s.mean, 2.5, 0, "mean");
@@ -590,12 +744,13 @@ static void test_numeric_helpers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_surfel_table),   cmocka_unit_test(test_contour_table),
-        cmocka_unit_test(test_edt_bruteforce), cmocka_unit_test(test_single_voxels),
-        cmocka_unit_test(test_nested_cubes),   cmocka_unit_test(test_squares_2d),
-        cmocka_unit_test(test_pixel_2d_aniso), cmocka_unit_test(test_empty),
-        cmocka_unit_test(test_multilabel),     cmocka_unit_test(test_types_and_errors),
-        cmocka_unit_test(test_boxed_storage),  cmocka_unit_test(test_numeric_helpers),
+        cmocka_unit_test(test_surfel_table),      cmocka_unit_test(test_contour_table),
+        cmocka_unit_test(test_edt_bruteforce),    cmocka_unit_test(test_single_voxels),
+        cmocka_unit_test(test_nested_cubes),      cmocka_unit_test(test_squares_2d),
+        cmocka_unit_test(test_pixel_2d_aniso),    cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_multilabel),        cmocka_unit_test(test_types_and_errors),
+        cmocka_unit_test(test_boxed_storage),     cmocka_unit_test(test_numeric_helpers),
+        cmocka_unit_test(test_both_empty_policy), cmocka_unit_test(test_label_census),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -289,13 +289,143 @@ static void test_html_missing_files(void **s)
     mk_eval_report_clear(&a);
 }
 
+/* Issue 23: both-empty pairs scored NaN ("nan" policy) are left out of the model and structure
+ * summaries (counted in n_excluded, not as infinite), of the paired comparison (n_nan) and of the
+ * case ranking; the policy survives the JSON round trip. The other structure's figures are
+ * those of a report without the pair. */
+static void test_both_empty_nan(void **s)
+{
+    (void)s;
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    const double da[4][2] = {{0.9, 0.5}, {0.8, 0.6}, {0.7, 0.7}, {0.6, 0.8}};
+    mk_eval_report a, b;
+    make_report(&a, 4, NULL, da);
+    make_report(&b, 4, NULL, da);
+    a.both_empty = MK_METRIC_BOTH_NAN;
+    /* case c1, label 2: in neither mask */
+    mk_metric_result_empty(&a.cases[1].res[1], 2, MK_METRIC_EMPTY_BOTH);
+    mk_metric_result_both_empty(&a.cases[1].res[1], MK_METRIC_BOTH_NAN);
+    assert_true(isnan(a.cases[1].res[1].dice));
+    assert_int_equal(mk_eval_excluded(&a, 1), 1);
+    assert_int_equal(mk_eval_excluded(&a, 0), 0);
+    mk_report_model_summary sa;
+    assert_int_equal(mk_report_model_summarise(&ctx, &a, "a", 10, &sa), MK_OK);
+    const mk_report_structure_summary *t = &sa.structures[1];
+    assert_int_equal(t->n_excluded, 1);
+    assert_int_equal(t->n_infinite, 0);
+    assert_int_equal(t->cases, 4);
+    assert_true(fabs(t->dice_mean - (0.5 + 0.7 + 0.8) / 3) < 1e-12);
+    assert_true(fabs(t->dice_median - 0.7) < 1e-12);
+    double m = (0.5 + 0.7 + 0.8) / 3, v = 0;
+    for (int i = 0; i < 3; i++) {
+        double x = (double[]){0.5, 0.7, 0.8}[i] - m;
+        v += x * x / 2;
+    }
+    assert_true(fabs(t->dice_std - sqrt(v)) < 1e-12);
+    assert_true(fabs(t->hd95_mean - (2.5 + 4.5 + 5.5) / 3) < 1e-12);
+    assert_true(fabs(t->volume_ref_ml_mean - (3 * 11.1 + 0) / 4) < 1e-12); /* every case */
+    assert_int_equal(sa.n_excluded, 1);
+    assert_int_equal(sa.n_infinite, 0);
+    assert_true(fabs(sa.dice_mean - (0.9 + 0.8 + 0.7 + 0.6 + 0.5 + 0.7 + 0.8) / 7) < 1e-12);
+    /* structure 1 is as without the pair */
+    mk_report_model_summary sb;
+    assert_int_equal(mk_report_model_summarise(&ctx, &b, "b", 10, &sb), MK_OK);
+    assert_memory_equal(&sa.structures[0], &sb.structures[0], sizeof sa.structures[0]);
+    mk_report_summary_info info = {.split = "test", .tolerance_mm = 1};
+    char path[700];
+    snprintf(path, sizeof path, "%s/summary.json", g_tmp);
+    mk_report_model_summary both[2] = {sa, sb};
+    assert_int_equal(mk_report_summary_json(&ctx, &info, both, 2, path), MK_OK);
+    char *text = NULL;
+    size_t len;
+    assert_int_equal(mk_fs_read_all(&ctx, path, &text, &len), MK_OK);
+    assert_non_null(
+        strstr(text, "\"cases_with_infinite_distance\": 0, \"both_empty_excluded\": 1"));
+    free(text);
+    snprintf(path, sizeof path, "%s/summary.md", g_tmp);
+    assert_int_equal(mk_report_summary_md(&ctx, &info, both, 2, path), MK_OK);
+    assert_int_equal(mk_fs_read_all(&ctx, path, &text, &len), MK_OK);
+    assert_non_null(strstr(text, "(case, structure) pairs: a 1."));
+    assert_non_null(strstr(text, "Left out as both-empty (NaN): label_2 1 case(s)."));
+    free(text);
+    /* the comparison leaves the pair out */
+    mk_report_model mm[2] = {{"a", &a}, {"b", &b}};
+    mk_report_comparison *c = NULL;
+    int nc = 0;
+    assert_int_equal(mk_report_compare(&ctx, mm, 2, 500, 1, &c, &nc), MK_OK);
+    assert_int_equal(nc, 2);
+    assert_int_equal(c[0].n, 4);
+    assert_int_equal(c[0].n_nan, 0);
+    assert_int_equal(c[1].n, 3);
+    assert_int_equal(c[1].n_nan, 1);
+    assert_int_equal(c[1].ties, 3);
+    assert_true(c[1].mean_diff == 0);
+    free(c);
+    /* the JSON round trip keeps the policy and the NaN */
+    snprintf(path, sizeof path, "%s/nan.json", g_tmp);
+    assert_int_equal(mk_report_eval_json(&ctx, &a, path), MK_OK);
+    mk_eval_report r;
+    assert_int_equal(mk_report_eval_read(&ctx, path, &r), MK_OK);
+    assert_int_equal(r.both_empty, MK_METRIC_BOTH_NAN);
+    assert_true(isnan(r.cases[1].res[1].dice));
+    assert_int_equal(r.cases[1].res[1].empty, MK_METRIC_EMPTY_BOTH);
+    assert_int_equal(mk_eval_excluded(&r, 1), 1);
+    mk_eval_report_clear(&r);
+    snprintf(path, sizeof path, "%s/one.json", g_tmp);
+    assert_int_equal(mk_report_eval_json(&ctx, &b, path), MK_OK);
+    assert_int_equal(mk_report_eval_read(&ctx, path, &r), MK_OK);
+    assert_int_equal(r.both_empty, MK_METRIC_BOTH_ONE);
+    mk_eval_report_clear(&r);
+    mk_eval_report_clear(&a);
+    mk_eval_report_clear(&b);
+}
+
+/* mk_report_label_names_read: values sorted, found by value; formats by the file's extension. */
+static void test_label_names_read(void **s)
+{
+    (void)s;
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    char path[700];
+    snprintf(path, sizeof path, "%s/lut.txt", g_tmp);
+    FILE *f = fopen(path, "w");
+    fputs("  0   Unknown   0 0 0 0\n17 Left-Hippocampus 220 216 20 0\n2 Left-WM 245 245 245 0\n"
+          "-3 negative\n",
+          f);
+    fclose(f);
+    mk_report_label_names ln;
+    assert_int_equal(mk_report_label_names_read(&ctx, path, &ln), MK_OK);
+    assert_int_equal(ln.n, 4);
+    assert_int_equal(ln.values[0], -3);
+    assert_int_equal(ln.values[3], 17);
+    assert_string_equal(mk_report_label_names_find(&ln, 17), "Left-Hippocampus");
+    assert_string_equal(mk_report_label_names_find(&ln, 0), "Unknown");
+    assert_null(mk_report_label_names_find(&ln, 5));
+    mk_report_label_names_clear(&ln);
+    snprintf(path, sizeof path, "%s/msd.json", g_tmp);
+    f = fopen(path, "w");
+    fputs("{\"labels\": {\"0\": \"background\", \"1\": \"edema\", \"2\": \"tumour\"}}", f);
+    fclose(f);
+    assert_int_equal(mk_report_label_names_read(&ctx, path, &ln), MK_OK);
+    assert_int_equal(ln.n, 3);
+    assert_string_equal(mk_report_label_names_find(&ln, 2), "tumour");
+    mk_report_label_names_clear(&ln);
+    f = fopen(path, "w");
+    fputs("{\"labels\": {\"0\": \"background\", \"one\": \"edema\"}}", f);
+    fclose(f);
+    assert_int_equal(mk_report_label_names_read(&ctx, path, &ln), MK_ERR_FORMAT);
+    assert_non_null(strstr(ctx.msg, "msd.json:1: labels.\"one\""));
+    assert_int_equal(ln.n, 0);
+    mk_report_label_names_clear(&ln);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_json_roundtrip),
-        cmocka_unit_test(test_reader_errors),
-        cmocka_unit_test(test_compare),
-        cmocka_unit_test(test_html_missing_files),
+        cmocka_unit_test(test_json_roundtrip), cmocka_unit_test(test_reader_errors),
+        cmocka_unit_test(test_compare),        cmocka_unit_test(test_html_missing_files),
+        cmocka_unit_test(test_both_empty_nan), cmocka_unit_test(test_label_names_read),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
