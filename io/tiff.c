@@ -60,7 +60,8 @@ struct mk_tiff_slide {
     uint64_t clock;
     uint8_t *scratch; /* raw decode buffer */
     size_t scratch_n;
-    char err[512]; /* last libtiff error on this handle */
+    char err[512];  /* last libtiff error on this handle */
+    char warn[512]; /* first libtiff / codec warning since decode_block cleared it */
 };
 
 /* ---- libtiff message capture ------------------------------------------------------------------
@@ -78,23 +79,29 @@ static int on_tiff_error(TIFF *tif, void *user, const char *module, const char *
     return 1; /* handled: do not call the global (stderr) handler */
 }
 
+/* Warnings while a directory is read (unknown tags and the like) are ignored; user (a slide's warn
+ * buffer, or NULL) keeps the first one, and decode_block treats one raised while it decodes a block
+ * (libjpeg's "Corrupt JPEG data", "Premature end of JPEG file") as a failed decode: libtiff returns
+ * the garbage pixels with only that warning. */
 static int on_tiff_warning(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap)
 {
     (void)tif;
-    (void)user;
-    (void)module;
-    (void)fmt;
-    (void)ap;
-    return 1; /* unknown tags and the like: silently ignored */
+    char *dst = (char *)user;
+    if (dst && !dst[0]) {
+        char msg[400];
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        snprintf(dst, 512, "%s%s%s", module ? module : "", module ? ": " : "", msg);
+    }
+    return 1; /* handled: nothing on stderr */
 }
 
-static TIFF *open_tiff(const char *path, const char *mode, char *errbuf)
+static TIFF *open_tiff(const char *path, const char *mode, char *errbuf, char *warnbuf)
 {
     TIFFOpenOptions *o = TIFFOpenOptionsAlloc();
     if (!o)
         return NULL;
     TIFFOpenOptionsSetErrorHandlerExtR(o, on_tiff_error, errbuf);
-    TIFFOpenOptionsSetWarningHandlerExtR(o, on_tiff_warning, NULL);
+    TIFFOpenOptionsSetWarningHandlerExtR(o, on_tiff_warning, warnbuf);
     TIFF *t = TIFFOpenExt(path, mode, o);
     TIFFOpenOptionsFree(o);
     return t;
@@ -220,7 +227,8 @@ mk_status mk_tiff_open(mk_ctx *ctx, const char *path, mk_tiff_slide **out)
     for (int i = 0; i < MK_TIFF_CACHE; i++)
         s->cache[i].block = -1;
     mk_status st = MK_OK;
-    s->tif = open_tiff(path, "rm", s->err); /* m: no memory mapping, reads go through read(2) */
+    /* m: no memory mapping, reads go through read(2) */
+    s->tif = open_tiff(path, "rm", s->err, s->warn);
     if (!s->tif) {
         st = mk_err(ctx, MK_ERR_FORMAT, "%s: cannot open as TIFF: %s", path,
                     s->err[0] ? s->err : "unknown error");
@@ -371,6 +379,13 @@ static mk_status tiff_fail(mk_ctx *ctx, mk_tiff_slide *s, int level, int64_t blo
                   s->err[0] ? ": " : "", s->err);
 }
 
+/* A block whose decoder warned: its pixels are not the image's. */
+static mk_status corrupt(mk_ctx *ctx, mk_tiff_slide *s, int level, int64_t b)
+{
+    snprintf(s->err, sizeof s->err, "%s", s->warn);
+    return tiff_fail(ctx, s, level, b, "corrupt compressed data");
+}
+
 /* Decode block b of level into dst (bw*bh*3 RGB). */
 static mk_status decode_block(mk_ctx *ctx, mk_tiff_slide *s, int level, int64_t b, uint8_t *dst)
 {
@@ -378,6 +393,7 @@ static mk_status decode_block(mk_ctx *ctx, mk_tiff_slide *s, int level, int64_t 
     s->err[0] = 0;
     if (!set_level_dir(s, level))
         return tiff_fail(ctx, s, level, b, "cannot select the directory");
+    s->warn[0] = 0; /* from here on a warning is the decoder's */
     TIFF *t = s->tif;
     int64_t bx = b % L->nbx, by = b / L->nbx;
     uint32_t strile = L->tiled
@@ -406,6 +422,8 @@ static mk_status decode_block(mk_ctx *ctx, mk_tiff_slide *s, int level, int64_t 
         if (got < want)
             return tiff_fail(ctx, s, level, b,
                              got < 0 ? "decoding failed" : "short data (truncated file?)");
+        if (s->warn[0])
+            return corrupt(ctx, s, level, b);
         const uint8_t *p = s->scratch;
         int inv = L->photometric == PHOTOMETRIC_MINISWHITE;
         for (int64_t i = 0; i < rows * L->bw; i++, p += spp) {
@@ -434,6 +452,8 @@ static mk_status decode_block(mk_ctx *ctx, mk_tiff_slide *s, int level, int64_t 
                       : TIFFReadRGBAStripExt(t, (uint32_t)(by * L->bh), r, 1);
     if (!ok)
         return tiff_fail(ctx, s, level, b, "decoding failed");
+    if (s->warn[0])
+        return corrupt(ctx, s, level, b);
     for (int64_t y = 0; y < rows; y++) {
         const uint32_t *src = r + (rows - 1 - y) * L->bw;
         uint8_t *d = dst + y * L->bw * 3;
@@ -1044,7 +1064,7 @@ mk_status mk_tiff_write_cb(mk_ctx *ctx, const char *path, int64_t width, int64_t
         return st;
     /* BigTIFF when the raw data could pass 4 GiB (offsets of classic TIFF are 32-bit). */
     double raw = (double)width * (double)height * samples * 1.34;
-    w.t = open_tiff(tmp, raw > 3.5e9 ? "w8" : "w", w.err);
+    w.t = open_tiff(tmp, raw > 3.5e9 ? "w8" : "w", w.err, NULL);
     if (!w.t)
         return mk_err(ctx, MK_ERR_IO, "%s: cannot create %s: %s", path, tmp,
                       w.err[0] ? w.err : strerror(errno));

@@ -857,6 +857,53 @@ static void test_hand_made_tiff(void **state)
     mk_tiff_close(s);
 }
 
+/* A JPEG tile with damaged entropy-coded data: libjpeg only warns ("Corrupt JPEG data", "Premature
+ * end of JPEG file") and libtiff hands back garbage pixels; the read must fail naming the tile, and
+ * the undamaged tiles still read (issue 23 D4). */
+static void test_corrupt_jpeg_tile(void **state)
+{
+    (void)state;
+    char dir[1200], p[1400];
+    fresh_dir(dir, sizeof dir, "corrupt_jpeg");
+    const int W = 256, H = 128;
+    uint8_t *src = synth(W, H, 3, 5);
+    mk_tiff_write_opts o = {0};
+    o.tile = 64;
+    o.comp = MK_TIFF_COMP_JPEG;
+    snprintf(p, sizeof p, "%s/c.tif", dir);
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    assert_int_equal(mk_tiff_write(&ctx, p, src, W, H, 3, &o), MK_OK);
+    /* tile 1 of level 0 (column 1, row 0): overwrite the second half of its bytes */
+    TIFF *t = TIFFOpen(p, "r");
+    assert_non_null(t);
+    uint64_t off = TIFFGetStrileOffset(t, 1), cnt = TIFFGetStrileByteCount(t, 1);
+    TIFFClose(t);
+    assert_true(off > 0 && cnt > 64);
+    FILE *f = fopen(p, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, (long)(off + cnt / 2), SEEK_SET), 0);
+    for (uint64_t k = cnt / 2; k + 2 < cnt; k++)
+        fputc((int)((k * 37u) & 0x7f), f); /* no 0xFF: no marker, just wrong Huffman data */
+    fclose(f);
+    mk_tiff_slide *s = NULL;
+    assert_int_equal(mk_tiff_open(&ctx, p, &s), MK_OK);
+    uint8_t *rgb = malloc(64 * 64 * 3);
+    /* tile 0 is intact */
+    assert_int_equal(mk_tiff_read_region(&ctx, s, 0, 0, 0, 64, 64, rgb), MK_OK);
+    mk_status st = mk_tiff_read_region(&ctx, s, 0, 64, 0, 64, 64, rgb);
+    if (st == MK_OK)
+        fail_msg("a corrupt JPEG tile decoded without an error");
+    const char *m = mk_ctx_errmsg(&ctx);
+    assert_non_null(strstr(m, "c.tif: level 0 tile 1 (column 1, row 0): corrupt compressed data"));
+    assert_non_null(strstr(m, "JPEG"));
+    /* the tile after it reads again */
+    assert_int_equal(mk_tiff_read_region(&ctx, s, 0, 128, 0, 64, 64, rgb), MK_OK);
+    free(rgb);
+    mk_tiff_close(s);
+    free(src);
+}
+
 int main(void)
 {
     const char *sh = getenv("MK_SHARED_DIR");
@@ -876,6 +923,7 @@ int main(void)
         cmocka_unit_test(test_tiles_verb),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_hand_made_tiff),
+        cmocka_unit_test(test_corrupt_jpeg_tile),
     };
     const char *flt = getenv("MK_TEST_FILTER"); /* e.g. MK_TEST_FILTER='test_gepd*' */
     if (flt)
