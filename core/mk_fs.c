@@ -283,11 +283,17 @@ mk_status mk_fs_write_atomic(mk_ctx *ctx, const char *path, const void *data, si
     FILE *f = fopen(tmp, "wb");
     if (!f)
         return mk_err(ctx, MK_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    errno = 0;
     int ok = fwrite(data, 1, len, f) == len;
-    ok = (fclose(f) == 0) && ok;
+    int e = errno;
+    if (fclose(f) != 0 && ok) {
+        ok = 0;
+        e = errno;
+    }
     if (!ok) {
         mk_fs_discard(tmp);
-        return mk_err(ctx, MK_ERR_IO, "%s: write failed (disk full?)", path);
+        return mk_err(ctx, MK_ERR_IO, "%s: write failed: %s", path,
+                      e ? strerror(e) : "short write (disk full?)");
     }
     return mk_fs_commit(ctx, tmp, path);
 }

@@ -15,7 +15,7 @@ struct mk_h5_file {
     hid_t fid;
     int writing;
     char path[4096];
-    char tmp[4200];
+    char tmp[4200]; /* the in-memory file's name (writing) */
 };
 
 static void h5_quiet(void)
@@ -94,14 +94,23 @@ mk_status mk_h5_create(mk_ctx *ctx, const char *path, mk_h5_file **out)
     if (!f)
         return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory", path);
     snprintf(f->path, sizeof f->path, "%s", path);
-    mk_status st = mk_fs_tmp_path(ctx, path, f->tmp, sizeof f->tmp);
-    if (st != MK_OK) {
+    /* The file is built in memory (core driver, no backing store) and written by mk_h5_close
+     * through the atomic-write path: HDF5 itself never writes to disk, so a full disk is one
+     * clear error there, and a failed H5Fclose cannot leave HDF5 1.10's exit handler a file it
+     * crashes on (HDFGroup/hdf5#2257). */
+    snprintf(f->tmp, sizeof f->tmp, "%s.h5mem.%p", path, (void *)f);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fapl_core(fapl, 1 << 20, 0) < 0) {
+        if (fapl >= 0)
+            H5Pclose(fapl);
+        mk_status st = h5_fail(ctx, MK_ERR_IO, f, NULL, "cannot create");
         free(f);
         return st;
     }
-    f->fid = H5Fcreate(f->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    f->fid = H5Fcreate(f->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
     if (f->fid < 0) {
-        st = h5_fail(ctx, MK_ERR_IO, f, NULL, "cannot create");
+        mk_status st = h5_fail(ctx, MK_ERR_IO, f, NULL, "cannot create");
         free(f);
         return st;
     }
@@ -142,14 +151,22 @@ mk_status mk_h5_close(mk_ctx *ctx, mk_h5_file *f)
     if (!f)
         return MK_OK;
     mk_status st = MK_OK;
-    if (f->fid >= 0 && H5Fclose(f->fid) < 0)
-        st = h5_fail(ctx, MK_ERR_IO, f, NULL, "close failed");
-    if (f->writing) {
-        if (st == MK_OK)
-            st = mk_fs_commit(ctx, f->tmp, f->path);
-        else
-            mk_fs_discard(f->tmp);
+    void *image = NULL;
+    ssize_t n = 0;
+    if (f->writing && f->fid >= 0) {
+        /* the finished file's bytes, then the in-memory file is closed and the bytes written */
+        if (H5Fflush(f->fid, H5F_SCOPE_GLOBAL) < 0 || (n = H5Fget_file_image(f->fid, NULL, 0)) <= 0)
+            st = h5_fail(ctx, MK_ERR_IO, f, NULL, "cannot finish the file");
+        else if (!(image = malloc((size_t)n)))
+            st = mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory (%lld bytes)", f->path, (long long)n);
+        else if (H5Fget_file_image(f->fid, image, (size_t)n) != n)
+            st = h5_fail(ctx, MK_ERR_IO, f, NULL, "cannot finish the file");
     }
+    if (f->fid >= 0 && H5Fclose(f->fid) < 0 && st == MK_OK)
+        st = h5_fail(ctx, MK_ERR_IO, f, NULL, "close failed");
+    if (f->writing && st == MK_OK)
+        st = mk_fs_write_atomic(ctx, f->path, image, (size_t)n);
+    free(image);
     free(f);
     return st;
 }
@@ -159,9 +176,7 @@ void mk_h5_abort(mk_h5_file *f)
     if (!f)
         return;
     if (f->fid >= 0)
-        H5Fclose(f->fid);
-    if (f->writing)
-        mk_fs_discard(f->tmp);
+        H5Fclose(f->fid); /* in memory when writing: nothing on disk to remove */
     free(f);
 }
 

@@ -836,11 +836,37 @@ mk_status write_atomic(mk_ctx *ctx, const char *path, const mk_image *img, itk::
         throw;
     }
     std::vector<std::string> produced;
+    long long written = 0;
     if (DIR *d = opendir(tmpdir.c_str())) {
         while (struct dirent *e = readdir(d))
-            if (std::strcmp(e->d_name, ".") && std::strcmp(e->d_name, ".."))
+            if (std::strcmp(e->d_name, ".") && std::strcmp(e->d_name, "..")) {
                 produced.push_back(e->d_name);
+                written += file_size_of(tmpdir + "/" + e->d_name);
+            }
         closedir(d);
+    }
+    // ITK 5.2's MetaIO does not throw on a short write (a full disk): check what was written
+    // before anything is renamed, as the reader would (the header's promise against the data),
+    // and that the files hold at least the voxel bytes.
+    int64_t nbytes = (int64_t)mk_dtype_size(img->dtype) * mk_image_nvox(img);
+    std::string tmpfile = tmpdir + "/" + base;
+    mk_status cs = MK_OK;
+    if (std::strcmp(io->GetNameOfClass(), "MetaImageIO") == 0)
+        cs = check_meta_size(ctx, tmpfile.c_str(), io, nbytes);
+    else if (std::strcmp(io->GetNameOfClass(), "NrrdImageIO") == 0)
+        cs = check_nrrd_size(ctx, tmpfile.c_str(), nbytes);
+    if (cs == MK_OK && written < nbytes)
+        cs = mk_err(ctx, MK_ERR_IO, "%s: write failed: %lld of %lld voxel bytes written", path,
+                    written, (long long)nbytes);
+    if (cs != MK_OK) {
+        // the reason without the temporary folder's name (the user asked for path)
+        std::string why = mk_ctx_errmsg(ctx);
+        for (size_t at; (at = why.find(tmpfile)) != std::string::npos;)
+            why.replace(at, tmpfile.size(), path);
+        for (size_t at; (at = why.find(tmpdir + "/")) != std::string::npos;)
+            why.replace(at, tmpdir.size() + 1, dirpart + "/");
+        cleanup();
+        return mk_err(ctx, MK_ERR_IO, "%s: write failed (disk full?): %s", path, why.c_str());
     }
     // Header (the target's own name) last.
     std::stable_partition(produced.begin(), produced.end(),

@@ -2,8 +2,11 @@
  * groups; chunking + gzip; atomic writes. The one HDF5 layer of medkd: reports (report/h5w.c),
  * model checkpoints (models/mk_checkpoint.c) and stage checkpoints (stages/ckpt.c) use it.
  *
- * Files. mk_h5_create writes to "PATH.tmp.PID" and mk_h5_close renames it into place, so a crash
- * or an error never leaves a half-written file under PATH (mk_h5_abort discards it). mk_h5_open
+ * Files. mk_h5_create builds the file in memory (HDF5's core driver, no backing store) and
+ * mk_h5_close writes its bytes with mk_fs_write_atomic (temporary file, then rename), so a crash or
+ * an error never leaves a half-written file under PATH, a full disk is one error naming PATH, and
+ * HDF5 never holds a file it failed to write (mk_h5_abort discards it). A written file must fit
+ * in memory (reports and checkpoints do). mk_h5_open
  * opens an existing file read-only. HDF5's automatic error-stack printing is switched off; every
  * failure becomes an mk_status with a message naming the file and the object.
  *
@@ -44,7 +47,7 @@ typedef struct mk_h5_file mk_h5_file;
 mk_status mk_h5_create(mk_ctx *ctx, const char *path, mk_h5_file **out);
 /* Open an existing file read-only. Returns MK_OK, MK_ERR_IO (missing), MK_ERR_FORMAT (not HDF5). */
 mk_status mk_h5_open(mk_ctx *ctx, const char *path, mk_h5_file **out);
-/* Close; for a created file flush and rename into place. Frees f (NULL ok). On failure of a
+/* Close; for a created file write it into place (atomic write). Frees f (NULL ok). On failure of a
  * created file nothing is left under the final name. */
 mk_status mk_h5_close(mk_ctx *ctx, mk_h5_file *f);
 /* Close and discard a created file (nothing is left); frees f (NULL ok). */

@@ -13,3 +13,9 @@ target_include_directories(test_io_cli PRIVATE ${CMAKE_SOURCE_DIR})
 if(TARGET pipeline)
   add_dependencies(test_io_cli pipeline)
 endif()
+# Writes that run out of space (ulimit -f): one clear error, nothing half-written, resumable.
+if(TARGET pipeline)
+  add_test(NAME full_disk COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/full_disk_test.sh
+           $<TARGET_FILE:pipeline>)
+  set_tests_properties(full_disk PROPERTIES TIMEOUT 300)
+endif()
