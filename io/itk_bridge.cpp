@@ -658,6 +658,39 @@ mk_status read_series_t(mk_ctx *ctx, const char *dir, const std::vector<std::str
     return MK_OK;
 }
 
+// The z spacing of a single-slice DICOM image, which ITK leaves at 1 mm: SpacingBetweenSlices
+// (0018,0088), else SliceThickness (0018,0050), as dcm2niix does; 0 when neither is usable.
+double single_slice_spacing(const std::string &file)
+{
+    gdcm::Reader r;
+    r.SetFileName(file.c_str());
+    if (!r.Read())
+        return 0;
+    const gdcm::DataSet &ds = r.GetFile().GetDataSet();
+    for (gdcm::Tag t : {gdcm::Tag(0x0018, 0x0088), gdcm::Tag(0x0018, 0x0050)}) {
+        if (!ds.FindDataElement(t))
+            continue;
+        const gdcm::ByteValue *bv = ds.GetDataElement(t).GetByteValue();
+        if (!bv || bv->GetLength() == 0)
+            continue;
+        std::string v(bv->GetPointer(), bv->GetLength());
+        double d = std::atof(v.c_str());
+        if (std::isfinite(d) && d > 0)
+            return d;
+    }
+    return 0;
+}
+
+// A single-slice image read from `file`: its z spacing from the header (above).
+void fix_single_slice(mk_image *img, const std::string &file)
+{
+    if (!img || img->ndim < 3 || img->dim[2] != 1)
+        return;
+    double d = single_slice_spacing(file);
+    if (d > 0)
+        img->geom.spacing[2] = d;
+}
+
 // GDCM widens rescaled CT to int32 when the stored range times slope plus intercept could leave
 // int16; HU always fit, so narrow when every value does (keeps CT volumes int16 like NIfTI files).
 mk_status narrow_int32(mk_ctx *ctx, mk_image **img)
@@ -767,6 +800,8 @@ mk_status dicom_read(mk_ctx *ctx, const char *dir, const mk_dicom_opts *opts, mk
         mk_image_free(img);
         return st;
     }
+    if (files.size() == 1)
+        fix_single_slice(img, files[0]);
     *out = img;
     return MK_OK;
 }
@@ -958,6 +993,8 @@ mk_status mk_io_itk_read(mk_ctx *ctx, const char *path, mk_image **out)
                 mk_image_free(*out);
                 *out = nullptr;
             }
+            if (s == MK_OK)
+                fix_single_slice(*out, path);
             return s;
         }
         return mk_err(ctx, MK_ERR_UNSUPPORTED,

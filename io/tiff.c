@@ -112,10 +112,14 @@ int mk_tiff_is_tiff(const char *path)
     FILE *f = fopen(path, "rb");
     if (!f)
         return 0;
-    unsigned char m[4];
-    int ok = fread(m, 1, 4, f) == 4 &&
-             ((m[0] == 'I' && m[1] == 'I' && (m[2] == 42 || m[2] == 43) && m[3] == 0) ||
-              (m[0] == 'M' && m[1] == 'M' && m[2] == 0 && (m[3] == 42 || m[3] == 43)));
+    unsigned char m[132];
+    size_t got = fread(m, 1, sizeof m, f);
+    int ok = got >= 4 && ((m[0] == 'I' && m[1] == 'I' && (m[2] == 42 || m[2] == 43) && m[3] == 0) ||
+                          (m[0] == 'M' && m[1] == 'M' && m[2] == 0 && (m[3] == 42 || m[3] == 43)));
+    /* a DICOM file may carry a TIFF header in its 128-byte preamble (dual-personality files,
+     * PS3.10 7.5): "DICM" at byte 128 makes it DICOM */
+    if (ok && got == sizeof m && !memcmp(m + 128, "DICM", 4))
+        ok = 0;
     fclose(f);
     return ok;
 }

@@ -324,6 +324,68 @@ static void test_jpeg_lossless_single_file(void **state)
 /* Transfer syntaxes: pydicom's MR_small in RLE, JPEG-LS, JPEG 2000 lossless, big endian and
  * implicit VR must decode to the same pixels as the uncompressed file (pydicom's test files,
  * /usr/lib/python3/dist-packages/pydicom/data/test_files, from python3-pydicom). */
+/* CT_small.dcm (GE, one slice) starts with a TIFF header in its preamble ("II*\0", a
+ * dual-personality file): it is read as DICOM, with SliceThickness as its z spacing (5 mm, as
+ * dcm2niix), and its voxels land where dcm2niix's CT_small.nii.gz puts them (dcm2niix flips the
+ * rows: compared through the world coordinates of every voxel). Issue 23, DICOM items. */
+static void test_dual_tiff_single_slice(void **state)
+{
+    (void)state;
+    char dcm[1200], nii[1200];
+    path_join(dcm, sizeof dcm, g_real, "ct/original/CT_small.dcm");
+    path_join(nii, sizeof nii, g_real, "ct/original/CT_small.nii.gz");
+    FILE *f = fopen(dcm, "rb");
+    assert_non_null(f);
+    unsigned char m[132];
+    assert_int_equal(fread(m, 1, 132, f), 132);
+    fclose(f);
+    assert_memory_equal(m, "II*\0", 4);
+    assert_memory_equal(m + 128, "DICM", 4);
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    mk_image *img = NULL;
+    if (mk_io_read_image(&ctx, dcm, &img) != MK_OK)
+        fail_msg("%s", mk_ctx_errmsg(&ctx));
+    assert_int_equal(img->dim[0], 128);
+    assert_int_equal(img->dim[1], 128);
+    assert_int_equal(img->dim[2], 1);
+    assert_true(fabs(img->geom.spacing[2] - 5.0) < 1e-9);
+    nifti_image *nim = nifti_image_read(nii, 1);
+    assert_non_null(nim);
+    assert_true(fabs(nim->dz - 5.0) < 1e-6);
+    double a[4][4], b[4][4];
+    nifti_lps(nim, a);
+    mk_geom_affine_lps(&img->geom, b);
+    /* the same z column (spacing) and the same world position of every voxel */
+    for (int r = 0; r < 3; r++)
+        assert_true(fabs(fabs(a[r][2]) - fabs(b[r][2])) < 1e-4);
+    mk_image *ref = NULL; /* dcm2niix's values, scaled by our NIfTI reader (niftilib) */
+    assert_int_equal(mk_io_read_image(&ctx, nii, &ref), MK_OK);
+    int64_t checked = 0;
+    for (int j = 0; j < 128; j++)
+        for (int i = 0; i < 128; i++) {
+            double w[3];
+            for (int r = 0; r < 3; r++)
+                w[r] = b[r][0] * i + b[r][1] * j + b[r][3];
+            /* the NIfTI voxel at w: solve the in-plane 2x2 system of a */
+            double det = a[0][0] * a[1][1] - a[0][1] * a[1][0];
+            double x = w[0] - a[0][3], y = w[1] - a[1][3];
+            double ni = (x * a[1][1] - y * a[0][1]) / det, nj = (a[0][0] * y - a[1][0] * x) / det;
+            int ii = (int)lround(ni), jj = (int)lround(nj);
+            assert_true(fabs(ni - ii) < 1e-3 && fabs(nj - jj) < 1e-3);
+            assert_true(ii >= 0 && ii < 128 && jj >= 0 && jj < 128);
+            double v = mk_image_get(img, (int64_t)j * 128 + i);
+            double rv = mk_image_get(ref, (int64_t)jj * 128 + ii);
+            if (fabs(v - rv) > 1e-3)
+                fail_msg("voxel (%d, %d): %g, dcm2niix %g", i, j, v, rv);
+            checked++;
+        }
+    assert_int_equal(checked, 128 * 128);
+    nifti_image_free(nim);
+    mk_image_free(ref);
+    mk_image_free(img);
+}
+
 static void test_transfer_syntaxes(void **state)
 {
     (void)state;
@@ -650,6 +712,7 @@ int main(void)
         cmocka_unit_test(test_roundtrips),
         cmocka_unit_test(test_mha_bad_input),
         cmocka_unit_test(test_jpeg_lossless_single_file),
+        cmocka_unit_test(test_dual_tiff_single_slice),
         cmocka_unit_test(test_transfer_syntaxes),
         cmocka_unit_test(test_dicom_bad_input),
         cmocka_unit_test(test_gepd_oblique_nonuniform),
