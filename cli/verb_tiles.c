@@ -135,6 +135,15 @@ mk_status mk_verb_tiles(mk_cli *cli, int argc, char **argv)
         mk_tiff_close(s);
         return st;
     }
+    if (size > info.width || size > info.height) {
+        mk_tiff_close(s);
+        return mk_err(ctx, MK_ERR_USAGE,
+                      "tiles: --size %lld: larger than level %lld of %s (%lld x %lld px): no patch "
+                      "fits; expected at most %lld",
+                      (long long)size, (long long)level, slide, (long long)info.width,
+                      (long long)info.height,
+                      (long long)(info.width < info.height ? info.width : info.height));
+    }
     if ((st = mk_fs_mkdirs(ctx, out)) != MK_OK) {
         mk_tiff_close(s);
         return st;

@@ -619,6 +619,11 @@ static void test_tiles_verb(void **state)
     assert_int_equal(count_files(out2, ".csv"), 0);
     snprintf(args, sizeof args, "tiles %s --size 64 --stride -3 --out %s", slide, out2);
     assert_int_equal(run_tiles(&ctx, args), MK_ERR_USAGE);
+    /* a patch larger than the level: no patch fits, an error (it was exit 0 with 0 patches) */
+    snprintf(args, sizeof args, "tiles %s --level 2 --size 4096 --out %s", slide, out2);
+    assert_int_equal(run_tiles(&ctx, args), MK_ERR_USAGE);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "--size 4096: larger than level 2"));
+    assert_int_equal(count_files(out2, ".csv"), 0);
     snprintf(args, sizeof args, "tiles %s --size 64 --min-tissue 1.5 --out %s", slide, out2);
     assert_int_equal(run_tiles(&ctx, args), MK_ERR_USAGE);
     snprintf(args, sizeof args, "tiles %s --size 64", slide);
