@@ -453,6 +453,8 @@ struct series_info {
     std::vector<std::string> files;
 };
 
+const char *base_name(const std::string &p);
+
 mk_status list_series(mk_ctx *ctx, const char *dir, std::vector<series_info> &out)
 {
     if (!is_dir(dir))
@@ -470,6 +472,33 @@ mk_status list_series(mk_ctx *ctx, const char *dir, std::vector<series_info> &ou
     }
     if (out.empty())
         return mk_err(ctx, MK_ERR_NOT_FOUND, "%s: no DICOM series found in this folder", dir);
+    // Regular files of the folder that are in no series (not DICOM, or unreadable): said, not
+    // skipped silently (a damaged slice would otherwise leave a gap with only a spacing warning).
+    std::set<std::string> in_series;
+    for (const auto &s : out)
+        for (const auto &f : s.files)
+            in_series.insert(base_name(f));
+    std::vector<std::string> skipped;
+    if (DIR *d = opendir(dir)) {
+        while (struct dirent *e = readdir(d)) {
+            std::string full = std::string(dir) + "/" + e->d_name;
+            struct stat st;
+            if (e->d_name[0] == '.' || stat(full.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+                continue;
+            if (!in_series.count(e->d_name))
+                skipped.push_back(e->d_name);
+        }
+        closedir(d);
+    }
+    if (!skipped.empty()) {
+        std::sort(skipped.begin(), skipped.end());
+        std::string l;
+        for (size_t i = 0; i < skipped.size() && i < 3; i++)
+            l += (i ? ", " : "") + skipped[i];
+        mk_log(ctx, MK_LOG_WARN, "%s: %zu file%s not read as DICOM and skipped: %s%s", dir,
+               skipped.size(), skipped.size() == 1 ? "" : "s", l.c_str(),
+               skipped.size() > 3 ? ", ..." : "");
+    }
     // Description and modality from the first file of each series (header scan only).
     std::vector<std::string> firsts;
     for (const auto &s : out)

@@ -192,7 +192,22 @@ static void test_cranium_missing_slice_and_series_choice(void **state)
     assert_non_null(strstr(lb.text, "IM0005.dcm"));
     assert_non_null(strstr(lb.text, "IM0008.dcm"));
     assert_non_null(strstr(lb.text, "about 2 slice(s) missing"));
+    assert_null(strstr(lb.text, "not read as DICOM"));
     mk_image_free(img);
+
+    /* a file of random bytes among the slices is said, not skipped silently */
+    snprintf(g, sizeof g, "%s/junk.dcm", dir);
+    FILE *jf = fopen(g, "wb");
+    assert_non_null(jf);
+    for (int k = 0; k < 4096; k++)
+        fputc((k * 7919 + 13) & 0xff, jf);
+    fclose(jf);
+    ctx_with_log(&ctx, &lb);
+    assert_int_equal(mk_io_dicom_read(&ctx, dir, NULL, &img), MK_OK);
+    assert_int_equal(img->dim[2], 10);
+    assert_non_null(strstr(lb.text, "1 file not read as DICOM and skipped: junk.dcm"));
+    mk_image_free(img);
+    remove(g);
 
     mk_dicom_opts o = {0};
     o.strict = 1;
