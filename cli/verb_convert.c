@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/mk_fs.h"
 #include "../io/mk_image.h"
+#include "../io/mk_itk.h"
 #include "../io/mk_resample.h"
 #include "mk_verbs.h"
 
@@ -41,7 +43,7 @@ mk_status mk_verb_convert(mk_cli *cli, int argc, char **argv)
 {
     mk_ctx *ctx = cli->ctx;
     const char *in = NULL, *out = NULL, *dtype = NULL, *orient = NULL, *spacing = NULL,
-               *interp = "linear";
+               *interp = "linear", *series = NULL;
     mk_args a;
     mk_args_init(&a, argc, argv);
     while (mk_args_next(&a)) {
@@ -49,6 +51,7 @@ mk_status mk_verb_convert(mk_cli *cli, int argc, char **argv)
                            : mk_args_is(&a, "--reorient") ? &orient
                            : mk_args_is(&a, "--spacing")  ? &spacing
                            : mk_args_is(&a, "--interp")   ? &interp
+                           : mk_args_is(&a, "--series")   ? &series
                                                           : NULL;
         if (opt) {
             if (!(*opt = mk_args_value(&a)))
@@ -80,8 +83,13 @@ mk_status mk_verb_convert(mk_cli *cli, int argc, char **argv)
     if (strcmp(in, out) == 0)
         return mk_err(ctx, MK_ERR_USAGE, "convert: IN and OUT are the same file");
 
+    if (series && !mk_fs_is_dir(in))
+        return mk_err(ctx, MK_ERR_USAGE,
+                      "convert: option --series: IN must be a DICOM folder, got the file '%s'", in);
     mk_image *img = NULL, *tmp = NULL;
-    mk_status st = mk_io_read_image(ctx, in, &img);
+    /* a DICOM folder with several series: --series picks one ('pipeline info DIR' lists them) */
+    mk_status st =
+        series ? mk_io_dicom_read(ctx, in, series, &img) : mk_io_read_image(ctx, in, &img);
     if (st != MK_OK)
         return st;
     if (orient) {

@@ -178,7 +178,7 @@ mk_status mk_verb_info(mk_cli *cli, int argc, char **argv)
         if (n > 1)
             return mk_err(ctx, MK_ERR_INVALID,
                           "%s: %d DICOM series in the folder; read one with "
-                          "pipeline convert after moving it to its own folder",
+                          "pipeline convert DIR OUT --series UID",
                           path, n);
     }
     mk_image *img = NULL;

@@ -204,14 +204,16 @@ const mk_verb MK_VERBS[] = {
      mk_verb_info},
     {"convert", "convert an image between formats (NIfTI, MetaImage, NRRD, DICOM in, TIFF)",
      "convert IN OUT [--dtype T] [--reorient CODE] [--spacing X,Y,Z] [--interp "
-     "linear|nearest|label]",
+     "linear|nearest|label] [--series UID]",
      "Reads IN (any format 'info' reads) and writes OUT by its extension (.nii .nii.gz .hdr .img\n"
      ".mha .mhd .nrrd .nhdr .tif). Geometry is kept exactly; NIfTI qform/sform are kept when the\n"
      "geometry is unchanged. OUT is written atomically (nothing is left on failure).\n"
      "  --dtype T        convert voxels (rounded and clamped for integer types)\n"
      "  --reorient CODE  permute/flip axes to CODE (e.g. RAS, LPS), exact\n"
      "  --spacing X,Y,Z  resample to this spacing in mm (one value: isotropic)\n"
-     "  --interp M       linear (images, default), nearest or label (per-label linear, for masks)",
+     "  --interp M       linear (images, default), nearest or label (per-label linear, for masks)\n"
+     "  --series UID     IN is a DICOM folder holding several series: read this one\n"
+     "                   ('pipeline info DIR' lists them with their UIDs)",
      mk_verb_convert},
     {"version", "print the version and the libraries medkd was built with", "version", "",
      mk_verb_version},

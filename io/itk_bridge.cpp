@@ -771,8 +771,9 @@ mk_status dicom_read(mk_ctx *ctx, const char *dir, const mk_dicom_opts *opts, mk
                  (s.modality.empty() ? "?" : s.modality) + (s.desc.empty() ? "" : ", " + s.desc) +
                  ")";
         return mk_err(ctx, MK_ERR_INVALID,
-                      "%s: %zu DICOM series in this folder, choose one by UID:%s", dir, ser.size(),
-                      l.c_str());
+                      "%s: %zu DICOM series in this folder, choose one by UID (pipeline convert "
+                      "DIR OUT --series UID):%s",
+                      dir, ser.size(), l.c_str());
     } else {
         pick = &ser[0];
     }

@@ -117,11 +117,67 @@ static void test_bad_input_exit_codes(void **state)
     assert_int_equal(run("info", out, sizeof out), 2);
 }
 
+/* A DICOM folder with two series (3 cranium CT slices, 2 GE MR slices): info and a plain convert
+ * refuse it naming both UIDs and `--series UID`; `convert --series UID` reads the one asked for;
+ * an unknown UID and --series on a file are errors (issue 23, DICOM items). */
+static void test_convert_series(void **state)
+{
+    (void)state;
+    if (!have_bin())
+        fail_msg("the pipeline binary is missing in this build folder (build the target pipeline)");
+    char dir[1200], src[1200], cmd[4000], out[16384], args[4000], q[1200];
+    tio_path(dir, sizeof dir, "two_series");
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", dir, dir);
+    assert_int_equal(system(cmd), 0);
+    for (int k = 1; k <= 3; k++) {
+        snprintf(cmd, sizeof cmd, "cp '%s' '%s/'",
+                 tio_shared(src, sizeof src,
+                            k == 1   ? "data/real/ct/cranium_dicom/IM0001.dcm"
+                            : k == 2 ? "data/real/ct/cranium_dicom/IM0002.dcm"
+                                     : "data/real/ct/cranium_dicom/IM0003.dcm"),
+                 dir);
+        assert_int_equal(system(cmd), 0);
+    }
+    for (int k = 2; k <= 3; k++) {
+        char rel[200];
+        snprintf(rel, sizeof rel, "data/real/mri/gepd_brain_dicom/dicom/brain_00%d.dcm", k);
+        snprintf(cmd, sizeof cmd, "cp '%s' '%s/'", tio_shared(src, sizeof src, rel), dir);
+        assert_int_equal(system(cmd), 0);
+    }
+    const char *ct_uid = "1.2.826.0.1.3680043.8.498.12546678883644950169536818330484350221";
+    snprintf(args, sizeof args, "info '%s'", dir);
+    assert_int_equal(run(args, out, sizeof out), 1);
+    assert_non_null(strstr(out, ct_uid));
+    assert_non_null(strstr(out, "--series UID"));
+    tio_path(q, sizeof q, "series_ct.nii.gz");
+    snprintf(args, sizeof args, "convert '%s' '%s'", dir, q);
+    assert_int_equal(run(args, out, sizeof out), 1);
+    assert_non_null(strstr(out, "--series UID"));
+    assert_false(tio_exists(q));
+    snprintf(args, sizeof args, "convert '%s' '%s' --series %s", dir, q, ct_uid);
+    if (run(args, out, sizeof out) != 0)
+        fail_msg("%s", out);
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    mk_image *img = NULL;
+    assert_int_equal(mk_io_nifti_read(&ctx, q, &img), MK_OK);
+    assert_int_equal(img->dim[0], 256);
+    assert_int_equal(img->dim[2], 3);
+    assert_true(fabs(img->geom.spacing[2] - 1.5) < 1e-6);
+    mk_image_free(img);
+    snprintf(args, sizeof args, "convert '%s' '%s.x.nii.gz' --series 1.2.3", dir, q);
+    assert_int_equal(run(args, out, sizeof out), 1);
+    assert_non_null(strstr(out, "no series with UID 1.2.3"));
+    snprintf(args, sizeof args, "convert '%s' '%s.y.nii.gz' --series %s", q, q, ct_uid);
+    assert_int_equal(run(args, out, sizeof out), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_info_and_convert),
         cmocka_unit_test(test_bad_input_exit_codes),
+        cmocka_unit_test(test_convert_series),
     };
     return cmocka_run_group_tests(tests, tio_setup, tio_cleanup);
 }
