@@ -298,13 +298,29 @@ mk_status mk_tiff_open(mk_ctx *ctx, const char *path, mk_tiff_slide **out)
         snprintf(where, sizeof where, "directory %u", (unsigned)d);
         mk_ctx quiet;
         mk_ctx_init(&quiet);
-        if (describe_dir(&quiet, s, &tmp, where) != MK_OK)
+        if (describe_dir(&quiet, s, &tmp, where) != MK_OK) {
+            MK_LOG_W(ctx, "%s: %s is not a readable level, skipped: %s", path, where,
+                     mk_ctx_errmsg(&quiet));
             continue;
+        }
         double ar0 = (double)L0->width / (double)L0->height,
                ar = (double)tmp.width / (double)tmp.height;
         double tolr = 0.02 + 2.0 / (double)(tmp.width < tmp.height ? tmp.width : tmp.height);
-        if (tmp.width >= L0->width || fabs(ar / ar0 - 1.0) > tolr)
+        if (fabs(ar / ar0 - 1.0) > tolr) {
+            MK_LOG_D(ctx,
+                     "%s: %s (%lld x %lld) has another aspect ratio (a label or macro image), "
+                     "not a level",
+                     path, where, (long long)tmp.width, (long long)tmp.height);
             continue;
+        }
+        if (tmp.width >= L0->width) {
+            MK_LOG_W(ctx,
+                     "%s: %s (%lld x %lld) is not smaller than level 0 (%lld x %lld): not a "
+                     "pyramid level, skipped",
+                     path, where, (long long)tmp.width, (long long)tmp.height, (long long)L0->width,
+                     (long long)L0->height);
+            continue;
+        }
         s->lv[s->nlevels++] = tmp;
     }
     s->cur = -1;

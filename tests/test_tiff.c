@@ -909,6 +909,52 @@ static void test_corrupt_jpeg_tile(void **state)
     free(src);
 }
 
+static void count_warn(void *user, mk_log_level level, const char *msg)
+{
+    char *buf = (char *)user;
+    if (level >= MK_LOG_WARN)
+        snprintf(buf + strlen(buf), 2048 - strlen(buf), "%s\n", msg);
+}
+
+/* A second directory with level 0's aspect ratio but larger than it is no pyramid level: skipped
+ * with a warning naming it, not silently (issue 23, smaller items). */
+static void test_level_larger_than_level0(void **state)
+{
+    (void)state;
+    char dir[1200], p[1400];
+    fresh_dir(dir, sizeof dir, "big_level");
+    snprintf(p, sizeof p, "%s/b.tif", dir);
+    TIFF *t = TIFFOpen(p, "w");
+    assert_non_null(t);
+    const int sizes[2][2] = {{128, 64}, {256, 128}};
+    uint8_t tile[64 * 64 * 3];
+    memset(tile, 200, sizeof tile);
+    for (int d = 0; d < 2; d++) {
+        TIFFSetField(t, TIFFTAG_IMAGEWIDTH, sizes[d][0]);
+        TIFFSetField(t, TIFFTAG_IMAGELENGTH, sizes[d][1]);
+        TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, 3);
+        TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, 8);
+        TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_RGB);
+        TIFFSetField(t, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
+        TIFFSetField(t, TIFFTAG_TILEWIDTH, 64);
+        TIFFSetField(t, TIFFTAG_TILELENGTH, 64);
+        for (int k = 0; k < (sizes[d][0] / 64) * (sizes[d][1] / 64); k++)
+            assert_true(TIFFWriteEncodedTile(t, (uint32_t)k, tile, sizeof tile) > 0);
+        assert_true(TIFFWriteDirectory(t));
+    }
+    TIFFClose(t);
+    char log[2048] = "";
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    ctx.log = count_warn;
+    ctx.log_user = log;
+    mk_tiff_slide *s = NULL;
+    assert_int_equal(mk_tiff_open(&ctx, p, &s), MK_OK);
+    assert_int_equal(mk_tiff_level_count(s), 1);
+    assert_non_null(strstr(log, "directory 1 (256 x 128) is not smaller than level 0 (128 x 64)"));
+    mk_tiff_close(s);
+}
+
 int main(void)
 {
     const char *sh = getenv("MK_SHARED_DIR");
@@ -929,6 +975,7 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_hand_made_tiff),
         cmocka_unit_test(test_corrupt_jpeg_tile),
+        cmocka_unit_test(test_level_larger_than_level0),
     };
     const char *flt = getenv("MK_TEST_FILTER"); /* e.g. MK_TEST_FILTER='test_gepd*' */
     if (flt)
