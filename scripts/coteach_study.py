@@ -19,17 +19,15 @@ the test cases (mean +- sd over seeds), the parameter counts, paired comparisons
 (seed, case) pairs (mean difference, Wilcoxon signed-rank p with scipy, wins/losses) and the
 temperature curves (T at 0, 10, 25, 50, 100 % of training, mean over seeds).
 """
-import argparse
 import concurrent.futures as cf
 import csv
-import json
 import math
 import os
 import statistics
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from study_common import ROOT, load, msd, options, paired
 CONFIG = os.path.join(ROOT, "examples", "coteach.toml")
 VARIANTS = {
     "co_only": ["coteach.w_kd=0"],
@@ -68,10 +66,6 @@ def run(args, seed, name):
     return f"seed {seed} {name}: done"
 
 
-def load(path):
-    with open(path) as f:
-        return json.load(f)
-
 
 def per_case(args, seed, runname, model):
     rep = load(os.path.join(args.root, f"seed-{seed}", runname, "reports", model + ".json"))
@@ -89,17 +83,9 @@ def params_of(args, seed, runname, model):
     return None
 
 
-def msd(vals):
-    vals = [v for v in vals if math.isfinite(v)]
-    if not vals:
-        return "–"
-    if len(vals) == 1:
-        return f"{vals[0]:.3f}"
-    return f"{statistics.mean(vals):.3f} ± {statistics.stdev(vals):.3f}"
 
 
 def summarise(args):
-    from scipy import stats
     lines = []
     seeds = args.seeds
     names, labels, _ = per_case(args, seeds[0], "base", "coteach")
@@ -164,17 +150,7 @@ def summarise(args):
     lines.append("| a | b | pairs | mean Dice a − b | 95 % CI (t) | Wilcoxon p | wins / losses |")
     lines.append("|---|---|---|---|---|---|---|")
     for a, b in comps:
-        d = pairs(a, b)
-        n = len(d)
-        m = statistics.mean(d)
-        sd = statistics.stdev(d) if n > 1 else float("nan")
-        h = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n) if n > 1 else float("nan")
-        nz = [x for x in d if x != 0]
-        p = stats.wilcoxon(d, zero_method="wilcox").pvalue if nz else float("nan")
-        w = sum(x > 0 for x in d)
-        lo = sum(x < 0 for x in d)
-        lines.append(f"| {a} | {b} | {n} | {m:+.4f} | {m - h:+.4f} to {m + h:+.4f} | {p:.3g} | "
-                     f"{w} / {lo} |")
+        lines.append(f"| {a} | {b} | {paired(pairs(a, b))} |")
     lines.append("\nPairs: (seed, test case), the Dice averaged over the three structures; "
                  "Wilcoxon signed-rank (scipy, zeros dropped).\n")
     # temperature curves
@@ -202,16 +178,7 @@ def summarise(args):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
-    ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--tag", default="coteach")
-    ap.add_argument("--pipeline", default=os.path.join(ROOT, "build", "pipeline"))
-    ap.add_argument("--summarise-only", action="store_true")
-    args = ap.parse_args()
-    args.root = os.path.join(ROOT, "runs", "study", args.tag)
-    os.makedirs(args.root, exist_ok=True)
+    args = options(__doc__, "coteach")
     if not args.summarise_only:
         # the phantoms once (every run reads the same folder), then the base runs (they train
         # the teachers the variants distil), then the variants

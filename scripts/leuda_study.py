@@ -19,17 +19,15 @@ and structure the Dice and ASSD (mean over test cases, then mean +- sd over seed
 comparisons over the (seed, case) pairs (mean difference, t CI, Wilcoxon signed-rank with scipy,
 wins/losses).
 """
-import argparse
 import concurrent.futures as cf
 import csv
-import json
 import math
 import os
 import statistics
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from study_common import ROOT, load, msd, options, paired
 CONFIG = os.path.join(ROOT, "examples", "leuda.toml")
 DATA = os.path.join(ROOT, "demo-data-leuda")
 VARIANTS = {
@@ -104,10 +102,6 @@ def run(args, seed, name):
     return f"seed {seed} {name}: done"
 
 
-def load(path):
-    with open(path) as f:
-        return json.load(f)
-
 
 def per_case(args, seed, runname, model):
     rep = load(os.path.join(args.root, f"seed-{seed}", runname, "reports", model + ".json"))
@@ -118,13 +112,6 @@ def per_case(args, seed, runname, model):
     return rep.get("label_names"), [int(x) for x in rep["labels"]], out
 
 
-def msd(vals, fmt="{:.3f}"):
-    vals = [v for v in vals if math.isfinite(v)]
-    if not vals:
-        return "–"
-    if len(vals) == 1:
-        return fmt.format(vals[0])
-    return fmt.format(statistics.mean(vals)) + " ± " + fmt.format(statistics.stdev(vals))
 
 
 def translation_check(args, names, labels):
@@ -168,7 +155,6 @@ def translation_check(args, names, labels):
 
 
 def summarise(args):
-    from scipy import stats
     lines = []
     seeds = args.seeds
     names, labels, _ = per_case(args, seeds[0], "base", "leuda")
@@ -219,16 +205,7 @@ def summarise(args):
         for proto in ("fake MR", "raw CT"):
             if (a, proto) not in data or (b, proto) not in data:
                 continue
-            d = diffs(a, b, proto)
-            n = len(d)
-            m = statistics.mean(d)
-            sd = statistics.stdev(d) if n > 1 else float("nan")
-            h = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n) if n > 1 else float("nan")
-            p = stats.wilcoxon(d, zero_method="wilcox").pvalue if any(d) else float("nan")
-            w = sum(x > 0 for x in d)
-            lo = sum(x < 0 for x in d)
-            lines.append(f"| {a} | {b} | {proto} | {n} | {m:+.4f} | {m - h:+.4f} to "
-                         f"{m + h:+.4f} | {p:.3g} | {w} / {lo} |")
+            lines.append(f"| {a} | {b} | {proto} | {paired(diffs(a, b, proto))} |")
     lines.append("\nPairs: (seed, test case), the Dice averaged over the three structures; "
                  "Wilcoxon signed-rank (scipy, zeros dropped).\n")
     lines += translation_check(args, names, labels)
@@ -239,16 +216,7 @@ def summarise(args):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
-    ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--tag", default="leuda")
-    ap.add_argument("--pipeline", default=os.path.join(ROOT, "build", "pipeline"))
-    ap.add_argument("--summarise-only", action="store_true")
-    args = ap.parse_args()
-    args.root = os.path.join(ROOT, "runs", "study", args.tag)
-    os.makedirs(args.root, exist_ok=True)
+    args = options(__doc__, "leuda")
     if not args.summarise_only:
         # the phantoms once (every run reads the same folder), then the base runs (they train
         # the translators the variants reuse), then the variants and the bound
