@@ -896,6 +896,13 @@ mk_status write_atomic(mk_ctx *ctx, const char *path, const mk_image *img, itk::
         std::string tmpfile = tmpdir + "/" + base;
         io->SetFileName(tmpfile);
         io->Write(img->data);
+    } catch (const itk::ExceptionObject &e) {
+        // the reason, naming the file asked for rather than the temporary folder
+        std::string why = itk_msg(e), tmpfile = tmpdir + "/" + base;
+        for (size_t at; (at = why.find(tmpfile)) != std::string::npos;)
+            why.replace(at, tmpfile.size(), path);
+        cleanup();
+        return mk_err(ctx, MK_ERR_IO, "%s: write failed: %s", path, why.c_str());
     } catch (...) {
         cleanup();
         throw;
