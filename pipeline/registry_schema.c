@@ -61,6 +61,10 @@ static const mk_cfg_key EVALUATE_KEYS[] = {
     {"convention", MK_CFG_STRING, "\"deepmind\"", NR, "deepmind|medpy", 0,
      "surface-distance convention (see docs/metrics.md)"},
     {"write_masks", MK_CFG_BOOL, "true", NR, NULL, 0, "write predicted masks as NIfTI"},
+    {"both_empty", MK_CFG_STRING, "\"nan\"", NR, "nan|one", 0,
+     "a structure in neither the prediction nor the reference of a case: nan = every score NaN, "
+     "left out of the means and counted (nnU-Net; `pipeline eval`'s default), one = Dice 1, "
+     "distances 0"},
     {"window_blend", MK_CFG_STRING, "\"gaussian\"", NR, "gaussian|uniform", 0,
      "sliding-window inference: overlapping windows blended with Gaussian weights (sigma = "
      "patch/8, "

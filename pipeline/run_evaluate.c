@@ -30,6 +30,9 @@ mk_status mk_run_evaluate(mk_run_env *env)
         MK_OK)
         return st;
     ep.write_masks = mk_cfg_bool(cfg, "evaluate.write_masks");
+    if ((st = mk_metric_both_empty_parse(ctx, mk_cfg_str(cfg, "evaluate.both_empty"),
+                                         &ep.both_empty)) != MK_OK)
+        return st;
     int gen_width = (int)mk_cfg_int(cfg, "translate.gen_width");
     ep.largest_component = mk_cfg_bool(cfg, "evaluate.largest_component");
     ep.write_pmri = mk_cfg_bool(cfg, "evaluate.write_pmri");

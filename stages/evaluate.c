@@ -77,6 +77,7 @@ static mk_status eval_model(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
     mk_metric_opts_default(&mo);
     mo.convention = ep->convention;
     mo.tolerance_mm = ep->tolerance_mm;
+    mo.both_empty = ep->both_empty;
     int pcol = -1;
     if (model->input_column) {
         if (model->translator_h5)
@@ -237,6 +238,7 @@ mk_status mk_stage_evaluate(mk_ctx *ctx, const mk_stage_common *c, const mk_eval
         rep.command_line = ep->command_line;
         rep.convention = ep->convention;
         rep.tolerance_mm = ep->tolerance_mm;
+        rep.both_empty = ep->both_empty;
         rep.percentile = 95.0;
         rep.label_names = name_of;
         mk_eval_report_stamp(&rep);

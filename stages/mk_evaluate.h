@@ -49,10 +49,11 @@ typedef struct mk_eval_stage_params {
     const char *split;   /* manifest split to evaluate ("test") */
     double tolerance_mm; /* surface Dice tolerance */
     mk_metric_conv convention;
-    int write_masks;       /* 0: metrics only */
-    int largest_component; /* 1: keep the largest connected component of each structure */
-    int write_pmri;        /* 1: models with a translator also write pmri/<case>.nii.gz */
-    const char *version;   /* provenance for the reports */
+    int write_masks;                 /* 0: metrics only */
+    mk_metric_both_empty both_empty; /* a structure in neither mask of a case (docs/metrics.md) */
+    int largest_component;           /* 1: keep the largest connected component of each structure */
+    int write_pmri;                  /* 1: models with a translator also write pmri/<case>.nii.gz */
+    const char *version;             /* provenance for the reports */
     const char *command_line;
     const char *config_hash; /* NULL or the run's config hash (recorded in the reports) */
     int report_html;         /* 1: also reports/report.html (mk_report_html) */

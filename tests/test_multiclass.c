@@ -571,7 +571,7 @@ static void write_eval_case(const char *dir, int cs)
                 int64_t q = i + 12 * (j + 10 * k);
                 double h = 0;
                 int r = 0;
-                if (box_lv(i, j))
+                if (box_lv(i, j) && cs != 2) /* case 2: no LV in image or label */
                     h = 280;
                 if (box_myo(i, j))
                     h = 200;
@@ -581,7 +581,9 @@ static void write_eval_case(const char *dir, int cs)
                     h = 150;
                 if (cs == 1 && k == 1 && i == 11 && j == 0)
                     h = 200;
-                if (cs == 1) {
+                if (cs == 2) {
+                    r = box_lv(i, j) ? 0 : box_myo(i, j) ? 2 : box_rv(i, j) ? 1 : 0;
+                } else if (cs == 1) {
                     r = box_lv(i, j) ? 3 : box_myo(i, j) ? 2 : box_rv(i, j) ? 1 : 0;
                 } else {
                     r = box_lv(i, j) ? 3 : 0;
@@ -626,8 +628,17 @@ static const cJSON *model_of(const cJSON *root, const char *name)
     return NULL;
 }
 
+static void run_eval_policy(const char *run, const char *man, const char *model, int lc,
+                            mk_metric_both_empty both, mk_eval_model_summary *sum);
+
 static void run_eval(const char *run, const char *man, const char *model, int lc,
                      mk_eval_model_summary *sum)
+{
+    run_eval_policy(run, man, model, lc, MK_METRIC_BOTH_ONE, sum);
+}
+
+static void run_eval_policy(const char *run, const char *man, const char *model, int lc,
+                            mk_metric_both_empty both, mk_eval_model_summary *sum)
 {
     mk_ctx ctx;
     mk_ctx_init(&ctx);
@@ -647,6 +658,7 @@ static void run_eval(const char *run, const char *man, const char *model, int lc
     assert_int_equal(mk_metric_conv_parse(&ctx, "deepmind", &ep.convention), MK_OK);
     ep.write_masks = 1;
     ep.largest_component = lc;
+    ep.both_empty = both;
     ep.version = "test";
     ep.command_line = "test";
     mk_eval_model mod = {0};
@@ -836,12 +848,50 @@ static int teardown(void **state)
     return 0;
 }
 
+/* A structure in neither mask of a case (case 2 has no LV anywhere): with evaluate.both_empty =
+ * "one" it scores Dice 1 and enters the means; with "nan" (the config default, nnU-Net's rule)
+ * it is left out of the structure's and the model's figures and counted. */
+static void test_evaluate_both_empty(void **state)
+{
+    (void)state;
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    char dir[600], man[700], model[700], run[700];
+    sub(dir, sizeof dir, "eval_both");
+    assert_int_equal(mk_fs_mkdirs(&ctx, dir), MK_OK);
+    write_eval_case(dir, 2);
+    snprintf(man, sizeof man, "%s/manifest.csv", dir);
+    write_file(man, "id,modality,image,label,split,domain\n"
+                    "c2,CT,c2.nii.gz,c2_label.nii.gz,test,ct\n");
+    snprintf(model, sizeof model, "%s/intensity.h5", dir);
+    save_intensity_net(model);
+    mk_eval_model_summary one, nan_;
+    snprintf(run, sizeof run, "%s/run_one", dir);
+    run_eval_policy(run, man, model, 0, MK_METRIC_BOTH_ONE, &one);
+    snprintf(run, sizeof run, "%s/run_nan", dir);
+    run_eval_policy(run, man, model, 0, MK_METRIC_BOTH_NAN, &nan_);
+    assert_int_equal(one.nstructures, 3);
+    assert_int_equal(nan_.nstructures, 3);
+    /* RV and MYO are scored alike under both policies */
+    for (int j = 0; j < 2; j++)
+        assert_float_equal(one.structures[j].dice_mean, nan_.structures[j].dice_mean, 1e-12);
+    double rv = one.structures[0].dice_mean, myo = one.structures[1].dice_mean;
+    /* LV: Dice 1 in the means, or left out and counted */
+    assert_float_equal(one.structures[2].dice_mean, 1.0, 1e-12);
+    assert_int_equal(one.structures[2].n_excluded, 0);
+    assert_true(isnan(nan_.structures[2].dice_mean));
+    assert_int_equal(nan_.structures[2].n_excluded, 1);
+    assert_float_equal(one.dice_mean, (rv + myo + 1.0) / 3.0, 1e-12);
+    assert_float_equal(nan_.dice_mean, (rv + myo) / 2.0, 1e-12);
+    assert_int_equal(nan_.n_excluded, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_label_helpers),       cmocka_unit_test(test_data_classes),
         cmocka_unit_test(test_predict_argmax),      cmocka_unit_test(test_largest_components),
-        cmocka_unit_test(test_evaluate_structures),
+        cmocka_unit_test(test_evaluate_structures), cmocka_unit_test(test_evaluate_both_empty),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
