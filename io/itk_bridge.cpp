@@ -870,6 +870,15 @@ mk_status write_atomic(mk_ctx *ctx, const char *path, const mk_image *img, itk::
         }
         rmdir(tmpdir.c_str());
     };
+    const std::string tmpfile = tmpdir + "/" + base;
+    // a failure's reason naming the files the user asked for, not the temporary folder's
+    auto untemp = [&](std::string why) {
+        for (size_t at; (at = why.find(tmpfile)) != std::string::npos;)
+            why.replace(at, tmpfile.size(), path);
+        for (size_t at; (at = why.find(tmpdir + "/")) != std::string::npos;)
+            why.replace(at, tmpdir.size() + 1, dirpart + "/");
+        return why;
+    };
     try {
         io->SetNumberOfDimensions(ndim);
         for (unsigned i = 0; i < ndim; i++) {
@@ -893,14 +902,10 @@ mk_status write_atomic(mk_ctx *ctx, const char *path, const mk_image *img, itk::
             region.SetSize(i, (itk::SizeValueType)img->dim[i]);
         }
         io->SetIORegion(region);
-        std::string tmpfile = tmpdir + "/" + base;
         io->SetFileName(tmpfile);
         io->Write(img->data);
     } catch (const itk::ExceptionObject &e) {
-        // the reason, naming the file asked for rather than the temporary folder
-        std::string why = itk_msg(e), tmpfile = tmpdir + "/" + base;
-        for (size_t at; (at = why.find(tmpfile)) != std::string::npos;)
-            why.replace(at, tmpfile.size(), path);
+        std::string why = untemp(itk_msg(e));
         cleanup();
         return mk_err(ctx, MK_ERR_IO, "%s: write failed: %s", path, why.c_str());
     } catch (...) {
@@ -921,7 +926,6 @@ mk_status write_atomic(mk_ctx *ctx, const char *path, const mk_image *img, itk::
     // before anything is renamed, as the reader would (the header's promise against the data),
     // and that the files hold at least the voxel bytes.
     int64_t nbytes = (int64_t)mk_dtype_size(img->dtype) * mk_image_nvox(img);
-    std::string tmpfile = tmpdir + "/" + base;
     mk_status cs = MK_OK;
     if (std::strcmp(io->GetNameOfClass(), "MetaImageIO") == 0)
         cs = check_meta_size(ctx, tmpfile.c_str(), io, nbytes);
@@ -931,12 +935,7 @@ mk_status write_atomic(mk_ctx *ctx, const char *path, const mk_image *img, itk::
         cs = mk_err(ctx, MK_ERR_IO, "%s: write failed: %lld of %lld voxel bytes written", path,
                     written, (long long)nbytes);
     if (cs != MK_OK) {
-        // the reason without the temporary folder's name (the user asked for path)
-        std::string why = mk_ctx_errmsg(ctx);
-        for (size_t at; (at = why.find(tmpfile)) != std::string::npos;)
-            why.replace(at, tmpfile.size(), path);
-        for (size_t at; (at = why.find(tmpdir + "/")) != std::string::npos;)
-            why.replace(at, tmpdir.size() + 1, dirpart + "/");
+        std::string why = untemp(mk_ctx_errmsg(ctx));
         cleanup();
         return mk_err(ctx, MK_ERR_IO, "%s: write failed (disk full?): %s", path, why.c_str());
     }

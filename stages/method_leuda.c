@@ -707,10 +707,14 @@ static int val_net(mk_loop *L, void *sp, const char **modality)
     return ((state *)sp)->src.student;
 }
 
+const char *mk__leuda_after(const P *p)
+{
+    return p->translator_model && p->translator_model[0] ? NULL : "translate";
+}
+
 static const char *after(const void *cfgp)
 {
-    const P *p = &((const cfg_t *)cfgp)->p;
-    return p->translator_model && p->translator_model[0] ? NULL : "translate";
+    return mk__leuda_after(&((const cfg_t *)cfgp)->p);
 }
 
 static const mk_method_use USES[] = {

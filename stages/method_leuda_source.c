@@ -88,8 +88,7 @@ static int val_net(mk_loop *L, void *sp, const char **modality)
 
 static const char *after(const void *cfgp)
 {
-    const mk_leuda_params *p = &((const cfg_t *)cfgp)->p;
-    return p->translator_model && p->translator_model[0] ? NULL : "translate";
+    return mk__leuda_after(&((const cfg_t *)cfgp)->p);
 }
 
 static const mk_method_use USES[] = {

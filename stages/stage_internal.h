@@ -188,6 +188,8 @@ typedef struct mk__leuda_src {
 /* The translator file (leuda.translator_model or the translate stage's models/translator.h5). */
 void mk__leuda_translator_path(const mk_stage_common *c, const mk_leuda_params *p, char *buf,
                                size_t n);
+/* The stage that must run before leuda / leuda_source: "translate", unless translator_model. */
+const char *mk__leuda_after(const mk_leuda_params *p);
 /* Translator, labelled stream (data seed stream 100, RNG stream 30), cycle images, student U-Net
  * (seed stream 50) with its Adam and schedule (linear warm-up over `warmup`). */
 mk_status mk__leuda_src_init(struct mk_loop *L, mk__leuda_src *s, const mk_leuda_params *p,
