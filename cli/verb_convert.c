@@ -44,9 +44,18 @@ mk_status mk_verb_convert(mk_cli *cli, int argc, char **argv)
     mk_ctx *ctx = cli->ctx;
     const char *in = NULL, *out = NULL, *dtype = NULL, *orient = NULL, *spacing = NULL,
                *interp = "linear", *series = NULL;
+    mk_dicom_opts dop = {0};
     mk_args a;
     mk_args_init(&a, argc, argv);
     while (mk_args_next(&a)) {
+        if (mk_args_is(&a, "--allow-gaps")) {
+            dop.allow_gaps = 1;
+            continue;
+        }
+        if (mk_args_is(&a, "--recursive")) {
+            dop.recursive = 1;
+            continue;
+        }
         const char **opt = mk_args_is(&a, "--dtype")      ? &dtype
                            : mk_args_is(&a, "--reorient") ? &orient
                            : mk_args_is(&a, "--spacing")  ? &spacing
@@ -83,13 +92,19 @@ mk_status mk_verb_convert(mk_cli *cli, int argc, char **argv)
     if (strcmp(in, out) == 0)
         return mk_err(ctx, MK_ERR_USAGE, "convert: IN and OUT are the same file");
 
-    if (series && !mk_fs_is_dir(in))
+    const char *dicom_opt = series           ? "--series"
+                            : dop.allow_gaps ? "--allow-gaps"
+                            : dop.recursive  ? "--recursive"
+                                             : NULL;
+    if (dicom_opt && !mk_fs_is_dir(in))
         return mk_err(ctx, MK_ERR_USAGE,
-                      "convert: option --series: IN must be a DICOM folder, got the file '%s'", in);
+                      "convert: option %s: IN must be a DICOM folder, got the file '%s'", dicom_opt,
+                      in);
     mk_image *img = NULL, *tmp = NULL;
     /* a DICOM folder with several series: --series picks one ('pipeline info DIR' lists them) */
-    mk_status st =
-        series ? mk_io_dicom_read(ctx, in, series, &img) : mk_io_read_image(ctx, in, &img);
+    dop.series_uid = series;
+    mk_status st = mk_fs_is_dir(in) ? mk_io_dicom_read_ex(ctx, in, &dop, &img)
+                                    : mk_io_read_image(ctx, in, &img);
     if (st != MK_OK)
         return st;
     if (orient) {

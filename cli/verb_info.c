@@ -141,11 +141,16 @@ mk_status mk_verb_info(mk_cli *cli, int argc, char **argv)
     mk_ctx *ctx = cli->ctx;
     const char *path = NULL;
     int header_only = 0;
+    mk_dicom_opts dop = {0};
     mk_args a;
     mk_args_init(&a, argc, argv);
     while (mk_args_next(&a)) {
         if (mk_args_is(&a, "--header"))
             header_only = 1;
+        else if (mk_args_is(&a, "--allow-gaps"))
+            dop.allow_gaps = 1;
+        else if (mk_args_is(&a, "--recursive"))
+            dop.recursive = 1;
         else if (mk_args_positional(&a) && !path)
             path = a.arg;
         else
@@ -168,7 +173,7 @@ mk_status mk_verb_info(mk_cli *cli, int argc, char **argv)
     if (mk_fs_is_dir(path)) {
         mk_dicom_series *series = NULL;
         int n = 0;
-        mk_status st = mk_io_dicom_list_series(ctx, path, &series, &n);
+        mk_status st = mk_io_dicom_list_series_ex(ctx, path, dop.recursive, &series, &n);
         if (st != MK_OK)
             return st;
         for (int i = 0; i < n; i++)
@@ -182,8 +187,9 @@ mk_status mk_verb_info(mk_cli *cli, int argc, char **argv)
                           path, n);
     }
     mk_image *img = NULL;
-    mk_status st =
-        header_only ? mk_io_read_header(ctx, path, &img) : mk_io_read_image(ctx, path, &img);
+    mk_status st = mk_fs_is_dir(path) ? mk_io_dicom_read_ex(ctx, path, &dop, &img)
+                   : header_only      ? mk_io_read_header(ctx, path, &img)
+                                      : mk_io_read_image(ctx, path, &img);
     if (st != MK_OK)
         return st;
     print_image(path, format_of(path), img);

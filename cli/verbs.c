@@ -190,7 +190,7 @@ const mk_verb MK_VERBS[] = {
      mk_verb_tiles},
     {"info",
      "describe an image (dims, spacing, orientation, affine, datatype, value range) or a model",
-     "info FILE|DICOMDIR|SLIDE|MODEL.h5 [--header]",
+     "info FILE|DICOMDIR|SLIDE|MODEL.h5 [--header] [--recursive] [--allow-gaps]",
      "FILE: .nii .nii.gz .hdr/.img (also qform/sform codes and matrices), .mha .mhd .nrrd .nhdr "
      ".dcm;\n"
      "DICOMDIR: a folder with one DICOM series (its series are listed first); SLIDE: a TIFF "
@@ -200,11 +200,13 @@ const mk_verb MK_VERBS[] = {
      "(RAS letters, as nibabel's aff2axcodes); the affine maps voxel indices to RAS mm.\n"
      "MODEL.h5: a trained model's description (network, normalisation, slice axis, orientation,\n"
      "spacing, patch, labels, blending, post-processing, medkd version, config and model hash).\n"
-     "  --header       NIfTI: read the header only (no value range)",
+     "  --header       NIfTI: read the header only (no value range)\n"
+     "  --recursive    DICOMDIR: look for the series in sub-folders too\n"
+     "  --allow-gaps   DICOMDIR: read a series with missing slices (see 'pipeline help convert')",
      mk_verb_info},
     {"convert", "convert an image between formats (NIfTI, MetaImage, NRRD, DICOM in, TIFF)",
      "convert IN OUT [--dtype T] [--reorient CODE] [--spacing X,Y,Z] [--interp "
-     "linear|nearest|label] [--series UID]",
+     "linear|nearest|label] [--series UID] [--recursive] [--allow-gaps]",
      "Reads IN (any format 'info' reads) and writes OUT by its extension (.nii .nii.gz .hdr .img\n"
      ".mha .mhd .nrrd .nhdr .tif). Geometry is kept exactly; NIfTI qform/sform are kept when the\n"
      "geometry is unchanged. OUT is written atomically (nothing is left on failure).\n"
@@ -213,7 +215,11 @@ const mk_verb MK_VERBS[] = {
      "  --spacing X,Y,Z  resample to this spacing in mm (one value: isotropic)\n"
      "  --interp M       linear (images, default), nearest or label (per-label linear, for masks)\n"
      "  --series UID     IN is a DICOM folder holding several series: read this one\n"
-     "                   ('pipeline info DIR' lists them with their UIDs)",
+     "                   ('pipeline info DIR' lists them with their UIDs)\n"
+     "  --recursive      IN is a DICOM folder whose files lie in sub-folders too\n"
+     "  --allow-gaps     read a DICOM series with missing slices anyway: stacked with the mean\n"
+     "                   spacing, so the slices after a gap lie off their true position\n"
+     "                   (refused by default, naming the gap)",
      mk_verb_convert},
     {"version", "print the version and the libraries medkd was built with", "version", "",
      mk_verb_version},

@@ -54,29 +54,46 @@ typedef struct mk_dicom_series {
     int nfiles;            /* number of files (slices) in the series */
 } mk_dicom_series;
 
-/* List the series of a DICOM folder (non-recursive).
+/* List the series of a DICOM folder (not its sub-folders). Each file is first checked without
+ * GDCM: a file in which an element declares more bytes than the file holds (a damaged or foreign
+ * file; GDCM would allocate the declared size) is skipped with a warning naming the element, as
+ * are files that are not DICOM images; series are then grouped by SeriesInstanceUID from one
+ * header scan that stops before the pixel data.
  * Ownership: *out is a malloc'd array of *n entries, caller frees with free(). *n may be 0
- * (then *out is NULL and the status is MK_ERR_NOT_FOUND with a message naming the folder). */
+ * (then *out is NULL and the status is MK_ERR_NOT_FOUND with a message naming the folder, and
+ * saying --recursive when it has sub-folders). */
 mk_status mk_io_dicom_list_series(mk_ctx *ctx, const char *dir, mk_dicom_series **out, int *n);
+/* Same; recursive != 0 scans the sub-folders too (8 levels, links to folders not followed): a
+ * series is then all files with its UID wherever they lie. */
+mk_status mk_io_dicom_list_series_ex(mk_ctx *ctx, const char *dir, int recursive,
+                                     mk_dicom_series **out, int *n);
 
 /* Options of mk_io_dicom_read_ex. Zero-initialise, then set what you need. */
 typedef struct mk_dicom_opts {
     const char *series_uid; /* NULL: the folder must hold exactly one series */
     double spacing_tol;     /* relative tolerance on slice spacing; 0 -> 0.01 (1 %) */
-    int strict; /* 1: missing slices / non-uniform spacing is MK_ERR_GEOMETRY, not a warning */
+    int strict;     /* 1: non-uniform spacing is MK_ERR_GEOMETRY, not a warning (and gaps too,
+                       whatever allow_gaps says) */
+    int allow_gaps; /* 1: missing slices are a warning and the slices are stacked with the mean
+                       spacing (those after a gap then lie off their true position); 0: the
+                       default, MK_ERR_GEOMETRY naming the gap */
+    int recursive;  /* 1: the series is looked for in sub-folders too (mk_io_dicom_list_series_ex) */
 } mk_dicom_opts;
 
 /* Read one series of a DICOM folder into a volume.
  * Slices are sorted by their position along the slice normal (IPP . (row x col)); the slice
  * spacing is the mean distance between consecutive positions; the direction matrix keeps oblique
- * orientations. Gaps (a step > 1.5x the median step: missing slices) and non-uniform spacing
- * (deviation > spacing_tol) are logged with MK_LOG_W naming the slices (file names and
- * positions), or fail with MK_ERR_GEOMETRY when opts->strict.
+ * orientations. Gaps (a step > 1.5x the median step: missing slices) fail with MK_ERR_GEOMETRY
+ * naming the slices on each side (file names and positions) unless opts->allow_gaps (then a
+ * warning); non-uniform spacing (deviation > spacing_tol) is a warning naming the slices, or
+ * MK_ERR_GEOMETRY when opts->strict. Slices with trailing zero padding (megabytes on real GE
+ * series) are read from temporary copies without it ($TMPDIR), removed before returning.
  * Ownership: as mk_io_itk_read. */
 mk_status mk_io_dicom_read_ex(mk_ctx *ctx, const char *dir, const mk_dicom_opts *opts,
                               mk_image **out);
 
-/* Shorthand: mk_io_dicom_read_ex with series_uid and default tolerances (warnings, not errors). */
+/* Shorthand: mk_io_dicom_read_ex with series_uid and the defaults (gaps refused, uneven spacing
+ * a warning, no sub-folders). */
 mk_status mk_io_dicom_read(mk_ctx *ctx, const char *dir, const char *series_uid, mk_image **out);
 
 #ifdef __cplusplus

@@ -172,12 +172,61 @@ static void test_convert_series(void **state)
     assert_int_equal(run(args, out, sizeof out), 2);
 }
 
+/* A series with a missing slice is refused by convert and info, naming the gap and --allow-gaps
+ * (exit 1, nothing written); --allow-gaps reads it. A series in sub-folders needs --recursive,
+ * which the error names. (issue 23, DICOM items) */
+static void test_convert_gaps_recursive(void **state)
+{
+    (void)state;
+    if (!have_bin())
+        fail_msg("the pipeline binary is missing in this build folder (build the target pipeline)");
+    char dir[1200], src[1200], cmd[4000], out[16384], args[4000], q[1200];
+    tio_path(dir, sizeof dir, "gap_series");
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s/sub'", dir, dir);
+    assert_int_equal(system(cmd), 0);
+    const int keep[] = {1, 2, 4, 5}; /* IM0003 missing */
+    for (int k = 0; k < 4; k++) {
+        char rel[200];
+        snprintf(rel, sizeof rel, "data/real/ct/cranium_dicom/IM%04d.dcm", keep[k]);
+        snprintf(cmd, sizeof cmd, "cp '%s' '%s/sub/'", tio_shared(src, sizeof src, rel), dir);
+        assert_int_equal(system(cmd), 0);
+    }
+    tio_path(q, sizeof q, "gap.nii.gz");
+    snprintf(args, sizeof args, "convert '%s' '%s'", dir, q);
+    assert_int_equal(run(args, out, sizeof out), 1);
+    assert_non_null(strstr(out, "--recursive"));
+    snprintf(args, sizeof args, "convert '%s/sub' '%s'", dir, q);
+    assert_int_equal(run(args, out, sizeof out), 1);
+    assert_non_null(strstr(out, "missing slices"));
+    assert_non_null(strstr(out, "IM0002.dcm"));
+    assert_non_null(strstr(out, "IM0004.dcm"));
+    assert_non_null(strstr(out, "--allow-gaps"));
+    assert_false(tio_exists(q));
+    snprintf(args, sizeof args, "info '%s' --recursive", dir);
+    assert_int_equal(run(args, out, sizeof out), 1);
+    assert_non_null(strstr(out, "missing slices"));
+    snprintf(args, sizeof args, "info '%s' --recursive --allow-gaps", dir);
+    if (run(args, out, sizeof out) != 0)
+        fail_msg("%s", out);
+    assert_non_null(strstr(out, "4 files"));
+    assert_non_null(strstr(out, "dims:        256 x 256 x 4"));
+    snprintf(args, sizeof args, "convert '%s' '%s' --recursive --allow-gaps", dir, q);
+    if (run(args, out, sizeof out) != 0)
+        fail_msg("%s", out);
+    assert_non_null(strstr(out, "missing slices"));
+    assert_true(tio_exists(q));
+    /* the DICOM options on a file are usage errors */
+    snprintf(args, sizeof args, "convert '%s' '%s.z.nii.gz' --allow-gaps", q, q);
+    assert_int_equal(run(args, out, sizeof out), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_info_and_convert),
         cmocka_unit_test(test_bad_input_exit_codes),
         cmocka_unit_test(test_convert_series),
+        cmocka_unit_test(test_convert_gaps_recursive),
     };
     return cmocka_run_group_tests(tests, tio_setup, tio_cleanup);
 }

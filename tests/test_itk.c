@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h> /* before nifti2_io.h, whose DT_ macros clash with its enum */
 #include <math.h>
 #include <nifti2_io.h>
 #include <stdio.h>
@@ -110,6 +111,118 @@ static void assert_affine_near(double a[4][4], double b[4][4], double tol)
 /* ---- DICOM ------------------------------------------------------------------------------------
  */
 
+/* Files are checked before GDCM reads them (fuzz/fuzz_dicom found a 40 kB file costing 1.2 GB:
+ * GDCM allocates an element at its declared length); series in sub-folders; trailing padding. */
+static void test_dicom_precheck_recursive_padding(void **state)
+{
+    (void)state;
+    char dir[1200], f[1400], g[1400];
+    mk_ctx ctx;
+    logbuf lb;
+    ctx_with_log(&ctx, &lb);
+    mk_image *img = NULL, *ref = NULL;
+
+    /* CT_small.dcm with its Pixel Data length raised to 2 GB: refused, naming file and element */
+    snprintf(f, sizeof f, "%s/ct/original/CT_small.dcm", g_real);
+    long sz = file_size(f);
+    assert_true(sz > 132 && sz < (1L << 24));
+    FILE *fp = fopen(f, "rb");
+    assert_non_null(fp);
+    unsigned char *b = malloc(sz > 0 ? (size_t)sz : 1);
+    assert_int_equal(fread(b, 1, (size_t)sz, fp), (size_t)sz);
+    fclose(fp);
+    long at = -1;
+    for (long i = 132; i + 12 <= sz; i++)
+        if (!memcmp(b + i, "\xe0\x7f\x10\x00OW\0\0", 8))
+            at = i;
+    assert_true(at > 0);
+    memcpy(b + at + 8, "\xf0\xff\xff\x7f", 4);
+    fresh_dir(dir, sizeof dir, "huge_element");
+    snprintf(g, sizeof g, "%s/CT_small.dcm", dir);
+    fp = fopen(g, "wb");
+    fwrite(b, 1, (size_t)sz, fp);
+    fclose(fp);
+    assert_int_equal(mk_io_dicom_read(&ctx, dir, NULL, &img), MK_ERR_FORMAT);
+    assert_null(img);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "CT_small.dcm: damaged DICOM file"));
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "(7FE0,0010)"));
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "declares 2147483632 bytes"));
+    /* the same bytes without the preamble are not taken for DICOM: skipped with the reason */
+    fp = fopen(g, "wb");
+    fwrite(b + 132, 1, (size_t)(sz - 132), fp);
+    fclose(fp);
+    free(b);
+    ctx_with_log(&ctx, &lb);
+    assert_int_equal(mk_io_dicom_read(&ctx, dir, NULL, &img), MK_ERR_NOT_FOUND);
+    assert_non_null(strstr(lb.text, "1 file not read as DICOM and skipped: CT_small.dcm (element "
+                                    "(7FE0,0010) at byte"));
+    assert_non_null(strstr(lb.text, "declares 2147483632 bytes"));
+
+    /* one series spread over sub-folders: found with --recursive, named without it */
+    char flat[1200], rec[1200], sub[1400], sub2[1600];
+    fresh_dir(flat, sizeof flat, "flat6");
+    fresh_dir(rec, sizeof rec, "rec6");
+    snprintf(sub, sizeof sub, "%s/a", rec);
+    snprintf(sub2, sizeof sub2, "%s/a/b", rec);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    assert_int_equal(mkdir(sub2, 0755), 0);
+    for (int k = 1; k <= 6; k++) {
+        snprintf(f, sizeof f, "%s/ct/cranium_dicom/IM%04d.dcm", g_real, k);
+        snprintf(g, sizeof g, "%s/IM%04d.dcm", flat, k);
+        copy_file(f, g, -1);
+        snprintf(g, sizeof g, "%s/IM%04d.dcm", k <= 3 ? sub : sub2, k);
+        copy_file(f, g, -1);
+    }
+    assert_int_equal(mk_io_dicom_read(&ctx, flat, NULL, &ref), MK_OK);
+    assert_int_equal(ref->dim[2], 6);
+    assert_int_equal(mk_io_dicom_read(&ctx, rec, NULL, &img), MK_ERR_NOT_FOUND);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "--recursive"));
+    mk_dicom_opts o = {0};
+    o.recursive = 1;
+    assert_int_equal(mk_io_dicom_read_ex(&ctx, rec, &o, &img), MK_OK);
+    assert_int_equal(mk_image_nvox(img), mk_image_nvox(ref));
+    assert_memory_equal(img->data, ref->data, (size_t)mk_image_nvox(ref) * 2);
+    assert_memory_equal(&img->geom, &ref->geom, sizeof ref->geom);
+    mk_image_free(img);
+    mk_dicom_series *ser = NULL;
+    int n = 0;
+    assert_int_equal(mk_io_dicom_list_series_ex(&ctx, rec, 1, &ser, &n), MK_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(ser[0].nfiles, 6);
+    free(ser);
+
+    /* a slice with 1 MB of zero padding after its data set reads the same, through a temporary
+     * copy in $TMPDIR that is gone afterwards */
+    char tmpd[1200];
+    fresh_dir(tmpd, sizeof tmpd, "tmpdir");
+    snprintf(g, sizeof g, "%s/IM0002.dcm", flat);
+    fp = fopen(g, "ab");
+    for (int k = 0; k < (1 << 20); k++)
+        fputc(0, fp);
+    fclose(fp);
+    const char *old = getenv("TMPDIR");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("TMPDIR", tmpd, 1);
+    assert_int_equal(mk_io_dicom_read(&ctx, flat, NULL, &img), MK_OK);
+    if (saved) {
+        setenv("TMPDIR", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("TMPDIR");
+    }
+    assert_memory_equal(img->data, ref->data, (size_t)mk_image_nvox(ref) * 2);
+    assert_memory_equal(&img->geom, &ref->geom, sizeof ref->geom);
+    mk_image_free(img);
+    mk_image_free(ref);
+    DIR *d = opendir(tmpd);
+    assert_non_null(d);
+    int left = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        left += e->d_name[0] != '.';
+    closedir(d);
+    assert_int_equal(left, 0);
+}
+
 static void test_cranium_series_matches_nifti(void **state)
 {
     (void)state;
@@ -185,7 +298,16 @@ static void test_cranium_missing_slice_and_series_choice(void **state)
     logbuf lb;
     ctx_with_log(&ctx, &lb);
     mk_image *img = NULL;
-    assert_int_equal(mk_io_dicom_read(&ctx, dir, NULL, &img), MK_OK);
+    /* refused by default: stacked on one grid, the slices after the gap would be 5 mm off */
+    assert_int_equal(mk_io_dicom_read(&ctx, dir, NULL, &img), MK_ERR_GEOMETRY);
+    assert_null(img);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "missing slices"));
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "IM0005.dcm"));
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "IM0008.dcm"));
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "--allow-gaps"));
+    mk_dicom_opts gaps = {0};
+    gaps.allow_gaps = 1;
+    assert_int_equal(mk_io_dicom_read_ex(&ctx, dir, &gaps, &img), MK_OK);
     assert_int_equal(img->dim[2], 10);
     assert_true(lb.nwarn >= 1);
     assert_non_null(strstr(lb.text, "missing slices"));
@@ -203,7 +325,7 @@ static void test_cranium_missing_slice_and_series_choice(void **state)
         fputc((k * 7919 + 13) & 0xff, jf);
     fclose(jf);
     ctx_with_log(&ctx, &lb);
-    assert_int_equal(mk_io_dicom_read(&ctx, dir, NULL, &img), MK_OK);
+    assert_int_equal(mk_io_dicom_read_ex(&ctx, dir, &gaps, &img), MK_OK);
     assert_int_equal(img->dim[2], 10);
     assert_non_null(strstr(lb.text, "1 file not read as DICOM and skipped: junk.dcm"));
     mk_image_free(img);
@@ -211,6 +333,7 @@ static void test_cranium_missing_slice_and_series_choice(void **state)
 
     mk_dicom_opts o = {0};
     o.strict = 1;
+    o.allow_gaps = 1; /* strict wins */
     assert_int_equal(mk_io_dicom_read_ex(&ctx, dir, &o, &img), MK_ERR_GEOMETRY);
     assert_null(img);
     assert_non_null(strstr(mk_ctx_errmsg(&ctx), "IM0005.dcm"));
@@ -733,6 +856,7 @@ int main(void)
         cmocka_unit_test(test_gepd_oblique_nonuniform),
         cmocka_unit_test(test_cranium_missing_slice_and_series_choice),
         cmocka_unit_test(test_cranium_series_matches_nifti),
+        cmocka_unit_test(test_dicom_precheck_recursive_padding),
     };
     const char *flt = getenv("MK_TEST_FILTER"); /* e.g. MK_TEST_FILTER='test_gepd*' */
     if (flt)
