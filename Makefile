@@ -1,11 +1,15 @@
 # medkd: the README's two commands.
 #   make demo   install missing Debian packages (as root), build, run the demo job
-#   make test   build (release + sanitizer builds) and run every test
-.PHONY: all deps build build-asan demo test test-release test-asan clean format
+#   make test   build (release + sanitizer builds) and run every test, then the fuzzers briefly
+#   make fuzz   build the libFuzzer targets (clang, ASan + UBSan) in build-fuzz
+.PHONY: all deps build build-asan demo test test-release test-asan fuzz test-fuzz clean format
 
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+# seconds each fuzz target runs in make test (docs/reliability.md has the long runs)
+FUZZ_SECONDS ?= 10
 CMAKE_FLAGS ?=
 # CI (CI=true) treats warnings as errors.
 ifneq ($(CI),)
@@ -40,10 +44,19 @@ test-asan: build-asan
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) -LE no-sanitize
 
-test: test-release test-asan
+$(FUZZ_BUILD)/CMakeCache.txt: | deps
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMK_FUZZ=ON
+
+fuzz: deps $(FUZZ_BUILD)/CMakeCache.txt
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers
+
+test-fuzz: fuzz
+	sh fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+test: test-release test-asan test-fuzz
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cpp' | grep -v '^tests/deps_fixture/')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -854,7 +854,9 @@ static const char *key_str(parser *P, size_t base, size_t n, char *out, size_t c
             out[o++] = '.';
         if (!bare)
             out[o++] = '"';
-        for (size_t j = 0; j < k->len && o + 6 < cap; j++) {
+        /* room kept for a 6-byte escape, the closing quote and the NUL (fuzz_toml found the
+         * NUL written one past `out` after an escape that filled it) */
+        for (size_t j = 0; j < k->len && o + 9 < cap; j++) {
             unsigned char c = (unsigned char)s[j];
             if (c < 0x20 || c == '"' || c == '\\') {
                 o += (size_t)snprintf(out + o, cap - o, "\\u%04X", c);

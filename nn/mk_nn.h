@@ -169,6 +169,12 @@ void mk_nn_release(mk_nn_graph *g, mk_var *v);
 
 /* 1 if an allocation failed since mk_nn_graph_begin. */
 int mk_nn_graph_oom(const mk_nn_graph *g);
+/* Watch *flag (e.g. mk_ctx.cancel, set by a signal handler): once it is non-zero, the next op or
+ * backward step of the graph stops it as running out of memory does (oom set, ops return NULL,
+ * backward ends) and mk_nn_graph_cancelled says so until the next mk_nn_graph_begin. So a
+ * SIGTERM is seen within one op, not one training iteration. NULL: never (the default). */
+void mk_nn_graph_set_cancel(mk_nn_graph *g, volatile int *flag);
+int mk_nn_graph_cancelled(const mk_nn_graph *g);
 /* Voxels skipped by the losses since mk_nn_graph_begin because their label was outside
  * [0, C) and not the ignore index (callers validate labels; this catches what slipped through). */
 long long mk_nn_graph_bad_labels(const mk_nn_graph *g);

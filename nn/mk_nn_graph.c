@@ -222,6 +222,7 @@ void mk_nn_graph_begin(mk_nn_graph *g, int training)
     g->n_tmp = 0;
     g->training = training;
     g->oom = 0;
+    g->cancelled = 0;
     g->bad_labels = 0;
     g->kinks = 0;
 }
@@ -372,8 +373,30 @@ void mk_nn_release(mk_nn_graph *g, mk_var *v)
     v->t.data = NULL;
 }
 
+void mk_nn_graph_set_cancel(mk_nn_graph *g, volatile int *flag)
+{
+    g->cancel = flag;
+}
+
+int mk_nn_graph_cancelled(const mk_nn_graph *g)
+{
+    return g->cancelled;
+}
+
+/* A cancel request stops the graph as running out of memory does: every later op is a no-op. */
+static int cancel_seen(mk_nn_graph *g)
+{
+    if (g->cancel && *g->cancel) {
+        g->cancelled = 1;
+        g->oom = 1;
+    }
+    return g->cancelled;
+}
+
 static mk_var *node_alloc(mk_nn_graph *g, mk_op op, int ndim, const int64_t *ne, float *data)
 {
+    if (cancel_seen(g))
+        return NULL;
     mk_var *v = mk_arena_calloc(&g->arena, sizeof *v);
     if (!v) {
         g->oom = 1;
@@ -554,7 +577,7 @@ void mk_nn_backward_with(mk_nn_graph *g, mk_var *out, const float *dy)
             break;
         }
     MK_ASSERT(start >= 0);
-    for (int i = start; i >= 0 && !g->oom; i--) {
+    for (int i = start; i >= 0 && !g->oom && !cancel_seen(g); i--) {
         mk_var *v = g->nodes[i];
         if (v->op == MK_OP_LEAF || !v->requires_grad || !v->grad)
             continue;

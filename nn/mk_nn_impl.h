@@ -22,6 +22,8 @@ struct mk_nn_graph {
     mk_var **nodes; /* creation order; malloc'd, grows geometrically (rarely) */
     int n_nodes, cap;
     int training, no_grad, threads, oom, update_stats, recycle;
+    volatile int *cancel; /* mk_nn_graph_set_cancel; NULL: never */
+    int cancelled;        /* the flag was seen set while this graph was built or differentiated */
     long long bad_labels;
     float kink_tol;
     uint64_t kink_side;

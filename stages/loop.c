@@ -230,7 +230,8 @@ mk_slices *mk_loop_slices(mk_loop *L, int stream)
 
 void mk_loop_optim_step(mk_loop *L, int net)
 {
-    if (L->net[net].opt)
+    /* never a step on the gradients of a graph that stopped part way (out of memory, cancel) */
+    if (L->net[net].opt && !mk_nn_graph_oom(L->g))
         mk_optim_step(L->net[net].opt);
 }
 
@@ -412,6 +413,7 @@ static mk_status run(mk_loop *L, void *state, mk_train_stats *stats)
     double t0 = mk_now_s(), c0 = (double)clock() / CLOCKS_PER_SEC;
     double sum[MK_TERMS_MAX] = {0};
     long long nsum = 0, it = it0, w = L->total / 4 < 50 ? L->total / 4 : 50;
+    long long last_ck = it0; /* iteration of the checkpoint on disk (0: none) */
     if (w < 1)
         w = 1;
     mk_terms T;
@@ -434,7 +436,23 @@ static mk_status run(mk_loop *L, void *state, mk_train_stats *stats)
             if (L->net[k].opt && L->net[k].has_sched)
                 mk_optim_set_lr(L->net[k].opt, mk_sched_lr(&L->net[k].sched, it));
         memset(&T, 0, sizeof T);
-        if ((st = L->m->step(L, state, &T)) != MK_OK)
+        st = L->m->step(L, state, &T);
+        if (mk_nn_graph_cancelled(L->g)) {
+            /* stopped part way: this iteration's state (batch-norm statistics, random draws)
+             * is not one a resume could reproduce, so nothing of it is written */
+            if (last_ck > 0)
+                st = mk_err(ctx, MK_ERR_ABORTED,
+                            "%s: interrupted inside iteration %lld/%lld; the checkpoint of "
+                            "iteration %lld (%s) is kept: continue with --resume",
+                            stage, it + 1, L->total, last_ck, ck);
+            else
+                st = mk_err(ctx, MK_ERR_ABORTED,
+                            "%s: interrupted inside iteration %lld/%lld, before its first "
+                            "checkpoint: --resume starts it again",
+                            stage, it + 1, L->total);
+            goto out;
+        }
+        if (st != MK_OK)
             goto out;
         for (int k = 0; k < L->nnet; k++)
             if (L->net[k].ema_of >= 0 &&
@@ -482,9 +500,11 @@ static mk_status run(mk_loop *L, void *state, mk_train_stats *stats)
                                                     "student")) != MK_OK)
                 goto out;
         }
-        if ((it + 1) % c->checkpoint_every == 0 && it + 1 < L->total &&
-            (st = save_ckpt(L, ck, it + 1)) != MK_OK)
-            goto out;
+        if ((it + 1) % c->checkpoint_every == 0 && it + 1 < L->total) {
+            if ((st = save_ckpt(L, ck, it + 1)) != MK_OK)
+                goto out;
+            last_ck = it + 1;
+        }
     }
     double el = mk_now_s() - t0;
     if (stats) {
@@ -586,6 +606,8 @@ mk_status mk_method_train(mk_ctx *ctx, const mk_method *m, const mk_stage_common
         return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory", m->name);
     if (!(L.g = mk_nn_graph_new(c->threads > 0 ? c->threads : 1, mk__seed(c->seed, 32))))
         st = mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory (graph)", m->name);
+    else
+        mk_nn_graph_set_cancel(L.g, &ctx->cancel); /* SIGTERM is seen within one op */
     if (st == MK_OK)
         st = m->init(&L, state, cfg);
     if (st == MK_OK)

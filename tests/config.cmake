@@ -9,3 +9,7 @@ add_test(NAME docs_config_up_to_date COMMAND bash -c
 add_test(NAME resume_after_sigkill COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/resume_test.sh
          ${CMAKE_BINARY_DIR}/pipeline)
 set_tests_properties(resume_after_sigkill PROPERTIES LABELS no-sanitize TIMEOUT 600)
+add_test(NAME sigterm_inside_iteration COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/sigterm_test.sh
+         ${CMAKE_BINARY_DIR}/pipeline)
+# timing is relative to the iteration measured in the same run; not under the sanitizers
+set_tests_properties(sigterm_inside_iteration PROPERTIES LABELS no-sanitize TIMEOUT 300)

@@ -698,6 +698,28 @@ static void test_truncations_and_mutations(void **state)
     }
 }
 
+/* A quoted key of escapes long enough to fill the message's key buffer: the NUL was written one
+ * past the buffer (found by fuzz/fuzz_toml; the sanitizer build of this test caught it). */
+static void test_long_escaped_key_message(void **state)
+{
+    (void)state;
+    for (int pre = 0; pre < 6; pre++) { /* every alignment of the 6-byte escapes */
+        char doc[1024];
+        size_t o = (size_t)snprintf(doc, sizeof doc, "run.\"ab%.*s", pre, "cdefgh");
+        for (int i = 0; i < 60; i++)
+            o += (size_t)snprintf(doc + o, sizeof doc - o, "\\\\");
+        snprintf(doc + o, sizeof doc - o, "\" 1\n");
+        mk_ctx ctx;
+        mk_ctx_init(&ctx);
+        mk_toml_doc *d = NULL;
+        assert_int_equal(mk_toml_parse(&ctx, "k.toml", doc, strlen(doc), &d), MK_ERR_CONFIG);
+        assert_null(d);
+        assert_non_null(strstr(mk_ctx_errmsg(&ctx), "expected '=' after key 'run.\"ab"));
+        assert_non_null(strstr(mk_ctx_errmsg(&ctx), "\\u005C\\u005C"));
+        assert_non_null(strstr(mk_ctx_errmsg(&ctx), "..."));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -714,6 +736,7 @@ int main(void)
         cmocka_unit_test(test_tables_rules),
         cmocka_unit_test(test_large_table),
         cmocka_unit_test(test_truncations_and_mutations),
+        cmocka_unit_test(test_long_escaped_key_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
