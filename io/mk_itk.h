@@ -77,7 +77,7 @@ typedef struct mk_dicom_opts {
     int allow_gaps; /* 1: missing slices are a warning and the slices are stacked with the mean
                        spacing (those after a gap then lie off their true position); 0: the
                        default, MK_ERR_GEOMETRY naming the gap */
-    int recursive;  /* 1: the series is looked for in sub-folders too (mk_io_dicom_list_series_ex) */
+    int recursive; /* 1: the series is looked for in sub-folders too (mk_io_dicom_list_series_ex) */
 } mk_dicom_opts;
 
 /* Read one series of a DICOM folder into a volume.

@@ -275,6 +275,92 @@ static mk_status check_label_values(mk_run_env *env, const mk_stage_common *c,
     return MK_OK;
 }
 
+/* The dims of `img` once mk_data_prepare has reoriented it (each voxel axis goes to the
+ * anatomical axis its direction is nearest, as mk_reorient does) and resampled it (rounded, so
+ * within a voxel). From the header alone. */
+static void prepared_dims(const mk_data_params *p, const mk_image *img, int64_t out[3])
+{
+    for (int i = 0; i < 3; i++)
+        out[i] = img->ndim > i ? img->dim[i] : 1;
+    double sp[3];
+    for (int i = 0; i < 3; i++)
+        sp[i] = img->geom.spacing[i];
+    if (p->slice_axis >= 3 && p->orientation && strlen(p->orientation) == 3) {
+        int64_t d[3] = {out[0], out[1], out[2]};
+        double s2[3] = {sp[0], sp[1], sp[2]};
+        for (int t = 0; t < 3; t++) {
+            char l = p->orientation[t];
+            int anat = (l == 'R' || l == 'L') ? 0 : (l == 'A' || l == 'P') ? 1 : 2;
+            for (int v = 0; v < 3; v++) {
+                int best = 0;
+                for (int r = 1; r < 3; r++)
+                    if (fabs(img->geom.direction[r * 3 + v]) >
+                        fabs(img->geom.direction[best * 3 + v]))
+                        best = r;
+                if (best == anat) {
+                    out[t] = d[v];
+                    sp[t] = s2[v];
+                }
+            }
+        }
+    }
+    for (int t = 0; t < 3; t++)
+        if (p->spacing[t] > 0 && sp[t] > 0)
+            out[t] = (int64_t)floor((double)out[t] * sp[t] / p->spacing[t] + 0.5);
+}
+
+/* The patch fits the training slices: a patch larger than every slice along an in-plane axis
+ * would only ever be padded there (nnU-Net pads images smaller than its patch, so a patch larger
+ * than some slices is fine). Image headers of the train rows of the modalities the stages train
+ * on, sized as mk_data_prepare will make them (a voxel of slack when resampling rounds). */
+static mk_status check_patch(mk_run_env *env, const mk_stage_common *c, const mk_manifest *m,
+                             const char *const *mods, int nmods)
+{
+    const mk_data_params *p = &c->data;
+    if (nmods == 0)
+        return MK_OK;
+    int ax = mk_data_axis(p), a0 = ax == 0 ? 1 : 0, a1 = ax == 2 ? 1 : 2;
+    int64_t big[2] = {0, 0};
+    int rows = 0;
+    for (int r = 0; r < m->nrows; r++) {
+        const mk_manifest_row *w = &m->rows[r];
+        int want = 0;
+        for (int i = 0; i < nmods; i++)
+            want |= !strcmp(w->modality, mods[i]);
+        if (!want || strcmp(w->split, "train"))
+            continue;
+        mk_image *img = NULL;
+        if (mk_io_read_header(env->ctx, w->image_path, &img) != MK_OK) {
+            mk_err_prefix(env->ctx, "%s:%d: column image", m->source, w->line);
+            return manifest_err(env);
+        }
+        if (img->ndim >= 2) {
+            int64_t pd[3];
+            prepared_dims(p, img, pd);
+            int64_t d0 = pd[a0], d1 = pd[a1];
+            big[0] = d0 > big[0] ? d0 : big[0];
+            big[1] = d1 > big[1] ? d1 : big[1];
+            rows++;
+        }
+        mk_image_free(img);
+    }
+    int slack = p->spacing[0] > 0 || p->spacing[1] > 0 || p->spacing[2] > 0;
+    if (rows == 0 || (p->patch[0] <= big[0] + slack && p->patch[1] <= big[1] + slack))
+        return MK_OK;
+    const mk_cfg *cfg = env->cfg;
+    char where[4200];
+    if (mk_cfg_line(cfg, "data.patch") > 0)
+        snprintf(where, sizeof where, "%s:%d: ", mk_cfg_path(cfg), mk_cfg_line(cfg, "data.patch"));
+    else
+        snprintf(where, sizeof where, "%s: ", mk_cfg_path(cfg));
+    return mk_err(env->ctx, MK_ERR_CONFIG,
+                  "%skey 'data.patch': [%d, %d] is larger than every training slice (the largest "
+                  "of the %d train row%s is %lld x %lld voxels across data.slice_axis): every "
+                  "patch would be padded; expected at most [%lld, %lld]",
+                  where, p->patch[0], p->patch[1], rows, rows == 1 ? "" : "s", (long long)big[0],
+                  (long long)big[1], (long long)big[0], (long long)big[1]);
+}
+
 mk_status mk_check_data(mk_run_env *env)
 {
     const mk_cfg *cfg = env->cfg;
@@ -293,8 +379,8 @@ mk_status mk_check_data(mk_run_env *env)
         if (mk_manifest_check_grid(env->ctx, m, r) != MK_OK)
             st = manifest_err(env);
     /* the modalities the training stages still to run learn with labels */
-    const char *mods[16];
-    int nmods = 0;
+    const char *mods[16], *tmods[16];
+    int nmods = 0, ntmods = 0;
     int n = mk_cfg_list_len(cfg, "run.stages");
     for (int i = env->from; i < n && st == MK_OK; i++) {
         const mk_stage_entry *s = mk_runner_find_stage(mk_cfg_list_str(cfg, "run.stages", i));
@@ -313,10 +399,17 @@ mk_status mk_check_data(mk_run_env *env)
                 seen |= !strcmp(mods[j], nd[k].modality);
             if (nd[k].labelled && !seen && nmods < 16)
                 mods[nmods++] = nd[k].modality; /* borrowed from the config */
+            int tseen = 0;
+            for (int j = 0; j < ntmods; j++)
+                tseen |= !strcmp(tmods[j], nd[k].modality);
+            if (!tseen && ntmods < 16)
+                tmods[ntmods++] = nd[k].modality;
         }
         free(mcfg);
     }
     env->stage = saved;
+    if (st == MK_OK)
+        st = check_patch(env, &c, m, tmods, ntmods);
     /* every value of the label mapping occurs in some label file of those rows */
     for (int i = 0; i < nmods && st == MK_OK; i++) {
         label_values lv;

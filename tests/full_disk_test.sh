@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Writes that run out of space (issue 23 D1, D2): a file-size limit (ulimit -f, SIGXFSZ ignored,
 # so write(2) fails with EFBIG as it fails with ENOSPC on a full disk) during `eval --out` (HDF5),
-# `convert` to .mha / .mhd / .nrrd / .nii.gz and a training checkpoint: exit 1 with one clear
+# `convert` to .mha / .mhd / .nrrd / .nii.gz, a training checkpoint and `infer`: exit 1 with one clear
 # line naming the output, no crash, nothing half-written (no file under the final name, no
 # temporary left), and the same command succeeds once there is room.
 # usage: full_disk_test.sh PIPELINE
@@ -56,5 +56,21 @@ grep -q "write failed" log || fail "checkpoint: no write failure named: $(cat lo
 ls run/checkpoints 2>/dev/null | grep -q tmp && fail "checkpoint: a temporary was left: $(ls run/checkpoints)"
 "$P" --quiet run c.toml --resume > log 2>&1 || fail "checkpoint: --resume after the failure: $(cat log)"
 [ -e run/models/supervised_student.h5 ] || fail "checkpoint: no model after --resume: $(ls run/models)"
+# infer: the per-case summary cannot be written after the first cases (1 KiB limit: the masks
+# fit, masks/infer.json outgrows it): exit 1 naming it, every file left whole (masks read back,
+# the summary is the last complete one), no temporary left; --continue then finishes the rest
+(ulimit -f 1; trap '' XFSZ; "$P" --quiet infer -m run -i data/ct -o masks) > log 2>&1
+rc=$?
+[ "$rc" -eq 1 ] || fail "infer: exit $rc, expected 1: $(cat log)"
+grep -q "masks/infer.json: write failed" log || fail "infer: the summary's failure not named: $(cat log)"
+ls -A masks | grep -q -i "tmp" && fail "infer: a temporary was left: $(ls -A masks)"
+python3 -m json.tool masks/infer.json > /dev/null || fail "infer: masks/infer.json is not whole JSON"
+for m in masks/*.nii.gz; do
+    "$P" --quiet info "$m" > /dev/null 2>&1 || fail "infer: $m does not read back"
+done
+"$P" --quiet infer -m run -i data/ct -o masks --continue > log 2>&1 || fail "infer: --continue: $(cat log)"
+n_img=$(ls data/ct/*.nii.gz | wc -l)
+n_ok=$(python3 -c "import json; d = json.load(open('masks/infer.json')); print(sum(c['status'] in ('ok', 'skipped') for c in d['cases']))" 2>&1)
+[ "$n_ok" = "$n_img" ] || fail "infer: after --continue $n_ok of $n_img cases done: $(cat log)"
 [ "$fails" -eq 0 ] && echo "full_disk: ok"
 [ "$fails" -eq 0 ]

@@ -101,6 +101,14 @@ check "data.label = 5 in no label file" 2 "label5.toml:8: data.label = 5: no lab
 check "data.label = 5, dry-run" 2 "data.label = 5: no label file" -- "$P" run label5.toml --dry-run
 check "data.label = 5, validate" 2 "data.label = 5: no label file" -- "$P" validate label5.toml
 absent "data.label = 5" run-label5
+# a patch larger than every training slice along an axis would only ever be padded there
+sed 's/^"patch" = .*/"patch" = [64, 32]/; s/run-ok/run-patch64/' ok.toml >patch64.toml
+check "patch over every slice" 2 "patch64.toml:7: key 'data.patch': [64, 32] is larger than every training slice" -- \
+    "$P" run patch64.toml
+check "patch over every slice, size named" 2 "32 x 32 voxels across data.slice_axis" -- "$P" run patch64.toml
+check "patch over every slice, dry-run" 2 "is larger than every training slice" -- "$P" run patch64.toml --dry-run
+check "patch over every slice, validate" 2 "is larger than every training slice" -- "$P" validate patch64.toml
+absent "patch over every slice" run-patch64
 
 # data an earlier stage writes (synth) is checked as soon as it exists, still before training
 cat >synth5.toml <<'TOML'

@@ -20,7 +20,7 @@ threads = 1
 checkpoint_every = 1
 [data]
 manifest = "data/manifest.csv"
-patch = [64, 64]
+"patch" = [64, 64]
 [supervised]
 iterations = 4
 batch = 384
