@@ -711,7 +711,7 @@ const char *probe_why(int r)
 {
     return r == PROBE_TOO_LARGE ? "its image size is not credible for the file's size"
            : r == PROBE_ABORTED ? "GDCM aborted while parsing it (damaged file)"
-                                : "GDCM cannot read it";
+                                : "not an image GDCM can read";
 }
 
 struct series_info {
@@ -1437,8 +1437,7 @@ mk_status mk_io_itk_read(mk_ctx *ctx, const char *path, mk_image **out)
             if (cs != MK_OK)
                 return cs;
             if (pr == PROBE_UNREADABLE)
-                return mk_err(ctx, MK_ERR_FORMAT, "%s: not a readable DICOM image (%s)", path,
-                              probe_why(pr));
+                return mk_err(ctx, MK_ERR_FORMAT, "%s: not a DICOM image GDCM can read", path);
             auto io = itk::GDCMImageIO::New();
             mk_status s = read_with_io(ctx, io, path, out);
             if (s == MK_OK && (s = narrow_int32(ctx, out)) != MK_OK) {

@@ -21,8 +21,11 @@ mk_status mk_io_png_write(mk_ctx *ctx, const char *path, const uint8_t *pix, int
     if (st != MK_OK)
         return st;
     FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return mk_err(ctx, MK_ERR_IO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+    if (!f) {
+        int e = errno;
+        mk_fs_discard(tmp); /* mk_fs_tmp_path may have made it (stream targets) */
+        return mk_err(ctx, MK_ERR_IO, "%s: cannot create it: %s", path, strerror(e));
+    }
     png_image im;
     memset(&im, 0, sizeof im);
     im.version = PNG_IMAGE_VERSION;

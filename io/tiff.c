@@ -1085,9 +1085,12 @@ mk_status mk_tiff_write_cb(mk_ctx *ctx, const char *path, int64_t width, int64_t
     /* BigTIFF when the raw data could pass 4 GiB (offsets of classic TIFF are 32-bit). */
     double raw = (double)width * (double)height * samples * 1.34;
     w.t = open_tiff(tmp, raw > 3.5e9 ? "w8" : "w", w.err, NULL);
-    if (!w.t)
-        return mk_err(ctx, MK_ERR_IO, "%s: cannot create %s: %s", path, tmp,
-                      w.err[0] ? w.err : strerror(errno));
+    if (!w.t) {
+        int e = errno;
+        mk_fs_discard(tmp); /* mk_fs_tmp_path may have made it (stream targets) */
+        return mk_err(ctx, MK_ERR_IO, "%s: cannot create it: %s", path,
+                      w.err[0] ? w.err : strerror(e));
+    }
     st = write_all(&w, width, height, fn, user);
     TIFFClose(w.t);
     if (st != MK_OK) {
