@@ -6,6 +6,7 @@
 # earlier runs in BUILD/fuzz-corpus/T; a crash, sanitizer report, leak, timeout (> 10 s an input)
 # or an allocation over 1 GiB fails the run, leaving the input in BUILD/fuzz-artifacts/ and
 # printing how to replay it. Prints one line per target: executions, coverage, corpus size.
+# FUZZ_RUNS=N stops a target after N executions (SECONDS stays the upper bound).
 set -u
 build=${1:?usage: fuzz/run.sh BUILD SECONDS [TARGET...]}
 secs=${2:?usage: fuzz/run.sh BUILD SECONDS [TARGET...]}
@@ -25,12 +26,13 @@ for t in $targets; do
     LSAN_OPTIONS=suppressions=$here/../tests/lsan.supp:print_suppressions=0 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2560 -malloc_limit_mb=1024 \
-        -print_final_stats=1 -artifact_prefix="$build/fuzz-artifacts/$t-" \
+        -print_final_stats=1 ${FUZZ_RUNS:+-runs=$FUZZ_RUNS} -artifact_prefix="$build/fuzz-artifacts/$t-" \
         "$corpus" "$here/corpus/$t" > "$log" 2>&1
     rc=$?
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$')
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
     size=$(ls "$corpus" | wc -l)
+    took=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*')
     if [ $rc -ne 0 ]; then
         fail=1
         art=$(grep -o "Test unit written to .*" "$log" | sed 's/Test unit written to //' | tail -1)
@@ -38,7 +40,7 @@ for t in $targets; do
         grep -E "ERROR: |SUMMARY: |runtime error" "$log" | head -5
         [ -n "$art" ] && echo "  replay: $bin $art"
     else
-        echo "fuzz $t: ok, ${execs:-0} executions in ${secs} s, $cov, corpus $size (+ seeds)"
+        echo "fuzz $t: ok, ${execs:-0} executions in ${took:-$secs} s, $cov, corpus $size (+ seeds)"
     fi
 done
 exit $fail
