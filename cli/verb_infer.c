@@ -47,6 +47,7 @@
 #include "../io/mk_image.h"
 #include "../io/mk_itk.h"
 #include "../io/mk_manifest.h"
+#include "../stages/mk_histo_stage.h"
 #include "../stages/mk_infer.h"
 #include "../stages/mk_method.h"
 #include "mk_verbs.h"
@@ -1071,6 +1072,54 @@ static mk_status slurm_shard(mk_ctx *ctx, int *i, int *n, int *found)
     return MK_OK;
 }
 
+/* ---------------------------------------------------------------- slides */
+
+/* A patch classifier (stages/mk_histo_stage.h) on one slide or every .tif/.tiff of a folder:
+ * per slide a CSV of patch probabilities and a heat map; a bad slide is reported, the others
+ * go on (exit 1 at the end). */
+static mk_status infer_slides(mk_ctx *ctx, const char *model, const char *input, const char *outdir,
+                              int threads)
+{
+    char **names = NULL, **paths = NULL;
+    int n = 0, np = 0;
+    mk_status st = MK_OK;
+    if (mk_fs_is_dir(input)) {
+        if ((st = list_names(ctx, input, &names, &n)) != MK_OK)
+            return st;
+        paths = calloc((size_t)(n > 0 ? n : 1), sizeof *paths);
+        if (!paths)
+            st = mk_err(ctx, MK_ERR_NOMEM, "infer: out of memory");
+        for (int i = 0; st == MK_OK && i < n; i++)
+            if (ends_with_ci(names[i], ".tif") || ends_with_ci(names[i], ".tiff")) {
+                if (!(paths[np] = join2(input, names[i])))
+                    st = mk_err(ctx, MK_ERR_NOMEM, "infer: out of memory");
+                else
+                    np++;
+            }
+        if (st == MK_OK && np == 0)
+            st = mk_err(ctx, MK_ERR_USAGE, "infer: %s holds no slide (.tif, .tiff)", input);
+    } else if (mk_fs_is_file(input)) {
+        paths = calloc(1, sizeof *paths);
+        size_t len = strlen(input) + 1;
+        if (!paths || !(paths[0] = malloc(len)))
+            st = mk_err(ctx, MK_ERR_NOMEM, "infer: out of memory");
+        else {
+            memcpy(paths[0], input, len);
+            np = 1;
+        }
+    } else {
+        st = mk_err(ctx, MK_ERR_IO, "infer: %s: no such file or folder", input);
+    }
+    int failed = 0;
+    if (st == MK_OK)
+        st = mk_histo_infer(ctx, model, (const char *const *)paths, np, outdir, threads, &failed);
+    for (int i = 0; paths && i < np; i++)
+        free(paths[i]);
+    free(paths);
+    names_free(names, n);
+    return st;
+}
+
 /* ---------------------------------------------------------------- verb */
 
 mk_status mk_verb_infer(mk_cli *cli, int argc, char **argv)
@@ -1132,6 +1181,8 @@ mk_status mk_verb_infer(mk_cli *cli, int argc, char **argv)
         threads = nc > 0 ? nc : 1;
     }
     o.threads = (int)threads;
+    if (mk_fs_is_file(model) && mk_histo_is_model(model))
+        return infer_slides(ctx, model, input, outdir, o.threads);
 
     job J;
     memset(&J, 0, sizeof J);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "../core/mk_fs.h"
+#include "../histo/mk_histo.h"
 #include "../io/mk_tiff.h"
 #include "mk_verbs.h"
 
@@ -24,7 +25,7 @@ typedef struct tiles_job {
     long long written;
 } tiles_job;
 
-static mk_status on_patch(void *user, const mk_tiff_patch *p)
+static mk_status on_patch(void *user, const mk_histo_patch *p)
 {
     tiles_job *j = (tiles_job *)user;
     char name[128], path[4096];
@@ -170,8 +171,16 @@ mk_status mk_verb_tiles(mk_cli *cli, int argc, char **argv)
         return st;
     }
     fprintf(job.csv, "file,level,x,y,width,height,tissue\n");
-    mk_tiff_grid_opts g = {(int)level, (int)size, (int)stride, min_tissue, (int)mask_level, 1};
-    st = mk_tiff_patch_grid(ctx, s, &g, on_patch, &job);
+    /* the tissue mask as before the grid moved to histo/: Otsu, no median blur */
+    mk_histo_grid_opts g;
+    mk_histo_grid_defaults(&g);
+    g.level = (int)level;
+    g.size = (int)size;
+    g.stride = (int)stride;
+    g.min_tissue = min_tissue;
+    g.mask.level = (int)mask_level;
+    g.mask.median = 0;
+    st = mk_histo_patch_walk(ctx, s, &g, 1, on_patch, &job);
     if (fclose(job.csv) != 0 && st == MK_OK)
         st = mk_err(ctx, MK_ERR_IO, "%s: write failed: %s", csvtmp, strerror(errno));
     if (st == MK_OK)

@@ -116,6 +116,12 @@ const mk_verb MK_VERBS[] = {
      "Every file is written to a temporary name and renamed; temporary files of interrupted runs\n"
      "are removed at start. A failed case leaves no mask. Then: pipeline eval --pred OUTDIR --ref\n"
      "LABELS scores the masks.\n"
+     "Histology: with a patch classifier (models/histo_*.h5 of the histo_* stages), INPUT is a\n"
+     "slide (tiled pyramidal TIFF) or a folder of .tif/.tiff slides; per slide the tissue patches\n"
+     "of the model's level and size are classified: OUTDIR/<slide>_patches.csv (x, y in level-0\n"
+     "pixels, level, size, tissue, one probability per class) and OUTDIR/<slide>_heatmap.png (the\n"
+     "probability over the slide's thumbnail). A slide that cannot be read is reported and the\n"
+     "others go on (exit 1 at the end).\n"
      "Exit codes: 0 every case ok or skipped, 1 a case failed (all listed: file: reason), 2 usage\n"
      "(options, missing -m/-i/-o, bad shard).",
      mk_verb_infer},

@@ -1,8 +1,9 @@
 /* Fuzz target: the tiled/striped TIFF slide reader. Opens the slide (level table), then on every
  * level reads a region across its top-left corner and one across its far corner (tiles, strips,
- * edges, codecs), a whole small level, and the tissue mask at the smallest level. Work per input
- * is bounded: regions are at most 64 x 64 and whole levels at most 1<<16 pixels. */
+ * edges, codecs), a whole small level, and the tissue mask at the smallest level (histo/). Work per
+ * input is bounded: regions are at most 64 x 64 and whole levels at most 1<<16 pixels. */
 #include "fuzz_common.h"
+#include "histo/mk_histo.h"
 #include "io/mk_image.h"
 #include "io/mk_tiff.h"
 
@@ -29,9 +30,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mk_tiff_level last;
     if (n > 0 && mk_tiff_level_info(&ctx, s, n - 1, &last) == MK_OK &&
         last.width * last.height <= (1 << 16)) {
-        mk_tiff_mask *m = NULL;
-        if (mk_tiff_tissue_mask(&ctx, s, n - 1, &m) == MK_OK)
-            mk_tiff_mask_free(m);
+        mk_histo_mask_opts mo;
+        mk_histo_mask_defaults(&mo);
+        mo.level = n - 1;
+        mk_histo_mask *m = NULL;
+        if (mk_histo_tissue_mask(&ctx, s, &mo, &m) == MK_OK)
+            mk_histo_mask_free(m);
     }
     mk_tiff_close(s);
     return 0;

@@ -1,5 +1,6 @@
-/* medkd whole-slide TIFF: pyramidal tiled/striped TIFF reading by region, tissue mask, patch grid,
- * and a tiled pyramidal TIFF writer (libtiff). Plus a small PNG writer (libpng) for patches.
+/* medkd whole-slide TIFF: pyramidal tiled/striped TIFF reading by region and a tiled pyramidal
+ * TIFF writer (libtiff). Plus a small PNG writer (libpng) for patches. The tissue mask and the
+ * patch grid built on these reads are histo/mk_histo.h.
  *
  * Levels. Level 0 is the full-resolution image (the first directory that is not a
  * reduced-resolution image). The other levels are, in order of decreasing size, every further
@@ -74,53 +75,6 @@ mk_status mk_tiff_read_region(mk_ctx *ctx, mk_tiff_slide *s, int level, int64_t 
  * (0: 1<<28) with MK_ERR_NOMEM. Ownership: *out new, mk_image_free. */
 mk_status mk_tiff_read_level(mk_ctx *ctx, mk_tiff_slide *s, int level, int64_t max_pixels,
                              mk_image **out);
-
-/* Tissue mask of a low-resolution level: Otsu threshold on HSV saturation S = (max-min)/max
- * (0..255), tissue = S > threshold (and not near-black: max > 16). A value, owned by the caller. */
-typedef struct mk_tiff_mask {
-    int level;               /* level the mask was computed at */
-    int64_t width, height;   /* mask size = that level's size */
-    double scale_x, scale_y; /* level-0 pixels per mask pixel */
-    int threshold;           /* Otsu threshold on saturation (0..255) */
-    uint8_t *data;           /* width*height, 1 = tissue, 0 = background; owned */
-} mk_tiff_mask;
-
-/* Compute the mask at `level`, or when level < 0 at the smallest level whose larger side is
- * >= 512 px (the smallest level if none). Ownership: *out new, mk_tiff_mask_free. */
-mk_status mk_tiff_tissue_mask(mk_ctx *ctx, mk_tiff_slide *s, int level, mk_tiff_mask **out);
-void mk_tiff_mask_free(mk_tiff_mask *m); /* NULL ok */
-/* Fraction (0..1) of mask pixels that are tissue inside the level-0 rectangle
- * [x0,x0+w0)x[y0,y0+h0). */
-double mk_tiff_mask_fraction(const mk_tiff_mask *m, int64_t x0, int64_t y0, int64_t w0, int64_t h0);
-
-/* One patch delivered by mk_tiff_patch_grid (borrowed; valid during the callback only). */
-typedef struct mk_tiff_patch {
-    int level;
-    int64_t x, y;       /* top-left in LEVEL pixels */
-    int64_t x0, y0;     /* top-left in level-0 pixels */
-    int width, height;  /* patch size in level pixels (= opts size) */
-    double tissue;      /* tissue fraction from the mask (0..1) */
-    const uint8_t *rgb; /* width*height*3 pixels, NULL when opts.read_pixels == 0 */
-    long long index;    /* 0-based index among delivered patches */
-} mk_tiff_patch;
-
-/* Return non-OK to stop the iteration (that status is returned by mk_tiff_patch_grid). */
-typedef mk_status (*mk_tiff_patch_fn)(void *user, const mk_tiff_patch *p);
-
-typedef struct mk_tiff_grid_opts {
-    int level;         /* level the patches are cut from */
-    int size;          /* patch side in level pixels (> 0) */
-    int stride;        /* step in level pixels; 0 -> size */
-    double min_tissue; /* deliver only patches with tissue fraction >= this (0 keeps all) */
-    int mask_level;    /* level for the tissue mask; -1 auto (see mk_tiff_tissue_mask) */
-    int read_pixels;   /* 1: decode each delivered patch and pass rgb */
-} mk_tiff_grid_opts;
-
-/* Walk the grid of patches that lie fully inside the level (row-major, top to bottom), skip those
- * below min_tissue, and stream the rest to fn one at a time (one patch buffer in memory).
- * Progress is reported on ctx as "tiles". Returns MK_OK or the first error / fn's status. */
-mk_status mk_tiff_patch_grid(mk_ctx *ctx, mk_tiff_slide *s, const mk_tiff_grid_opts *opts,
-                             mk_tiff_patch_fn fn, void *user);
 
 /* ---- writer ---------------------------------------------------------------------------------- */
 

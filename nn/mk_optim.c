@@ -178,6 +178,7 @@ void mk_optim_step(mk_optim *o)
 
 float mk_sched_lr(const mk_sched *s, long long it)
 {
+    it -= s->start_iter;
     if (it < 0)
         it = 0;
     double lr = s->base_lr;

@@ -79,6 +79,8 @@ typedef struct mk_sched {
     float gamma, power;
     long long warmup_iters; /* linear warm-up from warmup_start * lr over these iterations */
     float warmup_start;     /* fraction of the scheduled lr at iteration 0 */
+    long long start_iter;   /* the schedule's iteration 0 is iteration start_iter of the caller
+                               (a later training phase); earlier iterations get iteration 0's lr */
 } mk_sched;
 
 /* Learning rate at iteration it (0-based). During warm-up the scheduled value is multiplied by

@@ -1,10 +1,11 @@
 /* The config schema, collected from the parameter rows declared beside each stage and method:
- * [data] and [model] in stages/params.c, one section per method in stages/method_<name>.c, and
- * here the rows of the runner ([run]), the phantom stage ([synth]) and the evaluate stage.
- * docs/config.md is generated from it (`pipeline validate --explain --markdown`). Ranges:
- * {min, max}; min > max means unbounded. */
+ * [data] and [model] in stages/params.c, [histo] in stages/histo.c, one section per method in
+ * stages/method_<name>.c, and here the rows of the runner ([run]), the phantom stage ([synth]) and
+ * the evaluate stage. docs/config.md is generated from it (`pipeline validate --explain
+ * --markdown`). Ranges: {min, max}; min > max means unbounded. */
 #include <string.h>
 
+#include "../stages/mk_histo_stage.h"
 #include "../stages/mk_method.h"
 #include "../config/mk_config.h"
 #include "mk_runner.h"
@@ -115,6 +116,9 @@ void mk_pipeline_schema_install(void)
     add("run", mk_run_section.doc, run, nr, 0);
     add(mk_data_section.name, mk_data_section.doc, mk_data_section.rows, mk_data_section.nrows, 0);
     add(mk_model_section.name, mk_model_section.doc, mk_model_section.rows, mk_model_section.nrows,
+        0);
+    /* [histo]: shared by the histology methods (stages/histo.c) */
+    add(mk_histo_section.name, mk_histo_section.doc, mk_histo_section.rows, mk_histo_section.nrows,
         0);
     add("synth", "generate phantom data with exact labels", SYNTH_KEYS, N(SYNTH_KEYS), 1);
     g_sections[g_n - 1].produces_inputs = 1; /* it writes data.manifest and the images */

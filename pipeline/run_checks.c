@@ -10,6 +10,7 @@
 #include "../core/mk_fs.h"
 #include "../io/mk_manifest.h"
 #include "../stages/mk_evaluate.h"
+#include "../stages/mk_histo_stage.h"
 #include "mk_run_stages.h"
 
 /* Count rows of a modality in a split (labelled: only rows with a label). */
@@ -392,6 +393,18 @@ mk_status mk_check_data(mk_run_env *env)
         mk_data_need nd[MK_NEEDS_MAX];
         if ((st = mk_run_method_bind(env, &sc, &mcfg)) != MK_OK)
             break;
+        if (s->method->classifier) {
+            /* slides and masks: headers, levels and patch sizes (stages/histo.c) */
+            for (int u = 0; u < s->method->nuses && st == MK_OK; u++)
+                if (s->method->uses[u].section == &mk_histo_section)
+                    st = mk_histo_precheck(
+                        env->ctx, m,
+                        (const mk_histo_params *)((char *)mcfg + s->method->uses[u].offset));
+            free(mcfg);
+            if (st != MK_OK)
+                st = mk_run_keyed_err(env, st);
+            continue;
+        }
         int nn = s->method->needs(&sc, mcfg, nd);
         for (int k = 0; k < nn; k++) {
             int seen = 0;

@@ -6,6 +6,7 @@
 
 #include "../core/mk_fs.h"
 #include "../stages/mk_evaluate.h"
+#include "../stages/mk_histo_stage.h"
 #include "mk_run_stages.h"
 
 #ifndef MK_VERSION
@@ -46,8 +47,9 @@ mk_status mk_run_evaluate(mk_run_env *env)
     ep.bootstrap = (int)mk_cfg_int(cfg, "evaluate.bootstrap");
 
     mk_eval_model models[MAX_MODELS];
-    char paths[MAX_MODELS][4200], tpaths[MAX_MODELS][4200];
-    int n = 0;
+    char paths[MAX_MODELS][4200], tpaths[MAX_MODELS][4200], cpaths[MAX_MODELS][4200];
+    mk_histo_eval_model cls[MAX_MODELS];
+    int n = 0, ncls = 0;
     for (int k = 0; k < mk_cfg_list_len(cfg, "run.stages"); k++) {
         const mk_stage_entry *s = mk_runner_find_stage(mk_cfg_list_str(cfg, "run.stages", k));
         if (s == env->stage)
@@ -56,6 +58,14 @@ mk_status mk_run_evaluate(mk_run_env *env)
             const mk_method_output *out = &s->method->outputs[o];
             if (!mk_run_output_on(cfg, out))
                 continue;
+            if (s->method->classifier) {
+                if (ncls < MAX_MODELS) {
+                    snprintf(cpaths[ncls], sizeof cpaths[ncls], "%s/%s", env->run_dir, out->file);
+                    cls[ncls] = (mk_histo_eval_model){out->name, cpaths[ncls]};
+                    ncls++;
+                }
+                continue;
+            }
             memset(&models[n], 0, sizeof models[n]);
             snprintf(paths[n], sizeof paths[n], "%s/%s", env->run_dir, out->file);
             /* the validated network's best copy (mk_method.val_net, outputs[0]) */
@@ -81,6 +91,15 @@ mk_status mk_run_evaluate(mk_run_env *env)
             }
             n++;
         }
+    }
+    if (ncls > 0) {
+        mk_histo_params hp;
+        mk_param_defaults(mk_histo_section.rows, mk_histo_section.nrows, &hp);
+        if ((st = mk_cfg_bind(ctx, cfg, mk_histo_section.name, &hp)) != MK_OK)
+            return st;
+        const char *split = !strcmp(ep.split, "auto") ? "test" : ep.split;
+        if ((st = mk_histo_evaluate(ctx, &c, &hp, split, cls, ncls)) != MK_OK || n == 0)
+            return st;
     }
     if (n == 0)
         return mk_err(ctx, MK_ERR_CONFIG,

@@ -14,7 +14,7 @@
 #include "stage_internal.h"
 
 #define MAX_NETS 12
-#define MAX_STREAMS 6
+#define MAX_STREAMS 10
 
 typedef struct loop_net {
     const char *name;
@@ -22,6 +22,8 @@ typedef struct loop_net {
     mk_unet *unet;
     mk_translator *tr;
     mk_nn_params *params;
+    void *model; /* MK_NET_MODEL */
+    void (*model_free)(void *);
     mk_optim *opt;
     int has_sched;
     mk_sched sched;
@@ -114,6 +116,34 @@ int mk_loop_add_params(mk_loop *L, const char *name, mk_nn_params *p)
     }
     L->net[k].params = p;
     return k;
+}
+
+int mk_loop_add_model(mk_loop *L, const char *name, void *model, mk_nn_params *params,
+                      void (*free_fn)(void *))
+{
+    int k = add_net(L, name, MK_NET_MODEL);
+    if (k < 0) {
+        if (free_fn)
+            free_fn(model);
+        return -1;
+    }
+    L->net[k].model = model;
+    L->net[k].model_free = free_fn;
+    L->net[k].params = params;
+    return k;
+}
+
+void *mk_loop_model(mk_loop *L, int net)
+{
+    return L->net[net].model;
+}
+
+mk_rng *mk_loop_add_rng(mk_loop *L, const char *name, uint64_t seed)
+{
+    mk_slices none;
+    memset(&none, 0, sizeof none);
+    int k = mk_loop_add_stream(L, name, &none, seed);
+    return k < 0 ? NULL : &L->stream[k].rng;
 }
 
 mk_status mk_loop_add_optim(mk_loop *L, int net, const mk_optim_cfg *oc, const mk_sched *sched)
@@ -337,6 +367,8 @@ static void loop_free(mk_loop *L)
         mk_optim_free(L->net[k].opt);
         mk_unet_free(L->net[k].unet);
         mk_translator_free(L->net[k].tr);
+        if (L->net[k].model_free)
+            L->net[k].model_free(L->net[k].model);
         if (L->net[k].kind == MK_NET_PARAMS)
             mk_nn_params_free(L->net[k].params);
     }

@@ -7,7 +7,8 @@
 
 extern const mk_method mk_method_translate, mk_method_cmedl, mk_method_baseline,
     mk_method_supervised, mk_method_coteach_teacher, mk_method_coteach, mk_method_coteach_tiny,
-    mk_method_leuda, mk_method_leuda_source;
+    mk_method_leuda, mk_method_leuda_source, mk_method_histo_cls, mk_method_histo_kd,
+    mk_method_histo_synth;
 
 const mk_method *const MK_METHODS[] = {
     [MK_METHOD_TRANSLATE] = &mk_method_translate,
@@ -19,6 +20,9 @@ const mk_method *const MK_METHODS[] = {
     [MK_METHOD_COTEACH_TINY] = &mk_method_coteach_tiny,
     [MK_METHOD_LEUDA] = &mk_method_leuda,
     [MK_METHOD_LEUDA_SOURCE] = &mk_method_leuda_source,
+    [MK_METHOD_HISTO_CLS] = &mk_method_histo_cls,
+    [MK_METHOD_HISTO_KD] = &mk_method_histo_kd,
+    [MK_METHOD_HISTO_SYNTH] = &mk_method_histo_synth,
 };
 /* the header declares MK_METHODS[MK_METHOD_COUNT]: a missing row is a conflicting type */
 _Static_assert(sizeof MK_METHODS / sizeof MK_METHODS[0] == MK_METHOD_COUNT,

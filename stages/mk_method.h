@@ -58,7 +58,8 @@ extern const mk_param_section mk_run_section;
  * reads [cmedl]). */
 extern const mk_param_section mk_translate_section, mk_cmedl_section, mk_baseline_section,
     mk_supervised_section, mk_coteach_section, mk_coteach_teacher_section, mk_coteach_tiny_section,
-    mk_leuda_section, mk_leuda_source_section;
+    mk_leuda_section, mk_leuda_source_section, mk_histo_cls_section, mk_histo_kd_section,
+    mk_histo_synth_section;
 
 /* ---------------------------------------------------------------- the loop */
 
@@ -76,7 +77,13 @@ typedef struct mk_terms {
 /* Append a term (ignored past MK_TERMS_MAX). */
 void mk_terms_add(mk_terms *t, const char *name, double value, float weight);
 
-typedef enum mk_net_kind { MK_NET_UNET = 0, MK_NET_GEN, MK_NET_DISC, MK_NET_PARAMS } mk_net_kind;
+typedef enum mk_net_kind {
+    MK_NET_UNET = 0,
+    MK_NET_GEN,
+    MK_NET_DISC,
+    MK_NET_PARAMS,
+    MK_NET_MODEL
+} mk_net_kind;
 
 /* Networks, by index in the loop (returned by the add functions; -1 on error, message in ctx).
  * name: the checkpoint group (unique). seed: its initialisation stream (mk__seed of the run
@@ -90,6 +97,15 @@ int mk_loop_add_disc(mk_loop *L, const char *name, int in_ch, int width, uint64_
  * instance-wise MLP): checkpointed, resumed and optimised like the others. The loop takes
  * ownership of p (also on failure). Returns its index. */
 int mk_loop_add_params(mk_loop *L, const char *name, mk_nn_params *p);
+/* Any other model (a patch classifier, a generator: models/mk_classifier.h) as a network of the
+ * loop: `params` is its parameter store (borrowed from the model), `model` the object the method
+ * runs (mk_loop_model), freed by the loop with free_fn (also on failure). Returns its index. */
+int mk_loop_add_model(mk_loop *L, const char *name, void *model, mk_nn_params *params,
+                      void (*free_fn)(void *));
+void *mk_loop_model(mk_loop *L, int net);
+/* A named RNG checkpointed with the loop (draws that belong to no slice stream: a patch set's
+ * batches and augmentation, a generator's noise). The pointer stays valid during the stage. */
+mk_rng *mk_loop_add_rng(mk_loop *L, const char *name, uint64_t seed);
 /* An Adam (or other) optimiser for net; sched (may be NULL: oc->lr throughout) sets its learning
  * rate before every step. */
 mk_status mk_loop_add_optim(mk_loop *L, int net, const mk_optim_cfg *oc, const mk_sched *sched);
@@ -187,6 +203,8 @@ typedef struct mk_method {
     void (*free)(void *state); /* optional: what init allocated besides the loop's */
     const mk_method_output *outputs;
     int noutputs;
+    int classifier; /* 1: its outputs are patch classifiers (stages/mk_histo_stage.h), scored by
+                       evaluate with the classification metrics on the slides of its split */
     /* optional: the network validated during training (run.validate) and the modality of its
      * validation cases (normalised as CT when it is data.ct_modality); -1: none. The best
      * validation score keeps a copy of it beside outputs[0].file (<stem>_best.h5). */
@@ -208,6 +226,9 @@ typedef enum mk_method_id {
     MK_METHOD_COTEACH_TINY,
     MK_METHOD_LEUDA,
     MK_METHOD_LEUDA_SOURCE,
+    MK_METHOD_HISTO_CLS,
+    MK_METHOD_HISTO_KD,
+    MK_METHOD_HISTO_SYNTH,
     MK_METHOD_COUNT
 } mk_method_id;
 extern const mk_method *const MK_METHODS[MK_METHOD_COUNT];

@@ -23,10 +23,11 @@
 #include "io/mk_manifest.h"
 #include "io/mk_nifti.h"
 #include "phantoms/mk_phantoms.h"
+#include "stages/mk_histo_stage.h"
 #include "stages/mk_method.h"
 #include "test_tmp.h"
 
-static char g_tmp[512], g_man[700], g_man_u[700];
+static char g_tmp[512], g_man[700], g_man_u[700], g_man_h[700];
 
 static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -66,8 +67,17 @@ static void *small_cfg(const mk_method *m, int iterations)
             int *iv = (int *)(base + P->offset);
             if (P->bind != MK_BIND_INT)
                 continue;
-            if (!strcmp(P->name, "iterations"))
+            if (!strcmp(s->name, "histo_synth") && !strcmp(P->name, "iterations"))
+                *iv = iterations - iterations / 2; /* + the GAN's: the total asked for */
+            else if (!strcmp(P->name, "gan_iterations"))
+                *iv = iterations / 2;
+            else if (!strcmp(P->name, "iterations"))
                 *iv = iterations;
+            else if (!strcmp(P->name, "labelled_per_class") ||
+                     !strcmp(P->name, "candidates_per_class"))
+                *iv = 4;
+            else if (!strcmp(P->name, "transfer_per_slide"))
+                *iv = 16;
             else if (!strcmp(P->name, "batch"))
                 *iv = 2;
             else if (strstr(P->name, "width"))
@@ -169,6 +179,8 @@ static void run_contract(const mk_method *m)
         common(&c, rd[k]);                                                                         \
         if (unl)                                                                                   \
             c.data.manifest = g_man_u;                                                             \
+        if (m->classifier)                                                                         \
+            c.data.manifest = g_man_h;                                                             \
         train_after(m, cfg, &c);                                                                   \
     } while (0)
     COMMON(0);
@@ -214,7 +226,20 @@ static void run_contract(const mk_method *m)
              files[0]);
     assert_int_not_equal(system(cmd), 0);
 
-    /* the models it produces load and predict */
+    /* the models it produces load (classifiers: their description and weights) and predict */
+    if (m->classifier) {
+        for (int o = 0; o < m->noutputs; o++) {
+            char model[1200];
+            snprintf(model, sizeof model, "%s/%s", rd[1], m->outputs[o].file);
+            mk_histo_model hm;
+            if (mk_histo_model_load(&ctx, model, &hm) != MK_OK)
+                fail_msg("%s: %s", m->outputs[o].name, mk_ctx_errmsg(&ctx));
+            assert_int_equal(hm.p.patch, 32);
+            mk_histo_model_free(&hm);
+        }
+        free(cfg);
+        return;
+    }
     mk_manifest *man = NULL;
     assert_int_equal(mk_manifest_read(&ctx, g_man, &man), MK_OK);
     for (int o = 0; o < m->noutputs; o++) {
@@ -278,6 +303,19 @@ static int setup(void **state)
     mk_phantom_summary sum;
     if (mk_phantom_synth(&ctx, &p, ph, &sum) != MK_OK) {
         fprintf(stderr, "phantoms: %s\n", mk_ctx_errmsg(&ctx));
+        return -1;
+    }
+    /* slides for the histology methods (classifiers) */
+    char hp[600];
+    snprintf(hp, sizeof hp, "%s/histo", g_tmp);
+    snprintf(g_man_h, sizeof g_man_h, "%s/manifest.csv", hp);
+    mk_phantom_params h;
+    mk_phantom_params_default(&h, MK_PHANTOM_HISTO);
+    h.seed = 4;
+    h.cases = 4;
+    h.size[0] = h.size[1] = 256;
+    if (mk_phantom_synth(&ctx, &h, hp, &sum) != MK_OK) {
+        fprintf(stderr, "histo phantoms: %s\n", mk_ctx_errmsg(&ctx));
         return -1;
     }
     /* the same manifest plus an unlabelled copy of every MR training row (semi-supervised

@@ -242,7 +242,7 @@ static void test_optimizers(void **state)
 static void test_schedules(void **state)
 {
     (void)state;
-    mk_sched s = {MK_SCHED_POLY, 0.01f, 0, 100, 0, 0, 0.9f, 0, 0};
+    mk_sched s = {MK_SCHED_POLY, 0.01f, 0, 100, 0, 0, 0.9f, 0, 0, 0};
     assert_float_equal(mk_sched_lr(&s, 50), 0.01 * pow(0.5, 0.9), 1e-8);
     assert_float_equal(mk_sched_lr(&s, 0), 0.01f, 1e-9);
     assert_float_equal(mk_sched_lr(&s, 100), 0.0f, 1e-9);
@@ -254,7 +254,7 @@ static void test_schedules(void **state)
     s.step_size = 10;
     s.gamma = 0.5f;
     assert_float_equal(mk_sched_lr(&s, 25), 0.0025f, 1e-9);
-    mk_sched c = {MK_SCHED_CONSTANT, 1.0f, 0, 100, 0, 0, 0, 10, 0.1f};
+    mk_sched c = {MK_SCHED_CONSTANT, 1.0f, 0, 100, 0, 0, 0, 10, 0.1f, 0};
     assert_float_equal(mk_sched_lr(&c, 0), 0.1f, 1e-7);
     assert_float_equal(mk_sched_lr(&c, 5), 0.55f, 1e-7);
     assert_float_equal(mk_sched_lr(&c, 10), 1.0f, 1e-7);

@@ -1,8 +1,8 @@
 /* Whole-slide TIFF: the real IHC slides (tiled LZW equals the PNG; JPEG pyramid), self-written
- * pyramids (compressions x gray/RGB x IFD chain/SubIFD, striped), tissue mask and patch grid on a
- * slide with a known tissue rectangle, the `tiles` verb, and bad input. References: libpng's
- * decoding of ihc.png, box means computed here independently, and Pillow (when present) reading
- * our files. */
+ * pyramids (compressions x gray/RGB x IFD chain/SubIFD, striped), the `tiles` verb on a slide with
+ * a known tissue rectangle, and bad input (tissue mask and patch grid: tests/test_histo.c).
+ * References: libpng's decoding of ihc.png, box means computed here independently, and Pillow (when
+ * present) reading our files. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -387,7 +387,8 @@ static void test_pillow_reads_writer_output(void **state)
     free(src);
 }
 
-/* ---- tissue mask and patch grid ---------------------------------------------------------------
+/* ---- the slide of the tiles verb (tissue mask and grid: tests/test_histo.c)
+ * ----------------------
  */
 
 /* 1024x768 slide: near-white background, a pink "tissue" rectangle [256,768) x [128,512). */
@@ -409,112 +410,6 @@ static uint8_t *tissue_slide(int *w, int *h)
             q[2] = (uint8_t)(b + n / 2);
         }
     return p;
-}
-
-typedef struct grid_log {
-    int n;
-    int64_t x0[256], y0[256];
-    double tissue[256];
-    int pix_ok;
-    const uint8_t *ref;
-    int ref_w, level;
-} grid_log;
-
-static mk_status grid_cb(void *user, const mk_tiff_patch *p)
-{
-    grid_log *g = user;
-    if (g->n < 256) {
-        g->x0[g->n] = p->x0;
-        g->y0[g->n] = p->y0;
-        g->tissue[g->n] = p->tissue;
-    }
-    g->n++;
-    if (p->rgb && g->ref && g->level == 0)
-        for (int y = 0; y < p->height; y++)
-            if (memcmp(p->rgb + (size_t)y * p->width * 3,
-                       g->ref + ((size_t)(p->y + y) * g->ref_w + p->x) * 3, (size_t)p->width * 3))
-                g->pix_ok = 0;
-    return MK_OK;
-}
-
-static void test_tissue_mask_and_grid(void **state)
-{
-    (void)state;
-    char dir[1200], p[1400];
-    fresh_dir(dir, sizeof dir, "tissue");
-    int W, H;
-    uint8_t *src = tissue_slide(&W, &H);
-    mk_tiff_write_opts o = {0};
-    o.tile = 128;
-    o.comp = MK_TIFF_COMP_LZW;
-    snprintf(p, sizeof p, "%s/slide.tif", dir);
-    mk_ctx ctx;
-    mk_ctx_init(&ctx);
-    assert_int_equal(mk_tiff_write(&ctx, p, src, W, H, 3, &o), MK_OK);
-    mk_tiff_slide *s = NULL;
-    assert_int_equal(mk_tiff_open(&ctx, p, &s), MK_OK);
-    assert_int_equal(mk_tiff_level_count(s), 4); /* 1024, 512, 256, 128 */
-
-    mk_tiff_mask *m = NULL;
-    assert_int_equal(mk_tiff_tissue_mask(&ctx, s, -1, &m), MK_OK);
-    assert_int_equal(m->level, 1); /* smallest level with a side >= 512 */
-    assert_int_equal(m->width, 512);
-    assert_true(m->scale_x == 2.0 && m->scale_y == 2.0);
-    /* Saturation: background ~2/255*255 ~ 2..8, tissue (190-110)/190*255 ~ 107: threshold between.
-     */
-    if (!(m->threshold > 10 && m->threshold < 100))
-        fail_msg("Otsu threshold %d", m->threshold);
-    assert_true(mk_tiff_mask_fraction(m, 256, 128, 512, 384) == 1.0);
-    assert_true(mk_tiff_mask_fraction(m, 0, 0, 256, 768) == 0.0);
-    assert_true(mk_tiff_mask_fraction(m, 192, 128, 128, 128) == 0.5);
-    mk_tiff_mask_free(m);
-
-    /* Level 0, 128 px patches, no overlap: 8 x 6 grid, 12 fully inside the rectangle. */
-    grid_log g = {0};
-    g.pix_ok = 1;
-    g.ref = src;
-    g.ref_w = W;
-    mk_tiff_grid_opts go = {0, 128, 0, 0.0, -1, 1};
-    assert_int_equal(mk_tiff_patch_grid(&ctx, s, &go, grid_cb, &g), MK_OK);
-    assert_int_equal(g.n, 48);
-    assert_true(g.pix_ok);
-    int full = 0;
-    for (int i = 0; i < g.n; i++) {
-        int in = g.x0[i] >= 256 && g.x0[i] < 768 && g.y0[i] >= 128 && g.y0[i] < 512;
-        assert_true(g.tissue[i] == (in ? 1.0 : 0.0));
-        full += in;
-    }
-    assert_int_equal(full, 12);
-    memset(&g, 0, sizeof g);
-    go.min_tissue = 0.5;
-    go.read_pixels = 0;
-    assert_int_equal(mk_tiff_patch_grid(&ctx, s, &go, grid_cb, &g), MK_OK);
-    assert_int_equal(g.n, 12);
-    /* Stride 64: columns x0 = 192 and 704 and rows y0 = 64 and 448 are half inside. */
-    memset(&g, 0, sizeof g);
-    go.stride = 64;
-    go.min_tissue = 0.2; /* corner patches are a quarter inside (0.25), edge ones half */
-    assert_int_equal(mk_tiff_patch_grid(&ctx, s, &go, grid_cb, &g), MK_OK);
-    /* x0 in {192..704} step 64 (9 values), y0 in {64..448} step 64 (7 values). */
-    assert_int_equal(g.n, 9 * 7);
-    assert_true(g.tissue[0] == 0.25 && g.x0[0] == 192 && g.y0[0] == 64);
-    assert_true(g.tissue[1] == 0.5 && g.x0[1] == 256);
-    memset(&g, 0, sizeof g);
-    go.min_tissue = 0.4;
-    assert_int_equal(mk_tiff_patch_grid(&ctx, s, &go, grid_cb, &g), MK_OK);
-    assert_int_equal(g.n, 9 * 7 - 4);
-    /* Level 2 (256x192), 32 px patches: x, y reported in level-0 pixels. */
-    memset(&g, 0, sizeof g);
-    mk_tiff_grid_opts g2 = {2, 32, 0, 1.0, -1, 1};
-    assert_int_equal(mk_tiff_patch_grid(&ctx, s, &g2, grid_cb, &g), MK_OK);
-    assert_int_equal(g.n, 12);
-    assert_true(g.x0[0] == 256 && g.y0[0] == 128);
-    /* Bad options. */
-    mk_tiff_grid_opts bad = {7, 32, 0, 0.0, -1, 0};
-    assert_int_equal(mk_tiff_patch_grid(&ctx, s, &bad, grid_cb, &g), MK_ERR_INVALID);
-    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "levels 0..3"));
-    mk_tiff_close(s);
-    free(src);
 }
 
 /* ---- the tiles verb ---------------------------------------------------------------------------
@@ -970,7 +865,6 @@ int main(void)
         cmocka_unit_test(test_ihc_jpeg_pyramid),
         cmocka_unit_test(test_writer_roundtrip),
         cmocka_unit_test(test_pillow_reads_writer_output),
-        cmocka_unit_test(test_tissue_mask_and_grid),
         cmocka_unit_test(test_tiles_verb),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_hand_made_tiff),

@@ -11,6 +11,7 @@
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/mk_status.h"
 
@@ -48,9 +49,9 @@ static inline void mk_test_cancel_cb(void *user, const char *what, long long don
     (void)user;
     (void)what;
     (void)total;
-    (void)unit;
     (void)detail;
-    if (done == mk_test_cancel_at_)
+    /* training iterations only (not the progress of reading data, e.g. a slide's tile rows) */
+    if (done == mk_test_cancel_at_ && unit && !strcmp(unit, "iter"))
         mk_test_cancel_ctx_->cancel = 1;
 }
 
