@@ -906,6 +906,10 @@ mk_status mk_histo_infer(mk_ctx *ctx, const char *model_path, const char *const 
             csv_arg a = {&g, prob, &hp};
             st = mk_fs_write_atomic_printed(ctx, path, print_csv, &a);
         }
+        if (st == MK_OK) { /* the patch coordinates, CLAM's layout (histo/mk_histo.h) */
+            snprintf(path, sizeof path, "%s/%s_coords.h5", out_dir, stem);
+            st = mk_histo_grid_save(ctx, path, &g);
+        }
         if (st == MK_OK) {
             snprintf(path, sizeof path, "%s/%s_heatmap.png", out_dir, stem);
             char title[300];
@@ -918,7 +922,7 @@ mk_status mk_histo_infer(mk_ctx *ctx, const char *model_path, const char *const 
                 mean += prob[k * MK_HISTO_CLASSES + 1];
             MK_LOG_I(ctx,
                      "infer %s: %lld patches, mean P(%s) %.3f -> %s/%s_patches.csv, "
-                     "%s_heatmap.png",
+                     "%s_heatmap.png (coordinates: _coords.h5)",
                      slides[i], (long long)s.n, hp.class_names.v[1], s.n ? mean / s.n : 0.0,
                      out_dir, stem, stem);
         }

@@ -120,7 +120,8 @@ typedef struct mk_histo_eval_model {
 mk_status mk_histo_evaluate(mk_ctx *ctx, const mk_stage_common *c, const mk_histo_params *p,
                             const char *split, const mk_histo_eval_model *models, int n);
 /* Inference of a classifier on slides (no labels needed): per slide out_dir/<stem>_patches.csv
- * (x, y, level, size, tissue, p_<class>...) and out_dir/<stem>_heatmap.png; a bad slide is
+ * (x, y, level, size, tissue, p_<class>...), out_dir/<stem>_coords.h5 (the grid, CLAM's layout)
+ * and out_dir/<stem>_heatmap.png; a bad slide is
  * reported and the others go on (*failed counts them). */
 mk_status mk_histo_infer(mk_ctx *ctx, const char *model_path, const char *const *slides, int n,
                          const char *out_dir, int threads, int *failed);

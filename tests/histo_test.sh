@@ -99,12 +99,17 @@ head -c 20000 "$SH/data/real/histo/ihc_tiled_lzw.tif" > "$D/slides/broken.tif"
 [ "$rc" -eq 1 ] || { cat "$D/inf.log"; fail "infer with a broken slide: exit $rc, expected 1"; }
 grep -q "broken.tif" "$D/inf.log" || { cat "$D/inf.log"; fail "the broken slide is not named"; }
 for s in ihc_tiled_lzw ihc_pyramid_jpeg; do
-    [ -s "$D/inf/${s}_heatmap.png" ] && [ -s "$D/inf/${s}_patches.csv" ] || fail "no output for $s"
+    [ -s "$D/inf/${s}_heatmap.png" ] && [ -s "$D/inf/${s}_patches.csv" ] && [ -s "$D/inf/${s}_coords.h5" ] \
+        || fail "no output for $s"
 done
 [ ! -e "$D/inf/broken_patches.csv" ] || fail "outputs of the broken slide"
-/usr/bin/python3 - "$D/inf/ihc_tiled_lzw_patches.csv" <<'PY' || fail "patch CSV"
-import csv, sys
+/usr/bin/python3 - "$D/inf/ihc_tiled_lzw_patches.csv" "$D/inf/ihc_tiled_lzw_coords.h5" <<'PY' || fail "patch CSV"
+import csv, sys, h5py
 rows = list(csv.DictReader(open(sys.argv[1])))
+c = h5py.File(sys.argv[2], "r")["coords"]
+assert c.dtype == "int64" and c.shape == (len(rows), 2), (c.dtype, c.shape)
+assert [list(map(int, (r["x"], r["y"]))) for r in rows] == c[()].tolist()
+assert c.attrs["patch_size"] == 32 and c.attrs["patch_level"] == 0
 assert len(rows) > 10, len(rows)
 for r in rows:
     p = float(r["p_non-tumour"]) + float(r["p_tumour"])
