@@ -26,7 +26,9 @@
 #include "phantoms/mk_phantoms.h"
 #include "test_tmp.h"
 
+#if defined(__GNUC__) && !defined(__clang__) /* clang has no such warning */
 #pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
 
 static char g_tmp[1024];
 

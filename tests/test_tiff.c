@@ -20,7 +20,9 @@
 #include "io/mk_tiff.h"
 #include "cli/mk_verbs.h"
 
+#if defined(__GNUC__) && !defined(__clang__) /* clang has no such warning */
 #pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
 
 static char g_real[1024], g_tmp[1024];
 
