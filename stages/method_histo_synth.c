@@ -85,8 +85,8 @@ typedef struct state {
     float *kept_x; /* [nkept][3][s][s] */
     int32_t *kept_y;
     mk_histo_set kept_set, all_set;
-    float *x, *xs, *fake;
-    int32_t *y, *ys, *yf;
+    float *x, *fake;
+    int32_t *y, *yf;
     mk_tensor zin, onehot;
 } state;
 
@@ -211,9 +211,8 @@ static mk_status init(mk_loop *L, void *sp, const void *cfgp)
     }
     size_t plane = 3 * (size_t)hp->patch * hp->patch, B = (size_t)hp->batch;
     if (!(s->x = malloc(B * plane * sizeof(float))) ||
-        !(s->xs = malloc(B * plane * sizeof(float))) ||
         !(s->fake = malloc(B * plane * sizeof(float))) || !(s->y = malloc(B * sizeof(int32_t))) ||
-        !(s->ys = malloc(B * sizeof(int32_t))) || !(s->yf = malloc(B * sizeof(int32_t))) ||
+        !(s->yf = malloc(B * sizeof(int32_t))) ||
         mk_tensor_new(&s->zin, 4, (int64_t[4]){(int64_t)B, gc.zdim + C, 1, 1}) ||
         mk_tensor_new(&s->onehot, 4, (int64_t[4]){(int64_t)B, C, hp->patch, hp->patch}))
         return mk_err(ctx, MK_ERR_NOMEM, "histo_synth: out of memory (batches)");
@@ -588,10 +587,8 @@ static void free_state(void *sp)
     free(s->kept_x);
     free(s->kept_y);
     free(s->x);
-    free(s->xs);
     free(s->fake);
     free(s->y);
-    free(s->ys);
     free(s->yf);
     mk_tensor_free(&s->zin);
     mk_tensor_free(&s->onehot);
