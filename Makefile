@@ -1,13 +1,16 @@
 # medkd: the README's two commands.
 #   make demo   install missing Debian packages (as root), build, run the demo job
 #   make test   build (release + sanitizer builds) and run every test, then the fuzzers briefly
-#   make fuzz   build the libFuzzer targets (clang, ASan + UBSan) in build-fuzz
+#   make fuzz   build the libFuzzer targets (clang, ASan + UBSan); by default in the sanitizer
+#               build, which is a clang build with the fuzzers (one build for both). Long fuzz
+#               runs: make fuzz FUZZ_BUILD=build-fuzz FUZZ_TYPE=RelWithDebInfo (docs/reliability.md)
 .PHONY: all deps build build-asan demo test test-release test-asan fuzz test-fuzz clean format
 
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
-FUZZ_BUILD ?= build-fuzz
+FUZZ_BUILD ?= $(ASAN_BUILD)
+FUZZ_TYPE ?= Debug
 # seconds each fuzz target runs in make test (docs/reliability.md has the long runs)
 FUZZ_SECONDS ?= 10
 CMAKE_FLAGS ?=
@@ -27,8 +30,10 @@ $(BUILD)/CMakeCache.txt: | deps
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
+# the sanitizer build: clang, ASan + UBSan, and the libFuzzer targets (MK_FUZZ)
 $(ASAN_BUILD)/CMakeCache.txt: | deps
-	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMK_SANITIZE=ON $(CMAKE_FLAGS)
+	CC=clang CXX=clang++ cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMK_SANITIZE=ON \
+	  -DMK_FUZZ=ON $(CMAKE_FLAGS)
 
 build-asan: deps $(ASAN_BUILD)/CMakeCache.txt
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
@@ -44,8 +49,11 @@ test-asan: build-asan
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) -LE no-sanitize
 
+ifneq ($(FUZZ_BUILD),$(ASAN_BUILD))
 $(FUZZ_BUILD)/CMakeCache.txt: | deps
-	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMK_FUZZ=ON
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=$(FUZZ_TYPE) -DMK_FUZZ=ON \
+	  $(CMAKE_FLAGS)
+endif
 
 fuzz: deps $(FUZZ_BUILD)/CMakeCache.txt
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers

@@ -200,8 +200,10 @@ mk_status mk_histo_tissue_mask(mk_ctx *ctx, mk_tiff_slide *s, const mk_histo_mas
         st = mk_histo_median_u8(ctx, sat, blur, L.width, L.height, o->median);
         free(sat);
         sat = blur;
+        blur = NULL;
     }
     if (st != MK_OK) {
+        free(blur);
         free(sat);
         free(black);
         free(m);

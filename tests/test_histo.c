@@ -1108,6 +1108,16 @@ static void test_bad_slides(void **state)
         st = mk_histo_read_patch(&ctx, s, &g, i, &ro, chw);
     assert_int_equal(st, MK_ERR_FORMAT);
     assert_msg(&ctx, p, "level 0 tile");
+    /* the tissue mask over the same corrupt level fails with the tile error, and frees what it
+     * allocated for the median blur (a leak the fuzzer found; the sanitizer build checks it) */
+    mk_histo_mask_opts mo;
+    mk_histo_mask_defaults(&mo);
+    mo.level = 0;
+    mo.median = 7;
+    mk_histo_mask *m = NULL;
+    assert_int_equal(mk_histo_tissue_mask(&ctx, s, &mo, &m), MK_ERR_FORMAT);
+    assert_msg(&ctx, p, "level 0 tile");
+    assert_null(m);
     free(chw);
     mk_histo_grid_free(&g);
     mk_tiff_close(s);
