@@ -34,6 +34,14 @@ static mk_status run_models(mk_ctx *ctx, const char *dir, char names[][32], int 
     char *text = NULL;
     size_t len = 0;
     mk_status st = mk_fs_read_all(ctx, path, &text, &len);
+    char cls[4200];
+    snprintf(cls, sizeof cls, "%s/reports/classification.json", dir);
+    if (st != MK_OK && mk_fs_is_file(cls))
+        return mk_err(ctx, MK_ERR_NOT_FOUND,
+                      "report: %s evaluated patch classifiers only (reports/classification.json): "
+                      "their page is reports/classification.html, written by its evaluate stage "
+                      "(evaluate.report = true); this verb draws segmentation reports",
+                      dir);
     if (st != MK_OK)
         return mk_err(ctx, MK_ERR_NOT_FOUND,
                       "report: %s is a folder but has no reports/summary.json (expected a run "

@@ -24,6 +24,7 @@
 
 #include "../core/mk_fs.h"
 #include "mk_report.h"
+#include "report_internal.h"
 
 #define MK_CLS_PATH_MAX 4200
 #define MK_CLS_MAX_SIDE 32767 /* cairo's largest image surface side */
@@ -101,7 +102,7 @@ static mk_status mk_cls_validate_model(mk_ctx *ctx, const mk_cls_eval *e, int j)
     return MK_OK;
 }
 
-static mk_status mk_cls_validate(mk_ctx *ctx, const char *dir, const mk_cls_eval *e)
+mk_status mk__cls_validate(mk_ctx *ctx, const char *dir, const mk_cls_eval *e)
 {
     if (!dir || !e)
         return mk_err(ctx, MK_ERR_INVALID, "classification report: NULL directory or evaluation");
@@ -444,7 +445,7 @@ static mk_status mk_cls_model(mk_ctx *ctx, const mk_cls_eval *e, int j, mk_cls_w
 
 mk_status mk_cls_report_write(mk_ctx *ctx, const char *dir, const mk_cls_eval *e)
 {
-    mk_status st = mk_cls_validate(ctx, dir, e);
+    mk_status st = mk__cls_validate(ctx, dir, e);
     if (st != MK_OK)
         return st;
     char pj[MK_CLS_PATH_MAX], pc[MK_CLS_PATH_MAX], ph[MK_CLS_PATH_MAX];
@@ -552,16 +553,9 @@ static void mk_cls_colour(double p, double rgb[3])
     }
 }
 
-typedef struct mk_cls_buf {
-    unsigned char *p;
-    size_t n, cap;
-    int nomem;
-} mk_cls_buf;
-
-static cairo_status_t mk_cls_png_write(void *closure, const unsigned char *data,
-                                       unsigned int length)
+cairo_status_t mk__png_buf_write(void *closure, const unsigned char *data, unsigned int length)
 {
-    mk_cls_buf *b = closure;
+    mk__png_buf *b = closure;
     if (b->n + length > b->cap) {
         size_t cap = b->cap ? b->cap : 65536;
         while (cap < b->n + length)
@@ -676,7 +670,7 @@ mk_status mk_cls_heatmap_png(mk_ctx *ctx, const char *path, const uint8_t *thumb
     const int H = MK_CLS_HEATMAP_TITLE_H + th + MK_CLS_HEATMAP_BAR_H;
     const int y0 = MK_CLS_HEATMAP_TITLE_H;
     mk_status st = MK_OK;
-    mk_cls_buf buf = {NULL, 0, 0, 0};
+    mk__png_buf buf = {NULL, 0, 0, 0};
     cairo_t *cr = NULL;
     cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
     cairo_status_t cs = cairo_surface_status(surf);
@@ -752,7 +746,7 @@ mk_status mk_cls_heatmap_png(mk_ctx *ctx, const char *path, const uint8_t *thumb
         goto done;
     }
     cairo_surface_flush(surf);
-    cs = cairo_surface_write_to_png_stream(surf, mk_cls_png_write, &buf);
+    cs = cairo_surface_write_to_png_stream(surf, mk__png_buf_write, &buf);
     if (buf.nomem) {
         st = mk_err(ctx, MK_ERR_NOMEM, "%s: heat map: out of memory for the PNG", path);
         goto done;

@@ -30,7 +30,7 @@ void mk_report_html_opts_default(mk_report_html_opts *o)
 
 /* ------------------------------------------------------------------ small writers */
 
-static void esc(FILE *f, const char *s)
+void mk__html_esc(FILE *f, const char *s)
 {
     for (; s && *s; s++) {
         switch (*s) {
@@ -45,7 +45,7 @@ static void esc(FILE *f, const char *s)
 }
 
 /* A number for people: fixed decimals, "inf"/"–" for non-finite. */
-static void num(FILE *f, double v, int dec)
+void mk__html_num(FILE *f, double v, int dec)
 {
     if (isnan(v))
         fputs("&ndash;", f);
@@ -56,7 +56,7 @@ static void num(FILE *f, double v, int dec)
 }
 
 /* The sort key of a table cell (data-v): numbers as %.9g, inf as a large number. */
-static void key(FILE *f, double v)
+void mk__html_key(FILE *f, double v)
 {
     if (isnan(v))
         fputs(" data-v=\"-1e300\"", f);
@@ -78,7 +78,7 @@ static void p_value(FILE *f, double p)
 
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-static void base64(FILE *f, const unsigned char *p, size_t n)
+void mk__html_base64(FILE *f, const unsigned char *p, size_t n)
 {
     size_t i = 0;
     for (; i + 3 <= n; i += 3) {
@@ -375,7 +375,7 @@ static void box_plot(FILE *f, const page *pg, int64_t label, int k)
         double cx = left + 60 + 110 * i;
         fprintf(f, "<text x=\"%.1f\" y=\"%d\" class=\"tick\" text-anchor=\"middle\">", cx,
                 bottom + 18);
-        esc(f, pg->m[i].name);
+        mk__html_esc(f, pg->m[i].name);
         fputs("</text>\n", f);
         if (j < 0)
             continue;
@@ -423,7 +423,7 @@ static void box_plot(FILE *f, const page *pg, int64_t label, int k)
                 continue;
             fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.6\" class=\"pt\"><title>",
                     cx + 22 * jitter(c), ax_pos(&a, x));
-            esc(f, r->cases[c].id);
+            mk__html_esc(f, r->cases[c].id);
             fprintf(f, ": %.4g</title></circle>\n", x);
         }
         if (ninf)
@@ -508,7 +508,7 @@ static void ba_plot(FILE *f, const page *pg, int i, int j)
         double a = r->cases[c].res[j].volume_pred_ml, b = r->cases[c].res[j].volume_ref_ml;
         fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.8\" class=\"pt\"><title>",
                 ax_pos(&ax, (a + b) / 2), ax_pos(&ay, a - b));
-        esc(f, r->cases[c].id);
+        mk__html_esc(f, r->cases[c].id);
         fprintf(f, ": ref %.3f mL, pred %.3f mL</title></circle>\n", b, a);
     }
     fputs("</svg>\n", f);
@@ -516,7 +516,7 @@ static void ba_plot(FILE *f, const page *pg, int i, int j)
 
 /* ------------------------------------------------------------------ the page */
 
-static const char CSS[] =
+const char mk__html_css[] =
     "body{font-family:'DejaVu Sans',Arial,sans-serif;margin:0 auto;max-width:1180px;padding:0 "
     "18px 40px;color:#1b1f24;font-size:14px;line-height:1.4}"
     "h1{font-size:24px;margin:18px 0 4px}h2{font-size:19px;border-bottom:2px solid "
@@ -548,7 +548,7 @@ static const char CSS[] =
     "@media print{body{max-width:none;font-size:11px}h2{break-before:auto}"
     "table.sortable th:after{content:''}.plot,figure.case{break-inside:avoid}}";
 
-static const char JS[] =
+const char mk__html_js[] =
     "(function(){var ths=document.querySelectorAll('table.sortable th');"
     "for(var i=0;i<ths.length;i++){ths[i].addEventListener('click',function(ev){"
     "var th=ev.currentTarget,t=th.closest('table'),b=t.tBodies[0],"
@@ -570,20 +570,20 @@ static void print_header(FILE *f, const page *pg)
           "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src "
           "data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'\">\n<title>",
           f);
-    esc(f, o->title ? o->title : "Segmentation evaluation");
-    fprintf(f, "</title>\n<style>%s</style></head>\n<body>\n<h1>", CSS);
-    esc(f, o->title ? o->title : "Segmentation evaluation");
+    mk__html_esc(f, o->title ? o->title : "Segmentation evaluation");
+    fprintf(f, "</title>\n<style>%s</style></head>\n<body>\n<h1>", mk__html_css);
+    mk__html_esc(f, o->title ? o->title : "Segmentation evaluation");
     fputs("</h1>\n<p class=\"disclaimer\"><b>For research use only.</b> Not for diagnostic use: "
           "these figures compare automatic segmentations with reference masks; they are not a "
           "clinical assessment of any patient.</p>\n",
           f);
     fputs("<table class=\"meta\" id=\"meta\">\n", f);
     fputs("<tr><th class=\"l\">medkd</th><td>", f);
-    esc(f, o->version);
+    mk__html_esc(f, o->version);
     fputs("</td></tr>\n<tr><th class=\"l\">report created</th><td>", f);
-    esc(f, pg->created);
+    mk__html_esc(f, pg->created);
     fputs("</td></tr>\n<tr><th class=\"l\">evaluated</th><td>", f);
-    esc(f, o->source);
+    mk__html_esc(f, o->source);
     fputs("</td></tr>\n", f);
     const char *keys[][2] = {{"config hash", r0->config_hash},
                              {"data", r0->data},
@@ -593,34 +593,34 @@ static void print_header(FILE *f, const page *pg)
         if (!keys[k][1])
             continue;
         fprintf(f, "<tr><th class=\"l\">%s</th><td>", keys[k][0]);
-        esc(f, keys[k][1]);
+        mk__html_esc(f, keys[k][1]);
         fputs("</td></tr>\n", f);
     }
     fputs("<tr><th class=\"l\">models</th><td>", f);
     for (int i = 0; i < pg->n; i++) {
         fputs(i ? "<br>" : "", f);
         fputs("<b>", f);
-        esc(f, pg->m[i].name);
+        mk__html_esc(f, pg->m[i].name);
         fprintf(f, "</b>: %d cases", R(pg, i)->ncases);
         if (R(pg, i)->model_file) {
             fputs(", <code>", f);
-            esc(f, R(pg, i)->model_file);
+            mk__html_esc(f, R(pg, i)->model_file);
             fputs("</code>", f);
         }
         if (R(pg, i)->translator) {
             fputs(", on the images translated by G of <code>", f);
-            esc(f, R(pg, i)->translator);
+            mk__html_esc(f, R(pg, i)->translator);
             fputs("</code>", f);
         }
         fputs(", evaluated ", f);
-        esc(f, R(pg, i)->created);
+        mk__html_esc(f, R(pg, i)->created);
     }
     fputs("</td></tr>\n<tr><th class=\"l\">structures</th><td>", f);
     for (int j = 0; j < r0->nlabels; j++) {
         char sn[64];
         mk__eval_structure_name(r0, j, sn, sizeof sn);
         fprintf(f, "%s", j ? ", " : "");
-        esc(f, sn);
+        mk__html_esc(f, sn);
         fprintf(f, " (label %lld)", (long long)r0->labels[j]);
     }
     fputs("</td></tr>\n</table>\n", f);
@@ -640,7 +640,7 @@ static void print_conventions(FILE *f, const page *pg)
     fputs("<h2 id=\"conventions\">Conventions</h2>\n<table class=\"meta\">\n", f);
     fprintf(f, "<tr><th class=\"l\">surface distances</th><td><b>%s</b> convention: ",
             mk_metric_conv_name(r0->convention));
-    esc(f, mk_eval_definition_text(r0->convention));
+    mk__html_esc(f, mk_eval_definition_text(r0->convention));
     fprintf(f,
             "</td></tr>\n<tr><th class=\"l\">HD95</th><td>%g-th percentile Hausdorff distance in "
             "mm, as defined above</td></tr>\n"
@@ -655,7 +655,7 @@ static void print_conventions(FILE *f, const page *pg)
                     pg->m[i].name, mk_metric_conv_name(R(pg, i)->convention),
                     R(pg, i)->tolerance_mm);
     fputs("<tr><th class=\"l\">empty masks</th><td>", f);
-    esc(f, mk_eval_empty_policy_text(r0->both_empty));
+    mk__html_esc(f, mk_eval_empty_policy_text(r0->both_empty));
     fputs(". In this page: means of distances are over the cases where both masks are "
           "non-empty (the others are counted as missed / false positive); every case is in the "
           "tables and the appendix.</td></tr>\n",
@@ -669,7 +669,7 @@ static void print_conventions(FILE *f, const page *pg)
     else
         fputs("not recorded (masks evaluated as given)", f);
     fputs("; post-processing: ", f);
-    esc(f, r0->postprocess ? r0->postprocess : "not recorded");
+    mk__html_esc(f, r0->postprocess ? r0->postprocess : "not recorded");
     fputs("</td></tr>\n", f);
     fprintf(f,
             "<tr><th class=\"l\">statistics</th><td>sd: sample standard deviation (n&minus;1); "
@@ -683,7 +683,7 @@ static void print_conventions(FILE *f, const page *pg)
             o->bootstrap, (unsigned long long)o->seed);
     fputs("<tr><th class=\"l\">image panels</th><td>", f);
     if (o->window_text)
-        esc(f, o->window_text);
+        mk__html_esc(f, o->window_text);
     else if (o->window_auto)
         fputs("grey window: each image's 0.5 to 99.5 percentiles", f);
     else
@@ -701,7 +701,7 @@ static void print_summary(FILE *f, const page *pg)
         const mk_eval_report *r = R(pg, i);
         const model_data *md = &pg->md[i];
         fputs("<h3>", f);
-        esc(f, pg->m[i].name);
+        mk__html_esc(f, pg->m[i].name);
         fprintf(f, " &mdash; %d cases</h3>\n", r->ncases);
         fputs("<table class=\"summary\"><thead><tr><th class=\"l\">structure</th><th "
               "class=\"l\">metric</th><th>n</th><th>mean</th><th>sd</th><th>median</th>"
@@ -716,30 +716,30 @@ static void print_summary(FILE *f, const page *pg)
                 fputs("<tr>", f);
                 if (k == 0) {
                     fprintf(f, "<td class=\"l\" rowspan=\"%d\"><b>", NSUM);
-                    esc(f, sn);
+                    mk__html_esc(f, sn);
                     fputs("</b></td>", f);
                 }
                 fprintf(f, "<td class=\"l\">%s</td><td>%d", SUM_NAMES[k], s->d.n_finite);
                 if (s->d.n_inf)
                     fprintf(f, " <span class=\"muted\">(+%d &infin;)</span>", s->d.n_inf);
                 fputs("</td><td>", f);
-                num(f, s->d.mean, SUM_DEC[k]);
+                mk__html_num(f, s->d.mean, SUM_DEC[k]);
                 fputs("</td><td>", f);
-                num(f, s->d.sd, SUM_DEC[k]);
+                mk__html_num(f, s->d.sd, SUM_DEC[k]);
                 fputs("</td><td>", f);
-                num(f, s->d.median, SUM_DEC[k]);
+                mk__html_num(f, s->d.median, SUM_DEC[k]);
                 fputs("</td><td>", f);
-                num(f, s->d.q1, SUM_DEC[k]);
+                mk__html_num(f, s->d.q1, SUM_DEC[k]);
                 fputs(" to ", f);
-                num(f, s->d.q3, SUM_DEC[k]);
+                mk__html_num(f, s->d.q3, SUM_DEC[k]);
                 fputs("</td><td>", f);
-                num(f, s->d.min, SUM_DEC[k]);
+                mk__html_num(f, s->d.min, SUM_DEC[k]);
                 fputs("</td><td>", f);
-                num(f, s->d.max, SUM_DEC[k]);
+                mk__html_num(f, s->d.max, SUM_DEC[k]);
                 fputs("</td><td>", f);
-                num(f, s->ci[0], SUM_DEC[k]);
+                mk__html_num(f, s->ci[0], SUM_DEC[k]);
                 fputs(" to ", f);
-                num(f, s->ci[1], SUM_DEC[k]);
+                mk__html_num(f, s->ci[1], SUM_DEC[k]);
                 fputs("</td>", f);
                 if (k == 0)
                     fprintf(f,
@@ -781,7 +781,7 @@ static void label_title(FILE *f, const page *pg, int64_t label)
             if (R(pg, i)->labels[j] == label) {
                 char sn[64];
                 mk__eval_structure_name(R(pg, i), j, sn, sizeof sn);
-                esc(f, sn);
+                mk__html_esc(f, sn);
                 fprintf(f, " (label %lld)", (long long)label);
                 return;
             }
@@ -827,23 +827,23 @@ static void print_volumes(FILE *f, const page *pg)
             char sn[64];
             mk__eval_structure_name(r, j, sn, sizeof sn);
             fputs("<tr><td class=\"l\">", f);
-            esc(f, pg->m[i].name);
+            mk__html_esc(f, pg->m[i].name);
             fputs("</td><td class=\"l\">", f);
-            esc(f, sn);
+            mk__html_esc(f, sn);
             fputs("</td><td>", f);
-            num(f, sr / nn, 3);
+            mk__html_num(f, sr / nn, 3);
             fputs("</td><td>", f);
-            num(f, sp / nn, 3);
+            mk__html_num(f, sp / nn, 3);
             fputs("</td><td>", f);
-            num(f, (sp - sr) / nn, 3);
+            mk__html_num(f, (sp - sr) / nn, 3);
             fputs("</td><td>", f);
-            num(f, sa / nn, 3);
+            mk__html_num(f, sa / nn, 3);
             fputs("</td><td>", f);
-            num(f, ba->bias, 3);
+            mk__html_num(f, ba->bias, 3);
             fputs("</td><td>", f);
-            num(f, ba->loa_lo, 3);
+            mk__html_num(f, ba->loa_lo, 3);
             fputs(" to ", f);
-            num(f, ba->loa_hi, 3);
+            mk__html_num(f, ba->loa_hi, 3);
             fputs("</td></tr>\n", f);
         }
     }
@@ -860,9 +860,9 @@ static void print_volumes(FILE *f, const page *pg)
             fputs("<figure>", f);
             ba_plot(f, pg, i, j);
             fputs("<figcaption>", f);
-            esc(f, pg->m[i].name);
+            mk__html_esc(f, pg->m[i].name);
             fputs(": ", f);
-            esc(f, sn);
+            mk__html_esc(f, sn);
             fputs("</figcaption></figure>", f);
         }
     }
@@ -888,17 +888,17 @@ static void print_comparison(FILE *f, const page *pg)
     for (int k = 0; k < pg->ncmp; k++) {
         const mk_report_comparison *c = &pg->cmp[k];
         fputs("<tr><td class=\"l\">", f);
-        esc(f, c->a);
+        mk__html_esc(f, c->a);
         fputs("</td><td class=\"l\">", f);
-        esc(f, c->b);
+        mk__html_esc(f, c->b);
         fputs("</td><td class=\"l\">", f);
-        esc(f, c->structure);
+        mk__html_esc(f, c->structure);
         fprintf(f, "</td><td>%d</td><td>", c->n);
-        num(f, c->mean_diff, 4);
+        mk__html_num(f, c->mean_diff, 4);
         fputs("</td><td>", f);
-        num(f, c->ci95[0], 4);
+        mk__html_num(f, c->ci95[0], 4);
         fputs(" to ", f);
-        num(f, c->ci95[1], 4);
+        mk__html_num(f, c->ci95[1], 4);
         fputs("</td><td>", f);
         p_value(f, c->wilcoxon_p);
         fprintf(f, "</td><td>%s%s</td><td>",
@@ -920,9 +920,9 @@ static void print_cases(FILE *f, const page *pg)
     for (int i = 0; i < pg->n; i++) {
         const mk_eval_report *r = R(pg, i);
         fputs("<h3>", f);
-        esc(f, pg->m[i].name);
+        mk__html_esc(f, pg->m[i].name);
         fprintf(f, "</h3>\n<div class=\"wide\"><table class=\"sortable cases\" data-model=\"");
-        esc(f, pg->m[i].name);
+        mk__html_esc(f, pg->m[i].name);
         /* one header row with one structure, else the structures over their metrics */
         const char *cols[] = {"Dice",   "HD95 mm", "ASSD mm",   "surf. Dice",
                               "ref mL", "pred mL", "&Delta; mL"};
@@ -937,7 +937,7 @@ static void print_cases(FILE *f, const page *pg)
                 char sn[64];
                 mk__eval_structure_name(r, j, sn, sizeof sn);
                 fprintf(f, "<th class=\"group\" colspan=\"%d\">", ncol);
-                esc(f, sn);
+                mk__html_esc(f, sn);
                 fputs("</th>", f);
             }
             fprintf(f, "<th class=\"l\" rowspan=\"2\" data-col=\"%d\">state</th></tr><tr>",
@@ -957,15 +957,15 @@ static void print_cases(FILE *f, const page *pg)
                 anyempty |= ec->res[j].empty == MK_METRIC_EMPTY_PRED ||
                             ec->res[j].empty == MK_METRIC_EMPTY_REF;
             fprintf(f, "<tr%s><td class=\"l\" data-v=\"", anyempty ? " class=\"bad\"" : "");
-            esc(f, ec->id);
+            mk__html_esc(f, ec->id);
             fputs("\">", f);
-            esc(f, ec->id);
+            mk__html_esc(f, ec->id);
             fputs("</td>", f);
             double md = case_mean_dice(r, c);
             fputs("<td", f);
-            key(f, md);
+            mk__html_key(f, md);
             fputs(">", f);
-            num(f, md, 3);
+            mk__html_num(f, md, 3);
             fputs("</td>", f);
             for (int j = 0; j < r->nlabels; j++) {
                 const mk_metric_result *m = &ec->res[j];
@@ -979,9 +979,9 @@ static void print_cases(FILE *f, const page *pg)
                 int dec[7] = {3, 2, 2, 3, 3, 3, 3};
                 for (int k = 0; k < 7; k++) {
                     fputs("<td", f);
-                    key(f, v[k]);
+                    mk__html_key(f, v[k]);
                     fputs(">", f);
-                    num(f, v[k], dec[k]);
+                    mk__html_num(f, v[k], dec[k]);
                     fputs("</td>", f);
                 }
             }
@@ -997,7 +997,7 @@ static void print_cases(FILE *f, const page *pg)
                 char sn[64];
                 mk__eval_structure_name(r, j, sn, sizeof sn);
                 fputs(first ? "" : "; ", f);
-                esc(f, sn);
+                mk__html_esc(f, sn);
                 fprintf(f, ": %s", w);
                 first = 0;
             }
@@ -1019,7 +1019,7 @@ static void print_panels(FILE *f, const page *pg)
     for (int i = 0; i < pg->n; i++) {
         const mk_eval_report *r = R(pg, i);
         fputs("<h3>", f);
-        esc(f, pg->m[i].name);
+        mk__html_esc(f, pg->m[i].name);
         fputs("</h3>\n", f);
         for (int k = 0; k < pg->npanels; k++) {
             const panel *p = &pg->panels[k];
@@ -1027,28 +1027,28 @@ static void print_panels(FILE *f, const page *pg)
                 continue;
             const mk_eval_case *ec = &r->cases[p->cas];
             fputs("<figure class=\"case\"><img alt=\"", f);
-            esc(f, ec->id);
+            mk__html_esc(f, ec->id);
             fprintf(f, "\" width=\"%d\" height=\"%d\" src=\"data:image/png;base64,", p->info.width,
                     p->info.height);
-            base64(f, p->png, p->len);
+            mk__html_base64(f, p->png, p->len);
             fprintf(f, "\"><figcaption><b>%s</b> ", p->worst ? "worst" : "best");
-            esc(f, ec->id);
+            mk__html_esc(f, ec->id);
             fputs(": ", f);
             for (int j = 0; j < r->nlabels; j++) {
                 char sn[64];
                 mk__eval_structure_name(r, j, sn, sizeof sn);
                 fputs(j ? ", " : "", f);
-                esc(f, sn);
+                mk__html_esc(f, sn);
                 fputs(" Dice ", f);
-                num(f, ec->res[j].dice, 3);
+                mk__html_num(f, ec->res[j].dice, 3);
                 fputs(", HD95 ", f);
-                num(f, ec->res[j].hd95, 2);
+                mk__html_num(f, ec->res[j].hd95, 2);
                 fputs(" mm", f);
             }
             fprintf(f, "; window [%g, %g]", p->info.window[0], p->info.window[1]);
             if (p->note[0]) {
                 fputs(" &mdash; <span class=\"muted\">", f);
-                esc(f, p->note);
+                mk__html_esc(f, p->note);
                 fputs("</span>", f);
             }
             fputs("</figcaption></figure>\n", f);
@@ -1068,9 +1068,9 @@ static void print_appendix(FILE *f, const page *pg)
         for (int k = 0; k < r->nunpaired_pred + r->nunpaired_ref; k++) {
             int isp = k < r->nunpaired_pred;
             fputs("<tr><td class=\"l\">", f);
-            esc(f, pg->m[i].name);
+            mk__html_esc(f, pg->m[i].name);
             fputs("</td><td class=\"l\">", f);
-            esc(f, isp ? r->unpaired_pred[k] : r->unpaired_ref[k - r->nunpaired_pred]);
+            mk__html_esc(f, isp ? r->unpaired_pred[k] : r->unpaired_ref[k - r->nunpaired_pred]);
             fprintf(f, "</td><td class=\"l\">not scored: %s</td></tr>\n",
                     isp ? "a prediction without a reference" : "a reference without a prediction");
             any = 1;
@@ -1083,11 +1083,11 @@ static void print_appendix(FILE *f, const page *pg)
                 char sn[64];
                 mk__eval_structure_name(r, j, sn, sizeof sn);
                 fputs("<tr><td class=\"l\">", f);
-                esc(f, pg->m[i].name);
+                mk__html_esc(f, pg->m[i].name);
                 fputs("</td><td class=\"l\">", f);
-                esc(f, r->cases[c].id);
+                mk__html_esc(f, r->cases[c].id);
                 fputs("</td><td class=\"l\">", f);
-                esc(f, sn);
+                mk__html_esc(f, sn);
                 fprintf(f, ": %s</td></tr>\n",
                         e == MK_METRIC_EMPTY_PRED
                             ? "missed (empty prediction): Dice 0, distances &infin;, kept in "
@@ -1109,11 +1109,11 @@ static void print_appendix(FILE *f, const page *pg)
                 if (found)
                     continue;
                 fputs("<tr><td class=\"l\">", f);
-                esc(f, pg->m[i].name);
+                mk__html_esc(f, pg->m[i].name);
                 fputs("</td><td class=\"l\">", f);
-                esc(f, R(pg, k)->cases[c].id);
+                mk__html_esc(f, R(pg, k)->cases[c].id);
                 fputs("</td><td class=\"l\">not scored for this model (", f);
-                esc(f, pg->m[k].name);
+                mk__html_esc(f, pg->m[k].name);
                 fputs(" has it): left out of their paired comparison</td></tr>\n", f);
                 any = 1;
             }
@@ -1124,11 +1124,11 @@ static void print_appendix(FILE *f, const page *pg)
         if (!p->note[0])
             continue;
         fputs("<tr><td class=\"l\">", f);
-        esc(f, pg->m[p->model].name);
+        mk__html_esc(f, pg->m[p->model].name);
         fputs("</td><td class=\"l\">", f);
-        esc(f, R(pg, p->model)->cases[p->cas].id);
+        mk__html_esc(f, R(pg, p->model)->cases[p->cas].id);
         fputs("</td><td class=\"l\">image panel: ", f);
-        esc(f, p->note);
+        mk__html_esc(f, p->note);
         fputs("</td></tr>\n", f);
         any = 1;
     }
@@ -1153,11 +1153,11 @@ static void print_page(FILE *f, const void *arg)
     print_appendix(f, pg);
     fputs("<p class=\"disclaimer\"><b>For research use only.</b> Not for diagnostic use.</p>\n", f);
     fputs("<p class=\"muted\">Generated by medkd ", f);
-    esc(f, pg->o->version);
+    mk__html_esc(f, pg->o->version);
     fputs(" (<code>pipeline report</code>); the same figures are in the evaluation reports "
           "(JSON, CSV, HDF5) and <code>summary.json</code>.</p>\n",
           f);
-    fprintf(f, "<script>%s</script>\n</body></html>\n", JS);
+    fprintf(f, "<script>%s</script>\n</body></html>\n", mk__html_js);
 }
 
 mk_status mk_report_html(mk_ctx *ctx, const mk_report_html_opts *o, const mk_report_model *models,

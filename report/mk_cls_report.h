@@ -82,6 +82,36 @@ mk_status mk_cls_heatmap_png(mk_ctx *ctx, const char *path, const uint8_t *thumb
                              double thumb_scale, int64_t n, const int64_t *xy, int64_t patch0,
                              const float *prob, const char *title);
 
+/* The classification HTML page: one self-contained file (no external resource: plots are inline
+ * SVG, heat maps PNG data URIs), for pathologists and researchers. Contents (docs/report.md):
+ * header (medkd version, date, what was evaluated, classes, models), conventions (patch label,
+ * decision, metric definitions), summary per model and scope (overall, each group) with
+ * accuracy, balanced accuracy, AUC and per-class precision / recall / F1, ROC curves (inline
+ * SVG; two classes: class 1 against class 0, overall and per group; more: each class against the
+ * rest, overall; each curve carries its points in data-roc="fpr,tpr ..." and its AUC in
+ * data-auc), confusion matrices (counts and row percentages), a sortable per-slide table
+ * (accuracy and AUC per model) and, per model, the heat maps of its worst and best slide by
+ * accuracy (read from heatmap_dir/<model>/<slide>.png when present, scaled by cairo to at most
+ * heatmap_width px wide; the other slides' maps linked under heatmap_href).
+ * The figures are mk_cls_metrics_compute's over the same scopes as mk_cls_report_write's, so the
+ * page agrees with classification.json. Written atomically. Errors: those of
+ * mk_cls_report_write's validation (MK_ERR_INVALID, nothing written), MK_ERR_NOMEM, MK_ERR_IO. A
+ * heat map that is missing or does not decode is noted on the page, not an error. */
+typedef struct mk_cls_html_opts {
+    const char *title;       /* NULL: "Patch classification evaluation" */
+    const char *version;     /* medkd's version, shown in the header */
+    const char *source;      /* what was evaluated (the run directory) */
+    const char *split;       /* the manifest split evaluated (NULL: not shown) */
+    const char *const *model_files; /* [nmodels] model files (NULL: not shown) */
+    const char *heatmap_dir;  /* where <model>/<slide>.png are read (NULL: no heat maps) */
+    const char *heatmap_href; /* the same folder relative to the page, for links (NULL: none) */
+    int heatmaps;             /* heat maps embedded per model: worst, then best slide (0..2) */
+    int heatmap_width;        /* px, > 0 */
+} mk_cls_html_opts;
+void mk_cls_html_opts_default(mk_cls_html_opts *o); /* heatmaps 2, heatmap_width 480 */
+mk_status mk_cls_report_html(mk_ctx *ctx, const mk_cls_eval *e, const mk_cls_html_opts *o,
+                             const char *path);
+
 #ifdef __cplusplus
 }
 #endif

@@ -691,7 +691,8 @@ static mk_histo_params model_params(const mk_histo_params *run, const mk_histo_m
 #define MAX_SLIDES 4096
 
 mk_status mk_histo_evaluate(mk_ctx *ctx, const mk_stage_common *c, const mk_histo_params *p,
-                            const char *split, const mk_histo_eval_model *models, int n)
+                            const char *split, const mk_histo_eval_model *models, int n, int html,
+                            const char *version)
 {
     if (n > MAX_EVAL)
         return mk_err(ctx, MK_ERR_INVALID, "evaluate: at most %d classifiers", MAX_EVAL);
@@ -791,6 +792,25 @@ mk_status mk_histo_evaluate(mk_ctx *ctx, const mk_stage_common *c, const mk_hist
         if (st == MK_OK)
             MK_LOG_I(ctx, "evaluate: %s/classification.json, .csv, .h5%s", dir,
                      p->heatmaps ? " and heatmaps/" : "");
+        if (st == MK_OK && html) {
+            const char *files[MAX_EVAL];
+            for (int j = 0; j < nm; j++)
+                files[j] = models[j].path;
+            char hdir[4400];
+            snprintf(hdir, sizeof hdir, "%.4200s/heatmaps", dir);
+            mk_cls_html_opts ho;
+            mk_cls_html_opts_default(&ho);
+            ho.version = version;
+            ho.source = c->run_dir;
+            ho.split = split;
+            ho.model_files = files;
+            ho.heatmap_dir = p->heatmaps ? hdir : NULL;
+            ho.heatmap_href = p->heatmaps ? "heatmaps" : NULL;
+            snprintf(path, sizeof path, "%.4200s/classification.html", dir);
+            st = mk_cls_report_html(ctx, &e, &ho, path);
+            if (st == MK_OK)
+                MK_LOG_I(ctx, "report: %s", path);
+        }
     }
     for (int j = 0; j < nm; j++)
         free((void *)em[j].prob);

@@ -116,9 +116,12 @@ typedef struct mk_histo_eval_model {
 } mk_histo_eval_model;
 /* Evaluate: every model on the slides of `split` (every domain), metrics overall, per domain and
  * per slide into run_dir/reports/classification.{json,csv,h5}, heat maps
- * run_dir/reports/heatmaps/<model>/<slide>.png; a bad slide is reported and skipped. */
+ * run_dir/reports/heatmaps/<model>/<slide>.png and, when html, the page
+ * run_dir/reports/classification.html (mk_cls_report_html; version shown in it); a bad slide is
+ * reported and skipped. */
 mk_status mk_histo_evaluate(mk_ctx *ctx, const mk_stage_common *c, const mk_histo_params *p,
-                            const char *split, const mk_histo_eval_model *models, int n);
+                            const char *split, const mk_histo_eval_model *models, int n, int html,
+                            const char *version);
 /* Inference of a classifier on slides (no labels needed): per slide out_dir/<stem>_patches.csv
  * (x, y, level, size, tissue, p_<class>...), out_dir/<stem>_coords.h5 (the grid, CLAM's layout)
  * and out_dir/<stem>_heatmap.png; a bad slide is

@@ -76,6 +76,32 @@ print("ok: accuracy " + ", ".join("%s %.3f (A %.3f, B %.3f)" % (m["name"], m["ov
       m["groups"]["siteA"]["accuracy"], m["groups"]["siteB"]["accuracy"]) for m in r["models"]))
 print("ok: %d of %d candidates kept" % (sum(r["kept"] == "1" for r in c), len(c)))
 PY
+# the HTML page beside them: its figures against the JSON and HDF5, ROC curves against numpy,
+# the worst and best slide's heat map of each model embedded
+/usr/bin/python3 "$S/tests/cls_report_check.py" html "$D/run/reports/classification.html" \
+    "$D/run/reports/classification.json" "$D/run/reports/classification.h5" \
+    histo_cls:2,histo_kd_student:2,histo_synth_selected:2,histo_synth_all:2 || fail "classification.html"
+grep -q "report: .*classification.html" "$D/run/log.txt" || fail "the page is not in the log"
+# evaluate goes on past a slide whose tiles are corrupt (it opens, so the pre-run check passes):
+# the slide is named in a warning and left out of the reports
+cp -r "$D/data" "$D/data_bad"
+bad=$(awk -F, 'NR > 1 && $0 ~ /,test,/ { print $1; exit }' "$D/data/manifest.csv")
+[ -n "$bad" ] || fail "no test slide in the phantom manifest"
+badtif="$D/data_bad/$(awk -F, -v id="$bad" '$1 == id { print $3 }' "$D/data/manifest.csv")"
+[ -f "$badtif" ] || fail "the slide file of $bad ($badtif)"
+/usr/bin/python3 -c "import sys; f = open(sys.argv[1], 'r+b'); f.seek(64); f.write(bytes((i * 37 + 11) & 255 for i in range(8192)))" "$badtif"
+"$P" --quiet run "$D/h.toml" --out "$D/runbad" "${short[@]}" --set data.manifest="$D/data_bad/manifest.csv" \
+    --set 'run.stages=["histo_cls", "evaluate"]' --set histo.iterations=5 > "$D/logbad" 2>&1 \
+    || { cat "$D/logbad"; fail "evaluate with a corrupt slide"; }
+grep -q "slide $bad.*(skipped)" "$D/runbad/log.txt" || { cat "$D/logbad"; fail "the corrupt slide $bad is not named"; }
+grep -q "1 slide(s) could not be read" "$D/runbad/log.txt" || fail "no count of unread slides"
+/usr/bin/python3 - "$D/runbad/reports/classification.json" "$bad" <<'PY' || fail "reports with a corrupt slide"
+import json, sys
+r = json.load(open(sys.argv[1]))
+s = r["models"][0]["slides"]
+assert sys.argv[2] not in s and len(s) > 0, (sys.argv[2], list(s))
+print("ok: evaluate left out the corrupt slide %s and scored %d others" % (sys.argv[2], len(s)))
+PY
 grep -q "histo_kd: teacher .* parameters .*x fewer" "$D/run/log.txt" || { cat "$D/log"; fail "no parameter counts"; }
 ratio=$(grep -o "student [0-9]* (width [0-9]*, depth [0-9]*): [0-9.]*x fewer" "$D/run/log.txt" | grep -o "[0-9.]*x" | tr -d x)
 awk -v r="$ratio" 'BEGIN { exit !(r >= 10) }' || fail "the KD student is only ${ratio}x smaller"

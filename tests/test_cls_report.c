@@ -526,6 +526,101 @@ static void test_heatmap(void **state)
     assert_non_null(strstr(mk_ctx_errmsg(&ctx), bad));
 }
 
+/* The HTML page: written from the same data as the report files, checked by
+ * cls_report_check.py html against classification.json / .h5 (summary, slides, confusion, ROC
+ * against numpy, embedded heat maps); then two classes (ROC per group); then bad input. */
+static void test_report_html(void **state)
+{
+    (void)state;
+    static data d;
+    make_data(&d);
+    char dir[600], hm[700], path[800], page[800];
+    snprintf(dir, sizeof dir, "%s/html", g_tmp);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(hm, sizeof hm, "%s/heatmaps", dir);
+    assert_int_equal(mkdir(hm, 0755), 0);
+    snprintf(path, sizeof path, "%s/A", hm);
+    assert_int_equal(mkdir(path, 0755), 0);
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    /* model A's heat maps: 600 px wide (scaled down in the page); model B has none */
+    static uint8_t thumb[600 * 90 * 3];
+    for (size_t k = 0; k < sizeof thumb; k++)
+        thumb[k] = (uint8_t)(k * 7);
+    int64_t xy[2] = {0, 0};
+    float pr[1] = {0.8f};
+    for (int s = 0; s < NSLIDES; s++) {
+        snprintf(path, sizeof path, "%s/A/%s.png", hm, SLIDES[s]);
+        assert_int_equal(mk_cls_heatmap_png(&ctx, path, thumb, 600, 90, 1, 1, xy, 30, pr, "A"),
+                         MK_OK);
+    }
+    assert_int_equal(mk_cls_report_write(&ctx, dir, &d.e), MK_OK);
+    const char *files[2] = {"run/a.h5", "run/b.h5"};
+    mk_cls_html_opts o;
+    mk_cls_html_opts_default(&o);
+    o.version = "test <&>";
+    o.source = "run";
+    o.split = "test";
+    o.model_files = files;
+    o.heatmap_dir = hm;
+    o.heatmap_href = "heatmaps";
+    snprintf(page, sizeof page, "%s/classification.html", dir);
+    mk_status st = mk_cls_report_html(&ctx, &d.e, &o, page);
+    if (st != MK_OK)
+        fail_msg("mk_cls_report_html: %s", mk_ctx_errmsg(&ctx));
+    assert_int_equal(sh("/usr/bin/python3 '%s' html '%s' '%s/classification.json' "
+                        "'%s/classification.h5' A:2,B:0",
+                        checker(), page, dir, dir),
+                     0);
+    char *text;
+    size_t len;
+    assert_int_equal(mk_fs_read_all(&ctx, page, &text, &len), MK_OK);
+    assert_non_null(strstr(text, "test &lt;&amp;&gt;")); /* escaped */
+    assert_non_null(strstr(text, "no heat map"));        /* model B's missing maps noted */
+    assert_non_null(strstr(text, "href=\"heatmaps/B/s4.png\""));
+    assert_null(strstr(text, "test <&>"));
+    free(text);
+
+    /* two classes: normal against the rest; ROC curves overall and per site */
+    static data d2;
+    make_data(&d2);
+    static float p2[2][80 * 2];
+    for (int j = 0; j < 2; j++) {
+        for (int64_t i = 0; i < d2.n[j]; i++) {
+            d2.truth[j][i] = d2.truth[j][i] > 0;
+            p2[j][2 * i] = d2.prob[j][i * NCLASS];
+            p2[j][2 * i + 1] = d2.prob[j][i * NCLASS + 1] + d2.prob[j][i * NCLASS + 2];
+        }
+        d2.m[j].prob = p2[j];
+    }
+    d2.e.nclass = 2;
+    snprintf(dir, sizeof dir, "%s/html2", g_tmp);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    assert_int_equal(mk_cls_report_write(&ctx, dir, &d2.e), MK_OK);
+    snprintf(page, sizeof page, "%s/classification.html", dir);
+    o.heatmap_dir = NULL;
+    o.heatmap_href = NULL;
+    assert_int_equal(mk_cls_report_html(&ctx, &d2.e, &o, page), MK_OK);
+    assert_int_equal(sh("/usr/bin/python3 '%s' html '%s' '%s/classification.json' "
+                        "'%s/classification.h5' A:0,B:0",
+                        checker(), page, dir, dir),
+                     0);
+    assert_int_equal(mk_fs_read_all(&ctx, page, &text, &len), MK_OK);
+    assert_non_null(strstr(text, "data-scope=\"siteA\" data-class=\"1\""));
+    free(text);
+
+    /* bad input: nothing written */
+    snprintf(page, sizeof page, "%s/bad.html", dir);
+    o.heatmaps = 3;
+    assert_int_equal(mk_cls_report_html(&ctx, &d2.e, &o, page), MK_ERR_INVALID);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "heat maps per model 3"));
+    o.heatmaps = 2;
+    d2.slide[1][3] = 9;
+    assert_int_equal(mk_cls_report_html(&ctx, &d2.e, &o, page), MK_ERR_INVALID);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "B"));
+    assert_int_equal(count_entries(dir, "bad"), 0);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -554,6 +649,7 @@ int main(void)
         cmocka_unit_test(test_report_files),
         cmocka_unit_test(test_report_errors),
         cmocka_unit_test(test_heatmap),
+        cmocka_unit_test(test_report_html),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
