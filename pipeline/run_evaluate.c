@@ -98,8 +98,9 @@ mk_status mk_run_evaluate(mk_run_env *env)
         if ((st = mk_cfg_bind(ctx, cfg, mk_histo_section.name, &hp)) != MK_OK)
             return st;
         const char *split = !strcmp(ep.split, "auto") ? "test" : ep.split;
-        if ((st = mk_histo_evaluate(ctx, &c, &hp, split, cls, ncls, ep.report_html,
-                                     ep.version)) != MK_OK || n == 0)
+        if ((st = mk_histo_evaluate(ctx, &c, &hp, split, cls, ncls, ep.report_html, ep.version)) !=
+                MK_OK ||
+            n == 0)
             return st;
     }
     if (n == 0)

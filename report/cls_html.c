@@ -46,9 +46,9 @@ typedef struct cpage {
     const mk_cls_html_opts *o;
     char created[32];
     int ngroups;
-    const char **gname; /* [nslides] (first ngroups used), borrowed */
-    int *group;         /* [nslides] */
-    int nscope;         /* 1 + ngroups + nslides */
+    const char **gname;  /* [nslides] (first ngroups used), borrowed */
+    int *group;          /* [nslides] */
+    int nscope;          /* 1 + ngroups + nslides */
     mk_cls_metrics *met; /* [nmodels][nscope]: overall, groups, slides */
     int nroc;
     roc *rocs; /* per model: its curves, rocs[j * per_model + k] */
@@ -200,11 +200,11 @@ static mk_status prepare(mk_ctx *ctx, cpage *pg)
     int64_t nmax = 1;
     for (int j = 0; j < e->nmodels; j++)
         nmax = e->models[j].n > nmax ? e->models[j].n : nmax;
-    pg->met = calloc((size_t)(e->nmodels > 0 ? e->nmodels : 1) * (size_t)pg->nscope,
-                     sizeof *pg->met);
+    pg->met =
+        calloc((size_t)(e->nmodels > 0 ? e->nmodels : 1) * (size_t)pg->nscope, sizeof *pg->met);
     pg->per_model = C == 2 ? 1 + pg->ngroups : C;
-    pg->rocs = calloc((size_t)(e->nmodels > 0 ? e->nmodels : 1) * (size_t)pg->per_model,
-                      sizeof *pg->rocs);
+    pg->rocs =
+        calloc((size_t)(e->nmodels > 0 ? e->nmodels : 1) * (size_t)pg->per_model, sizeof *pg->rocs);
     int32_t *t = malloc((size_t)nmax * sizeof *t);
     float *p = malloc((size_t)nmax * (size_t)C * sizeof *p);
     scored *sc = malloc((size_t)nmax * sizeof *sc);
@@ -624,8 +624,9 @@ static void print_heatmaps(FILE *f, const cpage *pg)
         mk__html_esc(f, e->slide_ids[h->slide]);
         fputs("\">", f);
         if (h->png) {
-            fprintf(f, "<img alt=\"heat map\" width=\"%d\" height=\"%d\" "
-                       "src=\"data:image/png;base64,",
+            fprintf(f,
+                    "<img alt=\"heat map\" width=\"%d\" height=\"%d\" "
+                    "src=\"data:image/png;base64,",
                     h->w, h->h);
             mk__html_base64(f, h->png, h->len);
             fputs("\">", f);

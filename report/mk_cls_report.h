@@ -98,12 +98,12 @@ mk_status mk_cls_heatmap_png(mk_ctx *ctx, const char *path, const uint8_t *thumb
  * mk_cls_report_write's validation (MK_ERR_INVALID, nothing written), MK_ERR_NOMEM, MK_ERR_IO. A
  * heat map that is missing or does not decode is noted on the page, not an error. */
 typedef struct mk_cls_html_opts {
-    const char *title;       /* NULL: "Patch classification evaluation" */
-    const char *version;     /* medkd's version, shown in the header */
-    const char *source;      /* what was evaluated (the run directory) */
-    const char *split;       /* the manifest split evaluated (NULL: not shown) */
+    const char *title;              /* NULL: "Patch classification evaluation" */
+    const char *version;            /* medkd's version, shown in the header */
+    const char *source;             /* what was evaluated (the run directory) */
+    const char *split;              /* the manifest split evaluated (NULL: not shown) */
     const char *const *model_files; /* [nmodels] model files (NULL: not shown) */
-    const char *heatmap_dir;  /* where <model>/<slide>.png are read (NULL: no heat maps) */
+    const char *heatmap_dir;        /* where <model>/<slide>.png are read (NULL: no heat maps) */
     const char *heatmap_href; /* the same folder relative to the page, for links (NULL: none) */
     int heatmaps;             /* heat maps embedded per model: worst, then best slide (0..2) */
     int heatmap_width;        /* px, > 0 */

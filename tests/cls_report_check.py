@@ -304,7 +304,7 @@ def check_html(hpath, jpath, h5path, images):
         want = roc_np((truth[keep] == c).astype(np.int64), prob[keep, c])
         got = [tuple(float(v) for v in q.split(",")) for q in a["data-roc"].split(" ")]
         check(len(got) == len(want) and
-              all(abs(x[0] - y[0]) < 1e-12 and abs(x[1] - y[1]) < 1e-12
+              all(abs(x[0] - y[0]) < 1e-8 and abs(x[1] - y[1]) < 1e-8
                   for x, y in zip(got, want)),
               "ROC %s/%s/%d: %d points vs numpy's %d" % (a["data-model"], a["data-scope"], c,
                                                          len(got), len(want)))
