@@ -78,7 +78,8 @@ static const mk_cfg_key EVALUATE_KEYS[] = {
      "with teacher_on_pmri: also write each CT's pseudo-MRI (the CMEDL generator's output, "
      "float32 in [-1, 1], the CT's geometry) as pmri/<case>.nii.gz"},
     {"report", MK_CFG_BOOL, "true", NR, NULL, 0,
-     "write reports/report.html, the self-contained page for radiologists (docs/report.md)"},
+     "write the self-contained pages: reports/report.html for segmentation models (for "
+     "radiologists), reports/classification.html for patch classifiers (docs/report.md)"},
     {"report_window", MK_CFG_FLOAT_LIST, "[-160.0, 240.0]", -1e5, 1e5, NULL, 0,
      "grey window [low, high] of the report's CT image panels (default W400/L40, soft tissue); "
      "other modalities use each image's 0.5-99.5 percentiles"},

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """The 5-seed study of examples/histo.toml (docs/results.md, issue 21).
 
-usage: scripts/histo-study.py STUDY_DIR     (STUDY_DIR/seed<N>/ are runs of examples/histo.toml)
+usage: scripts/histo-study.py STUDY_DIR     (STUDY_DIR/seed<N>/ are runs of examples/histo.toml;
+       ctkd-seed<N>/ and meta-seed<N>/ the CTKD and meta curriculum arms, runs/histo-study/run.sh)
 
 Prints per seed and arm the accuracy, balanced accuracy and AUC on site A, site B and overall, the
 candidates each filter of histo_synth kept, the KD student's size, and paired comparisons over the
@@ -11,10 +12,12 @@ import glob, json, os, re, sys
 
 from scipy.stats import wilcoxon
 
-ARMS = ["histo_cls", "histo_kd_student", "histo_kd_ctkd", "histo_synth_all", "histo_synth_selected"]
+ARMS = ["histo_cls", "histo_kd_student", "histo_kd_ctkd", "histo_synth_all", "histo_synth_selected",
+        "histo_meta"]
 LABEL = {"histo_cls": "supervised", "histo_kd_student": "KD student (T = 4)",
          "histo_kd_ctkd": "KD student (CTKD global T)",
-         "histo_synth_all": "all synthetic", "histo_synth_selected": "selected synthetic"}
+         "histo_synth_all": "all synthetic", "histo_synth_selected": "selected synthetic",
+         "histo_meta": "meta curriculum"}
 
 
 def load(d):
@@ -39,6 +42,12 @@ def main():
         if os.path.exists(c):
             m = json.load(open(c))["models"][0]
             res[s][0]["histo_kd_ctkd"] = {"A": m["groups"]["siteA"], "B": m["groups"]["siteB"], "all": m["overall"]}
+    # the meta curriculum arm: STUDY_DIR/meta-seed<N>, histo_meta with the seed's data and seed
+    for s in res:
+        c = os.path.join(sys.argv[1], "meta-" + s, "reports/classification.json")
+        if os.path.exists(c):
+            m = json.load(open(c))["models"][0]
+            res[s][0]["histo_meta"] = {"A": m["groups"]["siteA"], "B": m["groups"]["siteB"], "all": m["overall"]}
     arms = [a for a in ARMS if all(a in res[s][0] for s in res)]
     seeds = list(res)
     print("seeds:", ", ".join(seeds))
@@ -56,7 +65,8 @@ def main():
     print("|---|---|---|---|---|---|")
     pairs = [("histo_synth_selected", "histo_synth_all"), ("histo_synth_selected", "histo_cls"),
              ("histo_synth_all", "histo_cls"), ("histo_kd_student", "histo_cls"),
-             ("histo_kd_ctkd", "histo_cls"), ("histo_kd_ctkd", "histo_kd_student")]
+             ("histo_kd_ctkd", "histo_cls"), ("histo_kd_ctkd", "histo_kd_student"),
+             ("histo_meta", "histo_cls"), ("histo_meta", "histo_synth_selected")]
     for a, b in pairs:
         if a not in arms or b not in arms:
             continue

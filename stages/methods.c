@@ -8,7 +8,7 @@
 extern const mk_method mk_method_translate, mk_method_cmedl, mk_method_baseline,
     mk_method_supervised, mk_method_coteach_teacher, mk_method_coteach, mk_method_coteach_tiny,
     mk_method_leuda, mk_method_leuda_source, mk_method_histo_cls, mk_method_histo_kd,
-    mk_method_histo_synth;
+    mk_method_histo_synth, mk_method_histo_meta;
 
 const mk_method *const MK_METHODS[] = {
     [MK_METHOD_TRANSLATE] = &mk_method_translate,
@@ -23,6 +23,7 @@ const mk_method *const MK_METHODS[] = {
     [MK_METHOD_HISTO_CLS] = &mk_method_histo_cls,
     [MK_METHOD_HISTO_KD] = &mk_method_histo_kd,
     [MK_METHOD_HISTO_SYNTH] = &mk_method_histo_synth,
+    [MK_METHOD_HISTO_META] = &mk_method_histo_meta,
 };
 /* the header declares MK_METHODS[MK_METHOD_COUNT]: a missing row is a conflicting type */
 _Static_assert(sizeof MK_METHODS / sizeof MK_METHODS[0] == MK_METHOD_COUNT,

@@ -140,6 +140,17 @@ mk_status mk__histo_cls_step(mk_loop *L, int net, const mk_histo_set *set, mk_rn
 /* Adam with hp->lr and a cosine schedule over total iterations from loop iteration start. */
 mk_status mk__histo_add_optim(mk_loop *L, int net, const mk_histo_params *hp, long long start,
                               long long total);
+/* histo_meta's teacher gradient (stages/method_histo_meta.c): the look-ahead theta' = theta -
+ * virtual_lr grad_theta CE(S(G(zin)), ys), g' = grad CE(S_theta'(xv), yv), and the teacher's
+ * gradient -virtual_lr (d^2 L_syn / d phi d theta) g' by a central difference (eps = fd_eps /
+ * |g'|), left in G's gradient store (zero when g' is 0). S's parameters, buffers and gradients
+ * and G's buffers are as they were on return. work: mk__histo_meta_work_size floats. val_loss
+ * and syn_loss (may be NULL): CE(S_theta'(xv)) and CE(S_theta(G(zin))). */
+int64_t mk__histo_meta_work_size(mk_classifier *student, mk_cgen *teacher);
+mk_status mk__histo_meta_hypergrad(mk_ctx *ctx, mk_nn_graph *g, mk_classifier *S, mk_cgen *G,
+                                   const mk_tensor *zin, const int32_t *ys, const mk_tensor *xv,
+                                   const int32_t *yv, float virtual_lr, float fd_eps, float *work,
+                                   double *val_loss, double *syn_loss);
 /* Load a classifier model file's parameters into the loop's classifier net (same shape). */
 mk_status mk__histo_load_into(mk_loop *L, const char *path, int net);
 

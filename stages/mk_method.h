@@ -59,7 +59,7 @@ extern const mk_param_section mk_run_section;
 extern const mk_param_section mk_translate_section, mk_cmedl_section, mk_baseline_section,
     mk_supervised_section, mk_coteach_section, mk_coteach_teacher_section, mk_coteach_tiny_section,
     mk_leuda_section, mk_leuda_source_section, mk_histo_cls_section, mk_histo_kd_section,
-    mk_histo_synth_section;
+    mk_histo_synth_section, mk_histo_meta_section;
 
 /* ---------------------------------------------------------------- the loop */
 
@@ -229,6 +229,7 @@ typedef enum mk_method_id {
     MK_METHOD_HISTO_CLS,
     MK_METHOD_HISTO_KD,
     MK_METHOD_HISTO_SYNTH,
+    MK_METHOD_HISTO_META,
     MK_METHOD_COUNT
 } mk_method_id;
 extern const mk_method *const MK_METHODS[MK_METHOD_COUNT];
