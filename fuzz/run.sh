@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs the fuzzers of a fuzz build for a bounded time each (make test-fuzz: CI's short run; the
 # long runs of docs/reliability.md use the same script with more time).
-#   fuzz/run.sh BUILD SECONDS [TARGET...]        (default: every target; BUILD as make fuzz: build-fuzz)
+#   fuzz/run.sh BUILD SECONDS [TARGET...]        (default: every target; BUILD: build-asan, as make fuzz)
 # Each target starts from its seeds (fuzz/corpus/T, left untouched) plus the corpus it grew in
 # earlier runs in BUILD/fuzz-corpus/T; a crash, sanitizer report, leak, timeout (> 10 s an input)
 # or an allocation over 1 GiB fails the run, leaving the input in BUILD/fuzz-artifacts/ and

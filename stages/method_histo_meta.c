@@ -53,7 +53,7 @@ static const mk_param_row ROWS[] = {
     MK_P_FLOAT(S, virtual_lr, "virtual_lr", "0.05", 1e-6, 10,
                "SGD step of the student's look-ahead on the teacher's samples"),
     MK_P_FLOAT(S, fd_eps, "fd_eps", "0.01", 1e-6, 1,
-               "finite-difference step of the meta-gradient, over |g'| (DARTS' 0.01)"),
+               "finite-difference step of the meta-gradient, divided by the norm of g' (DARTS' 0.01)"),
 };
 #undef S
 const mk_param_section mk_histo_meta_section = {

@@ -13,7 +13,7 @@ trap 'rm -rf "$D"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 cp "$S/examples/histo.toml" "$D/h.toml"
 "$P" --quiet synth --kind histo --out "$D/data" --cases 5 --size 512,512 > /dev/null || fail "synth"
-short=(--set data.manifest="$D/data/manifest.csv" --set 'run.stages=["histo_cls", "histo_kd", "histo_synth", "evaluate"]'
+short=(--set data.manifest="$D/data/manifest.csv" --set 'run.stages=["histo_cls", "histo_kd", "histo_synth", "histo_meta", "evaluate"]'
        --set histo.iterations=40 --set histo.labelled_per_class=8 --set histo.batch=16
        --set histo_synth.gan_iterations=40 --set histo_synth.candidates_per_class=16
        --set histo_kd.transfer_per_slide=64)
@@ -39,7 +39,8 @@ from PIL import Image
 d = sys.argv[1]
 r = json.load(open(os.path.join(d, "reports/classification.json")))
 names = [m["name"] for m in r["models"]]
-assert names == ["histo_cls", "histo_kd_student", "histo_synth_selected", "histo_synth_all"], names
+assert names == ["histo_cls", "histo_kd_student", "histo_synth_selected", "histo_synth_all",
+                 "histo_meta"], names
 assert r["classes"] == ["non-tumour", "tumour"], r["classes"]
 h = h5py.File(os.path.join(d, "reports/classification.h5"), "r")
 slides = [s.decode() if isinstance(s, bytes) else s for s in h["slides"][()]]
@@ -80,7 +81,7 @@ PY
 # the worst and best slide's heat map of each model embedded
 /usr/bin/python3 "$S/tests/cls_report_check.py" html "$D/run/reports/classification.html" \
     "$D/run/reports/classification.json" "$D/run/reports/classification.h5" \
-    histo_cls:2,histo_kd_student:2,histo_synth_selected:2,histo_synth_all:2 || fail "classification.html"
+    histo_cls:2,histo_kd_student:2,histo_synth_selected:2,histo_synth_all:2,histo_meta:2 || fail "classification.html"
 grep -q "report: .*classification.html" "$D/run/log.txt" || fail "the page is not in the log"
 # evaluate goes on past a slide without tissue (a blank slide: it opens and decodes, so the
 # pre-run checks pass; its grid finds no tissue): the slide is named in a warning and left out
