@@ -189,3 +189,18 @@ mk_status mk__histo_load_into(mk_loop *L, const char *path, int net)
     mk_status st = mk_model_load(mk_loop_ctx(L), path, "params", mk_loop_params(L, net), NULL);
     return st == MK_OK ? st : mk_err_prefix(mk_loop_ctx(L), "%s", mk_loop_stage(L));
 }
+
+mk_status mk__histo_check_generator(mk_ctx *ctx, const mk_histo_params *hp, const char *who)
+{
+    mk_status st = mk_histo_params_check(ctx, hp);
+    if (st != MK_OK)
+        return st;
+    if (hp->norm != MK_HISTO_NORM_NONE)
+        return mk_err(ctx, MK_ERR_CONFIG,
+                      "histo.norm: %s makes RGB in [0, 1], so it needs \"none\", got \"%s\"", who,
+                      mk_histo_norm_name(hp->norm));
+    if (hp->patch % 8 != 0)
+        return mk_err(ctx, MK_ERR_CONFIG, "histo.patch: %s needs a multiple of 8, got %d", who,
+                      hp->patch);
+    return MK_OK;
+}

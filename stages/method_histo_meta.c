@@ -52,8 +52,9 @@ static const mk_param_row ROWS[] = {
                "share of every student batch made by the teacher"),
     MK_P_FLOAT(S, virtual_lr, "virtual_lr", "0.05", 1e-6, 10,
                "SGD step of the student's look-ahead on the teacher's samples"),
-    MK_P_FLOAT(S, fd_eps, "fd_eps", "0.01", 1e-6, 1,
-               "finite-difference step of the meta-gradient, divided by the norm of g' (DARTS' 0.01)"),
+    MK_P_FLOAT(
+        S, fd_eps, "fd_eps", "0.01", 1e-6, 1,
+        "finite-difference step of the meta-gradient, divided by the norm of g' (DARTS' 0.01)"),
 };
 #undef S
 const mk_param_section mk_histo_meta_section = {
@@ -77,18 +78,9 @@ static mk_status check(mk_ctx *ctx, const mk_stage_common *c, const void *cfgp)
 {
     (void)c;
     const cfg_t *cfg = cfgp;
-    mk_status st = mk_histo_params_check(ctx, &cfg->hp);
+    mk_status st = mk__histo_check_generator(ctx, &cfg->hp, "histo_meta's teacher");
     if (st != MK_OK)
         return st;
-    if (cfg->hp.norm != MK_HISTO_NORM_NONE)
-        return mk_err(ctx, MK_ERR_CONFIG,
-                      "histo.norm: histo_meta's teacher makes RGB in [0, 1], so it needs "
-                      "\"none\", got \"%s\"",
-                      mk_histo_norm_name(cfg->hp.norm));
-    if (cfg->hp.patch % 8 != 0)
-        return mk_err(ctx, MK_ERR_CONFIG,
-                      "histo.patch: histo_meta's teacher needs a multiple of 8, got %d",
-                      cfg->hp.patch);
     if ((int)lroundf(cfg->mp.synth_share * cfg->hp.batch) < 1)
         return mk_err(ctx, MK_ERR_CONFIG,
                       "histo_meta.synth_share: %g of a batch of %d is no synthetic patch",

@@ -94,19 +94,7 @@ static mk_status check(mk_ctx *ctx, const mk_stage_common *c, const void *cfgp)
 {
     (void)c;
     const cfg_t *cfg = cfgp;
-    mk_status st = mk_histo_params_check(ctx, &cfg->hp);
-    if (st != MK_OK)
-        return st;
-    if (cfg->hp.norm != MK_HISTO_NORM_NONE)
-        return mk_err(ctx, MK_ERR_CONFIG,
-                      "histo.norm: histo_synth's generator makes RGB in [0, 1], so it needs "
-                      "\"none\", got \"%s\"",
-                      mk_histo_norm_name(cfg->hp.norm));
-    if (cfg->hp.patch % 8 != 0)
-        return mk_err(ctx, MK_ERR_CONFIG,
-                      "histo.patch: histo_synth's generator needs a multiple of 8, got %d",
-                      cfg->hp.patch);
-    return MK_OK;
+    return mk__histo_check_generator(ctx, &cfg->hp, "histo_synth's generator");
 }
 
 static int needs(const mk_stage_common *c, const void *cfgp, mk_data_need *out)
