@@ -188,7 +188,7 @@ static mk_status describe_dir(mk_ctx *ctx, mk_tiff_slide *s, level_rec *L, const
     if (bps != 8)
         return mk_err(ctx, MK_ERR_UNSUPPORTED, "%s: %s: field BitsPerSample: expected 8, got %u",
                       s->path, where, bps);
-    if (L->bw * L->bh * 4 > MK_TIFF_MAX_BLOCK)
+    if (L->bw > MK_TIFF_MAX_BLOCK / 4 / L->bh) /* bw * bh * 4 > the limit, without overflow */
         return mk_err(ctx, MK_ERR_UNSUPPORTED,
                       "%s: %s: %s of %lld x %lld pixels is too large to decode (limit %lld MiB)",
                       s->path, where, L->tiled ? "tile" : "strip", (long long)L->bw,

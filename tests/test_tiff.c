@@ -759,6 +759,25 @@ static void test_hand_made_tiff(void **state)
     mk_tiff_close(s);
 }
 
+/* A strip whose declared size overflows 64 bits when multiplied out (4,143,906,820 x 1,073,741,828
+ * pixels x 4 bytes: found by fuzz_tiff, signed overflow under UBSan): refused as too large, no
+ * undefined behaviour (the sanitizer build halts on it). The input is the fuzz seed. */
+static void test_block_size_overflow(void **state)
+{
+    (void)state;
+    char p[1400];
+    const char *src = getenv("MK_SOURCE_DIR");
+    snprintf(p, sizeof p, "%s/fuzz/corpus/tiff/regress_tile_size_overflow.tif", src ? src : ".");
+    mk_ctx ctx;
+    mk_ctx_init(&ctx);
+    mk_tiff_slide *s = NULL;
+    assert_int_equal(mk_tiff_open(&ctx, p, &s), MK_ERR_UNSUPPORTED);
+    assert_null(s);
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "strip of 4143906820 x 1073741828 pixels is too "
+                                                "large to decode (limit 256 MiB)"));
+    assert_non_null(strstr(mk_ctx_errmsg(&ctx), "regress_tile_size_overflow.tif"));
+}
+
 /* A JPEG tile with damaged entropy-coded data: libjpeg only warns ("Corrupt JPEG data", "Premature
  * end of JPEG file") and libtiff hands back garbage pixels; the read must fail naming the tile, and
  * the undamaged tiles still read (issue 23 D4). */
@@ -872,6 +891,7 @@ int main(void)
         cmocka_unit_test(test_hand_made_tiff),
         cmocka_unit_test(test_corrupt_jpeg_tile),
         cmocka_unit_test(test_level_larger_than_level0),
+        cmocka_unit_test(test_block_size_overflow),
     };
     const char *flt = getenv("MK_TEST_FILTER"); /* e.g. MK_TEST_FILTER='test_gepd*' */
     if (flt)
