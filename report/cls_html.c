@@ -475,9 +475,9 @@ static void print_roc(FILE *f, const cpage *pg)
             mk__html_esc(f, e->models[j].name);
             fputs("\" data-scope=\"", f);
             mk__html_esc(f, r->scope ? pg->gname[r->scope - 1] : "overall");
-            fprintf(f, "\" data-class=\"%d\" data-auc=\"%.9g\" data-roc=\"", r->cls, r->auc);
+            fprintf(f, "\" data-class=\"%d\" data-auc=\"%.17g\" data-roc=\"", r->cls, r->auc);
             for (int q = 0; q < r->npts; q++)
-                fprintf(f, "%s%.9g,%.9g", q ? " " : "", r->pt[2 * q], r->pt[2 * q + 1]);
+                fprintf(f, "%s%.17g,%.17g", q ? " " : "", r->pt[2 * q], r->pt[2 * q + 1]);
             fputs("\" points=\"", f);
             for (int q = 0; q < r->npts; q++)
                 fprintf(f, "%s%.2f,%.2f", q ? " " : "", X0 + S * r->pt[2 * q],

@@ -86,9 +86,7 @@ mk_status mk__histo_cls_step(mk_loop *L, int net, const mk_histo_set *set, mk_rn
     mk_nn_graph *g = mk_loop_graph(L);
     mk_histo_batch(set, rng, hp->batch, hp->augment, x, y);
     mk_tensor t;
-    memset(&t, 0, sizeof t);
-    mk_tensor_set_shape(&t, 4, (int64_t[4]){hp->batch, 3, set->size, set->size});
-    t.data = x;
+    mk__histo_wrap(&t, x, hp->batch, 3, set->size);
     mk_nn_graph_begin(g, 1);
     mk_var *lg = mk_classifier_forward(mk_loop_model(L, net), g, mk_nn_input(g, &t, 0), NULL);
     mk_var *l = mk_nn_cross_entropy(g, lg, y, NULL, -100);
@@ -203,4 +201,11 @@ mk_status mk__histo_check_generator(mk_ctx *ctx, const mk_histo_params *hp, cons
         return mk_err(ctx, MK_ERR_CONFIG, "histo.patch: %s needs a multiple of 8, got %d", who,
                       hp->patch);
     return MK_OK;
+}
+
+void mk__histo_wrap(mk_tensor *t, float *data, int64_t n, int64_t c, int64_t side)
+{
+    memset(t, 0, sizeof *t);
+    mk_tensor_set_shape(t, 4, (int64_t[4]){n, c, side, side});
+    t->data = data;
 }

@@ -176,13 +176,6 @@ static mk_status init(mk_loop *L, void *sp, const void *cfgp)
     return MK_OK;
 }
 
-static void wrap(mk_tensor *t, float *data, int64_t n, int64_t c, int64_t h)
-{
-    memset(t, 0, sizeof *t);
-    mk_tensor_set_shape(t, 4, (int64_t[4]){n, c, h, h});
-    t->data = data;
-}
-
 static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
 {
     state *s = sp;
@@ -195,8 +188,8 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
     mk_histo_batch(&s->lab, s->rl, B, hp->augment, s->xl, s->yl);
     mk_histo_batch(tr, s->rt, B, hp->augment, s->xt, s->yt);
     mk_tensor tl, tt, tz;
-    wrap(&tl, s->xl, B, 3, s->lab.size);
-    wrap(&tt, s->xt, B, 3, s->lab.size);
+    mk__histo_wrap(&tl, s->xl, B, 3, s->lab.size);
+    mk__histo_wrap(&tt, s->xt, B, 3, s->lab.size);
     /* the teacher: eval mode, no gradients */
     int prev = mk_nn_graph_set_no_grad(g, 1);
     mk_nn_graph_begin(g, 0);
@@ -206,7 +199,7 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
     if (!zt || mk_nn_graph_oom(g))
         return mk_err(ctx, MK_ERR_NOMEM, "histo_kd: out of memory in the teacher's pass");
     memcpy(s->tlog, zt->t.data, (size_t)B * C * sizeof(float));
-    wrap(&tz, s->tlog, B, C, 1);
+    mk__histo_wrap(&tz, s->tlog, B, C, 1);
     long long it = mk_loop_iter(L);
     double span = kp->ctkd_ramp * (double)mk_loop_total(L);
     float factor =

@@ -106,13 +106,6 @@ static void free_cgen(void *g)
     mk_cgen_free(g);
 }
 
-static void wrap(mk_tensor *t, float *data, int64_t n, int64_t h)
-{
-    memset(t, 0, sizeof *t);
-    mk_tensor_set_shape(t, 4, (int64_t[4]){n, 3, h, h});
-    t->data = data;
-}
-
 /* ------------------------------------------------------------------ the meta-gradient */
 
 static int64_t all_numel(mk_nn_params *p) /* parameters and buffers */
@@ -125,8 +118,8 @@ static int64_t all_numel(mk_nn_params *p) /* parameters and buffers */
 
 int64_t mk__histo_meta_work_size(mk_classifier *student, mk_cgen *teacher)
 {
-    /* theta (with buffers), g', and the teacher's gradient at theta+ */
-    return 2 * all_numel(mk_classifier_params(student)) + all_numel(mk_cgen_params(teacher));
+    /* theta (with buffers), g'; the teacher's values (with buffers), its gradient at theta+ */
+    return 2 * all_numel(mk_classifier_params(student)) + 2 * all_numel(mk_cgen_params(teacher));
 }
 
 /* copy every parameter and buffer of p to / from v */
@@ -197,9 +190,7 @@ mk_status mk__histo_meta_hypergrad(mk_ctx *ctx, mk_nn_graph *g, mk_classifier *S
     mk_nn_params *ps = mk_classifier_params(S), *pg = mk_cgen_params(G);
     const int64_t ns = all_numel(ps), ng = all_numel(pg);
     float *theta0 = work, *gv = work + ns, *gplus = work + 2 * ns;
-    float *phi_buf = NULL; /* the teacher's buffers: its forwards here must not move them */
-    if (!(phi_buf = malloc((size_t)(ng > 0 ? ng : 1) * sizeof *phi_buf)))
-        return mk_err(ctx, MK_ERR_NOMEM, "histo_meta: out of memory");
+    float *phi_buf = gplus + ng; /* the teacher's buffers: its forwards here must not move them */
     snapshot(ps, theta0, 1);
     snapshot(pg, phi_buf, 1);
     /* 1. look-ahead on the teacher's samples */
@@ -254,7 +245,6 @@ mk_status mk__histo_meta_hypergrad(mk_ctx *ctx, mk_nn_graph *g, mk_classifier *S
     snapshot(ps, theta0, 0);
     snapshot(pg, phi_buf, 0);
     mk_nn_params_zero_grad(ps);
-    free(phi_buf);
     return st;
 }
 
@@ -333,7 +323,7 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
     mk_cgen_input(mk_cgen_config(G), s->rz, s->ys, &s->zin);
     mk_histo_batch(&s->real, s->rv, B, hp->augment, s->xv, s->yv);
     mk_tensor tv;
-    wrap(&tv, s->xv, B, side);
+    mk__histo_wrap(&tv, s->xv, B, 3, side);
     double lv = 0, ls = 0;
     mk_status st = mk__histo_meta_hypergrad(ctx, g, S, G, &s->zin, s->ys, &tv, s->yv, p->virtual_lr,
                                             p->fd_eps, s->work, &lv, &ls);
@@ -353,7 +343,7 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
     mk_nn_params_zero_grad(mk_loop_params(L, s->student));
     mk_nn_params_zero_grad(mk_loop_params(L, s->teacher));
     mk_tensor t;
-    wrap(&t, s->x, B, side);
+    mk__histo_wrap(&t, s->x, B, 3, side);
     mk_nn_graph_begin(g, 1);
     mk_var *l = mk_nn_cross_entropy(g, mk_classifier_forward(S, g, mk_nn_input(g, &t, 0), NULL),
                                     s->y, NULL, -100);

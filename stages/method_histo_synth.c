@@ -125,13 +125,6 @@ static void free_cgen(void *g)
     mk_cgen_free(g);
 }
 
-static void wrap(mk_tensor *t, float *data, int64_t n, int64_t c, int64_t h)
-{
-    memset(t, 0, sizeof *t);
-    mk_tensor_set_shape(t, 4, (int64_t[4]){n, c, h, h});
-    t->data = data;
-}
-
 static mk_status init(mk_loop *L, void *sp, const void *cfgp)
 {
     state *s = sp;
@@ -254,8 +247,8 @@ static mk_status gan_step(mk_loop *L, state *s, mk_terms *terms)
     mk_nn_params_zero_grad(mk_loop_params(L, s->disc));
     mk_histo_batch(&s->real, s->rr, B, hp->augment, s->x, s->y);
     mk_tensor tr, tf;
-    wrap(&tr, s->x, B, 3, side);
-    wrap(&tf, s->fake, B, 3, side);
+    mk__histo_wrap(&tr, s->x, B, 3, side);
+    mk__histo_wrap(&tf, s->fake, B, 3, side);
     mk_nn_graph_begin(g, 1);
     /* mk_nn_input copies: the planes are filled for the real labels, then for the fake ones */
     fill_onehot(&s->onehot, s->y, B, side);
@@ -288,7 +281,7 @@ static mk_status score(mk_loop *L, state *s, const float *x, int64_t n, float *f
     for (int64_t i0 = 0; i0 < n && st == MK_OK; i0 += B) {
         int64_t nb = n - i0 < B ? n - i0 : B;
         mk_tensor t;
-        wrap(&t, (float *)x + i0 * plane, nb, 3, side);
+        mk__histo_wrap(&t, (float *)x + i0 * plane, nb, 3, side);
         mk_nn_graph_begin(g, 0);
         mk_var *f = NULL, *lg = mk_classifier_forward(sc, g, mk_nn_input(g, &t, 0), &f);
         mk_var *pr = mk_nn_softmax(g, lg);
@@ -519,7 +512,7 @@ static mk_status cls_step(mk_loop *L, state *s, int net, const mk_histo_set *syn
     mk_nn_graph *g = mk_loop_graph(L);
     mixed_batch(s, syn, rr, rs, s->x, s->y);
     mk_tensor t;
-    wrap(&t, s->x, hp->batch, 3, hp->patch);
+    mk__histo_wrap(&t, s->x, hp->batch, 3, hp->patch);
     mk_nn_graph_begin(g, 1);
     mk_var *lg = mk_classifier_forward(mk_loop_model(L, net), g, mk_nn_input(g, &t, 0), NULL);
     mk_var *l = mk_nn_cross_entropy(g, lg, s->y, NULL, -100);

@@ -151,6 +151,8 @@ mk_status mk__histo_meta_hypergrad(mk_ctx *ctx, mk_nn_graph *g, mk_classifier *S
                                    const mk_tensor *zin, const int32_t *ys, const mk_tensor *xv,
                                    const int32_t *yv, float virtual_lr, float fd_eps, float *work,
                                    double *val_loss, double *syn_loss);
+/* t: a borrowed view of data as [n][c][side][side] (t->data is not owned). */
+void mk__histo_wrap(mk_tensor *t, float *data, int64_t n, int64_t c, int64_t side);
 /* [histo]'s checks plus what a patch generator (mk_cgen) needs: histo.norm "none" (it makes RGB)
  * and a patch divisible by 8; who names the generator in the message. */
 mk_status mk__histo_check_generator(mk_ctx *ctx, const mk_histo_params *hp, const char *who);

@@ -304,7 +304,7 @@ def check_html(hpath, jpath, h5path, images):
         want = roc_np((truth[keep] == c).astype(np.int64), prob[keep, c])
         got = [tuple(float(v) for v in q.split(",")) for q in a["data-roc"].split(" ")]
         check(len(got) == len(want) and
-              all(abs(x[0] - y[0]) < 1e-8 and abs(x[1] - y[1]) < 1e-8
+              all(abs(x[0] - y[0]) < 1e-12 and abs(x[1] - y[1]) < 1e-12
                   for x, y in zip(got, want)),
               "ROC %s/%s/%d: %d points vs numpy's %d" % (a["data-model"], a["data-scope"], c,
                                                          len(got), len(want)))
@@ -312,10 +312,10 @@ def check_html(hpath, jpath, h5path, images):
                    for k in range(1, len(got)))
         m = models[a["data-model"]]
         sc = m["overall"] if a["data-scope"] == "overall" else m["groups"][a["data-scope"]]
-        check(abs(area - float(a["data-auc"])) < 1e-7, "ROC %s/%s/%d: trapezoid %r, data-auc %r"
+        check(abs(area - float(a["data-auc"])) < 1e-9, "ROC %s/%s/%d: trapezoid %r, data-auc %r"
               % (a["data-model"], a["data-scope"], c, area, a["data-auc"]))
         check(sc["auc_class"][c] is not None and abs(float(a["data-auc"]) - sc["auc_class"][c]) <
-              1e-7, "ROC %s: data-auc %r, JSON %r" % (a["data-model"], a["data-auc"],
+              1e-12, "ROC %s: data-auc %r, JSON %r" % (a["data-model"], a["data-auc"],
                                                     sc["auc_class"][c]))
     check(npoly > 0, "no ROC curve")
     for kv in images.split(","):
