@@ -7,6 +7,8 @@
 # or an allocation over 1 GiB fails the run, leaving the input in BUILD/fuzz-artifacts/ and
 # printing how to replay it. Prints one line per target: executions, coverage, corpus size.
 # FUZZ_RUNS=N stops a target after N executions (SECONDS stays the upper bound).
+# FUZZ_SEED=N seeds libFuzzer's mutations (default 1, so that CI's short run tries the same inputs
+# as a local run of the same length and a failure there replays here; 0: a new seed each run).
 set -u
 build=${1:?usage: fuzz/run.sh BUILD SECONDS [TARGET...]}
 secs=${2:?usage: fuzz/run.sh BUILD SECONDS [TARGET...]}
@@ -26,7 +28,7 @@ for t in $targets; do
     LSAN_OPTIONS=suppressions=$here/../tests/lsan.supp:print_suppressions=0 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2560 -malloc_limit_mb=1024 \
-        -print_final_stats=1 ${FUZZ_RUNS:+-runs=$FUZZ_RUNS} -artifact_prefix="$build/fuzz-artifacts/$t-" \
+        -print_final_stats=1 -seed="${FUZZ_SEED:-1}" ${FUZZ_RUNS:+-runs=$FUZZ_RUNS} -artifact_prefix="$build/fuzz-artifacts/$t-" \
         "$corpus" "$here/corpus/$t" > "$log" 2>&1
     rc=$?
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$')

@@ -27,6 +27,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -628,7 +629,53 @@ dcm_check dicom_precheck(const std::string &path)
 // library calls the read makes; a file on which the child dies is refused, the others are read
 // here (GDCM is deterministic: what the child survived, this process survives). One child per
 // folder, restarted after the file that killed it.
-enum { PROBE_OK = 0, PROBE_UNREADABLE = 1, PROBE_TOO_LARGE = 2, PROBE_ABORTED = 3 };
+// The child's memory is bounded too (RLIMIT_AS, above what it already maps): a damaged length
+// field can make GDCM allocate and zero a value of hundreds of megabytes for a file of a few
+// hundred bytes (found by fuzz_dicom: one flipped bit in a VR, 775 MB and 30 s for 668 bytes).
+// Parsing a file needs a few copies of it; decoding needs a few times the decoded size, which is
+// bounded by the file's size below. An allocation past the bound ends the child (exit status
+// PROBE_EXIT_MEMORY from the new-handler; a sanitizer build's allocator ends it its own way).
+enum {
+    PROBE_OK = 0,
+    PROBE_UNREADABLE = 1,
+    PROBE_TOO_LARGE = 2,
+    PROBE_ABORTED = 3,
+    PROBE_MEMORY = 4
+};
+enum { PROBE_EXIT_MEMORY = 42 };
+
+unsigned long long probe_decode_cap(unsigned long long file_bytes)
+{
+    // decoded sizes bounded by the file: 256 times its bytes (lossless CT compresses about 3x)
+    return std::max<unsigned long long>(64ull << 20, 256ull * file_bytes);
+}
+
+void probe_out_of_memory()
+{
+    _exit(PROBE_EXIT_MEMORY);
+}
+
+// Bounds this process's address space to what it maps now plus `extra` bytes (the soft limit
+// only; no limit where /proc/self/statm cannot be read).
+void probe_limit_memory(unsigned long long extra)
+{
+    FILE *f = std::fopen("/proc/self/statm", "r");
+    unsigned long long pages = 0;
+    int got = f ? std::fscanf(f, "%llu", &pages) : 0;
+    if (f)
+        std::fclose(f);
+    long psz = sysconf(_SC_PAGESIZE);
+    if (got != 1 || psz <= 0)
+        return;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) != 0)
+        return;
+    unsigned long long want = pages * (unsigned long long)psz + extra;
+    if (rl.rlim_max != RLIM_INFINITY && want > rl.rlim_max)
+        want = rl.rlim_max;
+    rl.rlim_cur = (rlim_t)want;
+    setrlimit(RLIMIT_AS, &rl);
+}
 
 int probe_file(const std::string &f, long long end)
 {
@@ -643,6 +690,8 @@ int probe_file(const std::string &f, long long end)
         if (got != bytes.size())
             return PROBE_UNREADABLE;
     }
+    unsigned long long cap = probe_decode_cap(bytes.size());
+    probe_limit_memory(3 * cap + 8ull * bytes.size() + (128ull << 20));
     std::istringstream is(bytes);
     gdcm::ImageReader r;
     r.SetStream(is);
@@ -650,8 +699,6 @@ int probe_file(const std::string &f, long long end)
         return PROBE_UNREADABLE;
     const gdcm::Image &im = r.GetImage();
     unsigned long long len = im.GetBufferLength();
-    // decoded sizes bounded by the file: 256 times its bytes (lossless CT compresses about 3x)
-    unsigned long long cap = std::max<unsigned long long>(64ull << 20, 256ull * bytes.size());
     if (len == 0 || len > cap)
         return PROBE_TOO_LARGE;
     std::vector<char> buf((size_t)len);
@@ -677,6 +724,7 @@ std::vector<int> probe_files(const std::vector<std::string> &files,
         if (pid == 0) { // the child: an abort here must end this process only
             close(fd[0]);
             signal(SIGABRT, SIG_DFL);
+            std::set_new_handler(probe_out_of_memory);
             int null = open("/dev/null", O_WRONLY); // GDCM's assertion text is not the user's
             if (null >= 0)
                 dup2(null, 2);
@@ -699,7 +747,8 @@ std::vector<int> probe_files(const std::vector<std::string> &files,
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
         }
         if (i < files.size()) { // the child died on file i
-            res[i] = PROBE_ABORTED;
+            bool mem = WIFEXITED(status) && WEXITSTATUS(status) == PROBE_EXIT_MEMORY;
+            res[i] = mem ? PROBE_MEMORY : PROBE_ABORTED;
             i++;
         }
         next = i;
@@ -711,6 +760,8 @@ const char *probe_why(int r)
 {
     return r == PROBE_TOO_LARGE ? "its image size is not credible for the file's size"
            : r == PROBE_ABORTED ? "GDCM aborted while parsing it (damaged file)"
+           : r == PROBE_MEMORY  ? "reading it needs more memory than a file of its size can "
+                                  "(a damaged length field)"
                                 : "not an image GDCM can read";
 }
 
