@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "mk_cli.h"
+#include "../pipeline/mk_mpi.h"
 #include "../pipeline/mk_runner.h"
 
 static mk_ctx *g_ctx_for_signal;
@@ -31,9 +32,25 @@ static void prefer_passive_openmp(char **argv)
     /* exec failed: carry on with the default policy */
 }
 
+/* Verbs that run on more than one MPI rank (issue 22): infer shards its cases over the ranks. */
+static int runs_under_mpi(const char *verb)
+{
+    return strcmp(verb, "infer") == 0 || strcmp(verb, "version") == 0;
+}
+
+static int run_main(int argc, char **argv);
+
 int main(int argc, char **argv)
 {
     prefer_passive_openmp(argv);
+    if (mk_mpi_init(&argc, &argv) != 0)
+        return 1;
+    /* every rank exits with the largest code of the job */
+    return mk_mpi_finish(run_main(argc, argv));
+}
+
+static int run_main(int argc, char **argv)
+{
     mk_pipeline_schema_install();
     mk_ctx ctx;
     mk_ctx_init(&ctx);
@@ -89,6 +106,16 @@ int main(int argc, char **argv)
         mk_cli_print_verb_help(stdout, v);
         free(rest);
         return 0;
+    }
+    if (mk_mpi_size() > 1 && !runs_under_mpi(v->name)) {
+        if (mk_mpi_rank() == 0)
+            fprintf(stderr,
+                    "pipeline %s: error: does not run on %d MPI ranks yet (data-parallel "
+                    "training and sharded eval are still to come: docs/scaling.md); run it as "
+                    "one process, or shard inference with `mpirun -n P pipeline infer`\n",
+                    v->name, mk_mpi_size());
+        free(rest);
+        return 2;
     }
     g_ctx_for_signal = &ctx;
     signal(SIGINT, on_signal);

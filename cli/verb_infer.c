@@ -47,6 +47,7 @@
 #include "../io/mk_image.h"
 #include "../io/mk_itk.h"
 #include "../io/mk_manifest.h"
+#include "../pipeline/mk_mpi.h"
 #include "../stages/mk_histo_stage.h"
 #include "../stages/mk_infer.h"
 #include "../stages/mk_method.h"
@@ -1014,6 +1015,134 @@ static void remove_leftovers(mk_ctx *ctx, const job *J, const char *dir, const c
 
 /* ---------------------------------------------------------------- options */
 
+/* The batch's table on stdout: a line per case, then the counts. */
+static void print_table(const job *J)
+{
+    int n[4] = {0, 0, 0, 0};
+    printf("%-32s %-8s %8s  %s\n", "case", "status", "seconds", "output / error");
+    for (int i = 0; i < J->ncases; i++) {
+        const result *r = &J->res[i];
+        char mp[PATH_CAP + 300];
+        mask_path(J, &J->cases[i], mp, sizeof mp);
+        n[r->status]++;
+        printf("%-32s %-8s %8.2f  %s\n", J->cases[i].id, status_name(r->status), r->total,
+               r->status == CASE_FAILED ? (r->error ? r->error : "")
+               : r->status              ? mp
+                                        : "");
+    }
+    printf("%d case(s): %d written, %d skipped, %d failed%s; summary %s\n", J->ncases, n[CASE_OK],
+           n[CASE_SKIPPED], n[CASE_FAILED], n[CASE_NONE] ? ", the rest not run" : "", J->summary);
+}
+
+/* Under MPI (shard_src "MPI"): every rank sends rank 0 its cases' results; rank 0 writes
+ * OUTDIR/infer.json for the whole input, as one process would (shard: index 0 of 1, from
+ * "MPI", with the rank count), and removes the ranks' infer.<r>of<P>.json once it has. A rank
+ * whose batch failed (st) sends a flag instead, and the ranks' files stay. A collective: every
+ * rank calls it. One record per case: status, eight times, the error's length and bytes. */
+enum { REC_DOUBLES = 8 };
+
+static mk_status merge_ranks(mk_ctx *ctx, job *J, const clist *L, mk_status st)
+{
+    size_t cap = 2 * sizeof(int), n = 0;
+    for (int k = 0; k < J->ncases; k++)
+        cap += 2 * sizeof(int) + REC_DOUBLES * sizeof(double) +
+               (J->res[k].error ? strlen(J->res[k].error) : 0);
+    char *buf = malloc(cap);
+    if (!buf)
+        return mk_err(ctx, MK_ERR_NOMEM, "out of memory");
+    int head[2] = {st == MK_OK ? J->complete : -1, J->ncases};
+    memcpy(buf, head, sizeof head);
+    n = sizeof head;
+    for (int k = 0; k < J->ncases; k++) {
+        const result *r = &J->res[k];
+        int e = r->error ? (int)strlen(r->error) : 0;
+        double d[REC_DOUBLES] = {r->t.read,  r->t.preprocess, r->t.network, r->t.postprocess,
+                                 r->t.write, r->t.forward,    r->total,     r->rss_mb};
+        memcpy(buf + n, &r->status, sizeof(int));
+        memcpy(buf + n + sizeof(int), &e, sizeof(int));
+        memcpy(buf + n + 2 * sizeof(int), d, sizeof d);
+        n += 2 * sizeof(int) + sizeof d;
+        if (e)
+            memcpy(buf + n, r->error, (size_t)e);
+        n += (size_t)e;
+    }
+    char *all = NULL;
+    size_t *counts = NULL;
+    mk_status ms = mk_mpi_gather_bytes(ctx, buf, n, &all, &counts);
+    free(buf);
+    if (ms != MK_OK || mk_mpi_rank() != 0)
+        return ms;
+    int P = mk_mpi_size(), ok = 1, complete = 1;
+    result *res = calloc((size_t)L->n, sizeof *res);
+    if (!res)
+        ms = mk_err(ctx, MK_ERR_NOMEM, "out of memory");
+    size_t off = 0;
+    for (int r = 0; ms == MK_OK && r < P; r++) {
+        const char *p = all + off, *end = all + off + counts[r];
+        off += counts[r];
+        int h[2];
+        memcpy(h, p, sizeof h);
+        p += sizeof h;
+        if (h[0] < 0) {
+            ok = 0;
+            continue;
+        }
+        complete = complete && h[0];
+        for (int k = 0; k < h[1]; k++) {
+            int i = r + k * P, e;
+            if (i >= L->n || p + 2 * sizeof(int) + REC_DOUBLES * sizeof(double) > end) {
+                ms = mk_err(ctx, MK_ERR_INVALID, "MPI merge: rank %d sent a malformed record", r);
+                break;
+            }
+            double d[REC_DOUBLES];
+            memcpy(&res[i].status, p, sizeof(int));
+            memcpy(&e, p + sizeof(int), sizeof(int));
+            memcpy(d, p + 2 * sizeof(int), sizeof d);
+            p += 2 * sizeof(int) + sizeof d;
+            res[i].t.read = d[0];
+            res[i].t.preprocess = d[1];
+            res[i].t.network = d[2];
+            res[i].t.postprocess = d[3];
+            res[i].t.write = d[4];
+            res[i].t.forward = d[5];
+            res[i].total = d[6];
+            res[i].rss_mb = d[7];
+            if (e > 0 && p + e <= end && (res[i].error = malloc((size_t)e + 1))) {
+                memcpy(res[i].error, p, (size_t)e);
+                res[i].error[e] = 0;
+            }
+            p += e;
+        }
+    }
+    if (ms == MK_OK && ok) {
+        job M = *J;
+        M.cases = L->v;
+        M.ncases = L->n;
+        M.res = res;
+        M.shard_i = 0;
+        M.shard_n = 1;
+        M.complete = complete;
+        static char from[48];
+        snprintf(from, sizeof from, "MPI, %d ranks", P);
+        M.shard_src = from;
+        snprintf(M.summary, sizeof M.summary, "%s/infer.json", J->outdir);
+        ms = mk_fs_write_atomic_printed(ctx, M.summary, print_summary, &M);
+        for (int r = 0; ms == MK_OK && r < P; r++) {
+            char f[PATH_CAP + 64];
+            snprintf(f, sizeof f, "%s/infer.%dof%d.json", J->outdir, r, P);
+            unlink(f);
+        }
+        if (ms == MK_OK)
+            print_table(&M);
+    }
+    for (int i = 0; res && i < L->n; i++)
+        free(res[i].error);
+    free(res);
+    free(all);
+    free(counts);
+    return ms;
+}
+
 static mk_status parse_shard(mk_ctx *ctx, const char *s, int *i, int *n)
 {
     char *end;
@@ -1193,7 +1322,16 @@ mk_status mk_verb_infer(mk_cli *cli, int argc, char **argv)
     J.fail_fast = fail_fast;
     J.shard_n = 1;
     J.shard_src = NULL;
-    if (shard) {
+    if (mk_mpi_size() > 1) { /* under MPI: the ranks are the shards */
+        if (shard)
+            return mk_err(ctx, MK_ERR_USAGE,
+                          "infer: --shard with %d MPI ranks: the ranks already split the cases "
+                          "(give one or the other)",
+                          mk_mpi_size());
+        J.shard_i = mk_mpi_rank();
+        J.shard_n = mk_mpi_size();
+        J.shard_src = "MPI";
+    } else if (shard) {
         st = parse_shard(ctx, shard, &J.shard_i, &J.shard_n);
         J.shard_src = "--shard";
     } else {
@@ -1358,20 +1496,15 @@ mk_status mk_verb_infer(mk_cli *cli, int argc, char **argv)
         J.complete = !J.stopped;
         st = mk_fs_write_atomic_printed(ctx, J.summary, print_summary, &J);
     }
-    if (st == MK_OK) {
-        printf("%-32s %-8s %8s  %s\n", "case", "status", "seconds", "output / error");
-        for (int i = 0; i < J.ncases; i++) {
-            const result *r = &J.res[i];
-            char mp[PATH_CAP + 300];
-            mask_path(&J, &J.cases[i], mp, sizeof mp);
-            printf("%-32s %-8s %8.2f  %s\n", J.cases[i].id, status_name(r->status), r->total,
-                   r->status == CASE_FAILED ? (r->error ? r->error : "")
-                   : r->status              ? mp
-                                            : "");
-        }
-        printf("%d case(s): %d written, %d skipped, %d failed%s; summary %s\n", J.ncases, nok,
-               nskip, nfail, J.stopped ? ", the rest not run" : "", J.summary);
+    if (J.shard_src && strcmp(J.shard_src, "MPI") == 0) { /* every rank, whatever st */
+        mk_status ms = merge_ranks(ctx, &J, &L, st);
+        if (st == MK_OK)
+            st = ms;
+        if (st == MK_OK && nfail == 0 && !J.stopped)
+            goto done; /* rank 0 printed the job's table */
     }
+    if (st == MK_OK)
+        print_table(&J);
     if (st == MK_OK && nfail > 0) {
         char list[1400] = "";
         for (int i = 0; i < J.ncases; i++) {
@@ -1395,6 +1528,7 @@ mk_status mk_verb_infer(mk_cli *cli, int argc, char **argv)
                     "interrupted after %d of %d case(s); run again with --continue to finish",
                     nok + nskip, J.ncases);
     }
+done:
     for (int i = 0; i < L.n && res; i++)
         free(res[i].error);
     free(res);

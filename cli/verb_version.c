@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <tiffio.h>
 
+#include "../pipeline/mk_mpi.h"
 #include "mk_verbs.h"
 
 #ifndef MK_VERSION
@@ -27,5 +28,10 @@ mk_status mk_verb_version(mk_cli *cli, int argc, char **argv)
         tl++;
     printf("  libtiff   %.*s\n", tl, tv);
     printf("  openblas  %s\n", openblas_get_config());
+    if (mk_mpi_built())
+        printf("  mpi       %s (this process: rank %d of %d)\n", mk_mpi_library(), mk_mpi_rank(),
+               mk_mpi_size());
+    else
+        printf("  mpi       not built in (one process; rebuild with libopenmpi-dev)\n");
     return MK_OK;
 }

@@ -6,3 +6,10 @@ if(TARGET pipeline)
            $<TARGET_FILE:pipeline> ${CMAKE_SOURCE_DIR} ${MK_SHARED_DIR})
   set_tests_properties(infer_cli PROPERTIES TIMEOUT 600 LABELS no-sanitize)
 endif()
+# `mpirun -n P pipeline infer` (issue 22): masks byte for byte the single process's for P = 1, 2, 3,
+# one merged summary; verbs that do not run on several ranks yet refused (tests/mpi_test.sh).
+if(TARGET pipeline)
+  add_test(NAME mpi_infer COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/mpi_test.sh
+           $<TARGET_FILE:pipeline> ${CMAKE_SOURCE_DIR} ${MK_SHARED_DIR})
+  set_tests_properties(mpi_infer PROPERTIES TIMEOUT 300 LABELS no-sanitize)
+endif()

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# MPI (issue 22, first part): `mpirun -n P pipeline infer` shards the cases over the ranks.
+#   1. a small model (a short supervised run on the cranium CT slabs; the masks' quality is not the
+#      point here, their bytes are);
+#   2. infer over 6 cases as one process, then under mpirun with P = 1, 2 and 3, and over 5 cases
+#      with P = 3 (an unequal split: 2 + 2 + 1): every mask byte for byte the
+#      single process's, every case exactly once in the one merged infer.json (shard from
+#      "MPI, P ranks"), no rank's infer.<r>of<P>.json left;
+#   3. --continue under MPI skips every case; --shard under MPI, and a verb that does not run on
+#      several ranks yet (run), exit 2 with a message and write nothing;
+#   4. `pipeline version` under mpirun names the MPI library and the rank count.
+# Open MPI refuses to run as root unless told: the two OMPI_ALLOW_RUN_AS_ROOT variables are set
+# here (CI runs as root); --oversubscribe lets 3 ranks share 2 cores.
+# usage: mpi_test.sh PIPELINE SOURCE_DIR [SHARED_DIR]
+set -u
+P="$1"; S="$2"; SH="${3:-$S/../shared}"
+D="$(mktemp -d "${TMPDIR:-/tmp}/mpi-test-XXXXXX")"
+trap 'rm -rf "$D"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+PY=/usr/bin/python3
+command -v mpirun > /dev/null || fail "mpirun not found (openmpi-bin: make deps)"
+"$P" version | grep -q "^  mpi       Open MPI" || fail "this pipeline was built without MPI: $("$P" version | grep mpi)"
+[ -f "$SH/data/real/ct/cranium_ct.nii.gz" ] || fail "the real CT $SH/data/real/ct/cranium_ct.nii.gz is missing"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_btl=self,vader OMPI_MCA_rmaps_base_oversubscribe=1
+MPI=(mpirun --oversubscribe --bind-to none)
+
+# 1. the model
+"$PY" "$S/scripts/make-cranium-dataset.py" "$D/ds" --labels-ts --shared "$SH" > "$D/mk.log" 2>&1 ||
+    { cat "$D/mk.log"; fail "make-cranium-dataset.py"; }
+"$P" --quiet run "$S/examples/real-ct.toml" --out "$D/run" --set data.manifest="$D/ds" \
+    --set supervised.iterations=8 --set data.patch=[64,64] --set model.depth=3 --set run.validate=false \
+    --set run.stages=[\"supervised\"] --set run.threads=2 > "$D/run.log" 2>&1 ||
+    { cat "$D/run.log"; fail "training the model"; }
+M="$D/run/models/supervised_student.h5"
+[ -f "$M" ] || fail "no $M"
+mkdir -p "$D/six" "$D/five"
+cp "$D"/ds/imagesTr/*_0000.nii.gz "$D"/ds/imagesTs/*_0000.nii.gz "$D/six/"
+[ "$(ls "$D/six" | wc -l)" = 6 ] || fail "expected 6 cases, got $(ls "$D/six")"
+cp $(ls "$D"/six/* | head -5) "$D/five/"
+
+# 2. one process, then P = 1, 2, 3
+check() { # INPUT_DIR OUT_DIR REF_DIR RANKS
+    "$PY" - "$@" <<'PY' || fail "mpirun -n $4 infer $1: outputs"
+import json, os, sys
+inp, out, ref, ranks = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+cases = sorted(f[:-len("_0000.nii.gz")] for f in os.listdir(inp))
+masks = sorted(f[:-len(".nii.gz")] for f in os.listdir(out) if f.endswith(".nii.gz"))
+assert masks == cases, (masks, cases)
+for c in cases:
+    a = open(os.path.join(out, c + ".nii.gz"), "rb").read()
+    b = open(os.path.join(ref, c + ".nii.gz"), "rb").read()
+    assert a == b, "%s: the mask differs from the single process's" % c
+left = [f for f in os.listdir(out) if f.startswith("infer.") and f != "infer.json"]
+assert not left, left
+s = json.load(open(os.path.join(out, "infer.json")))
+ids = [x["id"] for x in s["cases"]]
+assert ids == cases, ids  # every case once, in order
+assert all(x["status"] == "ok" for x in s["cases"]), s["cases"]
+assert s["complete"] is True and s["counts"]["ok"] == len(cases), s["counts"]
+assert s["shard"]["index"] == 0 and s["shard"]["count"] == 1, s["shard"]
+if ranks > 1:
+    assert s["shard"]["from"] == "MPI, %d ranks" % ranks, s["shard"]
+print("mpirun -n %d: %d cases, masks equal to one process's, one summary" % (ranks, len(cases)))
+PY
+}
+for in in six five; do
+    "$P" --quiet infer -m "$M" -i "$D/$in" -o "$D/${in}_ref" --threads 1 > "$D/ref.log" 2>&1 ||
+        { cat "$D/ref.log"; fail "infer $in as one process"; }
+    ranks="1 2 3"
+    [ $in = five ] && ranks=3 # 2 + 2 + 1
+    for n in $ranks; do
+        "${MPI[@]}" -n $n "$P" --quiet infer -m "$M" -i "$D/$in" -o "$D/${in}_$n" --threads 1 \
+            > "$D/mpi$n.log" 2>&1 || { cat "$D/mpi$n.log"; fail "mpirun -n $n infer $in"; }
+        check "$D/$in" "$D/${in}_$n" "$D/${in}_ref" $n
+    done
+done
+# the table is printed once, by rank 0
+n_rows=$(grep -c "^cranium_s" "$D/mpi3.log")
+[ "$n_rows" = 5 ] || { cat "$D/mpi3.log"; fail "mpirun -n 3: the case table has $n_rows rows, not 5"; }
+
+# 3. --continue; refusals
+"${MPI[@]}" -n 2 "$P" infer -m "$M" -i "$D/six" -o "$D/six_2" --threads 1 --continue > "$D/cont.log" 2>&1 ||
+    { cat "$D/cont.log"; fail "--continue under MPI"; }
+"$PY" - "$D/six_2/infer.json" <<'PY' || fail "--continue under MPI: not every case skipped"
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["counts"]["skipped"] == 6 and s["counts"]["ok"] == 0, s["counts"]
+PY
+"${MPI[@]}" -n 2 "$P" --quiet infer -m "$M" -i "$D/six" -o "$D/sh" --shard 0/2 > "$D/sh.log" 2>&1
+rc=$?
+[ $rc -ne 0 ] && grep -q "the ranks already split the cases" "$D/sh.log" && [ ! -e "$D/sh" ] ||
+    { cat "$D/sh.log"; fail "--shard under MPI: rc $rc, expected a refusal and nothing written"; }
+"${MPI[@]}" -n 2 "$P" --quiet run "$S/examples/real-ct.toml" --out "$D/mrun" \
+    --set data.manifest="$D/ds" > "$D/mrun.log" 2>&1
+rc=$?
+[ $rc -eq 2 ] && grep -q "does not run on 2 MPI ranks yet" "$D/mrun.log" && [ ! -e "$D/mrun" ] ||
+    { cat "$D/mrun.log"; fail "run under MPI: rc $rc, expected 2 and nothing written"; }
+
+# 4. version
+"${MPI[@]}" -n 2 "$P" version > "$D/v.log" 2>&1 || { cat "$D/v.log"; fail "version under MPI"; }
+grep -q "rank 1 of 2" "$D/v.log" || { cat "$D/v.log"; fail "version under MPI: no 'rank 1 of 2'"; }
+echo "mpi_test: ok"
