@@ -1496,14 +1496,15 @@ mk_status mk_verb_infer(mk_cli *cli, int argc, char **argv)
         J.complete = !J.stopped;
         st = mk_fs_write_atomic_printed(ctx, J.summary, print_summary, &J);
     }
-    if (J.shard_src && strcmp(J.shard_src, "MPI") == 0) { /* every rank, whatever st */
+    int mpi = J.shard_src && strcmp(J.shard_src, "MPI") == 0;
+    if (mpi) { /* every rank, whatever st; rank 0 prints the job's table */
         mk_status ms = merge_ranks(ctx, &J, &L, st);
         if (st == MK_OK)
             st = ms;
-        if (st == MK_OK && nfail == 0 && !J.stopped)
-            goto done; /* rank 0 printed the job's table */
+        if (st == MK_OK) /* the job's summary, for the messages below */
+            snprintf(J.summary, sizeof J.summary, "%s/infer.json", outdir);
     }
-    if (st == MK_OK)
+    if (st == MK_OK && !mpi)
         print_table(&J);
     if (st == MK_OK && nfail > 0) {
         char list[1400] = "";
@@ -1528,7 +1529,6 @@ mk_status mk_verb_infer(mk_cli *cli, int argc, char **argv)
                     "interrupted after %d of %d case(s); run again with --continue to finish",
                     nok + nskip, J.ncases);
     }
-done:
     for (int i = 0; i < L.n && res; i++)
         free(res[i].error);
     free(res);

@@ -6,7 +6,8 @@
 #      with P = 3 (an unequal split: 2 + 2 + 1): every mask byte for byte the
 #      single process's, every case exactly once in the one merged infer.json (shard from
 #      "MPI, P ranks"), no rank's infer.<r>of<P>.json left;
-#   3. --continue under MPI skips every case; --shard under MPI, and a verb that does not run on
+#   3. a case that fails on one rank: exit 1, one summary naming it; --continue under MPI skips
+#      every case; --shard under MPI, and a verb that does not run on
 #      several ranks yet (run), exit 2 with a message and write nothing;
 #   4. `pipeline version` under mpirun names the MPI library and the rank count.
 # Open MPI refuses to run as root unless told: the two OMPI_ALLOW_RUN_AS_ROOT variables are set
@@ -78,6 +79,23 @@ done
 # the table is printed once, by rank 0
 n_rows=$(grep -c "^cranium_s" "$D/mpi3.log")
 [ "$n_rows" = 5 ] || { cat "$D/mpi3.log"; fail "mpirun -n 3: the case table has $n_rows rows, not 5"; }
+
+# a case that fails on one rank: exit 1, the others written, one summary naming the failure
+mkdir -p "$D/bad"
+cp $(ls "$D"/six/* | head -3) "$D/bad/"
+printf 'not a nifti file' | gzip > "$D/bad/broken_0000.nii.gz"
+"${MPI[@]}" -n 2 "$P" --quiet infer -m "$M" -i "$D/bad" -o "$D/bad_out" --threads 1 > "$D/bad.log" 2>&1
+rc=$?
+[ $rc -eq 1 ] || { cat "$D/bad.log"; fail "a failing case under MPI: rc $rc, expected 1"; }
+"$PY" - "$D/bad_out/infer.json" <<'PY' || { cat "$D/bad.log"; fail "a failing case under MPI: the summary"; }
+import json, sys
+s = json.load(open(sys.argv[1]))
+st = {x["id"]: x["status"] for x in s["cases"]}
+assert len(st) == 4 and st.pop("broken") == "failed" and set(st.values()) == {"ok"}, s["cases"]
+assert "broken_0000.nii.gz" in [x for x in s["cases"] if x["id"] == "broken"][0]["error"]
+assert s["counts"] == {"ok": 3, "skipped": 0, "failed": 1, "not_run": 0}, s["counts"]
+PY
+[ "$(grep -c '^case  ' "$D/bad.log")" = 1 ] || { cat "$D/bad.log"; fail "a failing case under MPI: not one table"; }
 
 # 3. --continue; refusals
 "${MPI[@]}" -n 2 "$P" infer -m "$M" -i "$D/six" -o "$D/six_2" --threads 1 --continue > "$D/cont.log" 2>&1 ||
