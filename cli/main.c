@@ -32,12 +32,6 @@ static void prefer_passive_openmp(char **argv)
     /* exec failed: carry on with the default policy */
 }
 
-/* Verbs that run on more than one MPI rank (issue 22): infer shards its cases over the ranks. */
-static int runs_under_mpi(const char *verb)
-{
-    return strcmp(verb, "infer") == 0 || strcmp(verb, "version") == 0;
-}
-
 static int run_main(int argc, char **argv);
 
 int main(int argc, char **argv)
@@ -107,7 +101,7 @@ static int run_main(int argc, char **argv)
         free(rest);
         return 0;
     }
-    if (mk_mpi_size() > 1 && !runs_under_mpi(v->name)) {
+    if (mk_mpi_size() > 1 && !v->multi_rank) {
         if (mk_mpi_rank() == 0)
             fprintf(stderr,
                     "pipeline %s: error: does not run on %d MPI ranks yet (data-parallel "

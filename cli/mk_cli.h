@@ -26,6 +26,7 @@ typedef struct mk_verb {
     const char *usage;   /* "run CONFIG [--resume] ..." */
     const char *help;    /* options and details, printed by `pipeline help VERB` / `VERB --help` */
     mk_verb_fn run;
+    int multi_rank; /* 1: runs on several MPI ranks (infer shards its cases); others refuse */
 } mk_verb;
 
 extern const mk_verb MK_VERBS[];

@@ -1034,7 +1034,7 @@ static void print_table(const job *J)
            n[CASE_SKIPPED], n[CASE_FAILED], n[CASE_NONE] ? ", the rest not run" : "", J->summary);
 }
 
-/* Under MPI (shard_src "MPI"): every rank sends rank 0 its cases' results; rank 0 writes
+/* Under MPI (more than one rank): every rank sends rank 0 its cases' results; rank 0 writes
  * OUTDIR/infer.json for the whole input, as one process would (shard: index 0 of 1, from
  * "MPI", with the rank count), and removes the ranks' infer.<r>of<P>.json once it has. A rank
  * whose batch failed (st) sends a flag instead, and the ranks' files stay. A collective: every
@@ -1122,7 +1122,7 @@ static mk_status merge_ranks(mk_ctx *ctx, job *J, const clist *L, mk_status st)
         M.shard_i = 0;
         M.shard_n = 1;
         M.complete = complete;
-        static char from[48];
+        char from[48];
         snprintf(from, sizeof from, "MPI, %d ranks", P);
         M.shard_src = from;
         snprintf(M.summary, sizeof M.summary, "%s/infer.json", J->outdir);
@@ -1496,7 +1496,7 @@ mk_status mk_verb_infer(mk_cli *cli, int argc, char **argv)
         J.complete = !J.stopped;
         st = mk_fs_write_atomic_printed(ctx, J.summary, print_summary, &J);
     }
-    int mpi = J.shard_src && strcmp(J.shard_src, "MPI") == 0;
+    int mpi = mk_mpi_size() > 1;
     if (mpi) { /* every rank, whatever st; rank 0 prints the job's table */
         mk_status ms = merge_ranks(ctx, &J, &L, st);
         if (st == MK_OK)

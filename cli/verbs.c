@@ -24,7 +24,7 @@ const mk_verb MK_VERBS[] = {
      "                 config or the manifest differs from the run's (provenance.json)\n"
      "  --force        with --resume: resume anyway (a warning, recorded in provenance.json)\n"
      "  --dry-run      run every check the run makes, print the resolved plan, write nothing",
-     mk_verb_run},
+     mk_verb_run, 0},
     {"validate", "check a config against the schema without running it",
      "validate CONFIG [--explain] [--print]",
      "Parses CONFIG as TOML 1.0 and checks every key against the schema: unknown keys (with a\n"
@@ -33,7 +33,7 @@ const mk_verb MK_VERBS[] = {
      "files, grids and label values) but those of the run directory.\n"
      "  --explain      print every section and key of the schema with type, default and meaning\n"
      "  --print        print the resolved config (defaults filled in) as TOML",
-     mk_verb_validate},
+     mk_verb_validate, 0},
     {"eval", "score predicted label images against references (dice, hd95, surface dice, ...)",
      "eval --pred P --ref R [--labels 1,2] [--tolerance-mm T] [--convention deepmind|medpy] [--out "
      "report.h5] [--json FILE] [--csv FILE] [--resample-to-ref] [--both-empty nan|one] "
@@ -60,7 +60,7 @@ const mk_verb MK_VERBS[] = {
      "                      always refused\n"
      "  --force             score an image over --max-labels anyway (with a warning)\n"
      "Empty masks: one empty -> dice 0, distances inf; both empty -> see --both-empty.",
-     mk_verb_eval},
+     mk_verb_eval, 0},
     {"report", "the HTML report for radiologists over evaluations (plots, panels, paired tests)",
      "report INPUT... [-o REPORT.html] [--name NAME ...] [--json FILE] [--images DIR] [--window "
      "LOW,HIGH|auto] [--worst N] [--best N] [--bootstrap B] [--seed N] [--title TEXT]",
@@ -82,7 +82,7 @@ const mk_verb MK_VERBS[] = {
      "                  reports, else auto: each image's 0.5-99.5 percentiles)\n"
      "  --worst N       panels of the N worst cases per model (default 3); --best N (default 1)\n"
      "  --bootstrap B   resamples of the intervals (default 2000); --seed N (default 20261202)",
-     mk_verb_report},
+     mk_verb_report, 0},
     {"infer", "segment a folder, DICOM series, manifest or file of volumes with a trained model",
      "infer -m MODEL -i INPUT -o OUTDIR [--step F] [--tta] [--no-postprocess] [--threads N] "
      "[--continue] [--shard i/N] [--fail-fast]",
@@ -125,7 +125,7 @@ const mk_verb MK_VERBS[] = {
      "others go on (exit 1 at the end).\n"
      "Exit codes: 0 every case ok or skipped, 1 a case failed (all listed: file: reason), 2 usage\n"
      "(options, missing -m/-i/-o, bad shard).",
-     mk_verb_infer},
+     mk_verb_infer, 1},
     {"import", "write the CSV manifest of an nnU-Net v2 or MSD dataset folder",
      "import DATASET -o MANIFEST.csv [--modality NAME]",
      "DATASET is an nnU-Net v2 folder (dataset.json, imagesTr/CASE_0000.ext, labelsTr/CASE.ext,\n"
@@ -137,7 +137,7 @@ const mk_verb MK_VERBS[] = {
      "  -o FILE          the manifest to write (its folder is created)\n"
      "  --modality NAME  the modality of every row (default: dataset.json's channel 0 name)\n"
      "dataset.json's label names are printed but are not part of the CSV.",
-     mk_verb_import},
+     mk_verb_import, 0},
     {"plan", "fingerprint a dataset and write a config for it (spacing, patch, batch, window)",
      "plan DATASET -o CONFIG.toml [--method auto|supervised|cmedl] [--time-budget MINUTES] "
      "[--gflops G] [--iterations N] [--threads N] [--memory-gb G] [--samples N]",
@@ -162,7 +162,7 @@ const mk_verb MK_VERBS[] = {
      "  --memory-gb G    activation memory of one training batch (default 2)\n"
      "  --samples N      foreground voxels per modality for the percentiles (default 1000000;\n"
      "                   more are subsampled deterministically, said in the fingerprint)",
-     mk_verb_plan},
+     mk_verb_plan, 0},
     {"synth", "generate phantom data with exact labels (lung CT/MRI, cardiac MR/CT, histology)",
      "synth --kind lung|cardiac|histo --out DIR [--cases N] [--seed S] [--size ...] [knobs]",
      "Writes images, label maps, tissue maps, manifest.csv (id, modality, image, label, split,\n"
@@ -184,7 +184,7 @@ const mk_verb MK_VERBS[] = {
      "                  manifest column paired_mr: the oracle pseudo-MRI for cmedl.oracle_pmri)\n"
      "  --tile N --patch N   histo: TIFF tile size (128) and patch-label size (64)\n"
      "  --config FILE   read these from the [synth] table of a TOML file (options override it)",
-     mk_verb_synth},
+     mk_verb_synth, 0},
     {"tiles", "cut a whole-slide TIFF into PNG patches with a tissue filter",
      "tiles SLIDE --level L --size N [--stride S] [--min-tissue F] [--mask-level M] --out DIR",
      "Reads level L of SLIDE (tiled or striped TIFF, pyramid as IFDs or SubIFDs), computes a "
@@ -194,7 +194,7 @@ const mk_verb MK_VERBS[] = {
      "DIR/tiles.csv lists file,level,x,y,width,height,tissue (x, y in level-0 pixels; width and\n"
      "height in level-L pixels). Nothing is left in DIR if the run fails.\n"
      "  --mask-level M  level for the tissue mask (default: smallest level with a side >= 512)",
-     mk_verb_tiles},
+     mk_verb_tiles, 0},
     {"info",
      "describe an image (dims, spacing, orientation, affine, datatype, value range) or a model",
      "info FILE|DICOMDIR|SLIDE|MODEL.h5 [--header] [--recursive] [--allow-gaps]",
@@ -210,7 +210,7 @@ const mk_verb MK_VERBS[] = {
      "  --header       NIfTI: read the header only (no value range)\n"
      "  --recursive    DICOMDIR: look for the series in sub-folders too\n"
      "  --allow-gaps   DICOMDIR: read a series with missing slices (see 'pipeline help convert')",
-     mk_verb_info},
+     mk_verb_info, 0},
     {"convert", "convert an image between formats (NIfTI, MetaImage, NRRD, DICOM in, TIFF)",
      "convert IN OUT [--dtype T] [--reorient CODE] [--spacing X,Y,Z] [--interp "
      "linear|nearest|label] [--series UID] [--recursive] [--allow-gaps]",
@@ -227,10 +227,10 @@ const mk_verb MK_VERBS[] = {
      "  --allow-gaps     read a DICOM series with missing slices anyway: stacked with the mean\n"
      "                   spacing, so the slices after a gap lie off their true position\n"
      "                   (refused by default, naming the gap)",
-     mk_verb_convert},
+     mk_verb_convert, 0},
     {"version", "print the version and the libraries medkd was built with", "version", "",
-     mk_verb_version},
-    {"help", "list the verbs, or explain one", "help [VERB]", "", mk_verb_help},
+     mk_verb_version, 1},
+    {"help", "list the verbs, or explain one", "help [VERB]", "", mk_verb_help, 0},
 };
 const int MK_VERB_COUNT = (int)(sizeof MK_VERBS / sizeof MK_VERBS[0]);
 

@@ -33,10 +33,6 @@ int mk_mpi_rank(void);
 int mk_mpi_size(void);
 /* The largest exit code over the ranks (a collective), then MPI_Finalize; returns it. */
 int mk_mpi_finish(int code);
-/* Ends every rank of the job now with `code` (MPI_Abort; exit() outside MPI). */
-void mk_mpi_abort(int code);
-/* The sum over the ranks of v (every rank gets it). */
-mk_status mk_mpi_sum_int(mk_ctx *ctx, int *v);
 /* Gathers every rank's n bytes at rank 0: there *all (malloc'd; caller frees) holds the ranks'
  * buffers in rank order and counts[r] (malloc'd, size() entries) their lengths; elsewhere both
  * are NULL. */

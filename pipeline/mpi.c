@@ -35,6 +35,7 @@ const char *mk_mpi_library(void)
 #endif
 }
 
+#ifdef MK_HAVE_MPI
 /* Started by an MPI launcher: Open MPI's mpirun, or a PMI/PMIx launcher (Slurm's srun). */
 static int launched(void)
 {
@@ -44,6 +45,7 @@ static int launched(void)
             return 1;
     return 0;
 }
+#endif
 
 int mk_mpi_init(int *argc, char ***argv)
 {
@@ -60,7 +62,8 @@ int mk_mpi_init(int *argc, char ***argv)
 #else
     (void)argc;
     (void)argv;
-    if (launched() && getenv("OMPI_COMM_WORLD_SIZE") && atoi(getenv("OMPI_COMM_WORLD_SIZE")) > 1)
+    const char *n = getenv("OMPI_COMM_WORLD_SIZE");
+    if (n && atoi(n) > 1)
         fprintf(stderr, "pipeline: started by an MPI launcher, but this build has no MPI: every "
                         "process runs alone (rebuild with MPI, -DMK_MPI=ON)\n");
 #endif
@@ -91,33 +94,6 @@ int mk_mpi_finish(int code)
     }
 #endif
     return code;
-}
-
-void mk_mpi_abort(int code)
-{
-    fflush(stdout);
-    fflush(stderr);
-#ifdef MK_HAVE_MPI
-    if (g_on)
-        MPI_Abort(MPI_COMM_WORLD, code);
-#endif
-    exit(code);
-}
-
-mk_status mk_mpi_sum_int(mk_ctx *ctx, int *v)
-{
-#ifdef MK_HAVE_MPI
-    if (g_on) {
-        int s = 0;
-        if (MPI_Allreduce(v, &s, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
-            return mk_err(ctx, MK_ERR_IO, "MPI_Allreduce failed");
-        *v = s;
-    }
-#else
-    (void)ctx;
-    (void)v;
-#endif
-    return MK_OK;
 }
 
 mk_status mk_mpi_gather_bytes(mk_ctx *ctx, const void *buf, size_t n, char **all, size_t **counts)
