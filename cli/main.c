@@ -101,12 +101,21 @@ static int run_main(int argc, char **argv)
         free(rest);
         return 0;
     }
+    if (mk_mpi_unjoined() && strcmp(v->name, "version") != 0) {
+        fprintf(stderr,
+                "pipeline %s: error: started as one of %d processes by an MPI launcher, but this "
+                "build has no MPI: each process would run the whole job alone (rebuild with "
+                "-DMK_MPI=ON, or run it without the launcher)\n",
+                v->name, mk_mpi_unjoined());
+        free(rest);
+        return 2;
+    }
     if (mk_mpi_size() > 1 && !v->multi_rank) {
         if (mk_mpi_rank() == 0)
             fprintf(stderr,
-                    "pipeline %s: error: does not run on %d MPI ranks yet (data-parallel "
-                    "training and sharded eval are still to come: docs/scaling.md); run it as "
-                    "one process, or shard inference with `mpirun -n P pipeline infer`\n",
+                    "pipeline %s: error: does not run on %d MPI ranks yet (docs/scaling.md); "
+                    "run it as one process (`mpirun -n P` runs `pipeline run` data-parallel "
+                    "and `pipeline infer` sharded)\n",
                     v->name, mk_mpi_size());
         free(rest);
         return 2;

@@ -6,6 +6,7 @@
 
 #include "../core/mk_fs.h"
 #include "../config/mk_config.h"
+#include "../pipeline/mk_mpi.h"
 #include "../pipeline/mk_runner.h"
 #include "mk_verbs.h"
 
@@ -157,8 +158,13 @@ mk_status mk_verb_run(mk_cli *cli, int argc, char **argv)
     }
     int nthreads = (int)mk_cfg_int(cfg, "run.threads");
     if (nthreads == 0) {
+        /* one worker per core, the cores shared by the ranks on this node under MPI */
         long nc = sysconf(_SC_NPROCESSORS_ONLN);
-        nthreads = nc > 0 ? (int)nc : 1;
+        const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+        long nl = local ? atol(local) : mk_mpi_size();
+        nthreads = nc > 0 ? (int)(nc / (nl > 0 ? nl : 1)) : 1;
+        if (nthreads < 1)
+            nthreads = 1;
     }
     mk_run_env env = {.ctx = ctx,
                       .cfg = cfg,
@@ -166,7 +172,8 @@ mk_status mk_verb_run(mk_cli *cli, int argc, char **argv)
                       .seed = mk_cfg_int(cfg, "run.seed"),
                       .threads = nthreads,
                       .resume = resume,
-                      .force = force};
+                      .force = force,
+                      .dist = mk_mpi_dist()};
     if (dry) {
         /* exactly the checks of the run itself (mk_runner_run calls the same function) */
         if ((st = mk_runner_precheck(&env, 1)) != MK_OK) {

@@ -23,8 +23,11 @@ const mk_verb MK_VERBS[] = {
      "  --resume       continue an interrupted run from its last checkpoint; refused when the\n"
      "                 config or the manifest differs from the run's (provenance.json)\n"
      "  --force        with --resume: resume anyway (a warning, recorded in provenance.json)\n"
-     "  --dry-run      run every check the run makes, print the resolved plan, write nothing",
-     mk_verb_run, 0},
+     "  --dry-run      run every check the run makes, print the resolved plan, write nothing\n"
+     "Under an MPI launcher (mpirun -n P, srun) the training stages run data-parallel: every\n"
+     "batch is split over the P ranks and the models equal one process's bit for bit\n"
+     "(docs/scaling.md); rank 0 writes the run directory.",
+     mk_verb_run, 1},
     {"validate", "check a config against the schema without running it",
      "validate CONFIG [--explain] [--print]",
      "Parses CONFIG as TOML 1.0 and checks every key against the schema: unknown keys (with a\n"

@@ -143,6 +143,7 @@ typedef struct mk_var {
     int ip[16];       /* integer op attributes */
     float fp[4];      /* float op attributes */
     void *aux, *aux2; /* saved for backward (arena) */
+    int batched;      /* dim 0 is this process's share of a split batch (mk_nn_graph_set_share) */
     int slot_;        /* internal: recyclable gradient buffer + 1, 0 if none */
     int vslot_;       /* internal: recyclable value buffer + 1 (recycle mode), 0 if none */
 } mk_var;
@@ -190,6 +191,25 @@ void mk_nn_graph_set_update_stats(mk_nn_graph *g, int on);
  * since mk_nn_graph_begin. */
 void mk_nn_graph_set_relu_kink(mk_nn_graph *g, float tol, uint64_t side_mask);
 long long mk_nn_graph_relu_kinks(const mk_nn_graph *g);
+
+/* A batch split over processes (data-parallel training under MPI). Every reduction over the batch
+ * (normalisation statistics, losses, weight gradients) is computed as one partial per sample and
+ * the partials are added in global sample order, so the result has the same bits whether the batch
+ * is whole in one process or split: rank r holds samples [offset(r), offset(r) + n(r)) of a global
+ * batch of B, n(r) = B / ranks plus one for r < B % ranks (mk_nn_share_range). `allgather` collects
+ * every rank's bytes in rank order (counts[r] bytes from rank r) into `all` on every rank and
+ * returns 0 (MPI_Allgatherv; the graph layer knows no MPI). Inputs made by mk_nn_input while a
+ * share is set are batch shares when their dim 0 is n(rank); ops propagate the mark. Ops without a
+ * split-invariant form stop on a batch share (MK_ASSERT). */
+typedef struct mk_nn_share {
+    int ranks, rank;
+    int (*allgather)(void *user, const void *mine, void *all, const size_t *counts, int ranks);
+    void *user;
+} mk_nn_share;
+/* Set (s copied; NULL: whole batches again) and the global batch size of the next inputs. */
+void mk_nn_graph_set_share(mk_nn_graph *g, const mk_nn_share *s, int64_t global_batch);
+/* Rank r's samples of a global batch of B over `ranks`: first index and count. */
+void mk_nn_share_range(int64_t B, int ranks, int r, int64_t *offset, int64_t *n);
 
 /* Name a node (the string must outlive the step; literals are fine) and look it up later. */
 mk_var *mk_nn_set_name(mk_var *v, const char *name);

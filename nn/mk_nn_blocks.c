@@ -135,6 +135,8 @@ mk_var *mk_nn_kd_kl(mk_nn_graph *g, mk_var *student, mk_var *teacher, mk_var *te
 static mk_var *scalar_node(mk_nn_graph *g, mk_op op, int nin, mk_var *const *in)
 {
     int64_t one = 1;
+    for (int i = 0; i < nin; i++) /* these losses reduce over the batch in one sum */
+        mk__whole_batch_only(g, in[i], mk_op_name(op));
     return mk__node(g, op, 1, &one, nin, in);
 }
 
@@ -361,7 +363,8 @@ mk_var *mk_nn_dice_loss_ex(mk_nn_graph *g, mk_var *logits, const int32_t *labels
     if (!logits)
         return NULL;
     MK_ASSERT((flags & ~(MK_NN_DICE_SQUARED | MK_NN_DICE_NO_BACKGROUND)) == 0);
-    mk_var *v = scalar_node(g, MK_OP_DICE_EX, 1, &logits);
+    int64_t one = 1; /* split-invariant: not through scalar_node's whole-batch guard */
+    mk_var *v = mk__node(g, MK_OP_DICE_EX, 1, &one, 1, &logits);
     if (!v)
         return NULL;
     int64_t n, c, S;
@@ -377,23 +380,36 @@ mk_var *mk_nn_dice_loss_ex(mk_nn_graph *g, mk_var *logits, const int32_t *labels
     double *I = acc, *P = acc + c, *G = acc + 2 * c;
     int sq = flags & MK_NN_DICE_SQUARED;
     double lp[MK_BLK_CMAX];
+    /* per-sample sums (I, P, G per class and the bad labels), added in global sample order
+     * (mk__fold_d): the batch Dice of the whole batch however it is split over processes */
+    const int64_t W = 3 * c + 1;
+    double *ps = mk__tmp(g, (size_t)(n + 1) * (size_t)W * sizeof(double));
+    if (!ps)
+        return NULL;
+    memset(ps, 0, (size_t)(n + 1) * (size_t)W * sizeof(double));
     for (int64_t q = 0; q < n * S; q++) {
         int64_t i = q / S, s = q % S;
+        double *pi = ps + i * W;
         log_softmax(logits->t.data + i * c * S + s, c, S, lp);
         int32_t y = lab[q];
         if (y < 0 || y >= c) {
-            g->bad_labels++;
+            pi[3 * c] += 1;
             y = -1;
         }
         for (int64_t k = 0; k < c; k++) {
             double pr = exp(lp[k]);
-            P[k] += sq ? pr * pr : pr;
+            pi[c + k] += sq ? pr * pr : pr;
             if (k == y) {
-                I[k] += pr;
-                G[k] += 1; /* g = g^2 for a one-hot target */
+                pi[k] += pr;
+                pi[2 * c + k] += 1; /* g = g^2 for a one-hot target */
             }
         }
     }
+    double *all = ps + n * W;
+    mk__fold_d(g, logits, ps, n, (size_t)W, all);
+    memcpy(acc, all, (size_t)(3 * c) * sizeof(double));
+    g->bad_labels += (long long)all[3 * c];
+    mk__tmp_release(g);
     double m = 0;
     for (int64_t k = k0; k < c; k++)
         m += (2 * I[k] + eps) / (P[k] + G[k] + eps);

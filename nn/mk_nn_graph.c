@@ -285,6 +285,89 @@ void mk_nn_graph_set_update_stats(mk_nn_graph *g, int on)
     g->update_stats = on;
 }
 
+void mk_nn_graph_set_share(mk_nn_graph *g, const mk_nn_share *s, int64_t global_batch)
+{
+    g->have_share = s != NULL && s->ranks > 1;
+    if (g->have_share) {
+        MK_ASSERT(s->allgather && s->rank >= 0 && s->rank < s->ranks && global_batch >= 0);
+        g->share = *s;
+    }
+    g->share_B = global_batch;
+}
+
+void mk_nn_share_range(int64_t B, int ranks, int r, int64_t *offset, int64_t *n)
+{
+    int64_t q = B / ranks, rem = B % ranks;
+    *n = q + (r < rem);
+    *offset = r * q + (r < rem ? r : rem);
+}
+
+int64_t mk__global_n(const mk_nn_graph *g, const mk_var *v, int64_t n)
+{
+    return g->have_share && v && v->batched ? g->share_B : n;
+}
+
+void mk__whole_batch_only(const mk_nn_graph *g, const mk_var *v, const char *op)
+{
+    if (g->have_share && v && v->batched) {
+        fprintf(stderr, "medkd: op %s has no split-invariant batch reduction (data-parallel)\n",
+                op);
+        MK_ASSERT(!"op not data-parallel");
+    }
+}
+
+/* The per-sample partials of the whole batch: this process's (no share) or every rank's gathered
+ * in rank order (= global sample order). Returns the buffer (part itself, or malloc'd: *own) and
+ * the sample count. */
+static const void *fold_gather(mk_nn_graph *g, const mk_var *v, const void *part, int64_t n,
+                               size_t bytes, int64_t *total, void **own)
+{
+    *own = NULL;
+    *total = n;
+    if (!(g->have_share && v && v->batched))
+        return part;
+    const mk_nn_share *s = &g->share;
+    int64_t off, nr;
+    mk_nn_share_range(g->share_B, s->ranks, s->rank, &off, &nr);
+    MK_ASSERT(nr == n); /* a batch share has this rank's count of the global batch */
+    size_t counts[1024];
+    MK_ASSERT(s->ranks <= 1024);
+    for (int r = 0; r < s->ranks; r++) {
+        mk_nn_share_range(g->share_B, s->ranks, r, &off, &nr);
+        counts[r] = (size_t)nr * bytes;
+    }
+    void *all = malloc(g->share_B > 0 ? (size_t)g->share_B * bytes : 1);
+    MK_ASSERT(all != NULL);
+    MK_ASSERT(s->allgather(s->user, part, all, counts, s->ranks) == 0);
+    *own = all;
+    *total = g->share_B;
+    return all;
+}
+
+void mk__fold_d(mk_nn_graph *g, const mk_var *v, const double *part, int64_t n, size_t len,
+                double *out)
+{
+    void *own;
+    int64_t N;
+    const double *p = fold_gather(g, v, part, n, len * sizeof(double), &N, &own);
+    for (int64_t s = 0; s < N; s++)
+        for (size_t i = 0; i < len; i++)
+            out[i] += p[(size_t)s * len + i];
+    free(own);
+}
+
+void mk__fold_f(mk_nn_graph *g, const mk_var *v, const float *part, int64_t n, size_t len,
+                float *out)
+{
+    void *own;
+    int64_t N;
+    const float *p = fold_gather(g, v, part, n, len * sizeof(float), &N, &own);
+    for (int64_t s = 0; s < N; s++)
+        for (size_t i = 0; i < len; i++)
+            out[i] += p[(size_t)s * len + i];
+    free(own);
+}
+
 void *mk__scratch(mk_nn_graph *g, size_t bytes)
 {
     void *p = mk_arena_alloc(&g->arena, bytes);
@@ -442,6 +525,8 @@ mk_var *mk__node(mk_nn_graph *g, mk_op op, int ndim, const int64_t *ne, int nin,
         v->in[i] = in[i];
         if (in[i]->requires_grad && !g->no_grad)
             v->requires_grad = 1;
+        if (in[i]->batched && ndim >= 2 && ne[0] == in[i]->t.ne[0])
+            v->batched = 1; /* a per-sample result of a batch share */
     }
     return v;
 }
@@ -472,6 +557,7 @@ mk_var *mk__node_alias(mk_nn_graph *g, mk_op op, mk_var *x, float *data)
     v->nin = 1;
     v->in[0] = x;
     v->requires_grad = x->requires_grad && !g->no_grad;
+    v->batched = x->batched;
     if (data == x->t.data) { /* the alias now owns a recyclable buffer */
         v->vslot_ = x->vslot_;
         x->vslot_ = 0;
@@ -519,6 +605,11 @@ mk_var *mk_nn_input(mk_nn_graph *g, const mk_tensor *t, int requires_grad)
         return NULL;
     mk_tensor_copy(&v->t, t);
     v->requires_grad = requires_grad && !g->no_grad;
+    if (g->have_share && t->ndim >= 2) {
+        int64_t off, n;
+        mk_nn_share_range(g->share_B, g->share.ranks, g->share.rank, &off, &n);
+        v->batched = t->ne[0] == n;
+    }
     return v;
 }
 

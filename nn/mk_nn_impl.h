@@ -29,6 +29,9 @@ struct mk_nn_graph {
     uint64_t kink_side;
     long long kinks;
     mk_rng rng;
+    int have_share;
+    mk_nn_share share;
+    int64_t share_B; /* the global batch the share splits */
 };
 
 typedef void (*mk_backward_fn)(mk_nn_graph *g, mk_var *v);
@@ -72,5 +75,17 @@ void mk__mel_backward(mk_nn_graph *g, mk_var *v);
 void mk__dice_ex_backward(mk_nn_graph *g, mk_var *v);
 
 const struct mk_op_info *mk__op_info(mk_op op);
+
+/* Batch reductions (see mk_nn_share): part holds n per-sample partial vectors of len values, this
+ * process's samples in order; out[i] += part_s[i] for every sample s of the batch in global order
+ * (the gathered partials of every rank when v is a batch share, else the n given). */
+void mk__fold_d(mk_nn_graph *g, const mk_var *v, const double *part, int64_t n, size_t len,
+                double *out);
+void mk__fold_f(mk_nn_graph *g, const mk_var *v, const float *part, int64_t n, size_t len,
+                float *out);
+/* Samples of the whole batch v is part of (n when v is not a batch share). */
+int64_t mk__global_n(const mk_nn_graph *g, const mk_var *v, int64_t n);
+/* Stops when v is a batch share: for ops that have no split-invariant reduction yet. */
+void mk__whole_batch_only(const mk_nn_graph *g, const mk_var *v, const char *op);
 
 #endif

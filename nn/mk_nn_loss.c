@@ -46,6 +46,13 @@ static int loss_threads(const mk_nn_graph *g, int64_t work)
     return work < 32768 ? 1 : mk_nn_graph_threads(g);
 }
 
+/* Samples of a loss input: dim 0 of a batch (ndim >= 2), else the whole tensor is one. The
+ * per-sample sums are added in sample order (mk__fold_d), the same however a batch is split. */
+static int64_t sample_count(const mk_var *v)
+{
+    return v->t.ndim >= 2 && v->t.ne[0] > 0 ? v->t.ne[0] : 1;
+}
+
 /* ---------------------------------------------------------------- cross-entropy */
 
 mk_var *mk_nn_cross_entropy(mk_nn_graph *g, mk_var *logits, const int32_t *labels,
@@ -68,17 +75,21 @@ mk_var *mk_nn_cross_entropy(mk_nn_graph *g, mk_var *logits, const int32_t *label
     }
     if (!lab || (weight && !w))
         return NULL;
-    int64_t P = n * S;
-    int nb = P < NB ? (int)P : NB;
-    double *part = mk__tmp(g, (size_t)(3 * NB) * sizeof(double));
+    /* per sample: fixed position blocks (partials added in block order), then the samples' sums
+     * added in global sample order (mk__fold_d): the loss of the whole batch, the same bits
+     * however it is split over processes or threads */
+    int nb = S < NB ? (int)S : NB;
+    double *part = mk__tmp(g, (size_t)(3 * nb * n + 3 * n + 3) * sizeof(double));
     if (!part)
         return NULL;
-#pragma omp parallel for num_threads(loss_threads(g, P *c)) schedule(static)
-    for (int b = 0; b < nb; b++) {
+    double *ps = part + 3 * nb * n, *tot3 = ps + 3 * n;
+#pragma omp parallel for num_threads(loss_threads(g, n *S *c)) schedule(static)
+    for (int64_t u = 0; u < n * nb; u++) {
+        int64_t i = u / nb;
+        int b = (int)(u % nb);
         double t = 0, ws = 0, bad = 0;
-        for (int64_t p = blk_lo(P, nb, b); p < blk_lo(P, nb, b + 1); p++) {
-            int64_t i = p / S, s = p % S;
-            int32_t y = lab[p];
+        for (int64_t s = blk_lo(S, nb, b); s < blk_lo(S, nb, b + 1); s++) {
+            int32_t y = lab[i * S + s];
             if (y == ignore_index)
                 continue;
             if (y < 0 || y >= c) {
@@ -90,16 +101,18 @@ mk_var *mk_nn_cross_entropy(mk_nn_graph *g, mk_var *logits, const int32_t *label
             t += wy * (lse(z, c, S, 1.0) - z[y * S]);
             ws += wy;
         }
-        part[3 * b] = t;
-        part[3 * b + 1] = ws;
-        part[3 * b + 2] = bad;
+        part[3 * u] = t;
+        part[3 * u + 1] = ws;
+        part[3 * u + 2] = bad;
     }
-    double tot = 0, wsum = 0;
-    for (int b = 0; b < nb; b++) {
-        tot += part[3 * b];
-        wsum += part[3 * b + 1];
-        g->bad_labels += (long long)part[3 * b + 2];
-    }
+    memset(ps, 0, (size_t)(3 * n + 3) * sizeof(double));
+    for (int64_t i = 0; i < n; i++)
+        for (int b = 0; b < nb; b++)
+            for (int k = 0; k < 3; k++)
+                ps[3 * i + k] += part[3 * (i * nb + b) + k];
+    mk__fold_d(g, logits, ps, n, 3, tot3);
+    double tot = tot3[0], wsum = tot3[1];
+    g->bad_labels += (long long)tot3[2];
     mk__tmp_release(g);
     v->aux = lab;
     v->aux2 = w;
@@ -158,20 +171,24 @@ mk_var *mk_nn_dice_loss(mk_nn_graph *g, mk_var *logits, const int32_t *labels, f
     MK_ASSERT(c <= 64);
     memset(acc, 0, (size_t)(3 * c) * sizeof(double));
     double *I = acc, *P = acc + c, *G = acc + 2 * c;
-    int64_t NP = n * S;
-    int nb = NP < NB ? (int)NP : NB;
-    double *part = mk__tmp(g, (size_t)nb * (size_t)(3 * c + 1) * sizeof(double));
+    /* per sample: fixed position blocks, then the samples' sums added in global sample order
+     * (mk__fold_d): the batch Dice of the whole batch however it is split */
+    const int64_t W = 3 * c + 1;
+    int nb = S < NB ? (int)S : NB;
+    double *part = mk__tmp(g, (size_t)(nb * n + n + 1) * (size_t)W * sizeof(double));
     if (!part)
         return NULL;
-#pragma omp parallel for num_threads(loss_threads(g, NP *c)) schedule(static)
-    for (int b = 0; b < nb; b++) {
-        double *pb = part + (size_t)b * (size_t)(3 * c + 1);
-        memset(pb, 0, (size_t)(3 * c + 1) * sizeof(double));
-        for (int64_t p = blk_lo(NP, nb, b); p < blk_lo(NP, nb, b + 1); p++) {
-            int64_t i = p / S, s = p % S;
+    double *ps = part + (size_t)nb * n * W, *all = ps + (size_t)n * W;
+#pragma omp parallel for num_threads(loss_threads(g, n *S *c)) schedule(static)
+    for (int64_t u = 0; u < n * nb; u++) {
+        int64_t i = u / nb;
+        int b = (int)(u % nb);
+        double *pb = part + (size_t)u * W;
+        memset(pb, 0, (size_t)W * sizeof(double));
+        for (int64_t s = blk_lo(S, nb, b); s < blk_lo(S, nb, b + 1); s++) {
             const float *z = logits->t.data + i * c * S + s;
             double l = lse(z, c, S, 1.0);
-            int32_t y = lab[p];
+            int32_t y = lab[i * S + s];
             if (y < 0 || y >= c) {
                 pb[3 * c] += 1;
                 y = -1;
@@ -186,12 +203,14 @@ mk_var *mk_nn_dice_loss(mk_nn_graph *g, mk_var *logits, const int32_t *labels, f
             }
         }
     }
-    for (int b = 0; b < nb; b++) {
-        const double *pb = part + (size_t)b * (size_t)(3 * c + 1);
-        for (int64_t k = 0; k < 3 * c; k++)
-            acc[k] += pb[k];
-        g->bad_labels += (long long)pb[3 * c];
-    }
+    memset(ps, 0, (size_t)(n + 1) * W * sizeof(double));
+    for (int64_t i = 0; i < n; i++)
+        for (int b = 0; b < nb; b++)
+            for (int64_t k = 0; k < W; k++)
+                ps[i * W + k] += part[(i * nb + b) * W + k];
+    mk__fold_d(g, logits, ps, n, (size_t)W, all);
+    memcpy(acc, all, (size_t)(3 * c) * sizeof(double));
+    g->bad_labels += (long long)all[3 * c];
     mk__tmp_release(g);
     double m = 0;
     for (int64_t k = 0; k < c; k++)
@@ -256,13 +275,28 @@ static mk_var *pair_loss(mk_nn_graph *g, mk_op op, mk_var *a, mk_var *b)
     mk_var *v = scalar_node(g, op, 2, in);
     if (!v)
         return NULL;
-    int64_t n = mk__numel(a);
-    double s = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = (double)a->t.data[i] - b->t.data[i];
-        s += op == MK_OP_MSE ? d * d : fabs(d);
+    int64_t n = mk__numel(a), ns = sample_count(a), per = n / ns;
+    double *ps = mk__tmp(g, (size_t)(ns + 1) * sizeof(double));
+    if (!ps)
+        return NULL;
+    for (int64_t i = 0; i < ns; i++) {
+        double s = 0;
+        for (int64_t k = i * per; k < (i + 1) * per; k++) {
+            double d = (double)a->t.data[k] - b->t.data[k];
+            s += op == MK_OP_MSE ? d * d : fabs(d);
+        }
+        ps[i] = s;
     }
-    v->t.data[0] = (float)(s / (double)n);
+    double *tot = ps + ns;
+    *tot = 0;
+    mk__fold_d(g, a, ps, ns, 1, tot);
+    double *cnt = mk__scratch(g, sizeof(double)); /* elements of the whole batch */
+    if (!cnt)
+        return NULL;
+    *cnt = (double)(mk__global_n(g, a, ns) * per);
+    v->aux = cnt;
+    v->t.data[0] = (float)(*tot / *cnt);
+    mk__tmp_release(g);
     return v;
 }
 
@@ -284,7 +318,7 @@ static void pair_backward(mk_nn_graph *g, mk_var *v)
     float *db = b->requires_grad ? mk__grad(g, b) : NULL;
     if (g->oom)
         return;
-    float f = v->grad[0] / (float)n;
+    float f = (float)(v->grad[0] / *(const double *)v->aux);
     for (int64_t i = 0; i < n; i++) {
         float d = a->t.data[i] - b->t.data[i];
         float gi = v->op == MK_OP_MSE ? 2.0f * d * f : (d > 0 ? f : d < 0 ? -f : 0.0f);
@@ -320,7 +354,9 @@ mk_var *mk_nn_kl_div(mk_nn_graph *g, mk_var *student, mk_var *teacher, mk_var *t
     if (!v)
         return NULL;
     int64_t S = sp[0] * sp[1] * sp[2];
-    double tot = 0;
+    double *ps = mk__tmp(g, (size_t)(n + 1) * sizeof(double));
+    if (!ps)
+        return NULL;
     for (int64_t i = 0; i < n; i++) {
         /* one temperature for the batch, or one per sample (CTKD instance-wise) */
         double T = temperature->t.data[nT == 1 ? 0 : i], iT = 1.0 / T, ti = 0;
@@ -333,9 +369,14 @@ mk_var *mk_nn_kl_div(mk_nn_graph *g, mk_var *student, mk_var *teacher, mk_var *t
                 ti += exp(lpt) * (lpt - lps);
             }
         }
-        tot += T * T * ti;
+        ps[i] = T * T * ti;
     }
-    v->t.data[0] = (float)(tot / (double)(n * S));
+    /* the samples' terms added in global sample order (mk__fold_d) */
+    double *tot = ps + n;
+    *tot = 0;
+    mk__fold_d(g, student, ps, n, 1, tot);
+    v->t.data[0] = (float)(*tot / (double)(mk__global_n(g, student, n) * S));
+    mk__tmp_release(g);
     return v;
 }
 
@@ -350,10 +391,13 @@ void mk__kl_backward(mk_nn_graph *g, mk_var *v)
     int64_t n, c, sp[3];
     mk__dims(st, &n, &c, sp);
     int64_t S = sp[0] * sp[1] * sp[2], nT = mk__numel(tv);
-    double M = (double)(n * S), up = v->grad[0];
+    double M = (double)(mk__global_n(g, st, n) * S), up = v->grad[0];
     double lps[64], lpt[64];
     MK_ASSERT(c <= 64);
-    double gT = 0; /* the shared temperature's gradient, summed over the samples */
+    /* the shared temperature's gradient: the samples' terms added in global sample order */
+    double *gTs = mk__tmp(g, (size_t)(n + 1) * sizeof(double));
+    if (!gTs)
+        return;
     for (int64_t i = 0; i < n; i++) {
         double T = tv->t.data[nT == 1 ? 0 : i], iT = 1.0 / T;
         double ksum = 0, cross = 0; /* sum K_pos, sum_c((p_s-p_t) s + p_t (lpt-lps-K) t) */
@@ -379,13 +423,15 @@ void mk__kl_backward(mk_nn_graph *g, mk_var *v)
             }
         }
         double gi = up * (2.0 * T * ksum / M - cross / M);
-        if (dT && nT == 1)
-            gT += gi;
-        else if (dT)
+        gTs[i] = gi;
+        if (dT && nT != 1)
             dT[i] += (float)gi;
     }
-    if (dT && nT == 1)
-        dT[0] += (float)gT;
+    if (dT && nT == 1) {
+        gTs[n] = 0;
+        mk__fold_d(g, st, gTs, n, 1, gTs + n);
+        dT[0] += (float)gTs[n];
+    }
 }
 
 /* ---------------------------------------------------------------- adversarial */
@@ -398,16 +444,31 @@ static mk_var *adv_loss(mk_nn_graph *g, mk_op op, mk_var *d, float target)
     if (!v)
         return NULL;
     v->fp[0] = target;
-    int64_t n = mk__numel(d);
-    double s = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double x = d->t.data[i];
-        if (op == MK_OP_ADV_LS)
-            s += (x - target) * (x - target);
-        else
-            s += (x > 0 ? x : 0) + log1p(exp(-fabs(x))) - target * x;
+    int64_t n = mk__numel(d), ns = sample_count(d), per = n / ns;
+    double *ps = mk__tmp(g, (size_t)(ns + 1) * sizeof(double));
+    if (!ps)
+        return NULL;
+    for (int64_t i = 0; i < ns; i++) {
+        double s = 0;
+        for (int64_t k = i * per; k < (i + 1) * per; k++) {
+            double x = d->t.data[k];
+            if (op == MK_OP_ADV_LS)
+                s += (x - target) * (x - target);
+            else
+                s += (x > 0 ? x : 0) + log1p(exp(-fabs(x))) - target * x;
+        }
+        ps[i] = s;
     }
-    v->t.data[0] = (float)(s / (double)n);
+    double *tot = ps + ns;
+    *tot = 0;
+    mk__fold_d(g, d, ps, ns, 1, tot);
+    double *cnt = mk__scratch(g, sizeof(double)); /* elements of the whole batch */
+    if (!cnt)
+        return NULL;
+    *cnt = (double)(mk__global_n(g, d, ns) * per);
+    v->aux = cnt;
+    v->t.data[0] = (float)(*tot / *cnt);
+    mk__tmp_release(g);
     return v;
 }
 
@@ -428,7 +489,7 @@ static void adv_backward(mk_nn_graph *g, mk_var *v)
     if (!dd)
         return;
     int64_t n = mk__numel(d);
-    double f = v->grad[0] / (double)n, t = v->fp[0];
+    double f = v->grad[0] / *(const double *)v->aux, t = v->fp[0];
     for (int64_t i = 0; i < n; i++) {
         double x = d->t.data[i];
         double sg = x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x));

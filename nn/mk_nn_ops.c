@@ -3,6 +3,7 @@
  * reaches a node from several consumers is summed. Reductions accumulate in double in a fixed
  * order, so results depend only on the thread count (static OpenMP schedules). */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mk_nn_impl.h"
@@ -84,6 +85,56 @@ mk_var *mk_nn_conv(mk_nn_graph *g, mk_var *x, mk_var *w, mk_var *b, const int *s
     return v;
 }
 
+/* dw += the weight gradient of conv s, one partial per sample added in global sample order
+ * (mk__fold_f): the same bits however the batch is split. x: the conv's input, dy: the gradient
+ * of its output; v: the node (its batch mark). */
+static void wgrad_fold(mk_nn_graph *g, const mk_var *v, const mk_conv_shape *s, const float *x,
+                       const float *dy, float *dw, void *ws)
+{
+    if (!dw || g->oom)
+        return;
+    const size_t vin = (size_t)s->in[0] * s->in[1] * s->in[2];
+    const size_t vout = (size_t)s->out[0] * s->out[1] * s->out[2];
+    const size_t nw = (size_t)s->cout * s->cin * s->k[0] * s->k[1] * s->k[2];
+    float *part = malloc((size_t)s->n * nw * sizeof(float));
+    if (!part) {
+        g->oom = 1;
+        return;
+    }
+    memset(part, 0, (size_t)s->n * nw * sizeof(float));
+    mk_conv_shape one = *s;
+    one.n = 1;
+    for (int i = 0; i < s->n; i++)
+        mk_conv_bwd_weight(&one, x + (size_t)i * s->cin * vin, dy + (size_t)i * s->cout * vout,
+                           part + (size_t)i * nw, NULL, ws, g->threads);
+    mk__fold_f(g, v, part, s->n, nw, dw);
+    free(part);
+}
+
+/* db[c] += sum of gy over the batch and space, per-sample partials in double (mk__fold_d). */
+static void bias_fold(mk_nn_graph *g, const mk_var *v, const float *gy, float *db)
+{
+    if (!db || g->oom)
+        return;
+    int64_t n, c, sp[3];
+    mk__dims(v, &n, &c, sp);
+    int64_t S = sp[0] * sp[1] * sp[2];
+    double *part = mk__tmp(g, (size_t)(n * c + c) * sizeof(double));
+    if (!part)
+        return;
+    double *acc = part + n * c;
+    for (int64_t i = 0; i < n * c; i++) {
+        double a = 0;
+        for (int64_t k = 0; k < S; k++)
+            a += gy[i * S + k];
+        part[i] = a;
+    }
+    memset(acc, 0, (size_t)c * sizeof(double));
+    mk__fold_d(g, v, part, n, (size_t)c, acc);
+    for (int64_t ch = 0; ch < c; ch++)
+        db[ch] += (float)acc[ch];
+}
+
 static void conv_backward(mk_nn_graph *g, mk_var *v)
 {
     const mk_conv_shape *s = v->aux2;
@@ -97,17 +148,10 @@ static void conv_backward(mk_nn_graph *g, mk_var *v)
             return;
         mk_conv_bwd_data(s, v->grad, w->t.data, dx, ws, g->threads);
     }
-    if (want(w) || want(b)) {
-        float *dw = want(w) ? mk__grad(g, w) : mk__tmp(g, (size_t)mk__numel(w) * 4);
-        float *db = NULL;
-        if (want(b))
-            db = mk__grad(g, b);
-        if (!dw || (want(b) && !db))
-            return;
-        if (!want(w))
-            memset(dw, 0, (size_t)mk__numel(w) * 4);
-        mk_conv_bwd_weight(s, x->t.data, v->grad, dw, db, ws, g->threads);
-    }
+    if (want(w))
+        wgrad_fold(g, v, s, x->t.data, v->grad, mk__grad(g, w), ws);
+    if (want(b))
+        bias_fold(g, v, v->grad, mk__grad(g, b));
 }
 
 mk_var *mk_nn_conv_transpose(mk_nn_graph *g, mk_var *x, mk_var *w, mk_var *b, const int *stride,
@@ -178,29 +222,10 @@ static void convt_backward(mk_nn_graph *g, mk_var *v)
         for (int64_t i = 0; i < nx; i++)
             dx[i] += tmp[i];
     }
-    if (want(w)) {
-        float *dw = mk__grad(g, w);
-        if (!dw)
-            return;
-        mk_conv_bwd_weight(s, v->grad, x->t.data, dw, NULL, ws, g->threads);
-    }
-    if (want(b)) {
-        float *db = mk__grad(g, b);
-        if (!db)
-            return;
-        int64_t n, c, sp[3];
-        mk__dims(v, &n, &c, sp);
-        int64_t S = sp[0] * sp[1] * sp[2];
-        for (int64_t ch = 0; ch < c; ch++) {
-            double acc = 0;
-            for (int64_t i = 0; i < n; i++) {
-                const float *gy = v->grad + (i * c + ch) * S;
-                for (int64_t k = 0; k < S; k++)
-                    acc += gy[k];
-            }
-            db[ch] += (float)acc;
-        }
-    }
+    if (want(w))
+        wgrad_fold(g, v, s, v->grad, x->t.data, mk__grad(g, w), ws);
+    if (want(b))
+        bias_fold(g, v, v->grad, mk__grad(g, b));
 }
 
 /* ---------------------------------------------------------------- pooling */
@@ -650,13 +675,33 @@ static mk_var *norm_forward(mk_nn_graph *g, mk_op op, mk_var *x, mk_var *gamma, 
         return NULL;
     int batch_stats = op == MK_OP_INSTNORM || g->training || !rm || !rv;
     v->ip[0] = batch_stats;
-    if (batch_stats) {
-        int update = op == MK_OP_BATCHNORM && g->training && g->update_stats && rm && rv;
-        int64_t M = L.R * L.S;
-#pragma omp parallel for num_threads(nthreads(g, L.G *M)) schedule(static)
+    if (batch_stats && op == MK_OP_BATCHNORM) {
+        /* per-sample sums added in global sample order (mk__fold_d): the statistics of the whole
+         * batch, the same bits however it is split over processes */
+        int update = g->training && g->update_stats && rm && rv;
+        int64_t M = mk__global_n(g, x, n) * L.S;
+        double *part = mk__tmp(g, (size_t)(L.R + 2) * L.G * sizeof(double));
+        if (!part)
+            return NULL;
+        double *sum = part + L.R * L.G, *sq = sum + L.G;
+        int nt = nthreads(g, L.G * L.R * L.S);
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int64_t j = 0; j < L.G; j++)
+            for (int64_t r = 0; r < L.R; r++)
+                part[r * L.G + j] = red_sum(x->t.data + r * L.stride_r + j * L.S, L.S);
+        memset(sum, 0, (size_t)(2 * L.G) * sizeof(double));
+        mk__fold_d(g, x, part, L.R, (size_t)L.G, sum);
+#pragma omp parallel for num_threads(nt) schedule(static)
         for (int64_t j = 0; j < L.G; j++) {
-            double m, var;
-            norm_stats(x->t.data, &L, j, &m, &var);
+            float mf = (float)(sum[j] / (double)M);
+            for (int64_t r = 0; r < L.R; r++)
+                part[r * L.G + j] = red_sqdev(x->t.data + r * L.stride_r + j * L.S, L.S, mf);
+        }
+        mk__fold_d(g, x, part, L.R, (size_t)L.G, sq);
+        for (int64_t j = 0; j < L.G; j++) {
+            double m = sum[j] / (double)M;
+            double dm = m - (double)(float)m; /* sum (x - mf)^2 = sum (x - m)^2 + M dm^2 */
+            double var = sq[j] / (double)M - dm * dm;
             mean[j] = (float)m;
             invstd[j] = (float)(1.0 / sqrt(var + eps));
             if (update) {
@@ -664,6 +709,15 @@ static mk_var *norm_forward(mk_nn_graph *g, mk_op op, mk_var *x, mk_var *gamma, 
                 rm->value.data[j] = (1 - momentum) * rm->value.data[j] + momentum * (float)m;
                 rv->value.data[j] = (1 - momentum) * rv->value.data[j] + momentum * (float)unb;
             }
+        }
+        mk__tmp_release(g);
+    } else if (batch_stats) { /* instance norm: every group is one sample's */
+#pragma omp parallel for num_threads(nthreads(g, L.G *L.R *L.S)) schedule(static)
+        for (int64_t j = 0; j < L.G; j++) {
+            double m, var;
+            norm_stats(x->t.data, &L, j, &m, &var);
+            mean[j] = (float)m;
+            invstd[j] = (float)(1.0 / sqrt(var + eps));
         }
     } else {
         for (int64_t j = 0; j < L.G; j++) {
@@ -703,17 +757,43 @@ static void norm_backward(mk_nn_graph *g, mk_var *v)
         return;
     int64_t M = L.R * L.S;
     int batch_stats = v->ip[0];
-#pragma omp parallel for num_threads(nthreads(g, L.G *M)) schedule(static)
+    int bn = v->op == MK_OP_BATCHNORM;
+    int nt = nthreads(g, L.G * M);
+    if (bn) {
+        /* per-sample sums of dy and dy*xhat, added in global sample order (mk__fold_d) */
+        M = mk__global_n(g, x, n) * L.S;
+        double *part = mk__tmp(g, (size_t)L.R * 2 * L.G * sizeof(double));
+        double *both = mk__tmp(g, (size_t)2 * L.G * sizeof(double));
+        if (!part || !both)
+            return;
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int64_t j = 0; j < L.G; j++)
+            for (int64_t r = 0; r < L.R; r++) {
+                double a = 0, b = 0;
+                red_dy(v->grad + r * L.stride_r + j * L.S, x->t.data + r * L.stride_r + j * L.S,
+                       L.S, mean[j], invstd[j], &a, &b);
+                part[(r * L.G + j) * 2] = a;
+                part[(r * L.G + j) * 2 + 1] = b;
+            }
+        memset(both, 0, (size_t)2 * L.G * sizeof(double));
+        mk__fold_d(g, x, part, L.R, (size_t)(2 * L.G), both);
+        for (int64_t j = 0; j < L.G; j++) {
+            sdy[j] = both[2 * j];
+            sdyx[j] = both[2 * j + 1];
+        }
+    }
+#pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t j = 0; j < L.G; j++) {
-        double a = 0, b = 0;
         float m = mean[j], is = invstd[j];
-        for (int64_t r = 0; r < L.R; r++)
-            red_dy(v->grad + r * L.stride_r + j * L.S, x->t.data + r * L.stride_r + j * L.S, L.S, m,
-                   is, &a, &b);
-        sdy[j] = a;
-        sdyx[j] = b;
+        if (!bn) {
+            double a = 0, b = 0;
+            red_dy(v->grad + j * L.S, x->t.data + j * L.S, L.S, m, is, &a, &b);
+            sdy[j] = a;
+            sdyx[j] = b;
+        }
         if (!dx)
             continue;
+        double a = sdy[j], b = sdyx[j];
         float gm = gamma ? gamma->t.data[j % L.C] : 1.0f;
         if (batch_stats) {
             /* dx = gamma*invstd/M * (M dy - sum dy - xhat sum(dy xhat)) */
@@ -738,11 +818,37 @@ static void norm_backward(mk_nn_graph *g, mk_var *v)
             }
         }
     }
-    for (int64_t j = 0; j < L.G; j++) {
+    if (bn) {
+        for (int64_t j = 0; j < L.G; j++) {
+            if (dg)
+                dg[j] += (float)sdyx[j];
+            if (db)
+                db[j] += (float)sdy[j];
+        }
+        return;
+    }
+    /* instance norm: groups j = sample * C + channel share an affine entry per channel; the
+     * samples' float sums are added in global sample order (mk__fold_f) */
+    if (dg || db) {
+        float *pf = mk__tmp(g, (size_t)(2 * L.G) * sizeof(float));
+        float *both = mk__tmp(g, (size_t)(2 * L.C) * sizeof(float));
+        if (!pf || !both)
+            return;
+        for (int64_t j = 0; j < L.G; j++) {
+            int64_t i = j / L.C, ch = j % L.C;
+            pf[(i * 2) * L.C + ch] = (float)sdyx[j];
+            pf[(i * 2 + 1) * L.C + ch] = (float)sdy[j];
+        }
+        memset(both, 0, (size_t)(2 * L.C) * sizeof(float));
         if (dg)
-            dg[j % L.C] += (float)sdyx[j];
+            memcpy(both, dg, (size_t)L.C * sizeof(float));
         if (db)
-            db[j % L.C] += (float)sdy[j];
+            memcpy(both + L.C, db, (size_t)L.C * sizeof(float));
+        mk__fold_f(g, x, pf, n, (size_t)(2 * L.C), both);
+        if (dg)
+            memcpy(dg, both, (size_t)L.C * sizeof(float));
+        if (db)
+            memcpy(db, both + L.C, (size_t)L.C * sizeof(float));
     }
 }
 
@@ -1041,6 +1147,7 @@ mk_var *mk_nn_dropout(mk_nn_graph *g, mk_var *x, float p)
         memcpy(v->t.data, x->t.data, (size_t)n * sizeof(float));
         return v;
     }
+    mk__whole_batch_only(g, x, "dropout"); /* its draws run over the whole tensor */
     unsigned char *mask = mk__scratch(g, (size_t)n);
     if (!mask)
         return NULL;
@@ -1126,6 +1233,7 @@ mk_var *mk_nn_sum(mk_nn_graph *g, mk_var *x)
     mk_var *v = mk__node(g, MK_OP_SUM, 1, &one, 1, &x);
     if (!v)
         return NULL;
+    mk__whole_batch_only(g, x, "sum");
     double s = 0;
     int64_t n = mk__numel(x);
     for (int64_t i = 0; i < n; i++)

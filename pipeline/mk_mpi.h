@@ -16,6 +16,7 @@
 #include <stddef.h>
 
 #include "core/mk_status.h"
+#include "stages/mk_stages.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,6 +29,9 @@ const char *mk_mpi_library(void);
 /* Joins the launcher's MPI world when there is one (0), or stays a world of one (0); -1 when
  * MPI_Init failed (message on stderr). */
 int mk_mpi_init(int *argc, char ***argv);
+/* In a build without MPI: the process count of the launcher that started this process when it
+ * is more than one (each would run the whole job alone), else 0. Always 0 with MPI. */
+int mk_mpi_unjoined(void);
 /* Rank and size of the world (0 and 1 outside MPI). */
 int mk_mpi_rank(void);
 int mk_mpi_size(void);
@@ -37,6 +41,12 @@ int mk_mpi_finish(int code);
  * buffers in rank order and counts[r] (malloc'd, size() entries) their lengths; elsewhere both
  * are NULL. */
 mk_status mk_mpi_gather_bytes(mk_ctx *ctx, const void *buf, size_t n, char **all, size_t **counts);
+
+/* The world as data-parallel training sees it (allgather, max, abort over MPI_COMM_WORLD), or
+ * NULL in a world of one. Static. */
+const mk_stage_dist *mk_mpi_dist(void);
+/* The largest v over the ranks (a collective; v itself in a world of one). */
+int mk_mpi_max_int(int v);
 
 #ifdef __cplusplus
 }

@@ -23,6 +23,7 @@
 
 #include "../core/mk_status.h"
 #include "../config/mk_config.h"
+#include "../stages/mk_stages.h"
 
 struct mk_method;
 struct mk_stage_entry;
@@ -39,6 +40,10 @@ typedef struct mk_run_env {
     int stage_index;                    /* checks: index of `stage` in run.stages */
     int from;                           /* checks: the first stage of run.stages still to run */
     char config_hash[40]; /* the resolved config's hash (provenance.json), set at the run's start */
+    /* data-parallel training under an MPI launcher (pipeline/mk_mpi.h; NULL: one process): every
+     * rank runs the training stages on its share of each batch; rank 0 alone runs the other
+     * stages and writes the run directory */
+    const mk_stage_dist *dist;
 } mk_run_env;
 
 typedef struct mk_stage_entry {

@@ -11,6 +11,7 @@
 #endif
 
 static int g_rank = 0, g_size = 1, g_on = 0;
+static int g_unjoined = 0; /* a build without MPI started as one of this many processes */
 
 int mk_mpi_built(void)
 {
@@ -62,12 +63,18 @@ int mk_mpi_init(int *argc, char ***argv)
 #else
     (void)argc;
     (void)argv;
-    const char *n = getenv("OMPI_COMM_WORLD_SIZE");
-    if (n && atoi(n) > 1)
-        fprintf(stderr, "pipeline: started by an MPI launcher, but this build has no MPI: every "
-                        "process runs alone (rebuild with MPI, -DMK_MPI=ON)\n");
+    static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0] && g_unjoined < 2; i++) {
+        const char *n = getenv(vars[i]);
+        g_unjoined = n ? atoi(n) : 0;
+    }
 #endif
     return 0;
+}
+
+int mk_mpi_unjoined(void)
+{
+    return g_unjoined > 1 ? g_unjoined : 0;
 }
 
 int mk_mpi_rank(void)
@@ -167,4 +174,71 @@ mk_status mk_mpi_gather_bytes(mk_ctx *ctx, const void *buf, size_t n, char **all
         *counts = NULL;
     }
     return st;
+}
+
+int mk_mpi_max_int(int v)
+{
+#ifdef MK_HAVE_MPI
+    if (g_on) {
+        int all = v;
+        MPI_Allreduce(&v, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        return all;
+    }
+#endif
+    return v;
+}
+
+#ifdef MK_HAVE_MPI
+static int dist_allgather(void *user, const void *mine, void *all, const size_t *counts, int ranks)
+{
+    (void)user;
+    int cnt[1024], disp[1024];
+    size_t total = 0;
+    if (ranks > 1024)
+        return -1;
+    for (int r = 0; r < ranks; r++) {
+        if (counts[r] > (size_t)INT_MAX || total > (size_t)INT_MAX - counts[r])
+            return -1;
+        cnt[r] = (int)counts[r];
+        disp[r] = (int)total;
+        total += counts[r];
+    }
+    return MPI_Allgatherv(mine, cnt[g_rank], MPI_BYTE, all, cnt, disp, MPI_BYTE, MPI_COMM_WORLD) ==
+                   MPI_SUCCESS
+               ? 0
+               : -1;
+}
+
+static int dist_max(void *user, int v)
+{
+    (void)user;
+    return mk_mpi_max_int(v);
+}
+
+static void dist_abort(void *user, int code, const char *msg)
+{
+    (void)user;
+    fprintf(stderr, "error (rank %d of %d): %s\npipeline: stopping every rank of the job\n", g_rank,
+            g_size, msg);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, code);
+}
+#endif
+
+const mk_stage_dist *mk_mpi_dist(void)
+{
+#ifdef MK_HAVE_MPI
+    static mk_stage_dist d;
+    if (!g_on || g_size < 2)
+        return NULL;
+    d.share.ranks = g_size;
+    d.share.rank = g_rank;
+    d.share.allgather = dist_allgather;
+    d.share.user = NULL;
+    d.max_int = dist_max;
+    d.abort = dist_abort;
+    return &d;
+#else
+    return NULL;
+#endif
 }

@@ -88,6 +88,7 @@ mk_status mk_run_common(mk_run_env *env, mk_stage_common *c)
     c->seed = (uint64_t)env->seed;
     c->threads = env->threads > 0 ? env->threads : 1;
     c->resume = env->resume;
+    c->dist = env->dist;
     mk_status st = mk_cfg_bind(env->ctx, cfg, mk_run_section.name, c);
     if (st == MK_OK)
         st = mk_cfg_bind(env->ctx, cfg, mk_data_section.name, c);

@@ -733,9 +733,53 @@ static mk_status check_run_dir(mk_run_env *env, char *forced, size_t nforced)
     return MK_OK;
 }
 
+/* Under data parallelism every training stage must have a split-invariant step. */
+static mk_status check_dist(mk_run_env *env)
+{
+    if (!env->dist)
+        return MK_OK;
+    const mk_cfg *cfg = env->cfg;
+    char which[512] = "";
+    int ns;
+    const mk_stage_entry *all = mk_runner_stages(&ns);
+    for (int k = 0; k < ns; k++)
+        if (all[k].method && all[k].method->data_parallel)
+            snprintf(which + strlen(which), sizeof which - strlen(which), "%s%s",
+                     *which ? ", " : "", all[k].name);
+    for (int i = 0; i < mk_cfg_list_len(cfg, "run.stages"); i++) {
+        const mk_stage_entry *s = mk_runner_find_stage(mk_cfg_list_str(cfg, "run.stages", i));
+        if (s && s->method && !s->method->data_parallel)
+            return mk_err(env->ctx, MK_ERR_CONFIG,
+                          "%s:%d: key 'run.stages'[%d]: stage \"%s\" does not train on %d MPI "
+                          "ranks yet (data-parallel today: %s; docs/scaling.md): run it as one "
+                          "process",
+                          mk_cfg_path(cfg), mk_cfg_line(cfg, "run.stages"), i, s->name,
+                          env->dist->share.ranks, which);
+    }
+    return MK_OK;
+}
+
+/* Under data parallelism: all ranks go on, or all stop (a collective; see mk_stage_dist). */
+static mk_status agree(mk_run_env *env, mk_status st, const char *what)
+{
+    if (!env->dist)
+        return st;
+    int bad = env->dist->max_int(env->dist->share.user, st != MK_OK);
+    if (bad && st == MK_OK)
+        return mk_err(env->ctx, MK_ERR_ABORTED, "%s failed on another rank", what);
+    return st;
+}
+
+static int primary(const mk_run_env *env)
+{
+    return !env->dist || env->dist->share.rank == 0;
+}
+
 static mk_status precheck(mk_run_env *env, int with_run_dir, char *forced, size_t nforced)
 {
     mk_status st = mk_runner_check(env->ctx, env->cfg);
+    if (st == MK_OK)
+        st = check_dist(env);
     if (st == MK_OK)
         st = mk_runner_check_stages(env, 0);
     if (st == MK_OK && with_run_dir)
@@ -758,22 +802,81 @@ mk_status mk_runner_precheck(mk_run_env *env, int with_run_dir)
 }
 
 static mk_status run_stages(mk_run_env *env, const char *cmdline);
+static mk_status setup_run_dir(mk_run_env *env, const char *cmdline, const char *forced);
+static mk_status run_primary(mk_run_env *env, const char *cmdline, const char *forced);
 
 mk_status mk_runner_run(mk_run_env *env, const char *cmdline)
 {
     return run_stages(env, cmdline);
 }
 
+/* A rank other than 0 of a data-parallel run: it trains its share of each batch and writes
+ * nothing (its log lines below warnings are dropped; rank 0 keeps the run's log). */
+static mk_status run_replica(mk_run_env *env)
+{
+    mk_ctx *ctx = env->ctx;
+    const mk_cfg *cfg = env->cfg;
+    mk_status st = MK_OK;
+    int n = mk_cfg_list_len(cfg, "run.stages");
+    for (int i = 0; i < n && st == MK_OK; i++) {
+        const char *name = mk_cfg_list_str(cfg, "run.stages", i);
+        const mk_stage_entry *s = mk_runner_find_stage(name);
+        char done[4200];
+        snprintf(done, sizeof done, "%s/stages/%s.done", env->run_dir, name);
+        if (env->resume && mk_fs_is_file(done))
+            continue;
+        env->stage = s;
+        if (s->method) /* training: every rank; the others: rank 0 alone */
+            st = s->run(env);
+        if (st != MK_OK)
+            mk_err_prefix(ctx, "stage %s", name);
+        st = agree(env, st, name);
+        if (st == MK_OK)
+            st = mk_runner_check_stages(env, i + 1);
+        if (st == MK_OK && s->produces_data) {
+            env->from = i + 1;
+            env->stage = NULL;
+            st = mk_check_data(env);
+        }
+        st = agree(env, st, "the checks after it");
+    }
+    return st;
+}
+
 static mk_status run_stages(mk_run_env *env, const char *cmdline)
+{
+    mk_ctx *ctx = env->ctx;
+    mk_status st;
+    /* everything that can be checked before training is checked before anything is written */
+    char forced[MK_ERRMSG_MAX] = "";
+    st = precheck(env, 1, forced, sizeof forced);
+    if ((st = agree(env, st, "the pre-run check")) != MK_OK)
+        return st;
+    if (!primary(env)) {
+        mk_progress_fn prog = ctx->progress;
+        mk_log_level lvl = ctx->log_level;
+        ctx->progress = NULL;
+        if (ctx->log_level < MK_LOG_WARN)
+            ctx->log_level = MK_LOG_WARN;
+        st = agree(env, MK_OK, "creating the run directory");
+        if (st == MK_OK)
+            st = run_replica(env);
+        ctx->progress = prog;
+        ctx->log_level = lvl;
+        return st;
+    }
+    st = setup_run_dir(env, cmdline, forced);
+    if ((st = agree(env, st, "creating the run directory")) != MK_OK)
+        return st;
+    return run_primary(env, cmdline, forced);
+}
+
+static mk_status setup_run_dir(mk_run_env *env, const char *cmdline, const char *forced)
 {
     mk_ctx *ctx = env->ctx;
     const mk_cfg *cfg = env->cfg;
     const char *dir = env->run_dir;
     mk_status st;
-    /* everything that can be checked before training is checked before anything is written */
-    char forced[MK_ERRMSG_MAX] = "";
-    if ((st = precheck(env, 1, forced, sizeof forced)) != MK_OK)
-        return st;
     if (env->resume && !mk_fs_is_dir(dir))
         MK_LOG_W(ctx, "--resume: run directory '%s' does not exist yet; starting a new run", dir);
     if ((st = mk_fs_mkdirs(ctx, dir)) != MK_OK)
@@ -812,8 +915,16 @@ static mk_status run_stages(mk_run_env *env, const char *cmdline)
              MK_VERSION, env->seed, env->threads, env->resume ? "true" : "false",
              *forced ? "true" : "false", esc, ts);
     snprintf(path, sizeof path, "%s/run.json", dir);
-    if ((st = write_text(ctx, path, info)) != MK_OK)
-        return st;
+    return write_text(ctx, path, info);
+}
+
+static mk_status run_primary(mk_run_env *env, const char *cmdline, const char *forced)
+{
+    mk_ctx *ctx = env->ctx;
+    const mk_cfg *cfg = env->cfg;
+    const char *dir = env->run_dir;
+    mk_status st;
+    char path[4200];
 
     /* from here on, log lines are also kept in run_dir/log.txt (appended on --resume) */
     snprintf(path, sizeof path, "%s/log.txt", dir);
@@ -845,10 +956,10 @@ static mk_status run_stages(mk_run_env *env, const char *cmdline)
         double t0 = mk_now_s();
         env->stage = s;
         st = s->run(env);
-        if (st != MK_OK) {
+        if (st != MK_OK)
             mk_err_prefix(ctx, "stage %s", name);
+        if ((st = agree(env, st, name)) != MK_OK)
             break;
-        }
         if (ctx->cancel) {
             st = mk_err(ctx, MK_ERR_ABORTED, "interrupted after stage %s", name);
             break;
@@ -867,6 +978,7 @@ static mk_status run_stages(mk_run_env *env, const char *cmdline)
             if ((st = write_provenance(env, "")) == MK_OK)
                 st = mk_check_data(env);
         }
+        st = agree(env, st, "the checks after it");
     }
     if (st != MK_OK)
         fprintf(tee.f, "error: %s\n", mk_ctx_errmsg(ctx));

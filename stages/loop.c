@@ -52,6 +52,11 @@ struct mk_loop {
     char best[256]; /* its best copy under models/ */
     const char *val_modality;
     long long val_every;
+    const mk_stage_dist *dist; /* data-parallel over processes (NULL: one) */
+    int primary;               /* 1: this process writes (rank 0, or the only one) */
+    float *skip_x, *skip_x2;   /* a plane for the samples of other ranks (dist) */
+    int32_t *skip_y;
+    int64_t skip_plane;
 };
 
 void mk_terms_add(mk_terms *t, const char *name, double value, float weight)
@@ -187,28 +192,88 @@ int mk_loop_add_stream(mk_loop *L, const char *name, mk_slices *s, uint64_t rng_
     return L->nstream++;
 }
 
+/* This process's samples [*off, *off + *n) of a batch of `batch` (all of them in one process).
+ * Under data parallelism the graph learns the global batch, and planes for the other ranks'
+ * samples (drawn by every rank, so every stream's RNG stays the same on all) are ready. */
+static void batch_share(mk_loop *L, int stream, int batch, int64_t *off, int64_t *n)
+{
+    *off = 0;
+    *n = batch;
+    if (!L->dist)
+        return;
+    const mk_nn_share *sh = &L->dist->share;
+    mk_nn_share_range(batch, sh->ranks, sh->rank, off, n);
+    if (*n < 1) {
+        char msg[256];
+        snprintf(msg, sizeof msg,
+                 "%s: a batch of %d is smaller than the %d ranks: every rank needs at least one "
+                 "sample (raise the batch or run fewer ranks)",
+                 L->m->name, batch, sh->ranks);
+        L->dist->abort(sh->user, 2, msg);
+    }
+    mk_nn_graph_set_share(L->g, sh, batch);
+    const mk_slices *s = &L->stream[stream].s;
+    int64_t plane = (int64_t)s->h * s->w;
+    if (plane > L->skip_plane) {
+        free(L->skip_x);
+        free(L->skip_x2);
+        free(L->skip_y);
+        L->skip_x = malloc((size_t)plane * sizeof(float));
+        L->skip_x2 = malloc((size_t)plane * sizeof(float));
+        L->skip_y = malloc((size_t)plane * sizeof(int32_t));
+        if (!L->skip_x || !L->skip_x2 || !L->skip_y)
+            L->dist->abort(sh->user, 1, "out of memory (batch planes)");
+        L->skip_plane = plane;
+    }
+}
+
+/* Where sample b of the batch goes: its place among this process's samples, or a skip plane. */
+static float *dst_f(const mk_loop *L, float *base, int64_t b, int64_t off, int64_t n, int64_t plane,
+                    float *skip)
+{
+    return b >= off && b < off + n ? base + (b - off) * plane : skip;
+}
+
 void mk_loop_batch(mk_loop *L, int stream, int batch, mk_tensor *x, int32_t *y, mk_tensor *x2)
 {
     const mk_slices *s = &L->stream[stream].s;
-    int64_t plane = (int64_t)s->h * s->w;
-    for (int b = 0; b < batch; b++)
-        mk_slices_sample(s, &L->stream[stream].rng, b, batch, x->data + b * plane,
-                         s->lab && y ? y + b * plane : NULL,
-                         x2 && x2->data ? x2->data + b * plane : NULL);
+    int64_t plane = (int64_t)s->h * s->w, off, n;
+    batch_share(L, stream, batch, &off, &n);
+    for (int b = 0; b < batch; b++) {
+        int mine = b >= off && b < off + n;
+        mk_slices_sample(s, &L->stream[stream].rng, b, batch,
+                         dst_f(L, x->data, b, off, n, plane, L->skip_x),
+                         s->lab && y ? (mine ? y + (b - off) * plane : L->skip_y) : NULL,
+                         x2 && x2->data ? dst_f(L, x2->data, b, off, n, plane, L->skip_x2) : NULL);
+    }
+    if (L->dist) { /* this process's share of the batch */
+        x->ne[0] = n;
+        if (x2 && x2->data)
+            x2->ne[0] = n;
+    }
 }
 
 void mk_loop_batch_aligned(mk_loop *L, int stream, int batch, mk_tensor *x, int32_t *y,
                            const float *const *planes, int nplanes, mk_tensor *out)
 {
     const mk_slices *s = &L->stream[stream].s;
-    int64_t plane = (int64_t)s->h * s->w;
+    int64_t plane = (int64_t)s->h * s->w, off, n;
+    batch_share(L, stream, batch, &off, &n);
     for (int b = 0; b < batch; b++) {
         int64_t i;
         int ox, oy;
         mk_slices_pick(s, &L->stream[stream].rng, b, batch, &i, &ox, &oy);
-        mk_slices_crop(s, i, ox, oy, x->data + b * plane, s->lab && y ? y + b * plane : NULL, NULL);
+        if (!(b >= off && b < off + n))
+            continue; /* another rank's sample: its draws are made, its crops are not needed */
+        mk_slices_crop(s, i, ox, oy, x->data + (b - off) * plane,
+                       s->lab && y ? y + (b - off) * plane : NULL, NULL);
         for (int k = 0; k < nplanes; k++)
-            mk_slices_crop_plane(s, planes[k], i, ox, oy, out[k].data + b * plane);
+            mk_slices_crop_plane(s, planes[k], i, ox, oy, out[k].data + (b - off) * plane);
+    }
+    if (L->dist) {
+        x->ne[0] = n;
+        for (int k = 0; k < nplanes; k++)
+            out[k].ne[0] = n;
     }
 }
 
@@ -295,6 +360,8 @@ static int group_list(mk_loop *L, const int *nets, int n, mk__ck_model *m, int w
 
 mk_status mk_loop_save_nets(mk_loop *L, const char *file, const char *kind, const int *nets, int n)
 {
+    if (!L->primary)
+        return MK_OK; /* rank 0 writes the models of the job */
     char path[4200];
     mk__ck_model m[MAX_NETS];
     mk_status st = mk__run_path(L->ctx, L->c->run_dir, "models", file, path, sizeof path);
@@ -306,6 +373,8 @@ mk_status mk_loop_save_nets(mk_loop *L, const char *file, const char *kind, cons
 mk_status mk_loop_save_unet(mk_loop *L, const char *file, int net, const char *modality,
                             const char *role)
 {
+    if (!L->primary)
+        return MK_OK; /* rank 0 writes the models of the job */
     char path[4200];
     const mk_stage_common *c = L->c;
     mk_model_info info = {L->m->name,
@@ -344,6 +413,8 @@ static void collect(mk_loop *L, mk__ck_model *m, int *nm, mk__ck_rng *r, int *nr
 
 static mk_status save_ckpt(mk_loop *L, const char *path, long long it)
 {
+    if (!L->primary)
+        return MK_OK; /* rank 0 writes the checkpoints of the job */
     mk__ck_model m[MAX_NETS];
     mk__ck_rng r[MAX_STREAMS + 1];
     int nm, nr;
@@ -376,6 +447,9 @@ static void loop_free(mk_loop *L)
         mk_slices_free(&L->stream[k].s);
     mk_nn_graph_free(L->g);
     mk__val_free(L->val);
+    free(L->skip_x);
+    free(L->skip_x2);
+    free(L->skip_y);
 }
 
 /* Validation: the method's val_net on the val split, every val_every iterations and at the end;
@@ -384,8 +458,8 @@ static mk_status val_setup(mk_loop *L, void *state, long long it0)
 {
     const mk_stage_common *c = L->c;
     const char *modality = NULL;
-    if (!c->validate || !L->m->val_net || L->m->noutputs < 1)
-        return MK_OK;
+    if (!c->validate || !L->m->val_net || L->m->noutputs < 1 || !L->primary)
+        return MK_OK; /* validation only decides rank 0's best copy */
     int net = L->m->val_net(L, state, &modality);
     if (net < 0 || !modality || L->net[net].kind != MK_NET_UNET)
         return MK_OK;
@@ -404,13 +478,28 @@ static mk_status val_setup(mk_loop *L, void *state, long long it0)
     return st;
 }
 
+/* Under data parallelism: every rank's status, so that all go on or all stop together (a rank
+ * whose own status is fine reports the failure of another). A collective: every rank calls it at
+ * the same points. */
+static mk_status agree(mk_loop *L, mk_status st)
+{
+    if (!L->dist)
+        return st;
+    int bad = L->dist->max_int(L->dist->share.user, st != MK_OK);
+    if (bad && st == MK_OK)
+        return mk_err(L->ctx, MK_ERR_ABORTED, "%s: stopped because another rank failed",
+                      L->m->name);
+    return st;
+}
+
 static mk_status run(mk_loop *L, void *state, mk_train_stats *stats)
 {
     mk_ctx *ctx = L->ctx;
     const mk_stage_common *c = L->c;
     const char *stage = L->m->name;
     char ck[4200];
-    mk_status st = mk__run_path(ctx, c->run_dir, "checkpoints", "", ck, sizeof ck);
+    mk_status st =
+        L->primary ? mk__run_path(ctx, c->run_dir, "checkpoints", "", ck, sizeof ck) : MK_OK;
     if (st != MK_OK)
         return st;
     snprintf(ck, sizeof ck, "%s/checkpoints/%s.h5", c->run_dir, stage);
@@ -422,25 +511,29 @@ static mk_status run(mk_loop *L, void *state, mk_train_stats *stats)
         int nm, nr;
         collect(L, m, &nm, r, &nr);
         if ((st = mk__ckpt_load(ctx, ck, stage, &it0, m, nm, r, nr)) != MK_OK)
-            return mk_err_prefix(ctx, "%s: resume", stage);
-        if (it0 > L->total)
-            return mk_err(ctx, MK_ERR_FORMAT,
-                          "%s: checkpoint at iteration %lld is past the "
-                          "configured %lld iterations",
-                          ck, it0, L->total);
-        MK_LOG_I(ctx, "%s: resuming from %s at iteration %lld/%lld", stage, ck, it0, L->total);
-        resumed = 1;
+            mk_err_prefix(ctx, "%s: resume", stage);
+        else if (it0 > L->total)
+            st = mk_err(ctx, MK_ERR_FORMAT,
+                        "%s: checkpoint at iteration %lld is past the "
+                        "configured %lld iterations",
+                        ck, it0, L->total);
+        else {
+            MK_LOG_I(ctx, "%s: resuming from %s at iteration %lld/%lld", stage, ck, it0, L->total);
+            resumed = 1;
+        }
     }
-    if (L->m->start && (st = L->m->start(L, state, resumed)) != MK_OK)
-        return st;
-    if ((st = val_setup(L, state, it0)) != MK_OK)
-        return st;
+    if (st == MK_OK && L->m->start)
+        st = L->m->start(L, state, resumed);
+    if (st == MK_OK)
+        st = val_setup(L, state, it0);
     double *trace = calloc((size_t)L->total + 1, sizeof *trace);
     double *trace_hint = calloc((size_t)L->total + 1, sizeof *trace_hint);
-    if (!trace || !trace_hint) {
+    if (st == MK_OK && (!trace || !trace_hint))
+        st = mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory (loss trace)", stage);
+    if ((st = agree(L, st)) != MK_OK) { /* every rank resumed and started, or all stop */
         free(trace);
         free(trace_hint);
-        return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory (loss trace)", stage);
+        return st;
     }
     double t0 = mk_now_s(), c0 = (double)clock() / CLOCKS_PER_SEC;
     double sum[MK_TERMS_MAX] = {0};
@@ -451,7 +544,12 @@ static mk_status run(mk_loop *L, void *state, mk_train_stats *stats)
     mk_terms T;
     memset(&T, 0, sizeof T);
     for (; it < L->total; it++) {
-        if (ctx->cancel) {
+        /* under data parallelism a stop request seen by any rank stops every rank at the same
+         * iteration (graph ops do not watch the flag there: a rank cannot leave a collective) */
+        int cancel =
+            L->dist ? L->dist->max_int(L->dist->share.user, ctx->cancel != 0) : ctx->cancel != 0;
+        if (cancel) {
+            ctx->cancel = 1;
             MK_LOG_W(ctx, "%s: interrupted at iteration %lld, writing %s", stage, it, ck);
             if ((st = save_ckpt(L, ck, it)) == MK_OK)
                 st = mk_err(ctx, MK_ERR_ABORTED,
@@ -484,6 +582,9 @@ static mk_status run(mk_loop *L, void *state, mk_train_stats *stats)
                             stage, it + 1, L->total);
             goto out;
         }
+        if (st != MK_OK && L->dist) /* one rank's failure inside a step: the others may wait
+                                       in a collective, so the job stops */
+            L->dist->abort(L->dist->share.user, 1, mk_ctx_errmsg(ctx));
         if (st != MK_OK)
             goto out;
         for (int k = 0; k < L->nnet; k++)
@@ -636,12 +737,17 @@ mk_status mk_method_train(mk_ctx *ctx, const mk_method *m, const mk_stage_common
     void *state = calloc(1, m->state_size ? m->state_size : 1);
     if (!state)
         return mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory", m->name);
+    L.dist = c->dist;
+    L.primary = !c->dist || c->dist->share.rank == 0;
     if (!(L.g = mk_nn_graph_new(c->threads > 0 ? c->threads : 1, mk__seed(c->seed, 32))))
         st = mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory (graph)", m->name);
+    else if (c->dist) /* a stop is agreed at iteration boundaries instead (run) */
+        mk_nn_graph_set_share(L.g, &c->dist->share, 0);
     else
         mk_nn_graph_set_cancel(L.g, &ctx->cancel); /* SIGTERM is seen within one op */
     if (st == MK_OK)
         st = m->init(&L, state, cfg);
+    st = agree(&L, st); /* every rank is past init, or all stop */
     if (st == MK_OK)
         st = run(&L, state, stats);
     if (m->free)

@@ -173,6 +173,11 @@ static mk_status check(mk_ctx *ctx, const mk_stage_common *c, const void *cfgp)
     if (cp->hint_layers.n > MK_HINT_MAX)
         return mk_err(ctx, MK_ERR_CONFIG, "cmedl.hint_layers: expected 1 to %d layer names",
                       MK_HINT_MAX);
+    if (c->dist && cp->lambda_tumour_i2i > 0)
+        return mk_err(ctx, MK_ERR_CONFIG,
+                      "cmedl.lambda_tumour_i2i > 0 does not train data-parallel yet (its weight "
+                      "counts the tumour voxels of one process's batch): set it to 0 or run in "
+                      "one process");
     mk_status st = mk_stage_hint_check(ctx, "cmedl.hint_layers", c->unet.levels, cp->hint_layers.n,
                                        (const char(*)[32])cp->hint_layers.v, NULL);
     if (st != MK_OK)
@@ -407,8 +412,7 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
     if (mk_nn_graph_oom(g) || !total)
         return mk_err(ctx, MK_ERR_NOMEM, "cmedl: out of memory in the forward pass");
     double l_gen = mk_nn_value(total);
-    mk_tensor_copy(&t->fake_m, &fake_m->t);
-    mk_tensor_copy(&t->fake_c, &fake_c->t);
+    mk__i2i_keep_fakes(t, fake_m, fake_c);
 
     mk_var *tf[MK_HINT_MAX] = {0}, *sf[MK_HINT_MAX] = {0}, *tfm[MK_HINT_MAX] = {0};
     int nh = cp->hint_layers.n;
@@ -587,6 +591,7 @@ const mk_method mk_method_cmedl = {
     .outputs = OUTPUTS,
     .noutputs = N(OUTPUTS),
     .val_net = val_net,
+    .data_parallel = 1,
 };
 
 mk_status mk_stage_cmedl(mk_ctx *ctx, const mk_stage_common *c, const mk_translate_params *tp,

@@ -141,4 +141,5 @@ const mk_method mk_method_supervised = {
     .outputs = OUTPUTS,
     .noutputs = N(OUTPUTS),
     .val_net = val_net,
+    .data_parallel = 1,
 };

@@ -106,6 +106,14 @@ mk_var *mk__i2i_gen(mk_loop *L, mk__i2i *t, const mk_translate_params *tp, mk_va
     return total;
 }
 
+void mk__i2i_keep_fakes(mk__i2i *t, const mk_var *fake_m, const mk_var *fake_c)
+{
+    t->fake_m.ne[0] = fake_m->t.ne[0]; /* this process's share of the batch */
+    t->fake_c.ne[0] = fake_c->t.ne[0];
+    mk_tensor_copy(&t->fake_m, &fake_m->t);
+    mk_tensor_copy(&t->fake_c, &fake_c->t);
+}
+
 mk_status mk__i2i_disc(mk_loop *L, mk__i2i *t, double *ldisc)
 {
     mk_nn_graph *g = mk_loop_graph(L);
@@ -194,8 +202,7 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
                       "translate: out of memory in the forward "
                       "pass");
     double lg = mk_nn_value(total), ld = 0;
-    mk_tensor_copy(&t->fake_m, &fm->t);
-    mk_tensor_copy(&t->fake_c, &fc->t);
+    mk__i2i_keep_fakes(t, fm, fc);
     mk_nn_backward(g, total);
     mk_loop_optim_step(L, t->net[0]);
     mk_loop_optim_step(L, t->net[1]);
@@ -231,6 +238,7 @@ const mk_method mk_method_translate = {
     .step = step,
     .save = save,
     .free = free_state,
+    .data_parallel = 1,
 };
 
 mk_status mk_stage_translate(mk_ctx *ctx, const mk_stage_common *c, const mk_translate_params *tp,

@@ -213,6 +213,10 @@ typedef struct mk_method {
      * this method's inputs, e.g. coteach's large teacher), or NULL; the pre-run check says so
      * before anything runs */
     const char *(*after)(const void *cfg);
+    /* 1: the method trains data-parallel under an MPI launcher (mk_stage_dist): its batches come
+     * from mk_loop_batch*, every reduction over them runs in the graph (nn/mk_nn.h, mk_nn_share),
+     * so P ranks give the bits of one process. 0: a run listing it refuses more than one rank. */
+    int data_parallel;
 } mk_method;
 
 /* The registry (stages/methods.c): one row per method, in a fixed order (the enum). */

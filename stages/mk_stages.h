@@ -232,6 +232,16 @@ void mk_data_cut(const float *vol, const int64_t *dim, int axis, int64_t s, int6
 /* What every stage shares. The config sections [data] and [model] (and run.checkpoint_every,
  * run.log_every) are bound into it by their parameter rows (stages/params.c, mk_data_section and
  * mk_model_section of stages/mk_method.h); mk_stage_common_defaults fills the rows' defaults. */
+/* Data-parallel training over processes (pipeline/mpi.c fills it under an MPI launcher; NULL in
+ * mk_stage_common: one process). Every rank runs the same training stage on its share of every
+ * global batch (share: nn/mk_nn.h); rank 0 alone writes checkpoints, models, validation and log
+ * lines, and every rank reads what rank 0 wrote (a shared file system). */
+typedef struct mk_stage_dist {
+    mk_nn_share share;
+    int (*max_int)(void *user, int v);                    /* the largest v of the ranks */
+    void (*abort)(void *user, int code, const char *msg); /* ends every rank now */
+} mk_stage_dist;
+
 typedef struct mk_stage_common {
     const char *run_dir; /* models/ and checkpoints/ go below it */
     uint64_t seed;
@@ -251,6 +261,7 @@ typedef struct mk_stage_common {
     const char *config_hash; /* of the resolved config (NULL: "") */
     int largest_component;   /* evaluate.largest_component: the model's post-processing */
     mk_label_table labels;   /* [data] labels: structure names by label value (n = 0: not given) */
+    const mk_stage_dist *dist; /* data-parallel training (NULL: one process) */
 } mk_stage_common;
 
 void mk_stage_common_defaults(mk_stage_common *c);

@@ -90,6 +90,9 @@ mk_var *mk__i2i_gen(struct mk_loop *L, mk__i2i *t, const mk_translate_params *tp
                     mk_var *xm, mk_var **fake_m, mk_var **fake_c);
 /* The discriminator step on real batches and t->fake_m / fake_c (a graph of its own). */
 mk_status mk__i2i_disc(struct mk_loop *L, mk__i2i *t, double *ldisc);
+/* Keep the step's translations G(x_ct), F(x_mr) for the discriminator pass (this process's rows).
+ */
+void mk__i2i_keep_fakes(mk__i2i *t, const mk_var *fake_m, const mk_var *fake_c);
 /* models/<file>: groups G, F, D_MR, D_CT (the translator format). */
 mk_status mk__i2i_save(struct mk_loop *L, const mk__i2i *t, const char *file);
 /* Load the train slices of `modality` (data seed stream data_stream) into a new loop stream

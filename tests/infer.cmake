@@ -13,3 +13,11 @@ if(TARGET pipeline)
            $<TARGET_FILE:pipeline> ${CMAKE_SOURCE_DIR} ${MK_SHARED_DIR})
   set_tests_properties(mpi_infer PROPERTIES TIMEOUT 300 LABELS no-sanitize)
 endif()
+# `mpirun -n P pipeline run` (issue 22): data-parallel training, every model and checkpoint bit for
+# bit the single process's for P = 1, 2, 3 after 1 and 10 iterations; a killed rank stops the job,
+# --resume under mpirun finishes it (tests/mpi_train_test.sh).
+if(TARGET pipeline)
+  add_test(NAME mpi_train COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/mpi_train_test.sh
+           $<TARGET_FILE:pipeline>)
+  set_tests_properties(mpi_train PROPERTIES TIMEOUT 300 LABELS no-sanitize)
+endif()

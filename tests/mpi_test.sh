@@ -8,7 +8,7 @@
 #      "MPI, P ranks"), no rank's infer.<r>of<P>.json left;
 #   3. a case that fails on one rank: exit 1, one summary naming it; --continue under MPI skips
 #      every case; --shard under MPI, and a verb that does not run on
-#      several ranks yet (run), exit 2 with a message and write nothing;
+#      several ranks (synth), exit 2 with a message and write nothing;
 #   4. `pipeline version` under mpirun names the MPI library and the rank count.
 # Open MPI refuses to run as root unless told: the two OMPI_ALLOW_RUN_AS_ROOT variables are set
 # here (CI runs as root); --oversubscribe lets 3 ranks share 2 cores.
@@ -108,11 +108,10 @@ PY
 rc=$?
 [ $rc -ne 0 ] && grep -q "the ranks already split the cases" "$D/sh.log" && [ ! -e "$D/sh" ] ||
     { cat "$D/sh.log"; fail "--shard under MPI: rc $rc, expected a refusal and nothing written"; }
-"${MPI[@]}" -n 2 "$P" --quiet run "$S/examples/real-ct.toml" --out "$D/mrun" \
-    --set data.manifest="$D/ds" > "$D/mrun.log" 2>&1
+"${MPI[@]}" -n 2 "$P" --quiet synth --kind lung --out "$D/msynth" --cases 2 > "$D/msynth.log" 2>&1
 rc=$?
-[ $rc -eq 2 ] && grep -q "does not run on 2 MPI ranks yet" "$D/mrun.log" && [ ! -e "$D/mrun" ] ||
-    { cat "$D/mrun.log"; fail "run under MPI: rc $rc, expected 2 and nothing written"; }
+[ $rc -eq 2 ] && grep -q "does not run on 2 MPI ranks yet" "$D/msynth.log" && [ ! -e "$D/msynth" ] ||
+    { cat "$D/msynth.log"; fail "synth under MPI: rc $rc, expected 2 and nothing written"; }
 
 # 4. version
 "${MPI[@]}" -n 2 "$P" version > "$D/v.log" 2>&1 || { cat "$D/v.log"; fail "version under MPI"; }
