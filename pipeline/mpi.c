@@ -189,6 +189,9 @@ int mk_mpi_max_int(int v)
 }
 
 #ifdef MK_HAVE_MPI
+static long long g_calls;
+static double g_bytes;
+
 static int dist_allgather(void *user, const void *mine, void *all, const size_t *counts, int ranks)
 {
     (void)user;
@@ -203,15 +206,25 @@ static int dist_allgather(void *user, const void *mine, void *all, const size_t 
         disp[r] = (int)total;
         total += counts[r];
     }
-    return MPI_Allgatherv(mine, cnt[g_rank], MPI_BYTE, all, cnt, disp, MPI_BYTE, MPI_COMM_WORLD) ==
-                   MPI_SUCCESS
-               ? 0
-               : -1;
+    g_calls++;
+    g_bytes += (double)(total - counts[g_rank]);
+    int ok = MPI_Allgatherv(mine, cnt[g_rank], MPI_BYTE, all, cnt, disp, MPI_BYTE,
+                            MPI_COMM_WORLD) == MPI_SUCCESS;
+    return ok ? 0 : -1;
+}
+
+static void dist_traffic(void *user, long long *calls, double *bytes)
+{
+    (void)user;
+    *calls = g_calls;
+    *bytes = g_bytes;
 }
 
 static int dist_max(void *user, int v)
 {
     (void)user;
+    g_calls++;
+    g_bytes += (double)(g_size - 1) * sizeof(int);
     return mk_mpi_max_int(v);
 }
 
@@ -237,6 +250,7 @@ const mk_stage_dist *mk_mpi_dist(void)
     d.share.user = NULL;
     d.max_int = dist_max;
     d.abort = dist_abort;
+    d.traffic = dist_traffic;
     return &d;
 #else
     return NULL;

@@ -526,6 +526,10 @@ static mk_status run(mk_loop *L, void *state, mk_train_stats *stats)
         st = L->m->start(L, state, resumed);
     if (st == MK_OK)
         st = val_setup(L, state, it0);
+    long long calls0 = 0;
+    double bytes0 = 0;
+    if (L->dist)
+        L->dist->traffic(L->dist->share.user, &calls0, &bytes0);
     double *trace = calloc((size_t)L->total + 1, sizeof *trace);
     double *trace_hint = calloc((size_t)L->total + 1, sizeof *trace_hint);
     if (st == MK_OK && (!trace || !trace_hint))
@@ -669,6 +673,17 @@ static mk_status run(mk_loop *L, void *state, mk_train_stats *stats)
                  "iteration)",
                  stage, L->total - it0, el, el > 0 ? (double)(L->total - it0) / el : 0.0, cpu,
                  1e3 * cpu / (double)(L->total - it0));
+    if (L->dist && L->total > it0) {
+        long long calls;
+        double bytes;
+        L->dist->traffic(L->dist->share.user, &calls, &bytes);
+        double per = (double)(L->total - it0);
+        MK_LOG_I(ctx,
+                 "%s: data-parallel over %d ranks: %.0f collectives and %.3f MB received by this "
+                 "rank per iteration",
+                 stage, L->dist->share.ranks, (double)(calls - calls0) / per,
+                 (bytes - bytes0) / per / 1e6);
+    }
     if ((st = L->m->save(L, state)) != MK_OK)
         goto out;
     /* the finished state, so a resume after a crash between here and the runner's marker only

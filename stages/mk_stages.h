@@ -240,6 +240,8 @@ typedef struct mk_stage_dist {
     mk_nn_share share;
     int (*max_int)(void *user, int v);                    /* the largest v of the ranks */
     void (*abort)(void *user, int code, const char *msg); /* ends every rank now */
+    /* collectives since the start and the bytes this rank received from them */
+    void (*traffic)(void *user, long long *calls, double *bytes);
 } mk_stage_dist;
 
 typedef struct mk_stage_common {
