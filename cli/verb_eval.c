@@ -23,6 +23,7 @@
 #include "../io/mk_image.h"
 #include "../io/mk_resample.h"
 #include "../metrics/mk_metrics.h"
+#include "../pipeline/mk_mpi.h"
 #include "../report/mk_report.h"
 #include "mk_verbs.h"
 
@@ -493,6 +494,119 @@ static mk_status eval_case(mk_ctx *ctx, const pair *pr, const int64_t *labels, i
     return MK_OK;
 }
 
+/* ---------------------------------------------------------------- MPI */
+
+typedef struct pack {
+    char *p;
+    size_t n, cap;
+    int oom;
+} pack;
+
+static void pack_put(pack *b, const void *v, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->n + n > b->cap) {
+        size_t cap = (b->cap ? b->cap * 2 : 4096) + n;
+        char *q = realloc(b->p, cap);
+        if (!q) {
+            b->oom = 1;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, v, n);
+    b->n += n;
+}
+
+/* Reads n bytes at *off of a rank's buffer; 0 when it is shorter (a damaged gather). */
+static int pack_get(const char *buf, size_t len, size_t *off, void *v, size_t n)
+{
+    if (len - *off < n)
+        return 0;
+    memcpy(v, buf + *off, n);
+    *off += n;
+    return 1;
+}
+
+/* Under MPI every rank scored the cases i with i % P == its rank (st: its own outcome). Rank 0
+ * gathers the others' results (the metric results are plain numbers: the same binary on every
+ * rank) into rep.cases, clabs and nclabs, so what follows is one process's report; a rank's
+ * failure becomes rank 0's error, naming the rank. A collective: every rank calls it. */
+static mk_status merge_ranks(mk_ctx *ctx, mk_eval_report *rep, int npairs, int64_t **clabs,
+                             int *nclabs, mk_status st)
+{
+    int P = mk_mpi_size(), R = mk_mpi_rank();
+    pack b = {0};
+    int32_t head[3] = {(int32_t)st, 0, 0};
+    const char *msg = st == MK_OK ? "" : mk_ctx_errmsg(ctx);
+    head[1] = (int32_t)strlen(msg);
+    int own = 0;
+    for (int i = R; i < npairs && st == MK_OK; i += P)
+        own++;
+    head[2] = own;
+    pack_put(&b, head, sizeof head);
+    pack_put(&b, msg, (size_t)head[1]);
+    for (int i = R; i < npairs && st == MK_OK; i += P) {
+        int32_t ci[2] = {i, nclabs[i]};
+        pack_put(&b, ci, sizeof ci);
+        pack_put(&b, clabs[i], (size_t)nclabs[i] * sizeof(int64_t));
+        pack_put(&b, rep->cases[i].res, (size_t)nclabs[i] * sizeof(mk_metric_result));
+    }
+    if (b.oom) /* still takes part in the gather, with an empty share */
+        b.n = 0;
+    char *all = NULL;
+    size_t *counts = NULL;
+    mk_status gs = mk_mpi_gather_bytes(ctx, b.p, b.n, &all, &counts);
+    free(b.p);
+    if (b.oom && st == MK_OK)
+        st = mk_err(ctx, MK_ERR_NOMEM, "out of memory (rank %d's results)", R);
+    if (gs != MK_OK && st == MK_OK)
+        st = gs;
+    if (R != 0)
+        return st;
+    size_t base = 0;
+    for (int r = 0; r < P && st == MK_OK; base += counts[r], r++) {
+        const char *buf = all + base;
+        size_t len = counts[r], off = 0;
+        int32_t h[3];
+        if (!pack_get(buf, len, &off, h, sizeof h) || h[1] < 0 || (size_t)h[1] > len - off) {
+            st = mk_err(ctx, MK_ERR_IO, "rank %d sent no results (it ran out of memory)", r);
+            break;
+        }
+        if (h[0] != MK_OK) {
+            st = mk_err(ctx, (mk_status)h[0], "%.*s (rank %d of %d)", h[1], buf + off, r, P);
+            break;
+        }
+        off += (size_t)h[1];
+        for (int k = 0; k < h[2] && st == MK_OK && r > 0; k++) {
+            int32_t ci[2];
+            if (!pack_get(buf, len, &off, ci, sizeof ci) || ci[0] < 0 || ci[0] >= npairs ||
+                ci[1] < 0 || (size_t)ci[1] > len) {
+                st = mk_err(ctx, MK_ERR_IO, "rank %d's results are damaged", r);
+                break;
+            }
+            int i = ci[0], nl = ci[1];
+            clabs[i] = malloc((size_t)(nl > 0 ? nl : 1) * sizeof(int64_t));
+            rep->cases[i].res = calloc((size_t)(nl > 0 ? nl : 1), sizeof(mk_metric_result));
+            if (!clabs[i] || !rep->cases[i].res) {
+                st = mk_err(ctx, MK_ERR_NOMEM, "out of memory");
+                break;
+            }
+            nclabs[i] = nl;
+            if (!pack_get(buf, len, &off, clabs[i], (size_t)nl * sizeof(int64_t)) ||
+                !pack_get(buf, len, &off, rep->cases[i].res, (size_t)nl * sizeof(mk_metric_result)))
+                st = mk_err(ctx, MK_ERR_IO, "rank %d's results are damaged", r);
+        }
+    }
+    free(all);
+    free(counts);
+    if (st == MK_OK)
+        rep->ncases = npairs;
+    return st;
+}
+
 /* ---------------------------------------------------------------- verb */
 
 static mk_status parse_labels(mk_ctx *ctx, const char *s, int64_t **out, int *n)
@@ -712,6 +826,13 @@ mk_status mk_verb_eval(mk_cli *cli, int argc, char **argv)
     for (int i = 0; i < rep.nunpaired_ref; i++)
         MK_LOG_W(ctx, "unpaired reference (no prediction with its case id): %s",
                  rep.unpaired_ref[i]);
+    /* under MPI rank r scores the cases r, r + P, ... and rank 0 writes the one report */
+    const int ranks = mk_mpi_size(), rank = mk_mpi_rank();
+    char *cmd = NULL;
+    if (ranks > 1 && rank != 0) {
+        ctx->progress = NULL;
+        ctx->log_level = MK_LOG_ERROR; /* rank 0 says the warnings once */
+    }
     for (int i = 0; i < npairs && st == MK_OK; i++) {
         mk_eval_case *c = &rep.cases[i];
         c->id = pairs[i].id;
@@ -719,9 +840,16 @@ mk_status mk_verb_eval(mk_cli *cli, int argc, char **argv)
         c->ref = pairs[i].ref;
         pairs[i].id = pairs[i].pred = pairs[i].ref = NULL;
         rep.ncases = i + 1;
+        if (i % ranks != rank)
+            continue;
         pair cur = {c->id, c->pred, c->ref};
         st = eval_case(ctx, &cur, labels, nlabels, resample, &lc, &o, c, &clabs[i], &nclabs[i]);
         mk_progress(ctx, "eval", i + 1, npairs, "case", c->id);
+    }
+    if (ranks > 1 && rep.cases) {
+        st = merge_ranks(ctx, &rep, npairs, clabs, nclabs, st);
+        if (rank != 0)
+            goto done; /* rank 0 writes the report */
     }
     /* the report's label set: --labels, or the union over cases; absent labels are both-empty */
     if (st == MK_OK) {
@@ -810,7 +938,6 @@ mk_status mk_verb_eval(mk_cli *cli, int argc, char **argv)
         if (st == MK_OK)
             rep.label_names = (const char *const *)lnames;
     }
-    char *cmd = NULL;
     if (st == MK_OK) {
         rep.version = MK_VERSION;
         cmd = command_line(argc, argv);
@@ -874,6 +1001,7 @@ mk_status mk_verb_eval(mk_cli *cli, int argc, char **argv)
         for (int i = 0; i < rep.nunpaired_ref; i++)
             printf("unpaired ref: %s\n", rep.unpaired_ref[i]);
     }
+done:
     for (int i = 0; i < npairs; i++) {
         free(pairs[i].id);
         free(pairs[i].pred);

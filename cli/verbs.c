@@ -62,8 +62,10 @@ const mk_verb MK_VERBS[] = {
      "                      255): an intensity image is no label map; non-integer values are\n"
      "                      always refused\n"
      "  --force             score an image over --max-labels anyway (with a warning)\n"
-     "Empty masks: one empty -> dice 0, distances inf; both empty -> see --both-empty.",
-     mk_verb_eval, 0},
+     "Empty masks: one empty -> dice 0, distances inf; both empty -> see --both-empty.\n"
+     "Under an MPI launcher (mpirun -n P) the cases are shared over the ranks (rank r scores\n"
+     "every P-th from r) and rank 0 writes the one report, the same as one process's.",
+     mk_verb_eval, 1},
     {"report", "the HTML report for radiologists over evaluations (plots, panels, paired tests)",
      "report INPUT... [-o REPORT.html] [--name NAME ...] [--json FILE] [--images DIR] [--window "
      "LOW,HIGH|auto] [--worst N] [--best N] [--bootstrap B] [--seed N] [--title TEXT]",

@@ -9,7 +9,9 @@
 #   3. a case that fails on one rank: exit 1, one summary naming it; --continue under MPI skips
 #      every case; --shard under MPI, and a verb that does not run on
 #      several ranks (synth), exit 2 with a message and write nothing;
-#   4. `pipeline version` under mpirun names the MPI library and the rank count.
+#   4. `pipeline version` under mpirun names the MPI library and the rank count;
+#   2b. `mpirun -n P pipeline eval` (P = 2, 3) writes one process's report and table; a case that
+#      cannot be scored on rank 1 stops the job with rank 0 naming it and the rank, no report.
 # Open MPI refuses to run as root unless told: the two OMPI_ALLOW_RUN_AS_ROOT variables are set
 # here (CI runs as root); --oversubscribe lets 3 ranks share 2 cores.
 # usage: mpi_test.sh PIPELINE SOURCE_DIR [SHARED_DIR]
@@ -95,6 +97,43 @@ assert "broken_0000.nii.gz" in [x for x in s["cases"] if x["id"] == "broken"][0]
 assert s["counts"] == {"ok": 2, "skipped": 0, "failed": 1, "not_run": 0}, s["counts"]
 PY
 [ "$(grep -c '^case  ' "$D/bad.log")" = 1 ] || { cat "$D/bad.log"; fail "a failing case under MPI: not one table"; }
+
+# 2b. `pipeline eval` sharded: rank r scores every P-th case, rank 0 writes the one report,
+# equal to one process's (JSON but its time stamp and command line; the printed table)
+mkdir -p "$D/refs"
+for f in "$D"/ref/*.nii.gz; do
+    c=$(basename "$f")
+    cp "$D/ds/labelsTr/$c" "$D/refs/" 2> /dev/null || cp "$D/ds/labelsTs/$c" "$D/refs/" ||
+        fail "no reference for $c"
+done
+"$P" --quiet eval --pred "$D/ref" --ref "$D/refs" --label-names "$D/ds/dataset.json" \
+    --json "$D/ev1.json" > "$D/ev1.txt" 2> "$D/ev1.err" || { cat "$D/ev1.err"; fail "eval as one process"; }
+for n in 2 3; do
+    "${MPI[@]}" -n $n "$P" --quiet eval --pred "$D/ref" --ref "$D/refs" --label-names "$D/ds/dataset.json" \
+        --json "$D/ev$n.json" > "$D/ev$n.txt" 2> "$D/ev$n.err" || { cat "$D/ev$n.err"; fail "mpirun -n $n eval"; }
+    cmp -s "$D/ev1.txt" "$D/ev$n.txt" || { diff "$D/ev1.txt" "$D/ev$n.txt"; fail "mpirun -n $n eval: another table"; }
+    "$PY" - "$D/ev1.json" "$D/ev$n.json" <<'PY' || fail "mpirun -n $n eval: another report"
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:])
+for d in (a, b):
+    for k in ("created", "command_line"):
+        d.pop(k, None)
+assert a == b, "the reports differ"
+assert len(a["cases"]) == 4, len(a["cases"])
+PY
+done
+grep -c "^cranium_s" "$D/ev3.txt" | grep -qx 8 || { cat "$D/ev3.txt"; fail "mpirun -n 3 eval: not 4 cases x 2 labels in one table"; }
+echo "mpirun -n 2, 3 eval: the one-process report and table"
+# a case that cannot be scored on rank 1: every rank stops, rank 0 names it and the rank
+mkdir -p "$D/badref"
+cp "$D"/refs/* "$D/badref/"
+second=$(ls "$D/badref" | sed -n 2p)
+printf 'not a nifti file' | gzip > "$D/badref/$second"
+"${MPI[@]}" -n 2 "$P" --quiet eval --pred "$D/ref" --ref "$D/badref" --json "$D/evbad.json" \
+    > "$D/evbad.txt" 2> "$D/evbad.err"
+rc=$?
+[ $rc -ne 0 ] && grep -q "(rank 1 of 2)" "$D/evbad.err" && grep -q "$second" "$D/evbad.err" && [ ! -e "$D/evbad.json" ] ||
+    { cat "$D/evbad.err"; fail "eval with a damaged reference on rank 1: rc $rc, expected an error naming it, no report"; }
 
 # 3. --continue; refusals
 "${MPI[@]}" -n 2 "$P" infer -m "$M" -i "$D/four" -o "$D/four_2" --threads 1 --continue > "$D/cont.log" 2>&1 ||
