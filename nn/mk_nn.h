@@ -143,7 +143,6 @@ typedef struct mk_var {
     int ip[16];       /* integer op attributes */
     float fp[4];      /* float op attributes */
     void *aux, *aux2; /* saved for backward (arena) */
-    int batched;      /* dim 0 is this process's share of a split batch (mk_nn_graph_set_share) */
     int slot_;        /* internal: recyclable gradient buffer + 1, 0 if none */
     int vslot_;       /* internal: recyclable value buffer + 1 (recycle mode), 0 if none */
 } mk_var;
@@ -198,16 +197,17 @@ long long mk_nn_graph_relu_kinks(const mk_nn_graph *g);
  * is whole in one process or split: rank r holds samples [offset(r), offset(r) + n(r)) of a global
  * batch of B, n(r) = B / ranks plus one for r < B % ranks (mk_nn_share_range). `allgather` collects
  * every rank's bytes in rank order (counts[r] bytes from rank r) into `all` on every rank and
- * returns 0 (MPI_Allgatherv; the graph layer knows no MPI). Inputs made by mk_nn_input while a
- * share is set are batch shares when their dim 0 is n(rank); ops propagate the mark. Ops without a
+ * returns 0 (MPI_Allgatherv; the graph layer knows no MPI). A tensor whose batch_of is B
+ * (mk_tensor.h) holds this rank's share of a batch of B: mk_nn_input keeps the mark while a share
+ * is set, and ops carry it to their per-sample results (v->t.batch_of). Ops without a
  * split-invariant form stop on a batch share (MK_ASSERT). */
 typedef struct mk_nn_share {
     int ranks, rank;
     int (*allgather)(void *user, const void *mine, void *all, const size_t *counts, int ranks);
     void *user;
 } mk_nn_share;
-/* Set (s copied; NULL: whole batches again) and the global batch size of the next inputs. */
-void mk_nn_graph_set_share(mk_nn_graph *g, const mk_nn_share *s, int64_t global_batch);
+/* Set the split (s copied; NULL: whole batches again). */
+void mk_nn_graph_set_share(mk_nn_graph *g, const mk_nn_share *s);
 /* Rank r's samples of a global batch of B over `ranks`: first index and count. */
 void mk_nn_share_range(int64_t B, int ranks, int r, int64_t *offset, int64_t *n);
 

@@ -285,14 +285,13 @@ void mk_nn_graph_set_update_stats(mk_nn_graph *g, int on)
     g->update_stats = on;
 }
 
-void mk_nn_graph_set_share(mk_nn_graph *g, const mk_nn_share *s, int64_t global_batch)
+void mk_nn_graph_set_share(mk_nn_graph *g, const mk_nn_share *s)
 {
     g->have_share = s != NULL && s->ranks > 1;
     if (g->have_share) {
-        MK_ASSERT(s->allgather && s->rank >= 0 && s->rank < s->ranks && global_batch >= 0);
+        MK_ASSERT(s->allgather && s->rank >= 0 && s->rank < s->ranks);
         g->share = *s;
     }
-    g->share_B = global_batch;
 }
 
 void mk_nn_share_range(int64_t B, int ranks, int r, int64_t *offset, int64_t *n)
@@ -304,12 +303,12 @@ void mk_nn_share_range(int64_t B, int ranks, int r, int64_t *offset, int64_t *n)
 
 int64_t mk__global_n(const mk_nn_graph *g, const mk_var *v, int64_t n)
 {
-    return g->have_share && v && v->batched ? g->share_B : n;
+    return g->have_share && v && v->t.batch_of ? v->t.batch_of : n;
 }
 
 void mk__whole_batch_only(const mk_nn_graph *g, const mk_var *v, const char *op)
 {
-    if (g->have_share && v && v->batched) {
+    if (g->have_share && v && v->t.batch_of) {
         fprintf(stderr, "medkd: op %s has no split-invariant batch reduction (data-parallel)\n",
                 op);
         MK_ASSERT(!"op not data-parallel");
@@ -324,23 +323,24 @@ static const void *fold_gather(mk_nn_graph *g, const mk_var *v, const void *part
 {
     *own = NULL;
     *total = n;
-    if (!(g->have_share && v && v->batched))
+    if (!(g->have_share && v && v->t.batch_of))
         return part;
+    const int64_t B = v->t.batch_of;
     const mk_nn_share *s = &g->share;
     int64_t off, nr;
-    mk_nn_share_range(g->share_B, s->ranks, s->rank, &off, &nr);
+    mk_nn_share_range(B, s->ranks, s->rank, &off, &nr);
     MK_ASSERT(nr == n); /* a batch share has this rank's count of the global batch */
     size_t counts[1024];
     MK_ASSERT(s->ranks <= 1024);
     for (int r = 0; r < s->ranks; r++) {
-        mk_nn_share_range(g->share_B, s->ranks, r, &off, &nr);
+        mk_nn_share_range(B, s->ranks, r, &off, &nr);
         counts[r] = (size_t)nr * bytes;
     }
-    void *all = malloc(g->share_B > 0 ? (size_t)g->share_B * bytes : 1);
+    void *all = malloc(B > 0 ? (size_t)B * bytes : 1);
     MK_ASSERT(all != NULL);
     MK_ASSERT(s->allgather(s->user, part, all, counts, s->ranks) == 0);
     *own = all;
-    *total = g->share_B;
+    *total = B;
     return all;
 }
 
@@ -525,8 +525,8 @@ mk_var *mk__node(mk_nn_graph *g, mk_op op, int ndim, const int64_t *ne, int nin,
         v->in[i] = in[i];
         if (in[i]->requires_grad && !g->no_grad)
             v->requires_grad = 1;
-        if (in[i]->batched && ndim >= 2 && ne[0] == in[i]->t.ne[0])
-            v->batched = 1; /* a per-sample result of a batch share */
+        if (in[i]->t.batch_of && ndim >= 2 && ne[0] == in[i]->t.ne[0])
+            v->t.batch_of = in[i]->t.batch_of; /* a per-sample result of a batch share */
     }
     return v;
 }
@@ -557,7 +557,7 @@ mk_var *mk__node_alias(mk_nn_graph *g, mk_op op, mk_var *x, float *data)
     v->nin = 1;
     v->in[0] = x;
     v->requires_grad = x->requires_grad && !g->no_grad;
-    v->batched = x->batched;
+    v->t.batch_of = x->t.batch_of;
     if (data == x->t.data) { /* the alias now owns a recyclable buffer */
         v->vslot_ = x->vslot_;
         x->vslot_ = 0;
@@ -605,11 +605,7 @@ mk_var *mk_nn_input(mk_nn_graph *g, const mk_tensor *t, int requires_grad)
         return NULL;
     mk_tensor_copy(&v->t, t);
     v->requires_grad = requires_grad && !g->no_grad;
-    if (g->have_share && t->ndim >= 2) {
-        int64_t off, n;
-        mk_nn_share_range(g->share_B, g->share.ranks, g->share.rank, &off, &n);
-        v->batched = t->ne[0] == n;
-    }
+    v->t.batch_of = g->have_share && t->ndim >= 2 ? t->batch_of : 0;
     return v;
 }
 

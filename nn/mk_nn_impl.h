@@ -31,7 +31,6 @@ struct mk_nn_graph {
     mk_rng rng;
     int have_share;
     mk_nn_share share;
-    int64_t share_B; /* the global batch the share splits */
 };
 
 typedef void (*mk_backward_fn)(mk_nn_graph *g, mk_var *v);

@@ -99,6 +99,7 @@ mk_tensor mk_tensor_reshape(const mk_tensor *src, int ndim, const int64_t *ne)
     MK_ASSERT(mk_tensor_numel(&v) == mk_tensor_numel(src));
     v.data = src->data;
     v.view_of = src->view_of ? src->view_of : src;
+    v.batch_of = ndim >= 1 && ne[0] == src->ne[0] ? src->batch_of : 0;
     return v;
 }
 

@@ -37,6 +37,10 @@ typedef struct mk_tensor {
     int64_t st[MK_TENSOR_MAX_DIMS]; /* strides in elements */
     float *data;
     const struct mk_tensor *view_of; /* non-NULL for views: data is borrowed */
+    /* 0, or the size of the global batch whose share dim 0 holds when a batch is split over
+     * processes (data-parallel training: set by the training loop, carried by the graph's ops;
+     * nn/mk_nn.h, mk_nn_share) */
+    int64_t batch_of;
 } mk_tensor;
 
 /* Fill shape and C-contiguous strides (data untouched). */

@@ -211,7 +211,6 @@ static void batch_share(mk_loop *L, int stream, int batch, int64_t *off, int64_t
                  L->m->name, batch, sh->ranks);
         L->dist->abort(sh->user, 2, msg);
     }
-    mk_nn_graph_set_share(L->g, sh, batch);
     const mk_slices *s = &L->stream[stream].s;
     int64_t plane = (int64_t)s->h * s->w;
     if (plane > L->skip_plane) {
@@ -248,8 +247,11 @@ void mk_loop_batch(mk_loop *L, int stream, int batch, mk_tensor *x, int32_t *y, 
     }
     if (L->dist) { /* this process's share of the batch */
         x->ne[0] = n;
-        if (x2 && x2->data)
+        x->batch_of = batch;
+        if (x2 && x2->data) {
             x2->ne[0] = n;
+            x2->batch_of = batch;
+        }
     }
 }
 
@@ -272,8 +274,11 @@ void mk_loop_batch_aligned(mk_loop *L, int stream, int batch, mk_tensor *x, int3
     }
     if (L->dist) {
         x->ne[0] = n;
-        for (int k = 0; k < nplanes; k++)
+        x->batch_of = batch;
+        for (int k = 0; k < nplanes; k++) {
             out[k].ne[0] = n;
+            out[k].batch_of = batch;
+        }
     }
 }
 
@@ -757,7 +762,7 @@ mk_status mk_method_train(mk_ctx *ctx, const mk_method *m, const mk_stage_common
     if (!(L.g = mk_nn_graph_new(c->threads > 0 ? c->threads : 1, mk__seed(c->seed, 32))))
         st = mk_err(ctx, MK_ERR_NOMEM, "%s: out of memory (graph)", m->name);
     else if (c->dist) /* a stop is agreed at iteration boundaries instead (run) */
-        mk_nn_graph_set_share(L.g, &c->dist->share, 0);
+        mk_nn_graph_set_share(L.g, &c->dist->share);
     else
         mk_nn_graph_set_cancel(L.g, &ctx->cancel); /* SIGTERM is seen within one op */
     if (st == MK_OK)

@@ -110,6 +110,8 @@ void mk__i2i_keep_fakes(mk__i2i *t, const mk_var *fake_m, const mk_var *fake_c)
 {
     t->fake_m.ne[0] = fake_m->t.ne[0]; /* this process's share of the batch */
     t->fake_c.ne[0] = fake_c->t.ne[0];
+    t->fake_m.batch_of = fake_m->t.batch_of;
+    t->fake_c.batch_of = fake_c->t.batch_of;
     mk_tensor_copy(&t->fake_m, &fake_m->t);
     mk_tensor_copy(&t->fake_c, &fake_c->t);
 }
