@@ -132,14 +132,6 @@ mk_var *mk_nn_kd_kl(mk_nn_graph *g, mk_var *student, mk_var *teacher, mk_var *te
 
 /* ---------------------------------------------------------------- loss helpers */
 
-static mk_var *scalar_node(mk_nn_graph *g, mk_op op, int nin, mk_var *const *in)
-{
-    int64_t one = 1;
-    for (int i = 0; i < nin; i++) /* these losses reduce over the batch in one sum */
-        mk__whole_batch_only(g, in[i], mk_op_name(op));
-    return mk__node(g, op, 1, &one, nin, in);
-}
-
 /* log-softmax over the channel axis (stride S) of one position into lp[0..c) */
 static void log_softmax(const float *z, int64_t c, int64_t S, double *lp)
 {
@@ -180,7 +172,17 @@ static mk_var *pair_node(mk_nn_graph *g, mk_op op, mk_var *a, mk_var *b)
         return NULL;
     MK_ASSERT(mk_tensor_same_shape(&a->t, &b->t));
     mk_var *in[2] = {a, b};
-    return scalar_node(g, op, 2, in);
+    int64_t one = 1; /* split-invariant (fold_total): not through scalar_node's guard */
+    return mk__node(g, op, 1, &one, 2, in);
+}
+
+/* The sum over the batch of per-sample sums ps[0..n) (in double), added in global sample order
+ * (mk__fold_d): the same however the batch is split over processes. v: the batch input. */
+static double fold_total(mk_nn_graph *g, const mk_var *v, const double *ps, int64_t n)
+{
+    double tot = 0;
+    mk__fold_d(g, v, ps, n, 1, &tot);
+    return tot;
 }
 
 /* ---------------------------------------------------------------- softmax-MSE */
@@ -192,18 +194,26 @@ mk_var *mk_nn_softmax_mse(mk_nn_graph *g, mk_var *a, mk_var *b)
         return NULL;
     int64_t n, c, S;
     loss_dims(a, &n, &c, &S);
-    double la[MK_BLK_CMAX], lb[MK_BLK_CMAX], tot = 0;
-    for (int64_t i = 0; i < n; i++)
+    double la[MK_BLK_CMAX], lb[MK_BLK_CMAX];
+    double *ps = mk__tmp(g, (size_t)(n > 0 ? n : 1) * sizeof(double));
+    if (!ps)
+        return NULL;
+    for (int64_t i = 0; i < n; i++) {
+        double t = 0;
         for (int64_t s = 0; s < S; s++) {
             int64_t o = i * c * S + s;
             log_softmax(a->t.data + o, c, S, la);
             log_softmax(b->t.data + o, c, S, lb);
             for (int64_t k = 0; k < c; k++) {
                 double d = exp(la[k]) - exp(lb[k]);
-                tot += d * d;
+                t += d * d;
             }
         }
-    v->t.data[0] = (float)(tot / (double)(n * c * S));
+        ps[i] = t;
+    }
+    double tot = fold_total(g, a, ps, n);
+    mk__tmp_release(g);
+    v->t.data[0] = (float)(tot / (double)(mk__global_n(g, a, n) * c * S));
     return v;
 }
 
@@ -216,7 +226,7 @@ void mk__softmax_mse_backward(mk_nn_graph *g, mk_var *v)
         return;
     int64_t n, c, S;
     loss_dims(a, &n, &c, &S);
-    double f = 2.0 * v->grad[0] / (double)(n * c * S);
+    double f = 2.0 * v->grad[0] / (double)(mk__global_n(g, a, n) * c * S);
     double pa[MK_BLK_CMAX], pb[MK_BLK_CMAX], dp[MK_BLK_CMAX];
     for (int64_t i = 0; i < n; i++)
         for (int64_t s = 0; s < S; s++) {
@@ -246,19 +256,28 @@ mk_var *mk_nn_entropy(mk_nn_graph *g, mk_var *logits)
 {
     if (!logits)
         return NULL;
-    mk_var *v = scalar_node(g, MK_OP_ENTROPY, 1, &logits);
+    int64_t one = 1; /* split-invariant (fold_total): not through scalar_node's guard */
+    mk_var *v = mk__node(g, MK_OP_ENTROPY, 1, &one, 1, &logits);
     if (!v)
         return NULL;
     int64_t n, c, S;
     loss_dims(logits, &n, &c, &S);
-    double lp[MK_BLK_CMAX], tot = 0;
-    for (int64_t i = 0; i < n; i++)
+    double lp[MK_BLK_CMAX];
+    double *ps = mk__tmp(g, (size_t)(n > 0 ? n : 1) * sizeof(double));
+    if (!ps)
+        return NULL;
+    for (int64_t i = 0; i < n; i++) {
+        double t = 0;
         for (int64_t s = 0; s < S; s++) {
             log_softmax(logits->t.data + i * c * S + s, c, S, lp);
             for (int64_t k = 0; k < c; k++)
-                tot -= exp(lp[k]) * lp[k];
+                t -= exp(lp[k]) * lp[k];
         }
-    v->t.data[0] = (float)(tot / (double)(n * S));
+        ps[i] = t;
+    }
+    double tot = fold_total(g, logits, ps, n);
+    mk__tmp_release(g);
+    v->t.data[0] = (float)(tot / (double)(mk__global_n(g, logits, n) * S));
     return v;
 }
 
@@ -270,7 +289,7 @@ void mk__entropy_backward(mk_nn_graph *g, mk_var *v)
         return;
     int64_t n, c, S;
     loss_dims(x, &n, &c, &S);
-    double f = v->grad[0] / (double)(n * S);
+    double f = v->grad[0] / (double)(mk__global_n(g, x, n) * S);
     double lp[MK_BLK_CMAX];
     for (int64_t i = 0; i < n; i++)
         for (int64_t s = 0; s < S; s++) {
@@ -305,19 +324,27 @@ mk_var *mk_nn_mel(mk_nn_graph *g, mk_var *a, mk_var *b, float smooth)
         return NULL;
     int64_t n, c, S;
     loss_dims(a, &n, &c, &S);
-    double la[MK_BLK_CMAX], lb[MK_BLK_CMAX], tot = 0;
-    for (int64_t i = 0; i < n; i++)
+    double la[MK_BLK_CMAX], lb[MK_BLK_CMAX];
+    double *ps = mk__tmp(g, (size_t)(n > 0 ? n : 1) * sizeof(double));
+    if (!ps)
+        return NULL;
+    for (int64_t i = 0; i < n; i++) {
+        double t = 0;
         for (int64_t s = 0; s < S; s++) {
             int64_t o = i * c * S + s;
             log_softmax(a->t.data + o, c, S, la);
             log_softmax(b->t.data + o, c, S, lb);
             for (int64_t k = 0; k < c; k++) {
                 double r = mel_f(exp(la[k]), smooth) - mel_f(exp(lb[k]), smooth);
-                tot += r * r;
+                t += r * r;
             }
         }
+        ps[i] = t;
+    }
+    double tot = fold_total(g, a, ps, n);
+    mk__tmp_release(g);
     v->fp[0] = smooth;
-    v->t.data[0] = (float)(tot / (double)(n * S));
+    v->t.data[0] = (float)(tot / (double)(mk__global_n(g, a, n) * S));
     return v;
 }
 
@@ -330,7 +357,7 @@ void mk__mel_backward(mk_nn_graph *g, mk_var *v)
         return;
     int64_t n, c, S;
     loss_dims(a, &n, &c, &S);
-    double f = 2.0 * v->grad[0] / (double)(n * S), sm = v->fp[0];
+    double f = 2.0 * v->grad[0] / (double)(mk__global_n(g, a, n) * S), sm = v->fp[0];
     double pa[MK_BLK_CMAX], pb[MK_BLK_CMAX], r[MK_BLK_CMAX], dp[MK_BLK_CMAX];
     for (int64_t i = 0; i < n; i++)
         for (int64_t s = 0; s < S; s++) {
@@ -458,8 +485,19 @@ void mk__dice_ex_backward(mk_nn_graph *g, mk_var *v)
 
 void mk_nn_noise_clamped(mk_rng *r, mk_tensor *x, float sigma, float clip_at)
 {
-    MK_ASSERT(mk_tensor_is_contiguous(x) && sigma >= 0 && clip_at >= 0);
+    mk_nn_noise_clamped_rows(r, x, sigma, clip_at, 0, 0);
+}
+
+void mk_nn_noise_clamped_rows(mk_rng *r, mk_tensor *x, float sigma, float clip_at, int64_t before,
+                              int64_t after)
+{
+    MK_ASSERT(mk_tensor_is_contiguous(x) && sigma >= 0 && clip_at >= 0 && before >= 0 &&
+              after >= 0);
     int64_t n = mk_tensor_numel(x);
+    for (int64_t i = 0; i < before; i++) /* the draws of the samples before x's */
+        (void)clip(sigma * mk_rng_normal(r), -(double)clip_at, (double)clip_at);
     for (int64_t i = 0; i < n; i++)
         x->data[i] += (float)clip(sigma * mk_rng_normal(r), -(double)clip_at, (double)clip_at);
+    for (int64_t i = 0; i < after; i++)
+        (void)clip(sigma * mk_rng_normal(r), -(double)clip_at, (double)clip_at);
 }

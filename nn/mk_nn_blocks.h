@@ -173,6 +173,11 @@ mk_var *mk_nn_lsgan_d(mk_nn_graph *g, mk_var *d_real, mk_var *d_fake);
  * constant, nothing to differentiate. r may be mk_nn_graph_rng(g) (this advances the stream
  * dropout also draws from) or a separate mk_rng. */
 void mk_nn_noise_clamped(mk_rng *r, mk_tensor *x, float sigma, float clip);
+/* The same for x holding rows of a larger batch: first the draws of `before` elements (other
+ * processes' samples, discarded), then x's, then `after` more, so the generator ends where the
+ * whole batch's draws end (data parallelism: every rank's r stays the same). */
+void mk_nn_noise_clamped_rows(mk_rng *r, mk_tensor *x, float sigma, float clip_at, int64_t before,
+                              int64_t after);
 
 #ifdef __cplusplus
 }

@@ -391,6 +391,9 @@ void mk__kl_backward(mk_nn_graph *g, mk_var *v)
     int64_t n, c, sp[3];
     mk__dims(st, &n, &c, sp);
     int64_t S = sp[0] * sp[1] * sp[2], nT = mk__numel(tv);
+    /* one temperature for the batch, or one per sample; a share of a split batch with one
+     * sample here is per sample (its batch mark says so) */
+    const int shared = nT == 1 && !tv->t.batch_of;
     double M = (double)(mk__global_n(g, st, n) * S), up = v->grad[0];
     double lps[64], lpt[64];
     MK_ASSERT(c <= 64);
@@ -399,7 +402,7 @@ void mk__kl_backward(mk_nn_graph *g, mk_var *v)
     if (!gTs)
         return;
     for (int64_t i = 0; i < n; i++) {
-        double T = tv->t.data[nT == 1 ? 0 : i], iT = 1.0 / T;
+        double T = tv->t.data[shared ? 0 : i], iT = 1.0 / T;
         double ksum = 0, cross = 0; /* sum K_pos, sum_c((p_s-p_t) s + p_t (lpt-lps-K) t) */
         for (int64_t s = 0; s < S; s++) {
             int64_t o = i * c * S + s;
@@ -424,10 +427,10 @@ void mk__kl_backward(mk_nn_graph *g, mk_var *v)
         }
         double gi = up * (2.0 * T * ksum / M - cross / M);
         gTs[i] = gi;
-        if (dT && nT != 1)
+        if (dT && !shared)
             dT[i] += (float)gi;
     }
-    if (dT && nT == 1) {
+    if (dT && shared) {
         gTs[n] = 0;
         mk__fold_d(g, st, gTs, n, 1, gTs + n);
         dT[0] += (float)gTs[n];

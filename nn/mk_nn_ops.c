@@ -1147,17 +1147,29 @@ mk_var *mk_nn_dropout(mk_nn_graph *g, mk_var *x, float p)
         memcpy(v->t.data, x->t.data, (size_t)n * sizeof(float));
         return v;
     }
-    mk__whole_batch_only(g, x, "dropout"); /* its draws run over the whole tensor */
     unsigned char *mask = mk__scratch(g, (size_t)n);
     if (!mask)
         return NULL;
     v->aux = mask;
     float keep = 1.0f / (1.0f - p);
-    /* serial draw: the mask depends only on the seed and the order of dropout calls */
+    /* serial draw: the mask depends only on the seed and the order of dropout calls. A share of
+     * a split batch draws the whole batch's mask (the other ranks' samples' draws discarded), so
+     * every rank's generator stays the same and its rows get one process's mask */
+    int64_t before = 0, after = 0;
+    if (g->have_share && x->t.batch_of) {
+        int64_t off, m, per = x->t.ne[0] > 0 ? n / x->t.ne[0] : 0;
+        mk_nn_share_range(x->t.batch_of, g->share.ranks, g->share.rank, &off, &m);
+        before = off * per;
+        after = (x->t.batch_of - off - m) * per;
+    }
+    for (int64_t i = 0; i < before; i++)
+        (void)mk_rng_uniform(&g->rng);
     for (int64_t i = 0; i < n; i++) {
         mask[i] = mk_rng_uniform(&g->rng) >= p;
         v->t.data[i] = mask[i] ? x->t.data[i] * keep : 0.0f;
     }
+    for (int64_t i = 0; i < after; i++)
+        (void)mk_rng_uniform(&g->rng);
     return v;
 }
 

@@ -849,15 +849,20 @@ static mk_status run_stages(mk_run_env *env, const char *cmdline)
     mk_status st;
     /* everything that can be checked before training is checked before anything is written */
     char forced[MK_ERRMSG_MAX] = "";
-    st = precheck(env, 1, forced, sizeof forced);
-    if ((st = agree(env, st, "the pre-run check")) != MK_OK)
-        return st;
-    if (!primary(env)) {
-        mk_progress_fn prog = ctx->progress;
-        mk_log_level lvl = ctx->log_level;
+    mk_progress_fn prog = ctx->progress;
+    mk_log_level lvl = ctx->log_level;
+    if (!primary(env)) { /* rank 0 says it all once; the others only their errors */
         ctx->progress = NULL;
-        if (ctx->log_level < MK_LOG_WARN)
-            ctx->log_level = MK_LOG_WARN;
+        if (ctx->log_level < MK_LOG_ERROR)
+            ctx->log_level = MK_LOG_ERROR;
+    }
+    st = precheck(env, 1, forced, sizeof forced);
+    if ((st = agree(env, st, "the pre-run check")) != MK_OK) {
+        ctx->progress = prog;
+        ctx->log_level = lvl;
+        return st;
+    }
+    if (!primary(env)) {
         st = agree(env, MK_OK, "creating the run directory");
         if (st == MK_OK)
             st = run_replica(env);

@@ -461,6 +461,8 @@ mk_status mk_histo_save_classifier(mk_loop *L, const mk_histo_params *p, const c
                                    const char *role)
 {
     mk_ctx *ctx = mk_loop_ctx(L);
+    if (!mk_loop_primary(L))
+        return MK_OK; /* rank 0 writes the job's models */
     mk_classifier *cl = mk_loop_model(L, net);
     char *text = model_json(mk_classifier_config(cl), p, mk_loop_stage(L), role, mk_loop_common(L));
     if (!text)

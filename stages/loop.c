@@ -282,6 +282,116 @@ void mk_loop_batch_aligned(mk_loop *L, int stream, int batch, mk_tensor *x, int3
     }
 }
 
+int mk_loop_primary(const mk_loop *L)
+{
+    return L->primary;
+}
+
+/* This process's rows [*off, *off + *n) of batch x (all of them without a split). */
+static void rows_of(const mk_loop *L, const mk_tensor *x, int64_t *off, int64_t *n, int64_t *B)
+{
+    *off = 0;
+    *n = *B = x->ne[0];
+    if (L->dist && x->batch_of) {
+        *B = x->batch_of;
+        mk_nn_share_range(x->batch_of, L->dist->share.ranks, L->dist->share.rank, off, n);
+        MK_ASSERT(*n == x->ne[0]);
+    }
+}
+
+int mk_loop_mine(const mk_loop *L, const mk_tensor *x, int64_t b, int64_t *row)
+{
+    int64_t off, n, B;
+    rows_of(L, x, &off, &n, &B);
+    *row = b - off;
+    return b >= off && b < off + n;
+}
+
+int64_t mk_loop_take_share(mk_loop *L, mk_tensor *t, int32_t **labels)
+{
+    int64_t B = t->ne[0];
+    if (!L->dist)
+        return B;
+    int64_t off, n, per = B > 0 ? mk_tensor_numel(t) / B : 0;
+    const mk_nn_share *sh = &L->dist->share;
+    mk_nn_share_range(B, sh->ranks, sh->rank, &off, &n);
+    if (n < 1) {
+        char msg[256];
+        snprintf(msg, sizeof msg,
+                 "%s: a batch of %lld is smaller than the %d ranks: every rank needs at least one "
+                 "sample (raise the batch or run fewer ranks)",
+                 L->m->name, (long long)B, sh->ranks);
+        L->dist->abort(sh->user, 2, msg);
+    }
+    t->data += off * per;
+    t->ne[0] = n;
+    t->batch_of = B;
+    if (labels && *labels)
+        *labels += off;
+    return n;
+}
+
+void mk_loop_copy(mk_tensor *dst, const mk_tensor *src)
+{
+    MK_ASSERT(src->ne[0] <= dst->ne[0] || dst->batch_of);
+    dst->ne[0] = src->ne[0];
+    dst->batch_of = src->batch_of;
+    mk_tensor_copy(dst, src);
+}
+
+void mk_loop_noise(mk_loop *L, mk_rng *r, mk_tensor *x, float sigma, float clip)
+{
+    int64_t off, n, B;
+    rows_of(L, x, &off, &n, &B);
+    int64_t per = n > 0 ? mk_tensor_numel(x) / n : 0;
+    mk_nn_noise_clamped_rows(r, x, sigma, clip, off * per, (B - off - n) * per);
+}
+
+double mk_loop_sum_rows(mk_loop *L, const mk_tensor *x, const double *rows)
+{
+    int64_t off, n, B;
+    rows_of(L, x, &off, &n, &B);
+    const double *all = rows;
+    double *own = NULL;
+    if (L->dist && x->batch_of) { /* every rank's values, in rank (= sample) order */
+        const mk_nn_share *sh = &L->dist->share;
+        size_t counts[1024];
+        MK_ASSERT(sh->ranks <= 1024);
+        for (int rr = 0; rr < sh->ranks; rr++) {
+            int64_t o, m;
+            mk_nn_share_range(B, sh->ranks, rr, &o, &m);
+            counts[rr] = (size_t)m * sizeof *rows;
+        }
+        own = malloc((size_t)(B > 0 ? B : 1) * sizeof *own);
+        MK_ASSERT(own != NULL);
+        MK_ASSERT(sh->allgather(sh->user, rows, own, counts, sh->ranks) == 0);
+        all = own;
+    }
+    double tot = 0;
+    for (int64_t i = 0; i < B; i++)
+        tot += all[i];
+    free(own);
+    return tot;
+}
+
+double mk_loop_mean(mk_loop *L, const mk_tensor *x)
+{
+    int64_t off, n, B;
+    rows_of(L, x, &off, &n, &B);
+    int64_t per = n > 0 ? mk_tensor_numel(x) / n : 0;
+    double *ps = malloc((size_t)(n > 0 ? n : 1) * sizeof *ps);
+    MK_ASSERT(ps != NULL);
+    for (int64_t i = 0; i < n; i++) {
+        double a = 0;
+        for (int64_t k = 0; k < per; k++)
+            a += x->data[i * per + k];
+        ps[i] = a;
+    }
+    double tot = mk_loop_sum_rows(L, x, ps);
+    free(ps);
+    return B * per > 0 ? tot / (double)(B * per) : NAN;
+}
+
 mk_rng *mk_loop_stream_rng(mk_loop *L, int stream)
 {
     return &L->stream[stream].rng;

@@ -173,11 +173,6 @@ static mk_status check(mk_ctx *ctx, const mk_stage_common *c, const void *cfgp)
     if (cp->hint_layers.n > MK_HINT_MAX)
         return mk_err(ctx, MK_ERR_CONFIG, "cmedl.hint_layers: expected 1 to %d layer names",
                       MK_HINT_MAX);
-    if (c->dist && cp->lambda_tumour_i2i > 0)
-        return mk_err(ctx, MK_ERR_CONFIG,
-                      "cmedl.lambda_tumour_i2i > 0 does not train data-parallel yet (its weight "
-                      "counts the tumour voxels of one process's batch): set it to 0 or run in "
-                      "one process");
     mk_status st = mk_stage_hint_check(ctx, "cmedl.hint_layers", c->unet.levels, cp->hint_layers.n,
                                        (const char(*)[32])cp->hint_layers.v, NULL);
     if (st != MK_OK)
@@ -398,16 +393,25 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
          * elsewhere the target is G's own value, which adds nothing to loss or gradient */
         if (!s->tum_tgt.data && mk_tensor_new(&s->tum_tgt, 4, fake_m->t.ne) != 0)
             return mk_err(ctx, MK_ERR_NOMEM, "cmedl: out of memory (tumour target)");
-        int64_t n = mk_tensor_numel(&fake_m->t), nt = 0;
-        for (int64_t q = 0; q < n; q++) {
-            int tum = t->yc[q] != 0;
-            s->tum_tgt.data[q] = tum ? s->mr_tumour_mean : fake_m->t.data[q];
-            nt += tum;
+        /* the voxel and tumour counts of the whole batch (data parallelism: every rank's) */
+        int64_t n = mk_tensor_numel(&fake_m->t), rows = fake_m->t.ne[0], per = n / rows;
+        double cnt[1024];
+        MK_ASSERT(rows <= 1024);
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t c = 0;
+            for (int64_t q = r * per; q < (r + 1) * per; q++) {
+                int tum = t->yc[q] != 0;
+                s->tum_tgt.data[q] = tum ? s->mr_tumour_mean : fake_m->t.data[q];
+                c += tum;
+            }
+            cnt[r] = (double)c;
         }
+        double nt = mk_loop_sum_rows(L, &fake_m->t, cnt);
+        double nall = (double)per * (double)(fake_m->t.batch_of ? fake_m->t.batch_of : rows);
         if (nt > 0)
             total = mk_nn_add(g, total,
                               mk_nn_scale(g, mk_nn_mse(g, fake_m, mk_nn_input(g, &s->tum_tgt, 0)),
-                                          cp->lambda_tumour_i2i * (float)n / (float)nt));
+                                          cp->lambda_tumour_i2i * (float)nall / (float)nt));
     }
     if (mk_nn_graph_oom(g) || !total)
         return mk_err(ctx, MK_ERR_NOMEM, "cmedl: out of memory in the forward pass");

@@ -349,7 +349,7 @@ static mk_status teacher_logits(mk_loop *L, state *s, const mk_tensor *x, mk_ten
         return mk_err(mk_loop_ctx(L), MK_ERR_NOMEM, "coteach: out of memory (teacher)");
     if (!out->data && mk_tensor_new(out, 4, z->t.ne) != 0)
         return mk_err(mk_loop_ctx(L), MK_ERR_NOMEM, "coteach: out of memory (teacher)");
-    mk_tensor_copy(out, &z->t);
+    mk_loop_copy(out, &z->t);
     return MK_OK;
 }
 
@@ -373,6 +373,7 @@ static mk_var *pooled(mk_nn_graph *g, state *s, const mk_tensor *zt, const mk_va
             s->pool.data[i * 2 * C + k] = (float)(a / (double)S);
             s->pool.data[i * 2 * C + C + k] = (float)(b / (double)S);
         }
+    s->pool.batch_of = zs->t.batch_of; /* the rows of the student's batch */
     return mk_nn_input(g, &s->pool, 0);
 }
 
@@ -399,15 +400,6 @@ static mk_var *temperature(mk_loop *L, state *s, const mk_tensor *zt, mk_var *zs
     /* GRL: identity forward, gradient x factor (mk_nn_grad_reverse multiplies by -lambda) */
     mk_var *t = mk_nn_sigmoid(g, mk_nn_grad_reverse(g, o, -factor));
     return mk_nn_add(g, mk_nn_scale(g, t, p->t_end), mk_nn_scalar(g, p->t_start, 0));
-}
-
-static double mean_value(const mk_var *v)
-{
-    int64_t n = mk_tensor_numel(&v->t);
-    double a = 0;
-    for (int64_t i = 0; i < n; i++)
-        a += v->t.data[i];
-    return n ? a / (double)n : NAN;
 }
 
 static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
@@ -459,7 +451,7 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
             mk_var *Tl = temperature(L, s, &s->tl, sl, factor);
             kd = mk_nn_scale(
                 g, mk_nn_kd_kl(g, sl, mk_nn_input(g, &s->tl, 0), Tl, MK_NN_KD_PER_PIXEL), al);
-            double tsum = Tl ? mean_value(Tl) * fl : NAN;
+            double tsum = Tl ? mk_loop_mean(L, &Tl->t) * fl : NAN;
             if (use_u) {
                 mk_var *Tu = temperature(L, s, &s->tu, su, factor);
                 kd = mk_nn_add(g, kd,
@@ -467,7 +459,7 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
                                            mk_nn_kd_kl(g, su, mk_nn_input(g, &s->tu, 0), Tu,
                                                        MK_NN_KD_PER_PIXEL),
                                            au));
-                tsum += Tu ? mean_value(Tu) * fu : NAN;
+                tsum += Tu ? mk_loop_mean(L, &Tu->t) * fu : NAN;
             }
             tval = tsum / (fl + fu);
         }
@@ -479,11 +471,11 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
     if (p->w_co > 0) {
         /* the co-teacher on noisy copies (no gradient; training mode, as MT-UDA's ema_model) */
         mk_rng *r = mk_nn_graph_rng(g);
-        mk_tensor_copy(&s->nl, &s->xl);
-        mk_nn_noise_clamped(r, &s->nl, p->noise_sigma, p->noise_clip);
+        mk_loop_copy(&s->nl, &s->xl);
+        mk_loop_noise(L, r, &s->nl, p->noise_sigma, p->noise_clip);
         if (use_u) {
-            mk_tensor_copy(&s->nu, &s->xu);
-            mk_nn_noise_clamped(r, &s->nu, p->noise_sigma, p->noise_clip);
+            mk_loop_copy(&s->nu, &s->xu);
+            mk_loop_noise(L, r, &s->nu, p->noise_sigma, p->noise_clip);
         }
         mk_unet *co = mk_loop_unet(L, s->co);
         int ng = mk_nn_graph_set_no_grad(g, 1);
@@ -524,7 +516,7 @@ static mk_status save(mk_loop *L, void *sp)
     mk_status st = mk_loop_save_unet(L, "coteach_student.h5", s->student, p->modality, "student");
     if (st == MK_OK)
         st = mk_loop_save_unet(L, "coteach_coteacher.h5", s->co, p->modality, "coteacher");
-    if (st == MK_OK && s->teacher >= 0 && p->kd_loss == MK_COTEACH_KD_KL) {
+    if (st == MK_OK && s->teacher >= 0 && p->kd_loss == MK_COTEACH_KD_KL && mk_loop_primary(L)) {
         /* the temperature curve (mean over the batch's slices for instance-wise T) */
         char path[4200];
         const mk_stage_common *c = mk_loop_common(L);
@@ -602,4 +594,5 @@ const mk_method mk_method_coteach = {
     .noutputs = N(OUTPUTS),
     .val_net = val_net,
     .after = after,
+    .data_parallel = 1,
 };

@@ -148,4 +148,5 @@ const mk_method mk_method_coteach_teacher = {
     .outputs = OUTPUTS,
     .noutputs = N(OUTPUTS),
     .val_net = val_net,
+    .data_parallel = 1,
 };

@@ -128,4 +128,5 @@ const mk_method mk_method_coteach_tiny = {
     .outputs = OUTPUTS,
     .noutputs = N(OUTPUTS),
     .val_net = val_net,
+    .data_parallel = 1,
 };

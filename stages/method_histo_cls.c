@@ -87,6 +87,7 @@ mk_status mk__histo_cls_step(mk_loop *L, int net, const mk_histo_set *set, mk_rn
     mk_histo_batch(set, rng, hp->batch, hp->augment, x, y);
     mk_tensor t;
     mk__histo_wrap(&t, x, hp->batch, 3, set->size);
+    mk_loop_take_share(L, &t, &y); /* data parallelism: this rank's patches */
     mk_nn_graph_begin(g, 1);
     mk_var *lg = mk_classifier_forward(mk_loop_model(L, net), g, mk_nn_input(g, &t, 0), NULL);
     mk_var *l = mk_nn_cross_entropy(g, lg, y, NULL, -100);
@@ -180,6 +181,7 @@ const mk_method mk_method_histo_cls = {
     .outputs = OUTPUTS,
     .noutputs = N(OUTPUTS),
     .classifier = 1,
+    .data_parallel = 1,
 };
 
 mk_status mk__histo_load_into(mk_loop *L, const char *path, int net)

@@ -190,6 +190,9 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
     mk_tensor tl, tt, tz;
     mk__histo_wrap(&tl, s->xl, B, 3, s->lab.size);
     mk__histo_wrap(&tt, s->xt, B, 3, s->lab.size);
+    int32_t *yl = s->yl; /* data parallelism: this rank's patches of both batches */
+    mk_loop_take_share(L, &tl, &yl);
+    int64_t nt = mk_loop_take_share(L, &tt, NULL);
     /* the teacher: eval mode, no gradients */
     int prev = mk_nn_graph_set_no_grad(g, 1);
     mk_nn_graph_begin(g, 0);
@@ -198,8 +201,9 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
     mk_nn_graph_set_no_grad(g, prev);
     if (!zt || mk_nn_graph_oom(g))
         return mk_err(ctx, MK_ERR_NOMEM, "histo_kd: out of memory in the teacher's pass");
-    memcpy(s->tlog, zt->t.data, (size_t)B * C * sizeof(float));
-    mk__histo_wrap(&tz, s->tlog, B, C, 1);
+    memcpy(s->tlog, zt->t.data, (size_t)nt * C * sizeof(float));
+    mk__histo_wrap(&tz, s->tlog, nt, C, 1);
+    tz.batch_of = zt->t.batch_of;
     long long it = mk_loop_iter(L);
     double span = kp->ctkd_ramp * (double)mk_loop_total(L);
     float factor =
@@ -213,7 +217,7 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
                           g, mk_nn_param(g, mk_nn_params_find(mk_loop_params(L, s->temp), "theta")),
                           factor, kp->t_start, kp->t_end)
                     : mk_nn_scalar(g, kp->t_fixed, 0);
-    mk_var *ce = mk_nn_cross_entropy(g, sl, s->yl, NULL, -100);
+    mk_var *ce = mk_nn_cross_entropy(g, sl, yl, NULL, -100);
     mk_var *kd = mk_nn_kd_kl(g, st_, mk_nn_input(g, &tz, 0), T, MK_NN_KD_BATCHMEAN);
     mk_var *l = mk_nn_add(g, mk_nn_scale(g, ce, 1.0f - kp->alpha), mk_nn_scale(g, kd, kp->alpha));
     if (!l || mk_nn_graph_oom(g))
@@ -274,4 +278,5 @@ const mk_method mk_method_histo_kd = {
     .noutputs = N(OUTPUTS),
     .classifier = 1,
     .after = after,
+    .data_parallel = 1,
 };

@@ -324,8 +324,12 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
     mk_histo_batch(&s->real, s->rv, B, hp->augment, s->xv, s->yv);
     mk_tensor tv;
     mk__histo_wrap(&tv, s->xv, B, 3, side);
+    /* data parallelism: the real batch of the meta objective and the student's batch are split;
+     * the teacher's synthetic batch is computed whole on every rank (the same bits) */
+    int32_t *yv = s->yv;
+    mk_loop_take_share(L, &tv, &yv);
     double lv = 0, ls = 0;
-    mk_status st = mk__histo_meta_hypergrad(ctx, g, S, G, &s->zin, s->ys, &tv, s->yv, p->virtual_lr,
+    mk_status st = mk__histo_meta_hypergrad(ctx, g, S, G, &s->zin, s->ys, &tv, yv, p->virtual_lr,
                                             p->fd_eps, s->work, &lv, &ls);
     if (st != MK_OK)
         return st;
@@ -344,9 +348,11 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
     mk_nn_params_zero_grad(mk_loop_params(L, s->teacher));
     mk_tensor t;
     mk__histo_wrap(&t, s->x, B, 3, side);
+    int32_t *y = s->y;
+    mk_loop_take_share(L, &t, &y);
     mk_nn_graph_begin(g, 1);
-    mk_var *l = mk_nn_cross_entropy(g, mk_classifier_forward(S, g, mk_nn_input(g, &t, 0), NULL),
-                                    s->y, NULL, -100);
+    mk_var *l = mk_nn_cross_entropy(g, mk_classifier_forward(S, g, mk_nn_input(g, &t, 0), NULL), y,
+                                    NULL, -100);
     if (!l || mk_nn_graph_oom(g))
         return mk_err(ctx, MK_ERR_NOMEM, "histo_meta: out of memory in the student's pass");
     mk_terms_add(terms, "loss_student", mk_nn_value(l), 1);
@@ -404,4 +410,5 @@ const mk_method mk_method_histo_meta = {
     .outputs = OUTPUTS,
     .noutputs = N(OUTPUTS),
     .classifier = 1,
+    .data_parallel = 1,
 };

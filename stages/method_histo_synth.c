@@ -232,14 +232,17 @@ static mk_status gan_step(mk_loop *L, state *s, mk_terms *terms)
         s->yf[b] = (int32_t)mk_rng_below(s->rg, C);
     mk_cgen_input(mk_cgen_config(gen), s->rg, s->yf, &s->zin);
     fill_onehot(&s->onehot, s->yf, B, side);
+    /* data parallelism: every rank draws the whole batch and runs its share */
+    mk_tensor zin = s->zin, oh = s->onehot;
+    int64_t n = mk_loop_take_share(L, &zin, NULL);
+    mk_loop_take_share(L, &oh, NULL);
     mk_nn_graph_begin(g, 1);
-    mk_var *fake = mk_cgen_forward(gen, g, mk_nn_input(g, &s->zin, 0));
-    mk_var *dfake =
-        mk_translator_forward(D, g, mk_nn_concat(g, fake, mk_nn_input(g, &s->onehot, 0)));
+    mk_var *fake = mk_cgen_forward(gen, g, mk_nn_input(g, &zin, 0));
+    mk_var *dfake = mk_translator_forward(D, g, mk_nn_concat(g, fake, mk_nn_input(g, &oh, 0)));
     mk_var *lg = mk_nn_lsgan_g(g, dfake);
     if (!lg || mk_nn_graph_oom(g))
         return mk_err(ctx, MK_ERR_NOMEM, "histo_synth: out of memory in the generator's pass");
-    memcpy(s->fake, fake->t.data, (size_t)B * 3 * side * side * sizeof(float));
+    memcpy(s->fake, fake->t.data, (size_t)n * 3 * side * side * sizeof(float));
     double vg = mk_nn_value(lg);
     mk_nn_backward(g, lg);
     mk_loop_optim_step(L, s->gen);
@@ -248,13 +251,19 @@ static mk_status gan_step(mk_loop *L, state *s, mk_terms *terms)
     mk_histo_batch(&s->real, s->rr, B, hp->augment, s->x, s->y);
     mk_tensor tr, tf;
     mk__histo_wrap(&tr, s->x, B, 3, side);
-    mk__histo_wrap(&tf, s->fake, B, 3, side);
+    mk_loop_take_share(L, &tr, NULL);
+    mk__histo_wrap(&tf, s->fake, n, 3, side); /* this rank's fakes (the generator's share) */
+    tf.batch_of = tr.batch_of;
     mk_nn_graph_begin(g, 1);
     /* mk_nn_input copies: the planes are filled for the real labels, then for the fake ones */
     fill_onehot(&s->onehot, s->y, B, side);
-    mk_var *oh_r = mk_nn_input(g, &s->onehot, 0);
+    oh = s->onehot;
+    mk_loop_take_share(L, &oh, NULL);
+    mk_var *oh_r = mk_nn_input(g, &oh, 0);
     fill_onehot(&s->onehot, s->yf, B, side);
-    mk_var *oh_f = mk_nn_input(g, &s->onehot, 0);
+    oh = s->onehot;
+    mk_loop_take_share(L, &oh, NULL);
+    mk_var *oh_f = mk_nn_input(g, &oh, 0);
     mk_var *dr = mk_translator_forward(D, g, mk_nn_concat(g, mk_nn_input(g, &tr, 0), oh_r));
     mk_var *df = mk_translator_forward(D, g, mk_nn_concat(g, mk_nn_input(g, &tf, 0), oh_f));
     mk_var *ld = mk_nn_lsgan_d(g, dr, df);
@@ -473,12 +482,15 @@ static mk_status generate(mk_loop *L, state *s)
     s->all_set = (mk_histo_set){side, n, s->cand_x, s->cand_y, NULL, NULL, 0, NULL, NULL, NULL};
     char path[4200];
     cand_log lg = {n, s->cand_y, conf, d, thr, kept};
+    if (!mk_loop_primary(L)) /* rank 0 writes the job's files */
+        goto written;
     if ((st = mk__run_path(ctx, c->run_dir, "models", "histo_synth_candidates.csv", path,
                            sizeof path)) == MK_OK)
         st = mk_fs_write_atomic_printed(ctx, path, print_log, &lg);
     if (st == MK_OK && (st = mk__run_path(ctx, c->run_dir, "models", "histo_synth_candidates.png",
                                           path, sizeof path)) == MK_OK)
         st = montage(ctx, path, s->cand_x, kept, n, side);
+written:
     s->generated = 1;
 out:
     free(cf);
@@ -513,9 +525,11 @@ static mk_status cls_step(mk_loop *L, state *s, int net, const mk_histo_set *syn
     mixed_batch(s, syn, rr, rs, s->x, s->y);
     mk_tensor t;
     mk__histo_wrap(&t, s->x, hp->batch, 3, hp->patch);
+    int32_t *y = s->y;
+    mk_loop_take_share(L, &t, &y); /* data parallelism: this rank's patches */
     mk_nn_graph_begin(g, 1);
     mk_var *lg = mk_classifier_forward(mk_loop_model(L, net), g, mk_nn_input(g, &t, 0), NULL);
-    mk_var *l = mk_nn_cross_entropy(g, lg, s->y, NULL, -100);
+    mk_var *l = mk_nn_cross_entropy(g, lg, y, NULL, -100);
     if (!l || mk_nn_graph_oom(g))
         return mk_err(mk_loop_ctx(L), MK_ERR_NOMEM,
                       "histo_synth: out of memory in the forward "
@@ -603,4 +617,5 @@ const mk_method mk_method_histo_synth = {
     .noutputs = N(OUTPUTS),
     .classifier = 1,
     .after = after,
+    .data_parallel = 1,
 };

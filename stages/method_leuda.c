@@ -261,11 +261,14 @@ mk_var *mk__leuda_src_seg(mk_loop *L, mk__leuda_src *s)
     const float *planes[1] = {s->cyc};
     mk_loop_batch_aligned(L, s->lab, p->batch, &s->xl, s->yl, planes, 1, &s->xc);
     if (p->augment)
-        for (int b = 0; b < p->batch; b++) {
+        for (int b = 0; b < p->batch; b++) { /* a draw for every sample of the global batch */
             mk__affine A =
                 mk__affine_draw(mk_loop_stream_rng(L, s->lab), p->aug_scale, p->aug_rotate);
-            mk__leuda_augment(s, &A, b, &s->xl, s->yl);
-            augment_slice(s, &A, b, &s->xc);
+            int64_t row;
+            if (!mk_loop_mine(L, &s->xl, b, &row))
+                continue;
+            mk__leuda_augment(s, &A, (int)row, &s->xl, s->yl);
+            augment_slice(s, &A, (int)row, &s->xc);
         }
     mk_unet *stu = mk_loop_unet(L, s->student);
     mk_var *a = mk_method_seg_loss(g, mk_unet_forward(stu, g, mk_nn_input(g, &s->xl, 0)), s->yl,
@@ -280,6 +283,8 @@ mk_status mk__leuda_src_save(mk_loop *L, mk__leuda_src *s, const char *file)
     const mk_stage_common *c = mk_loop_common(L);
     mk_ctx *ctx = mk_loop_ctx(L);
     mk_status st = mk_loop_save_unet(L, file, s->student, c->data.mri_modality, "student");
+    if (!mk_loop_primary(L))
+        return st; /* rank 0 writes the job's files */
     char path[4200];
     if (st == MK_OK)
         st = mk__run_path(ctx, c->run_dir, "models", "leuda_translator.h5", path, sizeof path);
@@ -481,6 +486,7 @@ static int keep(mk_tensor *dst, const mk_var *v)
             return -1;
     }
     mk_tensor_copy(dst, &v->t);
+    dst->batch_of = v->t.batch_of;
     return 0;
 }
 
@@ -530,13 +536,22 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
     int ub = p->unlabelled_batch;
     mk_loop_batch_aligned(L, s->src_u, ub, &s->x[XS], NULL, sp_src, 2, o_src);
     mk_loop_batch_aligned(L, s->tgt_u, ub, &s->x[XT], NULL, sp_tgt, 2, o_tgt);
+    const int oi[4] = {XST, XSTS, XTS, XTST}; /* the rows (and batch) the copies were given */
+    for (int k = 0; k < 4; k++) {
+        const mk_tensor *o = k < 2 ? &o_src[k] : &o_tgt[k - 2];
+        s->x[oi[k]].ne[0] = o->ne[0];
+        s->x[oi[k]].batch_of = o->batch_of;
+    }
     if (p->augment)
         for (int dom = 0; dom < 2; dom++)
             for (int b = 0; b < ub; b++) {
                 mk__affine A = mk__affine_draw(mk_loop_stream_rng(L, dom ? s->tgt_u : s->src_u),
                                                p->aug_scale, p->aug_rotate);
+                int64_t row;
+                if (!mk_loop_mine(L, &s->x[3 * dom], b, &row))
+                    continue; /* another rank's sample: drawn, not applied here */
                 for (int k = 0; k < 3; k++)
-                    mk__leuda_augment(&s->src, &A, b, &s->x[3 * dom + k], NULL);
+                    mk__leuda_augment(&s->src, &A, (int)row, &s->x[3 * dom + k], NULL);
             }
     double wkd = weight(p, it, p->w_kd), wcon = weight(p, it, p->w_con),
            wadv = weight(p, it, p->w_adv);
@@ -556,8 +571,8 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
         int ng = mk_nn_graph_set_no_grad(g, 1);
         for (int k = 0; k < 2 && s->intra >= 0; k++) {
             mk_tensor *n = &s->noisy[INTRA[k]];
-            mk_tensor_copy(n, &s->x[INTRA[k]]);
-            mk_nn_noise_clamped(r, n, p->noise_sigma, p->noise_clip);
+            mk_loop_copy(n, &s->x[INTRA[k]]);
+            mk_loop_noise(L, r, n, p->noise_sigma, p->noise_clip);
             zi[k] = mk_unet_forward(mk_loop_unet(L, s->intra), g, mk_nn_input(g, n, 0));
             if (adv && (keep(&s->keep.intra[0][k], mk_nn_find(g, s->feat)) ||
                         keep(&s->keep.intra[1][k], mk_nn_softmax(g, zi[k]))))
@@ -565,8 +580,8 @@ static mk_status step(mk_loop *L, void *sp, mk_terms *terms)
         }
         for (int k = 0; k < 3 && s->inter >= 0; k++) {
             mk_tensor *n = &s->noisy[INTER[k]];
-            mk_tensor_copy(n, &s->x[INTER[k]]);
-            mk_nn_noise_clamped(r, n, p->noise_sigma, p->noise_clip);
+            mk_loop_copy(n, &s->x[INTER[k]]);
+            mk_loop_noise(L, r, n, p->noise_sigma, p->noise_clip);
             ze[k] = mk_unet_forward(mk_loop_unet(L, s->inter), g, mk_nn_input(g, n, 0));
             if (adv && (keep(&s->keep.inter[0][k], mk_nn_find(g, s->feat)) ||
                         keep(&s->keep.inter[1][k], mk_nn_softmax(g, ze[k]))))
@@ -751,4 +766,5 @@ const mk_method mk_method_leuda = {
     .noutputs = N(OUTPUTS),
     .val_net = val_net,
     .after = after,
+    .data_parallel = 1,
 };

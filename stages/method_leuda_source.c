@@ -118,4 +118,5 @@ const mk_method mk_method_leuda_source = {
     .noutputs = N(OUTPUTS),
     .val_net = val_net,
     .after = after,
+    .data_parallel = 1,
 };

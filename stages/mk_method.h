@@ -129,6 +129,31 @@ void mk_loop_batch_aligned(mk_loop *L, int stream, int batch, mk_tensor *x, int3
  * their augmentation. */
 mk_rng *mk_loop_stream_rng(mk_loop *L, int stream);
 
+/* Data parallelism (mk_stage_dist; all of these are the plain operation in one process).
+ * Batches from mk_loop_batch* hold this rank's share of the global batch (x->ne[0] local rows,
+ * x->batch_of the global size). */
+/* 1 when this process writes the job's files (rank 0, or the only process). */
+int mk_loop_primary(const mk_loop *L);
+/* 1 when global sample b of batch x is this process's, with its row in x. A per-sample draw
+ * (augmentation) is made for every b by every rank and applied where this returns 1. */
+int mk_loop_mine(const mk_loop *L, const mk_tensor *x, int64_t b, int64_t *row);
+/* A whole batch that every rank drew (t: its B rows; a histology patch batch) narrowed to this
+ * rank's share: t's data, rows and batch mark; *labels (one per row, may be NULL) advanced to
+ * match. Returns the rows kept (B in one process). t must not own its data (a wrap or a copy of
+ * the struct). */
+int64_t mk_loop_take_share(mk_loop *L, mk_tensor *t, int32_t **labels);
+/* Copy batch src (or its share) into dst, allocated for the whole batch (dst takes src's rows). */
+void mk_loop_copy(mk_tensor *dst, const mk_tensor *src);
+/* x += clamp(sigma * N(0, 1), +-clip) (mk_nn_noise_clamped) with the draws of the whole batch:
+ * every rank draws every sample's noise from r and adds its own rows'. */
+void mk_loop_noise(mk_loop *L, mk_rng *r, mk_tensor *x, float sigma, float clip);
+/* Mean of a batch tensor over the whole batch (per-sample sums added in sample order). A
+ * collective under data parallelism: every rank calls it. */
+double mk_loop_mean(mk_loop *L, const mk_tensor *x);
+/* The sum over the whole batch of one value per sample: rows[] holds this process's rows of batch
+ * x (x->ne[0] values), added with the other ranks' in sample order. A collective, as above. */
+double mk_loop_sum_rows(mk_loop *L, const mk_tensor *x, const double *rows);
+
 mk_ctx *mk_loop_ctx(mk_loop *L);
 const mk_stage_common *mk_loop_common(const mk_loop *L);
 const char *mk_loop_stage(const mk_loop *L); /* the method's name */
