@@ -204,11 +204,15 @@ mk_nn_graph *mk_nn_graph_new(int threads, uint64_t seed)
     return g;
 }
 
+static void drop_pending(mk_nn_graph *g);
+
 void mk_nn_graph_free(mk_nn_graph *g)
 {
     if (!g)
         return;
     mk_arena_free(&g->arena);
+    drop_pending(g);
+    free(g->pending);
     free(g->nodes);
     free(g->slots);
     free(g);
@@ -217,6 +221,7 @@ void mk_nn_graph_free(mk_nn_graph *g)
 void mk_nn_graph_begin(mk_nn_graph *g, int training)
 {
     mk_arena_reset(&g->arena);
+    drop_pending(g); /* a backward pass that stopped part way */
     g->n_nodes = 0;
     g->n_slots = 0;
     g->n_tmp = 0;
@@ -342,6 +347,115 @@ static const void *fold_gather(mk_nn_graph *g, const mk_var *v, const void *part
     *own = all;
     *total = B;
     return all;
+}
+
+typedef struct mk_pending {
+    void *part;
+    int64_t n, B; /* this rank's rows, of a batch of B */
+    size_t len;
+    int kind;
+    float *out;
+} mk_pending;
+
+/* out += the fold of rows [0, N) of p (kind 0: floats; kind 1: doubles summed, then rounded) */
+static void apply_fold(const void *p, int64_t N, size_t len, int kind, float *out)
+{
+    if (kind == 0) {
+        const float *f = p;
+        for (int64_t s = 0; s < N; s++)
+            for (size_t i = 0; i < len; i++)
+                out[i] += f[(size_t)s * len + i];
+        return;
+    }
+    const double *d = p;
+    for (size_t i = 0; i < len; i++) {
+        double acc = 0;
+        for (int64_t s = 0; s < N; s++)
+            acc += d[(size_t)s * len + i];
+        out[i] += (float)acc;
+    }
+}
+
+void mk__fold_defer(mk_nn_graph *g, const mk_var *v, void *part, int64_t n, size_t len, int kind,
+                    float *out)
+{
+    if (!(g->have_share && v && v->t.batch_of)) {
+        apply_fold(part, n, len, kind, out);
+        free(part);
+        return;
+    }
+    if (g->n_pending == g->cap_pending) {
+        int cap = g->cap_pending ? 2 * g->cap_pending : 64;
+        mk_pending *q = realloc(g->pending, (size_t)cap * sizeof *q);
+        MK_ASSERT(q != NULL);
+        g->pending = q;
+        g->cap_pending = cap;
+    }
+    g->pending[g->n_pending++] = (mk_pending){part, n, v->t.batch_of, len, kind, out};
+}
+
+/* One allgather of every deferred fold's rows (rank-major: each rank's folds in order), then the
+ * folds applied in the order they were made, each over its samples in global order. */
+static void flush_pending(mk_nn_graph *g)
+{
+    if (g->n_pending == 0)
+        return;
+    const mk_nn_share *s = &g->share;
+    const int P = s->ranks, K = g->n_pending;
+    MK_ASSERT(P <= 1024);
+    size_t counts[1024], total = 0, mine = 0;
+    for (int r = 0; r < P; r++) {
+        counts[r] = 0;
+        for (int k = 0; k < K; k++) {
+            const mk_pending *e = &g->pending[k];
+            int64_t off, m;
+            mk_nn_share_range(e->B, P, r, &off, &m);
+            counts[r] += (size_t)m * e->len * (e->kind ? sizeof(double) : sizeof(float));
+        }
+        total += counts[r];
+    }
+    mine = counts[s->rank];
+    char *buf = malloc(mine ? mine : 1), *all = malloc(total ? total : 1);
+    MK_ASSERT(buf && all);
+    size_t at = 0;
+    for (int k = 0; k < K; k++) {
+        const mk_pending *e = &g->pending[k];
+        size_t b = (size_t)e->n * e->len * (e->kind ? sizeof(double) : sizeof(float));
+        memcpy(buf + at, e->part, b);
+        at += b;
+    }
+    MK_ASSERT(s->allgather(s->user, buf, all, counts, P) == 0);
+    size_t cur[1024]; /* each rank's read position in `all` */
+    for (int r = 0; r < P; r++)
+        cur[r] = r == 0 ? 0 : cur[r - 1] + counts[r - 1];
+    for (int k = 0; k < K; k++) {
+        mk_pending *e = &g->pending[k];
+        size_t el = e->kind ? sizeof(double) : sizeof(float);
+        char *rows = malloc((size_t)(e->B > 0 ? e->B : 1) * e->len * el);
+        MK_ASSERT(rows != NULL);
+        size_t w = 0;
+        for (int r = 0; r < P; r++) { /* rank order = global sample order */
+            int64_t off, m;
+            mk_nn_share_range(e->B, P, r, &off, &m);
+            size_t b = (size_t)m * e->len * el;
+            memcpy(rows + w, all + cur[r], b);
+            cur[r] += b;
+            w += b;
+        }
+        apply_fold(rows, e->B, e->len, e->kind, e->out);
+        free(rows);
+        free(e->part);
+    }
+    free(buf);
+    free(all);
+    g->n_pending = 0;
+}
+
+static void drop_pending(mk_nn_graph *g)
+{
+    for (int k = 0; k < g->n_pending; k++)
+        free(g->pending[k].part);
+    g->n_pending = 0;
 }
 
 void mk__fold_d(mk_nn_graph *g, const mk_var *v, const double *part, int64_t n, size_t len,
@@ -678,6 +792,8 @@ void mk_nn_backward_with(mk_nn_graph *g, mk_var *out, const float *dy)
             v->grad = NULL;
         }
     }
+    if (!g->oom && !g->cancelled)
+        flush_pending(g); /* the parameters' gradients of the pass, in one collective */
 }
 
 void mk_nn_backward(mk_nn_graph *g, mk_var *loss)

@@ -31,6 +31,8 @@ struct mk_nn_graph {
     mk_rng rng;
     int have_share;
     mk_nn_share share;
+    struct mk_pending *pending; /* deferred gradient folds (mk__fold_defer), malloc'd */
+    int n_pending, cap_pending;
 };
 
 typedef void (*mk_backward_fn)(mk_nn_graph *g, mk_var *v);
@@ -82,6 +84,14 @@ void mk__fold_d(mk_nn_graph *g, const mk_var *v, const double *part, int64_t n, 
                 double *out);
 void mk__fold_f(mk_nn_graph *g, const mk_var *v, const float *part, int64_t n, size_t len,
                 float *out);
+/* The same for a parameter's gradient, which nothing reads before backward ends: on a batch share
+ * the fold is deferred, and mk_nn_backward gathers every deferred fold of the pass in one
+ * collective (fused) and applies them in the order they were made, so the bits are those of
+ * immediate folds. part (malloc'd; the graph frees it) holds n rows of len values: floats added
+ * into out (kind 0), or doubles added in double, then out[i] += (float)sum (kind 1). Elsewhere
+ * (one process, or v not a share) it is applied at once. */
+void mk__fold_defer(mk_nn_graph *g, const mk_var *v, void *part, int64_t n, size_t len, int kind,
+                    float *out);
 /* Samples of the whole batch v is part of (n when v is not a batch share). */
 int64_t mk__global_n(const mk_nn_graph *g, const mk_var *v, int64_t n);
 /* Stops when v is a batch share: for ops that have no split-invariant reduction yet. */

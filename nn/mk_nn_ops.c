@@ -89,7 +89,7 @@ mk_var *mk_nn_conv(mk_nn_graph *g, mk_var *x, mk_var *w, mk_var *b, const int *s
  * (mk__fold_f): the same bits however the batch is split. x: the conv's input, dy: the gradient
  * of its output; v: the node (its batch mark). */
 static void wgrad_fold(mk_nn_graph *g, const mk_var *v, const mk_conv_shape *s, const float *x,
-                       const float *dy, float *dw, void *ws)
+                       const float *dy, float *dw, void *ws, int is_param)
 {
     if (!dw || g->oom)
         return;
@@ -107,32 +107,44 @@ static void wgrad_fold(mk_nn_graph *g, const mk_var *v, const mk_conv_shape *s, 
     for (int i = 0; i < s->n; i++)
         mk_conv_bwd_weight(&one, x + (size_t)i * s->cin * vin, dy + (size_t)i * s->cout * vout,
                            part + (size_t)i * nw, NULL, ws, g->threads);
-    mk__fold_f(g, v, part, s->n, nw, dw);
-    free(part);
+    if (is_param) /* a parameter's gradient: fused into one gather per backward pass */
+        mk__fold_defer(g, v, part, s->n, nw, 0, dw);
+    else {
+        mk__fold_f(g, v, part, s->n, nw, dw);
+        free(part);
+    }
 }
 
 /* db[c] += sum of gy over the batch and space, per-sample partials in double (mk__fold_d). */
-static void bias_fold(mk_nn_graph *g, const mk_var *v, const float *gy, float *db)
+static void bias_fold(mk_nn_graph *g, const mk_var *v, const float *gy, float *db, int is_param)
 {
     if (!db || g->oom)
         return;
     int64_t n, c, sp[3];
     mk__dims(v, &n, &c, sp);
     int64_t S = sp[0] * sp[1] * sp[2];
-    double *part = mk__tmp(g, (size_t)(n * c + c) * sizeof(double));
-    if (!part)
+    double *part = malloc((size_t)(n * c > 0 ? n * c : 1) * sizeof(double));
+    if (!part) {
+        g->oom = 1;
         return;
-    double *acc = part + n * c;
+    }
     for (int64_t i = 0; i < n * c; i++) {
         double a = 0;
         for (int64_t k = 0; k < S; k++)
             a += gy[i * S + k];
         part[i] = a;
     }
+    if (is_param) { /* fused, as the weights' */
+        mk__fold_defer(g, v, part, n, (size_t)c, 1, db);
+        return;
+    }
+    double acc[4096];
+    MK_ASSERT(c <= 4096);
     memset(acc, 0, (size_t)c * sizeof(double));
     mk__fold_d(g, v, part, n, (size_t)c, acc);
     for (int64_t ch = 0; ch < c; ch++)
         db[ch] += (float)acc[ch];
+    free(part);
 }
 
 static void conv_backward(mk_nn_graph *g, mk_var *v)
@@ -149,9 +161,9 @@ static void conv_backward(mk_nn_graph *g, mk_var *v)
         mk_conv_bwd_data(s, v->grad, w->t.data, dx, ws, g->threads);
     }
     if (want(w))
-        wgrad_fold(g, v, s, x->t.data, v->grad, mk__grad(g, w), ws);
+        wgrad_fold(g, v, s, x->t.data, v->grad, mk__grad(g, w), ws, w->param != NULL);
     if (want(b))
-        bias_fold(g, v, v->grad, mk__grad(g, b));
+        bias_fold(g, v, v->grad, mk__grad(g, b), b->param != NULL);
 }
 
 mk_var *mk_nn_conv_transpose(mk_nn_graph *g, mk_var *x, mk_var *w, mk_var *b, const int *stride,
@@ -223,9 +235,9 @@ static void convt_backward(mk_nn_graph *g, mk_var *v)
             dx[i] += tmp[i];
     }
     if (want(w))
-        wgrad_fold(g, v, s, v->grad, x->t.data, mk__grad(g, w), ws);
+        wgrad_fold(g, v, s, v->grad, x->t.data, mk__grad(g, w), ws, w->param != NULL);
     if (want(b))
-        bias_fold(g, v, v->grad, mk__grad(g, b));
+        bias_fold(g, v, v->grad, mk__grad(g, b), b->param != NULL);
 }
 
 /* ---------------------------------------------------------------- pooling */
