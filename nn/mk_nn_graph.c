@@ -475,10 +475,8 @@ void mk__fold_f(mk_nn_graph *g, const mk_var *v, const float *part, int64_t n, s
 {
     void *own;
     int64_t N;
-    const float *p = fold_gather(g, v, part, n, len * sizeof(float), &N, &own);
-    for (int64_t s = 0; s < N; s++)
-        for (size_t i = 0; i < len; i++)
-            out[i] += p[(size_t)s * len + i];
+    const void *p = fold_gather(g, v, part, n, len * sizeof(float), &N, &own);
+    apply_fold(p, N, len, 0, out);
     free(own);
 }
 

@@ -53,6 +53,24 @@ static int64_t sample_count(const mk_var *v)
     return v->t.ndim >= 2 && v->t.ne[0] > 0 ? v->t.ne[0] : 1;
 }
 
+/* The mean over the whole batch from per-sample sums ps[0..ns) of `per` elements each (x: the
+ * batch input): the sums added in global sample order (mk__fold_d), divided by the whole batch's
+ * element count, which v keeps for its backward pass (aux). Releases the op's temporaries. */
+static mk_var *mean_node(mk_nn_graph *g, mk_var *v, const mk_var *x, const double *ps, int64_t ns,
+                         int64_t per)
+{
+    double tot = 0;
+    mk__fold_d(g, x, ps, ns, 1, &tot);
+    mk__tmp_release(g);
+    double *cnt = mk__scratch(g, sizeof(double)); /* elements of the whole batch */
+    if (!cnt)
+        return NULL;
+    *cnt = (double)(mk__global_n(g, x, ns) * per);
+    v->aux = cnt;
+    v->t.data[0] = (float)(tot / *cnt);
+    return v;
+}
+
 /* ---------------------------------------------------------------- cross-entropy */
 
 mk_var *mk_nn_cross_entropy(mk_nn_graph *g, mk_var *logits, const int32_t *labels,
@@ -287,17 +305,7 @@ static mk_var *pair_loss(mk_nn_graph *g, mk_op op, mk_var *a, mk_var *b)
         }
         ps[i] = s;
     }
-    double *tot = ps + ns;
-    *tot = 0;
-    mk__fold_d(g, a, ps, ns, 1, tot);
-    double *cnt = mk__scratch(g, sizeof(double)); /* elements of the whole batch */
-    if (!cnt)
-        return NULL;
-    *cnt = (double)(mk__global_n(g, a, ns) * per);
-    v->aux = cnt;
-    v->t.data[0] = (float)(*tot / *cnt);
-    mk__tmp_release(g);
-    return v;
+    return mean_node(g, v, a, ps, ns, per);
 }
 
 mk_var *mk_nn_mse(mk_nn_graph *g, mk_var *a, mk_var *b)
@@ -462,17 +470,7 @@ static mk_var *adv_loss(mk_nn_graph *g, mk_op op, mk_var *d, float target)
         }
         ps[i] = s;
     }
-    double *tot = ps + ns;
-    *tot = 0;
-    mk__fold_d(g, d, ps, ns, 1, tot);
-    double *cnt = mk__scratch(g, sizeof(double)); /* elements of the whole batch */
-    if (!cnt)
-        return NULL;
-    *cnt = (double)(mk__global_n(g, d, ns) * per);
-    v->aux = cnt;
-    v->t.data[0] = (float)(*tot / *cnt);
-    mk__tmp_release(g);
-    return v;
+    return mean_node(g, v, d, ps, ns, per);
 }
 
 mk_var *mk_nn_adv_ls(mk_nn_graph *g, mk_var *d, float target)
