@@ -18,7 +18,7 @@ endif()
 # --resume under mpirun finishes it (tests/mpi_train_test.sh).
 if(TARGET pipeline AND MK_HAVE_MPI_BUILD)
   add_test(NAME mpi_train COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/mpi_train_test.sh
-           $<TARGET_FILE:pipeline>)
+           $<TARGET_FILE:pipeline> $<TARGET_FILE:pipeline-nompi>)
   set_tests_properties(mpi_train PROPERTIES TIMEOUT 300 LABELS no-sanitize)
 endif()
 # A build without MPI (-DMK_MPI=OFF, the sanitizer build): one process, refusals under a launcher.

@@ -13,9 +13,12 @@
 #      temperature), leuda, the four histology methods (dropout on) and cmedl's tumour term;
 #   4. a batch smaller than the ranks stops the job with a message.
 # Open MPI's root flags are set here (CI runs as root); --oversubscribe lets 3 ranks share 2 cores.
-# usage: mpi_train_test.sh PIPELINE
+#   0. the same binary built without MPI (pipeline-nompi: the same engine objects, the
+#      one-process world) trains the same models as the MPI build run without a launcher and as
+#      mpirun -n 1.
+# usage: mpi_train_test.sh PIPELINE [PIPELINE_WITHOUT_MPI]
 set -u
-P="$1"
+P="$1"; PN="${2:-}"
 D="$(mktemp -d "${TMPDIR:-/tmp}/mpi-train-XXXXXX")"
 trap 'rm -rf "$D"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
@@ -125,6 +128,16 @@ for m in coteach-global coteach-instance leuda histo cmedl-tumour; do
             fail "$m: the temperature curve differs under mpirun -n 3"
     fi
 done
+
+# 0. the build without MPI
+if [ -n "$PN" ]; then
+    "$PN" version | grep -q "^  mpi       not built in" || fail "$PN is built with MPI"
+    "$PN" --quiet run one10.toml --out nompi10 > nompi10.log 2>&1 || { cat nompi10.log; fail "the build without MPI"; }
+    echo "the build without MPI against the MPI build (one process):"
+    same_models one10 nompi10 || fail "the build without MPI trains other models"
+    echo "the build without MPI against mpirun -n 1:"
+    same_models nompi10 mpi1_10 || fail "mpirun -n 1 trains other models than the build without MPI"
+fi
 
 # 2. the comparison can fail: another seed
 mk_cfg other 10 1 6
