@@ -91,6 +91,27 @@ static mk_status check_needs(mk_run_env *env, const mk_stage_common *c, const ch
     return st;
 }
 
+/* Under MPI every rank needs at least one sample of each batch the method splits. */
+static mk_status check_split(mk_run_env *env, const mk_method *m)
+{
+    if (!env->dist)
+        return MK_OK;
+    const mk_cfg *rc = env->cfg;
+    int ranks = env->dist->share.ranks;
+    for (int k = 0; k < 3 && m->split_batches[k]; k++) {
+        const char *key = m->split_batches[k];
+        long long b = mk_cfg_int(rc, key);
+        if (b < ranks)
+            return mk_err(env->ctx, MK_ERR_CONFIG,
+                          "%s:%d: key '%s': stage '%s' splits a batch of %lld over %d MPI ranks: "
+                          "every rank needs at least one sample (expected %s >= %d, or run fewer "
+                          "ranks)",
+                          mk_cfg_path(rc), mk_cfg_line(rc, key), key, m->name, b, ranks, key,
+                          ranks);
+    }
+    return MK_OK;
+}
+
 mk_status mk_check_method(mk_run_env *env)
 {
     const mk_method *m = env->stage->method;
@@ -117,6 +138,8 @@ mk_status mk_check_method(mk_run_env *env)
     }
     if (st == MK_OK)
         st = mk_run_keyed_err(env, mk_method_check(env->ctx, m, &c, cfg));
+    if (st == MK_OK)
+        st = check_split(env, m);
     mk_data_need nd[MK_NEEDS_MAX];
     if (st == MK_OK && m->needs)
         st = check_needs(env, &c, m->name, nd, m->needs(&c, cfg, nd));

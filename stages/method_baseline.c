@@ -151,6 +151,7 @@ const mk_method mk_method_baseline = {
     .noutputs = N(OUTPUTS),
     .val_net = val_net,
     .data_parallel = 1,
+    .split_batches = {"cmedl.batch"},
 };
 
 mk_status mk_stage_baseline(mk_ctx *ctx, const mk_stage_common *c, const mk_cmedl_params *cp,

@@ -596,6 +596,7 @@ const mk_method mk_method_cmedl = {
     .noutputs = N(OUTPUTS),
     .val_net = val_net,
     .data_parallel = 1,
+    .split_batches = {"cmedl.batch"},
 };
 
 mk_status mk_stage_cmedl(mk_ctx *ctx, const mk_stage_common *c, const mk_translate_params *tp,

@@ -595,4 +595,5 @@ const mk_method mk_method_coteach = {
     .val_net = val_net,
     .after = after,
     .data_parallel = 1,
+    .split_batches = {"coteach.batch", "coteach.unlabelled_batch"},
 };

@@ -149,4 +149,5 @@ const mk_method mk_method_coteach_teacher = {
     .noutputs = N(OUTPUTS),
     .val_net = val_net,
     .data_parallel = 1,
+    .split_batches = {"coteach_teacher.batch"},
 };

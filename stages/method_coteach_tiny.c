@@ -129,4 +129,5 @@ const mk_method mk_method_coteach_tiny = {
     .noutputs = N(OUTPUTS),
     .val_net = val_net,
     .data_parallel = 1,
+    .split_batches = {"coteach.batch"},
 };

@@ -182,6 +182,7 @@ const mk_method mk_method_histo_cls = {
     .noutputs = N(OUTPUTS),
     .classifier = 1,
     .data_parallel = 1,
+    .split_batches = {"histo.batch"},
 };
 
 mk_status mk__histo_load_into(mk_loop *L, const char *path, int net)

@@ -279,4 +279,5 @@ const mk_method mk_method_histo_kd = {
     .classifier = 1,
     .after = after,
     .data_parallel = 1,
+    .split_batches = {"histo.batch"},
 };

@@ -411,4 +411,5 @@ const mk_method mk_method_histo_meta = {
     .noutputs = N(OUTPUTS),
     .classifier = 1,
     .data_parallel = 1,
+    .split_batches = {"histo.batch"},
 };

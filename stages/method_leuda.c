@@ -767,4 +767,5 @@ const mk_method mk_method_leuda = {
     .val_net = val_net,
     .after = after,
     .data_parallel = 1,
+    .split_batches = {"leuda.batch", "leuda.unlabelled_batch"},
 };

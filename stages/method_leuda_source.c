@@ -119,4 +119,5 @@ const mk_method mk_method_leuda_source = {
     .val_net = val_net,
     .after = after,
     .data_parallel = 1,
+    .split_batches = {"leuda.batch"},
 };

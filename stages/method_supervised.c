@@ -142,4 +142,5 @@ const mk_method mk_method_supervised = {
     .noutputs = N(OUTPUTS),
     .val_net = val_net,
     .data_parallel = 1,
+    .split_batches = {"supervised.batch"},
 };

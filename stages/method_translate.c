@@ -241,6 +241,7 @@ const mk_method mk_method_translate = {
     .save = save,
     .free = free_state,
     .data_parallel = 1,
+    .split_batches = {"translate.batch"},
 };
 
 mk_status mk_stage_translate(mk_ctx *ctx, const mk_stage_common *c, const mk_translate_params *tp,

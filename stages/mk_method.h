@@ -242,6 +242,10 @@ typedef struct mk_method {
      * from mk_loop_batch*, every reduction over them runs in the graph (nn/mk_nn.h, mk_nn_share),
      * so P ranks give the bits of one process. 0: a run listing it refuses more than one rank. */
     int data_parallel;
+    /* The config keys ("section.key", INT rows of its uses) of the batches it splits over the
+     * ranks, NULL-terminated: under MPI the pre-run check refuses a run where one holds fewer
+     * samples than there are ranks, before the run directory is created. */
+    const char *split_batches[3];
 } mk_method;
 
 /* The registry (stages/methods.c): one row per method, in a fixed order (the enum). */

@@ -182,9 +182,10 @@ same_models straight killed 7 || fail "the resumed models differ from the uninte
 # 4. a batch smaller than the ranks
 mk_cfg small 2 1 5 '["translate"]'
 sed -i 's/^batch = 3/batch = 2/' small.toml
-timeout 60 "${MPI[@]}" -n 3 "$P" --quiet run small.toml > small.log 2>&1
+timeout 60 "${MPI[@]}" -n 3 "$P" --quiet run small.toml --out small_run > small.log 2>&1
 rc=$?
-[ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "a batch of 2 is smaller than the 3 ranks" small.log ||
-    { cat small.log; fail "batch 2 on 3 ranks: rc $rc, expected a stop with a message"; }
-echo "a batch smaller than the ranks: a stop with the message"
+[ $rc -eq 2 ] && grep -q "small.toml:[0-9]*: key 'translate.batch': stage 'translate' splits a batch of 2 over 3 MPI ranks" small.log ||
+    { cat small.log; fail "batch 2 on 3 ranks: rc $rc, expected a refusal (2) with the key"; }
+[ ! -e small_run ] || fail "batch 2 on 3 ranks: the refused run created its directory"
+echo "a batch smaller than the ranks: refused before the run directory, naming the key"
 echo "PASS"

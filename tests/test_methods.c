@@ -125,6 +125,24 @@ static void test_registry(void **state)
                 assert_int_not_equal(P->bind, MK_BIND_NONE);
                 assert_true(m->uses[u].offset + P->offset + P->size <= m->cfg_size);
             }
+        /* a data-parallel method names the batches it splits: INT rows of its sections */
+        if (m->data_parallel)
+            assert_non_null(m->split_batches[0]);
+        for (int k = 0; k < 3 && m->split_batches[k]; k++) {
+            const char *key = m->split_batches[k], *dot = strchr(key, '.');
+            assert_non_null(dot);
+            int found = 0;
+            for (int u = 0; u < m->nuses; u++) {
+                const mk_param_section *sec = m->uses[u].section;
+                if (strlen(sec->name) != (size_t)(dot - key) || strncmp(sec->name, key, dot - key))
+                    continue;
+                for (int r = 0; r < sec->nrows; r++)
+                    found |=
+                        !strcmp(sec->rows[r].name, dot + 1) && sec->rows[r].type == MK_PARAM_INT;
+            }
+            if (!found)
+                fail_msg("%s: split batch '%s' is no INT row of its sections", m->name, key);
+        }
     }
     assert_null(mk_method_find("no-such-method"));
 }
