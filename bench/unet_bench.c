@@ -2,7 +2,7 @@
  * (../shared/peers/torch_unet.py), and a golden check against PyTorch values.
  *
  *   unet-bench --mode train2d|infer2d|train3d|infer3d|volume2d [--threads N] [--json]
- *              [--warmup W] [--runs R] [--batch B] [--slices S] [--seed S]
+ *              [--warmup W] [--runs R] [--batch B] [--slices S] [--seed S] [--profile]
  *   unet-bench --check FILE.h5 [--threads N]
  *
  * --check loads a golden file of peers/golden.py, runs the same train-mode forward, CE + Dice
@@ -24,7 +24,7 @@
 
 typedef struct opts {
     const char *mode, *check;
-    int threads, json, warmup, runs, batch, slices;
+    int threads, json, warmup, runs, batch, slices, profile;
     uint64_t seed;
 } opts;
 
@@ -54,6 +54,35 @@ static double median(const double *v, int n)
     memcpy(s, v, (size_t)n * sizeof *s);
     qsort(s, (size_t)n, sizeof *s, cmp_double);
     return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+}
+
+/* --profile: the per-op table (nn/mk_nn.h) of the timed runs, per step. Sub-rows (phases starting
+ * with spaces) are parts of the row above them. */
+static void print_profile(const double *times, int nrun)
+{
+    mk_nn_prof_row rows[96];
+    int n = mk_nn_profile_rows(rows, 96);
+    double total = 0, covered = 0, fl = 0;
+    for (int i = 0; i < nrun; i++)
+        total += times[i];
+    printf("\n%-16s %-18s %8s %10s %7s %9s\n", "op", "phase", "calls", "ms/step", "share",
+           "GFLOP/s");
+    for (int i = 0; i < n; i++) {
+        const mk_nn_prof_row *r = &rows[i];
+        int sub = r->phase[0] == ' ';
+        if (!sub)
+            covered += r->seconds;
+        fl += r->flops; /* conv flops sit on the forward rows and the backward sub-rows */
+        printf("%-16s %-18s %8.1f %10.2f %6.1f%%", r->op, r->phase, (double)r->calls / nrun,
+               1e3 * r->seconds / nrun, 100 * r->seconds / total);
+        if (r->flops > 0 && r->seconds > 0)
+            printf(" %9.1f", r->flops / r->seconds / 1e9);
+        printf("\n");
+    }
+    printf("%-16s %-18s %8s %10.2f %6.1f%%\n", "(outside ops)", "", "",
+           1e3 * (total - covered) / nrun, 100 * (total - covered) / total);
+    printf("%-16s %-18s %8s %10.2f %6.1f%% %9.1f\n", "step", "", "", 1e3 * total / nrun, 100.0,
+           fl / total / 1e9);
 }
 
 /* ---------------------------------------------------------------- golden check */
@@ -433,6 +462,8 @@ static int run_bench(const opts *o)
         nrun = 1;
     } else {
         for (int it = 0; it < o->warmup + nrun && !failed; it++) {
+            if (o->profile && it == o->warmup)
+                mk_nn_profile_enable(1);
             double t0 = now_s();
             if (train) {
                 mk_nn_graph_begin(g, 1);
@@ -443,9 +474,13 @@ static int run_bench(const opts *o)
                     failed = 1;
                     break;
                 }
+                double tz = now_s();
                 mk_nn_params_zero_grad(ps);
+                mk_nn_profile_add("parameters", "zero gradients", now_s() - tz, 0);
                 mk_nn_backward(g, loss);
+                double ta = now_s();
                 mk_optim_step(opt);
+                mk_nn_profile_add("adam", "step", now_s() - ta, 0);
                 if (it == 0)
                     loss_first = mk_nn_value(loss);
                 loss_last = mk_nn_value(loss);
@@ -458,7 +493,10 @@ static int run_bench(const opts *o)
                     failed = 1;
                     break;
                 }
+                mk_nn_profile_cut();
+                double ta = now_s();
                 argmax_u8(lg, lab);
+                mk_nn_profile_add("argmax", "forward", now_s() - ta, 0);
             }
             double t = now_s() - t0;
             if (it >= o->warmup)
@@ -489,6 +527,8 @@ static int run_bench(const opts *o)
         printf("mode %s threads %d: %.4g %s (median %.4g s), %.1f conv GFLOP/s, peak RSS %.0f MB\n",
                o->mode, o->threads, value, unit, med, gfl, peak_rss_mb());
     }
+    if (o->profile && !volume)
+        print_profile(times, nrun);
     mk_optim_free(opt);
     mk_nn_graph_free(g);
     mk_unet_free(net);
@@ -502,7 +542,7 @@ static int usage(void)
 {
     fprintf(stderr,
             "usage: unet-bench --mode train2d|infer2d|train3d|infer3d|volume2d [--threads N]"
-            " [--json] [--warmup W] [--runs R] [--batch B] [--slices S] [--seed S]\n"
+            " [--json] [--warmup W] [--runs R] [--batch B] [--slices S] [--seed S] [--profile]\n"
             "       unet-bench --check FILE.h5 [--threads N]\n");
     return 2;
 }
@@ -519,13 +559,17 @@ static int parse_int(const char *s, int lo, int hi, int *out)
 
 int main(int argc, char **argv)
 {
-    opts o = {"train2d", NULL, 2, 0, 2, 5, 0, 200, 0};
+    opts o = {"train2d", NULL, 2, 0, 2, 5, 0, 200, 0, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         int iv = 0, ok = 1;
         if (strcmp(a, "--json") == 0) {
             o.json = 1;
+            continue;
+        }
+        if (strcmp(a, "--profile") == 0) {
+            o.profile = 1;
             continue;
         }
         if (!v)

@@ -47,6 +47,9 @@ typedef __m512 vf;
 #define VZERO() _mm512_setzero_ps()
 #define VFMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
 #define VHSUM(v) _mm512_reduce_add_ps(v)
+/* Keeps a loaded vector in a register: without it GCC folds the load into every FMA that reads
+ * it (a memory operand each), and the wgrad tile turns load-bound (28 loads for 24 FMAs). */
+#define VKEEP(v) __asm__("" : "+v"(v))
 #elif defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 typedef __m256 vf;
@@ -58,6 +61,7 @@ typedef __m256 vf;
 #define VSET1(x) _mm256_set1_ps(x)
 #define VZERO() _mm256_setzero_ps()
 #define VFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define VKEEP(v) __asm__("" : "+v"(v))
 static inline float vhsum8(__m256 v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -94,6 +98,7 @@ static inline float vhsum_g(vf v)
 #define VSTORE(p, v) memcpy((p), &(v), sizeof(vf))
 #define VSET1(x) vset1_g(x)
 #define VZERO() vset1_g(0.0f)
+#define VKEEP(v) ((void)0)
 #define VFMA(a, b, c) ((a) * (b) + (c))
 #define VHSUM(v) vhsum_g(v)
 #endif
@@ -568,6 +573,7 @@ static void direct_wtile(const float *const dyr[WM], const float *xb, const int 
             d[i] = VLOAD(dyr[i] + q);
         for (int j = 0; j < WK; j++) {
             vf a = VLOAD(xr[j] + q);
+            VKEEP(a);
             for (int i = 0; i < WM; i++)
                 acc[i][j] = VFMA(d[i], a, acc[i][j]);
         }
@@ -596,7 +602,7 @@ static void flat_w_layout(const flat *f, int T, bump *b, flat_w_ws *w)
     w->xp = take(b, (size_t)T * f->xp_floats * sizeof(float)); /* per worker */
     w->koff = take(b, (size_t)f->K * sizeof(int));
     w->dyp = take(b, (size_t)T * f->M * flat_R(f) * sizeof(float));
-    w->part = take(b, (size_t)NSLOT * f->M * f->K * sizeof(float));
+    w->part = take(b, (size_t)(T > NSLOT ? T : NSLOT) * f->M * f->K * sizeof(float));
     w->col = (f->direct || f->kvol == 1) ? NULL : take(b, (size_t)T * f->K * f->qb * sizeof(float));
 }
 
@@ -725,6 +731,43 @@ static void flat_w_run(const flat *f, int N, const float *x, const float *dy, fl
                     acc += p[i];
             }
             db[m] += (float)acc;
+        }
+    }
+}
+
+/* part[n] = the weight gradient of sample n alone, each sample by one worker (dynamic). A sample
+ * is summed as flat_w_run sums one: the units of slot c (c < NSLOT, fixed ranges) into a zeroed
+ * buffer, the slots added in order, so the bits equal flat_w_run's with N = 1. */
+static void flat_w_samples(const flat *f, int N, const float *x, const float *dy, float *part,
+                           flat_w_ws *w, int T)
+{
+    flat_koff(f, w->koff);
+    for (int t = 0; t < T; t++)
+        memset(w->xp + (size_t)t * f->xp_floats + (size_t)f->C * f->cs, 0,
+               (f->xp_floats - (size_t)f->C * f->cs) * sizeof(float));
+    const size_t vout = (size_t)f->out[0] * f->out[1] * f->out[2];
+    const size_t R = flat_R(f);
+    const int qstep = f->direct ? WQ : f->qb;
+    const long units = (long)((R + (size_t)qstep - 1) / (size_t)qstep);
+    const int M = f->M;
+    const size_t MK = (size_t)M * f->K;
+    const long planes = (long)f->C * f->P[0], dplanes = (long)M * f->out[0];
+#pragma omp parallel for num_threads(T) schedule(dynamic, 1)
+    for (int n = 0; n < N; n++) {
+        int tid = omp_get_thread_num();
+        float *xp = w->xp + (size_t)tid * f->xp_floats, *dyp = w->dyp + (size_t)tid * M * R;
+        float *tmp = w->part + (size_t)tid * MK, *pn = part + (size_t)n * MK;
+        memset(pn, 0, MK * sizeof *pn);
+        flat_pad_planes(f, x + (size_t)n * f->in_sample, xp, 0, planes);
+        flat_pad_dy(f, dy + (size_t)n * M * vout, dyp, R, 0, dplanes);
+        for (int c = 0; c < NSLOT; c++) {
+            long lo, hi;
+            split(units, c, NSLOT, &lo, &hi);
+            memset(tmp, 0, MK * sizeof *tmp);
+            for (long u = lo; u < hi; u++)
+                flat_w_unit(f, w, xp, dyp, tmp, tid, u);
+            for (size_t i = 0; i < MK; i++)
+                pn[i] += tmp[i];
         }
     }
 }
@@ -1093,4 +1136,33 @@ void mk_conv_bwd_weight(const mk_conv_shape *s, const float *x, const float *dy,
         flat_w_run(&f, s->n, x, dy, dw, db, &fw, T);
     }
     free(own);
+}
+
+void mk_conv_bwd_weight_samples(const mk_conv_shape *s, const float *x, const float *dy,
+                                float *part, void *ws, int threads)
+{
+    const int T = clamp_threads(threads), N = s->n;
+    const size_t vin = shape_vin(s), vout = (size_t)s->out[0] * s->out[1] * s->out[2];
+    const size_t nw = (size_t)s->cout * s->cin * s->k[0] * s->k[1] * s->k[2];
+    flat f;
+    /* whole samples per worker when they balance (the same bits either way) */
+    if (N >= 2 && (N >= 2 * T || N % T == 0) && plan(s, OP_WGRAD, -1, &f)) {
+        blas_single_thread();
+        void *own;
+        char *base = ws_base(ws, ws_op(s, OP_WGRAD, T, -1), &own);
+        bump b = {base, 0};
+        flat_w_ws fw;
+        flat_w_layout(&f, T, &b, &fw);
+        flat_w_samples(&f, N, x, dy, part, &fw, T);
+        free(own);
+        return;
+    }
+    mk_conv_shape one = *s;
+    one.n = 1;
+    for (int i = 0; i < N; i++) {
+        float *pi = part + (size_t)i * nw;
+        memset(pi, 0, nw * sizeof *pi);
+        mk_conv_bwd_weight(&one, x + (size_t)i * s->cin * vin, dy + (size_t)i * s->cout * vout, pi,
+                           NULL, ws, threads);
+    }
 }

@@ -49,6 +49,13 @@ void mk_conv_bwd_data(const mk_conv_shape *s, const float *dy, const float *w, f
 /* dw += sum_n dy (x) x  (accumulates into dw); db += sum over n and pixels of dy if db != NULL. */
 void mk_conv_bwd_weight(const mk_conv_shape *s, const float *x, const float *dy, float *dw,
                         float *db, void *ws, int threads);
+/* part[i][cout * cin * kvol] = sample i's weight gradient alone (overwritten; no db), for every
+ * i < s->n. Each sample's bits are those of mk_conv_bwd_weight of that sample alone (n = 1) into
+ * zeros, whatever the batch and the thread count: the graph adds the partials in global sample
+ * order (nn/mk_nn.h, mk_nn_share). Workers take whole samples when there are enough of them, or
+ * share each sample otherwise. */
+void mk_conv_bwd_weight_samples(const mk_conv_shape *s, const float *x, const float *dy,
+                                float *part, void *ws, int threads);
 
 /* Engine choice for stride-1 problems: those with at least `channels` output channels (cout for
  * fwd / bwd_weight, cin for bwd_data) use vol2col + sgemm instead of the direct kernels; <= 0

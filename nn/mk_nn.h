@@ -231,6 +231,28 @@ void mk_nn_backward(mk_nn_graph *g, mk_var *loss);
 /* Same with an explicit seed gradient dy (numel of loss) for non-scalar outputs. */
 void mk_nn_backward_with(mk_nn_graph *g, mk_var *out, const float *dy);
 
+/* ---------------------------------------------------------------- profile */
+
+/* A per-op profile for benchmarks (process-wide, off by default; one graph thread at a time).
+ * With it on, every op's forward time is the wall time from its node's creation to the next
+ * node's (mk_nn_profile_cut ends a forward pass without a backward one), its backward time is
+ * the wall time of its backward function, and the convolutions split theirs into the data
+ * gradient, the weight gradient and the ordered folds of the partials. FLOPs are counted for
+ * the convolutions (2 per multiply-add). Rows keep the order they were first seen in. */
+typedef struct mk_nn_prof_row {
+    const char *op, *phase; /* static strings */
+    long long calls;
+    double seconds, flops;
+} mk_nn_prof_row;
+void mk_nn_profile_enable(int on); /* clears the rows */
+/* Ends the running forward op's time (a forward pass with no backward pass after it). */
+void mk_nn_profile_cut(void);
+/* Adds time (and flops) to a row, e.g. the optimizer's step; no-op when off. */
+void mk_nn_profile_add(const char *op, const char *phase, double seconds, double flops);
+/* Copies up to max rows into out; returns how many rows there are. */
+int mk_nn_profile_rows(mk_nn_prof_row *out, int max);
+double mk_nn_profile_now(void); /* monotonic seconds */
+
 /* ---------------------------------------------------------------- ops */
 
 /* Convolution, PyTorch Conv2d/Conv3d (groups 1). w [cout][cin][k..]; b [cout] or NULL.

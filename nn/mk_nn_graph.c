@@ -223,6 +223,7 @@ void mk_nn_graph_begin(mk_nn_graph *g, int training)
     mk_arena_reset(&g->arena);
     drop_pending(g); /* a backward pass that stopped part way */
     g->n_nodes = 0;
+    mk__prof_drop();
     g->n_slots = 0;
     g->n_tmp = 0;
     g->training = training;
@@ -599,6 +600,8 @@ static mk_var *node_alloc(mk_nn_graph *g, mk_op op, int ndim, const int64_t *ne,
     }
     mk_tensor_set_shape(&v->t, ndim, ne);
     v->op = op;
+    if (mk__prof_on())
+        mk__prof_node(mk__op_info(op)->name);
     if (data) {
         v->t.data = data;
     } else if (g->recycle && g->no_grad) {
@@ -763,6 +766,7 @@ void mk_nn_backward_with(mk_nn_graph *g, mk_var *out, const float *dy)
 {
     if (!out || !out->requires_grad)
         return;
+    mk_nn_profile_cut();
     float *gr = mk__grad(g, out);
     if (!gr)
         return;
@@ -782,7 +786,12 @@ void mk_nn_backward_with(mk_nn_graph *g, mk_var *out, const float *dy)
             continue;
         const struct mk_op_info *info = mk__op_info(v->op);
         MK_ASSERT(info->backward);
-        info->backward(g, v);
+        if (mk__prof_on()) {
+            double t0 = mk_nn_profile_now();
+            info->backward(g, v);
+            mk_nn_profile_add(info->name, "backward", mk_nn_profile_now() - t0, 0);
+        } else
+            info->backward(g, v);
         mk__tmp_release(g);
         if (v->slot_) { /* consumed: hand the gradient buffer back */
             g->slots[v->slot_ - 1].busy = 0;
@@ -790,8 +799,12 @@ void mk_nn_backward_with(mk_nn_graph *g, mk_var *out, const float *dy)
             v->grad = NULL;
         }
     }
-    if (!g->oom && !g->cancelled)
+    if (!g->oom && !g->cancelled) {
+        double t0 = mk__prof_on() ? mk_nn_profile_now() : 0;
         flush_pending(g); /* the parameters' gradients of the pass, in one collective */
+        if (t0 > 0)
+            mk_nn_profile_add("gradient folds", "backward", mk_nn_profile_now() - t0, 0);
+    }
 }
 
 void mk_nn_backward(mk_nn_graph *g, mk_var *loss)

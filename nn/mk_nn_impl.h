@@ -76,6 +76,12 @@ void mk__mel_backward(mk_nn_graph *g, mk_var *v);
 void mk__dice_ex_backward(mk_nn_graph *g, mk_var *v);
 
 const struct mk_op_info *mk__op_info(mk_op op);
+/* The profile (mk_nn_prof.c): on?, a node created (the previous forward op ends), a graph begun
+ * (nothing runs), FLOPs of a row. */
+int mk__prof_on(void);
+void mk__prof_node(const char *op);
+void mk__prof_drop(void);
+void mk__prof_flops(const char *op, const char *phase, double flops);
 
 /* Batch reductions (see mk_nn_share): part holds n per-sample partial vectors of len values, this
  * process's samples in order; out[i] += part_s[i] for every sample s of the batch in global order

@@ -49,6 +49,25 @@ static void conv_shape(mk_conv_shape *s, int64_t n, int64_t cin, int64_t cout, c
     }
 }
 
+/* Multiply-adds x 2 of conv s (any of its three products). */
+static double conv_flops(const mk_conv_shape *s)
+{
+    return 2.0 * s->n * s->cout * s->cin * s->k[0] * s->k[1] * s->k[2] * s->out[0] * s->out[1] *
+           s->out[2];
+}
+
+/* Profile: a part of a backward pass (conv data/weight gradient), from t0. */
+static void prof_part(const char *op, const char *phase, double t0, double flops)
+{
+    if (t0 > 0)
+        mk_nn_profile_add(op, phase, mk_nn_profile_now() - t0, flops);
+}
+
+static double prof_t0(void)
+{
+    return mk__prof_on() ? mk_nn_profile_now() : 0;
+}
+
 static void *conv_ws(mk_nn_graph *g, const mk_conv_shape *s)
 {
     size_t b = mk_conv_workspace_size(s, g->threads);
@@ -82,6 +101,8 @@ mk_var *mk_nn_conv(mk_nn_graph *g, mk_var *x, mk_var *w, mk_var *b, const int *s
         return NULL;
     mk_conv_fwd(&s, x->t.data, w->t.data, b ? b->t.data : NULL, v->t.data, ws, g->threads);
     mk__tmp_release(g);
+    if (mk__prof_on())
+        mk__prof_flops("conv", "forward", conv_flops(&s));
     return v;
 }
 
@@ -93,20 +114,13 @@ static void wgrad_fold(mk_nn_graph *g, const mk_var *v, const mk_conv_shape *s, 
 {
     if (!dw || g->oom)
         return;
-    const size_t vin = (size_t)s->in[0] * s->in[1] * s->in[2];
-    const size_t vout = (size_t)s->out[0] * s->out[1] * s->out[2];
     const size_t nw = (size_t)s->cout * s->cin * s->k[0] * s->k[1] * s->k[2];
     float *part = malloc((size_t)s->n * nw * sizeof(float));
     if (!part) {
         g->oom = 1;
         return;
     }
-    memset(part, 0, (size_t)s->n * nw * sizeof(float));
-    mk_conv_shape one = *s;
-    one.n = 1;
-    for (int i = 0; i < s->n; i++)
-        mk_conv_bwd_weight(&one, x + (size_t)i * s->cin * vin, dy + (size_t)i * s->cout * vout,
-                           part + (size_t)i * nw, NULL, ws, g->threads);
+    mk_conv_bwd_weight_samples(s, x, dy, part, ws, g->threads);
     if (is_param) /* a parameter's gradient: fused into one gather per backward pass */
         mk__fold_defer(g, v, part, s->n, nw, 0, dw);
     else {
@@ -154,16 +168,22 @@ static void conv_backward(mk_nn_graph *g, mk_var *v)
     void *ws = conv_ws(g, s);
     if (g->oom)
         return;
+    double t0 = prof_t0();
     if (want(x)) {
         float *dx = mk__grad(g, x);
         if (!dx)
             return;
         mk_conv_bwd_data(s, v->grad, w->t.data, dx, ws, g->threads);
+        prof_part("conv", "  data gradient", t0, conv_flops(s));
     }
+    t0 = prof_t0();
     if (want(w))
         wgrad_fold(g, v, s, x->t.data, v->grad, mk__grad(g, w), ws, w->param != NULL);
+    prof_part("conv", "  weight gradient", t0, want(w) ? conv_flops(s) : 0);
+    t0 = prof_t0();
     if (want(b))
         bias_fold(g, v, v->grad, mk__grad(g, b), b->param != NULL);
+    prof_part("conv", "  bias gradient", t0, 0);
 }
 
 mk_var *mk_nn_conv_transpose(mk_nn_graph *g, mk_var *x, mk_var *w, mk_var *b, const int *stride,
@@ -205,6 +225,8 @@ mk_var *mk_nn_conv_transpose(mk_nn_graph *g, mk_var *x, mk_var *w, mk_var *b, co
     memset(v->t.data, 0, (size_t)nv * sizeof(float));
     mk_conv_bwd_data(&s, x->t.data, w->t.data, v->t.data, ws, g->threads);
     mk__tmp_release(g);
+    if (mk__prof_on())
+        mk__prof_flops("conv_transpose", "forward", conv_flops(&s));
     if (b) {
         int64_t S = osp[0] * osp[1] * osp[2];
         for (int64_t i = 0; i < n * cout; i++) {
@@ -224,6 +246,7 @@ static void convt_backward(mk_nn_graph *g, mk_var *v)
     void *ws = conv_ws(g, s);
     if (g->oom)
         return;
+    double t0 = prof_t0();
     if (want(x)) {
         int64_t nx = mk__numel(x);
         float *tmp = mk__tmp(g, (size_t)nx * sizeof(float));
@@ -233,11 +256,16 @@ static void convt_backward(mk_nn_graph *g, mk_var *v)
         mk_conv_fwd(s, v->grad, w->t.data, NULL, tmp, ws, g->threads);
         for (int64_t i = 0; i < nx; i++)
             dx[i] += tmp[i];
+        prof_part("conv_transpose", "  data gradient", t0, conv_flops(s));
     }
+    t0 = prof_t0();
     if (want(w))
         wgrad_fold(g, v, s, v->grad, x->t.data, mk__grad(g, w), ws, w->param != NULL);
+    prof_part("conv_transpose", "  weight gradient", t0, want(w) ? conv_flops(s) : 0);
+    t0 = prof_t0();
     if (want(b))
         bias_fold(g, v, v->grad, mk__grad(g, b), b->param != NULL);
+    prof_part("conv_transpose", "  bias gradient", t0, 0);
 }
 
 /* ---------------------------------------------------------------- pooling */

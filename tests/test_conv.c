@@ -510,6 +510,53 @@ static void test_fast_deterministic(void **state)
     mk_conv_set_sgemm_min_channels(0);
 }
 
+/* mk_conv_bwd_weight_samples: each sample's partial has the bits of mk_conv_bwd_weight of that
+ * sample alone (n = 1, into zeros) for batches of 1-5 and 1, 2 and 3 threads (both of its paths:
+ * whole samples per worker, and workers sharing a sample), and the partials add up to the
+ * reference weight gradient. */
+static void test_wgrad_samples(void **state)
+{
+    (void)state;
+    mk_conv_shape base[4] = {shape2d(1, 16, 16, 23, 29, 3, 1, 1, 1),
+                             shape3d(1, 8, 8, 7, 9, 10, 3, 1, 1, 1),
+                             shape2d(1, 16, 32, 20, 22, 2, 2, 0, 1), /* patch */
+                             shape2d(1, 5, 7, 17, 15, 3, 2, 1, 1)};  /* generic, strided */
+    for (int k = 0; k < 4; k++)
+        for (int n = 1; n <= (quick ? 3 : 5); n++) {
+            mk_conv_shape s = base[k], one = base[k];
+            s.n = n;
+            assert_int_equal(mk_conv_shape_finish(&s), 0);
+            assert_int_equal(mk_conv_shape_finish(&one), 0);
+            size_t nx = n_x(&s), ny = n_y(&s), nw = n_w(&s);
+            size_t vx = nx / (size_t)n, vy = ny / (size_t)n;
+            float *x = rand_buf(nx), *dy = rand_buf(ny);
+            float *want = calloc((size_t)n * nw, sizeof(float));
+            float *got = malloc((size_t)n * nw * sizeof(float));
+            float *ref = calloc(nw, sizeof(float));
+            assert_non_null(want);
+            assert_non_null(got);
+            assert_non_null(ref);
+            for (int i = 0; i < n; i++)
+                mk_conv_bwd_weight(&one, x + i * vx, dy + i * vy, want + i * nw, NULL, NULL, 1);
+            mk_conv_bwd_weight_ref(&s, x, dy, ref, NULL);
+            for (int t = 1; t <= 3; t++) {
+                memset(got, 0x7f, (size_t)n * nw * sizeof(float)); /* overwritten */
+                mk_conv_bwd_weight_samples(&s, x, dy, got, NULL, t);
+                assert_memory_equal(want, got, (size_t)n * nw * sizeof(float));
+            }
+            double mx = 0, err = 0;
+            for (size_t j = 0; j < nw; j++) {
+                double sum = 0;
+                for (int i = 0; i < n; i++)
+                    sum += got[i * nw + j];
+                mx = fmax(mx, fabs(ref[j]));
+                err = fmax(err, fabs(sum - ref[j]));
+            }
+            assert_true(err <= 1e-5 * mx);
+            free(x), free(dy), free(want), free(got), free(ref);
+        }
+}
+
 int main(int argc, char **argv)
 {
     quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
@@ -519,6 +566,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_ref_accumulates),   cmocka_unit_test(test_ref_finite_differences),
         cmocka_unit_test(test_fast_random_2d),    cmocka_unit_test(test_fast_random_3d),
         cmocka_unit_test(test_fast_unet_classes), cmocka_unit_test(test_fast_deterministic),
+        cmocka_unit_test(test_wgrad_samples),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Steadiness on a busy machine (issue 24, item 4): a U-Net mode of unet-bench and of the PyTorch
+# peer, each run idle and with a competing busy process (a shell spin loop at nice 19, pinned to
+# core 0), in turns (idle medkd, idle torch, busy medkd, busy torch, ...) so a drift of the
+# machine hits both. Prints each run's throughput, the medians and busy / idle per engine.
+# The engines run as users run them: unet-bench with OMP_WAIT_POLICY=passive (what `pipeline`
+# sets for itself, cli/main.c), PyTorch with its defaults.
+# usage: bench/contention.sh [BUILD_DIR] [MODE] [REPEAT] [THREADS]
+set -eu
+B="${1:-build}"; MODE="${2:-train3d}"; N="${3:-3}"; T="${4:-2}"
+U="$B/unet-bench"
+PEER="$(dirname "$0")/../../shared/peers/torch_unet.py"
+PY=/usr/bin/python3
+[ -x "$U" ] || { echo "contention: $U not built (make build)" >&2; exit 2; }
+have_torch=1
+if [ ! -f "$PEER" ] || ! "$PY" -c "import torch" 2> /dev/null; then
+    echo "contention: PyTorch peer not available (apt-get install python3-torch; $PEER): medkd only" >&2
+    have_torch=0
+fi
+value() { "$PY" -c 'import json, sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])["value"])'; }
+run_medkd() { OMP_WAIT_POLICY=passive "$U" --mode "$MODE" --threads "$T" --json | value; }
+run_torch() { "$PY" "$PEER" --mode "$MODE" --threads "$T" --json 2> /dev/null | value; }
+busy_pid=
+start_busy() {
+    nice -n 19 taskset -c 0 sh -c 'while :; do :; done' &
+    busy_pid=$!
+    sleep 1
+}
+stop_busy() { kill "$busy_pid" 2> /dev/null || true; wait "$busy_pid" 2> /dev/null || true; busy_pid=; }
+trap stop_busy EXIT
+declare -a mi mb ti tb
+for r in $(seq "$N"); do
+    mi+=("$(run_medkd)")
+    [ $have_torch = 1 ] && ti+=("$(run_torch)")
+    start_busy
+    mb+=("$(run_medkd)")
+    [ $have_torch = 1 ] && tb+=("$(run_torch)")
+    stop_busy
+    echo "run $r: medkd idle ${mi[-1]} busy ${mb[-1]}${ti:+; torch idle ${ti[-1]} busy ${tb[-1]}}"
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+report() { # report NAME idle... -- busy...
+    local name=$1; shift
+    local idle=() busy=() side=idle
+    for v in "$@"; do
+        if [ "$v" = -- ]; then side=busy; continue; fi
+        if [ $side = idle ]; then idle+=("$v"); else busy+=("$v"); fi
+    done
+    local a b
+    a=$(median "${idle[@]}"); b=$(median "${busy[@]}")
+    awk -v n="$name" -v a="$a" -v b="$b" -v m="$MODE" -v t="$T" \
+        'BEGIN {printf "%s %s, %d threads: idle %.4g, busy %.4g (median), busy / idle %.2f\n", n, m, t, a, b, b / a}'
+}
+report medkd "${mi[@]}" -- "${mb[@]}"
+[ $have_torch = 1 ] && report torch "${ti[@]}" -- "${tb[@]}"
+exit 0
