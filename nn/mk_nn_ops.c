@@ -142,6 +142,7 @@ static void bias_fold(mk_nn_graph *g, const mk_var *v, const float *gy, float *d
         g->oom = 1;
         return;
     }
+#pragma omp parallel for num_threads(nthreads(g, n *c *S)) schedule(dynamic, 1)
     for (int64_t i = 0; i < n * c; i++) {
         double a = 0;
         for (int64_t k = 0; k < S; k++)
@@ -293,6 +294,42 @@ static mk_var *pool_node(mk_nn_graph *g, mk_op op, mk_var *x, int k, int s, int6
     return v;
 }
 
+/* 1 when val replaces best (NaN propagates like PyTorch; ties keep the first). */
+static inline int pool_takes(float val, float best)
+{
+    return val > best || (isnan(val) && !isnan(best));
+}
+
+/* The U-Nets' 2 x 2 stride-2 max pool of P planes [H][W] (2D): the generic loop's order and
+ * results, without its index arithmetic per tap. */
+static void maxpool2x2(const float *x, float *y, int32_t *arg, int64_t P, const int64_t sp[3],
+                       const int64_t osp[3], int nt)
+{
+    const int64_t H = sp[1], W = sp[2], oH = osp[1], oW = osp[2];
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int64_t p = 0; p < P; p++) {
+        const float *xp = x + p * H * W;
+        float *yp = y + p * oH * oW;
+        int32_t *ap = arg ? arg + p * oH * oW : NULL;
+        for (int64_t oh = 0; oh < oH; oh++) {
+            const float *r0 = xp + 2 * oh * W, *r1 = r0 + W;
+            for (int64_t ow = 0; ow < oW; ow++) {
+                const float v[4] = {r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]};
+                float best = v[0];
+                int bi = 0;
+                for (int t = 1; t < 4; t++)
+                    if (pool_takes(v[t], best)) {
+                        best = v[t];
+                        bi = t;
+                    }
+                yp[oh * oW + ow] = best;
+                if (ap)
+                    ap[oh * oW + ow] = (int32_t)((2 * oh + (bi >> 1)) * W + 2 * ow + (bi & 1));
+            }
+        }
+    }
+}
+
 mk_var *mk_nn_maxpool(mk_nn_graph *g, mk_var *x, int k, int s)
 {
     if (!x)
@@ -313,6 +350,10 @@ mk_var *mk_nn_maxpool(mk_nn_graph *g, mk_var *x, int k, int s)
             return NULL;
     }
     v->aux = arg;
+    if (ns == 2 && k == 2 && s == 2) {
+        maxpool2x2(x->t.data, v->t.data, arg, n * c, sp, osp, nthreads(g, n * c * O));
+        return v;
+    }
 #pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(static)
     for (int64_t p = 0; p < n * c; p++) {
         const float *xp = x->t.data + p * S;

@@ -454,6 +454,59 @@ static void test_op_table(void **state)
     assert_string_equal(mk_op_name(MK_OP_COUNT), "?");
 }
 
+/* The 2 x 2 stride-2 max pool (its own fast path) against the definition scanned here: values
+ * drawn from a few levels (many ties: the first wins), NaNs (they propagate, the first one
+ * wins), odd sides (the last row and column are dropped); the gradient lands on the winners. */
+static void test_maxpool_2x2(void **state)
+{
+    (void)state;
+    const int n = 2, c = 3, h = 9, w = 12, oh = 4, ow = 6;
+    float *x = malloc((size_t)n * c * h * w * sizeof *x);
+    assert_non_null(x);
+    uint64_t r = 12345;
+    for (int i = 0; i < n * c * h * w; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        int lv = (int)(r >> 59); /* 0..31 */
+        x[i] = lv == 31 ? NAN : (float)(lv % 5);
+    }
+    mk_nn_graph *g = mk_nn_graph_new(2, 1);
+    mk_nn_graph_begin(g, 1);
+    mk_var *xv = input4(g, n, c, h, w, x, 1);
+    mk_var *y = mk_nn_maxpool(g, xv, 2, 2);
+    assert_int_equal(y->t.ne[2], oh);
+    assert_int_equal(y->t.ne[3], ow);
+    float *dy = malloc((size_t)n * c * oh * ow * sizeof *dy);
+    float *want_dx = calloc((size_t)n * c * h * w, sizeof *want_dx);
+    assert_non_null(dy);
+    assert_non_null(want_dx);
+    for (int p = 0; p < n * c; p++)
+        for (int i = 0; i < oh; i++)
+            for (int j = 0; j < ow; j++) {
+                int best = -1;
+                for (int a = 0; a < 2; a++)
+                    for (int b = 0; b < 2; b++) {
+                        int idx = (2 * i + a) * w + 2 * j + b;
+                        float v = x[p * h * w + idx];
+                        if (best < 0)
+                            best = idx;
+                        else {
+                            float bv = x[p * h * w + best];
+                            if (!isnan(bv) && (isnan(v) || v > bv))
+                                best = idx;
+                        }
+                    }
+                float got = y->t.data[(p * oh + i) * ow + j], want = x[p * h * w + best];
+                assert_true(isnan(want) ? isnan(got) : got == want);
+                float d = (float)(1 + (p * oh + i) * ow + j);
+                dy[(p * oh + i) * ow + j] = d;
+                want_dx[p * h * w + best] += d;
+            }
+    mk_nn_backward_with(g, y, dy);
+    assert_memory_equal(xv->grad, want_dx, (size_t)n * c * h * w * sizeof *want_dx);
+    mk_nn_graph_free(g);
+    free(x), free(dy), free(want_dx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -461,6 +514,7 @@ int main(void)
         cmocka_unit_test(test_arena),
         cmocka_unit_test(test_rng),
         cmocka_unit_test(test_op_values),
+        cmocka_unit_test(test_maxpool_2x2),
         cmocka_unit_test(test_batchnorm_running_stats),
         cmocka_unit_test(test_optimizers),
         cmocka_unit_test(test_schedules),
