@@ -31,6 +31,22 @@ static double lse(const float *x, int64_t c, int64_t S, double invT)
     return mx + log(z);
 }
 
+/* Softmax over channel k at stride S: p[k] (c <= 64), one exp per channel (the log-sum-exp's
+ * terms divided by their sum). */
+static void softmax_at(const float *x, int64_t c, int64_t S, double *p)
+{
+    double mx = x[0];
+    for (int64_t k = 1; k < c; k++)
+        if (x[k * S] > mx)
+            mx = x[k * S];
+    double z = 0;
+    for (int64_t k = 0; k < c; k++)
+        z += p[k] = exp(x[k * S] - mx);
+    double iz = 1.0 / z;
+    for (int64_t k = 0; k < c; k++)
+        p[k] *= iz;
+}
+
 /* Position blocks for the parallel loss loops: positions p = i * S + s are split into NB fixed
  * blocks whose partial sums are added in block order, so a loss does not depend on the thread
  * count. */
@@ -163,10 +179,17 @@ void mk__ce_backward(mk_nn_graph *g, mk_var *v)
             continue;
         const float *z = x->t.data + i * c * S + s;
         float *d = dx + i * c * S + s;
-        double l = lse(z, c, S, 1.0);
         double f = scale * (w ? w[y] : 1.0);
-        for (int64_t k = 0; k < c; k++)
-            d[k * S] += (float)(f * (exp(z[k * S] - l) - (k == y)));
+        if (c <= 64) {
+            double pr[64];
+            softmax_at(z, c, S, pr);
+            for (int64_t k = 0; k < c; k++)
+                d[k * S] += (float)(f * (pr[k] - (k == y)));
+        } else {
+            double l = lse(z, c, S, 1.0);
+            for (int64_t k = 0; k < c; k++)
+                d[k * S] += (float)(f * (exp(z[k * S] - l) - (k == y)));
+        }
     }
 }
 
@@ -205,14 +228,15 @@ mk_var *mk_nn_dice_loss(mk_nn_graph *g, mk_var *logits, const int32_t *labels, f
         memset(pb, 0, (size_t)W * sizeof(double));
         for (int64_t s = blk_lo(S, nb, b); s < blk_lo(S, nb, b + 1); s++) {
             const float *z = logits->t.data + i * c * S + s;
-            double l = lse(z, c, S, 1.0);
+            double prs[64];
+            softmax_at(z, c, S, prs);
             int32_t y = lab[i * S + s];
             if (y < 0 || y >= c) {
                 pb[3 * c] += 1;
                 y = -1;
             }
             for (int64_t k = 0; k < c; k++) {
-                double pr = exp(z[k * S] - l);
+                double pr = prs[k];
                 pb[c + k] += pr;
                 if (k == y) {
                     pb[k] += pr;
@@ -269,11 +293,10 @@ void mk__dice_backward(mk_nn_graph *g, mk_var *v)
         int64_t i = q / S, s = q % S;
         const float *z = x->t.data + i * c * S + s;
         float *d = dx + i * c * S + s;
-        double l = lse(z, c, S, 1.0);
+        softmax_at(z, c, S, p);
         int32_t y = lab[q];
         double dot = 0;
         for (int64_t k = 0; k < c; k++) {
-            p[k] = exp(z[k * S] - l);
             dp[k] = c0[k] + (k == y ? c1[k] : 0.0);
             dot += p[k] * dp[k];
         }
