@@ -511,8 +511,9 @@ static void flat_fwd_unit(const flat *f, const flat_fwd_ws *w, const float *xp, 
 }
 
 /* Runs out[n] (=|+=) conv(in[n]) for all samples. A: [M][K] weights of the stride-1 problem.
- * N >= 2: the workers take whole samples dynamically, each with its own padded copy (no barriers);
- * N == 1: all workers pad the sample together, then share its units. Each output element is
+ * N >= 2T (or one worker): the workers take whole samples dynamically, each with its own padded
+ * copy (no barriers); fewer: sample after sample, all workers pad it together, then share its
+ * units. Each output element is
  * computed by one worker in a fixed order either way: the bits do not depend on the threads. */
 static void flat_fwd_run(const flat *f, int N, const float *in, const float *A, const float *bias,
                          float *out, int accumulate, flat_fwd_ws *w, int T)
@@ -531,7 +532,7 @@ static void flat_fwd_run(const flat *f, int N, const float *in, const float *A, 
     {
         int tid = omp_get_thread_num(), nt = omp_get_num_threads();
         float tile[COB * TILE];
-        if (N >= 2) {
+        if (N >= 2 * nt || nt == 1) {
             float *xp = w->xp + (size_t)tid * f->xp_floats;
 #pragma omp for schedule(dynamic, 1)
             for (int n = 0; n < N; n++) {
@@ -542,14 +543,19 @@ static void flat_fwd_run(const flat *f, int N, const float *in, const float *A, 
                                   (int)(u % nunit_q), tile);
             }
         } else {
-            long lo, hi;
-            split(planes, tid, nt, &lo, &hi);
-            flat_pad_planes(f, in, w->xp, lo, hi);
+            /* fewer than two samples a worker: whole samples would leave a worker idle (or stall
+             * the others behind a busy core), so the workers share each sample's units */
+            for (int n = 0; n < N; n++) {
+                long lo, hi;
+                split(planes, tid, nt, &lo, &hi);
+                flat_pad_planes(f, in + (size_t)n * f->in_sample, w->xp, lo, hi);
 #pragma omp barrier
+                float *outn = out + (size_t)n * f->out_sample;
 #pragma omp for schedule(dynamic, chunk)
-            for (long u = 0; u < units; u++)
-                flat_fwd_unit(f, w, w->xp, A, bias, out, accumulate, tid, (int)(u / nunit_q),
-                              (int)(u % nunit_q), tile);
+                for (long u = 0; u < units; u++)
+                    flat_fwd_unit(f, w, w->xp, A, bias, outn, accumulate, tid, (int)(u / nunit_q),
+                                  (int)(u % nunit_q), tile);
+            }
         }
     }
 }
@@ -1145,8 +1151,8 @@ void mk_conv_bwd_weight_samples(const mk_conv_shape *s, const float *x, const fl
     const size_t vin = shape_vin(s), vout = (size_t)s->out[0] * s->out[1] * s->out[2];
     const size_t nw = (size_t)s->cout * s->cin * s->k[0] * s->k[1] * s->k[2];
     flat f;
-    /* whole samples per worker when they balance (the same bits either way) */
-    if (N >= 2 && (N >= 2 * T || N % T == 0) && plan(s, OP_WGRAD, -1, &f)) {
+    /* whole samples per worker when there are two or more a worker (the same bits either way) */
+    if (N >= 2 && N >= 2 * T && plan(s, OP_WGRAD, -1, &f)) {
         blas_single_thread();
         void *own;
         char *base = ws_base(ws, ws_op(s, OP_WGRAD, T, -1), &own);

@@ -59,7 +59,7 @@ static int64_t blk_lo(int64_t P, int nb, int b)
 
 static int loss_threads(const mk_nn_graph *g, int64_t work)
 {
-    return work < 32768 ? 1 : mk_nn_graph_threads(g);
+    return work < 262144 ? 1 : mk_nn_graph_threads(g);
 }
 
 /* Samples of a loss input: dim 0 of a batch (ndim >= 2), else the whole tensor is one. The
@@ -117,7 +117,7 @@ mk_var *mk_nn_cross_entropy(mk_nn_graph *g, mk_var *logits, const int32_t *label
     if (!part)
         return NULL;
     double *ps = part + 3 * nb * n, *tot3 = ps + 3 * n;
-#pragma omp parallel for num_threads(loss_threads(g, n *S *c)) schedule(static)
+#pragma omp parallel for num_threads(loss_threads(g, n *S *c)) schedule(dynamic, 1)
     for (int64_t u = 0; u < n * nb; u++) {
         int64_t i = u / nb;
         int b = (int)(u % nb);
@@ -171,7 +171,7 @@ void mk__ce_backward(mk_nn_graph *g, mk_var *v)
     const float *w = v->aux2;
     double scale = v->grad[0] / (double)v->fp[0];
     int64_t P = n * S;
-#pragma omp parallel for num_threads(loss_threads(g, P *c)) schedule(static)
+#pragma omp parallel for num_threads(loss_threads(g, P *c)) schedule(dynamic, 4096)
     for (int64_t p = 0; p < P; p++) {
         int64_t i = p / S, s = p % S;
         int32_t y = lab[p];
@@ -220,7 +220,7 @@ mk_var *mk_nn_dice_loss(mk_nn_graph *g, mk_var *logits, const int32_t *labels, f
     if (!part)
         return NULL;
     double *ps = part + (size_t)nb * n * W, *all = ps + (size_t)n * W;
-#pragma omp parallel for num_threads(loss_threads(g, n *S *c)) schedule(static)
+#pragma omp parallel for num_threads(loss_threads(g, n *S *c)) schedule(dynamic, 1)
     for (int64_t u = 0; u < n * nb; u++) {
         int64_t i = u / nb;
         int b = (int)(u % nb);
@@ -287,7 +287,7 @@ void mk__dice_backward(mk_nn_graph *g, mk_var *v)
         c1[k] = -v->grad[0] * (2.0 / D) / (double)c;    /* extra where g_k = 1 */
     }
     int64_t NP = n * S;
-#pragma omp parallel for num_threads(loss_threads(g, NP *c)) schedule(static)
+#pragma omp parallel for num_threads(loss_threads(g, NP *c)) schedule(dynamic, 4096)
     for (int64_t q = 0; q < NP; q++) {
         double dp[64], p[64];
         int64_t i = q / S, s = q % S;

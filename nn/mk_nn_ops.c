@@ -9,7 +9,9 @@
 #include "mk_nn_impl.h"
 #include "nn/mk_conv.h"
 
-#define PAR_MIN 32768 /* below this many elements loops stay serial */
+#define PAR_MIN                                                                                    \
+    262144 /* below this many elements loops stay serial (a parallel region costs                  \
+            * tens of microseconds with passive waiting) */
 
 static int nthreads(const mk_nn_graph *g, int64_t work)
 {
@@ -68,9 +70,20 @@ static double prof_t0(void)
     return mk__prof_on() ? mk_nn_profile_now() : 0;
 }
 
+/* Workers for one conv product: one below CONV_PAR_MIN FLOPs, where starting and joining the
+ * workers (tens of microseconds with passive waiting) costs more than they save; the small
+ * networks of the demo and the tiny students run their convs on one thread. The kernels give the
+ * same bits for any thread count (docs/kernels.md), so this is a speed choice only. */
+#define CONV_PAR_MIN 4e6
+
+static int conv_threads(const mk_nn_graph *g, const mk_conv_shape *s)
+{
+    return conv_flops(s) < CONV_PAR_MIN ? 1 : g->threads;
+}
+
 static void *conv_ws(mk_nn_graph *g, const mk_conv_shape *s)
 {
-    size_t b = mk_conv_workspace_size(s, g->threads);
+    size_t b = mk_conv_workspace_size(s, conv_threads(g, s));
     return b ? mk__tmp(g, b) : NULL;
 }
 
@@ -99,7 +112,7 @@ mk_var *mk_nn_conv(mk_nn_graph *g, mk_var *x, mk_var *w, mk_var *b, const int *s
     void *ws = conv_ws(g, &s);
     if (g->oom)
         return NULL;
-    mk_conv_fwd(&s, x->t.data, w->t.data, b ? b->t.data : NULL, v->t.data, ws, g->threads);
+    mk_conv_fwd(&s, x->t.data, w->t.data, b ? b->t.data : NULL, v->t.data, ws, conv_threads(g, &s));
     mk__tmp_release(g);
     if (mk__prof_on())
         mk__prof_flops("conv", "forward", conv_flops(&s));
@@ -120,7 +133,7 @@ static void wgrad_fold(mk_nn_graph *g, const mk_var *v, const mk_conv_shape *s, 
         g->oom = 1;
         return;
     }
-    mk_conv_bwd_weight_samples(s, x, dy, part, ws, g->threads);
+    mk_conv_bwd_weight_samples(s, x, dy, part, ws, conv_threads(g, s));
     if (is_param) /* a parameter's gradient: fused into one gather per backward pass */
         mk__fold_defer(g, v, part, s->n, nw, 0, dw);
     else {
@@ -174,7 +187,7 @@ static void conv_backward(mk_nn_graph *g, mk_var *v)
         float *dx = mk__grad(g, x);
         if (!dx)
             return;
-        mk_conv_bwd_data(s, v->grad, w->t.data, dx, ws, g->threads);
+        mk_conv_bwd_data(s, v->grad, w->t.data, dx, ws, conv_threads(g, s));
         prof_part("conv", "  data gradient", t0, conv_flops(s));
     }
     t0 = prof_t0();
@@ -224,7 +237,7 @@ mk_var *mk_nn_conv_transpose(mk_nn_graph *g, mk_var *x, mk_var *w, mk_var *b, co
     memcpy(v->aux2, &s, sizeof s);
     int64_t nv = mk__numel(v);
     memset(v->t.data, 0, (size_t)nv * sizeof(float));
-    mk_conv_bwd_data(&s, x->t.data, w->t.data, v->t.data, ws, g->threads);
+    mk_conv_bwd_data(&s, x->t.data, w->t.data, v->t.data, ws, conv_threads(g, &s));
     mk__tmp_release(g);
     if (mk__prof_on())
         mk__prof_flops("conv_transpose", "forward", conv_flops(&s));
@@ -254,7 +267,7 @@ static void convt_backward(mk_nn_graph *g, mk_var *v)
         float *dx = mk__grad(g, x);
         if (!tmp || !dx)
             return;
-        mk_conv_fwd(s, v->grad, w->t.data, NULL, tmp, ws, g->threads);
+        mk_conv_fwd(s, v->grad, w->t.data, NULL, tmp, ws, conv_threads(g, s));
         for (int64_t i = 0; i < nx; i++)
             dx[i] += tmp[i];
         prof_part("conv_transpose", "  data gradient", t0, conv_flops(s));
@@ -354,7 +367,7 @@ mk_var *mk_nn_maxpool(mk_nn_graph *g, mk_var *x, int k, int s)
         maxpool2x2(x->t.data, v->t.data, arg, n * c, sp, osp, nthreads(g, n * c * O));
         return v;
     }
-#pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(static)
+#pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(dynamic, 1)
     for (int64_t p = 0; p < n * c; p++) {
         const float *xp = x->t.data + p * S;
         float *yp = v->t.data + p * O;
@@ -395,7 +408,7 @@ static void maxpool_backward(mk_nn_graph *g, mk_var *v)
     mk__dims(v, &on, &oc, osp);
     int64_t S = sp[0] * sp[1] * sp[2], O = osp[0] * osp[1] * osp[2];
     const int32_t *arg = v->aux;
-#pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(static)
+#pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(dynamic, 1)
     for (int64_t p = 0; p < n * c; p++)
         for (int64_t o = 0; o < O; o++)
             dx[p * S + arg[p * O + o]] += v->grad[p * O + o];
@@ -415,7 +428,7 @@ mk_var *mk_nn_avgpool(mk_nn_graph *g, mk_var *x, int k, int s)
     int kd = ns == 3 ? k : 1, sd = ns == 3 ? s : 1;
     int64_t S = sp[0] * sp[1] * sp[2], O = osp[0] * osp[1] * osp[2];
     float inv = 1.0f / (float)(kd * k * k);
-#pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(static)
+#pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(dynamic, 1)
     for (int64_t p = 0; p < n * c; p++) {
         const float *xp = x->t.data + p * S;
         float *yp = v->t.data + p * O;
@@ -447,7 +460,7 @@ static void avgpool_backward(mk_nn_graph *g, mk_var *v)
     mk__dims(v, &on, &oc, osp);
     int64_t S = sp[0] * sp[1] * sp[2], O = osp[0] * osp[1] * osp[2];
     float inv = 1.0f / (float)(kd * k * k);
-#pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(static)
+#pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(dynamic, 1)
     for (int64_t p = 0; p < n * c; p++) {
         float *dxp = dx + p * S;
         const float *gy = v->grad + p * O;
@@ -490,7 +503,7 @@ mk_var *mk_nn_upsample_nearest(mk_nn_graph *g, mk_var *x, int f)
     mk__dims(v, &on, &oc, osp);
     int64_t S = sp[0] * sp[1] * sp[2], O = osp[0] * osp[1] * osp[2];
     int fd = x->t.ndim == 5 ? f : 1;
-#pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(static)
+#pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(dynamic, 1)
     for (int64_t p = 0; p < n * c; p++)
         for (int64_t od = 0; od < osp[0]; od++)
             for (int64_t oh = 0; oh < osp[1]; oh++)
@@ -512,7 +525,7 @@ static void up_nearest_backward(mk_nn_graph *g, mk_var *v)
     mk__dims(x, &n, &c, sp);
     mk__dims(v, &on, &oc, osp);
     int64_t S = sp[0] * sp[1] * sp[2], O = osp[0] * osp[1] * osp[2];
-#pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(static)
+#pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(dynamic, 1)
     for (int64_t p = 0; p < n * c; p++)
         for (int64_t od = 0; od < osp[0]; od++)
             for (int64_t oh = 0; oh < osp[1]; oh++)
@@ -585,7 +598,7 @@ mk_var *mk_nn_upsample_linear(mk_nn_graph *g, mk_var *x, int f)
     mk__dims(v, &on, &oc, osp);
     int fa[3] = {x->t.ndim == 5 ? f : 1, x->t.ndim >= 4 ? f : 1, f};
     int64_t S = sp[0] * sp[1] * sp[2], O = osp[0] * osp[1] * osp[2];
-#pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(static)
+#pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(dynamic, 1)
     for (int64_t p = 0; p < n * c; p++)
         up_linear_plane(x->t.data + p * S, v->t.data + p * O, sp, osp, fa, 0);
     return v;
@@ -603,7 +616,7 @@ static void up_linear_backward(mk_nn_graph *g, mk_var *v)
     mk__dims(v, &on, &oc, osp);
     int fa[3] = {x->t.ndim == 5 ? f : 1, x->t.ndim >= 4 ? f : 1, f};
     int64_t S = sp[0] * sp[1] * sp[2], O = osp[0] * osp[1] * osp[2];
-#pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(static)
+#pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(dynamic, 1)
     for (int64_t p = 0; p < n * c; p++)
         up_linear_plane(v->grad + p * O, dx + p * S, sp, osp, fa, 1);
 }
@@ -708,7 +721,7 @@ static void norm_apply(mk_nn_graph *g, const float *x, float *y, const norm_layo
                        const float *mean, const float *invstd, const float *gamma,
                        const float *beta)
 {
-#pragma omp parallel for num_threads(nthreads(g, L->G * L->R * L->S)) schedule(static)
+#pragma omp parallel for num_threads(nthreads(g, L->G * L->R * L->S)) schedule(dynamic, 1)
     for (int64_t j = 0; j < L->G; j++) {
         int64_t ch = j % L->C;
         float a = invstd[j] * (gamma ? gamma[ch] : 1.0f);
@@ -766,13 +779,13 @@ static mk_var *norm_forward(mk_nn_graph *g, mk_op op, mk_var *x, mk_var *gamma, 
             return NULL;
         double *sum = part + L.R * L.G, *sq = sum + L.G;
         int nt = nthreads(g, L.G * L.R * L.S);
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
         for (int64_t j = 0; j < L.G; j++)
             for (int64_t r = 0; r < L.R; r++)
                 part[r * L.G + j] = red_sum(x->t.data + r * L.stride_r + j * L.S, L.S);
         memset(sum, 0, (size_t)(2 * L.G) * sizeof(double));
         mk__fold_d(g, x, part, L.R, (size_t)L.G, sum);
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
         for (int64_t j = 0; j < L.G; j++) {
             float mf = (float)(sum[j] / (double)M);
             for (int64_t r = 0; r < L.R; r++)
@@ -793,7 +806,7 @@ static mk_var *norm_forward(mk_nn_graph *g, mk_op op, mk_var *x, mk_var *gamma, 
         }
         mk__tmp_release(g);
     } else if (batch_stats) { /* instance norm: every group is one sample's */
-#pragma omp parallel for num_threads(nthreads(g, L.G *L.R *L.S)) schedule(static)
+#pragma omp parallel for num_threads(nthreads(g, L.G *L.R *L.S)) schedule(dynamic, 1)
         for (int64_t j = 0; j < L.G; j++) {
             double m, var;
             norm_stats(x->t.data, &L, j, &m, &var);
@@ -847,7 +860,7 @@ static void norm_backward(mk_nn_graph *g, mk_var *v)
         double *both = mk__tmp(g, (size_t)2 * L.G * sizeof(double));
         if (!part || !both)
             return;
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
         for (int64_t j = 0; j < L.G; j++)
             for (int64_t r = 0; r < L.R; r++) {
                 double a = 0, b = 0;
@@ -863,7 +876,7 @@ static void norm_backward(mk_nn_graph *g, mk_var *v)
             sdyx[j] = both[2 * j + 1];
         }
     }
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int64_t j = 0; j < L.G; j++) {
         float m = mean[j], is = invstd[j];
         if (!bn) {
@@ -962,7 +975,7 @@ mk_var *mk_nn_relu(mk_nn_graph *g, mk_var *x)
     int64_t n = mk__numel(v);
     const float *a = x->t.data;
     float *y = v->t.data;
-#pragma omp parallel for num_threads(nthreads(g, n)) schedule(static)
+#pragma omp parallel for num_threads(nthreads(g, n)) schedule(dynamic, 16384)
     for (int64_t i = 0; i < n; i++)
         y[i] = a[i] > 0 ? a[i] : 0.0f;
     return v;
@@ -979,7 +992,7 @@ mk_var *mk_nn_relu_inplace(mk_nn_graph *g, mk_var *x)
         return NULL;
     int64_t n = mk__numel(v);
     float *y = v->t.data;
-#pragma omp parallel for num_threads(nthreads(g, n)) schedule(static)
+#pragma omp parallel for num_threads(nthreads(g, n)) schedule(dynamic, 16384)
     for (int64_t i = 0; i < n; i++)
         y[i] = y[i] > 0 ? y[i] : 0.0f;
     return v;
@@ -1006,7 +1019,7 @@ static void relu_backward(mk_nn_graph *g, mk_var *v)
         }
         return;
     }
-#pragma omp parallel for num_threads(nthreads(g, n)) schedule(static)
+#pragma omp parallel for num_threads(nthreads(g, n)) schedule(dynamic, 16384)
     for (int64_t i = 0; i < n; i++)
         if (y[i] > 0)
             dx[i] += gy[i];
@@ -1112,7 +1125,7 @@ static void concat_backward(mk_nn_graph *g, mk_var *v)
     float *db = want(b) ? mk__grad(g, b) : NULL;
     if (g->oom)
         return;
-#pragma omp parallel for num_threads(nthreads(g, n *(la + lb))) schedule(static)
+#pragma omp parallel for num_threads(nthreads(g, n *(la + lb))) schedule(dynamic, 1)
     for (int64_t i = 0; i < n; i++) {
         const float *gy = v->grad + i * (la + lb);
         if (da)

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The U-Net modes against the PyTorch peer in one run (issue 24): for each mode, unet-bench and
+# ../shared/peers/torch_unet.py in turns, REPEAT times each, the same threads; prints every
+# figure, the medians, medkd / torch, and the train2d conv GFLOP/s. Bracketed by fma-peak.
+# unet-bench runs with OMP_WAIT_POLICY=passive, as `pipeline` runs itself (cli/main.c).
+# usage: bench/peer_ratios.sh [BUILD_DIR] [REPEAT] [THREADS] [MODES...]
+set -eu
+B="${1:-build}"; N="${2:-2}"; T="${3:-2}"
+shift $(($# < 3 ? $# : 3))
+MODES=("$@")
+[ ${#MODES[@]} -gt 0 ] || MODES=(train2d infer2d train3d infer3d)
+U="$B/unet-bench"
+PEER="$(dirname "$0")/../../shared/peers/torch_unet.py"
+PY=/usr/bin/python3
+[ -x "$U" ] || { echo "peer_ratios: $U not built (make build)" >&2; exit 2; }
+if [ ! -f "$PEER" ] || ! "$PY" -c "import torch" 2> /dev/null; then
+    echo "peer_ratios: the PyTorch peer is needed (apt-get install python3-torch; $PEER)" >&2
+    exit 2
+fi
+field() { "$PY" -c 'import json, sys; d = json.loads(sys.stdin.read().strip().splitlines()[-1]); print(d[sys.argv[1]])' "$1"; }
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+[ -x "$B/fma-peak" ] && { echo "fma-peak before:"; "$B/fma-peak" | tail -1; }
+for m in "${MODES[@]}"; do
+    ours=() theirs=() gf=()
+    for r in $(seq "$N"); do
+        j=$(OMP_WAIT_POLICY=passive "$U" --mode "$m" --threads "$T" --json)
+        ours+=("$(echo "$j" | field value)")
+        gf+=("$(echo "$j" | field achieved_gflops)")
+        theirs+=("$("$PY" "$PEER" --mode "$m" --threads "$T" --json 2> /dev/null | field value)")
+        echo "$m run $r: medkd ${ours[-1]} torch ${theirs[-1]} $(echo "$j" | field unit)"
+    done
+    a=$(median "${ours[@]}"); b=$(median "${theirs[@]}"); g=$(median "${gf[@]}")
+    awk -v m="$m" -v a="$a" -v b="$b" -v g="$g" -v t="$T" \
+        'BEGIN {printf "%s, %d threads: medkd %.4g, torch %.4g (medians), ratio %.2f; medkd conv %.1f GFLOP/s\n", m, t, a, b, a / b, g}'
+done
+[ -x "$B/fma-peak" ] && { echo "fma-peak after:"; "$B/fma-peak" | tail -1; }
+exit 0
