@@ -313,33 +313,38 @@ static inline int pool_takes(float val, float best)
     return val > best || (isnan(val) && !isnan(best));
 }
 
-/* The U-Nets' 2 x 2 stride-2 max pool of P planes [H][W] (2D): the generic loop's order and
- * results, without its index arithmetic per tap. */
-static void maxpool2x2(const float *x, float *y, int32_t *arg, int64_t P, const int64_t sp[3],
-                       const int64_t osp[3], int nt)
+/* The U-Nets' 2 x 2 (x 2) stride-2 max pool of P planes [D][H][W] (kd = 1: 2D, D = 1; kd = 2:
+ * 3D): the generic loop's order and results, without its index arithmetic per tap. */
+static void maxpool2(const float *x, float *y, int32_t *arg, int64_t P, const int64_t sp[3],
+                     const int64_t osp[3], int kd, int nt)
 {
-    const int64_t H = sp[1], W = sp[2], oH = osp[1], oW = osp[2];
+    const int64_t H = sp[1], W = sp[2], oD = osp[0], oH = osp[1], oW = osp[2];
+    const int64_t S = sp[0] * H * W, O = oD * oH * oW;
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int64_t p = 0; p < P; p++) {
-        const float *xp = x + p * H * W;
-        float *yp = y + p * oH * oW;
-        int32_t *ap = arg ? arg + p * oH * oW : NULL;
-        for (int64_t oh = 0; oh < oH; oh++) {
-            const float *r0 = xp + 2 * oh * W, *r1 = r0 + W;
-            for (int64_t ow = 0; ow < oW; ow++) {
-                const float v[4] = {r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]};
-                float best = v[0];
-                int bi = 0;
-                for (int t = 1; t < 4; t++)
-                    if (pool_takes(v[t], best)) {
-                        best = v[t];
-                        bi = t;
+        const float *xp = x + p * S;
+        float *yp = y + p * O;
+        int32_t *ap = arg ? arg + p * O : NULL;
+        for (int64_t od = 0; od < oD; od++)
+            for (int64_t oh = 0; oh < oH; oh++) {
+                const int64_t o0 = (od * oH + oh) * oW;
+                for (int64_t ow = 0; ow < oW; ow++) {
+                    float best = 0;
+                    int64_t bi = -1;
+                    for (int a = 0; a < kd; a++) {
+                        const int64_t r0 = ((od * kd + a) * H + 2 * oh) * W + 2 * ow;
+                        const int64_t idx[4] = {r0, r0 + 1, r0 + W, r0 + W + 1};
+                        for (int t = 0; t < 4; t++)
+                            if (bi < 0 || pool_takes(xp[idx[t]], best)) {
+                                best = xp[idx[t]];
+                                bi = idx[t];
+                            }
                     }
-                yp[oh * oW + ow] = best;
-                if (ap)
-                    ap[oh * oW + ow] = (int32_t)((2 * oh + (bi >> 1)) * W + 2 * ow + (bi & 1));
+                    yp[o0 + ow] = best;
+                    if (ap)
+                        ap[o0 + ow] = (int32_t)bi;
+                }
             }
-        }
     }
 }
 
@@ -363,8 +368,8 @@ mk_var *mk_nn_maxpool(mk_nn_graph *g, mk_var *x, int k, int s)
             return NULL;
     }
     v->aux = arg;
-    if (ns == 2 && k == 2 && s == 2) {
-        maxpool2x2(x->t.data, v->t.data, arg, n * c, sp, osp, nthreads(g, n * c * O));
+    if ((ns == 2 || ns == 3) && k == 2 && s == 2) {
+        maxpool2(x->t.data, v->t.data, arg, n * c, sp, osp, kd, nthreads(g, n * c * O));
         return v;
     }
 #pragma omp parallel for num_threads(nthreads(g, n *c *O)) schedule(dynamic, 1)

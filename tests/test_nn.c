@@ -503,8 +503,41 @@ static void test_maxpool_2x2(void **state)
             }
     mk_nn_backward_with(g, y, dy);
     assert_memory_equal(xv->grad, want_dx, (size_t)n * c * h * w * sizeof *want_dx);
+    /* 3D, 2 x 2 x 2: the same rule over the 8 taps (depth, then rows, then columns) */
+    const int d = 5, od = 2;
+    float *x3 = malloc((size_t)c * d * h * w * sizeof *x3);
+    assert_non_null(x3);
+    for (int i = 0; i < c * d * h * w; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        int lv = (int)(r >> 59);
+        x3[i] = lv == 31 ? NAN : (float)(lv % 3);
+    }
+    int64_t ne3[5] = {1, c, d, h, w};
+    mk_tensor t3;
+    mk_tensor_set_shape(&t3, 5, ne3);
+    t3.data = x3;
+    t3.view_of = NULL;
+    mk_var *y3 = mk_nn_maxpool(g, mk_nn_input(g, &t3, 1), 2, 2);
+    assert_int_equal(y3->t.ne[2], od);
+    for (int p = 0; p < c; p++)
+        for (int a = 0; a < od; a++)
+            for (int i = 0; i < oh; i++)
+                for (int j = 0; j < ow; j++) {
+                    float best = 0;
+                    int have = 0;
+                    for (int e = 0; e < 8; e++) {
+                        float v =
+                            x3[(((size_t)p * d + 2 * a + (e >> 2)) * h + 2 * i + ((e >> 1) & 1)) *
+                                   w +
+                               2 * j + (e & 1)];
+                        if (!have || (!isnan(best) && (isnan(v) || v > best)))
+                            best = v, have = 1;
+                    }
+                    float got = y3->t.data[((p * od + a) * oh + i) * ow + j];
+                    assert_true(isnan(best) ? isnan(got) : got == best);
+                }
     mk_nn_graph_free(g);
-    free(x), free(dy), free(want_dx);
+    free(x), free(x3), free(dy), free(want_dx);
 }
 
 int main(void)
