@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Steadiness on a busy machine (issue 24, item 4): a U-Net mode of unet-bench and of the PyTorch
 # peer, each run idle and with a competing busy process (a shell spin loop at nice 19, pinned to
-# core 0), in turns (idle medkd, idle torch, busy medkd, busy torch, ...) so a drift of the
-# machine hits both. Prints each run's throughput, the medians and busy / idle per engine.
+# core 0), in rounds (idle medkd, idle torch, busy medkd, busy torch) so a drift of the machine
+# hits both. Prints each round's throughputs and busy / idle, then per engine the medians and the
+# median of the rounds' paired busy / idle ratios (the figure to quote: the shared VMs drift by
+# 10-20 % from minute to minute, which the pairing cancels).
 # The engines run as users run them: unet-bench with OMP_WAIT_POLICY=passive (what `pipeline`
-# sets for itself, cli/main.c), PyTorch with its defaults.
+# sets for itself, cli/main.c; MEDKD_ENV="..." runs it with other settings), PyTorch with its
+# defaults.
 # usage: bench/contention.sh [BUILD_DIR] [MODE] [REPEAT] [THREADS]
 set -eu
 B="${1:-build}"; MODE="${2:-train3d}"; N="${3:-3}"; T="${4:-2}"
@@ -18,7 +21,9 @@ if [ ! -f "$PEER" ] || ! "$PY" -c "import torch" 2> /dev/null; then
     have_torch=0
 fi
 value() { "$PY" -c 'import json, sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])["value"])'; }
-run_medkd() { OMP_WAIT_POLICY=passive "$U" --mode "$MODE" --threads "$T" --json | value; }
+# MEDKD_ENV: the OpenMP settings unet-bench runs with (default: what `pipeline` sets)
+MEDKD_ENV="${MEDKD_ENV:-OMP_WAIT_POLICY=passive}"
+run_medkd() { env $MEDKD_ENV "$U" --mode "$MODE" --threads "$T" --json | value; }
 run_torch() { "$PY" "$PEER" --mode "$MODE" --threads "$T" --json 2> /dev/null | value; }
 busy_pid=
 start_busy() {
@@ -28,7 +33,7 @@ start_busy() {
 }
 stop_busy() { kill "$busy_pid" 2> /dev/null || true; wait "$busy_pid" 2> /dev/null || true; busy_pid=; }
 trap stop_busy EXIT
-declare -a mi mb ti tb
+declare -a mi mb ti tb mr tr
 for r in $(seq "$N"); do
     mi+=("$(run_medkd)")
     [ $have_torch = 1 ] && ti+=("$(run_torch)")
@@ -36,11 +41,13 @@ for r in $(seq "$N"); do
     mb+=("$(run_medkd)")
     [ $have_torch = 1 ] && tb+=("$(run_torch)")
     stop_busy
-    echo "run $r: medkd idle ${mi[-1]} busy ${mb[-1]}${ti:+; torch idle ${ti[-1]} busy ${tb[-1]}}"
+    mr+=("$(awk -v a="${mi[-1]}" -v b="${mb[-1]}" 'BEGIN {print b / a}')")
+    [ $have_torch = 1 ] && tr+=("$(awk -v a="${ti[-1]}" -v b="${tb[-1]}" 'BEGIN {print b / a}')")
+    echo "round $r: medkd idle ${mi[-1]} busy ${mb[-1]} (x${mr[-1]})${ti:+; torch idle ${ti[-1]} busy ${tb[-1]} (x${tr[-1]})}"
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-report() { # report NAME idle... -- busy...
-    local name=$1; shift
+report() { # report NAME RATIO idle... -- busy...
+    local name=$1 ratio=$2; shift 2
     local idle=() busy=() side=idle
     for v in "$@"; do
         if [ "$v" = -- ]; then side=busy; continue; fi
@@ -48,9 +55,9 @@ report() { # report NAME idle... -- busy...
     done
     local a b
     a=$(median "${idle[@]}"); b=$(median "${busy[@]}")
-    awk -v n="$name" -v a="$a" -v b="$b" -v m="$MODE" -v t="$T" \
-        'BEGIN {printf "%s %s, %d threads: idle %.4g, busy %.4g (median), busy / idle %.2f\n", n, m, t, a, b, b / a}'
+    awk -v n="$name" -v a="$a" -v b="$b" -v m="$MODE" -v t="$T" -v r="$ratio" \
+        'BEGIN {printf "%s %s, %d threads: idle %.4g, busy %.4g (medians); busy / idle paired by round: median %.2f\n", n, m, t, a, b, r}'
 }
-report medkd "${mi[@]}" -- "${mb[@]}"
-[ $have_torch = 1 ] && report torch "${ti[@]}" -- "${tb[@]}"
+report medkd "$(median "${mr[@]}")" "${mi[@]}" -- "${mb[@]}"
+[ $have_torch = 1 ] && report torch "$(median "${tr[@]}")" "${ti[@]}" -- "${tb[@]}"
 exit 0

@@ -21,11 +21,11 @@ static void on_signal(int sig)
 /* OpenMP threads that spin while waiting (libgomp's default) burn the CPU a busy neighbour or the
  * other worker needs: on the shared 2-core machines a training step ran 3-10x slower that way.
  * libgomp reads OMP_WAIT_POLICY when the library loads, before main, so when the user has not
- * chosen a policy we set "passive" and re-execute ourselves once. */
+ * chosen a policy (or a GOMP_SPINCOUNT) we set "passive" and re-execute ourselves once. */
 static void prefer_passive_openmp(char **argv)
 {
-    if (getenv("OMP_WAIT_POLICY"))
-        return;
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT"))
+        return; /* the user's choice (a bounded spin: docs/benchmarks.md, busy machines) */
     if (setenv("OMP_WAIT_POLICY", "passive", 0) != 0)
         return;
     execv("/proc/self/exe", argv);
