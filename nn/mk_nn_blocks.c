@@ -135,13 +135,7 @@ mk_var *mk_nn_kd_kl(mk_nn_graph *g, mk_var *student, mk_var *teacher, mk_var *te
 /* log-softmax over the channel axis (stride S) of one position into lp[0..c) */
 static void log_softmax(const float *z, int64_t c, int64_t S, double *lp)
 {
-    double mx = z[0];
-    for (int64_t k = 1; k < c; k++)
-        if (z[k * S] > mx)
-            mx = z[k * S];
-    double sum = 0;
-    for (int64_t k = 0; k < c; k++)
-        sum += exp(z[k * S] - mx);
+    double sum, mx = mk__exp_terms(z, c, S, lp, &sum);
     double l = mx + log(sum);
     for (int64_t k = 0; k < c; k++)
         lp[k] = z[k * S] - l;

@@ -76,6 +76,10 @@ void mk__mel_backward(mk_nn_graph *g, mk_var *v);
 void mk__dice_ex_backward(mk_nn_graph *g, mk_var *v);
 
 const struct mk_op_info *mk__op_info(mk_op op);
+/* e[k] = exp(x[k S] - max) over the c channels of one position (stride S), *sum their sum, in
+ * channel order; returns the max (the softmaxes and log-softmaxes of the losses). */
+double mk__exp_terms(const float *x, int64_t c, int64_t S, double *e, double *sum);
+
 /* The profile (mk_nn_prof.c): on?, a node created (the previous forward op ends), a graph begun
  * (nothing runs), FLOPs of a row. */
 int mk__prof_on(void);

@@ -31,9 +31,7 @@ static double lse(const float *x, int64_t c, int64_t S, double invT)
     return mx + log(z);
 }
 
-/* Softmax over channel k at stride S: p[k] (c <= 64), one exp per channel (the log-sum-exp's
- * terms divided by their sum). */
-static void softmax_at(const float *x, int64_t c, int64_t S, double *p)
+double mk__exp_terms(const float *x, int64_t c, int64_t S, double *e, double *sum)
 {
     double mx = x[0];
     for (int64_t k = 1; k < c; k++)
@@ -41,7 +39,17 @@ static void softmax_at(const float *x, int64_t c, int64_t S, double *p)
             mx = x[k * S];
     double z = 0;
     for (int64_t k = 0; k < c; k++)
-        z += p[k] = exp(x[k * S] - mx);
+        z += e[k] = exp(x[k * S] - mx);
+    *sum = z;
+    return mx;
+}
+
+/* Softmax over channel k at stride S: p[k] (c <= 64), one exp per channel (the log-sum-exp's
+ * terms divided by their sum). */
+static void softmax_at(const float *x, int64_t c, int64_t S, double *p)
+{
+    double z;
+    mk__exp_terms(x, c, S, p, &z);
     double iz = 1.0 / z;
     for (int64_t k = 0; k < c; k++)
         p[k] *= iz;
