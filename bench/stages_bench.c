@@ -1,8 +1,11 @@
 /* stages-bench: time of one training step of each network of the CMEDL stage (forward + backward
  * + Adam) on a [batch, 1, H, W] patch, and of a whole CMEDL / baseline iteration on phantoms.
- * Usage: stages-bench [threads] [batch] [patch] [unet_width] [gen_width] */
+ * Usage: stages-bench [threads] [batch] [patch] [unet_width] [gen_width] [profile]
+ * profile: after each network's line, its per-op breakdown (nn/mk_nn.h's profile: ms per step and
+ * share of the step; conv products as sub-rows). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "models/mk_translator.h"
@@ -21,6 +24,7 @@ int main(int argc, char **argv)
     int threads = argc > 1 ? atoi(argv[1]) : 1, batch = argc > 2 ? atoi(argv[2]) : 4;
     int patch = argc > 3 ? atoi(argv[3]) : 48, uw = argc > 4 ? atoi(argv[4]) : 8;
     int gw = argc > 5 ? atoi(argv[5]) : 16;
+    int profile = argc > 6 && strcmp(argv[6], "profile") == 0;
     mk_ctx ctx;
     mk_ctx_init(&ctx);
     mk_unet_cfg cfg = mk_unet_defaults(2);
@@ -51,6 +55,7 @@ int main(int argc, char **argv)
         double t0 = 0, c0 = 0;
         for (int r = 0; r < reps + 2; r++) {
             if (r == 2) {
+                mk_nn_profile_enable(profile);
                 t0 = now_s();
                 c0 = (double)clock() / CLOCKS_PER_SEC;
             }
@@ -79,6 +84,12 @@ int main(int argc, char **argv)
         printf("%-13s batch %d patch %d width %d threads %d: %.2f ms wall, %.2f ms CPU per "
                "fwd+bwd+adam step\n",
                names[which], batch, patch, which ? gw : uw, threads, dt * 1e3, cpu * 1e3);
+        mk_nn_prof_row rows[96];
+        int n = profile ? mk_nn_profile_rows(rows, 96) : 0;
+        for (int i = 0; i < n && i < 96; i++)
+            printf("    %-16s %-18s %7.3f ms %5.1f%%\n", rows[i].op, rows[i].phase,
+                   1e3 * rows[i].seconds / reps, 100 * rows[i].seconds / (dt * reps));
+        mk_nn_profile_enable(0);
     }
     mk_tensor_free(&x);
     free(y);
