@@ -12,19 +12,14 @@
 set -eu
 B="${1:-build}"; MODE="${2:-train3d}"; N="${3:-3}"; T="${4:-2}"
 U="$B/unet-bench"
-PEER="$(dirname "$0")/../../shared/peers/torch_unet.py"
-PY=/usr/bin/python3
+. "$(dirname "$0")/peer_common.sh"
 [ -x "$U" ] || { echo "contention: $U not built (make build)" >&2; exit 2; }
-have_torch=1
-if [ ! -f "$PEER" ] || ! "$PY" -c "import torch" 2> /dev/null; then
+[ $have_torch = 1 ] ||
     echo "contention: PyTorch peer not available (apt-get install python3-torch; $PEER): medkd only" >&2
-    have_torch=0
-fi
-value() { "$PY" -c 'import json, sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])["value"])'; }
 # MEDKD_ENV: the OpenMP settings unet-bench runs with (default: what `pipeline` sets)
 MEDKD_ENV="${MEDKD_ENV:-OMP_WAIT_POLICY=passive}"
-run_medkd() { env $MEDKD_ENV "$U" --mode "$MODE" --threads "$T" --json | value; }
-run_torch() { "$PY" "$PEER" --mode "$MODE" --threads "$T" --json 2> /dev/null | value; }
+run_medkd() { env $MEDKD_ENV "$U" --mode "$MODE" --threads "$T" --json | field value; }
+run_torch() { "$PY" "$PEER" --mode "$MODE" --threads "$T" --json 2> /dev/null | field value; }
 busy_pid=
 start_busy() {
     nice -n 19 taskset -c 0 sh -c 'while :; do :; done' &
@@ -45,7 +40,6 @@ for r in $(seq "$N"); do
     [ $have_torch = 1 ] && tr+=("$(awk -v a="${ti[-1]}" -v b="${tb[-1]}" 'BEGIN {print b / a}')")
     echo "round $r: medkd idle ${mi[-1]} busy ${mb[-1]} (x${mr[-1]})${ti:+; torch idle ${ti[-1]} busy ${tb[-1]} (x${tr[-1]})}"
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 report() { # report NAME RATIO idle... -- busy...
     local name=$1 ratio=$2; shift 2
     local idle=() busy=() side=idle

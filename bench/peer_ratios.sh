@@ -10,15 +10,12 @@ shift $(($# < 3 ? $# : 3))
 MODES=("$@")
 [ ${#MODES[@]} -gt 0 ] || MODES=(train2d infer2d train3d infer3d)
 U="$B/unet-bench"
-PEER="$(dirname "$0")/../../shared/peers/torch_unet.py"
-PY=/usr/bin/python3
+. "$(dirname "$0")/peer_common.sh"
 [ -x "$U" ] || { echo "peer_ratios: $U not built (make build)" >&2; exit 2; }
-if [ ! -f "$PEER" ] || ! "$PY" -c "import torch" 2> /dev/null; then
+if [ $have_torch = 0 ]; then
     echo "peer_ratios: the PyTorch peer is needed (apt-get install python3-torch; $PEER)" >&2
     exit 2
 fi
-field() { "$PY" -c 'import json, sys; d = json.loads(sys.stdin.read().strip().splitlines()[-1]); print(d[sys.argv[1]])' "$1"; }
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 [ -x "$B/fma-peak" ] && { echo "fma-peak before:"; "$B/fma-peak" | tail -1; }
 for m in "${MODES[@]}"; do
     ours=() theirs=() gf=()

@@ -1152,7 +1152,7 @@ void mk_conv_bwd_weight_samples(const mk_conv_shape *s, const float *x, const fl
     const size_t nw = (size_t)s->cout * s->cin * s->k[0] * s->k[1] * s->k[2];
     flat f;
     /* whole samples per worker when there are two or more a worker (the same bits either way) */
-    if (N >= 2 && N >= 2 * T && plan(s, OP_WGRAD, -1, &f)) {
+    if (N >= 2 * T && plan(s, OP_WGRAD, -1, &f)) {
         blas_single_thread();
         void *own;
         char *base = ws_base(ws, ws_op(s, OP_WGRAD, T, -1), &own);

@@ -236,9 +236,10 @@ void mk_nn_backward_with(mk_nn_graph *g, mk_var *out, const float *dy);
 /* A per-op profile for benchmarks (process-wide, off by default; one graph thread at a time).
  * With it on, every op's forward time is the wall time from its node's creation to the next
  * node's (mk_nn_profile_cut ends a forward pass without a backward one), its backward time is
- * the wall time of its backward function, and the convolutions split theirs into the data
- * gradient, the weight gradient and the ordered folds of the partials. FLOPs are counted for
- * the convolutions (2 per multiply-add). Rows keep the order they were first seen in. */
+ * the wall time of its backward function, and the convolutions split theirs into the data,
+ * weight and bias gradients (sub-rows; the deferred parameter folds are a row of their own). FLOPs
+ * are counted for the convolutions (2 per multiply-add). Rows keep the order they were first seen
+ * in. */
 typedef struct mk_nn_prof_row {
     const char *op, *phase; /* static strings */
     long long calls;

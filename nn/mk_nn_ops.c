@@ -9,9 +9,9 @@
 #include "mk_nn_impl.h"
 #include "nn/mk_conv.h"
 
-#define PAR_MIN                                                                                    \
-    262144 /* below this many elements loops stay serial (a parallel region costs                  \
-            * tens of microseconds with passive waiting) */
+/* Below this many elements loops stay serial (a parallel region costs tens of microseconds with
+ * passive waiting). */
+#define PAR_MIN 262144
 
 static int nthreads(const mk_nn_graph *g, int64_t work)
 {
